@@ -1,0 +1,35 @@
+//! The auth service: users, sign-up, sign-in, sign-out and the current user
+//! (API.md, "auth"). Sessions are JWTs that every service verifies itself.
+
+mod domain;
+mod password;
+mod routes;
+mod store;
+
+use common::db::{MigrationFile, Migrations};
+use common::service::{Context, Probe, Service};
+use utoipa::OpenApi as _;
+
+/// The service's name: its database is `ticketing_auth` / `auth.db`.
+pub const NAME: &str = "auth";
+
+/// The auth database's migrations.
+pub const MIGRATIONS: Migrations = Migrations(&[MigrationFile {
+    version: 1,
+    description: "users",
+    sql: include_str!("../migrations/0001_users.sql"),
+}]);
+
+/// Opens the service's database and builds its routes.
+pub async fn build(context: &Context) -> anyhow::Result<Service> {
+    let db = context.databases.open(NAME, &MIGRATIONS).await?;
+    password::warm_up();
+    let state = routes::AuthState { db: db.clone(), sessions: context.sessions.clone() };
+    Ok(Service {
+        name: NAME,
+        router: routes::router(state),
+        openapi: routes::AuthApi::openapi(),
+        probes: vec![Probe::database(NAME, db.clone())],
+        databases: vec![db],
+    })
+}

@@ -1,0 +1,161 @@
+//! The auth routes (`/api/users/*`, API.md "auth").
+
+use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
+use axum::http::header::SET_COOKIE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use common::db::Db;
+use common::error::ErrorBody;
+use common::extract;
+use common::session::{Claims, MaybeUser, Sessions};
+use common::validate::Validator;
+use common::{ApiError, ApiResult, validated};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+use uuid::Uuid;
+
+use crate::domain::{Email, NewPassword, SubmittedPassword};
+use crate::{password, store};
+
+/// The message for a wrong email or a wrong password (the same for both).
+pub const INVALID_CREDENTIALS: &str = "Invalid credentials";
+
+/// What the auth routes share.
+#[derive(Debug, Clone)]
+pub struct AuthState {
+    pub db: Db,
+    pub sessions: Sessions,
+}
+
+impl FromRef<AuthState> for Sessions {
+    fn from_ref(state: &AuthState) -> Self {
+        state.sessions.clone()
+    }
+}
+
+/// The auth router, with absolute paths.
+pub fn router(state: AuthState) -> Router {
+    Router::new()
+        .route("/api/users/signup", post(signup))
+        .route("/api/users/signin", post(signin))
+        .route("/api/users/signout", post(signout))
+        .route("/api/users/currentuser", get(current_user))
+        .with_state(state)
+}
+
+/// The OpenAPI description of the auth routes.
+#[derive(OpenApi)]
+#[openapi(
+    paths(signup, signin, signout, current_user),
+    components(schemas(ErrorBody)),
+    tags((name = "auth", description = "Users and sessions"))
+)]
+pub struct AuthApi;
+
+/// Sign-up and sign-in bodies.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Credentials {
+    /// An email address (trimmed and lower-cased before use).
+    #[schema(value_type = String, required = true, example = "alice@example.com")]
+    email: Option<String>,
+    /// Sign-up: 8 to 128 characters. Sign-in: non-empty.
+    #[schema(value_type = String, required = true, example = "correct horse battery")]
+    password: Option<String>,
+}
+
+/// A user, as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+}
+
+/// The body of `GET /api/users/currentuser`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CurrentUserView {
+    /// The session's claims, or `null` when not signed in.
+    pub current_user: Option<Claims>,
+}
+
+/// Creates an account and signs it in.
+#[utoipa::path(
+    post, path = "/api/users/signup", tag = "auth",
+    request_body = Credentials,
+    responses(
+        (status = 201, description = "Signed up; sets the `session` cookie", body = UserView),
+        (status = 400, description = "Invalid fields, or `Email in use`", body = ErrorBody),
+    )
+)]
+async fn signup(
+    State(state): State<AuthState>,
+    extract::Json(body): extract::Json<Credentials>,
+) -> ApiResult<Response> {
+    let mut v = Validator::new();
+    let email = v.check("email", Email::parse(body.email.as_deref()));
+    let password = v.check("password", NewPassword::parse(body.password));
+    let (email, password) = validated!(v, email, password);
+
+    let hash = password::hash(password.expose().to_owned()).await?;
+    let user = store::insert_user(&state.db, &email, hash).await?;
+    tracing::info!(user.id = %user.id, "user signed up");
+    signed_in(&state.sessions, StatusCode::CREATED, user.id, &user.email)
+}
+
+/// Signs in with an email and password.
+#[utoipa::path(
+    post, path = "/api/users/signin", tag = "auth",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "Signed in; sets the `session` cookie", body = UserView),
+        (status = 400, description = "Invalid fields, or `Invalid credentials`", body = ErrorBody),
+    )
+)]
+async fn signin(
+    State(state): State<AuthState>,
+    extract::Json(body): extract::Json<Credentials>,
+) -> ApiResult<Response> {
+    let mut v = Validator::new();
+    let email = v.check("email", Email::parse(body.email.as_deref()));
+    let password = v.check("password", SubmittedPassword::parse(body.password));
+    let (email, password) = validated!(v, email, password);
+
+    let user = store::find_by_email(&state.db, &email).await?;
+    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+    let user = match (password::verify(password.expose().to_owned(), stored_hash).await?, user) {
+        (true, Some(user)) => user,
+        _ => return Err(ApiError::bad_request(INVALID_CREDENTIALS)),
+    };
+    signed_in(&state.sessions, StatusCode::OK, user.id, &user.email)
+}
+
+/// Ends the session (expires the cookie). Always succeeds.
+#[utoipa::path(
+    post, path = "/api/users/signout", tag = "auth",
+    responses((status = 200, description = "`{}`; expires the `session` cookie"))
+)]
+async fn signout(State(state): State<AuthState>) -> Response {
+    ([(SET_COOKIE, state.sessions.expired_cookie())], Json(serde_json::json!({}))).into_response()
+}
+
+/// The signed-in user, or `null`.
+#[utoipa::path(
+    get, path = "/api/users/currentuser", tag = "auth",
+    responses((status = 200, description = "The session's user or null", body = CurrentUserView))
+)]
+async fn current_user(MaybeUser(claims): MaybeUser) -> Json<CurrentUserView> {
+    Json(CurrentUserView { current_user: claims })
+}
+
+fn signed_in(
+    sessions: &Sessions,
+    status: StatusCode,
+    id: Uuid,
+    email: &str,
+) -> ApiResult<Response> {
+    let (token, _) = sessions.issue(id, email)?;
+    let body = UserView { id, email: email.to_owned() };
+    Ok((status, [(SET_COOKIE, sessions.cookie(&token))], Json(body)).into_response())
+}

@@ -1,0 +1,147 @@
+//! The HTTP application around one or more services: health, readiness,
+//! metrics and the OpenAPI description at the root, the contract's errors for
+//! unknown routes and wrong methods, the body limit, request ids, one span
+//! per request, request metrics, and graceful serving.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router, middleware};
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::{ErrorItem, method_not_allowed, not_found};
+use crate::extract::BODY_LIMIT;
+use crate::service::{Probe, Service};
+use crate::telemetry::{self, MakeRequestUuid, REQUEST_ID};
+
+/// The router serving `services` and the operational routes. `fallback`
+/// answers every path no service owns (the web client, once mounted; the
+/// contract's 404 otherwise).
+pub fn app(services: &[Service], fallback: Option<Router>) -> Router {
+    telemetry::metrics_handle();
+    let probes: Arc<Vec<Probe>> =
+        Arc::new(services.iter().flat_map(|s| s.probes.iter().cloned()).collect());
+    let openapi = Arc::new(openapi(services));
+
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz).with_state(probes))
+        .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }));
+    for service in services {
+        router = router.merge(service.router.clone());
+    }
+    let router = router.method_not_allowed_fallback(method_not_allowed);
+    let router = match fallback {
+        Some(web) => router.fallback_service(web),
+        None => router.fallback(not_found),
+    };
+    router
+        .layer(middleware::from_fn(telemetry::record_metrics))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(telemetry::request_span)
+                        .on_request(())
+                        .on_response(telemetry::on_response)
+                        .on_failure(()),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone())),
+        )
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// The merged OpenAPI description of `services`.
+pub fn openapi(services: &[Service]) -> utoipa::openapi::OpenApi {
+    let mut doc = utoipa::openapi::OpenApiBuilder::new()
+        .info(
+            utoipa::openapi::InfoBuilder::new()
+                .title("Ticketing")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "The HTTP API of the Ticketing marketplace. Every error answers with \
+                     {\"errors\": [{\"message\", \"field\"?}]}.",
+                ))
+                .build(),
+        )
+        .build();
+    for service in services {
+        doc.merge(service.openapi.clone());
+    }
+    doc
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(probes): State<Arc<Vec<Probe>>>) -> Response {
+    let results = join_all(probes.iter().cloned().map(|probe| async move {
+        let result = probe.check().await;
+        (probe, result)
+    }))
+    .await;
+    let mut checks = Map::new();
+    let mut ready = true;
+    for (probe, result) in results {
+        let state = match result {
+            Ok(()) => "ok".to_owned(),
+            Err(error) => {
+                ready = false;
+                tracing::warn!(probe = %probe.name, error = format!("{error:#}"), "not ready");
+                "unavailable".to_owned()
+            }
+        };
+        checks.insert(probe.name.clone(), Value::String(state));
+    }
+    if ready {
+        Json(json!({ "status": "ok", "checks": checks })).into_response()
+    } else {
+        let errors = [ErrorItem::general("Service unavailable")];
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "errors": errors, "checks": checks })))
+            .into_response()
+    }
+}
+
+/// Runs the futures concurrently and collects their outputs in order.
+async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for (index, future) in futures.enumerate() {
+        set.spawn(async move { (index, future.await) });
+    }
+    let mut results: Vec<_> = set.join_all().await;
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, output)| output).collect()
+}
+
+async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        telemetry::metrics_handle().render(),
+    )
+        .into_response()
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then stops
+/// accepting and waits for in-flight requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}

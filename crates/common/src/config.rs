@@ -1,0 +1,155 @@
+//! Configuration: every variable of the deployment in one place, typed, with
+//! defaults that run with nothing set. Each field is a `ticketing` flag with an
+//! environment-variable fallback (see `ticketing --help`).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, ValueEnum};
+
+/// A value that must never appear in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The deployment's configuration (ARCHITECTURE.md, "Configuration").
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// HTTP port (all-in-one: the one port; a service: its port).
+    #[arg(global = true, long, env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Where the all-in-one keeps its SQLite files and its generated dev secret.
+    #[arg(global = true, long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// PostgreSQL server URL; each service uses its own database on it
+    /// (ticketing_auth, ticketing_tickets, ...), created if missing.
+    /// Unset: SQLite files in DATA_DIR.
+    #[arg(global = true, long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+
+    /// NATS server with JetStream. Unset: the in-process bus.
+    #[arg(global = true, long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// Redis for expiration timers. Unset: timers in the expiration service's database.
+    #[arg(global = true, long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<Secret>,
+
+    /// Shared HS256 secret for sessions. All-in-one: generated once and kept
+    /// in DATA_DIR when unset; `serve`: required.
+    #[arg(global = true, long, env = "JWT_KEY", hide_env_values = true)]
+    pub jwt_key: Option<Secret>,
+
+    /// How long an order holds its ticket, in seconds.
+    #[arg(global = true, long, env = "ORDER_EXPIRATION_SECONDS", default_value_t = 900)]
+    pub order_expiration_seconds: u64,
+
+    /// Lifetime of a session in seconds (JWT `exp`, cookie `Max-Age`).
+    #[arg(global = true, long, env = "SESSION_SECONDS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_seconds: u64,
+
+    /// Stripe secret key. Unset: the fake payment processor (test cards).
+    #[arg(global = true, long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<Secret>,
+
+    /// Stripe publishable key; lets the web client load Stripe's card form.
+    #[arg(global = true, long, env = "STRIPE_PUBLISHABLE_KEY")]
+    pub stripe_publishable_key: Option<String>,
+
+    /// Where Stripe calls go (tests point it at a local fake).
+    #[arg(global = true, long, env = "STRIPE_API_BASE", default_value = "https://api.stripe.com")]
+    pub stripe_api_base: String,
+
+    /// Charge currency (ISO 4217, lower case).
+    #[arg(global = true, long, env = "PAYMENT_CURRENCY", default_value = "usd")]
+    pub payment_currency: String,
+
+    /// Add `Secure` to the session cookie. Default: false all-in-one, true for `serve`.
+    #[arg(global = true, long, env = "COOKIE_SECURE")]
+    pub cookie_secure: Option<bool>,
+
+    /// Log filter (tracing's env-filter syntax).
+    #[arg(global = true, long, env = "RUST_LOG", default_value = "info")]
+    pub rust_log: String,
+
+    /// Log format.
+    #[arg(global = true, long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The configuration with every default, as `ticketing` sees it with
+    /// nothing set (tests start from this).
+    pub fn defaults() -> Self {
+        Self {
+            port: 3000,
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            nats_url: None,
+            redis_url: None,
+            jwt_key: None,
+            order_expiration_seconds: 900,
+            session_seconds: 86_400,
+            stripe_secret_key: None,
+            stripe_publishable_key: None,
+            stripe_api_base: "https://api.stripe.com".into(),
+            payment_currency: "usd".into(),
+            cookie_secure: None,
+            rust_log: "info".into(),
+            log_format: LogFormat::Pretty,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let mut config = Config::defaults();
+        config.jwt_key = Some(Secret::new("hunter2-hunter2"));
+        config.database_url = Some(Secret::new("postgres://user:pw@db/x"));
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("pw@db"), "{printed}");
+        assert!(printed.contains("[redacted]"));
+    }
+}

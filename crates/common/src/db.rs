@@ -1,0 +1,282 @@
+//! Databases: each service owns one, a SQLite file (all-in-one) or its own
+//! PostgreSQL database `ticketing_<service>` (created when missing), with its
+//! embedded migrations. Every store speaks one SQL dialect that runs on both
+//! through sqlx's `Any` driver: ids are `TEXT`, times are `BIGINT`
+//! milliseconds since the Unix epoch, placeholders are `$1, $2, ...`.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::error::ErrorKind;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Any, AnyPool, Executor as _, SqlSafeStr as _, Transaction};
+
+/// Which kind of database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where a service's database lives.
+#[derive(Debug, Clone)]
+pub enum DbTarget {
+    /// A SQLite file `<service>.db` in this directory.
+    SqliteDir(PathBuf),
+    /// The database `<prefix>_<service>` on the PostgreSQL server at `url`
+    /// (the prefix is `ticketing`; tests use one of their own).
+    Postgres { url: String, prefix: String },
+}
+
+impl DbTarget {
+    /// Connects to the database of `service` and brings its schema up to date.
+    pub async fn open(&self, service: &str, migrations: &Migrations) -> anyhow::Result<Db> {
+        let db = match self {
+            Self::SqliteDir(dir) => {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .with_context(|| format!("creating the data directory {}", dir.display()))?;
+                Db::sqlite(&dir.join(format!("{service}.db"))).await?
+            }
+            Self::Postgres { url, prefix } => {
+                Db::postgres(url, &format!("{prefix}_{service}")).await?
+            }
+        };
+        db.migrate(migrations)
+            .await
+            .with_context(|| format!("migrating the {service} database"))?;
+        Ok(db)
+    }
+}
+
+/// One migration, embedded in the binary with `include_str!`.
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationFile {
+    pub version: i64,
+    pub description: &'static str,
+    pub sql: &'static str,
+}
+
+/// A service's migrations, in version order.
+#[derive(Debug, Clone, Copy)]
+pub struct Migrations(pub &'static [MigrationFile]);
+
+impl Migrations {
+    fn migrator(&self) -> Migrator {
+        Migrator::with_migrations(
+            self.0
+                .iter()
+                .map(|m| {
+                    Migration::new(
+                        m.version,
+                        Cow::Borrowed(m.description),
+                        MigrationType::Simple,
+                        m.sql.into_sql_str(),
+                        false,
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A pool of connections to one service's database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Opens (creating if needed) a SQLite database file in WAL mode, with a
+    /// busy timeout and foreign keys on.
+    pub async fn sqlite(path: &Path) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let options: AnyConnectOptions = url.parse()?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .with_context(|| format!("opening the SQLite database {}", path.display()))?;
+        Ok(Self { pool, backend: Backend::Sqlite })
+    }
+
+    /// Connects to `database` on the PostgreSQL server at `server_url`,
+    /// creating the database first when it does not exist.
+    pub async fn postgres(server_url: &str, database: &str) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        create_postgres_database(server_url, database).await?;
+        let url = with_database(server_url, database)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&url)
+            .await
+            .with_context(|| format!("connecting to the PostgreSQL database {database}"))?;
+        Ok(Self { pool, backend: Backend::Postgres })
+    }
+
+    /// The connection pool, for queries outside a transaction.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a transaction that will write. On SQLite it takes the write
+    /// lock at once (`BEGIN IMMEDIATE`), so a transaction that reads and then
+    /// writes never fails with "database is locked" under concurrency.
+    pub async fn begin(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// Checks that the database answers (readiness).
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+    }
+
+    /// Applies the migrations not applied yet.
+    pub async fn migrate(&self, migrations: &Migrations) -> anyhow::Result<()> {
+        migrations.migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection (graceful shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `server_url` with its database path replaced by `database`.
+fn with_database(server_url: &str, database: &str) -> anyhow::Result<String> {
+    let mut url = url::Url::parse(server_url).context("DATABASE_URL is not a valid URL")?;
+    url.set_path(&format!("/{database}"));
+    Ok(url.into())
+}
+
+async fn create_postgres_database(server_url: &str, database: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "invalid database name {database:?}"
+    );
+    let mut admin = AnyPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(server_url)
+        .await
+        .context("connecting to the PostgreSQL server in DATABASE_URL")?
+        .acquire()
+        .await?;
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(database)
+        .fetch_optional(&mut *admin)
+        .await?;
+    if exists.is_none() {
+        let create = format!("CREATE DATABASE \"{database}\"");
+        match admin.execute(sqlx::AssertSqlSafe(create)).await {
+            Ok(_) => tracing::info!(database, "created the database"),
+            // Another replica created it first.
+            Err(e) if is_unique_violation(&e) || pg_code(&e).as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e).context(format!("creating the database {database}")),
+        }
+    }
+    Ok(())
+}
+
+fn pg_code(error: &sqlx::Error) -> Option<String> {
+    match error {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+/// Whether the error is a unique-constraint violation (on either backend;
+/// SQLite does not say which constraint, so this goes by the error kind).
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation)
+}
+
+/// Whether the error means the database cannot be reached or is overloaded
+/// (answered with 503) rather than a fault in the query (500).
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // PostgreSQL: connection exceptions (08), too many connections,
+            // server shutting down (57P). SQLite: busy / locked.
+            code.starts_with("08")
+                || code == "53300"
+                || code.starts_with("57P")
+                || code == "5"
+                || code == "6"
+        }
+        _ => false,
+    }
+}
+
+/// Milliseconds since the Unix epoch, the stored form of every timestamp.
+pub fn now_millis() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// RFC 3339 UTC with milliseconds (`2026-11-21T10:00:00.000Z`), the rendered
+/// form of every timestamp.
+pub fn format_millis(millis: i64) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_replaces_the_url_path() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "ticketing_auth")
+                .expect("url"),
+            "postgres://postgres@127.0.0.1:5432/ticketing_auth"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "x").expect("url"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn timestamps_render_as_rfc3339_with_milliseconds() {
+        assert_eq!(format_millis(1_795_255_200_123), "2026-11-21T10:00:00.123Z");
+        assert_eq!(format_millis(0), "1970-01-01T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,186 @@
+//! The one error type of every service, rendered as the contract's error body
+//! (`{"errors": [{"message", "field"?}]}`) for every status in API.md.
+//!
+//! Handlers return `Result<_, ApiError>`. Unexpected faults keep their cause
+//! chain, are logged once here at the boundary, and are shown to the client
+//! only as `Something went wrong`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One entry of the error body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ErrorItem {
+    /// What went wrong, for people.
+    pub message: String,
+    /// The body field the message is about, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ErrorItem {
+    /// An error about one input field.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { message: message.into(), field: Some(field.into()) }
+    }
+
+    /// An error about the request as a whole.
+    pub fn general(message: impl Into<String>) -> Self {
+        Self { message: message.into(), field: None }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub errors: Vec<ErrorItem>,
+}
+
+/// Everything a request can end with other than success. Each variant names
+/// its status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: one or more body fields are missing or invalid (one item per field).
+    #[error("invalid input")]
+    Validation(Vec<ErrorItem>),
+    /// 400: the body is not the JSON the route expects.
+    #[error("invalid request body")]
+    InvalidBody { field: Option<String> },
+    /// 400: a business rule refuses the request.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no valid session.
+    #[error("not authorized")]
+    Unauthorized,
+    /// 402: the card was declined; the processor's message.
+    #[error("{0}")]
+    PaymentRequired(String),
+    /// 403: the resource belongs to someone else.
+    #[error("forbidden")]
+    Forbidden,
+    /// 404: unknown route, unknown id, or an id that is not a UUID.
+    #[error("not found")]
+    NotFound,
+    /// 405: known path, wrong method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 413: the body is over the size limit.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// 415: the body is not `application/json`.
+    #[error("expected a JSON body")]
+    UnsupportedMediaType,
+    /// 503: a dependency (database, bus) is down.
+    #[error("service unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// 500: an unexpected fault.
+    #[error("unexpected fault")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 400 with a business-rule message.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest(message.into())
+    }
+
+    /// A fault caused by `error` (kept as the logged cause).
+    pub fn fault<E: std::error::Error + Send + Sync + 'static>(error: E) -> Self {
+        Self::Internal(error.into())
+    }
+
+    /// A fault described by a message (for broken invariants).
+    pub fn internal(message: &'static str) -> Self {
+        Self::Internal(anyhow::anyhow!(message))
+    }
+
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) | Self::InvalidBody { .. } | Self::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The contract's error body for this error.
+    pub fn body(&self) -> ErrorBody {
+        let errors = match self {
+            Self::Validation(items) => items.clone(),
+            Self::InvalidBody { field } => {
+                vec![ErrorItem { message: "Invalid request body".into(), field: field.clone() }]
+            }
+            Self::BadRequest(message) | Self::PaymentRequired(message) => {
+                vec![ErrorItem::general(message.clone())]
+            }
+            Self::Unauthorized => vec![ErrorItem::general("Not authorized")],
+            Self::Forbidden => vec![ErrorItem::general("Forbidden")],
+            Self::NotFound => vec![ErrorItem::general("Not Found")],
+            Self::MethodNotAllowed => vec![ErrorItem::general("Method not allowed")],
+            Self::PayloadTooLarge => vec![ErrorItem::general("Request body too large")],
+            Self::UnsupportedMediaType => vec![ErrorItem::general("Expected a JSON body")],
+            Self::Unavailable(_) => vec![ErrorItem::general("Service unavailable")],
+            Self::Internal(_) => vec![ErrorItem::general("Something went wrong")],
+        };
+        ErrorBody { errors }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            Self::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed with a fault");
+            }
+            Self::Unavailable(cause) => {
+                tracing::warn!(error = format!("{cause:#}"), "a dependency is unavailable");
+            }
+            _ => {}
+        }
+        (self.status(), axum::Json(self.body())).into_response()
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    /// A database that cannot be reached is a 503; anything else is a fault.
+    fn from(error: sqlx::Error) -> Self {
+        if crate::db::is_unavailable(&error) {
+            Self::Unavailable(error.into())
+        } else {
+            Self::Internal(error.into())
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(error: anyhow::Error) -> Self {
+        match error.downcast::<sqlx::Error>() {
+            Ok(db) => db.into(),
+            Err(other) => Self::Internal(other),
+        }
+    }
+}
+
+/// The result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The fallback for paths no route owns: 404 in the contract's format.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// The fallback for known paths called with a method they do not accept.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

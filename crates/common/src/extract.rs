@@ -1,0 +1,139 @@
+//! Request extractors that answer in the contract's error format: a JSON body
+//! (415 / 413 / 400 `Invalid request body` with the offending field) and an id
+//! path segment (404 when it is not a UUID).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// The largest request body any route accepts (64 KiB).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A JSON request body. Unlike `axum::Json`, every rejection is an [`ApiError`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| match rejection {
+            BytesRejection::FailedToBufferBody(inner)
+                if inner.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                ApiError::PayloadTooLarge
+            }
+            _ => ApiError::InvalidBody { field: None },
+        })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Decodes a JSON document, naming the field at fault when the JSON is well
+/// formed but a value has the wrong type.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let field = (error.inner().is_data() && path != ".").then_some(path);
+        ApiError::InvalidBody { field }
+    })?;
+    deserializer.end().map_err(|_| ApiError::InvalidBody { field: None })?;
+    Ok(value)
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || (essence.len() > "+json".len()
+            && essence.to_ascii_lowercase().starts_with("application/")
+            && essence.to_ascii_lowercase().ends_with("+json"))
+}
+
+/// The `{id}` path segment of a route, as a UUID. Anything that is not a UUID
+/// cannot name a resource, so it is a 404 rather than a 400.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Id(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::NotFound)?;
+        Uuid::parse_str(&raw).map(Id).map_err(|_| ApiError::NotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        email: Option<String>,
+        count: Option<u32>,
+    }
+
+    fn headers(content_type: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_str(content_type).expect("header"));
+        headers
+    }
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        assert!(is_json(&headers("application/json")));
+        assert!(is_json(&headers("application/json; charset=utf-8")));
+        assert!(is_json(&headers("Application/JSON")));
+        assert!(is_json(&headers("application/merge-patch+json")));
+        assert!(!is_json(&headers("text/plain")));
+        assert!(!is_json(&headers("application/x-www-form-urlencoded")));
+        assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn a_wrongly_typed_field_is_named() {
+        let error = parse_json::<Body>(br#"{"email": 5}"#).expect_err("wrong type");
+        assert!(matches!(error, ApiError::InvalidBody { field: Some(f) } if f == "email"));
+    }
+
+    #[test]
+    fn malformed_json_names_no_field() {
+        let error = parse_json::<Body>(br#"{"email": "#).expect_err("malformed");
+        assert!(matches!(error, ApiError::InvalidBody { field: None }));
+        let error = parse_json::<Body>(br#"[1, 2]"#).expect_err("not an object");
+        assert!(matches!(error, ApiError::InvalidBody { field: None }));
+        let error = parse_json::<Body>(br#"{} trailing"#).expect_err("trailing garbage");
+        assert!(matches!(error, ApiError::InvalidBody { field: None }));
+    }
+
+    #[test]
+    fn well_formed_json_is_decoded() {
+        let body = parse_json::<Body>(br#"{"email": "a@b.co", "count": 3}"#).expect("valid");
+        assert_eq!(body.email.as_deref(), Some("a@b.co"));
+        assert_eq!(body.count, Some(3));
+    }
+}

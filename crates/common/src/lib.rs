@@ -1,0 +1,18 @@
+//! Foundations shared by every Ticketing service. A service crate depends on
+//! this crate and on no other crate of the workspace.
+
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod service;
+pub mod session;
+pub mod shutdown;
+pub mod telemetry;
+pub mod validate;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{ApiError, ApiResult};

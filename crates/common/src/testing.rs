@@ -1,0 +1,141 @@
+//! Test support shared by every service's integration tests: a fresh database
+//! per test on SQLite (always) and PostgreSQL (when `TEST_DATABASE_URL` is
+//! set), a server on a free port running the same application as the binary,
+//! and an HTTP client that keeps cookies.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Secret};
+use crate::db::DbTarget;
+use crate::service::{Context, Service};
+
+/// The secret test sessions are signed with.
+pub const TEST_JWT_KEY: &str = "test-only-jwt-key-0123456789abcdef";
+
+/// The database backend a test runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Backend {
+    /// PostgreSQL at `TEST_DATABASE_URL`, when it is set.
+    pub fn postgres() -> Option<Self> {
+        match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Some(Self::Postgres(url)),
+            _ => {
+                eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL run of this test");
+                None
+            }
+        }
+    }
+}
+
+/// A context whose databases are new and belong to this test alone.
+#[derive(Debug)]
+pub struct TestContext {
+    pub context: Context,
+    sqlite_dir: Option<PathBuf>,
+}
+
+impl TestContext {
+    /// A fresh context on `backend`, with `configure` applied to the defaults.
+    pub fn new(backend: &Backend, configure: impl FnOnce(&mut Config)) -> Self {
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let mut config = Config::defaults();
+        configure(&mut config);
+        let (databases, sqlite_dir) = match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("ticketing-test-{unique}"));
+                (DbTarget::SqliteDir(dir.clone()), Some(dir))
+            }
+            Backend::Postgres(url) => {
+                (DbTarget::Postgres { url: url.clone(), prefix: format!("test_{unique}") }, None)
+            }
+        };
+        config.data_dir = sqlite_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let mut context = Context::new(config, &Secret::new(TEST_JWT_KEY), false);
+        context.databases = databases;
+        Self { context, sqlite_dir }
+    }
+}
+
+impl Drop for TestContext {
+    fn drop(&mut self) {
+        self.context.shutdown.cancel();
+        if let Some(dir) = &self.sqlite_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The application running on a free local port.
+#[derive(Debug)]
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl TestServer {
+    /// Serves `services` exactly as the binary composes them.
+    pub async fn start(services: &[Service]) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
+        let addr = listener.local_addr().expect("local address");
+        let stop = CancellationToken::new();
+        let app = crate::app::app(services, None);
+        tokio::spawn(crate::app::serve(listener, app, stop.clone()));
+        Self { addr, stop }
+    }
+
+    /// The absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// An HTTP client with its own cookie jar, like one browser.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client")
+}
+
+/// Defines each listed `async fn name(backend: Backend)` as two tests:
+/// `sqlite::name` and `postgres::name` (which skips when
+/// `TEST_DATABASE_URL` is unset).
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::testing::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(backend) = $crate::testing::Backend::postgres() {
+                        super::$name(backend).await;
+                    }
+                }
+            )*
+        }
+    };
+}

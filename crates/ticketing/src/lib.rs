@@ -1,0 +1,148 @@
+//! The `ticketing` binary's library: the command line, and the composition of
+//! the services into the all-in-one process or a single-service process.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use common::config::{Config, Secret};
+use common::service::{Context, Service};
+use tokio::net::TcpListener;
+
+/// Ticketing: a ticket resale marketplace built as event-driven services.
+///
+/// With no command, runs every service and the web client in one process on
+/// one port (SQLite files in DATA_DIR, in-process bus). `ticketing serve
+/// <service>` runs one service alone for a scaled-out deployment. Every option
+/// can also be set by the environment variable shown next to it.
+#[derive(Debug, Parser)]
+#[command(name = "ticketing", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run every service in one process (the default).
+    All,
+    /// Run one service alone (scale-out). Requires JWT_KEY.
+    Serve {
+        /// The service to run.
+        #[arg(value_enum)]
+        service: ServiceName,
+    },
+}
+
+/// The services a process can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceName {
+    /// Users and sessions (`/api/users`).
+    Auth,
+}
+
+impl ServiceName {
+    async fn build(self, context: &Context) -> anyhow::Result<Service> {
+        match self {
+            Self::Auth => auth::build(context).await,
+        }
+    }
+}
+
+/// Runs the process described by `cli` until SIGINT / SIGTERM.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let config = cli.config;
+    let (names, context) = match cli.command.unwrap_or(Command::All) {
+        Command::All => {
+            let key = match &config.jwt_key {
+                Some(key) => key.clone(),
+                None => dev_jwt_key(&config.data_dir).await?,
+            };
+            let secure = config.cookie_secure.unwrap_or(false);
+            (ServiceName::value_variants().to_vec(), Context::new(config, &key, secure))
+        }
+        Command::Serve { service } => {
+            let key = config
+                .jwt_key
+                .clone()
+                .context("JWT_KEY must be set when a service runs alone (ticketing serve)")?;
+            let secure = config.cookie_secure.unwrap_or(true);
+            (vec![service], Context::new(config, &key, secure))
+        }
+    };
+
+    let mut services = Vec::new();
+    for name in names {
+        let service = name.build(&context).await.with_context(|| format!("starting {name:?}"))?;
+        services.push(service);
+    }
+    let app = common::app::app(&services, None);
+
+    let addr = SocketAddr::from(([0, 0, 0, 0], context.config.port));
+    let listener =
+        TcpListener::bind(addr).await.with_context(|| format!("binding port {}", addr.port()))?;
+    let port = listener.local_addr()?.port();
+    let names: Vec<&str> = services.iter().map(|s| s.name).collect();
+    tracing::info!(
+        services = ?names,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "listening on http://localhost:{port}"
+    );
+
+    common::shutdown::cancel_on_signal(context.shutdown.clone());
+    common::app::serve(listener, app, context.shutdown.clone()).await?;
+
+    context.shutdown.cancel();
+    context.tasks.close();
+    if tokio::time::timeout(Duration::from_secs(10), context.tasks.wait()).await.is_err() {
+        tracing::warn!("background work did not finish within 10 s");
+    }
+    for service in &services {
+        for db in &service.databases {
+            db.close().await;
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The all-in-one's session secret when JWT_KEY is unset: generated once and
+/// kept in `DATA_DIR/jwt.key`, so sessions survive restarts.
+pub async fn dev_jwt_key(data_dir: &Path) -> anyhow::Result<Secret> {
+    let path = data_dir.join("jwt.key");
+    match tokio::fs::read_to_string(&path).await {
+        Ok(key) if !key.trim().is_empty() => {
+            tracing::info!(path = %path.display(), "using the development JWT key (set JWT_KEY to override)");
+            return Ok(Secret::new(key.trim()));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    tokio::fs::create_dir_all(data_dir)
+        .await
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
+    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &key).await?;
+    tracing::info!(path = %path.display(), "generated a development JWT key (set JWT_KEY in production)");
+    Ok(Secret::new(key))
+}
+
+async fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file =
+        options.open(path).await.with_context(|| format!("creating {}", path.display()))?;
+    tokio::io::AsyncWriteExt::write_all(&mut file, contents.as_bytes()).await?;
+    Ok(())
+}
