@@ -46,10 +46,16 @@ where
 /// Decodes a JSON document, naming the field at fault when the JSON is well
 /// formed but a value has the wrong type.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every body of the contract is an object; serde would also accept an
+    // array for a struct, field by field.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::InvalidBody { field: None });
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let field = (error.inner().is_data() && path != ".").then_some(path);
+        let names_a_field =
+            matches!(error.path().iter().next(), Some(serde_path_to_error::Segment::Map { .. }));
+        let field = (error.inner().is_data() && names_a_field).then(|| error.path().to_string());
         ApiError::InvalidBody { field }
     })?;
     deserializer.end().map_err(|_| ApiError::InvalidBody { field: None })?;

@@ -41,6 +41,7 @@ impl Backend {
 pub struct TestContext {
     pub context: Context,
     sqlite_dir: Option<PathBuf>,
+    postgres: Option<(String, String)>,
 }
 
 impl TestContext {
@@ -49,6 +50,10 @@ impl TestContext {
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let mut config = Config::defaults();
         configure(&mut config);
+        let postgres = match backend {
+            Backend::Postgres(url) => Some((url.clone(), format!("test_{unique}"))),
+            Backend::Sqlite => None,
+        };
         let (databases, sqlite_dir) = match backend {
             Backend::Sqlite => {
                 let dir = std::env::temp_dir().join(format!("ticketing-test-{unique}"));
@@ -59,9 +64,10 @@ impl TestContext {
             }
         };
         config.data_dir = sqlite_dir.clone().unwrap_or_else(std::env::temp_dir);
-        let mut context = Context::new(config, &Secret::new(TEST_JWT_KEY), false);
+        let secure = config.cookie_secure.unwrap_or(false);
+        let mut context = Context::new(config, &Secret::new(TEST_JWT_KEY), secure);
         context.databases = databases;
-        Self { context, sqlite_dir }
+        Self { context, sqlite_dir, postgres }
     }
 }
 
@@ -71,7 +77,35 @@ impl Drop for TestContext {
         if let Some(dir) = &self.sqlite_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
+        if let Some((url, prefix)) = self.postgres.take() {
+            // Drop runs inside the test's runtime, which cannot block on
+            // async work: drop the databases from a thread of their own.
+            let dropped = std::thread::spawn(move || drop_postgres_databases(&url, &prefix));
+            let _ = dropped.join();
+        }
     }
+}
+
+/// Drops every database named `<prefix>_*` (a finished test's databases).
+fn drop_postgres_databases(url: &str, prefix: &str) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        return;
+    };
+    runtime.block_on(async {
+        sqlx::any::install_default_drivers();
+        let Ok(pool) = sqlx::AnyPool::connect(url).await else { return };
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE $1")
+                .bind(format!("{prefix}\\_%"))
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_default();
+        for name in names {
+            let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+            let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
+        }
+        pool.close().await;
+    });
 }
 
 /// The application running on a free local port.

@@ -1,0 +1,96 @@
+//! `TestApp`: the auth service on a free port with its own fresh database,
+//! and typed helpers for each route.
+
+use common::config::Config;
+use common::session::{Claims, Sessions};
+use common::testing::{Backend, TestContext, TestServer, client};
+use reqwest::Response;
+use serde_json::{Value, json};
+
+pub struct TestApp {
+    pub server: TestServer,
+    pub context: TestContext,
+    /// One browser: keeps the session cookie between calls.
+    pub browser: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
+        let context = TestContext::new(&backend, configure);
+        let service = auth::build(&context.context).await.expect("the auth service starts");
+        let server = TestServer::start(&[service]).await;
+        Self { server, context, browser: client() }
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.context.context.sessions
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.browser.post(self.server.url(path)).json(body).send().await.expect("request sent")
+    }
+
+    pub async fn signup(&self, email: &str, password: &str) -> Response {
+        self.post_json("/api/users/signup", &json!({"email": email, "password": password})).await
+    }
+
+    pub async fn signin(&self, email: &str, password: &str) -> Response {
+        self.post_json("/api/users/signin", &json!({"email": email, "password": password})).await
+    }
+
+    pub async fn signout(&self) -> Response {
+        self.browser.post(self.server.url("/api/users/signout")).send().await.expect("sent")
+    }
+
+    /// `currentUser` as this browser sees it.
+    pub async fn current_user(&self) -> Value {
+        let response =
+            self.browser.get(self.server.url("/api/users/currentuser")).send().await.expect("sent");
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.expect("json")["currentUser"].clone()
+    }
+
+    /// `currentUser` for a request that carries only `header: value`.
+    pub async fn current_user_with(&self, header: &str, value: &str) -> Value {
+        let response = client()
+            .get(self.server.url("/api/users/currentuser"))
+            .header(header, value)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.expect("json")["currentUser"].clone()
+    }
+
+    /// Signs up a fresh user and returns the claims of its session.
+    pub async fn signed_up_user(&self, email: &str) -> Claims {
+        assert_eq!(self.signup(email, "password123").await.status(), 201);
+        serde_json::from_value(self.current_user().await).expect("claims")
+    }
+}
+
+/// The `Set-Cookie` header of a response.
+pub fn set_cookie(response: &Response) -> String {
+    response.headers()["set-cookie"].to_str().expect("ascii").to_owned()
+}
+
+/// The status and JSON body of an error response.
+pub async fn error(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    (status, response.json().await.expect("json"))
+}
+
+/// The error body with one message about one field.
+pub fn field_error(field: &str, message: &str) -> Value {
+    json!({"errors": [{"message": message, "field": field}]})
+}
+
+/// The error body with one general message.
+pub fn general_error(message: &str) -> Value {
+    json!({"errors": [{"message": message}]})
+}

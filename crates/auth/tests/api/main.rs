@@ -1,0 +1,7 @@
+//! The auth service's HTTP contract (API.md, "auth" and "Sessions"), on
+//! SQLite and, when `TEST_DATABASE_URL` is set, on PostgreSQL.
+
+mod helpers;
+mod sessions;
+mod signin;
+mod signup;
