@@ -6,7 +6,7 @@ mod password;
 mod routes;
 mod store;
 
-use common::db::{MigrationFile, Migrations};
+use common::db::{MigrationFile, Migrations, Sql};
 use common::service::{Context, Probe, Service};
 use utoipa::OpenApi as _;
 
@@ -17,7 +17,7 @@ pub const NAME: &str = "auth";
 pub const MIGRATIONS: Migrations = Migrations(&[MigrationFile {
     version: 1,
     description: "users",
-    sql: include_str!("../migrations/0001_users.sql"),
+    sql: Sql::Portable(include_str!("../migrations/0001_users.sql")),
 }]);
 
 /// Opens the service's database and builds its routes.

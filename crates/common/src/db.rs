@@ -57,7 +57,17 @@ impl DbTarget {
 pub struct MigrationFile {
     pub version: i64,
     pub description: &'static str,
-    pub sql: &'static str,
+    pub sql: Sql,
+}
+
+/// The SQL of a migration.
+#[derive(Debug, Clone, Copy)]
+pub enum Sql {
+    /// Runs on both backends (the rule for services).
+    Portable(&'static str),
+    /// Differs per backend (only where no portable form exists, such as an
+    /// auto-incrementing key).
+    PerBackend { sqlite: &'static str, postgres: &'static str },
 }
 
 /// A service's migrations, in version order.
@@ -65,16 +75,21 @@ pub struct MigrationFile {
 pub struct Migrations(pub &'static [MigrationFile]);
 
 impl Migrations {
-    fn migrator(&self) -> Migrator {
+    fn migrator(&self, backend: Backend) -> Migrator {
         Migrator::with_migrations(
             self.0
                 .iter()
                 .map(|m| {
+                    let sql = match (m.sql, backend) {
+                        (Sql::Portable(sql), _)
+                        | (Sql::PerBackend { sqlite: sql, .. }, Backend::Sqlite)
+                        | (Sql::PerBackend { postgres: sql, .. }, Backend::Postgres) => sql,
+                    };
                     Migration::new(
                         m.version,
                         Cow::Borrowed(m.description),
                         MigrationType::Simple,
-                        m.sql.into_sql_str(),
+                        sql.into_sql_str(),
                         false,
                     )
                 })
@@ -157,7 +172,7 @@ impl Db {
 
     /// Applies the migrations not applied yet.
     pub async fn migrate(&self, migrations: &Migrations) -> anyhow::Result<()> {
-        migrations.migrator().run(&self.pool).await?;
+        migrations.migrator(self.backend).run(&self.pool).await?;
         Ok(())
     }
 
@@ -241,20 +256,7 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
 
 /// Milliseconds since the Unix epoch, the stored form of every timestamp.
 pub fn now_millis() -> i64 {
-    let now = time::OffsetDateTime::now_utc();
-    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
-/// RFC 3339 UTC with milliseconds (`2026-11-21T10:00:00.000Z`), the rendered
-/// form of every timestamp.
-pub fn format_millis(millis: i64) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(format).ok())
-        .unwrap_or_default()
+    crate::time::Timestamp::now().millis()
 }
 
 #[cfg(test)]
@@ -272,11 +274,5 @@ mod tests {
             with_database("postgres://u:p@h/db?sslmode=disable", "x").expect("url"),
             "postgres://u:p@h/x?sslmode=disable"
         );
-    }
-
-    #[test]
-    fn timestamps_render_as_rfc3339_with_milliseconds() {
-        assert_eq!(format_millis(1_795_255_200_123), "2026-11-21T10:00:00.123Z");
-        assert_eq!(format_millis(0), "1970-01-01T00:00:00.000Z");
     }
 }

@@ -2,14 +2,19 @@
 //! this crate and on no other crate of the workspace.
 
 pub mod app;
+pub mod bus;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod extract;
+pub mod listener;
+pub mod outbox;
 pub mod service;
 pub mod session;
 pub mod shutdown;
 pub mod telemetry;
+pub mod time;
 pub mod validate;
 
 #[cfg(feature = "testing")]

@@ -173,3 +173,82 @@ macro_rules! backend_tests {
         }
     };
 }
+
+/// A bus for one test: in-process, or JetStream at `TEST_NATS_URL` on a
+/// stream and subject prefix of its own (deleted when the test ends).
+#[derive(Debug)]
+pub struct TestBus {
+    pub bus: std::sync::Arc<dyn crate::bus::Bus>,
+    /// Set for the in-process bus (tests drain it with `wait_idle`).
+    pub in_process: Option<crate::bus::memory::InProcessBus>,
+    jetstream: Option<crate::bus::jetstream::JetStreamBus>,
+}
+
+impl TestBus {
+    pub fn in_process() -> Self {
+        let bus = crate::bus::memory::InProcessBus::new();
+        Self { bus: std::sync::Arc::new(bus.clone()), in_process: Some(bus), jetstream: None }
+    }
+
+    /// JetStream when `TEST_NATS_URL` is set.
+    pub async fn jetstream() -> Option<Self> {
+        let url = match std::env::var("TEST_NATS_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                eprintln!("TEST_NATS_URL is not set: skipping the JetStream run of this test");
+                return None;
+            }
+        };
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let mut options = crate::bus::jetstream::JetStreamOptions::new(url);
+        options.stream = format!("TEST_{unique}");
+        options.subject_prefix = format!("t{unique}.");
+        options.ack_wait = std::time::Duration::from_secs(2);
+        let bus = crate::bus::jetstream::JetStreamBus::connect(options)
+            .await
+            .expect("JetStream at TEST_NATS_URL");
+        Some(Self { bus: std::sync::Arc::new(bus.clone()), in_process: None, jetstream: Some(bus) })
+    }
+}
+
+impl Drop for TestBus {
+    fn drop(&mut self) {
+        if let Some(bus) = self.jetstream.take() {
+            let deleted = std::thread::spawn(move || {
+                if let Ok(runtime) =
+                    tokio::runtime::Builder::new_current_thread().enable_all().build()
+                {
+                    let _ = runtime.block_on(bus.delete_stream());
+                }
+            });
+            let _ = deleted.join();
+        }
+    }
+}
+
+/// Defines each listed `async fn name(bus: TestBus)` as two tests:
+/// `in_process::name` and `jetstream::name` (which skips when
+/// `TEST_NATS_URL` is unset).
+#[macro_export]
+macro_rules! bus_tests {
+    ($($name:ident),* $(,)?) => {
+        mod in_process {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::testing::TestBus::in_process()).await;
+                }
+            )*
+        }
+        mod jetstream {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(bus) = $crate::testing::TestBus::jetstream().await {
+                        super::$name(bus).await;
+                    }
+                }
+            )*
+        }
+    };
+}

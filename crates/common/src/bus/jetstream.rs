@@ -1,0 +1,228 @@
+//! The NATS JetStream bus: one stream holding every subject (file storage,
+//! a duplicate window), publishes acknowledged by the server and carrying the
+//! event id as `Nats-Msg-Id`, and one durable pull consumer per (group,
+//! subject) with explicit acks, `ack_wait`, `max_deliver` and NAK with delay.
+//! The client reconnects by itself; a consumer whose message stream breaks
+//! is re-attached with backoff.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
+use futures_util::StreamExt as _;
+use tokio::sync::mpsc;
+
+use super::{Acker, BoxFuture, Bus, Delivery, Disposition, OutgoingMessage, Receipt, Subscription};
+
+/// How the JetStream bus is set up.
+#[derive(Debug, Clone)]
+pub struct JetStreamOptions {
+    /// The NATS server URL.
+    pub url: String,
+    /// The stream holding every subject.
+    pub stream: String,
+    /// Prepended to every subject (tests use one of their own, so that they
+    /// can share a server).
+    pub subject_prefix: String,
+    /// How long a delivery may stay unacknowledged before it is redelivered.
+    pub ack_wait: Duration,
+    /// The server's delivery limit per message: a safety net above the
+    /// listener runtime's own limit, which parks messages before it.
+    pub max_deliver: i64,
+    /// Within this window a re-published event id is dropped by the server.
+    pub duplicate_window: Duration,
+    /// How long the stream keeps messages (a new consumer replays them).
+    pub max_age: Duration,
+}
+
+impl JetStreamOptions {
+    /// The production settings for the server at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            stream: "TICKETING".into(),
+            subject_prefix: String::new(),
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 50,
+            duplicate_window: Duration::from_secs(10 * 60),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// The JetStream implementation of [`Bus`].
+#[derive(Debug, Clone)]
+pub struct JetStreamBus {
+    client: async_nats::Client,
+    context: jetstream::Context,
+    options: JetStreamOptions,
+}
+
+impl JetStreamBus {
+    /// Connects and creates (or updates) the stream.
+    pub async fn connect(options: JetStreamOptions) -> anyhow::Result<Self> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(options.url.as_str())
+            .await
+            .with_context(|| format!("connecting to NATS at {}", options.url))?;
+        let context = jetstream::new(client.clone());
+        let subjects = ["ticket.>", "order.>", "expiration.>", "payment.>"]
+            .iter()
+            .map(|s| format!("{}{s}", options.subject_prefix))
+            .collect();
+        context
+            .create_or_update_stream(stream::Config {
+                name: options.stream.clone(),
+                subjects,
+                storage: stream::StorageType::File,
+                duplicate_window: options.duplicate_window,
+                max_age: options.max_age,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating the JetStream stream {}", options.stream))?;
+        Ok(Self { client, context, options })
+    }
+
+    /// Deletes the stream and its consumers (tests clean up with it).
+    pub async fn delete_stream(&self) -> anyhow::Result<()> {
+        self.context.delete_stream(&self.options.stream).await?;
+        Ok(())
+    }
+
+    fn consumer_config(&self, durable: &str, subject: &str) -> pull::Config {
+        pull::Config {
+            durable_name: Some(durable.to_owned()),
+            filter_subject: format!("{}{subject}", self.options.subject_prefix),
+            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: self.options.ack_wait,
+            max_deliver: self.options.max_deliver,
+            max_ack_pending: 256,
+            ..Default::default()
+        }
+    }
+}
+
+impl Bus for JetStreamBus {
+    fn publish(&self, message: OutgoingMessage) -> BoxFuture<'_, anyhow::Result<Receipt>> {
+        Box::pin(async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, message.id.to_string().as_str());
+            let subject = format!("{}{}", self.options.subject_prefix, message.subject);
+            self.context
+                .publish_with_headers(subject, headers, message.payload)
+                .await
+                .context("publishing to JetStream")?
+                .await
+                .context("waiting for JetStream to store the message")?;
+            Ok(Receipt::Stored)
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        group: &'a str,
+        subject: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Subscription>> {
+        Box::pin(async move {
+            let durable = super::consumer_name(group, subject);
+            let config = self.consumer_config(&durable, subject);
+            // Create the consumer now, so that a missing stream or a bad
+            // configuration fails the start-up instead of a background task.
+            let stream = self.context.get_stream(&self.options.stream).await?;
+            stream.get_or_create_consumer(&durable, config.clone()).await?;
+            let (sender, receiver) = mpsc::channel(16);
+            tokio::spawn(pump(self.clone(), durable, config, sender));
+            Ok(Subscription::bounded(receiver))
+        })
+    }
+
+    fn check(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            match self.client.connection_state() {
+                async_nats::connection::State::Connected => Ok(()),
+                state => Err(anyhow::anyhow!("NATS connection is {state:?}")),
+            }
+        })
+    }
+
+    fn kind(&self) -> &'static str {
+        "jetstream"
+    }
+}
+
+/// Pulls messages for one subscriber until it goes away, re-attaching to the
+/// consumer with backoff whenever the message stream breaks.
+async fn pump(
+    bus: JetStreamBus,
+    durable: String,
+    config: pull::Config,
+    sender: mpsc::Sender<Delivery>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    while !sender.is_closed() {
+        match pump_once(&bus, &durable, &config, &sender).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(consumer = %durable, error = format!("{error:#}"), "re-attaching to JetStream");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// `Ok` when the subscriber went away; `Err` when the stream broke.
+async fn pump_once(
+    bus: &JetStreamBus,
+    durable: &str,
+    config: &pull::Config,
+    sender: &mpsc::Sender<Delivery>,
+) -> anyhow::Result<()> {
+    let stream = bus.context.get_stream(&bus.options.stream).await?;
+    let consumer = stream.get_or_create_consumer(durable, config.clone()).await?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(16)
+        .heartbeat(Duration::from_secs(5))
+        .messages()
+        .await?;
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        let attempt = message.info().map(|info| info.delivered).unwrap_or(1);
+        let subject = message
+            .subject
+            .as_str()
+            .strip_prefix(bus.options.subject_prefix.as_str())
+            .unwrap_or(message.subject.as_str())
+            .to_owned();
+        let payload = message.payload.clone();
+        let delivery = Delivery::new(
+            subject,
+            payload,
+            u32::try_from(attempt).unwrap_or(u32::MAX),
+            Box::new(JetStreamAcker(message)),
+        );
+        if sender.send(delivery).await.is_err() {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("the JetStream message stream ended")
+}
+
+struct JetStreamAcker(jetstream::Message);
+
+impl Acker for JetStreamAcker {
+    fn settle(self: Box<Self>, disposition: Disposition) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move {
+            let kind = match disposition {
+                Disposition::Ack => AckKind::Ack,
+                Disposition::Retry(delay) => AckKind::Nak(Some(delay)),
+                Disposition::Term => AckKind::Term,
+            };
+            self.0.ack_with(kind).await.map_err(|e| anyhow::anyhow!("acknowledging: {e}"))
+        })
+    }
+}

@@ -1,0 +1,165 @@
+//! The event bus: one contract, two implementations.
+//!
+//! - [`memory::InProcessBus`], the embedded default: consumer groups in
+//!   memory, redelivery on retry or when a delivery is dropped unsettled, and
+//!   a [`Receipt::Pending`] that tells the outbox relay when every group has
+//!   settled a message, so the outbox row (and with it the message) survives
+//!   a crash until then.
+//! - [`jetstream::JetStreamBus`]: one stream holding every subject, one
+//!   durable pull consumer per (group, subject), explicit acks, NAK with
+//!   delay, the event id as `Nats-Msg-Id` for the duplicate window.
+//!
+//! Both pass the same contract suite (`crates/common/tests/bus_contract.rs`).
+
+pub mod jetstream;
+pub mod memory;
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// A boxed, sendable future (the bus is used as a trait object).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A message to publish: the event id, its subject and the encoded envelope.
+#[derive(Debug, Clone)]
+pub struct OutgoingMessage {
+    pub id: Uuid,
+    pub subject: String,
+    pub payload: Bytes,
+}
+
+/// What the bus promises about a message it accepted.
+#[derive(Debug)]
+pub enum Receipt {
+    /// The bus stores the message durably (JetStream acknowledged it): the
+    /// publisher may forget it.
+    Stored,
+    /// The message is being delivered in-process; resolves once every
+    /// subscribing group settled it (acknowledged or parked). If the sender
+    /// is dropped instead (shutdown), the publisher must keep the message.
+    Pending(oneshot::Receiver<()>),
+}
+
+/// How a consumer settles a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Handled: never deliver it again to this group.
+    Ack,
+    /// Not handled now: deliver it again after the delay.
+    Retry(Duration),
+    /// Never deliver it again (it was parked as a dead letter).
+    Term,
+}
+
+/// Settles one delivery with the bus it came from.
+pub trait Acker: Send + Sync {
+    fn settle(self: Box<Self>, disposition: Disposition) -> BoxFuture<'static, anyhow::Result<()>>;
+}
+
+/// One delivery of a message to a consumer group member.
+pub struct Delivery {
+    pub subject: String,
+    pub payload: Bytes,
+    /// 1 on the first delivery, then 2, 3, ...
+    pub attempt: u32,
+    acker: Box<dyn Acker>,
+}
+
+impl Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("subject", &self.subject)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Delivery {
+    pub fn new(subject: String, payload: Bytes, attempt: u32, acker: Box<dyn Acker>) -> Self {
+        Self { subject, payload, attempt, acker }
+    }
+
+    /// Settles the delivery.
+    pub async fn settle(self, disposition: Disposition) -> anyhow::Result<()> {
+        self.acker.settle(disposition).await
+    }
+
+    pub async fn ack(self) -> anyhow::Result<()> {
+        self.settle(Disposition::Ack).await
+    }
+}
+
+/// The deliveries of one member of a consumer group.
+#[derive(Debug)]
+pub struct Subscription {
+    receiver: Receiver,
+}
+
+#[derive(Debug)]
+enum Receiver {
+    /// Fed by a task pulling from a broker: bounded, so it does not pull far
+    /// ahead of the consumer.
+    Bounded(mpsc::Receiver<Delivery>),
+    /// Fed in-process by publishers, which must never block.
+    Unbounded(mpsc::UnboundedReceiver<Delivery>),
+}
+
+impl Subscription {
+    pub fn bounded(receiver: mpsc::Receiver<Delivery>) -> Self {
+        Self { receiver: Receiver::Bounded(receiver) }
+    }
+
+    pub fn unbounded(receiver: mpsc::UnboundedReceiver<Delivery>) -> Self {
+        Self { receiver: Receiver::Unbounded(receiver) }
+    }
+
+    /// The next delivery; `None` once the bus is gone.
+    pub async fn next(&mut self) -> Option<Delivery> {
+        match &mut self.receiver {
+            Receiver::Bounded(receiver) => receiver.recv().await,
+            Receiver::Unbounded(receiver) => receiver.recv().await,
+        }
+    }
+}
+
+/// The event bus.
+pub trait Bus: Send + Sync + Debug + 'static {
+    /// Publishes a message; resolves once the bus has accepted it.
+    fn publish(&self, message: OutgoingMessage) -> BoxFuture<'_, anyhow::Result<Receipt>>;
+
+    /// Joins consumer group `group` on `subject`. Members of one group share
+    /// its messages (each goes to one member); every group gets every
+    /// message, including those published while no member was listening.
+    fn subscribe<'a>(
+        &'a self,
+        group: &'a str,
+        subject: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Subscription>>;
+
+    /// Whether the bus is reachable (readiness).
+    fn check(&self) -> BoxFuture<'_, anyhow::Result<()>>;
+
+    /// `in-process` or `jetstream`, for logs.
+    fn kind(&self) -> &'static str;
+}
+
+/// The stable name of the consumer of `subject` by service `group`, e.g.
+/// `orders-ticket-created`. Part of the deployment's public surface:
+/// renaming one makes JetStream replay the whole stream to it.
+pub fn consumer_name(group: &str, subject: &str) -> String {
+    format!("{group}-{}", subject.replace('.', "-"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn consumer_names_are_stable() {
+        assert_eq!(super::consumer_name("orders", "ticket.created"), "orders-ticket-created");
+    }
+}

@@ -1,0 +1,347 @@
+//! The event contracts: one typed payload per subject (ARCHITECTURE.md,
+//! "Events"), carried in an [`Envelope`] with a unique event id (UUID v7,
+//! also the JetStream `Nats-Msg-Id`) and the time it happened.
+//!
+//! The JSON is camelCase. Prices in events are **integer cents** (the HTTP
+//! API renders currency units; events never carry floating-point money).
+//! Renaming a field breaks the round-trip tests below on purpose: event
+//! payloads are a contract between services that deploy separately.
+
+use std::fmt::Debug;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::time::Timestamp;
+
+/// A payload with its subject.
+pub trait Event: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static {
+    /// The subject it is published on.
+    const SUBJECT: &'static str;
+}
+
+/// Every subject of the system.
+pub const SUBJECTS: [&str; 7] = [
+    TicketCreated::SUBJECT,
+    TicketUpdated::SUBJECT,
+    OrderCreated::SUBJECT,
+    OrderCancelled::SUBJECT,
+    OrderCompleted::SUBJECT,
+    ExpirationComplete::SUBJECT,
+    PaymentCreated::SUBJECT,
+];
+
+/// An event as it travels: id, subject, time, payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope<E> {
+    /// Unique per event; a re-published event keeps its id.
+    pub id: Uuid,
+    pub subject: String,
+    pub occurred_at: Timestamp,
+    pub data: E,
+}
+
+impl<E: Event> Envelope<E> {
+    /// A new event happening now, with a fresh id.
+    pub fn new(data: E) -> Self {
+        Self::with_id(Uuid::now_v7(), data)
+    }
+
+    /// An event with a chosen id (a deterministic id makes a re-publish a
+    /// duplicate that the bus removes).
+    pub fn with_id(id: Uuid, data: E) -> Self {
+        Self { id, subject: E::SUBJECT.to_owned(), occurred_at: Timestamp::now(), data }
+    }
+}
+
+/// The status of an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum OrderStatus {
+    /// Created; the ticket is (being) reserved.
+    #[serde(rename = "created")]
+    Created,
+    /// Reserved and waiting for the payment.
+    #[serde(rename = "awaiting:payment")]
+    AwaitingPayment,
+    /// Paid.
+    #[serde(rename = "complete")]
+    Complete,
+    /// Cancelled by the buyer or expired; the ticket is released.
+    #[serde(rename = "cancelled")]
+    Cancelled,
+}
+
+impl OrderStatus {
+    /// The stored and rendered form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::AwaitingPayment => "awaiting:payment",
+            Self::Complete => "complete",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Created, Self::AwaitingPayment, Self::Complete, Self::Cancelled]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// `ticket.created`: a ticket was put up for sale (version 0).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketCreated {
+    pub id: Uuid,
+    pub version: i64,
+    pub title: String,
+    /// Integer cents.
+    pub price: i64,
+    pub user_id: Uuid,
+}
+
+impl Event for TicketCreated {
+    const SUBJECT: &'static str = "ticket.created";
+}
+
+/// `ticket.updated`: a ticket changed (edit, reserve, release).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketUpdated {
+    pub id: Uuid,
+    pub version: i64,
+    pub title: String,
+    /// Integer cents.
+    pub price: i64,
+    pub user_id: Uuid,
+    /// The order holding the ticket, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<Uuid>,
+}
+
+impl Event for TicketUpdated {
+    const SUBJECT: &'static str = "ticket.updated";
+}
+
+/// The ticket of an `order.created` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderTicket {
+    pub id: Uuid,
+    /// Integer cents.
+    pub price: i64,
+}
+
+/// A reference to a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketRef {
+    pub id: Uuid,
+}
+
+/// `order.created`: a buyer reserved a ticket until `expiresAt`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCreated {
+    pub id: Uuid,
+    pub version: i64,
+    pub status: OrderStatus,
+    pub user_id: Uuid,
+    pub expires_at: Timestamp,
+    pub ticket: OrderTicket,
+}
+
+impl Event for OrderCreated {
+    const SUBJECT: &'static str = "order.created";
+}
+
+/// `order.cancelled`: an order was cancelled (by its buyer or by expiry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCancelled {
+    pub id: Uuid,
+    pub version: i64,
+    pub ticket: TicketRef,
+}
+
+impl Event for OrderCancelled {
+    const SUBJECT: &'static str = "order.cancelled";
+}
+
+/// `order.completed`: an order was paid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCompleted {
+    pub id: Uuid,
+    pub version: i64,
+    pub ticket: TicketRef,
+}
+
+impl Event for OrderCompleted {
+    const SUBJECT: &'static str = "order.completed";
+}
+
+/// `expiration.complete`: an order's reservation window has ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpirationComplete {
+    pub order_id: Uuid,
+}
+
+impl Event for ExpirationComplete {
+    const SUBJECT: &'static str = "expiration.complete";
+}
+
+/// `payment.created`: an order was charged successfully.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentCreated {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub stripe_id: String,
+}
+
+impl Event for PaymentCreated {
+    const SUBJECT: &'static str = "payment.created";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    const EVENT_ID: &str = "019aa5c2-1a2b-7c3d-8e4f-5a6b7c8d9e0f";
+    const TICKET: &str = "019aa5c2-0000-7000-8000-000000000001";
+    const USER: &str = "019aa5c2-0000-7000-8000-000000000002";
+    const ORDER: &str = "019aa5c2-0000-7000-8000-000000000003";
+    const PAYMENT: &str = "019aa5c2-0000-7000-8000-000000000004";
+
+    fn id(text: &str) -> Uuid {
+        Uuid::parse_str(text).expect("a UUID")
+    }
+
+    /// The envelope round-trips through exactly `sample`.
+    fn assert_round_trip<E: Event + PartialEq>(data: E, sample: Value) {
+        let envelope = Envelope {
+            id: id(EVENT_ID),
+            subject: E::SUBJECT.to_owned(),
+            occurred_at: Timestamp::parse("2026-11-21T10:00:00.000Z").expect("time"),
+            data,
+        };
+        let expected = json!({
+            "id": EVENT_ID,
+            "subject": E::SUBJECT,
+            "occurredAt": "2026-11-21T10:00:00.000Z",
+            "data": sample,
+        });
+        assert_eq!(serde_json::to_value(&envelope).expect("serialises"), expected);
+        let parsed: Envelope<E> = serde_json::from_value(expected).expect("parses");
+        assert_eq!(parsed, envelope);
+    }
+
+    #[test]
+    fn ticket_created_matches_its_sample() {
+        assert_round_trip(
+            TicketCreated {
+                id: id(TICKET),
+                version: 0,
+                title: "Concert".into(),
+                price: 1999,
+                user_id: id(USER),
+            },
+            json!({"id": TICKET, "version": 0, "title": "Concert", "price": 1999, "userId": USER}),
+        );
+    }
+
+    #[test]
+    fn ticket_updated_matches_its_sample_with_and_without_an_order() {
+        assert_round_trip(
+            TicketUpdated {
+                id: id(TICKET),
+                version: 1,
+                title: "Concert".into(),
+                price: 2000,
+                user_id: id(USER),
+                order_id: Some(id(ORDER)),
+            },
+            json!({"id": TICKET, "version": 1, "title": "Concert", "price": 2000, "userId": USER, "orderId": ORDER}),
+        );
+        assert_round_trip(
+            TicketUpdated {
+                id: id(TICKET),
+                version: 2,
+                title: "Concert".into(),
+                price: 2000,
+                user_id: id(USER),
+                order_id: None,
+            },
+            json!({"id": TICKET, "version": 2, "title": "Concert", "price": 2000, "userId": USER}),
+        );
+    }
+
+    #[test]
+    fn order_created_matches_its_sample() {
+        assert_round_trip(
+            OrderCreated {
+                id: id(ORDER),
+                version: 0,
+                status: OrderStatus::Created,
+                user_id: id(USER),
+                expires_at: Timestamp::parse("2026-11-21T10:15:00.000Z").expect("time"),
+                ticket: OrderTicket { id: id(TICKET), price: 1999 },
+            },
+            json!({
+                "id": ORDER, "version": 0, "status": "created", "userId": USER,
+                "expiresAt": "2026-11-21T10:15:00.000Z",
+                "ticket": {"id": TICKET, "price": 1999},
+            }),
+        );
+    }
+
+    #[test]
+    fn order_cancelled_and_completed_match_their_samples() {
+        assert_round_trip(
+            OrderCancelled { id: id(ORDER), version: 1, ticket: TicketRef { id: id(TICKET) } },
+            json!({"id": ORDER, "version": 1, "ticket": {"id": TICKET}}),
+        );
+        assert_round_trip(
+            OrderCompleted { id: id(ORDER), version: 1, ticket: TicketRef { id: id(TICKET) } },
+            json!({"id": ORDER, "version": 1, "ticket": {"id": TICKET}}),
+        );
+    }
+
+    #[test]
+    fn expiration_complete_and_payment_created_match_their_samples() {
+        assert_round_trip(ExpirationComplete { order_id: id(ORDER) }, json!({"orderId": ORDER}));
+        assert_round_trip(
+            PaymentCreated { id: id(PAYMENT), order_id: id(ORDER), stripe_id: "pi_123".into() },
+            json!({"id": PAYMENT, "orderId": ORDER, "stripeId": "pi_123"}),
+        );
+    }
+
+    #[test]
+    fn order_statuses_have_the_contract_spelling() {
+        for (status, text) in [
+            (OrderStatus::Created, "created"),
+            (OrderStatus::AwaitingPayment, "awaiting:payment"),
+            (OrderStatus::Complete, "complete"),
+            (OrderStatus::Cancelled, "cancelled"),
+        ] {
+            assert_eq!(serde_json::to_value(status).expect("serialises"), json!(text));
+            assert_eq!(OrderStatus::parse(text), Some(status));
+            assert_eq!(status.as_str(), text);
+        }
+    }
+
+    #[test]
+    fn subjects_are_unique() {
+        let mut subjects = SUBJECTS.to_vec();
+        subjects.sort_unstable();
+        subjects.dedup();
+        assert_eq!(subjects.len(), SUBJECTS.len());
+    }
+}

@@ -1,0 +1,359 @@
+//! The listener runtime (ARCHITECTURE.md, delivery rules 2 to 5).
+//!
+//! A listener is a plain async handler of one typed event that answers
+//! [`Handled::Ack`], [`Handled::Retry`] (not now: an earlier event is
+//! missing) or [`Handled::Reject`] (never: the event cannot be applied), or
+//! fails with an error (a fault: try again). The runtime subscribes each
+//! listener as the service's durable consumer group, decodes the event,
+//! runs the handler inside a span (subject, event id, delivery count),
+//! acknowledges only after the handler returned (its transaction committed),
+//! retries with exponential backoff up to a limit, and then parks the message
+//! in the service's `dead_letters` table: logged once, counted in
+//! `/metrics`, never retried forever and never dropped silently.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use crate::bus::{BoxFuture, Bus, Delivery, Disposition, Subscription, consumer_name};
+use crate::db::{Db, now_millis};
+use crate::events::{Envelope, Event};
+
+/// What a handler made of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// Applied, or already applied before (a duplicate): acknowledge.
+    Ack,
+    /// Cannot be applied yet (an earlier event is missing): deliver it again
+    /// later, with backoff, up to the retry limit.
+    Retry,
+    /// Can never be applied: park it at once, with this reason.
+    Reject(String),
+}
+
+/// What a handler returns; an error is a fault worth retrying.
+pub type HandlerResult = anyhow::Result<Handled>;
+
+enum Failure {
+    Undecodable(String),
+    Fault(anyhow::Error),
+}
+
+type Handler = Arc<dyn Fn(Bytes) -> BoxFuture<'static, Result<Handled, Failure>> + Send + Sync>;
+
+/// A handler of one subject's events.
+#[derive(Clone)]
+pub struct Listener {
+    pub subject: &'static str,
+    handler: Handler,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener").field("subject", &self.subject).finish_non_exhaustive()
+    }
+}
+
+impl Listener {
+    /// A listener of `E` events.
+    pub fn new<E, F, Fut>(handler: F) -> Self
+    where
+        E: Event,
+        F: Fn(Envelope<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        Self {
+            subject: E::SUBJECT,
+            handler: Arc::new(move |payload: Bytes| {
+                let handler = handler.clone();
+                Box::pin(async move {
+                    let event: Envelope<E> = serde_json::from_slice(&payload)
+                        .map_err(|e| Failure::Undecodable(format!("undecodable event: {e}")))?;
+                    handler(event).await.map_err(Failure::Fault)
+                })
+            }),
+        }
+    }
+}
+
+/// How often and how patiently a failing message is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Deliveries before a message is parked (the first one included).
+    pub max_attempts: u32,
+    /// The delay after the first failed delivery; doubles each time.
+    pub base_delay: Duration,
+    /// The longest delay between two deliveries.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 12 deliveries over about two minutes: long enough for a missing
+    /// earlier event to arrive, short enough to surface a poison message.
+    fn default() -> Self {
+        Self {
+            max_attempts: 12,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay after delivery number `attempt` failed.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
+        self.base_delay.saturating_mul(factor).min(self.max_delay)
+    }
+}
+
+/// Runs one service's listeners.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    service: &'static str,
+    db: Db,
+    policy: RetryPolicy,
+}
+
+/// The part of every envelope the span needs, read even from an event the
+/// handler cannot decode.
+#[derive(Deserialize)]
+struct Head {
+    id: Uuid,
+}
+
+impl Runtime {
+    /// The runtime of `service`, parking messages in its database `db`.
+    pub fn new(service: &'static str, db: Db, policy: RetryPolicy) -> Self {
+        Self { service, db, policy }
+    }
+
+    /// Subscribes every listener (all before any runs, so that in-process
+    /// groups exist before anything is published), then runs them on
+    /// `tasks` until `shutdown`.
+    pub async fn start(
+        &self,
+        bus: &dyn Bus,
+        listeners: Vec<Listener>,
+        tasks: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut subscriptions = Vec::with_capacity(listeners.len());
+        for listener in listeners {
+            let subscription = bus.subscribe(self.service, listener.subject).await?;
+            subscriptions.push((listener, subscription));
+        }
+        for (listener, subscription) in subscriptions {
+            tasks.spawn(self.clone().run(listener, subscription, shutdown.clone()));
+        }
+        Ok(())
+    }
+
+    async fn run(
+        self,
+        listener: Listener,
+        mut subscription: Subscription,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let delivery = tokio::select! {
+                delivery = subscription.next() => delivery,
+                () = shutdown.cancelled() => return,
+            };
+            match delivery {
+                Some(delivery) => {
+                    self.process(&listener, delivery).await;
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Handles one delivery and settles it; returns how it was settled.
+    /// Tests drive listeners one message at a time with it.
+    pub async fn process(&self, listener: &Listener, delivery: Delivery) -> Disposition {
+        let consumer = consumer_name(self.service, listener.subject);
+        let event_id = serde_json::from_slice::<Head>(&delivery.payload).ok().map(|h| h.id);
+        let span = tracing::info_span!(
+            "event",
+            event.subject = %delivery.subject,
+            event.id = event_id.map(|id| id.to_string()).unwrap_or_default(),
+            event.delivery = delivery.attempt,
+            consumer = %consumer,
+        );
+        async {
+            let result = AssertUnwindSafe((listener.handler)(delivery.payload.clone()))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(Failure::Fault(anyhow::anyhow!("the handler panicked"))));
+            let disposition = match result {
+                Ok(Handled::Ack) => Disposition::Ack,
+                Ok(Handled::Retry) => {
+                    self.retry_or_park(
+                        &consumer,
+                        &delivery,
+                        event_id,
+                        "an earlier event is missing",
+                    )
+                    .await
+                }
+                Ok(Handled::Reject(reason)) => {
+                    self.park(&consumer, &delivery, event_id, &reason).await
+                }
+                Err(Failure::Undecodable(reason)) => {
+                    self.park(&consumer, &delivery, event_id, &reason).await
+                }
+                Err(Failure::Fault(error)) => {
+                    let reason = format!("{error:#}");
+                    self.retry_or_park(&consumer, &delivery, event_id, &reason).await
+                }
+            };
+            let outcome = match disposition {
+                Disposition::Ack => "ack",
+                Disposition::Retry(_) => "retry",
+                Disposition::Term => "dead_letter",
+            };
+            metrics::counter!(
+                "events_handled_total",
+                "consumer" => consumer.clone(),
+                "subject" => delivery.subject.clone(),
+                "outcome" => outcome,
+            )
+            .increment(1);
+            if let Err(error) = delivery.settle(disposition).await {
+                tracing::warn!(error = format!("{error:#}"), "could not settle the delivery");
+            }
+            disposition
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn retry_or_park(
+        &self,
+        consumer: &str,
+        delivery: &Delivery,
+        event_id: Option<Uuid>,
+        reason: &str,
+    ) -> Disposition {
+        if delivery.attempt >= self.policy.max_attempts {
+            let reason = format!("gave up after {} deliveries: {reason}", delivery.attempt);
+            return self.park(consumer, delivery, event_id, &reason).await;
+        }
+        let delay = self.policy.delay(delivery.attempt);
+        tracing::info!(reason, retry_in_ms = delay.as_millis() as u64, "event not handled yet");
+        Disposition::Retry(delay)
+    }
+
+    /// Keeps the message in `dead_letters`; if even that fails, retries it
+    /// later instead (nothing is dropped).
+    async fn park(
+        &self,
+        consumer: &str,
+        delivery: &Delivery,
+        event_id: Option<Uuid>,
+        reason: &str,
+    ) -> Disposition {
+        let stored = sqlx::query(
+            "INSERT INTO dead_letters \
+             (id, consumer, subject, event_id, payload, error, attempts, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(Uuid::now_v7().to_string())
+        .bind(consumer)
+        .bind(&delivery.subject)
+        .bind(event_id.map(|id| id.to_string()))
+        .bind(String::from_utf8_lossy(&delivery.payload).into_owned())
+        .bind(reason)
+        .bind(i64::from(delivery.attempt))
+        .bind(now_millis())
+        .execute(self.db.pool())
+        .await;
+        match stored {
+            Ok(_) => {
+                tracing::error!(reason, "event parked as a dead letter");
+                metrics::counter!(
+                    "events_dead_lettered_total",
+                    "consumer" => consumer.to_owned(),
+                    "subject" => delivery.subject.clone(),
+                )
+                .increment(1);
+                Disposition::Term
+            }
+            Err(error) => {
+                tracing::warn!(%error, reason, "cannot park the event; it will be retried");
+                Disposition::Retry(self.policy.max_delay)
+            }
+        }
+    }
+}
+
+/// The version rule for replicas (ARCHITECTURE.md, delivery rule 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionCheck {
+    /// `incoming == stored + 1` (or the first version of a new record).
+    Apply,
+    /// Already applied: acknowledge and change nothing.
+    Duplicate,
+    /// An earlier version is missing: do not acknowledge yet.
+    Ahead,
+}
+
+impl VersionCheck {
+    /// Compares an event's version with the replica's (`None` when the
+    /// replica does not have the record yet; records start at version 0).
+    pub fn of(stored: Option<i64>, incoming: i64) -> Self {
+        let expected = stored.map_or(0, |v| v + 1);
+        match incoming.cmp(&expected) {
+            std::cmp::Ordering::Equal => Self::Apply,
+            std::cmp::Ordering::Less => Self::Duplicate,
+            std::cmp::Ordering::Greater => Self::Ahead,
+        }
+    }
+
+    /// What a handler answers when the event is not applied.
+    pub fn unapplied(self) -> Handled {
+        match self {
+            Self::Ahead => Handled::Retry,
+            Self::Apply | Self::Duplicate => Handled::Ack,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_rule_applies_only_the_next_version() {
+        assert_eq!(VersionCheck::of(Some(2), 3), VersionCheck::Apply);
+        assert_eq!(VersionCheck::of(Some(2), 2), VersionCheck::Duplicate);
+        assert_eq!(VersionCheck::of(Some(2), 1), VersionCheck::Duplicate);
+        assert_eq!(VersionCheck::of(Some(2), 4), VersionCheck::Ahead);
+        assert_eq!(VersionCheck::of(None, 0), VersionCheck::Apply);
+        assert_eq!(VersionCheck::of(None, 1), VersionCheck::Ahead);
+        assert_eq!(VersionCheck::Ahead.unapplied(), Handled::Retry);
+        assert_eq!(VersionCheck::Duplicate.unapplied(), Handled::Ack);
+    }
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap() {
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        let delays: Vec<u128> = (1..=6).map(|a| policy.delay(a).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+    }
+}

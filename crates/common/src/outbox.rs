@@ -1,0 +1,312 @@
+//! The transactional outbox (ARCHITECTURE.md, delivery rule 1).
+//!
+//! A store writes its state change and the events announcing it in one
+//! transaction ([`add`]), commits through [`Outbox::commit`] (which wakes the
+//! relay at once), and never publishes itself. The [`Relay`] publishes rows
+//! in `seq` order and deletes each row once the bus has it: on JetStream when
+//! the server acknowledged it, in-process when every subscribing service
+//! settled it. A crash at any point leaves unsent rows in the table; they are
+//! sent at the next start, and a row published twice keeps its event id, so
+//! the bus's duplicate window drops the copy.
+//!
+//! Several replicas of a service on PostgreSQL each run a relay; they take
+//! turns under a transaction-scoped advisory lock, and each turn reads every
+//! unsent row (no cursor), so a transaction that commits out of `seq` order
+//! is never skipped.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sqlx::{Any, Row as _, Transaction};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::bus::{Bus, OutgoingMessage, Receipt};
+use crate::db::{Backend, Db, MigrationFile, Sql, now_millis};
+use crate::events::{Envelope, Event};
+
+/// The messaging migration (outbox and dead letters), version 1 of every
+/// event-driven service; the service's own migrations start at 2.
+pub const MIGRATION: MigrationFile = MigrationFile {
+    version: 1,
+    description: "messaging",
+    sql: Sql::PerBackend {
+        sqlite: include_str!("../migrations/messaging.sqlite.sql"),
+        postgres: include_str!("../migrations/messaging.postgres.sql"),
+    },
+};
+
+/// Rows published per turn.
+const BATCH: i64 = 100;
+/// How often the relay looks for rows without being woken (rows of a
+/// crashed replica, or a wake-up that came from another process).
+const POLL: Duration = Duration::from_secs(1);
+/// At most this many in-process messages wait for settlement.
+const MAX_IN_FLIGHT: usize = 1000;
+/// Key of the advisory lock that serialises the relays of one database.
+const RELAY_LOCK: i64 = 0x7469_636b_6574_0001;
+
+/// Writes `event` into the outbox inside the caller's transaction.
+pub async fn add<E: Event>(
+    tx: &mut Transaction<'static, Any>,
+    event: &Envelope<E>,
+) -> Result<(), sqlx::Error> {
+    let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    sqlx::query(
+        "INSERT INTO outbox (event_id, subject, payload, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(event.id.to_string())
+    .bind(E::SUBJECT)
+    .bind(payload)
+    .bind(now_millis())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A service's outbox: its database and the signal that wakes its relay.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    db: Db,
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new(db: Db) -> Self {
+        Self { db, wake: Arc::new(Notify::new()) }
+    }
+
+    /// Commits a transaction that wrote to the outbox and wakes the relay.
+    pub async fn commit(&self, tx: Transaction<'static, Any>) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// The number of rows not yet handed over to the bus for good.
+    pub async fn pending(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(self.db.pool()).await
+    }
+
+    /// The relay publishing this outbox to `bus`.
+    pub fn relay(&self, service: &'static str, bus: Arc<dyn Bus>) -> Relay {
+        let (settled_tx, settled_rx) = mpsc::unbounded_channel();
+        Relay {
+            service,
+            outbox: self.clone(),
+            bus,
+            in_flight: HashSet::new(),
+            settled_tx,
+            settled_rx,
+            settled_wake: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// An outbox row.
+struct Row {
+    seq: i64,
+    id: Uuid,
+    subject: String,
+    payload: String,
+}
+
+/// What became of one in-process message.
+enum Settled {
+    /// Every subscriber settled it: delete the row.
+    Done(i64),
+    /// The bus gave up on it (shutting down): keep the row, send it again.
+    Abandoned(i64),
+}
+
+/// Publishes one service's outbox.
+pub struct Relay {
+    service: &'static str,
+    outbox: Outbox,
+    bus: Arc<dyn Bus>,
+    /// Rows handed to the in-process bus whose settlement is awaited.
+    in_flight: HashSet<i64>,
+    settled_tx: mpsc::UnboundedSender<Settled>,
+    settled_rx: mpsc::UnboundedReceiver<Settled>,
+    /// Woken when an in-process message settles, so its row goes promptly.
+    settled_wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("service", &self.service)
+            .field("in_flight", &self.in_flight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// Publishes until `shutdown`: at once after a local commit, every
+    /// second otherwise, with backoff while the bus or database is down.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let wake = self.outbox.wake.clone();
+        let settled = self.settled_wake.clone();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.step().await {
+                Ok(published) => {
+                    backoff = Duration::from_millis(50);
+                    if published > 0 {
+                        continue;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        service = self.service,
+                        error = format!("{error:#}"),
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "outbox relay cannot publish"
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+            tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+                () = settled.notified() => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// One turn: deletes the rows settled since the last turn, then publishes
+    /// the unsent rows in order, stopping at the first failure. Returns how
+    /// many rows it published. Tests drive the relay with it.
+    pub async fn step(&mut self) -> anyhow::Result<usize> {
+        self.delete_settled().await?;
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            return Ok(0);
+        }
+        let published = match self.outbox.db.backend() {
+            // One process owns a SQLite file: no lock, and no write lock held
+            // while publishing.
+            Backend::Sqlite => {
+                let rows = self.unsent(self.outbox.db.pool()).await?;
+                let (published, stored, failure) = self.publish(rows).await;
+                delete(self.outbox.db.pool(), &stored).await?;
+                failure.map_or(Ok(published), Err)?
+            }
+            Backend::Postgres => {
+                let mut tx = self.outbox.db.pool().begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(RELAY_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                let rows = self.unsent(&mut *tx).await?;
+                let (published, stored, failure) = self.publish(rows).await;
+                delete(&mut *tx, &stored).await?;
+                tx.commit().await?;
+                failure.map_or(Ok(published), Err)?
+            }
+        };
+        if published > 0 {
+            metrics::counter!("outbox_published_total", "service" => self.service)
+                .increment(published as u64);
+        }
+        Ok(published)
+    }
+
+    async fn unsent<'e, E>(&self, executor: E) -> Result<Vec<Row>, sqlx::Error>
+    where
+        E: sqlx::Executor<'e, Database = Any>,
+    {
+        let limit = BATCH + i64::try_from(self.in_flight.len()).unwrap_or(i64::MAX / 2);
+        let rows =
+            sqlx::query("SELECT seq, event_id, subject, payload FROM outbox ORDER BY seq LIMIT $1")
+                .bind(limit)
+                .fetch_all(executor)
+                .await?;
+        let mut unsent = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq: i64 = row.try_get("seq")?;
+            if self.in_flight.contains(&seq) {
+                continue;
+            }
+            let id: String = row.try_get("event_id")?;
+            unsent.push(Row {
+                seq,
+                id: Uuid::parse_str(&id).map_err(|e| sqlx::Error::Decode(e.into()))?,
+                subject: row.try_get("subject")?,
+                payload: row.try_get("payload")?,
+            });
+        }
+        Ok(unsent)
+    }
+
+    /// Publishes `rows` in order. Returns how many were published, the seqs
+    /// the bus stored for good, and the first failure.
+    async fn publish(&mut self, rows: Vec<Row>) -> (usize, Vec<i64>, Option<anyhow::Error>) {
+        let mut published = 0;
+        let mut stored = Vec::new();
+        for row in rows {
+            let message = OutgoingMessage {
+                id: row.id,
+                subject: row.subject,
+                payload: Bytes::from(row.payload),
+            };
+            match self.bus.publish(message).await {
+                Ok(Receipt::Stored) => stored.push(row.seq),
+                Ok(Receipt::Pending(receipt)) => {
+                    self.in_flight.insert(row.seq);
+                    let (settled, wake) = (self.settled_tx.clone(), self.settled_wake.clone());
+                    let seq = row.seq;
+                    tokio::spawn(async move {
+                        let outcome = match receipt.await {
+                            Ok(()) => Settled::Done(seq),
+                            Err(_) => Settled::Abandoned(seq),
+                        };
+                        let _ = settled.send(outcome);
+                        wake.notify_one();
+                    });
+                }
+                Err(error) => return (published, stored, Some(error)),
+            }
+            published += 1;
+        }
+        (published, stored, None)
+    }
+
+    async fn delete_settled(&mut self) -> Result<(), sqlx::Error> {
+        let mut done = Vec::new();
+        while let Ok(settled) = self.settled_rx.try_recv() {
+            match settled {
+                Settled::Done(seq) => {
+                    self.in_flight.remove(&seq);
+                    done.push(seq);
+                }
+                Settled::Abandoned(seq) => {
+                    self.in_flight.remove(&seq);
+                }
+            }
+        }
+        delete(self.outbox.db.pool(), &done).await
+    }
+}
+
+async fn delete<'e, E>(executor: E, seqs: &[i64]) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    // Seqs are integers from the table itself: safe to inline.
+    let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let sql = format!("DELETE FROM outbox WHERE seq IN ({list})");
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(executor).await?;
+    Ok(())
+}
