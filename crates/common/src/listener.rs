@@ -135,6 +135,7 @@ struct Head {
 impl Runtime {
     /// The runtime of `service`, parking messages in its database `db`.
     pub fn new(service: &'static str, db: Db, policy: RetryPolicy) -> Self {
+        crate::telemetry::metrics_handle();
         Self { service, db, policy }
     }
 

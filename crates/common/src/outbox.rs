@@ -43,7 +43,7 @@ pub const MIGRATION: MigrationFile = MigrationFile {
 const BATCH: i64 = 100;
 /// How often the relay looks for rows without being woken (rows of a
 /// crashed replica, or a wake-up that came from another process).
-const POLL: Duration = Duration::from_secs(1);
+const DEFAULT_POLL: Duration = Duration::from_secs(1);
 /// At most this many in-process messages wait for settlement.
 const MAX_IN_FLIGHT: usize = 1000;
 /// Key of the advisory lock that serialises the relays of one database.
@@ -102,6 +102,7 @@ impl Outbox {
             settled_tx,
             settled_rx,
             settled_wake: Arc::new(Notify::new()),
+            poll: DEFAULT_POLL,
         }
     }
 }
@@ -133,6 +134,7 @@ pub struct Relay {
     settled_rx: mpsc::UnboundedReceiver<Settled>,
     /// Woken when an in-process message settles, so its row goes promptly.
     settled_wake: Arc<Notify>,
+    poll: Duration,
 }
 
 impl std::fmt::Debug for Relay {
@@ -145,6 +147,12 @@ impl std::fmt::Debug for Relay {
 }
 
 impl Relay {
+    /// Sets how often the relay looks for rows without being woken.
+    pub fn with_poll_interval(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
     /// Publishes until `shutdown`: at once after a local commit, every
     /// second otherwise, with backoff while the bus or database is down.
     pub async fn run(mut self, shutdown: CancellationToken) {
@@ -176,7 +184,7 @@ impl Relay {
             }
             tokio::select! {
                 () = wake.notified() => {}
-                () = tokio::time::sleep(POLL) => {}
+                () = tokio::time::sleep(self.poll) => {}
                 () = settled.notified() => {}
                 () = shutdown.cancelled() => return,
             }
@@ -218,6 +226,22 @@ impl Relay {
                 .increment(published as u64);
         }
         Ok(published)
+    }
+
+    /// Publishes every unsent row and waits until each is settled and
+    /// deleted (tests and shutdown drain the outbox with it). In-process,
+    /// the consumers must be running for this to finish.
+    pub async fn drain(&mut self) -> anyhow::Result<()> {
+        let settled = self.settled_wake.clone();
+        loop {
+            let published = self.step().await?;
+            if published == 0 {
+                if self.in_flight.is_empty() {
+                    return Ok(());
+                }
+                settled.notified().await;
+            }
+        }
     }
 
     async fn unsent<'e, E>(&self, executor: E) -> Result<Vec<Row>, sqlx::Error>

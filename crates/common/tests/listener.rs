@@ -1,0 +1,235 @@
+//! The listener runtime on the in-process bus and on JetStream, with dead
+//! letters on SQLite (and PostgreSQL for the parking itself): acknowledge
+//! after the handler, retry with backoff, park after the limit, park what
+//! cannot be decoded or applied, survive a panicking handler, and wait for a
+//! missing earlier event.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::bus::OutgoingMessage;
+use common::db::{Db, Migrations};
+use common::events::{Envelope, Event, TicketCreated};
+use common::listener::{Handled, Listener, RetryPolicy, Runtime};
+use common::outbox;
+use common::testing::{Backend, TestBus, TestContext};
+use sqlx::Row as _;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+const MIGRATIONS: Migrations = Migrations(&[outbox::MIGRATION]);
+
+const FAST: RetryPolicy = RetryPolicy {
+    max_attempts: 3,
+    base_delay: Duration::from_millis(20),
+    max_delay: Duration::from_millis(100),
+};
+
+struct Harness {
+    _context: TestContext,
+    db: Db,
+    bus: TestBus,
+    runtime: Runtime,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+    calls: Arc<AtomicU32>,
+}
+
+impl Harness {
+    async fn new(bus: TestBus, backend: &Backend) -> Self {
+        let context = TestContext::new(backend, |_| {});
+        let db = context.context.databases.open("toy", &MIGRATIONS).await.expect("database");
+        let runtime = Runtime::new("toy", db.clone(), FAST);
+        Self {
+            _context: context,
+            db,
+            bus,
+            runtime,
+            tasks: TaskTracker::new(),
+            stop: CancellationToken::new(),
+            calls: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// Runs a listener whose answer depends on how often it was called.
+    async fn listen(
+        &self,
+        answer: impl Fn(u32) -> anyhow::Result<Handled> + Send + Sync + 'static,
+    ) {
+        let calls = self.calls.clone();
+        let answer = Arc::new(answer);
+        let listener = Listener::new(move |_: Envelope<TicketCreated>| {
+            let calls = calls.clone();
+            let answer = answer.clone();
+            async move {
+                let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                answer(call)
+            }
+        });
+        self.runtime
+            .start(self.bus.bus.as_ref(), vec![listener], &self.tasks, &self.stop)
+            .await
+            .expect("listening");
+    }
+
+    async fn publish_raw(&self, payload: &str) {
+        let message = OutgoingMessage {
+            id: Uuid::now_v7(),
+            subject: TicketCreated::SUBJECT.to_owned(),
+            payload: Bytes::from(payload.to_owned()),
+        };
+        self.bus.bus.publish(message).await.expect("published");
+    }
+
+    async fn publish(&self) -> Uuid {
+        let event = Envelope::new(TicketCreated {
+            id: Uuid::now_v7(),
+            version: 0,
+            title: "t".into(),
+            price: 100,
+            user_id: Uuid::now_v7(),
+        });
+        self.publish_raw(&serde_json::to_string(&event).expect("json")).await;
+        event.id
+    }
+
+    /// Waits until the handler ran `calls` times and `dead` letters exist,
+    /// then a little longer to see that nothing more happens.
+    async fn settle_at(&self, calls: u32, dead: i64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while (self.calls.load(Ordering::SeqCst) < calls
+            || self.dead_letters().await.len() < dead as usize)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Some(bus) = &self.bus.in_process {
+            bus.wait_idle().await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert_eq!(self.calls.load(Ordering::SeqCst), calls, "handler calls");
+        assert_eq!(self.dead_letters().await.len() as i64, dead, "dead letters");
+    }
+
+    async fn dead_letters(&self) -> Vec<(String, Option<String>, String, i64)> {
+        sqlx::query("SELECT consumer, event_id, error, attempts FROM dead_letters")
+            .fetch_all(self.db.pool())
+            .await
+            .expect("dead letters")
+            .into_iter()
+            .map(|row| {
+                (
+                    row.get::<String, _>("consumer"),
+                    row.get::<Option<String>, _>("event_id"),
+                    row.get::<String, _>("error"),
+                    row.get::<i64, _>("attempts"),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn a_handled_event_is_acknowledged_once(bus: TestBus) {
+    let harness = Harness::new(bus, &Backend::Sqlite).await;
+    harness.listen(|_| Ok(Handled::Ack)).await;
+    harness.publish().await;
+    harness.settle_at(1, 0).await;
+}
+
+async fn a_failing_handler_is_retried_then_parked(bus: TestBus) {
+    let harness = Harness::new(bus, &Backend::Sqlite).await;
+    harness.listen(|_| Err(anyhow::anyhow!("the database said no"))).await;
+    let id = harness.publish().await;
+    harness.settle_at(FAST.max_attempts, 1).await;
+    let (consumer, event_id, error, attempts) = harness.dead_letters().await.remove(0);
+    assert_eq!(consumer, "toy-ticket-created");
+    assert_eq!(event_id, Some(id.to_string()));
+    assert!(error.contains("the database said no"), "{error}");
+    assert_eq!(attempts, i64::from(FAST.max_attempts));
+    let metrics = common::telemetry::metrics_handle().render();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("events_dead_lettered_total{")
+            && l.contains(r#"consumer="toy-ticket-created""#)),
+        "{metrics}"
+    );
+}
+
+async fn a_handler_that_recovers_is_not_parked(bus: TestBus) {
+    let harness = Harness::new(bus, &Backend::Sqlite).await;
+    harness
+        .listen(|call| if call < 2 { Err(anyhow::anyhow!("transient")) } else { Ok(Handled::Ack) })
+        .await;
+    harness.publish().await;
+    harness.settle_at(2, 0).await;
+}
+
+async fn an_event_waiting_for_an_earlier_one_is_retried_until_it_applies(bus: TestBus) {
+    let harness = Harness::new(bus, &Backend::Sqlite).await;
+    harness.listen(|call| Ok(if call < 3 { Handled::Retry } else { Handled::Ack })).await;
+    harness.publish().await;
+    harness.settle_at(3, 0).await;
+}
+
+async fn an_undecodable_event_is_parked_at_once(bus: TestBus) {
+    let harness = Harness::new(bus, &Backend::Sqlite).await;
+    harness.listen(|_| Ok(Handled::Ack)).await;
+    harness.publish_raw(r#"{"id": "not an envelope"}"#).await;
+    harness.settle_at(0, 1).await;
+    let (_, _, error, attempts) = harness.dead_letters().await.remove(0);
+    assert!(error.contains("undecodable"), "{error}");
+    assert_eq!(attempts, 1);
+}
+
+async fn a_rejected_event_is_parked_with_its_reason(bus: TestBus) {
+    let harness = Harness::new(bus, &Backend::Sqlite).await;
+    harness.listen(|_| Ok(Handled::Reject("the ticket is unknown".into()))).await;
+    harness.publish().await;
+    harness.settle_at(1, 1).await;
+    assert_eq!(harness.dead_letters().await.remove(0).2, "the ticket is unknown");
+}
+
+async fn a_panicking_handler_is_retried_not_fatal(bus: TestBus) {
+    let harness = Harness::new(bus, &Backend::Sqlite).await;
+    harness
+        .listen(|call| {
+            assert!(call > 1, "the first delivery panics");
+            Ok(Handled::Ack)
+        })
+        .await;
+    harness.publish().await;
+    harness.settle_at(2, 0).await;
+}
+
+common::bus_tests!(
+    a_handled_event_is_acknowledged_once,
+    a_failing_handler_is_retried_then_parked,
+    a_handler_that_recovers_is_not_parked,
+    an_event_waiting_for_an_earlier_one_is_retried_until_it_applies,
+    an_undecodable_event_is_parked_at_once,
+    a_rejected_event_is_parked_with_its_reason,
+    a_panicking_handler_is_retried_not_fatal,
+);
+
+/// Parking works on both databases (the suite above parks on SQLite).
+mod dead_letters {
+    use super::*;
+
+    async fn events_are_parked_in_the_service_database(backend: Backend) {
+        let harness = Harness::new(TestBus::in_process(), &backend).await;
+        harness.listen(|_| Ok(Handled::Reject("never".into()))).await;
+        harness.publish().await;
+        harness.settle_at(1, 1).await;
+    }
+
+    common::backend_tests!(events_are_parked_in_the_service_database);
+}
