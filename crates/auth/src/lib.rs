@@ -31,5 +31,6 @@ pub async fn build(context: &Context) -> anyhow::Result<Service> {
         openapi: routes::AuthApi::openapi(),
         probes: vec![Probe::database(NAME, db.clone())],
         databases: vec![db],
+        messaging: None,
     })
 }

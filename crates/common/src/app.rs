@@ -27,8 +27,13 @@ use crate::telemetry::{self, MakeRequestUuid, REQUEST_ID};
 /// contract's 404 otherwise).
 pub fn app(services: &[Service], fallback: Option<Router>) -> Router {
     telemetry::metrics_handle();
-    let probes: Arc<Vec<Probe>> =
-        Arc::new(services.iter().flat_map(|s| s.probes.iter().cloned()).collect());
+    let mut probes: Vec<Probe> = services.iter().flat_map(|s| s.probes.iter().cloned()).collect();
+    for service in services {
+        if let Some(messaging) = &service.messaging {
+            probes.push(Probe::bus(service.name, messaging.bus.clone()));
+        }
+    }
+    let probes = Arc::new(probes);
     let openapi = Arc::new(openapi(services));
 
     let mut router = Router::new()

@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod listener;
+pub mod money;
 pub mod outbox;
 pub mod service;
 pub mod session;

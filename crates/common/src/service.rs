@@ -11,8 +11,12 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::bus::Bus;
+use crate::bus::memory::InProcessBus;
 use crate::config::Config;
 use crate::db::{Db, DbTarget};
+use crate::listener::{Listener, RetryPolicy, Runtime};
+use crate::outbox::Outbox;
 use crate::session::Sessions;
 
 /// What a service is built from: configuration and shared dependencies.
@@ -27,6 +31,10 @@ pub struct Context {
     /// Background work of every service; the process waits for it to finish
     /// (flush) after the HTTP server stopped.
     pub tasks: TaskTracker,
+    /// The event bus (in-process unless `NATS_URL` is set).
+    pub bus: Arc<dyn Bus>,
+    /// How listeners retry before parking a message.
+    pub retry: RetryPolicy,
 }
 
 impl Context {
@@ -46,6 +54,8 @@ impl Context {
             databases,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            bus: Arc::new(InProcessBus::new()),
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -75,6 +85,14 @@ impl Probe {
         Self { name: name.into(), check: Arc::new(move || Box::pin(check())) }
     }
 
+    /// Checks that the event bus is reachable for a service.
+    pub fn bus(service: &str, bus: Arc<dyn Bus>) -> Self {
+        Self::new(format!("{service}.bus"), move || {
+            let bus = bus.clone();
+            async move { bus.check().await }
+        })
+    }
+
     /// Checks that a service's database answers.
     pub fn database(service: &str, db: Db) -> Self {
         Self::new(format!("{service}.database"), move || {
@@ -101,6 +119,62 @@ pub struct Service {
     pub probes: Vec<Probe>,
     /// What to close when the process stops (after in-flight requests).
     pub databases: Vec<Db>,
+    /// Its listeners and outbox, for services that take part in events.
+    pub messaging: Option<Messaging>,
+}
+
+/// How a service takes part in events.
+#[derive(Debug)]
+pub struct Messaging {
+    pub bus: Arc<dyn Bus>,
+    pub runtime: Runtime,
+    pub listeners: Vec<Listener>,
+    /// Present when the service publishes.
+    pub outbox: Option<Outbox>,
+}
+
+impl Messaging {
+    /// The messaging of `service`, whose database `db` keeps its outbox and
+    /// dead letters.
+    pub fn new(context: &Context, service: &'static str, db: &Db) -> Self {
+        Self {
+            bus: context.bus.clone(),
+            runtime: Runtime::new(service, db.clone(), context.retry),
+            listeners: Vec::new(),
+            outbox: None,
+        }
+    }
+
+    pub fn listen(mut self, listener: Listener) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    pub fn publish_from(mut self, outbox: Outbox) -> Self {
+        self.outbox = Some(outbox);
+        self
+    }
+}
+
+/// Starts the listeners of every service (all subscribed before any relay
+/// publishes), then every outbox relay, on the context's task tracker.
+pub async fn start_messaging(context: &Context, services: &mut [Service]) -> anyhow::Result<()> {
+    for service in services.iter_mut() {
+        if let Some(messaging) = &mut service.messaging {
+            let listeners = std::mem::take(&mut messaging.listeners);
+            messaging
+                .runtime
+                .start(messaging.bus.as_ref(), listeners, &context.tasks, &context.shutdown)
+                .await?;
+        }
+    }
+    for service in services.iter() {
+        if let Some(Messaging { outbox: Some(outbox), bus, .. }) = &service.messaging {
+            let relay = outbox.relay(service.name, bus.clone());
+            context.tasks.spawn(relay.run(context.shutdown.clone()));
+        }
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for Service {

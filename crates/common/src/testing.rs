@@ -252,3 +252,21 @@ macro_rules! bus_tests {
         }
     };
 }
+
+/// Waits until every outbox is empty and the bus has settled everything,
+/// twice in a row (a handler may publish while it is being checked): the
+/// system has then processed every consequence of what the test did.
+pub async fn drain(outboxes: &[crate::outbox::Outbox], bus: &dyn crate::bus::Bus) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut quiet = 0;
+    while quiet < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the system did not settle in 30 s");
+        let mut empty = true;
+        for outbox in outboxes {
+            empty &= outbox.pending().await.expect("outbox count") == 0;
+        }
+        let idle = empty && bus.idle().await.expect("bus state");
+        quiet = if idle { quiet + 1 } else { 0 };
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

@@ -85,6 +85,7 @@ async fn spawn(ready: bool) -> TestServer {
         openapi: utoipa::openapi::OpenApiBuilder::new().build(),
         probes: vec![probe],
         databases: vec![],
+        messaging: None,
     };
     TestServer::start(&[service]).await
 }

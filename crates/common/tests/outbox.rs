@@ -114,6 +114,10 @@ impl Bus for RecordingBus {
         Box::pin(async { Ok(()) })
     }
 
+    fn idle(&self) -> BoxFuture<'_, anyhow::Result<bool>> {
+        Box::pin(async { Ok(true) })
+    }
+
     fn kind(&self) -> &'static str {
         "recording"
     }

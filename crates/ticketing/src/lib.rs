@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use std::sync::Arc;
+
+use common::bus::jetstream::{JetStreamBus, JetStreamOptions};
 use common::config::{Config, Secret};
-use common::service::{Context, Service};
+use common::service::{Context, Service, start_messaging};
 use tokio::net::TcpListener;
 
 /// Ticketing: a ticket resale marketplace built as event-driven services.
@@ -44,12 +47,18 @@ pub enum Command {
 pub enum ServiceName {
     /// Users and sessions (`/api/users`).
     Auth,
+    /// Tickets for sale (`/api/tickets`).
+    Tickets,
+    /// Orders holding tickets (`/api/orders`).
+    Orders,
 }
 
 impl ServiceName {
     async fn build(self, context: &Context) -> anyhow::Result<Service> {
         match self {
             Self::Auth => auth::build(context).await,
+            Self::Tickets => tickets::build(context).await,
+            Self::Orders => orders::build(context).await,
         }
     }
 }
@@ -77,11 +86,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
 
+    let mut context = context;
+    if let Some(url) = &context.config.nats_url {
+        let bus = JetStreamBus::connect(JetStreamOptions::new(url.clone())).await?;
+        context.bus = Arc::new(bus);
+    }
+    tracing::info!(bus = context.bus.kind(), "event bus ready");
+
     let mut services = Vec::new();
     for name in names {
         let service = name.build(&context).await.with_context(|| format!("starting {name:?}"))?;
         services.push(service);
     }
+    start_messaging(&context, &mut services).await?;
     let app = common::app::app(&services, None);
 
     let addr = SocketAddr::from(([0, 0, 0, 0], context.config.port));

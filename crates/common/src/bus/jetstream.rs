@@ -148,6 +148,20 @@ impl Bus for JetStreamBus {
         })
     }
 
+    fn idle(&self) -> BoxFuture<'_, anyhow::Result<bool>> {
+        Box::pin(async move {
+            let stream = self.context.get_stream(&self.options.stream).await?;
+            let mut consumers = stream.consumers();
+            while let Some(info) = consumers.next().await {
+                let info = info?;
+                if info.num_pending > 0 || info.num_ack_pending > 0 {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
+
     fn kind(&self) -> &'static str {
         "jetstream"
     }

@@ -284,6 +284,10 @@ impl Bus for InProcessBus {
         Box::pin(async { Ok(()) })
     }
 
+    fn idle(&self) -> BoxFuture<'_, anyhow::Result<bool>> {
+        Box::pin(async move { Ok(self.unsettled() == 0) })
+    }
+
     fn kind(&self) -> &'static str {
         "in-process"
     }

@@ -145,6 +145,10 @@ pub trait Bus: Send + Sync + Debug + 'static {
     /// Whether the bus is reachable (readiness).
     fn check(&self) -> BoxFuture<'_, anyhow::Result<()>>;
 
+    /// Whether every message published so far has been settled by every
+    /// group (tests drain the system with it).
+    fn idle(&self) -> BoxFuture<'_, anyhow::Result<bool>>;
+
     /// `in-process` or `jetstream`, for logs.
     fn kind(&self) -> &'static str;
 }

@@ -1,0 +1,69 @@
+//! The orders service: orders that hold a ticket for a limited time, their
+//! cancellation and completion, and a replica of tickets (API.md "orders";
+//! ARCHITECTURE.md "Services").
+
+pub mod domain;
+pub mod listeners;
+mod routes;
+pub mod store;
+
+use std::time::Duration;
+
+use common::db::{MigrationFile, Migrations, Sql};
+use common::listener::Listener;
+use common::outbox;
+use common::service::{Context, Messaging, Probe, Service};
+use utoipa::OpenApi as _;
+
+pub use routes::TICKET_ID_REQUIRED;
+pub use store::{ALREADY_RESERVED, CANNOT_CANCEL_COMPLETE, Store};
+
+/// The service's name: its database is `ticketing_orders` / `orders.db`.
+pub const NAME: &str = "orders";
+
+/// The orders database's migrations.
+pub const MIGRATIONS: Migrations = Migrations(&[
+    outbox::MIGRATION,
+    MigrationFile {
+        version: 2,
+        description: "orders",
+        sql: Sql::Portable(include_str!("../migrations/0002_orders.sql")),
+    },
+]);
+
+/// Opens the service's database and builds its routes and listeners.
+pub async fn build(context: &Context) -> anyhow::Result<Service> {
+    let db = context.databases.open(NAME, &MIGRATIONS).await?;
+    let store = Store::new(db.clone());
+    let messaging = Messaging::new(context, NAME, &db)
+        .listen({
+            let store = store.clone();
+            Listener::new(move |event| listeners::ticket_created(store.clone(), event))
+        })
+        .listen({
+            let store = store.clone();
+            Listener::new(move |event| listeners::ticket_updated(store.clone(), event))
+        })
+        .listen({
+            let store = store.clone();
+            Listener::new(move |event| listeners::expiration_complete(store.clone(), event))
+        })
+        .listen({
+            let store = store.clone();
+            Listener::new(move |event| listeners::payment_created(store.clone(), event))
+        })
+        .publish_from(store.outbox.clone());
+    let state = routes::OrdersState {
+        store,
+        sessions: context.sessions.clone(),
+        expiration: Duration::from_secs(context.config.order_expiration_seconds),
+    };
+    Ok(Service {
+        name: NAME,
+        router: routes::router(state),
+        openapi: routes::OrdersApi::openapi(),
+        probes: vec![Probe::database(NAME, db.clone())],
+        databases: vec![db],
+        messaging: Some(messaging),
+    })
+}

@@ -1,0 +1,169 @@
+//! The orders routes (`/api/orders`, API.md "orders").
+
+use std::time::Duration;
+
+use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use common::error::ErrorBody;
+use common::extract::{self, Id};
+use common::session::{CurrentUser, Sessions};
+use common::time::Timestamp;
+use common::validate::Validator;
+use common::{ApiError, ApiResult, validated};
+use serde::Deserialize;
+use utoipa::{OpenApi, ToSchema};
+use uuid::Uuid;
+
+use crate::domain::Order;
+use crate::store::{ALREADY_RESERVED, CANNOT_CANCEL_COMPLETE, Change, CreateError, Store};
+
+/// The message for a missing or invalid ticket id.
+pub const TICKET_ID_REQUIRED: &str = "TicketId must be provided";
+
+#[derive(Debug, Clone)]
+pub struct OrdersState {
+    pub store: Store,
+    pub sessions: Sessions,
+    /// How long an order holds its ticket.
+    pub expiration: Duration,
+}
+
+impl FromRef<OrdersState> for Sessions {
+    fn from_ref(state: &OrdersState) -> Self {
+        state.sessions.clone()
+    }
+}
+
+pub fn router(state: OrdersState) -> Router {
+    Router::new()
+        .route("/api/orders", get(list).post(create))
+        .route("/api/orders/{id}", get(show).delete(cancel))
+        .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(create, list, show, cancel),
+    components(schemas(ErrorBody, Order)),
+    tags((name = "orders", description = "Orders holding a ticket for a limited time"))
+)]
+pub struct OrdersApi;
+
+/// The body of `POST /api/orders`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewOrder {
+    /// The ticket to reserve.
+    #[schema(value_type = Uuid, required = true)]
+    ticket_id: Option<String>,
+}
+
+/// Reserves a ticket: the order holds it until `expiresAt`.
+#[utoipa::path(
+    post, path = "/api/orders", tag = "orders",
+    request_body = NewOrder,
+    responses(
+        (status = 201, description = "Created, status `created`", body = Order),
+        (status = 400, description = "Invalid `ticketId`, or `Ticket is already reserved`", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such ticket", body = ErrorBody),
+    )
+)]
+async fn create(
+    State(state): State<OrdersState>,
+    CurrentUser(user): CurrentUser,
+    extract::Json(body): extract::Json<NewOrder>,
+) -> ApiResult<(StatusCode, Json<Order>)> {
+    let mut v = Validator::new();
+    let ticket_id = v.check(
+        "ticketId",
+        body.ticket_id
+            .as_deref()
+            .map(str::trim)
+            .and_then(|t| Uuid::parse_str(t).ok())
+            .ok_or(TICKET_ID_REQUIRED),
+    );
+    let (ticket_id,) = validated!(v, ticket_id);
+
+    let expires_at = Timestamp::now().plus_seconds(state.expiration.as_secs());
+    match state.store.create(user.id, ticket_id, expires_at).await? {
+        Ok(order) => {
+            tracing::info!(order.id = %order.id, ticket.id = %ticket_id, "order created");
+            Ok((StatusCode::CREATED, Json(order)))
+        }
+        Err(CreateError::UnknownTicket) => Err(ApiError::NotFound),
+        Err(CreateError::Reserved) => Err(ApiError::bad_request(ALREADY_RESERVED)),
+    }
+}
+
+/// The caller's orders, oldest first.
+#[utoipa::path(
+    get, path = "/api/orders", tag = "orders",
+    responses(
+        (status = 200, description = "The caller's orders", body = [Order]),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    )
+)]
+async fn list(
+    State(state): State<OrdersState>,
+    CurrentUser(user): CurrentUser,
+) -> ApiResult<Json<Vec<Order>>> {
+    Ok(Json(state.store.list_for_user(user.id).await?))
+}
+
+/// One of the caller's orders.
+#[utoipa::path(
+    get, path = "/api/orders/{id}", tag = "orders",
+    params(("id" = Uuid, Path, description = "The order id")),
+    responses(
+        (status = 200, description = "The order", body = Order),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Someone else's order", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+    )
+)]
+async fn show(
+    State(state): State<OrdersState>,
+    CurrentUser(user): CurrentUser,
+    Id(id): Id,
+) -> ApiResult<Json<Order>> {
+    let order = state.store.find(id).await?.ok_or(ApiError::NotFound)?;
+    if order.user_id != user.id {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(Json(order))
+}
+
+/// Cancels one of the caller's orders (a cancelled one stays cancelled).
+#[utoipa::path(
+    delete, path = "/api/orders/{id}", tag = "orders",
+    params(("id" = Uuid, Path, description = "The order id")),
+    responses(
+        (status = 204, description = "The order is cancelled"),
+        (status = 400, description = "`Cannot cancel a completed order`", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Someone else's order", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+    )
+)]
+async fn cancel(
+    State(state): State<OrdersState>,
+    CurrentUser(user): CurrentUser,
+    Id(id): Id,
+) -> ApiResult<StatusCode> {
+    let order = state.store.find(id).await?.ok_or(ApiError::NotFound)?;
+    if order.user_id != user.id {
+        return Err(ApiError::Forbidden);
+    }
+    match state.store.cancel(id).await? {
+        Change::Done => {
+            tracing::info!(order.id = %id, "order cancelled by its buyer");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Change::Already => Ok(StatusCode::NO_CONTENT),
+        Change::Refused(_) => Err(ApiError::bad_request(CANNOT_CANCEL_COMPLETE)),
+        Change::Unknown => Err(ApiError::NotFound),
+    }
+}

@@ -1,0 +1,54 @@
+//! The tickets service: tickets for sale, their source of truth, and their
+//! reservation by orders (API.md "tickets"; ARCHITECTURE.md "Services").
+
+pub mod domain;
+pub mod listeners;
+mod routes;
+pub mod store;
+
+use common::db::{MigrationFile, Migrations, Sql};
+use common::listener::Listener;
+use common::outbox;
+use common::service::{Context, Messaging, Probe, Service};
+use utoipa::OpenApi as _;
+
+pub use routes::{NEXT_CURSOR, RESERVED};
+pub use store::Store;
+
+/// The service's name: its database is `ticketing_tickets` / `tickets.db`.
+pub const NAME: &str = "tickets";
+
+/// The tickets database's migrations.
+pub const MIGRATIONS: Migrations = Migrations(&[
+    outbox::MIGRATION,
+    MigrationFile {
+        version: 2,
+        description: "tickets",
+        sql: Sql::Portable(include_str!("../migrations/0002_tickets.sql")),
+    },
+]);
+
+/// Opens the service's database and builds its routes and listeners.
+pub async fn build(context: &Context) -> anyhow::Result<Service> {
+    let db = context.databases.open(NAME, &MIGRATIONS).await?;
+    let store = Store::new(db.clone());
+    let messaging = Messaging::new(context, NAME, &db)
+        .listen({
+            let store = store.clone();
+            Listener::new(move |event| listeners::order_created(store.clone(), event))
+        })
+        .listen({
+            let store = store.clone();
+            Listener::new(move |event| listeners::order_cancelled(store.clone(), event))
+        })
+        .publish_from(store.outbox.clone());
+    let state = routes::TicketsState { store, sessions: context.sessions.clone() };
+    Ok(Service {
+        name: NAME,
+        router: routes::router(state),
+        openapi: routes::TicketsApi::openapi(),
+        probes: vec![Probe::database(NAME, db.clone())],
+        databases: vec![db],
+        messaging: Some(messaging),
+    })
+}

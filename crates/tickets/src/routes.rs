@@ -1,0 +1,198 @@
+//! The tickets routes (`/api/tickets`, API.md "tickets").
+
+use axum::extract::{FromRef, Path, Query, State};
+use axum::http::header::HeaderName;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use common::error::{ErrorBody, ErrorItem};
+use common::extract::{self, Id};
+use common::money::Cents;
+use common::session::{CurrentUser, Sessions};
+use common::validate::Validator;
+use common::{ApiError, ApiResult, validated};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use uuid::Uuid;
+
+use crate::domain::{Ticket, Title};
+use crate::store::{EditError, Store};
+
+/// The message for editing a ticket an order holds.
+pub const RESERVED: &str = "Cannot edit a reserved ticket";
+
+/// The header naming the cursor of the next page.
+pub static NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
+
+/// What the tickets routes share.
+#[derive(Debug, Clone)]
+pub struct TicketsState {
+    pub store: Store,
+    pub sessions: Sessions,
+}
+
+impl FromRef<TicketsState> for Sessions {
+    fn from_ref(state: &TicketsState) -> Self {
+        state.sessions.clone()
+    }
+}
+
+pub fn router(state: TicketsState) -> Router {
+    Router::new()
+        .route("/api/tickets", get(list).post(create))
+        .route("/api/tickets/{id}", get(show).put(edit))
+        .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(create, list, show, edit),
+    components(schemas(ErrorBody, Ticket)),
+    tags((name = "tickets", description = "Tickets for sale"))
+)]
+pub struct TicketsApi;
+
+/// The body of create and edit.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TicketBody {
+    /// 1 to 200 characters (trimmed).
+    #[schema(value_type = String, required = true, example = "Concert")]
+    title: Option<String>,
+    /// Greater than 0, at most 1,000,000, at most two decimals; a number or
+    /// a numeric string.
+    #[schema(value_type = f64, required = true, example = 19.99)]
+    price: Option<Value>,
+}
+
+impl TicketBody {
+    fn parse(&self) -> ApiResult<(Title, Cents)> {
+        let mut v = Validator::new();
+        let title = v.check("title", Title::parse(self.title.as_deref()));
+        let price = v.check("price", Cents::parse_price(self.price.as_ref()));
+        Ok(validated!(v, title, price))
+    }
+}
+
+/// Paging of the listing.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>)]
+    limit: Option<String>,
+    /// The id of the last ticket of the previous page (`X-Next-Cursor`).
+    #[param(value_type = Option<String>)]
+    cursor: Option<String>,
+}
+
+/// Puts a ticket up for sale.
+#[utoipa::path(
+    post, path = "/api/tickets", tag = "tickets",
+    request_body = TicketBody,
+    responses(
+        (status = 201, description = "Created (version 0)", body = Ticket),
+        (status = 400, description = "Invalid title or price", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    )
+)]
+async fn create(
+    State(state): State<TicketsState>,
+    CurrentUser(user): CurrentUser,
+    extract::Json(body): extract::Json<TicketBody>,
+) -> ApiResult<(StatusCode, Json<Ticket>)> {
+    let (title, price) = body.parse()?;
+    let ticket = state.store.create(&title, price, user.id).await?;
+    tracing::info!(ticket.id = %ticket.id, "ticket created");
+    Ok((StatusCode::CREATED, Json(ticket)))
+}
+
+/// Tickets that are not reserved, oldest first.
+#[utoipa::path(
+    get, path = "/api/tickets", tag = "tickets",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of unreserved tickets; `X-Next-Cursor` when more follow", body = [Ticket]),
+        (status = 400, description = "Invalid `limit` or `cursor`", body = ErrorBody),
+    )
+)]
+async fn list(
+    State(state): State<TicketsState>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(params) = params.map_err(|_| ApiError::InvalidBody { field: None })?;
+    let mut errors = Vec::new();
+    let limit = match params.limit.as_deref().map(str::parse::<i64>) {
+        None => 100,
+        Some(Ok(limit)) if (1..=1000).contains(&limit) => limit,
+        Some(_) => {
+            errors.push(ErrorItem::field("limit", "Limit must be between 1 and 1000"));
+            0
+        }
+    };
+    let cursor = match params.cursor.as_deref().filter(|c| !c.is_empty()).map(Uuid::parse_str) {
+        None => None,
+        Some(Ok(cursor)) => Some(cursor),
+        Some(Err(_)) => {
+            errors.push(ErrorItem::field("cursor", "Cursor must be a ticket id"));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let (tickets, more) = state.store.list_unreserved(cursor, limit).await?;
+    let mut headers = HeaderMap::new();
+    if let (true, Some(last)) = (more, tickets.last())
+        && let Ok(value) = HeaderValue::from_str(&last.id.to_string())
+    {
+        headers.insert(NEXT_CURSOR.clone(), value);
+    }
+    Ok((headers, Json(tickets)).into_response())
+}
+
+/// One ticket, reserved or not.
+#[utoipa::path(
+    get, path = "/api/tickets/{id}", tag = "tickets",
+    params(("id" = Uuid, Path, description = "The ticket id")),
+    responses(
+        (status = 200, description = "The ticket", body = Ticket),
+        (status = 404, description = "No such ticket", body = ErrorBody),
+    )
+)]
+async fn show(State(state): State<TicketsState>, Id(id): Id) -> ApiResult<Json<Ticket>> {
+    state.store.find(id).await?.map(Json).ok_or(ApiError::NotFound)
+}
+
+/// Edits a ticket: its owner only, and only while no order holds it.
+#[utoipa::path(
+    put, path = "/api/tickets/{id}", tag = "tickets",
+    params(("id" = Uuid, Path, description = "The ticket id")),
+    request_body = TicketBody,
+    responses(
+        (status = 200, description = "The edited ticket (version + 1)", body = Ticket),
+        (status = 400, description = "Invalid title or price, or `Cannot edit a reserved ticket`", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Someone else's ticket", body = ErrorBody),
+        (status = 404, description = "No such ticket", body = ErrorBody),
+    )
+)]
+async fn edit(
+    State(state): State<TicketsState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    extract::Json(body): extract::Json<TicketBody>,
+) -> ApiResult<Json<Ticket>> {
+    // API.md's order: session, body, exists, owner, not reserved.
+    let (title, price) = body.parse()?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    match state.store.edit(id, user.id, &title, price).await? {
+        Ok(ticket) => {
+            tracing::info!(ticket.id = %ticket.id, ticket.version = ticket.version, "ticket edited");
+            Ok(Json(ticket))
+        }
+        Err(EditError::NotFound) => Err(ApiError::NotFound),
+        Err(EditError::NotOwner) => Err(ApiError::Forbidden),
+        Err(EditError::Reserved) => Err(ApiError::bad_request(RESERVED)),
+    }
+}
