@@ -118,6 +118,9 @@ pub struct TestServer {
 impl TestServer {
     /// Serves `services` exactly as the binary composes them.
     pub async fn start(services: &[Service]) -> Self {
+        // Logs of a test are off unless RUST_LOG asks for them.
+        let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "off".into());
+        crate::telemetry::init_logging(&filter, crate::config::LogFormat::Pretty);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
         let addr = listener.local_addr().expect("local address");
         let stop = CancellationToken::new();
@@ -269,4 +272,137 @@ pub async fn drain(outboxes: &[crate::outbox::Outbox], bus: &dyn crate::bus::Bus
         quiet = if idle { quiet + 1 } else { 0 };
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
+}
+
+/// The two backend pairs the system runs on: SQLite with the in-process bus
+/// (the all-in-one) and PostgreSQL with JetStream (scaled out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stack {
+    Embedded,
+    Scaled,
+}
+
+/// A user with a session, made without the auth service (every service
+/// verifies sessions itself).
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: uuid::Uuid,
+    pub email: String,
+    pub token: String,
+}
+
+/// Services running on one stack with their messaging, served on a free
+/// port, with helpers to act as users and to drain the event flow.
+#[derive(Debug)]
+pub struct TestSystem {
+    pub server: TestServer,
+    pub bus: TestBus,
+    pub outboxes: Vec<crate::outbox::Outbox>,
+    /// Dropped last: it stops background work and removes the databases.
+    pub context: TestContext,
+}
+
+impl TestSystem {
+    /// A context and bus on `stack`, or `None` when the stack's servers are
+    /// not configured (`TEST_DATABASE_URL` and `TEST_NATS_URL`).
+    pub async fn prepare(
+        stack: Stack,
+        configure: impl FnOnce(&mut Config),
+    ) -> Option<(TestContext, TestBus)> {
+        let (backend, bus) = match stack {
+            Stack::Embedded => (Backend::Sqlite, TestBus::in_process()),
+            Stack::Scaled => {
+                let backend = Backend::postgres()?;
+                (backend, TestBus::jetstream().await?)
+            }
+        };
+        let mut context = TestContext::new(&backend, configure);
+        context.context.bus = bus.bus.clone();
+        context.context.retry = crate::listener::RetryPolicy {
+            max_attempts: 30,
+            base_delay: std::time::Duration::from_millis(10),
+            max_delay: std::time::Duration::from_millis(200),
+        };
+        Some((context, bus))
+    }
+
+    /// Starts the messaging of `services` and serves them.
+    pub async fn start(context: TestContext, bus: TestBus, mut services: Vec<Service>) -> Self {
+        crate::service::start_messaging(&context.context, &mut services)
+            .await
+            .expect("messaging starts");
+        let outboxes = services
+            .iter()
+            .filter_map(|s| s.messaging.as_ref().and_then(|m| m.outbox.clone()))
+            .collect();
+        let server = TestServer::start(&services).await;
+        Self { server, bus, outboxes, context }
+    }
+
+    /// Waits until every consequence of what happened so far was handled.
+    pub async fn drain(&self) {
+        drain(&self.outboxes, self.bus.bus.as_ref()).await;
+    }
+
+    /// Publishes an event as if another service had sent it.
+    pub async fn publish<E: crate::events::Event>(&self, event: &crate::events::Envelope<E>) {
+        let message = crate::bus::OutgoingMessage {
+            id: event.id,
+            subject: E::SUBJECT.to_owned(),
+            payload: serde_json::to_vec(event).expect("an event encodes").into(),
+        };
+        self.bus.bus.publish(message).await.expect("published");
+    }
+
+    /// A new signed-in user.
+    pub fn user(&self, name: &str) -> TestUser {
+        let id = uuid::Uuid::now_v7();
+        let email = format!("{name}-{}@example.com", id.simple());
+        let (token, _) = self.context.context.sessions.issue(id, &email).expect("a session");
+        TestUser { id, email, token }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.server.url(path)
+    }
+
+    /// A request to `path`, as `user` when given.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: Option<&TestUser>,
+    ) -> reqwest::RequestBuilder {
+        let request = client().request(method, self.url(path));
+        match user {
+            Some(user) => request.bearer_auth(&user.token),
+            None => request,
+        }
+    }
+}
+
+/// Defines each listed `async fn name(stack: Stack)` as two tests:
+/// `embedded::name` (SQLite, in-process bus) and `scaled::name`
+/// (PostgreSQL, JetStream; skips unless `TEST_DATABASE_URL` and
+/// `TEST_NATS_URL` are set).
+#[macro_export]
+macro_rules! stack_tests {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::testing::Stack::Embedded).await;
+                }
+            )*
+        }
+        mod scaled {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::testing::Stack::Scaled).await;
+                }
+            )*
+        }
+    };
 }

@@ -189,6 +189,12 @@ impl Store {
     ) -> Result<Change, ApiError> {
         for _ in 0..ATTEMPTS {
             let mut tx = self.db.begin().await?;
+            // Take the row's write lock first (a portable `FOR UPDATE`), so
+            // concurrent changes of one order queue up.
+            sqlx::query("UPDATE orders SET version = version WHERE id = $1")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
             let row = sqlx::query(select_orders!("WHERE o.id = $1"))
                 .bind(id.to_string())
                 .fetch_optional(&mut *tx)
@@ -250,6 +256,10 @@ impl Store {
     /// version; says what it made of it.
     pub async fn update_ticket(&self, ticket: &TicketUpdated) -> Result<VersionCheck, ApiError> {
         let mut tx = self.db.begin().await?;
+        sqlx::query("UPDATE tickets SET version = version WHERE id = $1")
+            .bind(ticket.id.to_string())
+            .execute(&mut *tx)
+            .await?;
         let stored: Option<i64> = sqlx::query_scalar("SELECT version FROM tickets WHERE id = $1")
             .bind(ticket.id.to_string())
             .fetch_optional(&mut *tx)

@@ -231,10 +231,18 @@ impl Store {
     }
 }
 
+/// Reads a ticket for a change. A no-op update first takes the row's write
+/// lock (a portable `SELECT ... FOR UPDATE`; SQLite already holds the
+/// database write lock), so concurrent changes of one ticket queue up
+/// instead of racing for its next version.
 async fn find_in(
     tx: &mut Transaction<'static, Any>,
     id: Uuid,
 ) -> Result<Option<Ticket>, sqlx::Error> {
+    sqlx::query("UPDATE tickets SET version = version WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
     let sql = "SELECT id, title, price, user_id, version, order_id FROM tickets WHERE id = $1";
     let row = sqlx::query(sql).bind(id.to_string()).fetch_optional(&mut **tx).await?;
     row.as_ref().map(ticket).transpose()

@@ -1,0 +1,106 @@
+use common::events::TicketCreated;
+use common::testing::Stack;
+use serde_json::{Value, json};
+
+use crate::helpers::{TicketsApp, error, field_error, general_error, next_event};
+
+const PRICE_INVALID: &str = "Price must be greater than 0";
+
+async fn creating_a_ticket_requires_a_session_even_with_a_bad_body(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let (status, body) = error(app.create(None, &json!({})).await).await;
+    assert_eq!(status, 401);
+    assert_eq!(body, general_error("Not authorized"));
+}
+
+async fn a_created_ticket_has_version_0_and_no_order(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    let mut created = app.observe::<TicketCreated>().await;
+    let ticket = app.ticket(&seller, "  Concert ", json!(19.99)).await;
+    assert_eq!(ticket["title"], "Concert");
+    assert_eq!(ticket["price"], json!(19.99));
+    assert_eq!(ticket["userId"], json!(seller.id));
+    assert_eq!(ticket["version"], 0);
+    assert!(ticket.get("orderId").is_none(), "{ticket}");
+    assert_eq!(app.shown(ticket["id"].as_str().expect("id")).await, ticket);
+
+    let event = next_event::<TicketCreated>(&mut created).await;
+    assert_eq!(event.data.id.to_string(), ticket["id"]);
+    assert_eq!(event.data.price, 1999, "events carry integer cents");
+    assert_eq!(event.data.version, 0);
+    assert_eq!(event.data.user_id, seller.id);
+}
+
+async fn prices_are_accepted_as_numbers_or_numeric_strings(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    for (price, shown) in [
+        (json!(20), json!(20)),
+        (json!("20.00"), json!(20)),
+        (json!("19.99"), json!(19.99)),
+        (json!(0.5), json!(0.5)),
+        (json!(1_000_000), json!(1_000_000)),
+    ] {
+        assert_eq!(app.ticket(&seller, "t", price).await["price"], shown);
+    }
+}
+
+async fn invalid_prices_are_refused(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    for price in [
+        json!(0),
+        json!(-10),
+        json!(20.001),
+        json!("abc"),
+        json!(1_000_000.01),
+        json!(null),
+        json!(true),
+    ] {
+        let (status, body) =
+            error(app.create(Some(&seller), &json!({"title": "t", "price": price})).await).await;
+        assert_eq!(status, 400, "{price}");
+        assert_eq!(body, field_error("price", PRICE_INVALID), "{price}");
+    }
+}
+
+async fn invalid_titles_are_refused(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    for title in [json!(""), json!("   "), json!("x".repeat(201))] {
+        let (status, body) =
+            error(app.create(Some(&seller), &json!({"title": title, "price": 10})).await).await;
+        assert_eq!(status, 400);
+        assert_eq!(body, field_error("title", "Title is required"));
+    }
+    let (status, body) =
+        error(app.create(Some(&seller), &json!({"title": 5, "price": 10})).await).await;
+    assert_eq!(status, 400);
+    assert_eq!(body, field_error("title", "Invalid request body"));
+}
+
+async fn every_invalid_field_is_reported_at_once(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    let (status, body) = error(app.create(Some(&seller), &json!({})).await).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        json!({"errors": [
+            {"message": "Title is required", "field": "title"},
+            {"message": PRICE_INVALID, "field": "price"},
+        ]})
+    );
+    let listed: Vec<Value> = app.list("").await.json().await.expect("json");
+    assert!(listed.is_empty(), "nothing was created");
+}
+
+common::stack_tests!(
+    creating_a_ticket_requires_a_session_even_with_a_bad_body,
+    a_created_ticket_has_version_0_and_no_order,
+    prices_are_accepted_as_numbers_or_numeric_strings,
+    invalid_prices_are_refused,
+    invalid_titles_are_refused,
+    every_invalid_field_is_reported_at_once,
+);

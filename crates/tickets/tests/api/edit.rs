@@ -1,0 +1,103 @@
+use common::events::{TicketCreated, TicketUpdated};
+use common::testing::Stack;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{TicketsApp, error, field_error, general_error, next_event};
+
+async fn the_owner_edits_an_unreserved_ticket(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    let mut updated = app.observe::<TicketUpdated>().await;
+    let ticket = app.ticket(&seller, "old", json!(10)).await;
+    let id = ticket["id"].as_str().expect("id");
+    let response = app.edit(Some(&seller), id, &json!({"title": "new", "price": "12.50"})).await;
+    assert_eq!(response.status(), 200);
+    let edited: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(edited["title"], "new");
+    assert_eq!(edited["price"], json!(12.5));
+    assert_eq!(edited["version"], 1);
+    assert_eq!(app.shown(id).await, edited);
+
+    let event = next_event::<TicketUpdated>(&mut updated).await;
+    assert_eq!((event.data.version, event.data.price, event.data.title.as_str()), (1, 1250, "new"));
+    assert_eq!(event.data.order_id, None);
+}
+
+async fn checks_run_in_the_contract_order(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    let other = app.user("other");
+    let ticket = app.ticket(&seller, "t", json!(10)).await;
+    let id = ticket["id"].as_str().expect("id");
+    let valid = json!({"title": "x", "price": 5});
+    let invalid = json!({"title": "", "price": 5});
+
+    // session before body
+    assert_eq!(
+        error(app.edit(None, id, &invalid).await).await,
+        (401, general_error("Not authorized"))
+    );
+    // body before existence and ownership
+    let unknown = Uuid::now_v7().to_string();
+    assert_eq!(
+        error(app.edit(Some(&other), &unknown, &invalid).await).await,
+        (400, field_error("title", "Title is required"))
+    );
+    // existence before ownership
+    assert_eq!(error(app.edit(Some(&other), &unknown, &valid).await).await.0, 404);
+    assert_eq!(error(app.edit(Some(&other), "not-a-uuid", &valid).await).await.0, 404);
+    // ownership before reservation
+    app.order_created(&ticket, Uuid::now_v7()).await;
+    assert_eq!(
+        error(app.edit(Some(&other), id, &valid).await).await,
+        (403, general_error("Forbidden"))
+    );
+    // reservation last
+    assert_eq!(
+        error(app.edit(Some(&seller), id, &valid).await).await,
+        (400, general_error("Cannot edit a reserved ticket"))
+    );
+    assert_eq!(app.shown(id).await["title"], "t", "nothing changed");
+}
+
+async fn a_released_ticket_is_editable_again(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    let ticket = app.ticket(&seller, "t", json!(10)).await;
+    let id = ticket["id"].as_str().expect("id");
+    let order = Uuid::now_v7();
+    app.order_created(&ticket, order).await;
+    app.order_cancelled(&ticket, order).await;
+    let response = app.edit(Some(&seller), id, &json!({"title": "again", "price": 11})).await;
+    assert_eq!(response.status(), 200);
+    let edited: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(edited["version"], 3, "created 0, reserved 1, released 2, edited 3");
+}
+
+async fn concurrent_edits_never_share_a_version(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    let mut created = app.observe::<TicketCreated>().await;
+    let ticket = app.ticket(&seller, "t", json!(10)).await;
+    let id = ticket["id"].as_str().expect("id").to_owned();
+    next_event::<TicketCreated>(&mut created).await;
+    let mut edits = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let request = app
+            .system
+            .request(reqwest::Method::PUT, &format!("/api/tickets/{id}"), Some(&seller))
+            .json(&json!({"title": format!("v{i}"), "price": 10 + i}));
+        edits.spawn(async move { request.send().await.expect("sent").status().as_u16() });
+    }
+    let statuses = edits.join_all().await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(app.shown(&id).await["version"], 10);
+}
+
+common::stack_tests!(
+    the_owner_edits_an_unreserved_ticket,
+    checks_run_in_the_contract_order,
+    a_released_ticket_is_editable_again,
+    concurrent_edits_never_share_a_version,
+);

@@ -1,0 +1,147 @@
+//! `TicketsApp`: the tickets service on one stack, acting as users and as
+//! the orders service (by publishing its events).
+
+use common::bus::Subscription;
+use common::events::{
+    Envelope, Event, OrderCancelled, OrderCreated, OrderStatus, OrderTicket, TicketRef,
+};
+use common::testing::{Stack, TestSystem, TestUser};
+use common::time::Timestamp;
+use reqwest::{Method, Response};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub struct TicketsApp {
+    pub system: TestSystem,
+}
+
+impl TicketsApp {
+    pub async fn spawn(stack: Stack) -> Option<Self> {
+        let (context, bus) = TestSystem::prepare(stack, |_| {}).await?;
+        let service = tickets::build(&context.context).await.expect("tickets starts");
+        Some(Self { system: TestSystem::start(context, bus, vec![service]).await })
+    }
+
+    pub fn user(&self, name: &str) -> TestUser {
+        self.system.user(name)
+    }
+
+    /// Subscribes as an observer of `E` before the test acts.
+    pub async fn observe<E: Event>(&self) -> Subscription {
+        self.system.bus.bus.subscribe("observer", E::SUBJECT).await.expect("subscribed")
+    }
+
+    pub async fn create(&self, user: Option<&TestUser>, body: &Value) -> Response {
+        let request = self.system.request(Method::POST, "/api/tickets", user).json(body);
+        request.send().await.expect("sent")
+    }
+
+    /// Creates a ticket and returns it.
+    pub async fn ticket(&self, user: &TestUser, title: &str, price: Value) -> Value {
+        let response = self.create(Some(user), &json!({"title": title, "price": price})).await;
+        assert_eq!(response.status(), 201);
+        response.json().await.expect("json")
+    }
+
+    pub async fn list(&self, query: &str) -> Response {
+        let path = format!("/api/tickets{query}");
+        self.system.request(Method::GET, &path, None).send().await.expect("sent")
+    }
+
+    pub async fn listed_ids(&self) -> Vec<String> {
+        let body: Vec<Value> = self.list("").await.json().await.expect("json");
+        body.iter().map(|t| t["id"].as_str().expect("id").to_owned()).collect()
+    }
+
+    pub async fn show(&self, id: &str) -> Response {
+        let path = format!("/api/tickets/{id}");
+        self.system.request(Method::GET, &path, None).send().await.expect("sent")
+    }
+
+    pub async fn shown(&self, id: &str) -> Value {
+        let response = self.show(id).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("json")
+    }
+
+    pub async fn edit(&self, user: Option<&TestUser>, id: &str, body: &Value) -> Response {
+        let path = format!("/api/tickets/{id}");
+        self.system.request(Method::PUT, &path, user).json(body).send().await.expect("sent")
+    }
+
+    /// Delivers `order.created` for `order_id` holding `ticket` and waits
+    /// until it was handled.
+    pub async fn order_created(&self, ticket: &Value, order_id: Uuid) {
+        self.send_order_created(ticket, order_id).await;
+        self.system.drain().await;
+    }
+
+    /// Delivers `order.created` without waiting.
+    pub async fn send_order_created(&self, ticket: &Value, order_id: Uuid) {
+        let event = Envelope::new(OrderCreated {
+            id: order_id,
+            version: 0,
+            status: OrderStatus::Created,
+            user_id: Uuid::now_v7(),
+            expires_at: Timestamp::now().plus_seconds(900),
+            ticket: OrderTicket { id: id_of(ticket), price: 100 },
+        });
+        self.system.publish(&event).await;
+    }
+
+    /// Delivers `order.cancelled` for `order_id` on `ticket` and waits.
+    pub async fn order_cancelled(&self, ticket: &Value, order_id: Uuid) {
+        let event = Envelope::new(OrderCancelled {
+            id: order_id,
+            version: 1,
+            ticket: TicketRef { id: id_of(ticket) },
+        });
+        self.system.publish(&event).await;
+        self.system.drain().await;
+    }
+
+    pub async fn dead_letters(&self) -> i64 {
+        let db = self
+            .system
+            .context
+            .context
+            .databases
+            .open(tickets::NAME, &tickets::MIGRATIONS)
+            .await
+            .expect("database");
+        sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
+            .fetch_one(db.pool())
+            .await
+            .expect("count")
+    }
+}
+
+pub fn id_of(ticket: &Value) -> Uuid {
+    Uuid::parse_str(ticket["id"].as_str().expect("id")).expect("uuid")
+}
+
+/// The next event an observer sees.
+pub async fn next_event<E: Event>(subscription: &mut Subscription) -> Envelope<E> {
+    let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), subscription.next())
+        .await
+        .expect("an event")
+        .expect("open");
+    let event = serde_json::from_slice(&delivery.payload).expect("an envelope");
+    delivery.ack().await.expect("ack");
+    event
+}
+
+/// The status and body of an error response.
+pub async fn error(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    (status, response.json().await.expect("json"))
+}
+
+pub fn field_error(field: &str, message: &str) -> Value {
+    json!({"errors": [{"message": message, "field": field}]})
+}
+
+pub fn general_error(message: &str) -> Value {
+    json!({"errors": [{"message": message}]})
+}

@@ -1,0 +1,107 @@
+//! `order.created` reserves; `order.cancelled` releases only for the order
+//! that holds the ticket; duplicates and reordering change nothing.
+
+use common::events::TicketUpdated;
+use common::testing::Stack;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{TicketsApp, next_event};
+
+async fn an_order_reserves_its_ticket_and_announces_it(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    let mut updated = app.observe::<TicketUpdated>().await;
+    let ticket = app.ticket(&seller, "t", json!(10)).await;
+    let order = Uuid::now_v7();
+    app.send_order_created(&ticket, order).await;
+    let event = next_event::<TicketUpdated>(&mut updated).await;
+    assert_eq!((event.data.version, event.data.order_id), (1, Some(order)));
+    app.system.drain().await;
+    let shown = app.shown(ticket["id"].as_str().expect("id")).await;
+    assert_eq!((shown["orderId"].clone(), shown["version"].clone()), (json!(order), json!(1)));
+    assert!(app.listed_ids().await.is_empty(), "a reserved ticket leaves the listing");
+}
+
+async fn a_duplicate_order_created_changes_nothing(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    let ticket = app.ticket(&seller, "t", json!(10)).await;
+    let order = Uuid::now_v7();
+    app.order_created(&ticket, order).await;
+    app.order_created(&ticket, order).await;
+    assert_eq!(app.shown(ticket["id"].as_str().expect("id")).await["version"], 1);
+}
+
+async fn a_second_order_cannot_take_a_held_ticket(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    let ticket = app.ticket(&seller, "t", json!(10)).await;
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    app.order_created(&ticket, first).await;
+    app.order_created(&ticket, second).await;
+    let shown = app.shown(ticket["id"].as_str().expect("id")).await;
+    assert_eq!((shown["orderId"].clone(), shown["version"].clone()), (json!(first), json!(1)));
+}
+
+async fn cancelling_the_holding_order_releases_the_ticket(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    let ticket = app.ticket(&seller, "t", json!(10)).await;
+    let order = Uuid::now_v7();
+    app.order_created(&ticket, order).await;
+    app.order_cancelled(&ticket, order).await;
+    let shown = app.shown(ticket["id"].as_str().expect("id")).await;
+    assert!(shown.get("orderId").is_none(), "{shown}");
+    assert_eq!(shown["version"], 2);
+    assert_eq!(app.listed_ids().await, [ticket["id"].as_str().expect("id")]);
+    app.order_cancelled(&ticket, order).await;
+    assert_eq!(
+        app.shown(ticket["id"].as_str().expect("id")).await["version"],
+        2,
+        "a duplicate changes nothing"
+    );
+}
+
+async fn an_old_cancellation_does_not_release_a_newer_reservation(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    let ticket = app.ticket(&seller, "t", json!(10)).await;
+    let (old, new) = (Uuid::now_v7(), Uuid::now_v7());
+    app.order_created(&ticket, old).await;
+    app.order_cancelled(&ticket, old).await;
+    app.order_created(&ticket, new).await;
+    // The old order's cancellation is delivered again, late.
+    app.order_cancelled(&ticket, old).await;
+    let shown = app.shown(ticket["id"].as_str().expect("id")).await;
+    assert_eq!((shown["orderId"].clone(), shown["version"].clone()), (json!(new), json!(3)));
+}
+
+async fn a_cancellation_overtaking_its_creation_leaves_the_ticket_free(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    let ticket = app.ticket(&seller, "t", json!(10)).await;
+    let order = Uuid::now_v7();
+    app.order_cancelled(&ticket, order).await;
+    app.order_created(&ticket, order).await;
+    let shown = app.shown(ticket["id"].as_str().expect("id")).await;
+    assert!(shown.get("orderId").is_none(), "a dead order must not hold the ticket: {shown}");
+    assert_eq!(shown["version"], 0);
+}
+
+async fn an_order_for_an_unknown_ticket_is_parked(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let ghost = json!({"id": Uuid::now_v7()});
+    app.order_created(&ghost, Uuid::now_v7()).await;
+    assert_eq!(app.dead_letters().await, 1);
+}
+
+common::stack_tests!(
+    an_order_reserves_its_ticket_and_announces_it,
+    a_duplicate_order_created_changes_nothing,
+    a_second_order_cannot_take_a_held_ticket,
+    cancelling_the_holding_order_releases_the_ticket,
+    an_old_cancellation_does_not_release_a_newer_reservation,
+    a_cancellation_overtaking_its_creation_leaves_the_ticket_free,
+    an_order_for_an_unknown_ticket_is_parked,
+);

@@ -1,0 +1,9 @@
+//! The tickets service's contract (API.md "tickets") and its listeners
+//! (ARCHITECTURE.md "Business rules"), on SQLite + in-process bus and, when
+//! configured, PostgreSQL + JetStream.
+
+mod create;
+mod edit;
+mod helpers;
+mod listeners;
+mod read;

@@ -1,0 +1,115 @@
+use common::testing::Stack;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{TicketsApp, error, field_error, general_error};
+
+async fn the_listing_shows_unreserved_tickets_oldest_first(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    let first = app.ticket(&seller, "first", json!(10)).await;
+    let second = app.ticket(&seller, "second", json!(20)).await;
+    let third = app.ticket(&seller, "third", json!(30)).await;
+    app.order_created(&second, Uuid::now_v7()).await;
+    let listed: Vec<Value> = app.list("").await.json().await.expect("json");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0], first);
+    assert_eq!(listed[1], third);
+}
+
+async fn the_listing_pages_with_limit_and_cursor(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            app.ticket(&seller, &format!("t{i}"), json!(10)).await["id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    let mut seen = Vec::new();
+    let mut query = "?limit=2".to_owned();
+    loop {
+        let response = app.list(&query).await;
+        assert_eq!(response.status(), 200);
+        let next =
+            response.headers().get("x-next-cursor").map(|v| v.to_str().expect("ascii").to_owned());
+        let page: Vec<Value> = response.json().await.expect("json");
+        assert!(page.len() <= 2);
+        seen.extend(page.iter().map(|t| t["id"].as_str().expect("id").to_owned()));
+        match next {
+            Some(cursor) => {
+                assert_eq!(Some(&cursor), seen.last(), "the cursor is the last id of the page");
+                query = format!("?limit=2&cursor={cursor}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    let all = app.list("?limit=5").await;
+    assert!(all.headers().get("x-next-cursor").is_none(), "no cursor when nothing follows");
+}
+
+async fn invalid_paging_parameters_are_refused(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    for query in ["?limit=0", "?limit=1001", "?limit=ten"] {
+        let (status, body) = error(app.list(query).await).await;
+        assert_eq!(status, 400, "{query}");
+        assert_eq!(body, field_error("limit", "Limit must be between 1 and 1000"));
+    }
+    let (status, body) = error(app.list("?cursor=nope").await).await;
+    assert_eq!(status, 400);
+    assert_eq!(body, field_error("cursor", "Cursor must be a ticket id"));
+}
+
+async fn a_reserved_ticket_can_still_be_shown(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    let ticket = app.ticket(&seller, "held", json!(10)).await;
+    let order = Uuid::now_v7();
+    app.order_created(&ticket, order).await;
+    let shown = app.shown(ticket["id"].as_str().expect("id")).await;
+    assert_eq!(shown["orderId"], json!(order));
+    assert_eq!(shown["version"], 1);
+}
+
+async fn unknown_and_malformed_ids_are_not_found(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    for id in [Uuid::now_v7().to_string(), "not-a-uuid".to_owned()] {
+        let (status, body) = error(app.show(&id).await).await;
+        assert_eq!(status, 404);
+        assert_eq!(body, general_error("Not Found"));
+    }
+}
+
+async fn the_routes_are_described_in_openapi(stack: Stack) {
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let doc: Value = app
+        .system
+        .request(reqwest::Method::GET, "/api/openapi.json", None)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    for (path, method) in [
+        ("/api/tickets", "get"),
+        ("/api/tickets", "post"),
+        ("/api/tickets/{id}", "get"),
+        ("/api/tickets/{id}", "put"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+    }
+}
+
+common::stack_tests!(
+    the_listing_shows_unreserved_tickets_oldest_first,
+    the_listing_pages_with_limit_and_cursor,
+    invalid_paging_parameters_are_refused,
+    a_reserved_ticket_can_still_be_shown,
+    unknown_and_malformed_ids_are_not_found,
+    the_routes_are_described_in_openapi,
+);
