@@ -406,3 +406,40 @@ macro_rules! stack_tests {
         }
     };
 }
+
+/// Every `E` event published, recorded (and acknowledged) by an observer
+/// group of its own, so that tests can drain the system and then look.
+#[derive(Debug, Clone)]
+pub struct Recorder<E> {
+    events: std::sync::Arc<std::sync::Mutex<Vec<crate::events::Envelope<E>>>>,
+}
+
+impl<E: crate::events::Event> Recorder<E> {
+    /// The events recorded so far, in delivery order.
+    pub fn all(&self) -> Vec<crate::events::Envelope<E>> {
+        self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The payloads recorded so far.
+    pub fn data(&self) -> Vec<E> {
+        self.all().into_iter().map(|e| e.data).collect()
+    }
+}
+
+impl TestSystem {
+    /// Starts recording `E` events (call it before acting).
+    pub async fn record<E: crate::events::Event>(&self) -> Recorder<E> {
+        let mut subscription =
+            self.bus.bus.subscribe("recorder", E::SUBJECT).await.expect("subscribed");
+        let recorder = Recorder { events: std::sync::Arc::default() };
+        let events = recorder.events.clone();
+        tokio::spawn(async move {
+            while let Some(delivery) = subscription.next().await {
+                let event = serde_json::from_slice(&delivery.payload).expect("a valid event");
+                events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event);
+                let _ = delivery.ack().await;
+            }
+        });
+        recorder
+    }
+}

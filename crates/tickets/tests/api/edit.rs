@@ -1,14 +1,14 @@
-use common::events::{TicketCreated, TicketUpdated};
+use common::events::TicketUpdated;
 use common::testing::Stack;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{TicketsApp, error, field_error, general_error, next_event};
+use crate::helpers::{TicketsApp, error, field_error, general_error};
 
 async fn the_owner_edits_an_unreserved_ticket(stack: Stack) {
     let Some(app) = TicketsApp::spawn(stack).await else { return };
     let seller = app.user("seller");
-    let mut updated = app.observe::<TicketUpdated>().await;
+    let updated = app.record::<TicketUpdated>().await;
     let ticket = app.ticket(&seller, "old", json!(10)).await;
     let id = ticket["id"].as_str().expect("id");
     let response = app.edit(Some(&seller), id, &json!({"title": "new", "price": "12.50"})).await;
@@ -19,7 +19,10 @@ async fn the_owner_edits_an_unreserved_ticket(stack: Stack) {
     assert_eq!(edited["version"], 1);
     assert_eq!(app.shown(id).await, edited);
 
-    let event = next_event::<TicketUpdated>(&mut updated).await;
+    app.system.drain().await;
+    let events = updated.all();
+    assert_eq!(events.len(), 1);
+    let event = &events[0];
     assert_eq!((event.data.version, event.data.price, event.data.title.as_str()), (1, 1250, "new"));
     assert_eq!(event.data.order_id, None);
 }
@@ -78,10 +81,9 @@ async fn a_released_ticket_is_editable_again(stack: Stack) {
 async fn concurrent_edits_never_share_a_version(stack: Stack) {
     let Some(app) = TicketsApp::spawn(stack).await else { return };
     let seller = app.user("seller");
-    let mut created = app.observe::<TicketCreated>().await;
     let ticket = app.ticket(&seller, "t", json!(10)).await;
     let id = ticket["id"].as_str().expect("id").to_owned();
-    next_event::<TicketCreated>(&mut created).await;
+    let updated = app.record::<TicketUpdated>().await;
     let mut edits = tokio::task::JoinSet::new();
     for i in 0..10 {
         let request = app
@@ -93,6 +95,10 @@ async fn concurrent_edits_never_share_a_version(stack: Stack) {
     let statuses = edits.join_all().await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert_eq!(app.shown(&id).await["version"], 10);
+    app.system.drain().await;
+    let mut versions: Vec<i64> = updated.data().iter().map(|e| e.version).collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=10).collect::<Vec<_>>(), "one event per version, none shared");
 }
 
 common::stack_tests!(

@@ -1,11 +1,10 @@
 //! `TicketsApp`: the tickets service on one stack, acting as users and as
 //! the orders service (by publishing its events).
 
-use common::bus::Subscription;
 use common::events::{
     Envelope, Event, OrderCancelled, OrderCreated, OrderStatus, OrderTicket, TicketRef,
 };
-use common::testing::{Stack, TestSystem, TestUser};
+use common::testing::{Recorder, Stack, TestSystem, TestUser};
 use common::time::Timestamp;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
@@ -26,9 +25,9 @@ impl TicketsApp {
         self.system.user(name)
     }
 
-    /// Subscribes as an observer of `E` before the test acts.
-    pub async fn observe<E: Event>(&self) -> Subscription {
-        self.system.bus.bus.subscribe("observer", E::SUBJECT).await.expect("subscribed")
+    /// Records `E` events from now on.
+    pub async fn record<E: Event>(&self) -> Recorder<E> {
+        self.system.record::<E>().await
     }
 
     pub async fn create(&self, user: Option<&TestUser>, body: &Value) -> Response {
@@ -72,12 +71,6 @@ impl TicketsApp {
     /// Delivers `order.created` for `order_id` holding `ticket` and waits
     /// until it was handled.
     pub async fn order_created(&self, ticket: &Value, order_id: Uuid) {
-        self.send_order_created(ticket, order_id).await;
-        self.system.drain().await;
-    }
-
-    /// Delivers `order.created` without waiting.
-    pub async fn send_order_created(&self, ticket: &Value, order_id: Uuid) {
         let event = Envelope::new(OrderCreated {
             id: order_id,
             version: 0,
@@ -87,6 +80,7 @@ impl TicketsApp {
             ticket: OrderTicket { id: id_of(ticket), price: 100 },
         });
         self.system.publish(&event).await;
+        self.system.drain().await;
     }
 
     /// Delivers `order.cancelled` for `order_id` on `ticket` and waits.
@@ -118,17 +112,6 @@ impl TicketsApp {
 
 pub fn id_of(ticket: &Value) -> Uuid {
     Uuid::parse_str(ticket["id"].as_str().expect("id")).expect("uuid")
-}
-
-/// The next event an observer sees.
-pub async fn next_event<E: Event>(subscription: &mut Subscription) -> Envelope<E> {
-    let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), subscription.next())
-        .await
-        .expect("an event")
-        .expect("open");
-    let event = serde_json::from_slice(&delivery.payload).expect("an envelope");
-    delivery.ack().await.expect("ack");
-    event
 }
 
 /// The status and body of an error response.

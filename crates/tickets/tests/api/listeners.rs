@@ -6,18 +6,18 @@ use common::testing::Stack;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{TicketsApp, next_event};
+use crate::helpers::TicketsApp;
 
 async fn an_order_reserves_its_ticket_and_announces_it(stack: Stack) {
     let Some(app) = TicketsApp::spawn(stack).await else { return };
     let seller = app.user("seller");
-    let mut updated = app.observe::<TicketUpdated>().await;
+    let updated = app.record::<TicketUpdated>().await;
     let ticket = app.ticket(&seller, "t", json!(10)).await;
     let order = Uuid::now_v7();
-    app.send_order_created(&ticket, order).await;
-    let event = next_event::<TicketUpdated>(&mut updated).await;
-    assert_eq!((event.data.version, event.data.order_id), (1, Some(order)));
-    app.system.drain().await;
+    app.order_created(&ticket, order).await;
+    let events = updated.data();
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].version, events[0].order_id), (1, Some(order)));
     let shown = app.shown(ticket["id"].as_str().expect("id")).await;
     assert_eq!((shown["orderId"].clone(), shown["version"].clone()), (json!(order), json!(1)));
     assert!(app.listed_ids().await.is_empty(), "a reserved ticket leaves the listing");

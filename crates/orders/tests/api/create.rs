@@ -1,0 +1,131 @@
+use common::events::{OrderCreated, OrderStatus};
+use common::testing::Stack;
+use common::time::Timestamp;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{OrdersApp, error, field_error, general_error};
+
+async fn ordering_requires_a_session_even_with_a_bad_body(stack: Stack) {
+    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    assert_eq!(
+        error(app.create(None, &json!({})).await).await,
+        (401, general_error("Not authorized"))
+    );
+}
+
+async fn an_order_holds_its_ticket_for_the_expiration_window(stack: Stack) {
+    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let buyer = app.user("buyer");
+    let ticket = app.ticket("Concert", 1999).await;
+    let created = app.record::<OrderCreated>().await;
+    let before = Timestamp::now();
+    let order = app.order(&buyer, &ticket).await;
+    assert_eq!(order["status"], "created");
+    assert_eq!(order["userId"], json!(buyer.id));
+    assert_eq!(order["version"], 0);
+    assert_eq!(
+        order["ticket"],
+        json!({"id": ticket.id, "title": "Concert", "price": 19.99, "version": 0})
+    );
+    let expires =
+        Timestamp::parse(order["expiresAt"].as_str().expect("expiresAt")).expect("RFC 3339");
+    let window = expires.millis() - before.millis();
+    assert!((899_000..=901_000).contains(&window), "expires {window} ms after creation");
+    assert!(order["expiresAt"].as_str().expect("text").ends_with('Z'));
+
+    app.system.drain().await;
+    let events = created.all();
+    assert_eq!(events.len(), 1);
+    let event = &events[0];
+    assert_eq!(event.data.id.to_string(), order["id"]);
+    assert_eq!(event.data.status, OrderStatus::Created);
+    assert_eq!((event.data.ticket.id, event.data.ticket.price), (ticket.id, 1999));
+    assert_eq!(event.data.expires_at, expires);
+    assert_eq!(event.data.user_id, buyer.id);
+}
+
+async fn the_expiration_window_is_configurable(stack: Stack) {
+    let Some(app) = OrdersApp::spawn_with(stack, |c| c.order_expiration_seconds = 3).await else {
+        return;
+    };
+    let buyer = app.user("buyer");
+    let ticket = app.ticket("t", 100).await;
+    let before = Timestamp::now();
+    let order = app.order(&buyer, &ticket).await;
+    let expires = Timestamp::parse(order["expiresAt"].as_str().expect("expiresAt")).expect("time");
+    assert!((2_000..=4_000).contains(&(expires.millis() - before.millis())));
+}
+
+async fn a_ticket_id_is_required(stack: Stack) {
+    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let buyer = app.user("buyer");
+    for body in [json!({}), json!({"ticketId": ""}), json!({"ticketId": "not-a-uuid"})] {
+        let (status, error_body) = error(app.create(Some(&buyer), &body).await).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(error_body, field_error("ticketId", "TicketId must be provided"));
+    }
+}
+
+async fn an_unknown_ticket_is_not_found(stack: Stack) {
+    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let buyer = app.user("buyer");
+    let (status, body) =
+        error(app.create(Some(&buyer), &json!({"ticketId": Uuid::now_v7()})).await).await;
+    assert_eq!((status, body), (404, general_error("Not Found")));
+}
+
+async fn a_reserved_ticket_cannot_be_ordered_again(stack: Stack) {
+    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let ticket = app.ticket("t", 100).await;
+    app.order(&app.user("first"), &ticket).await;
+    let (status, body) =
+        error(app.create(Some(&app.user("second")), &json!({"ticketId": ticket.id})).await).await;
+    assert_eq!((status, body), (400, general_error("Ticket is already reserved")));
+}
+
+async fn a_completed_order_keeps_its_ticket_reserved(stack: Stack) {
+    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let ticket = app.ticket("t", 100).await;
+    let order = app.order(&app.user("first"), &ticket).await;
+    app.pay(crate::helpers::id_of(&order)).await;
+    let (status, body) =
+        error(app.create(Some(&app.user("second")), &json!({"ticketId": ticket.id})).await).await;
+    assert_eq!((status, body), (400, general_error("Ticket is already reserved")));
+}
+
+async fn fifty_concurrent_orders_for_one_ticket_make_exactly_one(stack: Stack) {
+    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let ticket = app.ticket("hot", 100).await;
+    let mut attempts = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let buyer = app.user(&format!("buyer{i}"));
+        let request = app
+            .system
+            .request(reqwest::Method::POST, "/api/orders", Some(&buyer))
+            .json(&json!({"ticketId": ticket.id}));
+        attempts.spawn(async move {
+            let response = request.send().await.expect("sent");
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.expect("json");
+            (status, body)
+        });
+    }
+    let results = attempts.join_all().await;
+    let created = results.iter().filter(|(s, _)| *s == 201).count();
+    let refused: Vec<_> = results.iter().filter(|(s, _)| *s == 400).collect();
+    assert_eq!(created, 1, "{results:?}");
+    assert_eq!(refused.len(), 49, "{results:?}");
+    assert!(refused.iter().all(|(_, body)| *body == general_error("Ticket is already reserved")));
+}
+
+common::stack_tests!(
+    ordering_requires_a_session_even_with_a_bad_body,
+    an_order_holds_its_ticket_for_the_expiration_window,
+    the_expiration_window_is_configurable,
+    a_ticket_id_is_required,
+    an_unknown_ticket_is_not_found,
+    a_reserved_ticket_cannot_be_ordered_again,
+    a_completed_order_keeps_its_ticket_reserved,
+    fifty_concurrent_orders_for_one_ticket_make_exactly_one,
+);

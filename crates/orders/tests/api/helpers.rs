@@ -1,0 +1,145 @@
+//! `OrdersApp`: the orders service on one stack, acting as users and as the
+//! tickets, expiration and payments services (by publishing their events).
+
+use common::events::{
+    Envelope, Event, ExpirationComplete, PaymentCreated, TicketCreated, TicketUpdated,
+};
+use common::testing::{Recorder, Stack, TestSystem, TestUser};
+use reqwest::{Method, Response};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub struct OrdersApp {
+    pub system: TestSystem,
+}
+
+impl OrdersApp {
+    pub async fn spawn(stack: Stack) -> Option<Self> {
+        Self::spawn_with(stack, |_| {}).await
+    }
+
+    pub async fn spawn_with(
+        stack: Stack,
+        configure: impl FnOnce(&mut common::config::Config),
+    ) -> Option<Self> {
+        let (context, bus) = TestSystem::prepare(stack, configure).await?;
+        let service = orders::build(&context.context).await.expect("orders starts");
+        Some(Self { system: TestSystem::start(context, bus, vec![service]).await })
+    }
+
+    pub fn user(&self, name: &str) -> TestUser {
+        self.system.user(name)
+    }
+
+    pub async fn record<E: Event>(&self) -> Recorder<E> {
+        self.system.record::<E>().await
+    }
+
+    /// A ticket as the tickets service would announce it (and waits until
+    /// the replica has it).
+    pub async fn ticket(&self, title: &str, price_cents: i64) -> TicketCreated {
+        let ticket = TicketCreated {
+            id: Uuid::now_v7(),
+            version: 0,
+            title: title.to_owned(),
+            price: price_cents,
+            user_id: Uuid::now_v7(),
+        };
+        self.send(&Envelope::new(ticket.clone())).await;
+        ticket
+    }
+
+    /// Publishes an event and waits until it was handled.
+    pub async fn send<E: Event>(&self, event: &Envelope<E>) {
+        self.system.publish(event).await;
+        self.system.drain().await;
+    }
+
+    pub async fn ticket_updated(&self, ticket: &TicketCreated, version: i64, title: &str) {
+        let event = TicketUpdated {
+            id: ticket.id,
+            version,
+            title: title.to_owned(),
+            price: ticket.price,
+            user_id: ticket.user_id,
+            order_id: None,
+        };
+        self.send(&Envelope::new(event)).await;
+    }
+
+    pub async fn expire(&self, order_id: Uuid) {
+        self.send(&Envelope::new(ExpirationComplete { order_id })).await;
+    }
+
+    pub async fn pay(&self, order_id: Uuid) {
+        let payment = PaymentCreated { id: Uuid::now_v7(), order_id, stripe_id: "pi_test".into() };
+        self.send(&Envelope::new(payment)).await;
+    }
+
+    pub async fn create(&self, user: Option<&TestUser>, body: &Value) -> Response {
+        self.system
+            .request(Method::POST, "/api/orders", user)
+            .json(body)
+            .send()
+            .await
+            .expect("sent")
+    }
+
+    /// Orders `ticket` as `user` and returns the order.
+    pub async fn order(&self, user: &TestUser, ticket: &TicketCreated) -> Value {
+        let response = self.create(Some(user), &json!({"ticketId": ticket.id})).await;
+        assert_eq!(response.status(), 201);
+        response.json().await.expect("json")
+    }
+
+    pub async fn list(&self, user: Option<&TestUser>) -> Response {
+        self.system.request(Method::GET, "/api/orders", user).send().await.expect("sent")
+    }
+
+    pub async fn show(&self, user: Option<&TestUser>, id: &str) -> Response {
+        let path = format!("/api/orders/{id}");
+        self.system.request(Method::GET, &path, user).send().await.expect("sent")
+    }
+
+    pub async fn shown(&self, user: &TestUser, order: &Value) -> Value {
+        let response = self.show(Some(user), order["id"].as_str().expect("id")).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("json")
+    }
+
+    pub async fn cancel(&self, user: Option<&TestUser>, id: &str) -> Response {
+        let path = format!("/api/orders/{id}");
+        self.system.request(Method::DELETE, &path, user).send().await.expect("sent")
+    }
+
+    /// The replica's copy of a ticket, as an order made now would show it.
+    pub async fn replica(&self, id: Uuid) -> Option<orders::domain::TicketView> {
+        let db = self
+            .system
+            .context
+            .context
+            .databases
+            .open(orders::NAME, &orders::MIGRATIONS)
+            .await
+            .expect("db");
+        orders::Store::new(db).find_ticket(id).await.expect("replica")
+    }
+}
+
+pub fn id_of(order: &Value) -> Uuid {
+    Uuid::parse_str(order["id"].as_str().expect("id")).expect("uuid")
+}
+
+pub async fn error(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    (status, response.json().await.expect("json"))
+}
+
+pub fn field_error(field: &str, message: &str) -> Value {
+    json!({"errors": [{"message": message, "field": field}]})
+}
+
+pub fn general_error(message: &str) -> Value {
+    json!({"errors": [{"message": message}]})
+}

@@ -1,0 +1,133 @@
+//! The replica of tickets follows the version rule; expiry cancels unless
+//! paid; a payment completes unless cancelled; nothing is announced twice.
+
+use common::events::{Envelope, OrderCancelled, OrderCompleted, TicketCreated};
+use common::testing::Stack;
+use serde_json::json;
+
+use crate::helpers::{OrdersApp, id_of};
+
+async fn a_duplicate_ticket_created_changes_nothing(stack: Stack) {
+    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let ticket = app.ticket("original", 100).await;
+    app.ticket_updated(&ticket, 1, "renamed").await;
+    app.send(&Envelope::new(ticket.clone())).await;
+    let replica = app.replica(ticket.id).await.expect("in the replica");
+    assert_eq!((replica.title.as_str(), replica.version), ("renamed", 1));
+}
+
+async fn updates_apply_in_version_order_whatever_the_delivery_order(stack: Stack) {
+    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let ticket = app.ticket("v0", 100).await;
+    // v2 arrives first: nothing is applied until v1 is there.
+    let v2 = common::events::TicketUpdated {
+        id: ticket.id,
+        version: 2,
+        title: "v2".into(),
+        price: 300,
+        user_id: ticket.user_id,
+        order_id: None,
+    };
+    app.system.publish(&Envelope::new(v2)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(app.replica(ticket.id).await.expect("replica").version, 0, "v2 waits for v1");
+    app.ticket_updated(&ticket, 1, "v1").await;
+    let replica = app.replica(ticket.id).await.expect("replica");
+    assert_eq!((replica.title.as_str(), replica.version, replica.price.get()), ("v2", 2, 300));
+    app.ticket_updated(&ticket, 1, "stale").await;
+    assert_eq!(
+        app.replica(ticket.id).await.expect("replica").title,
+        "v2",
+        "an old version changes nothing"
+    );
+}
+
+async fn an_update_before_the_creation_waits_for_it(stack: Stack) {
+    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let ticket = TicketCreated {
+        id: uuid::Uuid::now_v7(),
+        version: 0,
+        title: "v0".into(),
+        price: 100,
+        user_id: uuid::Uuid::now_v7(),
+    };
+    let v1 = common::events::TicketUpdated {
+        id: ticket.id,
+        version: 1,
+        title: "v1".into(),
+        price: 100,
+        user_id: ticket.user_id,
+        order_id: None,
+    };
+    app.system.publish(&Envelope::new(v1)).await;
+    app.send(&Envelope::new(ticket.clone())).await;
+    assert_eq!(app.replica(ticket.id).await.expect("replica").title, "v1");
+}
+
+async fn an_expired_order_is_cancelled_and_announced_once(stack: Stack) {
+    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let buyer = app.user("buyer");
+    let ticket = app.ticket("t", 100).await;
+    let order = app.order(&buyer, &ticket).await;
+    let cancelled = app.record::<OrderCancelled>().await;
+    app.expire(id_of(&order)).await;
+    assert_eq!(app.shown(&buyer, &order).await["status"], "cancelled");
+    let events = cancelled.data();
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].version, events[0].ticket.id), (1, ticket.id));
+    app.expire(id_of(&order)).await;
+    assert_eq!(cancelled.all().len(), 1, "nothing is announced again");
+    assert_eq!(app.shown(&buyer, &order).await["version"], 1);
+}
+
+async fn an_expiry_after_payment_changes_nothing(stack: Stack) {
+    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let buyer = app.user("buyer");
+    let order = app.order(&buyer, &app.ticket("t", 100).await).await;
+    app.pay(id_of(&order)).await;
+    let cancelled = app.record::<OrderCancelled>().await;
+    app.expire(id_of(&order)).await;
+    assert!(cancelled.all().is_empty());
+    let shown = app.shown(&buyer, &order).await;
+    assert_eq!((shown["status"].clone(), shown["version"].clone()), (json!("complete"), json!(1)));
+}
+
+async fn a_payment_completes_the_order_and_announces_it_once(stack: Stack) {
+    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let buyer = app.user("buyer");
+    let ticket = app.ticket("t", 100).await;
+    let order = app.order(&buyer, &ticket).await;
+    let completed = app.record::<OrderCompleted>().await;
+    app.pay(id_of(&order)).await;
+    let events = completed.data();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].id, events[0].version, events[0].ticket.id),
+        (id_of(&order), 1, ticket.id)
+    );
+    app.pay(id_of(&order)).await;
+    assert_eq!(completed.all().len(), 1, "nothing is announced again");
+    let shown = app.shown(&buyer, &order).await;
+    assert_eq!((shown["status"].clone(), shown["version"].clone()), (json!("complete"), json!(1)));
+}
+
+async fn a_payment_for_a_cancelled_order_changes_nothing(stack: Stack) {
+    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let buyer = app.user("buyer");
+    let order = app.order(&buyer, &app.ticket("t", 100).await).await;
+    app.expire(id_of(&order)).await;
+    let completed = app.record::<OrderCompleted>().await;
+    app.pay(id_of(&order)).await;
+    assert!(completed.all().is_empty());
+    assert_eq!(app.shown(&buyer, &order).await["status"], "cancelled");
+}
+
+common::stack_tests!(
+    a_duplicate_ticket_created_changes_nothing,
+    updates_apply_in_version_order_whatever_the_delivery_order,
+    an_update_before_the_creation_waits_for_it,
+    an_expired_order_is_cancelled_and_announced_once,
+    an_expiry_after_payment_changes_nothing,
+    a_payment_completes_the_order_and_announces_it_once,
+    a_payment_for_a_cancelled_order_changes_nothing,
+);

@@ -1,0 +1,9 @@
+//! The orders service's contract (API.md "orders") and its listeners
+//! (ARCHITECTURE.md "Business rules"), on SQLite + in-process bus and, when
+//! configured, PostgreSQL + JetStream.
+
+mod cancel;
+mod create;
+mod helpers;
+mod listeners;
+mod read;
