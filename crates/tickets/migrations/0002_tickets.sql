@@ -22,3 +22,16 @@ CREATE TABLE cancelled_orders (
     order_id     TEXT PRIMARY KEY,
     cancelled_at BIGINT NOT NULL
 );
+
+-- Orders that arrived while another order held their ticket. The orders
+-- service allows one live order per ticket, so the holder's cancellation is
+-- on its way (events of different subjects may overtake each other): when
+-- the holder releases the ticket, the newest waiting order that is not
+-- cancelled takes it.
+CREATE TABLE waiting_orders (
+    order_id  TEXT PRIMARY KEY,
+    ticket_id TEXT NOT NULL,
+    since     BIGINT NOT NULL
+);
+
+CREATE INDEX waiting_orders_by_ticket ON waiting_orders (ticket_id, order_id);

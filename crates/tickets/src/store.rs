@@ -166,24 +166,35 @@ impl Store {
         Err(ApiError::internal("the ticket kept changing during the edit"))
     }
 
-    /// Reserves the ticket for `order_id` (`order.created`). Changes nothing
-    /// when the order was already cancelled, already holds the ticket, or
-    /// another order holds it. `Ok(None)` when the ticket is unknown.
+    /// Reserves the ticket for `order_id` (`order.created`). Changes
+    /// nothing when the order was already cancelled or already holds the
+    /// ticket. When another order holds it, nothing changes either, but the
+    /// order waits: it takes the ticket if the holder releases it (see the
+    /// `waiting_orders` migration). `Ok(None)` when the ticket is unknown.
     pub async fn reserve(&self, ticket_id: Uuid, order_id: Uuid) -> Result<Option<()>, ApiError> {
         for _ in 0..ATTEMPTS {
             let mut tx = self.db.begin().await?;
-            let cancelled: Option<String> =
-                sqlx::query_scalar("SELECT order_id FROM cancelled_orders WHERE order_id = $1")
-                    .bind(order_id.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
             let Some(current) = find_in(&mut tx, ticket_id).await? else {
                 return Ok(None);
             };
-            if cancelled.is_some() || current.order_id.is_some() {
-                if current.order_id.is_some_and(|holder| holder != order_id) {
-                    tracing::info!(ticket.id = %ticket_id, order.id = %order_id, "ticket already held by another order");
-                }
+            if is_cancelled(&mut tx, order_id).await? || current.order_id == Some(order_id) {
+                return Ok(Some(()));
+            }
+            if let Some(holder) = current.order_id {
+                tracing::info!(
+                    ticket.id = %ticket_id, order.id = %order_id, holder = %holder,
+                    "ticket held by another order; the order waits for its release"
+                );
+                sqlx::query(
+                    "INSERT INTO waiting_orders (order_id, ticket_id, since) VALUES ($1, $2, $3) \
+                     ON CONFLICT (order_id) DO NOTHING",
+                )
+                .bind(order_id.to_string())
+                .bind(ticket_id.to_string())
+                .bind(now_millis())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
                 return Ok(Some(()));
             }
             let changed = Ticket {
@@ -202,7 +213,9 @@ impl Store {
 
     /// Releases the ticket if `order_id` holds it (`order.cancelled`), and
     /// remembers the cancellation. A cancellation of any other order changes
-    /// nothing: an old order must not release a newer reservation.
+    /// the ticket not at all: an old order must not release a newer
+    /// reservation. A released ticket goes to the newest waiting order, if
+    /// one is not cancelled.
     pub async fn release(&self, ticket_id: Uuid, order_id: Uuid) -> Result<(), ApiError> {
         for _ in 0..ATTEMPTS {
             let mut tx = self.db.begin().await?;
@@ -214,13 +227,31 @@ impl Store {
             .bind(now_millis())
             .execute(&mut *tx)
             .await?;
+            sqlx::query("DELETE FROM waiting_orders WHERE order_id = $1")
+                .bind(order_id.to_string())
+                .execute(&mut *tx)
+                .await?;
             let current = find_in(&mut tx, ticket_id).await?;
             let Some(current) = current.filter(|t| t.order_id == Some(order_id)) else {
                 tx.commit().await?;
                 return Ok(());
             };
+            let next: Option<String> = sqlx::query_scalar(
+                "SELECT order_id FROM waiting_orders WHERE ticket_id = $1 \
+                 ORDER BY order_id DESC LIMIT 1",
+            )
+            .bind(ticket_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let next = next.as_deref().map(uuid).transpose()?;
+            if let Some(next) = next {
+                sqlx::query("DELETE FROM waiting_orders WHERE order_id = $1")
+                    .bind(next.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let changed =
-                Ticket { order_id: None, version: current.version + 1, ..current.clone() };
+                Ticket { order_id: next, version: current.version + 1, ..current.clone() };
             if save_version(&mut tx, &changed, current.version).await? {
                 outbox::add(&mut tx, &updated_event(&changed)).await?;
                 self.outbox.commit(tx).await?;
@@ -229,6 +260,18 @@ impl Store {
         }
         Err(ApiError::internal("the ticket kept changing during the release"))
     }
+}
+
+async fn is_cancelled(
+    tx: &mut Transaction<'static, Any>,
+    order_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT order_id FROM cancelled_orders WHERE order_id = $1")
+            .bind(order_id.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(found.is_some())
 }
 
 /// Reads a ticket for a change. A no-op update first takes the row's write

@@ -96,7 +96,32 @@ async fn an_order_for_an_unknown_ticket_is_parked(stack: Stack) {
     assert_eq!(app.dead_letters().await, 1);
 }
 
+async fn an_order_overtaking_the_previous_cancellation_gets_the_ticket_after_it(stack: Stack) {
+    // The orders service allows one live order per ticket: `second` exists
+    // only because `first` was cancelled, but the events arrive the other
+    // way round.
+    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let seller = app.user("seller");
+    let ticket = app.ticket(&seller, "t", json!(10)).await;
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    app.order_created(&ticket, first).await;
+    app.order_created(&ticket, second).await;
+    let held = app.shown(ticket["id"].as_str().expect("id")).await;
+    assert_eq!(
+        (held["orderId"].clone(), held["version"].clone()),
+        (json!(first), json!(1)),
+        "nothing changes at once"
+    );
+    app.order_cancelled(&ticket, first).await;
+    let shown = app.shown(ticket["id"].as_str().expect("id")).await;
+    assert_eq!((shown["orderId"].clone(), shown["version"].clone()), (json!(second), json!(2)));
+    app.order_cancelled(&ticket, second).await;
+    let shown = app.shown(ticket["id"].as_str().expect("id")).await;
+    assert!(shown.get("orderId").is_none(), "{shown}");
+}
+
 common::stack_tests!(
+    an_order_overtaking_the_previous_cancellation_gets_the_ticket_after_it,
     an_order_reserves_its_ticket_and_announces_it,
     a_duplicate_order_created_changes_nothing,
     a_second_order_cannot_take_a_held_ticket,

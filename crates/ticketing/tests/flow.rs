@@ -1,0 +1,182 @@
+//! The marketplace across services, driven through the public HTTP API:
+//! sell → reserve → cancel → reserve again, on SQLite + in-process bus and
+//! on PostgreSQL + JetStream. The tests drain the event flow instead of
+//! sleeping.
+
+use common::testing::{Stack, TestSystem, TestUser};
+use reqwest::{Method, Response};
+use serde_json::{Value, json};
+
+struct Marketplace {
+    system: TestSystem,
+}
+
+impl Marketplace {
+    async fn start(stack: Stack) -> Option<Self> {
+        let (context, bus) = TestSystem::prepare(stack, |_| {}).await?;
+        let services = vec![
+            auth::build(&context.context).await.expect("auth"),
+            tickets::build(&context.context).await.expect("tickets"),
+            orders::build(&context.context).await.expect("orders"),
+        ];
+        Some(Self { system: TestSystem::start(context, bus, services).await })
+    }
+
+    /// Signs up through the auth service and returns the session.
+    async fn sign_up(&self, name: &str) -> TestUser {
+        let email = format!("{name}-{}@example.com", uuid::Uuid::new_v4().simple());
+        let response = self
+            .system
+            .request(Method::POST, "/api/users/signup", None)
+            .json(&json!({"email": email, "password": "password123"}))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 201);
+        let cookie = response.headers()["set-cookie"].to_str().expect("ascii").to_owned();
+        let token =
+            cookie.trim_start_matches("session=").split(';').next().expect("token").to_owned();
+        let body: Value = response.json().await.expect("json");
+        let id = uuid::Uuid::parse_str(body["id"].as_str().expect("id")).expect("uuid");
+        TestUser { id, email, token }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        user: Option<&TestUser>,
+        body: Option<Value>,
+    ) -> Response {
+        let request = self.system.request(method, path, user);
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        request.send().await.expect("sent")
+    }
+
+    async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        user: Option<&TestUser>,
+        body: Option<Value>,
+        status: u16,
+    ) -> Value {
+        let response = self.call(method.clone(), path, user, body).await;
+        assert_eq!(response.status(), status, "{method} {path}");
+        response.json().await.unwrap_or(Value::Null)
+    }
+
+    async fn listed(&self) -> Vec<String> {
+        let list = self.json(Method::GET, "/api/tickets", None, None, 200).await;
+        list.as_array()
+            .expect("array")
+            .iter()
+            .map(|t| t["id"].as_str().expect("id").to_owned())
+            .collect()
+    }
+}
+
+async fn sell_reserve_cancel_and_reserve_again(stack: Stack) {
+    let Some(market) = Marketplace::start(stack).await else { return };
+    let seller = market.sign_up("seller").await;
+    let buyer = market.sign_up("buyer").await;
+
+    let ticket = market
+        .json(
+            Method::POST,
+            "/api/tickets",
+            Some(&seller),
+            Some(json!({"title": "Concert", "price": 19.99})),
+            201,
+        )
+        .await;
+    let ticket_id = ticket["id"].as_str().expect("id").to_owned();
+    let ticket_path = format!("/api/tickets/{ticket_id}");
+    market.system.drain().await;
+
+    // Reserve: the ticket leaves the list and cannot be edited.
+    let order = market
+        .json(Method::POST, "/api/orders", Some(&buyer), Some(json!({"ticketId": ticket_id})), 201)
+        .await;
+    assert_eq!(order["ticket"]["price"], json!(19.99));
+    market.system.drain().await;
+    assert!(!market.listed().await.contains(&ticket_id));
+    let held = market.json(Method::GET, &ticket_path, None, None, 200).await;
+    assert_eq!(held["orderId"], order["id"]);
+    let refused = market
+        .call(Method::PUT, &ticket_path, Some(&seller), Some(json!({"title": "x", "price": 1})))
+        .await;
+    assert_eq!(refused.status(), 400);
+    let second = market
+        .call(Method::POST, "/api/orders", Some(&seller), Some(json!({"ticketId": ticket_id})))
+        .await;
+    assert_eq!(second.status(), 400, "one live order per ticket");
+
+    // Cancel: back on the list, editable again.
+    let order_path = format!("/api/orders/{}", order["id"].as_str().expect("id"));
+    assert_eq!(market.call(Method::DELETE, &order_path, Some(&buyer), None).await.status(), 204);
+    market.system.drain().await;
+    assert!(market.listed().await.contains(&ticket_id));
+    let released = market.json(Method::GET, &ticket_path, None, None, 200).await;
+    assert!(released.get("orderId").is_none(), "{released}");
+    let edited = market
+        .json(
+            Method::PUT,
+            &ticket_path,
+            Some(&seller),
+            Some(json!({"title": "Concert (moved)", "price": "25"})),
+            200,
+        )
+        .await;
+    assert_eq!(edited["version"], 3, "created, reserved, released, edited");
+    market.system.drain().await;
+
+    // Reserve again: the new order sees the edit through the replica.
+    let again = market
+        .json(Method::POST, "/api/orders", Some(&buyer), Some(json!({"ticketId": ticket_id})), 201)
+        .await;
+    assert_eq!(
+        again["ticket"],
+        json!({"id": ticket_id, "title": "Concert (moved)", "price": 25, "version": 3})
+    );
+    market.system.drain().await;
+    let held = market.json(Method::GET, &ticket_path, None, None, 200).await;
+    assert_eq!((held["orderId"].clone(), held["version"].clone()), (again["id"].clone(), json!(4)));
+
+    let mine = market.json(Method::GET, "/api/orders", Some(&buyer), None, 200).await;
+    let statuses: Vec<&str> = mine
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|o| o["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(statuses, ["cancelled", "created"]);
+}
+
+async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
+    let Some(market) = Marketplace::start(stack).await else { return };
+    let ready = market.json(Method::GET, "/readyz", None, None, 200).await;
+    for check in
+        ["auth.database", "tickets.database", "tickets.bus", "orders.database", "orders.bus"]
+    {
+        assert_eq!(ready["checks"][check], "ok", "{check}: {ready}");
+    }
+    let doc = market.json(Method::GET, "/api/openapi.json", None, None, 200).await;
+    for path in [
+        "/api/users/signup",
+        "/api/tickets",
+        "/api/tickets/{id}",
+        "/api/orders",
+        "/api/orders/{id}",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI description");
+    }
+}
+
+common::stack_tests!(
+    sell_reserve_cancel_and_reserve_again,
+    the_all_in_one_readiness_covers_every_service,
+);
