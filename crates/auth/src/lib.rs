@@ -32,5 +32,6 @@ pub async fn build(context: &Context) -> anyhow::Result<Service> {
         probes: vec![Probe::database(NAME, db.clone())],
         databases: vec![db],
         messaging: None,
+        background: Vec::new(),
     })
 }

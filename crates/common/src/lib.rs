@@ -22,3 +22,10 @@ pub mod validate;
 pub mod testing;
 
 pub use error::{ApiError, ApiResult};
+
+/// Installs the process's TLS crypto provider (ring) once; every HTTPS
+/// client (Stripe, NATS over TLS, tests) needs it, and no C crypto library
+/// is built for it. Later calls do nothing.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -121,7 +121,13 @@ pub struct Service {
     pub databases: Vec<Db>,
     /// Its listeners and outbox, for services that take part in events.
     pub messaging: Option<Messaging>,
+    /// Other work it runs in the background until shutdown.
+    pub background: Vec<BackgroundTask>,
 }
+
+/// Background work of a service: given the shutdown signal, runs until it.
+pub type BackgroundTask =
+    Box<dyn FnOnce(CancellationToken) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 /// How a service takes part in events.
 #[derive(Debug)]
@@ -157,8 +163,9 @@ impl Messaging {
 }
 
 /// Starts the listeners of every service (all subscribed before any relay
-/// publishes), then every outbox relay, on the context's task tracker.
-pub async fn start_messaging(context: &Context, services: &mut [Service]) -> anyhow::Result<()> {
+/// publishes), then every outbox relay and background task, on the
+/// context's task tracker.
+pub async fn start_background(context: &Context, services: &mut [Service]) -> anyhow::Result<()> {
     for service in services.iter_mut() {
         if let Some(messaging) = &mut service.messaging {
             let listeners = std::mem::take(&mut messaging.listeners);
@@ -172,6 +179,11 @@ pub async fn start_messaging(context: &Context, services: &mut [Service]) -> any
         if let Some(Messaging { outbox: Some(outbox), bus, .. }) = &service.messaging {
             let relay = outbox.relay(service.name, bus.clone());
             context.tasks.spawn(relay.run(context.shutdown.clone()));
+        }
+    }
+    for service in services.iter_mut() {
+        for task in service.background.drain(..) {
+            context.tasks.spawn(task(context.shutdown.clone()));
         }
     }
     Ok(())

@@ -143,6 +143,7 @@ impl Drop for TestServer {
 
 /// An HTTP client with its own cookie jar, like one browser.
 pub fn client() -> reqwest::Client {
+    crate::install_crypto();
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -328,7 +329,7 @@ impl TestSystem {
 
     /// Starts the messaging of `services` and serves them.
     pub async fn start(context: TestContext, bus: TestBus, mut services: Vec<Service>) -> Self {
-        crate::service::start_messaging(&context.context, &mut services)
+        crate::service::start_background(&context.context, &mut services)
             .await
             .expect("messaging starts");
         let outboxes = services

@@ -86,6 +86,7 @@ async fn spawn(ready: bool) -> TestServer {
         probes: vec![probe],
         databases: vec![],
         messaging: None,
+        background: Vec::new(),
     };
     TestServer::start(&[service]).await
 }

@@ -65,5 +65,6 @@ pub async fn build(context: &Context) -> anyhow::Result<Service> {
         probes: vec![Probe::database(NAME, db.clone())],
         databases: vec![db],
         messaging: Some(messaging),
+        background: Vec::new(),
     })
 }

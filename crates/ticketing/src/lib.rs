@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use common::bus::jetstream::{JetStreamBus, JetStreamOptions};
 use common::config::{Config, Secret};
-use common::service::{Context, Service, start_messaging};
+use common::service::{Context, Service, start_background};
 use tokio::net::TcpListener;
 
 /// Ticketing: a ticket resale marketplace built as event-driven services.
@@ -51,6 +51,8 @@ pub enum ServiceName {
     Tickets,
     /// Orders holding tickets (`/api/orders`).
     Orders,
+    /// Paying for orders (`/api/payments`).
+    Payments,
 }
 
 impl ServiceName {
@@ -59,6 +61,7 @@ impl ServiceName {
             Self::Auth => auth::build(context).await,
             Self::Tickets => tickets::build(context).await,
             Self::Orders => orders::build(context).await,
+            Self::Payments => payments::build(context).await,
         }
     }
 }
@@ -98,7 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         let service = name.build(&context).await.with_context(|| format!("starting {name:?}"))?;
         services.push(service);
     }
-    start_messaging(&context, &mut services).await?;
+    start_background(&context, &mut services).await?;
     let app = common::app::app(&services, None);
 
     let addr = SocketAddr::from(([0, 0, 0, 0], context.config.port));

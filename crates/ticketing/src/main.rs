@@ -5,6 +5,7 @@ use clap::Parser as _;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    common::install_crypto();
     let cli = ticketing::Cli::parse();
     common::telemetry::init_logging(&cli.config.rust_log, cli.config.log_format);
     match ticketing::run(cli).await {

@@ -1,5 +1,5 @@
 //! The marketplace across services, driven through the public HTTP API:
-//! sell → reserve → cancel → reserve again, on SQLite + in-process bus and
+//! sell → reserve → cancel → reserve again, and sell → reserve → pay, on SQLite + in-process bus and
 //! on PostgreSQL + JetStream. The tests drain the event flow instead of
 //! sleeping.
 
@@ -18,6 +18,7 @@ impl Marketplace {
             auth::build(&context.context).await.expect("auth"),
             tickets::build(&context.context).await.expect("tickets"),
             orders::build(&context.context).await.expect("orders"),
+            payments::build(&context.context).await.expect("payments"),
         ];
         Some(Self { system: TestSystem::start(context, bus, services).await })
     }
@@ -156,6 +157,69 @@ async fn sell_reserve_cancel_and_reserve_again(stack: Stack) {
     assert_eq!(statuses, ["cancelled", "created"]);
 }
 
+async fn sell_reserve_and_pay(stack: Stack) {
+    let Some(market) = Marketplace::start(stack).await else { return };
+    let seller = market.sign_up("seller").await;
+    let buyer = market.sign_up("buyer").await;
+    let ticket = market
+        .json(
+            Method::POST,
+            "/api/tickets",
+            Some(&seller),
+            Some(json!({"title": "Opera", "price": "19.99"})),
+            201,
+        )
+        .await;
+    let ticket_id = ticket["id"].as_str().expect("id").to_owned();
+    market.system.drain().await;
+    let order = market
+        .json(Method::POST, "/api/orders", Some(&buyer), Some(json!({"ticketId": ticket_id})), 201)
+        .await;
+    let order_id = order["id"].as_str().expect("id").to_owned();
+    market.system.drain().await;
+
+    let declined = market
+        .call(
+            Method::POST,
+            "/api/payments",
+            Some(&buyer),
+            Some(json!({"token": "tok_chargeDeclined", "orderId": order_id})),
+        )
+        .await;
+    assert_eq!(declined.status(), 402);
+    let payment = market
+        .json(
+            Method::POST,
+            "/api/payments",
+            Some(&buyer),
+            Some(json!({"token": "tok_visa", "orderId": order_id})),
+            201,
+        )
+        .await;
+    assert_eq!(payment["orderId"], json!(order_id));
+    market.system.drain().await;
+
+    let order_path = format!("/api/orders/{order_id}");
+    let paid = market.json(Method::GET, &order_path, Some(&buyer), None, 200).await;
+    assert_eq!((paid["status"].clone(), paid["version"].clone()), (json!("complete"), json!(1)));
+    assert!(!market.listed().await.contains(&ticket_id), "a sold ticket stays off the list");
+    let cancel = market.call(Method::DELETE, &order_path, Some(&buyer), None).await;
+    assert_eq!(cancel.status(), 400, "a paid order cannot be cancelled");
+    let again = market
+        .call(
+            Method::POST,
+            "/api/payments",
+            Some(&buyer),
+            Some(json!({"token": "tok_visa", "orderId": order_id})),
+        )
+        .await;
+    assert_eq!(again.status(), 400, "and cannot be paid twice");
+    let reorder = market
+        .call(Method::POST, "/api/orders", Some(&seller), Some(json!({"ticketId": ticket_id})))
+        .await;
+    assert_eq!(reorder.status(), 400, "nor its ticket sold twice");
+}
+
 async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
     let Some(market) = Marketplace::start(stack).await else { return };
     let ready = market.json(Method::GET, "/readyz", None, None, 200).await;
@@ -178,5 +242,6 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
 
 common::stack_tests!(
     sell_reserve_cancel_and_reserve_again,
+    sell_reserve_and_pay,
     the_all_in_one_readiness_covers_every_service,
 );

@@ -35,6 +35,10 @@ fn ticketing() -> Command {
     command
 }
 
+fn http() -> reqwest::Client {
+    common::testing::client()
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
@@ -63,7 +67,7 @@ impl Running {
     async fn wait_until_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(response) = reqwest::get(self.url("/healthz")).await
+            if let Ok(response) = http().get(self.url("/healthz")).send().await
                 && response.status() == 200
             {
                 return;
@@ -151,7 +155,7 @@ async fn the_all_in_one_runs_with_nothing_configured_and_keeps_its_dev_key() {
     let mut running = Running::start(command);
     running.wait_until_healthy().await;
 
-    let browser = reqwest::Client::builder().cookie_store(true).build().expect("client");
+    let browser = http();
     let response = signup(&browser, &running, "newcomer@example.com").await;
     assert_eq!(response.status(), 201);
     let cookie = response.headers()["set-cookie"].to_str().expect("ascii").to_owned();
@@ -159,7 +163,7 @@ async fn the_all_in_one_runs_with_nothing_configured_and_keeps_its_dev_key() {
     assert!(Path::new(&dir).join("jwt.key").is_file(), "the dev key is kept in DATA_DIR");
     assert!(Path::new(&dir).join("auth.db").is_file(), "auth keeps a SQLite file in DATA_DIR");
     let ready: Value =
-        reqwest::get(running.url("/readyz")).await.expect("sent").json().await.expect("json");
+        http().get(running.url("/readyz")).send().await.expect("sent").json().await.expect("json");
     assert_eq!(ready["checks"]["auth.database"], "ok");
     assert!(running.terminate(), "SIGTERM stops the process cleanly");
 
@@ -168,7 +172,7 @@ async fn the_all_in_one_runs_with_nothing_configured_and_keeps_its_dev_key() {
     let mut again = Running::start(command);
     again.wait_until_healthy().await;
     let token = cookie.trim_start_matches("session=").split(';').next().expect("token");
-    let current: Value = reqwest::Client::new()
+    let current: Value = http()
         .get(again.url("/api/users/currentuser"))
         .bearer_auth(token)
         .send()
@@ -200,11 +204,11 @@ async fn serve_auth_runs_the_auth_service_alone() {
     running.wait_until_healthy().await;
 
     let email = format!("{}@example.com", uuid::Uuid::new_v4());
-    let response = signup(&reqwest::Client::new(), &running, &email).await;
+    let response = signup(&http(), &running, &email).await;
     assert_eq!(response.status(), 201);
     let cookie = response.headers()["set-cookie"].to_str().expect("ascii");
     assert!(cookie.ends_with("; Secure"), "services mark cookies Secure by default: {cookie}");
-    let ready = reqwest::get(running.url("/readyz")).await.expect("sent");
+    let ready = http().get(running.url("/readyz")).send().await.expect("sent");
     assert_eq!(ready.status(), 200);
     assert!(running.terminate());
     let _ = std::fs::remove_dir_all(dir);

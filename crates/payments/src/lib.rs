@@ -1,0 +1,106 @@
+//! The payments service: charges an order exactly once, in integer cents,
+//! through Stripe or the fake processor, and gives back money it must not
+//! keep (API.md "payments"; ARCHITECTURE.md "Business rules").
+
+pub mod listeners;
+pub mod processor;
+pub mod refunds;
+mod routes;
+pub mod store;
+
+use std::sync::Arc;
+
+use common::db::{MigrationFile, Migrations, Sql};
+use common::listener::Listener;
+use common::outbox;
+use common::service::{Context, Messaging, Probe, Service};
+use utoipa::OpenApi as _;
+
+pub use routes::{
+    ALREADY_PAID, CANCELLED, EXPIRED, ORDER_ID_REQUIRED, TOKEN_REQUIRED, idempotency_key,
+};
+
+use crate::processor::Processor;
+use crate::processor::fake::FakeProcessor;
+use crate::processor::stripe::Stripe;
+use crate::refunds::Refunder;
+use crate::store::Store;
+
+/// The service's name: its database is `ticketing_payments` / `payments.db`.
+pub const NAME: &str = "payments";
+
+/// The payments database's migrations.
+pub const MIGRATIONS: Migrations = Migrations(&[
+    outbox::MIGRATION,
+    MigrationFile {
+        version: 2,
+        description: "payments",
+        sql: Sql::Portable(include_str!("../migrations/0002_payments.sql")),
+    },
+]);
+
+/// The processor the configuration asks for: Stripe when
+/// `STRIPE_SECRET_KEY` is set, the fake processor otherwise.
+pub fn processor(context: &Context) -> anyhow::Result<Arc<dyn Processor>> {
+    Ok(match &context.config.stripe_secret_key {
+        Some(key) => {
+            tracing::info!(api = %context.config.stripe_api_base, "payments go to Stripe");
+            Arc::new(Stripe::new(&context.config.stripe_api_base, key.clone())?)
+        }
+        None => {
+            tracing::info!(
+                "STRIPE_SECRET_KEY is unset: payments use the fake processor (tok_visa succeeds, tok_chargeDeclined is declined)"
+            );
+            Arc::new(FakeProcessor::new())
+        }
+    })
+}
+
+/// Builds the service with the processor from the configuration.
+pub async fn build(context: &Context) -> anyhow::Result<Service> {
+    build_with(context, processor(context)?).await
+}
+
+/// Builds the service with a given processor (tests inject theirs).
+pub async fn build_with(
+    context: &Context,
+    processor: Arc<dyn Processor>,
+) -> anyhow::Result<Service> {
+    let db = context.databases.open(NAME, &MIGRATIONS).await?;
+    let store = Store::new(db.clone());
+    let refunder = Refunder::new(store.clone(), processor.clone());
+    let currency = context.config.payment_currency.to_lowercase();
+    let messaging = Messaging::new(context, NAME, &db)
+        .listen({
+            let store = store.clone();
+            Listener::new(move |event| listeners::order_created(store.clone(), event))
+        })
+        .listen({
+            let store = store.clone();
+            Listener::new(move |event| listeners::order_completed(store.clone(), event))
+        })
+        .listen({
+            let (store, refunder, currency) = (store.clone(), refunder.clone(), currency.clone());
+            Listener::new(move |event| {
+                listeners::order_cancelled(store.clone(), refunder.clone(), currency.clone(), event)
+            })
+        })
+        .publish_from(store.outbox.clone());
+    let background = refunder.clone();
+    let state = routes::PaymentsState {
+        store,
+        sessions: context.sessions.clone(),
+        processor,
+        refunder,
+        currency,
+    };
+    Ok(Service {
+        name: NAME,
+        router: routes::router(state),
+        openapi: routes::PaymentsApi::openapi(),
+        probes: vec![Probe::database(NAME, db.clone())],
+        databases: vec![db],
+        messaging: Some(messaging),
+        background: vec![Box::new(move |shutdown| Box::pin(background.run(shutdown)))],
+    })
+}

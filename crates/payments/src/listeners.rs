@@ -1,0 +1,56 @@
+//! What the payments service does with order events: keep its replica of
+//! orders (version rule), and refund a payment whose order was cancelled
+//! (the charge won against the expiry, the cancellation won in orders).
+
+use common::events::{Envelope, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus};
+use common::listener::{Handled, HandlerResult, VersionCheck};
+
+use crate::refunds::Refunder;
+use crate::store::Store;
+
+/// `order.created`: add the order to the replica (idempotent).
+pub async fn order_created(store: Store, event: Envelope<OrderCreated>) -> HandlerResult {
+    store.add_order(&event.data).await?;
+    Ok(Handled::Ack)
+}
+
+/// `order.completed`: the order is paid.
+pub async fn order_completed(store: Store, event: Envelope<OrderCompleted>) -> HandlerResult {
+    let check =
+        store.apply_status(event.data.id, event.data.version, OrderStatus::Complete).await?;
+    Ok(match check {
+        VersionCheck::Apply => Handled::Ack,
+        other => other.unapplied(),
+    })
+}
+
+/// `order.cancelled`: the order is cancelled; if it was paid, the money goes
+/// back (the refund is recorded before the processor is asked, and retried
+/// until it is made).
+pub async fn order_cancelled(
+    store: Store,
+    refunder: Refunder,
+    currency: String,
+    event: Envelope<OrderCancelled>,
+) -> HandlerResult {
+    let order_id = event.data.id;
+    let check = store.apply_status(order_id, event.data.version, OrderStatus::Cancelled).await?;
+    if check == VersionCheck::Ahead {
+        return Ok(Handled::Retry);
+    }
+    if let Some(payment) = store.payment_for(order_id).await? {
+        let price = store.find_order(order_id).await?.map(|o| o.price);
+        let amount = price.unwrap_or(common::money::Cents::new(0));
+        store
+            .request_refund(
+                &payment.stripe_id,
+                order_id,
+                amount,
+                &currency,
+                "the order was cancelled after it was paid",
+            )
+            .await?;
+        refunder.step().await;
+    }
+    Ok(Handled::Ack)
+}

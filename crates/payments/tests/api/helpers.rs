@@ -1,0 +1,170 @@
+//! `PaymentsApp`: the payments service on one stack with a fake processor
+//! the test can inspect (and pause in the middle of a charge), acting as
+//! users and as the orders service.
+
+use std::sync::Arc;
+
+use common::bus::BoxFuture;
+use common::events::{
+    Envelope, Event, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
+    TicketRef,
+};
+use common::testing::{Recorder, Stack, TestSystem, TestUser};
+use common::time::Timestamp;
+use payments::processor::fake::FakeProcessor;
+use payments::processor::{Charge, ChargeError, ChargeRequest, Processor, Refund};
+use reqwest::{Method, Response};
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use uuid::Uuid;
+
+/// The fake processor, with an optional pause inside `charge`: the test is
+/// told when a charge is under way and says when it may finish.
+#[derive(Debug, Default)]
+pub struct PausingProcessor {
+    pub fake: FakeProcessor,
+    pause: Mutex<Option<(mpsc::Sender<()>, oneshot::Receiver<()>)>>,
+}
+
+impl Processor for PausingProcessor {
+    fn charge(&self, request: ChargeRequest) -> BoxFuture<'_, Result<Charge, ChargeError>> {
+        Box::pin(async move {
+            let charged = self.fake.charge(request).await;
+            if let Some((started, resume)) = self.pause.lock().await.take() {
+                let _ = started.send(()).await;
+                let _ = resume.await;
+            }
+            charged
+        })
+    }
+
+    fn refund<'a>(
+        &'a self,
+        charge_id: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Refund>> {
+        self.fake.refund(charge_id, key)
+    }
+
+    fn kind(&self) -> &'static str {
+        "pausing fake"
+    }
+}
+
+pub struct PaymentsApp {
+    pub system: TestSystem,
+    pub processor: Arc<PausingProcessor>,
+}
+
+/// An order as the orders service announced it.
+#[derive(Debug, Clone)]
+pub struct TestOrder {
+    pub id: Uuid,
+    pub buyer: TestUser,
+}
+
+impl PaymentsApp {
+    pub async fn spawn(stack: Stack) -> Option<Self> {
+        Self::spawn_with(stack, |_| {}).await
+    }
+
+    pub async fn spawn_with(
+        stack: Stack,
+        configure: impl FnOnce(&mut common::config::Config),
+    ) -> Option<Self> {
+        let (context, bus) = TestSystem::prepare(stack, configure).await?;
+        let processor = Arc::new(PausingProcessor::default());
+        let service = payments::build_with(&context.context, processor.clone())
+            .await
+            .expect("payments starts");
+        Some(Self { system: TestSystem::start(context, bus, vec![service]).await, processor })
+    }
+
+    pub async fn record<E: Event>(&self) -> Recorder<E> {
+        self.system.record::<E>().await
+    }
+
+    pub async fn send<E: Event>(&self, event: E) {
+        self.system.publish(&Envelope::new(event)).await;
+        self.system.drain().await;
+    }
+
+    /// An order of `price_cents` by a new buyer, expiring `expires_in`
+    /// seconds from now (negative: already expired).
+    pub async fn order(&self, price_cents: i64, expires_in: i64) -> TestOrder {
+        let buyer = self.system.user("buyer");
+        let id = Uuid::now_v7();
+        let expires_at = Timestamp::from_millis(Timestamp::now().millis() + expires_in * 1000);
+        self.send(OrderCreated {
+            id,
+            version: 0,
+            status: OrderStatus::Created,
+            user_id: buyer.id,
+            expires_at,
+            ticket: OrderTicket { id: Uuid::now_v7(), price: price_cents },
+        })
+        .await;
+        TestOrder { id, buyer }
+    }
+
+    pub async fn cancel(&self, order: &TestOrder) {
+        self.send(OrderCancelled {
+            id: order.id,
+            version: 1,
+            ticket: TicketRef { id: Uuid::now_v7() },
+        })
+        .await;
+    }
+
+    pub async fn complete(&self, order: &TestOrder) {
+        self.send(OrderCompleted {
+            id: order.id,
+            version: 1,
+            ticket: TicketRef { id: Uuid::now_v7() },
+        })
+        .await;
+    }
+
+    pub async fn pay_raw(&self, user: Option<&TestUser>, body: &Value) -> Response {
+        self.system
+            .request(Method::POST, "/api/payments", user)
+            .json(body)
+            .send()
+            .await
+            .expect("sent")
+    }
+
+    pub async fn pay(&self, order: &TestOrder, token: &str) -> Response {
+        self.pay_raw(Some(&order.buyer), &json!({"token": token, "orderId": order.id})).await
+    }
+
+    /// Makes the next charge wait; returns (charge started, let it finish).
+    pub async fn pause_next_charge(&self) -> (mpsc::Receiver<()>, oneshot::Sender<()>) {
+        let (started_tx, started_rx) = mpsc::channel(1);
+        let (resume_tx, resume_rx) = oneshot::channel();
+        *self.processor.pause.lock().await = Some((started_tx, resume_rx));
+        (started_rx, resume_tx)
+    }
+
+    pub fn charges(&self) -> Vec<(ChargeRequest, Charge)> {
+        self.processor.fake.ledger().charges.clone()
+    }
+
+    pub fn refunded_charges(&self) -> Vec<String> {
+        self.processor.fake.ledger().refunds.iter().map(|(charge, _)| charge.clone()).collect()
+    }
+}
+
+pub async fn error(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    (status, response.json().await.expect("json"))
+}
+
+pub fn field_error(field: &str, message: &str) -> Value {
+    json!({"errors": [{"message": message, "field": field}]})
+}
+
+pub fn general_error(message: &str) -> Value {
+    json!({"errors": [{"message": message}]})
+}

@@ -1,0 +1,7 @@
+//! The payments service's contract (API.md "payments") and its rules
+//! (ARCHITECTURE.md "Business rules": charge once, refund what must not be
+//! kept), on SQLite + in-process bus and PostgreSQL + JetStream.
+
+mod helpers;
+mod pay;
+mod races;

@@ -1,0 +1,98 @@
+//! Races around money: concurrent payments of one order, a cancellation
+//! that wins against a charge, and a charge that wins against a
+//! cancellation. The end state is always "paid once" or "cancelled and
+//! refunded".
+
+use common::events::PaymentCreated;
+use common::testing::Stack;
+use serde_json::json;
+
+use crate::helpers::{PaymentsApp, error, general_error};
+
+async fn concurrent(
+    app: &PaymentsApp,
+    order: &crate::helpers::TestOrder,
+    tokens: &[&str],
+) -> Vec<u16> {
+    let mut attempts = tokio::task::JoinSet::new();
+    for token in tokens {
+        let request = app
+            .system
+            .request(reqwest::Method::POST, "/api/payments", Some(&order.buyer))
+            .json(&json!({"token": token, "orderId": order.id}));
+        attempts.spawn(async move { request.send().await.expect("sent").status().as_u16() });
+    }
+    attempts.join_all().await
+}
+
+async fn five_concurrent_payments_charge_once(stack: Stack) {
+    let Some(app) = PaymentsApp::spawn(stack).await else { return };
+    let order = app.order(1999, 900).await;
+    let statuses = concurrent(&app, &order, &["tok_visa"; 5]).await;
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 400).count(), 4, "{statuses:?}");
+    assert_eq!(app.charges().len(), 1, "exactly one charge");
+    assert!(app.refunded_charges().is_empty());
+}
+
+async fn concurrent_payments_with_different_cards_keep_the_money_once(stack: Stack) {
+    let Some(app) = PaymentsApp::spawn(stack).await else { return };
+    let order = app.order(1999, 900).await;
+    let statuses = concurrent(
+        &app,
+        &order,
+        &["tok_visa", "tok_mastercard", "pm_card_visa", "pm_card_mastercard", "tok_amex"],
+    )
+    .await;
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    let charges = app.charges();
+    let refunded = app.refunded_charges();
+    assert_eq!(charges.len() - refunded.len(), 1, "every losing charge is refunded");
+    let kept: Vec<_> = charges.iter().filter(|(_, c)| !refunded.contains(&c.id)).collect();
+    assert_eq!(kept.len(), 1);
+}
+
+async fn a_cancellation_arriving_after_the_payment_refunds_it(stack: Stack) {
+    let Some(app) = PaymentsApp::spawn(stack).await else { return };
+    let order = app.order(1999, 900).await;
+    assert_eq!(app.pay(&order, "tok_visa").await.status(), 201);
+    // The expiry won in the orders service: it cancelled the order and
+    // ignored the payment.
+    app.cancel(&order).await;
+    let charges = app.charges();
+    assert_eq!(charges.len(), 1);
+    assert_eq!(app.refunded_charges(), [charges[0].1.id.clone()], "the buyer gets the money back");
+    app.cancel(&order).await;
+    assert_eq!(app.refunded_charges().len(), 1, "refunded once");
+}
+
+async fn a_cancellation_during_the_charge_refunds_it_and_refuses_the_payment(stack: Stack) {
+    let Some(app) = PaymentsApp::spawn(stack).await else { return };
+    let created = app.record::<PaymentCreated>().await;
+    let order = app.order(1999, 900).await;
+    let (mut started, resume) = app.pause_next_charge().await;
+    let paying = {
+        let request = app
+            .system
+            .request(reqwest::Method::POST, "/api/payments", Some(&order.buyer))
+            .json(&json!({"token": "tok_visa", "orderId": order.id}));
+        tokio::spawn(async move { request.send().await.expect("sent") })
+    };
+    started.recv().await.expect("the charge started");
+    app.cancel(&order).await;
+    resume.send(()).expect("resumed");
+    let response = paying.await.expect("answered");
+    assert_eq!(error(response).await, (400, general_error("Cannot pay for a cancelled order")));
+    let charges = app.charges();
+    assert_eq!(charges.len(), 1);
+    assert_eq!(app.refunded_charges(), [charges[0].1.id.clone()], "the charge was given back");
+    app.system.drain().await;
+    assert!(created.all().is_empty(), "no payment was announced");
+}
+
+common::stack_tests!(
+    five_concurrent_payments_charge_once,
+    concurrent_payments_with_different_cards_keep_the_money_once,
+    a_cancellation_arriving_after_the_payment_refunds_it,
+    a_cancellation_during_the_charge_refunds_it_and_refuses_the_payment,
+);

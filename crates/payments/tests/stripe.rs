@@ -1,0 +1,202 @@
+//! The Stripe client's wire format, against a local fake of Stripe's API
+//! that records each request and answers with Stripe-shaped bodies: exact
+//! paths, form fields and headers; success, decline, authentication
+//! required, invalid request, server error and an unreachable API.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::routing::post;
+use common::config::Secret;
+use payments::processor::stripe::Stripe;
+use payments::processor::{ChargeError, ChargeRequest, Processor};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+struct Recorded {
+    path: String,
+    headers: HeaderMap,
+    form: Vec<(String, String)>,
+}
+
+#[derive(Clone)]
+struct FakeStripe {
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    answer: Arc<(StatusCode, Value)>,
+}
+
+async fn record(
+    State(fake): State<FakeStripe>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, axum::Json<Value>) {
+    let form =
+        url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    fake.requests.lock().expect("lock").push(Recorded {
+        path: uri.path().to_owned(),
+        headers,
+        form,
+    });
+    (fake.answer.0, axum::Json(fake.answer.1.clone()))
+}
+
+/// Serves a fake Stripe that always answers `status` with `body`.
+async fn fake_stripe(status: u16, body: Value) -> (Stripe, Arc<Mutex<Vec<Recorded>>>) {
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let fake = FakeStripe {
+        requests: requests.clone(),
+        answer: Arc::new((StatusCode::from_u16(status).expect("status"), body)),
+    };
+    let app = Router::new().route("/v1/{*rest}", post(record)).with_state(fake);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (Stripe::new(&base, Secret::new("sk_test_123")).expect("client"), requests)
+}
+
+fn request(token: &str) -> ChargeRequest {
+    ChargeRequest {
+        amount: 1999,
+        currency: "usd".into(),
+        token: token.into(),
+        idempotency_key: "pay-key-1".into(),
+        order_id: Uuid::now_v7(),
+    }
+}
+
+fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn succeeded() -> Value {
+    json!({"id": "pi_123", "object": "payment_intent", "status": "succeeded", "amount": 1999, "currency": "usd"})
+}
+
+#[tokio::test]
+async fn a_payment_method_is_charged_with_a_confirmed_payment_intent() {
+    let (stripe, requests) = fake_stripe(200, succeeded()).await;
+    let charge_request = request("pm_card_visa");
+    let charge = stripe.charge(charge_request.clone()).await.expect("charged");
+    assert_eq!(charge.id, "pi_123");
+
+    let sent = requests.lock().expect("lock")[0].clone();
+    assert_eq!(sent.path, "/v1/payment_intents");
+    assert_eq!(sent.headers["authorization"], "Bearer sk_test_123");
+    assert_eq!(sent.headers["idempotency-key"], "pay-key-1");
+    assert_eq!(sent.headers["content-type"], "application/x-www-form-urlencoded");
+    let mut form = sent.form.clone();
+    form.sort();
+    let mut expected: Vec<(String, String)> = [
+        ("amount", "1999".to_owned()),
+        ("currency", "usd".to_owned()),
+        ("confirm", "true".to_owned()),
+        ("automatic_payment_methods[enabled]", "true".to_owned()),
+        ("automatic_payment_methods[allow_redirects]", "never".to_owned()),
+        ("metadata[order_id]", charge_request.order_id.to_string()),
+        ("payment_method", "pm_card_visa".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    expected.sort();
+    assert_eq!(form, expected);
+}
+
+#[tokio::test]
+async fn a_card_token_is_sent_as_payment_method_data() {
+    let (stripe, requests) = fake_stripe(200, succeeded()).await;
+    stripe.charge(request("tok_visa")).await.expect("charged");
+    let form = requests.lock().expect("lock")[0].form.clone();
+    assert_eq!(field(&form, "payment_method_data[type]"), Some("card"));
+    assert_eq!(field(&form, "payment_method_data[card][token]"), Some("tok_visa"));
+    assert_eq!(field(&form, "payment_method"), None);
+}
+
+#[tokio::test]
+async fn a_declined_card_gives_stripes_message() {
+    let body = json!({"error": {"type": "card_error", "code": "card_declined", "decline_code": "generic_decline", "message": "Your card was declined."}});
+    let (stripe, _) = fake_stripe(402, body).await;
+    match stripe.charge(request("tok_chargeDeclined")).await {
+        Err(ChargeError::Declined(message)) => assert_eq!(message, "Your card was declined."),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_card_needing_authentication_is_reported_as_such() {
+    let body = json!({"error": {"type": "card_error", "code": "authentication_required", "message": "Your card requires authentication."}});
+    let (stripe, _) = fake_stripe(402, body).await;
+    assert!(matches!(
+        stripe.charge(request("pm_x")).await,
+        Err(ChargeError::AuthenticationRequired(_))
+    ));
+    let (stripe, _) = fake_stripe(200, json!({"id": "pi_1", "status": "requires_action"})).await;
+    assert!(matches!(
+        stripe.charge(request("pm_x")).await,
+        Err(ChargeError::AuthenticationRequired(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_invalid_token_is_rejected_with_stripes_message() {
+    let body = json!({"error": {"type": "invalid_request_error", "message": "No such token: 'tok_nope'", "param": "payment_method_data[card][token]"}});
+    let (stripe, _) = fake_stripe(400, body).await;
+    match stripe.charge(request("tok_nope")).await {
+        Err(ChargeError::Rejected(message)) => assert_eq!(message, "No such token: 'tok_nope'"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn server_errors_and_an_unreachable_api_mean_unavailable() {
+    let (stripe, _) =
+        fake_stripe(500, json!({"error": {"type": "api_error", "message": "boom"}})).await;
+    assert!(matches!(
+        stripe.charge(request("pm_card_visa")).await,
+        Err(ChargeError::Unavailable(_))
+    ));
+    let (stripe, _) = fake_stripe(
+        401,
+        json!({"error": {"type": "invalid_request_error", "message": "Invalid API Key"}}),
+    )
+    .await;
+    assert!(matches!(
+        stripe.charge(request("pm_card_visa")).await,
+        Err(ChargeError::Unavailable(_))
+    ));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let nowhere =
+        Stripe::new(&format!("http://127.0.0.1:{port}"), Secret::new("sk")).expect("client");
+    assert!(matches!(
+        nowhere.charge(request("pm_card_visa")).await,
+        Err(ChargeError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_refund_names_the_payment_intent_with_an_idempotency_key() {
+    let (stripe, requests) =
+        fake_stripe(200, json!({"id": "re_456", "object": "refund", "status": "succeeded"})).await;
+    let refund = stripe.refund("pi_123", "refund-pi_123").await.expect("refunded");
+    assert_eq!(refund.id, "re_456");
+    let sent = requests.lock().expect("lock")[0].clone();
+    assert_eq!(sent.path, "/v1/refunds");
+    assert_eq!(sent.headers["authorization"], "Bearer sk_test_123");
+    assert_eq!(sent.headers["idempotency-key"], "refund-pi_123");
+    assert_eq!(sent.form, [("payment_intent".to_owned(), "pi_123".to_owned())]);
+    let (failing, _) = fake_stripe(
+        400,
+        json!({"error": {"type": "invalid_request_error", "message": "already refunded"}}),
+    )
+    .await;
+    assert!(failing.refund("pi_123", "k").await.is_err());
+}
