@@ -7,6 +7,8 @@
 //! Run: `cargo bench -p ticketing --bench replication` (`SAMPLES=n` to change
 //! the number of tickets, default 300).
 
+#![allow(clippy::print_stdout)] // a benchmark prints its numbers
+
 use std::time::{Duration, Instant};
 
 use common::testing::{Stack, TestSystem};
