@@ -89,7 +89,7 @@ async fn a_payment_method_is_charged_with_a_confirmed_payment_intent() {
     assert_eq!(sent.headers["authorization"], "Bearer sk_test_123");
     assert_eq!(sent.headers["idempotency-key"], "pay-key-1");
     assert_eq!(sent.headers["content-type"], "application/x-www-form-urlencoded");
-    let mut form = sent.form.clone();
+    let mut form = sent.form;
     form.sort();
     let mut expected: Vec<(String, String)> = [
         ("amount", "1999".to_owned()),
