@@ -21,6 +21,7 @@ pub mod validate;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use bus::BoxFuture;
 pub use error::{ApiError, ApiResult};
 
 /// Installs the process's TLS crypto provider (ring) once; every HTTPS

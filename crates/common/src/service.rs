@@ -18,6 +18,7 @@ use crate::db::{Db, DbTarget};
 use crate::listener::{Listener, RetryPolicy, Runtime};
 use crate::outbox::Outbox;
 use crate::session::Sessions;
+use crate::time::{Clock, SystemClock};
 
 /// What a service is built from: configuration and shared dependencies.
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub struct Context {
     pub bus: Arc<dyn Bus>,
     /// How listeners retry before parking a message.
     pub retry: RetryPolicy,
+    /// The clock timers follow (tests move it by hand).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Context {
@@ -56,6 +59,7 @@ impl Context {
             tasks: TaskTracker::new(),
             bus: Arc::new(InProcessBus::new()),
             retry: RetryPolicy::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 }

@@ -40,6 +40,8 @@ impl Backend {
 #[derive(Debug)]
 pub struct TestContext {
     pub context: Context,
+    /// The context's clock, which the test moves by hand.
+    pub clock: std::sync::Arc<crate::time::ManualClock>,
     sqlite_dir: Option<PathBuf>,
     postgres: Option<(String, String)>,
 }
@@ -67,7 +69,9 @@ impl TestContext {
         let secure = config.cookie_secure.unwrap_or(false);
         let mut context = Context::new(config, &Secret::new(TEST_JWT_KEY), secure);
         context.databases = databases;
-        Self { context, sqlite_dir, postgres }
+        let clock = std::sync::Arc::new(crate::time::ManualClock::new());
+        context.clock = clock.clone();
+        Self { context, clock, sqlite_dir, postgres }
     }
 }
 

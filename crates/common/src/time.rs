@@ -81,6 +81,82 @@ impl utoipa::PartialSchema for Timestamp {
 
 impl utoipa::ToSchema for Timestamp {}
 
+/// The time as a service sees it: the system's clock in production, a
+/// clock the test moves by hand in tests (no test sleeps for a timeout).
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    fn now(&self) -> Timestamp;
+
+    /// Resolves once the clock reads `at` or later.
+    fn sleep_until(&self, at: Timestamp) -> crate::BoxFuture<'_, ()>;
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+
+    fn sleep_until(&self, at: Timestamp) -> crate::BoxFuture<'_, ()> {
+        let wait = u64::try_from(at.millis() - Timestamp::now().millis()).unwrap_or(0);
+        Box::pin(tokio::time::sleep(std::time::Duration::from_millis(wait)))
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug)]
+pub struct ManualClock {
+    now: std::sync::Mutex<Timestamp>,
+    moved: tokio::sync::Notify,
+}
+
+impl ManualClock {
+    /// A clock reading the current system time, standing still.
+    pub fn new() -> Self {
+        Self::at(Timestamp::now())
+    }
+
+    pub fn at(now: Timestamp) -> Self {
+        Self { now: std::sync::Mutex::new(now), moved: tokio::sync::Notify::new() }
+    }
+
+    /// Moves the clock forward and wakes every sleeper.
+    pub fn advance(&self, by: std::time::Duration) {
+        {
+            let mut now = self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let millis = i64::try_from(by.as_millis()).unwrap_or(i64::MAX / 2);
+            *now = Timestamp::from_millis(now.millis().saturating_add(millis));
+        }
+        self.moved.notify_waiters();
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn sleep_until(&self, at: Timestamp) -> crate::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            loop {
+                let moved = self.moved.notified();
+                if self.now() >= at {
+                    return;
+                }
+                moved.await;
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +176,26 @@ mod tests {
         let json = serde_json::to_string(&t).expect("serialises");
         assert_eq!(serde_json::from_str::<Timestamp>(&json).expect("parses"), t);
         assert_eq!(t.plus_seconds(2).millis(), 1_795_255_202_123);
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_manual_clock_wakes_sleepers_when_moved_past_their_time() {
+        let clock = std::sync::Arc::new(ManualClock::at(Timestamp::from_millis(1_000)));
+        let sleeper = {
+            let clock = clock.clone();
+            tokio::spawn(async move { clock.sleep_until(Timestamp::from_millis(5_000)).await })
+        };
+        clock.advance(Duration::from_secs(1));
+        tokio::task::yield_now().await;
+        assert!(!sleeper.is_finished(), "still before its time");
+        clock.advance(Duration::from_secs(3));
+        tokio::time::timeout(Duration::from_secs(5), sleeper).await.expect("woke").expect("ran");
+        assert_eq!(clock.now(), Timestamp::from_millis(5_000));
     }
 }

@@ -53,6 +53,8 @@ pub enum ServiceName {
     Orders,
     /// Paying for orders (`/api/payments`).
     Payments,
+    /// Order timers (health and metrics only).
+    Expiration,
 }
 
 impl ServiceName {
@@ -62,6 +64,7 @@ impl ServiceName {
             Self::Tickets => tickets::build(context).await,
             Self::Orders => orders::build(context).await,
             Self::Payments => payments::build(context).await,
+            Self::Expiration => expiration::build(context).await,
         }
     }
 }

@@ -7,6 +7,48 @@ use common::testing::{Stack, TestSystem, TestUser};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
+/// The expiration service with timers in the database (embedded), or in
+/// Redis under keys of the test's own (scaled, when `TEST_REDIS_URL` is set).
+async fn expiration(
+    context: &common::testing::TestContext,
+    stack: Stack,
+) -> common::service::Service {
+    let context = &context.context;
+    let db = context.databases.open(expiration::NAME, &expiration::MIGRATIONS).await.expect("db");
+    let outbox = common::outbox::Outbox::new(db.clone());
+    let redis = std::env::var("TEST_REDIS_URL").ok().filter(|url| !url.is_empty());
+    let store: std::sync::Arc<dyn expiration::store::TimerStore> = match (stack, redis) {
+        (Stack::Scaled, Some(url)) => {
+            let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
+            std::sync::Arc::new(
+                expiration::store::RedisTimers::connect(
+                    &url,
+                    &prefix,
+                    context.bus.clone(),
+                    expiration::CLAIM_FOR,
+                )
+                .await
+                .expect("redis"),
+            )
+        }
+        _ => std::sync::Arc::new(expiration::store::DbTimers::new(db.clone(), outbox.clone())),
+    };
+    expiration::build_with(context, db, outbox, store).expect("expiration")
+}
+
+/// Polls `check` until it holds (at most 20 s).
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 struct Marketplace {
     system: TestSystem,
 }
@@ -19,6 +61,7 @@ impl Marketplace {
             tickets::build(&context.context).await.expect("tickets"),
             orders::build(&context.context).await.expect("orders"),
             payments::build(&context.context).await.expect("payments"),
+            expiration(&context, stack).await,
         ];
         Some(Self { system: TestSystem::start(context, bus, services).await })
     }
@@ -220,6 +263,92 @@ async fn sell_reserve_and_pay(stack: Stack) {
     assert_eq!(reorder.status(), 400, "nor its ticket sold twice");
 }
 
+async fn an_unpaid_order_expires_and_its_ticket_is_listed_again(stack: Stack) {
+    let Some(market) = Marketplace::start(stack).await else { return };
+    let seller = market.sign_up("seller").await;
+    let buyer = market.sign_up("buyer").await;
+    let ticket = market
+        .json(
+            Method::POST,
+            "/api/tickets",
+            Some(&seller),
+            Some(json!({"title": "Gig", "price": 30})),
+            201,
+        )
+        .await;
+    let ticket_id = ticket["id"].as_str().expect("id").to_owned();
+    market.system.drain().await;
+    let order = market
+        .json(Method::POST, "/api/orders", Some(&buyer), Some(json!({"ticketId": ticket_id})), 201)
+        .await;
+    market.system.drain().await;
+    assert!(!market.listed().await.contains(&ticket_id));
+
+    // The window is 900 s: move the timers' clock past it.
+    market.system.context.clock.advance(std::time::Duration::from_secs(901));
+    let order_path = format!("/api/orders/{}", order["id"].as_str().expect("id"));
+    eventually("the order is cancelled", || async {
+        market.json(Method::GET, &order_path, Some(&buyer), None, 200).await["status"]
+            == "cancelled"
+    })
+    .await;
+    market.system.drain().await;
+    assert!(market.listed().await.contains(&ticket_id), "the ticket is for sale again");
+    let paying = market
+        .call(
+            Method::POST,
+            "/api/payments",
+            Some(&buyer),
+            Some(json!({"token": "tok_visa", "orderId": order["id"]})),
+        )
+        .await;
+    assert_eq!(paying.status(), 400, "an expired order cannot be paid");
+}
+
+async fn a_paid_order_survives_its_timer(stack: Stack) {
+    let Some(market) = Marketplace::start(stack).await else { return };
+    let seller = market.sign_up("seller").await;
+    let buyer = market.sign_up("buyer").await;
+    let ticket = market
+        .json(
+            Method::POST,
+            "/api/tickets",
+            Some(&seller),
+            Some(json!({"title": "Gig", "price": 30})),
+            201,
+        )
+        .await;
+    market.system.drain().await;
+    let order = market
+        .json(
+            Method::POST,
+            "/api/orders",
+            Some(&buyer),
+            Some(json!({"ticketId": ticket["id"]})),
+            201,
+        )
+        .await;
+    market.system.drain().await;
+    market
+        .json(
+            Method::POST,
+            "/api/payments",
+            Some(&buyer),
+            Some(json!({"token": "tok_visa", "orderId": order["id"]})),
+            201,
+        )
+        .await;
+    market.system.drain().await;
+    market.system.context.clock.advance(std::time::Duration::from_secs(901));
+    market.system.drain().await;
+    let order_path = format!("/api/orders/{}", order["id"].as_str().expect("id"));
+    assert_eq!(
+        market.json(Method::GET, &order_path, Some(&buyer), None, 200).await["status"],
+        "complete"
+    );
+    assert!(!market.listed().await.contains(&ticket["id"].as_str().expect("id").to_owned()));
+}
+
 async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
     let Some(market) = Marketplace::start(stack).await else { return };
     let ready = market.json(Method::GET, "/readyz", None, None, 200).await;
@@ -243,5 +372,7 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
 common::stack_tests!(
     sell_reserve_cancel_and_reserve_again,
     sell_reserve_and_pay,
+    an_unpaid_order_expires_and_its_ticket_is_listed_again,
+    a_paid_order_survives_its_timer,
     the_all_in_one_readiness_covers_every_service,
 );

@@ -1,0 +1,98 @@
+//! The expiration service: a durable timer per order that publishes
+//! `expiration.complete` at the order's `expiresAt` (ARCHITECTURE.md
+//! "Services"). Timers live in Redis when `REDIS_URL` is set (shared by every
+//! replica), in the service's own database otherwise. Over HTTP it serves
+//! only health, readiness and metrics.
+
+pub mod listeners;
+pub mod store;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::db::{MigrationFile, Migrations, Sql};
+use common::listener::Listener;
+use common::outbox::{self, Outbox};
+use common::service::{Context, Messaging, Probe, Service};
+
+use crate::store::{DbTimers, RedisTimers, TimerStore};
+use crate::worker::Worker;
+
+/// The service's name: its database is `ticketing_expiration` / `expiration.db`.
+pub const NAME: &str = "expiration";
+
+/// How long a Redis claim protects a timer being fired.
+pub const CLAIM_FOR: Duration = Duration::from_secs(30);
+
+/// The expiration database's migrations.
+pub const MIGRATIONS: Migrations = Migrations(&[
+    outbox::MIGRATION,
+    MigrationFile {
+        version: 2,
+        description: "timers",
+        sql: Sql::Portable(include_str!("../migrations/0002_timers.sql")),
+    },
+]);
+
+/// Builds the service with the timer store the configuration asks for.
+pub async fn build(context: &Context) -> anyhow::Result<Service> {
+    let db = context.databases.open(NAME, &MIGRATIONS).await?;
+    let outbox = Outbox::new(db.clone());
+    let store: Arc<dyn TimerStore> = match &context.config.redis_url {
+        Some(url) => {
+            tracing::info!("expiration timers are kept in Redis");
+            Arc::new(
+                RedisTimers::connect(
+                    url.expose(),
+                    "ticketing:expiration",
+                    context.bus.clone(),
+                    CLAIM_FOR,
+                )
+                .await?,
+            )
+        }
+        None => {
+            tracing::info!("expiration timers are kept in the expiration database");
+            Arc::new(DbTimers::new(db.clone(), outbox.clone()))
+        }
+    };
+    build_with(context, db, outbox, store)
+}
+
+/// Builds the service around a given timer store (tests choose theirs).
+pub fn build_with(
+    context: &Context,
+    db: common::db::Db,
+    outbox: Outbox,
+    store: Arc<dyn TimerStore>,
+) -> anyhow::Result<Service> {
+    let worker = Worker::new(store.clone(), context.clock.clone());
+    let messaging = Messaging::new(context, NAME, &db)
+        .listen({
+            let worker = worker.clone();
+            Listener::new(move |event| listeners::order_created(worker.clone(), event))
+        })
+        .listen({
+            let worker = worker.clone();
+            Listener::new(move |event| listeners::order_cancelled(worker.clone(), event))
+        })
+        .listen({
+            let worker = worker.clone();
+            Listener::new(move |event| listeners::order_completed(worker.clone(), event))
+        })
+        .publish_from(outbox);
+    let timers = Probe::new(format!("{NAME}.timers"), move || {
+        let store = store.clone();
+        async move { store.check().await }
+    });
+    Ok(Service {
+        name: NAME,
+        router: axum::Router::new(),
+        openapi: utoipa::openapi::OpenApiBuilder::new().build(),
+        probes: vec![Probe::database(NAME, db.clone()), timers],
+        databases: vec![db],
+        messaging: Some(messaging),
+        background: vec![Box::new(move |shutdown| Box::pin(worker.run(shutdown)))],
+    })
+}
