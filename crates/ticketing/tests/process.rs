@@ -80,6 +80,12 @@ impl Running {
         }
     }
 
+    /// Kills the process at once (SIGKILL): nothing is flushed.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and returns whether the process exited successfully.
     fn terminate(mut self) -> bool {
         let pid = self.child.id().to_string();
@@ -210,6 +216,175 @@ async fn serve_auth_runs_the_auth_service_alone() {
     assert!(cookie.ends_with("; Secure"), "services mark cookies Secure by default: {cookie}");
     let ready = http().get(running.url("/readyz")).send().await.expect("sent");
     assert_eq!(ready.status(), 200);
+    assert!(running.terminate());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A seller's ticket reserved by a buyer, on a running process.
+struct Reservation {
+    buyer_token: String,
+    ticket_id: String,
+    order_id: String,
+    reserved_at: Instant,
+}
+
+async fn token_of(response: reqwest::Response) -> String {
+    assert_eq!(response.status(), 201);
+    let cookie = response.headers()["set-cookie"].to_str().expect("ascii").to_owned();
+    cookie.trim_start_matches("session=").split(';').next().expect("token").to_owned()
+}
+
+/// Sells a ticket and reserves it (retrying the order until the orders
+/// replica knows the ticket).
+async fn reserve(running: &Running) -> Reservation {
+    let client = http();
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let seller =
+        token_of(signup(&client, running, &format!("seller-{unique}@example.com")).await).await;
+    let buyer =
+        token_of(signup(&client, running, &format!("buyer-{unique}@example.com")).await).await;
+    let ticket: Value = client
+        .post(running.url("/api/tickets"))
+        .bearer_auth(&seller)
+        .json(&json!({"title": "Show", "price": 12.5}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    let ticket_id = ticket["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = client
+            .post(running.url("/api/orders"))
+            .bearer_auth(&buyer)
+            .json(&json!({"ticketId": ticket_id}))
+            .send()
+            .await
+            .expect("sent");
+        if response.status() == 201 {
+            let order: Value = response.json().await.expect("json");
+            return Reservation {
+                buyer_token: buyer,
+                ticket_id,
+                order_id: order["id"].as_str().expect("id").to_owned(),
+                reserved_at: Instant::now(),
+            };
+        }
+        assert_eq!(response.status(), 404, "only the replica's lag may refuse the order");
+        assert!(Instant::now() < deadline, "the orders replica never got the ticket");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls until the order is cancelled and its ticket listed again; returns
+/// how long after the reservation that was.
+async fn wait_for_expiry(
+    running: &Running,
+    reservation: &Reservation,
+    limit: Duration,
+) -> Duration {
+    let client = http();
+    loop {
+        let order: Value = client
+            .get(running.url(&format!("/api/orders/{}", reservation.order_id)))
+            .bearer_auth(&reservation.buyer_token)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        let listed: Value = client
+            .get(running.url("/api/tickets"))
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        let released = listed
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|t| t["id"] == reservation.ticket_id.as_str());
+        if order["status"] == "cancelled" && released {
+            return reservation.reserved_at.elapsed();
+        }
+        assert!(
+            reservation.reserved_at.elapsed() < limit,
+            "not expired and released within {limit:?}: {order}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_unpaid_order_expires_within_five_seconds_in_the_all_in_one() {
+    let dir = temp_dir();
+    let mut command = ticketing();
+    command.env("DATA_DIR", &dir).env("ORDER_EXPIRATION_SECONDS", "3");
+    let mut running = Running::start(command);
+    running.wait_until_healthy().await;
+    let reservation = reserve(&running).await;
+    let took = wait_for_expiry(&running, &reservation, Duration::from_secs(5)).await;
+    assert!(took >= Duration::from_millis(2900), "expired early: {took:?}");
+    assert!(running.terminate());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn pending_timers_fire_after_the_process_is_killed_and_restarted() {
+    let dir = temp_dir();
+    let start = || {
+        let mut command = ticketing();
+        command.env("DATA_DIR", &dir).env("ORDER_EXPIRATION_SECONDS", "2");
+        Running::start(command)
+    };
+    let mut first = start();
+    first.wait_until_healthy().await;
+    let reservation = reserve(&first).await;
+    let port = first.port;
+    first.kill();
+
+    let mut command = ticketing();
+    command
+        .env("DATA_DIR", &dir)
+        .env("ORDER_EXPIRATION_SECONDS", "2")
+        .env("PORT", port.to_string());
+    let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("restarts");
+    let mut second = Running { child, port };
+    second.wait_until_healthy().await;
+    wait_for_expiry(&second, &reservation, Duration::from_secs(15)).await;
+    assert!(second.terminate());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The same with PostgreSQL, JetStream and Redis, when CI provides them.
+#[tokio::test]
+async fn an_unpaid_order_expires_within_five_seconds_on_postgres_jetstream_and_redis() {
+    let servers = ["TEST_DATABASE_URL", "TEST_NATS_URL", "TEST_REDIS_URL"]
+        .map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+    let [Some(database), Some(nats), Some(redis)] = servers else {
+        eprintln!("TEST_DATABASE_URL, TEST_NATS_URL and TEST_REDIS_URL are needed: skipping");
+        return;
+    };
+    let dir = temp_dir();
+    let mut command = ticketing();
+    command
+        .env("DATA_DIR", &dir)
+        .env("ORDER_EXPIRATION_SECONDS", "3")
+        .env("DATABASE_URL", database)
+        .env("NATS_URL", nats)
+        .env("REDIS_URL", redis);
+    let mut running = Running::start(command);
+    running.wait_until_healthy().await;
+    let ready: Value =
+        http().get(running.url("/readyz")).send().await.expect("sent").json().await.expect("json");
+    assert_eq!(ready["checks"]["expiration.timers"], "ok", "{ready}");
+    let reservation = reserve(&running).await;
+    wait_for_expiry(&running, &reservation, Duration::from_secs(5)).await;
     assert!(running.terminate());
     let _ = std::fs::remove_dir_all(dir);
 }
