@@ -101,6 +101,11 @@ pub struct Config {
     #[arg(global = true, long, env = "PAYMENT_CURRENCY", default_value = "usd")]
     pub payment_currency: String,
 
+    /// Where the web client reaches the HTTP API. Default: this process
+    /// (`http://127.0.0.1:PORT`), which serves it in the all-in-one.
+    #[arg(global = true, long, env = "API_URL")]
+    pub api_url: Option<String>,
+
     /// Add `Secure` to the session cookie. Default: false all-in-one, true for `serve`.
     #[arg(global = true, long, env = "COOKIE_SECURE")]
     pub cookie_secure: Option<bool>,
@@ -129,6 +134,7 @@ impl Config {
             session_seconds: 86_400,
             stripe_secret_key: None,
             stripe_publishable_key: None,
+            api_url: None,
             stripe_api_base: "https://api.stripe.com".into(),
             payment_currency: "usd".into(),
             cookie_secure: None,

@@ -55,6 +55,8 @@ pub enum ServiceName {
     Payments,
     /// Order timers (health and metrics only).
     Expiration,
+    /// The web client: every path the API does not own. Requires API_URL.
+    Web,
 }
 
 impl ServiceName {
@@ -65,6 +67,7 @@ impl ServiceName {
             Self::Orders => orders::build(context).await,
             Self::Payments => payments::build(context).await,
             Self::Expiration => expiration::build(context).await,
+            Self::Web => anyhow::bail!("the web client is not a backend service"),
         }
     }
 }
@@ -100,18 +103,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing::info!(bus = context.bus.kind(), "event bus ready");
 
     let mut services = Vec::new();
-    for name in names {
+    for name in names.iter().copied().filter(|n| *n != ServiceName::Web) {
         let service = name.build(&context).await.with_context(|| format!("starting {name:?}"))?;
         services.push(service);
     }
     start_background(&context, &mut services).await?;
-    let app = common::app::app(&services, None);
 
     let addr = SocketAddr::from(([0, 0, 0, 0], context.config.port));
     let listener =
         TcpListener::bind(addr).await.with_context(|| format!("binding port {}", addr.port()))?;
     let port = listener.local_addr()?.port();
-    let names: Vec<&str> = services.iter().map(|s| s.name).collect();
+    let web = if names.contains(&ServiceName::Web) {
+        let api_url = match (&context.config.api_url, names.len()) {
+            (Some(url), _) => url.clone(),
+            // The all-in-one serves the API itself.
+            (None, n) if n > 1 => format!("http://127.0.0.1:{port}"),
+            (None, _) => anyhow::bail!("API_URL must be set when the web client runs alone"),
+        };
+        let config = &context.config;
+        Some(web::build(&api_url, config.stripe_publishable_key.clone(), &config.payment_currency)?)
+    } else {
+        None
+    };
+    let app_has_web = web.is_some();
+    let app = common::app::app(&services, web);
+    let mut names: Vec<&str> = services.iter().map(|s| s.name).collect();
+    if app_has_web {
+        names.push("web");
+    }
     tracing::info!(
         services = ?names,
         startup_ms = started.elapsed().as_millis() as u64,

@@ -1,0 +1,365 @@
+//! The web client's view of the marketplace: the public HTTP API behind a
+//! trait, so pages render the same from the real API ([`HttpApi`]) and from
+//! a fake in their tests. Sessions travel as the visitor's `session` cookie
+//! value; a sign-in's `Set-Cookie` comes back to be passed to the browser.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use common::BoxFuture;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// A signed-in user.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+}
+
+/// A ticket, as the API renders it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ticket {
+    pub id: String,
+    pub title: String,
+    pub price: serde_json::Number,
+    pub user_id: String,
+    pub version: i64,
+    #[serde(default)]
+    pub order_id: Option<String>,
+}
+
+/// The ticket inside an order.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct OrderTicket {
+    pub id: String,
+    pub title: String,
+    pub price: serde_json::Number,
+}
+
+/// An order, as the API renders it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    pub id: String,
+    pub status: String,
+    pub expires_at: String,
+    pub ticket: OrderTicket,
+}
+
+/// One message of an API error, possibly about a field.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Problem {
+    pub message: String,
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+/// An API call that did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The HTTP status (0: the API could not be reached).
+    pub status: u16,
+    pub problems: Vec<Problem>,
+}
+
+impl Failure {
+    /// The message about `field`, if any.
+    pub fn field(&self, field: &str) -> Option<&str> {
+        self.problems.iter().find(|p| p.field.as_deref() == Some(field)).map(|p| p.message.as_str())
+    }
+
+    /// The messages about no field in particular.
+    pub fn general(&self) -> Vec<String> {
+        self.problems.iter().filter(|p| p.field.is_none()).map(|p| p.message.clone()).collect()
+    }
+
+    fn unreachable(error: impl std::fmt::Display) -> Self {
+        tracing::warn!(%error, "the web client cannot reach the API");
+        Self {
+            status: 0,
+            problems: vec![Problem {
+                message: "The marketplace is unavailable right now. Please try again.".into(),
+                field: None,
+            }],
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, Failure>;
+
+/// A page of tickets and the cursor of the next one.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TicketPage {
+    pub tickets: Vec<Ticket>,
+    pub next_cursor: Option<String>,
+}
+
+/// The HTTP API as the pages use it. `session` is the visitor's `session`
+/// cookie value.
+pub trait Api: Send + Sync + Debug + 'static {
+    fn current_user<'a>(&'a self, session: Option<&'a str>) -> BoxFuture<'a, Option<User>>;
+    /// Signs up or in (`signup` says which); returns the user and the
+    /// `Set-Cookie` to pass to the browser.
+    fn authenticate<'a>(
+        &'a self,
+        signup: bool,
+        email: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, ApiResult<(User, HeaderValue)>>;
+    fn sign_out(&self) -> BoxFuture<'_, ApiResult<HeaderValue>>;
+    fn tickets<'a>(&'a self, cursor: Option<&'a str>) -> BoxFuture<'a, ApiResult<TicketPage>>;
+    fn ticket<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ApiResult<Ticket>>;
+    fn create_ticket<'a>(
+        &'a self,
+        session: &'a str,
+        title: &'a str,
+        price: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Ticket>>;
+    fn update_ticket<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        title: &'a str,
+        price: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Ticket>>;
+    fn create_order<'a>(
+        &'a self,
+        session: &'a str,
+        ticket_id: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Order>>;
+    fn order<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<Order>>;
+    fn orders<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<Vec<Order>>>;
+    fn cancel_order<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<()>>;
+    fn pay<'a>(
+        &'a self,
+        session: &'a str,
+        order_id: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, ApiResult<()>>;
+}
+
+/// The real API over HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpApi {
+    http: reqwest::Client,
+    base: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    errors: Vec<Problem>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CurrentUser {
+    current_user: Option<User>,
+}
+
+impl HttpApi {
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        common::install_crypto();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self { http, base: base.trim_end_matches('/').to_owned() })
+    }
+
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        session: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match session {
+            Some(session) => request.header("cookie", format!("session={session}")),
+            None => request,
+        }
+    }
+
+    async fn send(request: reqwest::RequestBuilder) -> ApiResult<reqwest::Response> {
+        let response = request.send().await.map_err(Failure::unreachable)?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let problems = response.json::<ErrorBody>().await.map(|b| b.errors).unwrap_or_else(|_| {
+            vec![Problem { message: "Something went wrong".into(), field: None }]
+        });
+        Err(Failure { status, problems })
+    }
+
+    async fn json<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> ApiResult<T> {
+        Self::send(request).await?.json().await.map_err(Failure::unreachable)
+    }
+}
+
+fn set_cookie(response: &reqwest::Response) -> ApiResult<HeaderValue> {
+    response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
+        .ok_or_else(|| Failure::unreachable("the API set no session cookie"))
+}
+
+/// A price as the API takes it: the visitor's text, as a JSON string.
+fn price_value(price: &str) -> Value {
+    Value::String(price.trim().trim_start_matches('$').to_owned())
+}
+
+impl Api for HttpApi {
+    fn current_user<'a>(&'a self, session: Option<&'a str>) -> BoxFuture<'a, Option<User>> {
+        Box::pin(async move {
+            let session = session?;
+            let request =
+                self.request(reqwest::Method::GET, "/api/users/currentuser", Some(session));
+            Self::json::<CurrentUser>(request).await.ok().and_then(|c| c.current_user)
+        })
+    }
+
+    fn authenticate<'a>(
+        &'a self,
+        signup: bool,
+        email: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, ApiResult<(User, HeaderValue)>> {
+        Box::pin(async move {
+            let path = if signup { "/api/users/signup" } else { "/api/users/signin" };
+            let request = self
+                .request(reqwest::Method::POST, path, None)
+                .json(&json!({"email": email, "password": password}));
+            let response = Self::send(request).await?;
+            let cookie = set_cookie(&response)?;
+            let user = response.json().await.map_err(Failure::unreachable)?;
+            Ok((user, cookie))
+        })
+    }
+
+    fn sign_out(&self) -> BoxFuture<'_, ApiResult<HeaderValue>> {
+        Box::pin(async move {
+            let response =
+                Self::send(self.request(reqwest::Method::POST, "/api/users/signout", None)).await?;
+            set_cookie(&response)
+        })
+    }
+
+    fn tickets<'a>(&'a self, cursor: Option<&'a str>) -> BoxFuture<'a, ApiResult<TicketPage>> {
+        Box::pin(async move {
+            let mut path = "/api/tickets?limit=24".to_owned();
+            // A cursor is a ticket id: hex digits and dashes, nothing to escape.
+            if let Some(cursor) =
+                cursor.filter(|c| c.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '-'))
+            {
+                path.push_str("&cursor=");
+                path.push_str(cursor);
+            }
+            let response = Self::send(self.request(reqwest::Method::GET, &path, None)).await?;
+            let next_cursor = response
+                .headers()
+                .get("x-next-cursor")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let tickets = response.json().await.map_err(Failure::unreachable)?;
+            Ok(TicketPage { tickets, next_cursor })
+        })
+    }
+
+    fn ticket<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ApiResult<Ticket>> {
+        Box::pin(async move {
+            Self::json(self.request(reqwest::Method::GET, &format!("/api/tickets/{id}"), None))
+                .await
+        })
+    }
+
+    fn create_ticket<'a>(
+        &'a self,
+        session: &'a str,
+        title: &'a str,
+        price: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Ticket>> {
+        Box::pin(async move {
+            let request = self
+                .request(reqwest::Method::POST, "/api/tickets", Some(session))
+                .json(&json!({"title": title, "price": price_value(price)}));
+            Self::json(request).await
+        })
+    }
+
+    fn update_ticket<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        title: &'a str,
+        price: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Ticket>> {
+        Box::pin(async move {
+            let request = self
+                .request(reqwest::Method::PUT, &format!("/api/tickets/{id}"), Some(session))
+                .json(&json!({"title": title, "price": price_value(price)}));
+            Self::json(request).await
+        })
+    }
+
+    fn create_order<'a>(
+        &'a self,
+        session: &'a str,
+        ticket_id: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Order>> {
+        Box::pin(async move {
+            let request = self
+                .request(reqwest::Method::POST, "/api/orders", Some(session))
+                .json(&json!({"ticketId": ticket_id}));
+            Self::json(request).await
+        })
+    }
+
+    fn order<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<Order>> {
+        Box::pin(async move {
+            Self::json(self.request(
+                reqwest::Method::GET,
+                &format!("/api/orders/{id}"),
+                Some(session),
+            ))
+            .await
+        })
+    }
+
+    fn orders<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<Vec<Order>>> {
+        Box::pin(async move {
+            Self::json(self.request(reqwest::Method::GET, "/api/orders", Some(session))).await
+        })
+    }
+
+    fn cancel_order<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            Self::send(self.request(
+                reqwest::Method::DELETE,
+                &format!("/api/orders/{id}"),
+                Some(session),
+            ))
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn pay<'a>(
+        &'a self,
+        session: &'a str,
+        order_id: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            let request = self
+                .request(reqwest::Method::POST, "/api/payments", Some(session))
+                .json(&json!({"token": token, "orderId": order_id}));
+            Self::send(request).await?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! The web client: the marketplace's pages, rendered on the server from the
+//! public HTTP API (exactly as a browser app would use it), so it runs inside
+//! the same binary and needs no Node at run time. Every page works without
+//! JavaScript; a little plain JavaScript adds the countdown and prevents
+//! double submits. Forms are protected against cross-site request forgery
+//! by the `SameSite=Lax` session cookie and an origin check.
+
+pub mod api;
+pub mod pages;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN, REFERER};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::api::{Api, HttpApi};
+use crate::pages::WebState;
+
+const CSS: &str = include_str!("../static/app.css");
+const JS: &str = include_str!("../static/app.js");
+
+/// The web client talking to the API at `api_url`.
+pub fn build(api_url: &str, stripe_key: Option<String>, currency: &str) -> anyhow::Result<Router> {
+    let api: Arc<dyn Api> = Arc::new(HttpApi::new(api_url)?);
+    Ok(router(WebState { api, stripe_key, currency: currency.to_lowercase() }))
+}
+
+/// The pages over any [`Api`] (tests give a fake one).
+pub fn router(state: WebState) -> Router {
+    let pages = Router::new()
+        .route("/", get(pages::index))
+        .route("/auth/signup", get(pages::signup_page).post(pages::signup))
+        .route("/auth/signin", get(pages::signin_page).post(pages::signin))
+        .route("/auth/signout", get(pages::signout_page).post(pages::signout))
+        .route("/tickets/new", get(pages::new_ticket_page).post(pages::create_ticket))
+        .route("/tickets/{id}", get(pages::show_ticket).post(pages::edit_ticket))
+        .route("/tickets/{id}/purchase", post(pages::purchase))
+        .route("/orders", get(pages::orders))
+        .route("/orders/{id}", get(pages::show_order))
+        .route("/orders/{id}/pay", post(pages::pay))
+        .route("/orders/{id}/cancel", post(pages::cancel_order))
+        .route_layer(middleware::from_fn_with_state(state.clone(), same_origin));
+    pages
+        .route("/static/app.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
+        .route("/static/app.js", get(|| async { asset("text/javascript; charset=utf-8", JS) }))
+        .fallback(fallback)
+        .with_state(state)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(CONTENT_TYPE, content_type), (CACHE_CONTROL, "public, max-age=300")], body).into_response()
+}
+
+/// Unknown paths: the contract's JSON 404 under `/api`, the 404 page
+/// elsewhere.
+async fn fallback(state: State<WebState>, request: Request) -> Response {
+    if request.uri().path().starts_with("/api/") || request.uri().path() == "/api" {
+        return common::ApiError::NotFound.into_response();
+    }
+    pages::not_found(state, request.headers().clone()).await
+}
+
+/// Refuses a form post coming from another site: its `Origin` (or, without
+/// one, its `Referer`) must name this host. Together with the `SameSite=Lax`
+/// session cookie this stops cross-site request forgery.
+async fn same_origin(State(state): State<WebState>, request: Request, next: Next) -> Response {
+    if request.method() == Method::GET || request.method() == Method::HEAD {
+        return next.run(request).await;
+    }
+    if is_same_origin(request.headers()) {
+        return next.run(request).await;
+    }
+    tracing::warn!("refused a cross-site form post");
+    let session = pages::session(request.headers());
+    pages::message(
+        state.api.as_ref(),
+        session.as_deref(),
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        "This form was sent from another site, so it was refused.",
+    )
+    .await
+}
+
+fn is_same_origin(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(HOST).and_then(|h| h.to_str().ok()) else { return false };
+    let source = headers.get(ORIGIN).or_else(|| headers.get(REFERER)).and_then(|v| v.to_str().ok());
+    match source {
+        // Without Origin or Referer (non-browser clients, privacy settings),
+        // the SameSite cookie is the protection.
+        None => true,
+        Some("null") => false,
+        Some(source) => {
+            let authority = source.split_once("://").map_or("", |(_, rest)| rest);
+            let authority = authority.split('/').next().unwrap_or_default();
+            authority.eq_ignore_ascii_case(host)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(*name, HeaderValue::from_str(value).expect("header"));
+        }
+        headers
+    }
+
+    #[test]
+    fn form_posts_must_come_from_this_site() {
+        assert!(is_same_origin(&headers(&[
+            ("host", "localhost:3000"),
+            ("origin", "http://localhost:3000")
+        ])));
+        assert!(is_same_origin(&headers(&[
+            ("host", "shop.example"),
+            ("referer", "https://shop.example/tickets/new")
+        ])));
+        assert!(!is_same_origin(&headers(&[
+            ("host", "localhost:3000"),
+            ("origin", "https://evil.example")
+        ])));
+        assert!(!is_same_origin(&headers(&[
+            ("host", "localhost:3000"),
+            ("origin", "http://localhost:3001")
+        ])));
+        assert!(!is_same_origin(&headers(&[("host", "localhost:3000"), ("origin", "null")])));
+        assert!(is_same_origin(&headers(&[("host", "localhost:3000")])));
+    }
+}

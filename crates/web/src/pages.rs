@@ -1,0 +1,562 @@
+//! The pages. Each handler reads the visitor's session cookie, calls the API
+//! as that visitor, and renders a template; forms post back here and
+//! redirect (303) on success, or re-render with the API's messages next to
+//! the fields they concern.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use askama::Template;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use common::time::Timestamp;
+use serde::Deserialize;
+
+use crate::api::{Api, Failure, User};
+use crate::views::{OrderView, TicketCard, clock};
+
+/// What the pages share.
+#[derive(Debug, Clone)]
+pub struct WebState {
+    pub api: Arc<dyn Api>,
+    /// Set: the order page loads Stripe's card form.
+    pub stripe_key: Option<String>,
+    pub currency: String,
+}
+
+/// The visitor's session cookie value.
+pub fn session(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == "session" && !value.is_empty())
+        .map(|(_, value)| value.to_owned())
+}
+
+fn render(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => (status, [(CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "a page failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong").into_response()
+        }
+    }
+}
+
+fn redirect(to: &str) -> Response {
+    let location = HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/"));
+    (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response()
+}
+
+fn sign_in_first(next: &str) -> Response {
+    redirect(&format!("/auth/signin?next={next}"))
+}
+
+/// `next` only ever names a page of this site.
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage {
+    user: Option<User>,
+    heading: String,
+    text: String,
+}
+
+/// A page saying what went wrong, with the right status.
+pub async fn message(
+    api: &dyn Api,
+    session: Option<&str>,
+    status: StatusCode,
+    heading: &str,
+    text: &str,
+) -> Response {
+    let user = api.current_user(session).await;
+    render(status, &MessagePage { user, heading: heading.to_owned(), text: text.to_owned() })
+}
+
+/// The page for an API failure that no form shows.
+async fn failure_page(state: &WebState, session: Option<&str>, failure: &Failure) -> Response {
+    let (status, heading, text) = match failure.status {
+        404 => {
+            (StatusCode::NOT_FOUND, "Not found", "There is nothing here. It may have been removed.")
+        }
+        403 => (StatusCode::FORBIDDEN, "Not yours", "This belongs to someone else."),
+        0 | 503 => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            "The marketplace is unavailable right now. Please try again.",
+        ),
+        _ => (
+            StatusCode::BAD_GATEWAY,
+            "Something went wrong",
+            "Something went wrong. Please try again.",
+        ),
+    };
+    message(state.api.as_ref(), session, status, heading, text).await
+}
+
+/// The 404 page.
+pub async fn not_found(State(state): State<WebState>, headers: HeaderMap) -> Response {
+    let session = session(&headers);
+    message(
+        state.api.as_ref(),
+        session.as_deref(),
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is no page at this address.",
+    )
+    .await
+}
+
+// ----- the listing -------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage {
+    user: Option<User>,
+    tickets: Vec<TicketCard>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Paging {
+    cursor: Option<String>,
+}
+
+pub async fn index(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Query(paging): Query<Paging>,
+) -> Response {
+    let session = session(&headers);
+    let user = state.api.current_user(session.as_deref()).await;
+    match state.api.tickets(paging.cursor.as_deref().filter(|c| !c.is_empty())).await {
+        Ok(page) => render(
+            StatusCode::OK,
+            &IndexPage {
+                user,
+                tickets: page.tickets.iter().map(|t| TicketCard::new(t, &state.currency)).collect(),
+                next_cursor: page.next_cursor,
+            },
+        ),
+        Err(failure) => failure_page(&state, session.as_deref(), &failure).await,
+    }
+}
+
+// ----- sign up, sign in, sign out ------------------------------------------
+
+#[derive(Template)]
+#[template(path = "auth.html")]
+struct AuthPage {
+    user: Option<User>,
+    signup: bool,
+    heading: &'static str,
+    action: &'static str,
+    next: String,
+    email: String,
+    email_error: Option<String>,
+    password_error: Option<String>,
+    general: Vec<String>,
+}
+
+impl AuthPage {
+    fn new(signup: bool, next: String) -> Self {
+        Self {
+            user: None,
+            signup,
+            heading: if signup { "Sign up" } else { "Sign in" },
+            action: if signup { "/auth/signup" } else { "/auth/signin" },
+            next,
+            email: String::new(),
+            email_error: None,
+            password_error: None,
+            general: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Next {
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Credentials {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+pub async fn signup_page(Query(next): Query<Next>) -> Response {
+    render(StatusCode::OK, &AuthPage::new(true, local_path(next.next.as_deref())))
+}
+
+pub async fn signin_page(Query(next): Query<Next>) -> Response {
+    render(StatusCode::OK, &AuthPage::new(false, local_path(next.next.as_deref())))
+}
+
+pub async fn signup(
+    State(state): State<WebState>,
+    form: Result<Form<Credentials>, FormRejection>,
+) -> Response {
+    authenticate(state, true, form).await
+}
+
+pub async fn signin(
+    State(state): State<WebState>,
+    form: Result<Form<Credentials>, FormRejection>,
+) -> Response {
+    authenticate(state, false, form).await
+}
+
+async fn authenticate(
+    state: WebState,
+    signup: bool,
+    form: Result<Form<Credentials>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return render(StatusCode::BAD_REQUEST, &AuthPage::new(signup, "/".into()));
+    };
+    let next = local_path(form.next.as_deref());
+    match state.api.authenticate(signup, &form.email, &form.password).await {
+        Ok((_, cookie)) => {
+            (StatusCode::SEE_OTHER, [(SET_COOKIE, cookie), (LOCATION, location(&next))])
+                .into_response()
+        }
+        Err(failure) => {
+            let mut page = AuthPage::new(signup, next);
+            page.email = form.email;
+            page.email_error = failure.field("email").map(str::to_owned);
+            page.password_error = failure.field("password").map(str::to_owned);
+            page.general = failure.general();
+            render(StatusCode::BAD_REQUEST, &page)
+        }
+    }
+}
+
+fn location(path: &str) -> HeaderValue {
+    HeaderValue::from_str(path).unwrap_or(HeaderValue::from_static("/"))
+}
+
+#[derive(Template)]
+#[template(path = "signout.html")]
+struct SignOutPage {
+    user: Option<User>,
+}
+
+pub async fn signout_page(State(state): State<WebState>, headers: HeaderMap) -> Response {
+    let user = state.api.current_user(session(&headers).as_deref()).await;
+    render(StatusCode::OK, &SignOutPage { user })
+}
+
+pub async fn signout(State(state): State<WebState>) -> Response {
+    match state.api.sign_out().await {
+        Ok(cookie) => (
+            StatusCode::SEE_OTHER,
+            [(SET_COOKIE, cookie), (LOCATION, HeaderValue::from_static("/"))],
+        )
+            .into_response(),
+        Err(failure) => failure_page(&state, None, &failure).await,
+    }
+}
+
+// ----- tickets ---------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "ticket_form.html")]
+struct NewTicketPage {
+    user: Option<User>,
+    title: String,
+    price: String,
+    title_error: Option<String>,
+    price_error: Option<String>,
+    general: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TicketForm {
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    price: String,
+}
+
+pub async fn new_ticket_page(State(state): State<WebState>, headers: HeaderMap) -> Response {
+    let session = session(&headers);
+    let Some(user) = state.api.current_user(session.as_deref()).await else {
+        return sign_in_first("/tickets/new");
+    };
+    let page = NewTicketPage {
+        user: Some(user),
+        title: String::new(),
+        price: String::new(),
+        title_error: None,
+        price_error: None,
+        general: Vec::new(),
+    };
+    render(StatusCode::OK, &page)
+}
+
+pub async fn create_ticket(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    form: Result<Form<TicketForm>, FormRejection>,
+) -> Response {
+    let Some(session) = session(&headers) else { return sign_in_first("/tickets/new") };
+    let Ok(Form(form)) = form else { return redirect("/tickets/new") };
+    match state.api.create_ticket(&session, &form.title, &form.price).await {
+        Ok(ticket) => redirect(&format!("/tickets/{}", ticket.id)),
+        Err(failure) if failure.status == 401 => sign_in_first("/tickets/new"),
+        Err(failure) => {
+            let user = state.api.current_user(Some(&session)).await;
+            let page = NewTicketPage {
+                user,
+                title: form.title,
+                price: form.price,
+                title_error: failure.field("title").map(str::to_owned),
+                price_error: failure.field("price").map(str::to_owned),
+                general: failure.general(),
+            };
+            render(StatusCode::BAD_REQUEST, &page)
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ticket.html")]
+struct TicketPage {
+    user: Option<User>,
+    ticket: TicketCard,
+    signed_in: bool,
+    owner: bool,
+    reserved: bool,
+    title: String,
+    price: String,
+    title_error: Option<String>,
+    price_error: Option<String>,
+    general: Vec<String>,
+}
+
+async fn ticket_page(
+    state: &WebState,
+    session: Option<&str>,
+    id: &str,
+    edit: Option<(TicketForm, Failure)>,
+) -> Response {
+    let ticket = match state.api.ticket(id).await {
+        Ok(ticket) => ticket,
+        Err(failure) => return failure_page(state, session, &failure).await,
+    };
+    let user = state.api.current_user(session).await;
+    let owner = user.as_ref().is_some_and(|u| u.id == ticket.user_id);
+    let (status, title, price, failure) = match edit {
+        Some((form, failure)) => (StatusCode::BAD_REQUEST, form.title, form.price, Some(failure)),
+        None => (
+            StatusCode::OK,
+            ticket.title.clone(),
+            format!("{:.2}", ticket.price.as_f64().unwrap_or(0.0)),
+            None,
+        ),
+    };
+    let page = TicketPage {
+        signed_in: user.is_some(),
+        user,
+        ticket: TicketCard::new(&ticket, &state.currency),
+        owner,
+        reserved: ticket.order_id.is_some(),
+        title,
+        price,
+        title_error: failure.as_ref().and_then(|f| f.field("title").map(str::to_owned)),
+        price_error: failure.as_ref().and_then(|f| f.field("price").map(str::to_owned)),
+        general: failure.map(|f| f.general()).unwrap_or_default(),
+    };
+    render(status, &page)
+}
+
+pub async fn show_ticket(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    ticket_page(&state, session(&headers).as_deref(), &id, None).await
+}
+
+pub async fn edit_ticket(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<TicketForm>, FormRejection>,
+) -> Response {
+    let Some(session) = session(&headers) else { return sign_in_first(&format!("/tickets/{id}")) };
+    let Ok(Form(form)) = form else { return redirect(&format!("/tickets/{id}")) };
+    match state.api.update_ticket(&session, &id, &form.title, &form.price).await {
+        Ok(_) => redirect(&format!("/tickets/{id}")),
+        Err(failure) if failure.status == 400 => {
+            ticket_page(&state, Some(&session), &id, Some((form, failure))).await
+        }
+        Err(failure) => failure_page(&state, Some(&session), &failure).await,
+    }
+}
+
+pub async fn purchase(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(session) = session(&headers) else { return sign_in_first(&format!("/tickets/{id}")) };
+    match state.api.create_order(&session, &id).await {
+        Ok(order) => redirect(&format!("/orders/{}", order.id)),
+        Err(failure) if failure.status == 401 => sign_in_first(&format!("/tickets/{id}")),
+        Err(failure) if failure.status == 400 => {
+            let form = TicketForm { title: String::new(), price: String::new() };
+            ticket_page(&state, Some(&session), &id, Some((form, failure))).await
+        }
+        Err(failure) => failure_page(&state, Some(&session), &failure).await,
+    }
+}
+
+// ----- orders ----------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "order.html")]
+struct OrderPage {
+    user: Option<User>,
+    order: OrderView,
+    payable: bool,
+    time_left: String,
+    stripe_key: Option<String>,
+    general: Vec<String>,
+    just_paid: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OrderQuery {
+    paid: Option<String>,
+}
+
+async fn order_page(
+    state: &WebState,
+    session: &str,
+    id: &str,
+    problems: Vec<String>,
+    just_paid: bool,
+    status: StatusCode,
+) -> Response {
+    let order = match state.api.order(session, id).await {
+        Ok(order) => order,
+        Err(failure) if failure.status == 401 => return sign_in_first(&format!("/orders/{id}")),
+        Err(failure) => return failure_page(state, Some(session), &failure).await,
+    };
+    let user = state.api.current_user(Some(session)).await;
+    let order = OrderView::new(&order, &state.currency, Timestamp::now());
+    let page = OrderPage {
+        user,
+        payable: order.payable(),
+        time_left: clock(order.seconds_left),
+        order,
+        stripe_key: state.stripe_key.clone(),
+        general: problems,
+        just_paid,
+    };
+    render(status, &page)
+}
+
+pub async fn show_order(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<OrderQuery>,
+) -> Response {
+    let Some(session) = session(&headers) else { return sign_in_first(&format!("/orders/{id}")) };
+    order_page(&state, &session, &id, Vec::new(), query.paid.is_some(), StatusCode::OK).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PayForm {
+    #[serde(default)]
+    token: String,
+}
+
+pub async fn pay(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<PayForm>, FormRejection>,
+) -> Response {
+    let Some(session) = session(&headers) else { return sign_in_first(&format!("/orders/{id}")) };
+    let token = form.map(|Form(f)| f.token).unwrap_or_default();
+    match state.api.pay(&session, &id, &token).await {
+        Ok(()) => {
+            // The order completes as soon as the orders service hears of the
+            // payment; wait briefly so the page shows the final state.
+            for _ in 0..30 {
+                if matches!(state.api.order(&session, &id).await, Ok(o) if o.status == "complete") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            redirect(&format!("/orders/{id}?paid=1"))
+        }
+        Err(failure) if failure.status == 401 => sign_in_first(&format!("/orders/{id}")),
+        Err(failure) if matches!(failure.status, 400 | 402) => {
+            let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_REQUEST);
+            let problems = failure.problems.iter().map(|p| p.message.clone()).collect();
+            order_page(&state, &session, &id, problems, false, status).await
+        }
+        Err(failure) => failure_page(&state, Some(&session), &failure).await,
+    }
+}
+
+pub async fn cancel_order(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(session) = session(&headers) else { return sign_in_first(&format!("/orders/{id}")) };
+    match state.api.cancel_order(&session, &id).await {
+        Ok(()) => redirect(&format!("/orders/{id}")),
+        Err(failure) if failure.status == 400 => {
+            let problems = failure.problems.iter().map(|p| p.message.clone()).collect();
+            order_page(&state, &session, &id, problems, false, StatusCode::BAD_REQUEST).await
+        }
+        Err(failure) => failure_page(&state, Some(&session), &failure).await,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "orders.html")]
+struct OrdersPage {
+    user: Option<User>,
+    orders: Vec<OrderView>,
+}
+
+pub async fn orders(State(state): State<WebState>, headers: HeaderMap) -> Response {
+    let Some(session) = session(&headers) else { return sign_in_first("/orders") };
+    match state.api.orders(&session).await {
+        Ok(orders) => {
+            let user = state.api.current_user(Some(&session)).await;
+            let now = Timestamp::now();
+            let orders = orders.iter().map(|o| OrderView::new(o, &state.currency, now)).collect();
+            render(StatusCode::OK, &OrdersPage { user, orders })
+        }
+        Err(failure) if failure.status == 401 => sign_in_first("/orders"),
+        Err(failure) => failure_page(&state, Some(&session), &failure).await,
+    }
+}
