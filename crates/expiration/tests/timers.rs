@@ -26,7 +26,7 @@ enum Kind {
 
 struct Harness {
     kind: Kind,
-    context: TestContext,
+    _context: TestContext,
     db: Db,
     bus: InProcessBus,
     clock: Arc<ManualClock>,
@@ -76,7 +76,7 @@ impl Harness {
         let relay = Outbox::new(db.clone()).relay(expiration::NAME, Arc::new(bus.clone()));
         Some(Self {
             kind,
-            context,
+            _context: context,
             db,
             bus,
             clock: Arc::new(ManualClock::new()),

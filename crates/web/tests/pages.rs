@@ -1,0 +1,580 @@
+//! Every page rendered from a fake API: what visitors see signed in and
+//! out, forms and their errors, redirects, the order page's states, the
+//! 404 page, and the refusal of cross-site form posts. Fast: no database, no
+//! bus, no browser.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::http::HeaderValue;
+use common::BoxFuture;
+use common::time::Timestamp;
+use reqwest::StatusCode;
+use web::api::{Api, ApiResult, Failure, Order, OrderTicket, Problem, Ticket, TicketPage, User};
+use web::pages::WebState;
+
+const SESSION: &str = "buyer-session";
+const SELLER: &str = "seller-session";
+
+#[derive(Debug, Default)]
+struct Fake {
+    tickets: Vec<Ticket>,
+    next_cursor: Option<String>,
+    orders: HashMap<String, Order>,
+    /// What `authenticate`, `create_ticket` and `pay` answer when set.
+    refuse: Option<Failure>,
+    paid: Vec<(String, String)>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct FakeApi(Arc<Mutex<Fake>>);
+
+fn user(session: &str) -> Option<User> {
+    match session {
+        SESSION => Some(User { id: "buyer".into(), email: "buyer@example.com".into() }),
+        SELLER => Some(User { id: "seller".into(), email: "seller@example.com".into() }),
+        _ => None,
+    }
+}
+
+fn failure(status: u16, problems: &[(&str, Option<&str>)]) -> Failure {
+    Failure {
+        status,
+        problems: problems
+            .iter()
+            .map(|(message, field)| Problem {
+                message: (*message).into(),
+                field: field.map(str::to_owned),
+            })
+            .collect(),
+    }
+}
+
+impl FakeApi {
+    fn with(configure: impl FnOnce(&mut Fake)) -> Self {
+        let api = Self::default();
+        configure(&mut api.0.lock().expect("lock"));
+        api
+    }
+
+    fn fake(&self) -> std::sync::MutexGuard<'_, Fake> {
+        self.0.lock().expect("lock")
+    }
+
+    fn refusal(&self) -> Option<Failure> {
+        self.fake().refuse.clone()
+    }
+}
+
+fn unauthorized() -> Failure {
+    failure(401, &[("Not authorized", None)])
+}
+
+impl Api for FakeApi {
+    fn current_user<'a>(&'a self, session: Option<&'a str>) -> BoxFuture<'a, Option<User>> {
+        Box::pin(async move { session.and_then(user) })
+    }
+
+    fn authenticate<'a>(
+        &'a self,
+        _: bool,
+        email: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, ApiResult<(User, HeaderValue)>> {
+        Box::pin(async move {
+            if let Some(refusal) = self.refusal() {
+                return Err(refusal);
+            }
+            let cookie = HeaderValue::from_static(
+                "session=new-session; HttpOnly; SameSite=Lax; Path=/; Max-Age=86400",
+            );
+            Ok((User { id: "new".into(), email: email.into() }, cookie))
+        })
+    }
+
+    fn sign_out(&self) -> BoxFuture<'_, ApiResult<HeaderValue>> {
+        Box::pin(async {
+            Ok(HeaderValue::from_static("session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"))
+        })
+    }
+
+    fn tickets<'a>(&'a self, _: Option<&'a str>) -> BoxFuture<'a, ApiResult<TicketPage>> {
+        Box::pin(async move {
+            let fake = self.fake();
+            let tickets = fake.tickets.iter().filter(|t| t.order_id.is_none()).cloned().collect();
+            Ok(TicketPage { tickets, next_cursor: fake.next_cursor.clone() })
+        })
+    }
+
+    fn ticket<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ApiResult<Ticket>> {
+        Box::pin(async move {
+            self.fake()
+                .tickets
+                .iter()
+                .find(|t| t.id == id)
+                .cloned()
+                .ok_or_else(|| failure(404, &[("Not Found", None)]))
+        })
+    }
+
+    fn create_ticket<'a>(
+        &'a self,
+        session: &'a str,
+        title: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Ticket>> {
+        Box::pin(async move {
+            let owner = user(session).ok_or_else(unauthorized)?;
+            if let Some(refusal) = self.refusal() {
+                return Err(refusal);
+            }
+            let ticket = Ticket {
+                id: "new-ticket".into(),
+                title: title.into(),
+                price: serde_json::Number::from(10),
+                user_id: owner.id,
+                version: 0,
+                order_id: None,
+            };
+            self.fake().tickets.push(ticket.clone());
+            Ok(ticket)
+        })
+    }
+
+    fn update_ticket<'a>(
+        &'a self,
+        _: &'a str,
+        id: &'a str,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Ticket>> {
+        self.ticket(id)
+    }
+
+    fn create_order<'a>(
+        &'a self,
+        session: &'a str,
+        ticket_id: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Order>> {
+        Box::pin(async move {
+            user(session).ok_or_else(unauthorized)?;
+            let ticket = self.fake().tickets.iter().find(|t| t.id == ticket_id).cloned();
+            let ticket = ticket.ok_or_else(|| failure(404, &[("Not Found", None)]))?;
+            let order = Order {
+                id: "new-order".into(),
+                status: "created".into(),
+                expires_at: Timestamp::now().plus_seconds(900).to_string(),
+                ticket: OrderTicket { id: ticket.id, title: ticket.title, price: ticket.price },
+            };
+            self.fake().orders.insert(order.id.clone(), order.clone());
+            Ok(order)
+        })
+    }
+
+    fn order<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<Order>> {
+        Box::pin(async move {
+            user(session).ok_or_else(unauthorized)?;
+            self.fake().orders.get(id).cloned().ok_or_else(|| failure(404, &[("Not Found", None)]))
+        })
+    }
+
+    fn orders<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<Vec<Order>>> {
+        Box::pin(async move {
+            user(session).ok_or_else(unauthorized)?;
+            let mut orders: Vec<Order> = self.fake().orders.values().cloned().collect();
+            orders.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(orders)
+        })
+    }
+
+    fn cancel_order<'a>(&'a self, _: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            if let Some(order) = self.fake().orders.get_mut(id) {
+                order.status = "cancelled".into();
+            }
+            Ok(())
+        })
+    }
+
+    fn pay<'a>(
+        &'a self,
+        _: &'a str,
+        order_id: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            if token == "tok_chargeDeclined" {
+                return Err(failure(402, &[("Your card was declined.", None)]));
+            }
+            let mut fake = self.fake();
+            fake.paid.push((order_id.into(), token.into()));
+            if let Some(order) = fake.orders.get_mut(order_id) {
+                order.status = "complete".into();
+            }
+            Ok(())
+        })
+    }
+}
+
+fn ticket(id: &str, title: &str, price: f64, owner: &str, order: Option<&str>) -> Ticket {
+    Ticket {
+        id: id.into(),
+        title: title.into(),
+        price: serde_json::Number::from_f64(price).expect("finite"),
+        user_id: owner.into(),
+        version: 0,
+        order_id: order.map(str::to_owned),
+    }
+}
+
+fn order(id: &str, status: &str, expires_in_seconds: i64) -> Order {
+    Order {
+        id: id.into(),
+        status: status.into(),
+        expires_at: Timestamp::from_millis(Timestamp::now().millis() + expires_in_seconds * 1000)
+            .to_string(),
+        ticket: OrderTicket {
+            id: "t1".into(),
+            title: "Opera night".into(),
+            price: serde_json::Number::from_f64(19.99).expect("finite"),
+        },
+    }
+}
+
+struct Site {
+    base: String,
+    api: FakeApi,
+}
+
+impl Site {
+    async fn start(api: FakeApi, stripe_key: Option<&str>) -> Self {
+        let state = WebState {
+            api: Arc::new(api.clone()),
+            stripe_key: stripe_key.map(str::to_owned),
+            currency: "usd".into(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, web::router(state)).await });
+        Self { base, api }
+    }
+
+    async fn get(
+        &self,
+        path: &str,
+        session: Option<&str>,
+    ) -> (StatusCode, String, reqwest::header::HeaderMap) {
+        let mut request = common::testing::client().get(format!("{}{path}", self.base));
+        if let Some(session) = session {
+            request = request.header("cookie", format!("session={session}"));
+        }
+        let response = request.send().await.expect("sent");
+        let (status, headers) = (response.status(), response.headers().clone());
+        (status, response.text().await.expect("text"), headers)
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        session: Option<&str>,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, String, reqwest::header::HeaderMap) {
+        let body: String = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.replace('@', "%40").replace(' ', "+")))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut request = common::testing::client()
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", self.base.clone())
+            .body(body);
+        if let Some(session) = session {
+            request = request.header("cookie", format!("session={session}"));
+        }
+        let response = request.send().await.expect("sent");
+        let (status, headers) = (response.status(), response.headers().clone());
+        (status, response.text().await.expect("text"), headers)
+    }
+}
+
+fn location(headers: &reqwest::header::HeaderMap) -> &str {
+    headers["location"].to_str().expect("ascii")
+}
+
+#[tokio::test]
+async fn the_home_page_lists_tickets_for_sale_with_prices_and_links() {
+    let api = FakeApi::with(|f| {
+        f.tickets = vec![
+            ticket("t1", "Opera night", 19.99, "seller", None),
+            ticket("t2", "Held", 5.0, "seller", Some("o1")),
+            ticket("t3", "Jazz", 20.0, "seller", None),
+        ];
+        f.next_cursor = Some("t3".into());
+    });
+    let site = Site::start(api, None).await;
+    let (status, html, headers) = site.get("/", None).await;
+    assert_eq!(status, 200);
+    assert!(headers["content-type"].to_str().expect("ascii").starts_with("text/html"));
+    assert!(html.contains("Opera night") && html.contains("$19.99"), "{html}");
+    assert!(html.contains("Jazz") && html.contains("$20.00"));
+    assert!(!html.contains("Held"), "reserved tickets are not for sale");
+    assert!(html.contains(r#"href="/tickets/t1""#));
+    assert!(html.contains(r#"href="/?cursor=t3""#), "a next page link");
+    assert!(html.contains("Sign in") && html.contains("Sign up"));
+    assert!(
+        !html.contains("https://") && !html.contains("http://"),
+        "nothing is loaded from another origin"
+    );
+}
+
+#[tokio::test]
+async fn the_home_page_has_an_empty_state_and_shows_who_is_signed_in() {
+    let site = Site::start(FakeApi::default(), None).await;
+    let (_, html, _) = site.get("/", Some(SESSION)).await;
+    assert!(html.contains("No tickets for sale right now"));
+    assert!(html.contains("buyer@example.com"));
+    assert!(
+        html.contains("Sign out") && html.contains("My orders") && html.contains("Sell a ticket")
+    );
+    assert!(!html.contains(">Sign in<"));
+}
+
+#[tokio::test]
+async fn signing_up_passes_the_session_cookie_on_and_goes_where_asked() {
+    let site = Site::start(FakeApi::default(), None).await;
+    let (status, html, _) = site.get("/auth/signup", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains(r#"<label for="email">Email</label>"#)
+            && html.contains(r#"<label for="password">Password</label>"#)
+    );
+    let (status, _, headers) = site
+        .post(
+            "/auth/signup",
+            None,
+            &[("email", "new@example.com"), ("password", "password1"), ("next", "/tickets/t1")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(location(&headers), "/tickets/t1");
+    assert!(headers["set-cookie"].to_str().expect("ascii").starts_with("session=new-session"));
+    let (_, _, headers) = site
+        .post(
+            "/auth/signin",
+            None,
+            &[("email", "new@example.com"), ("password", "password1"), ("next", "//evil.example")],
+        )
+        .await;
+    assert_eq!(location(&headers), "/", "never redirected off the site");
+}
+
+#[tokio::test]
+async fn sign_up_errors_appear_next_to_their_fields() {
+    let api = FakeApi::with(|f| {
+        f.refuse = Some(failure(
+            400,
+            &[
+                ("Email must be valid", Some("email")),
+                ("Password must be between 8 and 128 characters", Some("password")),
+            ],
+        ));
+    });
+    let site = Site::start(api, None).await;
+    let (status, html, _) =
+        site.post("/auth/signup", None, &[("email", "bad"), ("password", "x")]).await;
+    assert_eq!(status, 400);
+    assert!(
+        html.contains(r#"<p class="field-error" id="email-error">Email must be valid</p>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"id="password-error">Password must be between 8 and 128 characters</p>"#)
+    );
+    assert!(html.contains(r#"value="bad""#), "the email is kept");
+    let api = FakeApi::with(|f| f.refuse = Some(failure(400, &[("Invalid credentials", None)])));
+    let site = Site::start(api, None).await;
+    let (_, html, _) =
+        site.post("/auth/signin", None, &[("email", "a@b.co"), ("password", "wrong")]).await;
+    assert!(html.contains(r#"role="alert">Invalid credentials</p>"#));
+}
+
+#[tokio::test]
+async fn selling_requires_signing_in_and_shows_errors() {
+    let api = FakeApi::with(|f| {
+        f.refuse = Some(failure(400, &[("Price must be greater than 0", Some("price"))]))
+    });
+    let site = Site::start(api, None).await;
+    let (status, _, headers) = site.get("/tickets/new", None).await;
+    assert_eq!(status, 303);
+    assert_eq!(location(&headers), "/auth/signin?next=/tickets/new");
+    let (status, html, _) = site.get("/tickets/new", Some(SELLER)).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains(r#"<label for="title">Title</label>"#)
+            && html.contains(r#"<label for="price">Price</label>"#)
+    );
+    let (status, html, _) =
+        site.post("/tickets/new", Some(SELLER), &[("title", "Gig"), ("price", "0")]).await;
+    assert_eq!(status, 400);
+    assert!(html.contains(r#"id="price-error">Price must be greater than 0</p>"#));
+    assert!(html.contains(r#"value="Gig""#));
+}
+
+#[tokio::test]
+async fn a_created_ticket_leads_to_its_page() {
+    let site = Site::start(FakeApi::default(), None).await;
+    let (status, _, headers) =
+        site.post("/tickets/new", Some(SELLER), &[("title", "Gig"), ("price", "12.50")]).await;
+    assert_eq!(status, 303);
+    assert_eq!(location(&headers), "/tickets/new-ticket");
+}
+
+#[tokio::test]
+async fn the_ticket_page_offers_what_each_visitor_may_do() {
+    let api = FakeApi::with(|f| {
+        f.tickets = vec![
+            ticket("t1", "Opera night", 19.99, "seller", None),
+            ticket("t2", "Held", 5.0, "seller", Some("o9")),
+        ];
+    });
+    let site = Site::start(api, None).await;
+    let (_, anonymous, _) = site.get("/tickets/t1", None).await;
+    assert!(anonymous.contains(r#"href="/auth/signin?next=/tickets/t1">Sign in to purchase"#));
+    let (_, buyer, _) = site.get("/tickets/t1", Some(SESSION)).await;
+    assert!(
+        buyer.contains(r#"action="/tickets/t1/purchase""#) && buyer.contains(">Purchase</button>")
+    );
+    let (_, owner, _) = site.get("/tickets/t1", Some(SELLER)).await;
+    assert!(owner.contains("Edit your ticket") && !owner.contains(">Purchase</button>"));
+    assert!(owner.contains(r#"value="19.99""#));
+    let (_, held, _) = site.get("/tickets/t2", Some(SESSION)).await;
+    assert!(held.contains("Reserved") && !held.contains(">Purchase</button>"));
+    let (status, _, _) = site.get("/tickets/unknown", None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn purchasing_opens_the_order_with_a_countdown_and_test_cards() {
+    let api =
+        FakeApi::with(|f| f.tickets = vec![ticket("t1", "Opera night", 19.99, "seller", None)]);
+    let site = Site::start(api, None).await;
+    let (status, _, headers) = site.post("/tickets/t1/purchase", Some(SESSION), &[]).await;
+    assert_eq!(status, 303);
+    assert_eq!(location(&headers), "/orders/new-order");
+    let (status, html, _) = site.get("/orders/new-order", Some(SESSION)).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("Time left to pay: 14:5") || html.contains("Time left to pay: 15:00"),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"value="tok_visa" checked"#)
+            && html.contains(r#"value="tok_chargeDeclined""#)
+    );
+    assert!(html.contains("Pay $19.99"));
+    assert!(!html.contains("js.stripe.com"), "no Stripe script without a publishable key");
+}
+
+#[tokio::test]
+async fn paying_shows_the_paid_order_and_a_decline_shows_its_message() {
+    let api = FakeApi::with(|f| {
+        f.orders.insert("o1".into(), order("o1", "created", 600));
+    });
+    let site = Site::start(api, None).await;
+    let (status, html, _) =
+        site.post("/orders/o1/pay", Some(SESSION), &[("token", "tok_chargeDeclined")]).await;
+    assert_eq!(status, 402);
+    assert!(html.contains(r#"id="payment-error">Your card was declined.</p>"#), "{html}");
+    assert!(html.contains("Time left to pay"), "the buyer can try another card");
+
+    let (status, _, headers) =
+        site.post("/orders/o1/pay", Some(SESSION), &[("token", "tok_visa")]).await;
+    assert_eq!(status, 303);
+    assert_eq!(location(&headers), "/orders/o1?paid=1");
+    assert_eq!(site.api.fake().paid, [("o1".to_owned(), "tok_visa".to_owned())]);
+    let (_, html, _) = site.get("/orders/o1?paid=1", Some(SESSION)).await;
+    assert!(html.contains(r#"id="order-status">Paid</span>"#), "{html}");
+    assert!(!html.contains("Time left to pay"));
+}
+
+#[tokio::test]
+async fn an_expired_order_says_so_and_cannot_be_paid() {
+    let api = FakeApi::with(|f| {
+        f.orders.insert("o1".into(), order("o1", "cancelled", -60));
+        f.orders.insert("o2".into(), order("o2", "created", -1));
+    });
+    let site = Site::start(api, None).await;
+    for id in ["o1", "o2"] {
+        let (_, html, _) = site.get(&format!("/orders/{id}"), Some(SESSION)).await;
+        assert!(html.contains("Order expired"), "{html}");
+        assert!(!html.contains("pay-form"));
+    }
+}
+
+#[tokio::test]
+async fn with_a_publishable_key_the_order_page_loads_stripes_card_form() {
+    let api = FakeApi::with(|f| {
+        f.orders.insert("o1".into(), order("o1", "created", 600));
+    });
+    let site = Site::start(api, Some("pk_test_123")).await;
+    let (_, html, _) = site.get("/orders/o1", Some(SESSION)).await;
+    assert!(html.contains(r#"<script src="https://js.stripe.com/v3/"></script>"#));
+    assert!(html.contains(r#"data-stripe-key="pk_test_123""#));
+    assert!(!html.contains("tok_visa"));
+}
+
+#[tokio::test]
+async fn my_orders_lists_statuses_and_requires_signing_in() {
+    let api = FakeApi::with(|f| {
+        f.orders.insert("o1".into(), order("o1", "complete", 600));
+        f.orders.insert("o2".into(), order("o2", "created", 600));
+    });
+    let site = Site::start(api, None).await;
+    let (status, _, headers) = site.get("/orders", None).await;
+    assert_eq!(status, 303);
+    assert_eq!(location(&headers), "/auth/signin?next=/orders");
+    let (_, html, _) = site.get("/orders", Some(SESSION)).await;
+    assert!(html.contains(r#"href="/orders/o1""#) && html.contains(">Paid</span>"));
+    assert!(html.contains(">Awaiting payment</span>"));
+}
+
+#[tokio::test]
+async fn unknown_pages_are_a_404_page_and_unknown_api_paths_stay_json() {
+    let site = Site::start(FakeApi::default(), None).await;
+    let (status, html, _) = site.get("/no/such/page", None).await;
+    assert_eq!(status, 404);
+    assert!(html.contains("Page not found"));
+    let (status, body, headers) = site.get("/api/nothing", None).await;
+    assert_eq!(status, 404);
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(body, r#"{"errors":[{"message":"Not Found"}]}"#);
+}
+
+#[tokio::test]
+async fn a_form_posted_from_another_site_is_refused() {
+    let api =
+        FakeApi::with(|f| f.tickets = vec![ticket("t1", "Opera night", 19.99, "seller", None)]);
+    let site = Site::start(api, None).await;
+    let response = common::testing::client()
+        .post(format!("{}/tickets/t1/purchase", site.base))
+        .header("origin", "https://evil.example")
+        .header("cookie", format!("session={SESSION}"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 403);
+    assert!(site.api.fake().orders.is_empty(), "no order was made");
+}
+
+#[tokio::test]
+async fn the_stylesheet_and_script_are_served_by_the_binary() {
+    let site = Site::start(FakeApi::default(), None).await;
+    let (status, css, headers) = site.get("/static/app.css", None).await;
+    assert_eq!(status, 200);
+    assert!(headers["content-type"].to_str().expect("ascii").starts_with("text/css"));
+    assert!(css.contains(":focus-visible"), "focus stays visible");
+    let (status, js, _) = site.get("/static/app.js", None).await;
+    assert_eq!(status, 200);
+    assert!(js.contains("Time left to pay"));
+}
