@@ -254,6 +254,11 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Parses an id stored as text (a corrupt one is a decoding error).
+pub fn parse_uuid(text: &str) -> Result<uuid::Uuid, sqlx::Error> {
+    uuid::Uuid::parse_str(text).map_err(|e| sqlx::Error::Decode(e.into()))
+}
+
 /// Milliseconds since the Unix epoch, the stored form of every timestamp.
 pub fn now_millis() -> i64 {
     crate::time::Timestamp::now().millis()

@@ -86,6 +86,20 @@ impl Listener {
     }
 }
 
+impl Listener {
+    /// A listener calling `handler(state.clone(), event)`: the shape of
+    /// every service's listener functions.
+    pub fn with<S, E, F, Fut>(state: S, handler: F) -> Self
+    where
+        S: Clone + Send + Sync + 'static,
+        E: Event,
+        F: Fn(S, Envelope<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        Self::new(move |event| handler(state.clone(), event))
+    }
+}
+
 /// How often and how patiently a failing message is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {

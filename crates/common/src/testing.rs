@@ -448,3 +448,20 @@ impl TestSystem {
         recorder
     }
 }
+
+/// The status and body of an error response, which must be JSON.
+pub async fn error_of(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    assert_eq!(response.headers()["content-type"], "application/json", "error bodies are JSON");
+    (status, response.json().await.expect("a JSON body"))
+}
+
+/// The error body with one message about one field.
+pub fn field_error(field: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({"errors": [{"message": message, "field": field}]})
+}
+
+/// The error body with one general message.
+pub fn general_error(message: &str) -> serde_json::Value {
+    serde_json::json!({"errors": [{"message": message}]})
+}

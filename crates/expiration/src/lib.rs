@@ -69,18 +69,9 @@ pub fn build_with(
 ) -> anyhow::Result<Service> {
     let worker = Worker::new(store.clone(), context.clock.clone());
     let messaging = Messaging::new(context, NAME, &db)
-        .listen({
-            let worker = worker.clone();
-            Listener::new(move |event| listeners::order_created(worker.clone(), event))
-        })
-        .listen({
-            let worker = worker.clone();
-            Listener::new(move |event| listeners::order_cancelled(worker.clone(), event))
-        })
-        .listen({
-            let worker = worker.clone();
-            Listener::new(move |event| listeners::order_completed(worker.clone(), event))
-        })
+        .listen(Listener::with(worker.clone(), listeners::order_created))
+        .listen(Listener::with(worker.clone(), listeners::order_cancelled))
+        .listen(Listener::with(worker.clone(), listeners::order_completed))
         .publish_from(outbox);
     let timers = Probe::new(format!("{NAME}.timers"), move || {
         let store = store.clone();

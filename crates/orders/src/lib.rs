@@ -36,22 +36,10 @@ pub async fn build(context: &Context) -> anyhow::Result<Service> {
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
     let store = Store::new(db.clone());
     let messaging = Messaging::new(context, NAME, &db)
-        .listen({
-            let store = store.clone();
-            Listener::new(move |event| listeners::ticket_created(store.clone(), event))
-        })
-        .listen({
-            let store = store.clone();
-            Listener::new(move |event| listeners::ticket_updated(store.clone(), event))
-        })
-        .listen({
-            let store = store.clone();
-            Listener::new(move |event| listeners::expiration_complete(store.clone(), event))
-        })
-        .listen({
-            let store = store.clone();
-            Listener::new(move |event| listeners::payment_created(store.clone(), event))
-        })
+        .listen(Listener::with(store.clone(), listeners::ticket_created))
+        .listen(Listener::with(store.clone(), listeners::ticket_updated))
+        .listen(Listener::with(store.clone(), listeners::expiration_complete))
+        .listen(Listener::with(store.clone(), listeners::payment_created))
         .publish_from(store.outbox.clone());
     let state = routes::OrdersState {
         store,

@@ -2,7 +2,7 @@
 //! with its event in the outbox) and the replica of tickets (version rule).
 
 use common::ApiError;
-use common::db::{Db, is_unique_violation, now_millis};
+use common::db::{Db, is_unique_violation, now_millis, parse_uuid};
 use common::events::{
     Envelope, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
     TicketCreated, TicketRef, TicketUpdated,
@@ -61,21 +61,17 @@ pub enum Change {
     Unknown,
 }
 
-fn uuid(text: &str) -> Result<Uuid, sqlx::Error> {
-    Uuid::parse_str(text).map_err(|e| sqlx::Error::Decode(e.into()))
-}
-
 fn order(row: &AnyRow) -> Result<Order, sqlx::Error> {
     let status: String = row.try_get("status")?;
     Ok(Order {
-        id: uuid(&row.try_get::<String, _>("id")?)?,
-        user_id: uuid(&row.try_get::<String, _>("user_id")?)?,
+        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
         status: OrderStatus::parse(&status)
             .ok_or_else(|| sqlx::Error::Decode(format!("unknown status {status}").into()))?,
         expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
         version: row.try_get("version")?,
         ticket: TicketView {
-            id: uuid(&row.try_get::<String, _>("ticket_id")?)?,
+            id: parse_uuid(&row.try_get::<String, _>("ticket_id")?)?,
             title: row.try_get("title")?,
             price: Cents::new(row.try_get("price")?),
             version: row.try_get("ticket_version")?,
@@ -302,7 +298,7 @@ where
         .await?;
     row.map(|row| {
         Ok(TicketView {
-            id: uuid(&row.try_get::<String, _>("id")?)?,
+            id: parse_uuid(&row.try_get::<String, _>("id")?)?,
             title: row.try_get("title")?,
             price: Cents::new(row.try_get("price")?),
             version: row.try_get("version")?,

@@ -71,20 +71,16 @@ pub async fn build_with(
     let refunder = Refunder::new(store.clone(), processor.clone());
     let currency = context.config.payment_currency.to_lowercase();
     let messaging = Messaging::new(context, NAME, &db)
-        .listen({
-            let store = store.clone();
-            Listener::new(move |event| listeners::order_created(store.clone(), event))
-        })
-        .listen({
-            let store = store.clone();
-            Listener::new(move |event| listeners::order_completed(store.clone(), event))
-        })
-        .listen({
-            let (store, refunder, currency) = (store.clone(), refunder.clone(), currency.clone());
-            Listener::new(move |event| {
-                listeners::order_cancelled(store.clone(), refunder.clone(), currency.clone(), event)
-            })
-        })
+        .listen(Listener::with(store.clone(), listeners::order_created))
+        .listen(Listener::with(store.clone(), listeners::order_completed))
+        .listen(Listener::with(
+            listeners::Refunds {
+                store: store.clone(),
+                refunder: refunder.clone(),
+                currency: currency.clone(),
+            },
+            listeners::order_cancelled,
+        ))
         .publish_from(store.outbox.clone());
     let background = refunder.clone();
     let state = routes::PaymentsState {

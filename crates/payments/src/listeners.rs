@@ -24,15 +24,19 @@ pub async fn order_completed(store: Store, event: Envelope<OrderCompleted>) -> H
     })
 }
 
+/// What a cancellation needs to give money back.
+#[derive(Debug, Clone)]
+pub struct Refunds {
+    pub store: Store,
+    pub refunder: Refunder,
+    pub currency: String,
+}
+
 /// `order.cancelled`: the order is cancelled; if it was paid, the money goes
 /// back (the refund is recorded before the processor is asked, and retried
 /// until it is made).
-pub async fn order_cancelled(
-    store: Store,
-    refunder: Refunder,
-    currency: String,
-    event: Envelope<OrderCancelled>,
-) -> HandlerResult {
+pub async fn order_cancelled(refunds: Refunds, event: Envelope<OrderCancelled>) -> HandlerResult {
+    let Refunds { store, refunder, currency } = refunds;
     let order_id = event.data.id;
     let check = store.apply_status(order_id, event.data.version, OrderStatus::Cancelled).await?;
     if check == VersionCheck::Ahead {

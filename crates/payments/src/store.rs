@@ -3,7 +3,7 @@
 //! the outbox, and refunds (written before the processor is asked).
 
 use common::ApiError;
-use common::db::{Db, is_unique_violation, now_millis};
+use common::db::{Db, is_unique_violation, now_millis, parse_uuid};
 use common::events::{Envelope, OrderCreated, OrderStatus, PaymentCreated};
 use common::listener::VersionCheck;
 use common::money::Cents;
@@ -57,15 +57,11 @@ pub struct Store {
     pub outbox: Outbox,
 }
 
-fn uuid(text: &str) -> Result<Uuid, sqlx::Error> {
-    Uuid::parse_str(text).map_err(|e| sqlx::Error::Decode(e.into()))
-}
-
 fn order(row: &AnyRow) -> Result<OrderCopy, sqlx::Error> {
     let status: String = row.try_get("status")?;
     Ok(OrderCopy {
-        id: uuid(&row.try_get::<String, _>("id")?)?,
-        user_id: uuid(&row.try_get::<String, _>("user_id")?)?,
+        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
         status: OrderStatus::parse(&status)
             .ok_or_else(|| sqlx::Error::Decode(format!("unknown status {status}").into()))?,
         price: Cents::new(row.try_get("price")?),
@@ -104,8 +100,8 @@ where
         .await?;
     row.map(|row| {
         Ok(Payment {
-            id: uuid(&row.try_get::<String, _>("id")?)?,
-            order_id: uuid(&row.try_get::<String, _>("order_id")?)?,
+            id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+            order_id: parse_uuid(&row.try_get::<String, _>("order_id")?)?,
             stripe_id: row.try_get("stripe_id")?,
         })
     })
@@ -263,7 +259,7 @@ impl Store {
         rows.iter()
             .map(|row| {
                 Ok(PendingRefund {
-                    id: uuid(&row.try_get::<String, _>("id")?)?,
+                    id: parse_uuid(&row.try_get::<String, _>("id")?)?,
                     charge_id: row.try_get("charge_id")?,
                 })
             })

@@ -49,6 +49,13 @@ where
     }
 }
 
+struct Reservation {
+    seller: TestUser,
+    buyer: TestUser,
+    ticket_id: String,
+    order_id: String,
+}
+
 struct Marketplace {
     system: TestSystem,
 }
@@ -111,6 +118,27 @@ impl Marketplace {
         let response = self.call(method.clone(), path, user, body).await;
         assert_eq!(response.status(), status, "{method} {path}");
         response.json().await.unwrap_or(Value::Null)
+    }
+
+    /// A new seller sells a ticket and a new buyer reserves it, each step
+    /// handled everywhere before the next.
+    async fn reservation(&self, title: &str, price: serde_json::Value) -> Reservation {
+        let seller = self.sign_up("seller").await;
+        let buyer = self.sign_up("buyer").await;
+        let body = json!({"title": title, "price": price});
+        let ticket = self.json(Method::POST, "/api/tickets", Some(&seller), Some(body), 201).await;
+        let ticket_id = ticket["id"].as_str().expect("id").to_owned();
+        self.system.drain().await;
+        let body = json!({"ticketId": ticket_id});
+        let order = self.json(Method::POST, "/api/orders", Some(&buyer), Some(body), 201).await;
+        self.system.drain().await;
+        let order_id = order["id"].as_str().expect("id").to_owned();
+        Reservation { seller, buyer, ticket_id, order_id }
+    }
+
+    async fn pay(&self, buyer: &TestUser, order_id: &str, token: &str) -> Response {
+        let body = json!({"token": token, "orderId": order_id});
+        self.call(Method::POST, "/api/payments", Some(buyer), Some(body)).await
     }
 
     async fn listed(&self) -> Vec<String> {
@@ -202,44 +230,12 @@ async fn sell_reserve_cancel_and_reserve_again(stack: Stack) {
 
 async fn sell_reserve_and_pay(stack: Stack) {
     let Some(market) = Marketplace::start(stack).await else { return };
-    let seller = market.sign_up("seller").await;
-    let buyer = market.sign_up("buyer").await;
-    let ticket = market
-        .json(
-            Method::POST,
-            "/api/tickets",
-            Some(&seller),
-            Some(json!({"title": "Opera", "price": "19.99"})),
-            201,
-        )
-        .await;
-    let ticket_id = ticket["id"].as_str().expect("id").to_owned();
-    market.system.drain().await;
-    let order = market
-        .json(Method::POST, "/api/orders", Some(&buyer), Some(json!({"ticketId": ticket_id})), 201)
-        .await;
-    let order_id = order["id"].as_str().expect("id").to_owned();
-    market.system.drain().await;
-
-    let declined = market
-        .call(
-            Method::POST,
-            "/api/payments",
-            Some(&buyer),
-            Some(json!({"token": "tok_chargeDeclined", "orderId": order_id})),
-        )
-        .await;
-    assert_eq!(declined.status(), 402);
-    let payment = market
-        .json(
-            Method::POST,
-            "/api/payments",
-            Some(&buyer),
-            Some(json!({"token": "tok_visa", "orderId": order_id})),
-            201,
-        )
-        .await;
-    assert_eq!(payment["orderId"], json!(order_id));
+    let Reservation { seller, buyer, ticket_id, order_id } =
+        market.reservation("Opera", json!("19.99")).await;
+    assert_eq!(market.pay(&buyer, &order_id, "tok_chargeDeclined").await.status(), 402);
+    let payment = market.pay(&buyer, &order_id, "tok_visa").await;
+    assert_eq!(payment.status(), 201);
+    assert_eq!(payment.json::<Value>().await.expect("json")["orderId"], json!(order_id));
     market.system.drain().await;
 
     let order_path = format!("/api/orders/{order_id}");
@@ -248,45 +244,21 @@ async fn sell_reserve_and_pay(stack: Stack) {
     assert!(!market.listed().await.contains(&ticket_id), "a sold ticket stays off the list");
     let cancel = market.call(Method::DELETE, &order_path, Some(&buyer), None).await;
     assert_eq!(cancel.status(), 400, "a paid order cannot be cancelled");
-    let again = market
-        .call(
-            Method::POST,
-            "/api/payments",
-            Some(&buyer),
-            Some(json!({"token": "tok_visa", "orderId": order_id})),
-        )
-        .await;
-    assert_eq!(again.status(), 400, "and cannot be paid twice");
-    let reorder = market
-        .call(Method::POST, "/api/orders", Some(&seller), Some(json!({"ticketId": ticket_id})))
-        .await;
+    assert_eq!(market.pay(&buyer, &order_id, "tok_visa").await.status(), 400, "nor paid twice");
+    let body = json!({"ticketId": ticket_id});
+    let reorder = market.call(Method::POST, "/api/orders", Some(&seller), Some(body)).await;
     assert_eq!(reorder.status(), 400, "nor its ticket sold twice");
 }
 
 async fn an_unpaid_order_expires_and_its_ticket_is_listed_again(stack: Stack) {
     let Some(market) = Marketplace::start(stack).await else { return };
-    let seller = market.sign_up("seller").await;
-    let buyer = market.sign_up("buyer").await;
-    let ticket = market
-        .json(
-            Method::POST,
-            "/api/tickets",
-            Some(&seller),
-            Some(json!({"title": "Gig", "price": 30})),
-            201,
-        )
-        .await;
-    let ticket_id = ticket["id"].as_str().expect("id").to_owned();
-    market.system.drain().await;
-    let order = market
-        .json(Method::POST, "/api/orders", Some(&buyer), Some(json!({"ticketId": ticket_id})), 201)
-        .await;
-    market.system.drain().await;
+    let Reservation { buyer, ticket_id, order_id, .. } = market.reservation("Gig", json!(30)).await;
     assert!(!market.listed().await.contains(&ticket_id));
 
-    // The window is 900 s: move the timers' clock past it.
-    market.system.context.clock.advance(std::time::Duration::from_secs(901));
-    let order_path = format!("/api/orders/{}", order["id"].as_str().expect("id"));
+    // The window is 900 s from the order's creation (in real time, a little
+    // after the clock was set): move the timers' clock well past it.
+    market.system.context.clock.advance(std::time::Duration::from_secs(1000));
+    let order_path = format!("/api/orders/{order_id}");
     eventually("the order is cancelled", || async {
         market.json(Method::GET, &order_path, Some(&buyer), None, 200).await["status"]
             == "cancelled"
@@ -294,59 +266,21 @@ async fn an_unpaid_order_expires_and_its_ticket_is_listed_again(stack: Stack) {
     .await;
     market.system.drain().await;
     assert!(market.listed().await.contains(&ticket_id), "the ticket is for sale again");
-    let paying = market
-        .call(
-            Method::POST,
-            "/api/payments",
-            Some(&buyer),
-            Some(json!({"token": "tok_visa", "orderId": order["id"]})),
-        )
-        .await;
+    let paying = market.pay(&buyer, &order_id, "tok_visa").await;
     assert_eq!(paying.status(), 400, "an expired order cannot be paid");
 }
 
 async fn a_paid_order_survives_its_timer(stack: Stack) {
     let Some(market) = Marketplace::start(stack).await else { return };
-    let seller = market.sign_up("seller").await;
-    let buyer = market.sign_up("buyer").await;
-    let ticket = market
-        .json(
-            Method::POST,
-            "/api/tickets",
-            Some(&seller),
-            Some(json!({"title": "Gig", "price": 30})),
-            201,
-        )
-        .await;
+    let Reservation { buyer, ticket_id, order_id, .. } = market.reservation("Gig", json!(30)).await;
+    assert_eq!(market.pay(&buyer, &order_id, "tok_visa").await.status(), 201);
     market.system.drain().await;
-    let order = market
-        .json(
-            Method::POST,
-            "/api/orders",
-            Some(&buyer),
-            Some(json!({"ticketId": ticket["id"]})),
-            201,
-        )
-        .await;
+    market.system.context.clock.advance(std::time::Duration::from_secs(1000));
     market.system.drain().await;
-    market
-        .json(
-            Method::POST,
-            "/api/payments",
-            Some(&buyer),
-            Some(json!({"token": "tok_visa", "orderId": order["id"]})),
-            201,
-        )
-        .await;
-    market.system.drain().await;
-    market.system.context.clock.advance(std::time::Duration::from_secs(901));
-    market.system.drain().await;
-    let order_path = format!("/api/orders/{}", order["id"].as_str().expect("id"));
-    assert_eq!(
-        market.json(Method::GET, &order_path, Some(&buyer), None, 200).await["status"],
-        "complete"
-    );
-    assert!(!market.listed().await.contains(&ticket["id"].as_str().expect("id").to_owned()));
+    let order_path = format!("/api/orders/{order_id}");
+    let order = market.json(Method::GET, &order_path, Some(&buyer), None, 200).await;
+    assert_eq!(order["status"], "complete");
+    assert!(!market.listed().await.contains(&ticket_id));
 }
 
 async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {

@@ -33,14 +33,8 @@ pub async fn build(context: &Context) -> anyhow::Result<Service> {
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
     let store = Store::new(db.clone());
     let messaging = Messaging::new(context, NAME, &db)
-        .listen({
-            let store = store.clone();
-            Listener::new(move |event| listeners::order_created(store.clone(), event))
-        })
-        .listen({
-            let store = store.clone();
-            Listener::new(move |event| listeners::order_cancelled(store.clone(), event))
-        })
+        .listen(Listener::with(store.clone(), listeners::order_created))
+        .listen(Listener::with(store.clone(), listeners::order_cancelled))
         .publish_from(store.outbox.clone());
     let state = routes::TicketsState { store, sessions: context.sessions.clone() };
     Ok(Service {

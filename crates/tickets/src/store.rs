@@ -4,7 +4,7 @@
 //! claim one version).
 
 use common::ApiError;
-use common::db::{Db, now_millis};
+use common::db::{Db, now_millis, parse_uuid};
 use common::events::{Envelope, TicketCreated, TicketUpdated};
 use common::money::Cents;
 use common::outbox::{self, Outbox};
@@ -29,19 +29,15 @@ pub enum EditError {
     Reserved,
 }
 
-fn uuid(text: &str) -> Result<Uuid, sqlx::Error> {
-    Uuid::parse_str(text).map_err(|e| sqlx::Error::Decode(e.into()))
-}
-
 fn ticket(row: &AnyRow) -> Result<Ticket, sqlx::Error> {
     let order_id: Option<String> = row.try_get("order_id")?;
     Ok(Ticket {
-        id: uuid(&row.try_get::<String, _>("id")?)?,
+        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
         title: row.try_get("title")?,
         price: Cents::new(row.try_get("price")?),
-        user_id: uuid(&row.try_get::<String, _>("user_id")?)?,
+        user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
         version: row.try_get("version")?,
-        order_id: order_id.as_deref().map(uuid).transpose()?,
+        order_id: order_id.as_deref().map(parse_uuid).transpose()?,
     })
 }
 
@@ -243,7 +239,7 @@ impl Store {
             .bind(ticket_id.to_string())
             .fetch_optional(&mut *tx)
             .await?;
-            let next = next.as_deref().map(uuid).transpose()?;
+            let next = next.as_deref().map(parse_uuid).transpose()?;
             if let Some(next) = next {
                 sqlx::query("DELETE FROM waiting_orders WHERE order_id = $1")
                     .bind(next.to_string())

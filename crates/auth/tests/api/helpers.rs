@@ -78,19 +78,4 @@ pub fn set_cookie(response: &Response) -> String {
     response.headers()["set-cookie"].to_str().expect("ascii").to_owned()
 }
 
-/// The status and JSON body of an error response.
-pub async fn error(response: Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    assert_eq!(response.headers()["content-type"], "application/json");
-    (status, response.json().await.expect("json"))
-}
-
-/// The error body with one message about one field.
-pub fn field_error(field: &str, message: &str) -> Value {
-    json!({"errors": [{"message": message, "field": field}]})
-}
-
-/// The error body with one general message.
-pub fn general_error(message: &str) -> Value {
-    json!({"errors": [{"message": message}]})
-}
+pub use common::testing::{error_of as error, field_error, general_error};

@@ -114,17 +114,4 @@ pub fn id_of(ticket: &Value) -> Uuid {
     Uuid::parse_str(ticket["id"].as_str().expect("id")).expect("uuid")
 }
 
-/// The status and body of an error response.
-pub async fn error(response: Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    assert_eq!(response.headers()["content-type"], "application/json");
-    (status, response.json().await.expect("json"))
-}
-
-pub fn field_error(field: &str, message: &str) -> Value {
-    json!({"errors": [{"message": message, "field": field}]})
-}
-
-pub fn general_error(message: &str) -> Value {
-    json!({"errors": [{"message": message}]})
-}
+pub use common::testing::{error_of as error, field_error, general_error};
