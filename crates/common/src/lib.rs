@@ -5,6 +5,7 @@ pub mod app;
 pub mod bus;
 pub mod config;
 pub mod db;
+pub mod dead_letters;
 pub mod error;
 pub mod events;
 pub mod extract;

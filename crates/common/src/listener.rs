@@ -87,6 +87,16 @@ impl Listener {
 }
 
 impl Listener {
+    /// Runs the handler on one encoded event, outside any bus (replaying a
+    /// dead letter). An error is the fault's text.
+    pub async fn handle(&self, payload: Bytes) -> Result<Handled, String> {
+        match (self.handler)(payload).await {
+            Ok(handled) => Ok(handled),
+            Err(Failure::Undecodable(reason)) => Err(reason),
+            Err(Failure::Fault(error)) => Err(format!("{error:#}")),
+        }
+    }
+
     /// A listener calling `handler(state.clone(), event)`: the shape of
     /// every service's listener functions.
     pub fn with<S, E, F, Fut>(state: S, handler: F) -> Self

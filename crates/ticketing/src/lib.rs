@@ -34,11 +34,22 @@ pub struct Cli {
 pub enum Command {
     /// Run every service in one process (the default).
     All,
-    /// Run one service alone (scale-out). Requires JWT_KEY.
+    /// Run one service alone (scale-out). Requires JWT_KEY (but for `web`).
     Serve {
         /// The service to run.
         #[arg(value_enum)]
         service: ServiceName,
+    },
+    /// List the events listeners gave up on, or replay one of them once its
+    /// cause is fixed (it runs through the service's listener again and is
+    /// removed when handled).
+    DeadLetters {
+        /// Only this service's dead letters (required with --replay).
+        #[arg(long, value_enum)]
+        service: Option<ServiceName>,
+        /// The id of the dead letter to replay.
+        #[arg(long, requires = "service")]
+        replay: Option<uuid::Uuid>,
     },
 }
 
@@ -85,11 +96,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let secure = config.cookie_secure.unwrap_or(false);
             (ServiceName::value_variants().to_vec(), Context::new(config, &key, secure))
         }
+        Command::DeadLetters { service, replay } => {
+            return dead_letters(config, service, replay).await;
+        }
         Command::Serve { service } => {
-            let key = config
-                .jwt_key
-                .clone()
-                .context("JWT_KEY must be set when a service runs alone (ticketing serve)")?;
+            let key = match (&config.jwt_key, service) {
+                (Some(key), _) => key.clone(),
+                // The web client never reads sessions itself.
+                (None, ServiceName::Web) => Secret::new(uuid::Uuid::new_v4().to_string()),
+                (None, _) => {
+                    anyhow::bail!("JWT_KEY must be set when a service runs alone (ticketing serve)")
+                }
+            };
             let secure = config.cookie_secure.unwrap_or(true);
             (vec![service], Context::new(config, &key, secure))
         }
@@ -151,6 +169,54 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// `ticketing dead-letters`: lists them, or replays one.
+#[allow(clippy::print_stdout)] // a command's output
+async fn dead_letters(
+    config: Config,
+    service: Option<ServiceName>,
+    replay: Option<uuid::Uuid>,
+) -> anyhow::Result<()> {
+    let key = config.jwt_key.clone().unwrap_or_else(|| Secret::new("unused"));
+    let context = Context::new(config, &key, false);
+    let services: Vec<ServiceName> = match service {
+        Some(service) => vec![service],
+        None => ServiceName::value_variants()
+            .iter()
+            .copied()
+            .filter(|s| !matches!(s, ServiceName::Web | ServiceName::Auth))
+            .collect(),
+    };
+    if let (Some(id), [name]) = (replay, services.as_slice()) {
+        let mut service = name.build(&context).await?;
+        let listeners = service.messaging.take().map(|m| m.listeners).unwrap_or_default();
+        let db = service.databases.first().context("the service has no database")?;
+        match common::dead_letters::replay(db, &listeners, id).await? {
+            common::dead_letters::Replayed::Handled => println!("{id}: handled, removed"),
+            common::dead_letters::Replayed::Failed(reason) => {
+                anyhow::bail!("{id}: still not handled ({reason}); it stays")
+            }
+        }
+        return Ok(());
+    }
+    for name in services {
+        let service = name.build(&context).await?;
+        for db in &service.databases {
+            for letter in common::dead_letters::list(db).await? {
+                println!(
+                    "{}  {}  {}  {} deliveries  event {}\n    {}",
+                    letter.id,
+                    letter.parked_at,
+                    letter.consumer,
+                    letter.attempts,
+                    letter.event_id.as_deref().unwrap_or("?"),
+                    letter.error,
+                );
+            }
+        }
+    }
     Ok(())
 }
 

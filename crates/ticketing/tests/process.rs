@@ -388,3 +388,81 @@ async fn an_unpaid_order_expires_within_five_seconds_on_postgres_jetstream_and_r
     assert!(running.terminate());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// An operator lists the events a listener gave up on and replays one once
+/// its cause is fixed.
+#[tokio::test]
+async fn a_dead_letter_is_listed_and_replayed() {
+    let dir = temp_dir();
+    let mut command = ticketing();
+    command.env("DATA_DIR", &dir);
+    let mut running = Running::start(command);
+    running.wait_until_healthy().await;
+    let client = http();
+    let seller = token_of(signup(&client, &running, "dead-letter-seller@example.com").await).await;
+    let ticket: Value = client
+        .post(running.url("/api/tickets"))
+        .bearer_auth(&seller)
+        .json(&json!({"title": "Parked", "price": 3}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert!(running.terminate());
+
+    // An order.created the tickets service parked (say, while a bug was
+    // being fixed).
+    let order_id = uuid::Uuid::now_v7();
+    let letter_id = uuid::Uuid::now_v7();
+    let event = json!({
+        "id": uuid::Uuid::now_v7(), "subject": "order.created", "occurredAt": "2026-11-21T10:00:00.000Z",
+        "data": {"id": order_id, "version": 0, "status": "created", "userId": uuid::Uuid::now_v7(),
+                 "expiresAt": "2026-11-21T10:15:00.000Z", "ticket": {"id": ticket["id"], "price": 300}},
+    });
+    sqlx::any::install_default_drivers();
+    let db =
+        sqlx::AnyPool::connect(&format!("sqlite://{}?mode=rw", dir.join("tickets.db").display()))
+            .await
+            .expect("tickets.db");
+    sqlx::query(
+        "INSERT INTO dead_letters (id, consumer, subject, event_id, payload, error, attempts, created_at) \
+         VALUES ($1, 'tickets-order-created', 'order.created', NULL, $2, 'a bug', 12, 0)",
+    )
+    .bind(letter_id.to_string())
+    .bind(event.to_string())
+    .execute(&db)
+    .await
+    .expect("parked");
+
+    let listed = ticketing().arg("dead-letters").env("DATA_DIR", &dir).output().expect("runs");
+    assert!(listed.status.success());
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains(&letter_id.to_string()) && listed.contains("a bug"), "{listed}");
+
+    let replayed = ticketing()
+        .args(["dead-letters", "--service", "tickets", "--replay", &letter_id.to_string()])
+        .env("DATA_DIR", &dir)
+        .output()
+        .expect("runs");
+    assert!(replayed.status.success(), "{}", String::from_utf8_lossy(&replayed.stderr));
+    let held: Option<String> = sqlx::query_scalar("SELECT order_id FROM tickets WHERE id = $1")
+        .bind(ticket["id"].as_str().expect("id"))
+        .fetch_one(&db)
+        .await
+        .expect("ticket");
+    assert_eq!(held, Some(order_id.to_string()), "the replayed event was applied");
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    assert_eq!(left, 0, "and its dead letter is gone");
+    let again = ticketing()
+        .args(["dead-letters", "--service", "tickets", "--replay", &letter_id.to_string()])
+        .env("DATA_DIR", &dir)
+        .output()
+        .expect("runs");
+    assert!(!again.status.success(), "an unknown dead letter is an error");
+    let _ = std::fs::remove_dir_all(dir);
+}
