@@ -328,6 +328,11 @@ async fn an_unpaid_order_expires_within_five_seconds_in_the_all_in_one() {
     let mut running = Running::start(command);
     running.wait_until_healthy().await;
     let reservation = reserve(&running).await;
+    let metrics =
+        http().get(running.url("/metrics")).send().await.expect("sent").text().await.expect("text");
+    for metric in ["expiration_pending_timers", "events_handled_total{", "http_requests_total{"] {
+        assert!(metrics.contains(metric), "{metric} missing from /metrics");
+    }
     let took = wait_for_expiry(&running, &reservation, Duration::from_secs(5)).await;
     assert!(took >= Duration::from_millis(2900), "expired early: {took:?}");
     assert!(running.terminate());
@@ -464,5 +469,57 @@ async fn a_dead_letter_is_listed_and_replayed() {
         .output()
         .expect("runs");
     assert!(!again.status.success(), "an unknown dead letter is an error");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// SIGTERM while a request is in flight: the server stops accepting, still
+/// answers that request, then exits cleanly.
+#[test]
+fn a_request_in_flight_at_sigterm_is_still_answered() {
+    use std::io::{Read, Write};
+
+    let dir = temp_dir();
+    let mut command = ticketing();
+    command.env("DATA_DIR", &dir);
+    let mut running = Running::start(command);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(running.wait_until_healthy());
+
+    let body = r#"{"email":"in-flight@example.com","password":"password123"}"#;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", running.port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    // The headers arrive; the body is still on its way when the signal comes.
+    write!(
+        stream,
+        "POST /api/users/signup HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .expect("headers sent");
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = running.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", running.port)).is_err(),
+        "no new connection is accepted"
+    );
+    stream.write_all(body.as_bytes()).expect("body sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("answered");
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = running.child.try_wait().expect("wait") {
+            assert!(status.success(), "exited with {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
