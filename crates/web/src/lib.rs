@@ -13,8 +13,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN, REFERER};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, ORIGIN, REFERER, REFERRER_POLICY,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -46,11 +49,39 @@ pub fn router(state: WebState) -> Router {
         .route("/orders/{id}/pay", post(pages::pay))
         .route("/orders/{id}/cancel", post(pages::cancel_order))
         .route_layer(middleware::from_fn_with_state(state.clone(), same_origin));
+    let policy = content_security_policy(state.stripe_key.is_some());
     pages
         .route("/static/app.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
         .route("/static/app.js", get(|| async { asset("text/javascript; charset=utf-8", JS) }))
         .fallback(fallback)
+        .layer(middleware::map_response(move |response: Response| {
+            let policy = policy.clone();
+            async move { secure_headers(response, &policy) }
+        }))
         .with_state(state)
+}
+
+/// Pages load only this site's own script and stylesheet, and Stripe's
+/// script and frames when its card form is configured.
+fn content_security_policy(stripe: bool) -> HeaderValue {
+    let stripe_sources = if stripe { " https://js.stripe.com" } else { "" };
+    let policy = format!(
+        "default-src 'self'; script-src 'self'{stripe_sources}; frame-src 'self'{stripe_sources}; \
+         connect-src 'self'{stripe_sources}; img-src 'self' data:; style-src 'self'; \
+         form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    );
+    HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("default-src 'self'"))
+}
+
+fn secure_headers(mut response: Response, policy: &HeaderValue) -> Response {
+    let headers = response.headers_mut();
+    if headers.get(CONTENT_TYPE).is_some_and(|t| t.as_bytes().starts_with(b"text/html")) {
+        headers.insert(CONTENT_SECURITY_POLICY, policy.clone());
+        headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    response
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -107,7 +138,6 @@ fn is_same_origin(headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();

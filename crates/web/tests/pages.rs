@@ -326,6 +326,9 @@ async fn the_home_page_lists_tickets_for_sale_with_prices_and_links() {
         !html.contains("https://") && !html.contains("http://"),
         "nothing is loaded from another origin"
     );
+    let policy = headers["content-security-policy"].to_str().expect("ascii");
+    assert!(policy.contains("default-src 'self'") && !policy.contains("stripe"), "{policy}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
 }
 
 #[tokio::test]
@@ -518,8 +521,10 @@ async fn with_a_publishable_key_the_order_page_loads_stripes_card_form() {
         f.orders.insert("o1".into(), order("o1", "created", 600));
     });
     let site = Site::start(api, Some("pk_test_123")).await;
-    let (_, html, _) = site.get("/orders/o1", Some(SESSION)).await;
+    let (_, html, headers) = site.get("/orders/o1", Some(SESSION)).await;
     assert!(html.contains(r#"<script src="https://js.stripe.com/v3/"></script>"#));
+    let policy = headers["content-security-policy"].to_str().expect("ascii");
+    assert!(policy.contains("script-src 'self' https://js.stripe.com"), "{policy}");
     assert!(html.contains(r#"data-stripe-key="pk_test_123""#));
     assert!(!html.contains("tok_visa"));
 }
