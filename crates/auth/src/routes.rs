@@ -1,6 +1,6 @@
 //! The auth routes (`/api/users/*`, API.md "auth").
 
-use axum::extract::{FromRef, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
 use axum::response::{IntoResponse, Response};
@@ -29,11 +29,7 @@ pub struct AuthState {
     pub sessions: Sessions,
 }
 
-impl FromRef<AuthState> for Sessions {
-    fn from_ref(state: &AuthState) -> Self {
-        state.sessions.clone()
-    }
-}
+common::sessions_in_state!(AuthState);
 
 /// The auth router, with absolute paths.
 pub fn router(state: AuthState) -> Router {

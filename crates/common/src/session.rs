@@ -133,6 +133,19 @@ fn token_from_headers(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
+/// Lets the session extractors find the [`Sessions`] in a router state that
+/// has a `sessions` field: `common::sessions_in_state!(TicketsState);`.
+#[macro_export]
+macro_rules! sessions_in_state {
+    ($state:ty) => {
+        impl ::axum::extract::FromRef<$state> for $crate::session::Sessions {
+            fn from_ref(state: &$state) -> Self {
+                state.sessions.clone()
+            }
+        }
+    };
+}
+
 /// The signed-in user; rejects the request with 401 `Not authorized` when
 /// there is no valid session.
 #[derive(Debug, Clone)]

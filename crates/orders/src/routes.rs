@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{FromRef, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -30,11 +30,7 @@ pub struct OrdersState {
     pub expiration: Duration,
 }
 
-impl FromRef<OrdersState> for Sessions {
-    fn from_ref(state: &OrdersState) -> Self {
-        state.sessions.clone()
-    }
-}
+common::sessions_in_state!(OrdersState);
 
 pub fn router(state: OrdersState) -> Router {
     Router::new()
@@ -129,11 +125,17 @@ async fn show(
     CurrentUser(user): CurrentUser,
     Id(id): Id,
 ) -> ApiResult<Json<Order>> {
+    owned_order(&state, user.id, id).await.map(Json)
+}
+
+/// The order `id` if it is `user`'s: 404 when unknown, 403 when someone
+/// else's.
+async fn owned_order(state: &OrdersState, user: Uuid, id: Uuid) -> ApiResult<Order> {
     let order = state.store.find(id).await?.ok_or(ApiError::NotFound)?;
-    if order.user_id != user.id {
+    if order.user_id != user {
         return Err(ApiError::Forbidden);
     }
-    Ok(Json(order))
+    Ok(order)
 }
 
 /// Cancels one of the caller's orders (a cancelled one stays cancelled).
@@ -153,10 +155,7 @@ async fn cancel(
     CurrentUser(user): CurrentUser,
     Id(id): Id,
 ) -> ApiResult<StatusCode> {
-    let order = state.store.find(id).await?.ok_or(ApiError::NotFound)?;
-    if order.user_id != user.id {
-        return Err(ApiError::Forbidden);
-    }
+    owned_order(&state, user.id, id).await?;
     match state.store.cancel(id).await? {
         Change::Done => {
             tracing::info!(order.id = %id, "order cancelled by its buyer");

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRef, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -36,11 +36,7 @@ pub struct PaymentsState {
     pub currency: String,
 }
 
-impl FromRef<PaymentsState> for Sessions {
-    fn from_ref(state: &PaymentsState) -> Self {
-        state.sessions.clone()
-    }
-}
+common::sessions_in_state!(PaymentsState);
 
 pub fn router(state: PaymentsState) -> Router {
     Router::new().route("/api/payments", post(create)).with_state(state)

@@ -1,6 +1,6 @@
 //! The tickets routes (`/api/tickets`, API.md "tickets").
 
-use axum::extract::{FromRef, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header::HeaderName;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -33,11 +33,7 @@ pub struct TicketsState {
     pub sessions: Sessions,
 }
 
-impl FromRef<TicketsState> for Sessions {
-    fn from_ref(state: &TicketsState) -> Self {
-        state.sessions.clone()
-    }
-}
+common::sessions_in_state!(TicketsState);
 
 pub fn router(state: TicketsState) -> Router {
     Router::new()
