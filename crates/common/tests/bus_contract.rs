@@ -189,3 +189,16 @@ common::bus_tests!(
     a_republished_event_id_is_delivered_once,
     a_pending_receipt_resolves_once_every_group_settled,
 );
+
+/// JetStream only: a consumer created after messages were published gets
+/// them all (deliver-all), as a service deployed later must. (In-process,
+/// groups exist from the process's start, before anything is published.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_jetstream_consumer_receives_what_was_published_before_it() {
+    let Some(bus) = TestBus::jetstream().await else { return };
+    publish(&bus, message(SUBJECT, "early")).await;
+    let mut late = bus.bus.subscribe("late-service", SUBJECT).await.expect("subscribed");
+    let delivery = next(&mut late).await;
+    assert_eq!(body(&delivery), "early");
+    delivery.ack().await.expect("acked");
+}

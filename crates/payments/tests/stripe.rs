@@ -45,8 +45,9 @@ async fn record(
     (fake.answer.0, axum::Json(fake.answer.1.clone()))
 }
 
-/// Serves a fake Stripe that always answers `status` with `body`.
-async fn fake_stripe(status: u16, body: Value) -> (Stripe, Arc<Mutex<Vec<Recorded>>>) {
+/// Serves a fake Stripe that always answers `status` with `body`; returns
+/// its base URL and what it receives.
+async fn serve_fake_stripe(status: u16, body: Value) -> (String, Arc<Mutex<Vec<Recorded>>>) {
     let requests = Arc::new(Mutex::new(Vec::new()));
     let fake = FakeStripe {
         requests: requests.clone(),
@@ -56,6 +57,12 @@ async fn fake_stripe(status: u16, body: Value) -> (Stripe, Arc<Mutex<Vec<Recorde
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, requests)
+}
+
+/// A Stripe client talking to a fake Stripe.
+async fn fake_stripe(status: u16, body: Value) -> (Stripe, Arc<Mutex<Vec<Recorded>>>) {
+    let (base, requests) = serve_fake_stripe(status, body).await;
     (Stripe::new(&base, Secret::new("sk_test_123")).expect("client"), requests)
 }
 
@@ -199,4 +206,23 @@ async fn a_refund_names_the_payment_intent_with_an_idempotency_key() {
     )
     .await;
     assert!(failing.refund("pi_123", "k").await.is_err());
+}
+
+/// With `STRIPE_SECRET_KEY` set, the service charges through Stripe at
+/// `STRIPE_API_BASE`.
+#[tokio::test]
+async fn the_configuration_selects_stripe_at_its_api_base() {
+    let (base, requests) = serve_fake_stripe(200, succeeded()).await;
+    let test = common::testing::TestContext::new(&common::testing::Backend::Sqlite, |config| {
+        config.stripe_secret_key = Some(Secret::new("sk_test_configured"));
+        config.stripe_api_base = base;
+    });
+    let processor = payments::processor(&test.context).expect("a processor");
+    assert_eq!(processor.kind(), "stripe");
+    processor.charge(request("pm_card_visa")).await.expect("charged");
+    let sent = requests.lock().expect("lock")[0].clone();
+    assert_eq!(sent.headers["authorization"], "Bearer sk_test_configured");
+
+    let unset = common::testing::TestContext::new(&common::testing::Backend::Sqlite, |_| {});
+    assert_eq!(payments::processor(&unset.context).expect("a processor").kind(), "fake");
 }

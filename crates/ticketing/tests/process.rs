@@ -523,3 +523,50 @@ fn a_request_in_flight_at_sigterm_is_still_answered() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `LOG_FORMAT=json`: one JSON object per line, with the request's span.
+#[tokio::test]
+async fn json_logs_carry_the_request_span() {
+    let dir = temp_dir();
+    let port = free_port();
+    let child = ticketing()
+        .env("DATA_DIR", &dir)
+        .env("PORT", port.to_string())
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let response = loop {
+        if let Ok(response) = http().get(&url).header("x-request-id", "json-log-check").send().await
+        {
+            break response;
+        }
+        assert!(Instant::now() < deadline, "never healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(response.status(), 200);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let output = child.wait_with_output().expect("exits");
+    let logs = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "generated a development JWT key (set JWT_KEY in production)")
+    );
+    let request = lines
+        .iter()
+        .find(|l| l["span"]["request.id"] == "json-log-check")
+        .unwrap_or_else(|| panic!("no request span in {logs}"));
+    assert_eq!(request["span"]["http.route"], "/healthz");
+    assert_eq!(request["span"]["http.method"], "GET");
+    assert!(!logs.contains("Bearer") && !logs.contains("session="), "no secrets in logs");
+    let _ = std::fs::remove_dir_all(dir);
+}
