@@ -166,8 +166,10 @@ impl Relay {
                     if published > 0 {
                         continue;
                     }
+                    self.report_pending().await;
                 }
                 Err(error) => {
+                    self.report_pending().await;
                     tracing::warn!(
                         service = self.service,
                         error = format!("{error:#}"),
@@ -188,6 +190,15 @@ impl Relay {
                 () = settled.notified() => {}
                 () = shutdown.cancelled() => return,
             }
+        }
+    }
+
+    /// Sets the `outbox_pending` gauge: rows not yet handed over for good
+    /// (a backlog that grows while the bus is down).
+    async fn report_pending(&self) {
+        if let Ok(pending) = self.outbox.pending().await {
+            #[allow(clippy::cast_precision_loss)]
+            metrics::gauge!("outbox_pending", "service" => self.service).set(pending as f64);
         }
     }
 

@@ -330,7 +330,13 @@ async fn an_unpaid_order_expires_within_five_seconds_in_the_all_in_one() {
     let reservation = reserve(&running).await;
     let metrics =
         http().get(running.url("/metrics")).send().await.expect("sent").text().await.expect("text");
-    for metric in ["expiration_pending_timers", "events_handled_total{", "http_requests_total{"] {
+    for metric in [
+        "expiration_pending_timers",
+        "events_handled_total{",
+        "http_requests_total{",
+        "outbox_pending{",
+        "outbox_published_total{",
+    ] {
         assert!(metrics.contains(metric), "{metric} missing from /metrics");
     }
     let took = wait_for_expiry(&running, &reservation, Duration::from_secs(5)).await;
