@@ -137,6 +137,25 @@ impl TestServer {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
+
+    /// The served OpenAPI description (`/api/openapi.json`), checked to be
+    /// OpenAPI 3.
+    pub async fn openapi(&self) -> serde_json::Value {
+        let response = client().get(self.url("/api/openapi.json")).send().await.expect("sent");
+        assert_eq!(response.status(), 200);
+        let doc: serde_json::Value = response.json().await.expect("JSON");
+        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "not OpenAPI 3");
+        doc
+    }
+
+    /// Asserts that each (path, method) is described in `/api/openapi.json`.
+    pub async fn assert_documented(&self, routes: &[(&str, &str)]) -> serde_json::Value {
+        let doc = self.openapi().await;
+        for (path, method) in routes {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path} is not documented");
+        }
+        doc
+    }
 }
 
 impl Drop for TestServer {

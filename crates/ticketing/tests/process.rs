@@ -234,6 +234,20 @@ async fn token_of(response: reqwest::Response) -> String {
     cookie.trim_start_matches("session=").split(';').next().expect("token").to_owned()
 }
 
+/// Puts a ticket up for sale as the seller with `token`.
+async fn sell(running: &Running, token: &str, title: &str) -> Value {
+    http()
+        .post(running.url("/api/tickets"))
+        .bearer_auth(token)
+        .json(&json!({"title": title, "price": 12.5}))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// Sells a ticket and reserves it (retrying the order until the orders
 /// replica knows the ticket).
 async fn reserve(running: &Running) -> Reservation {
@@ -243,16 +257,7 @@ async fn reserve(running: &Running) -> Reservation {
         token_of(signup(&client, running, &format!("seller-{unique}@example.com")).await).await;
     let buyer =
         token_of(signup(&client, running, &format!("buyer-{unique}@example.com")).await).await;
-    let ticket: Value = client
-        .post(running.url("/api/tickets"))
-        .bearer_auth(&seller)
-        .json(&json!({"title": "Show", "price": 12.5}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let ticket = sell(running, &seller, "Show").await;
     let ticket_id = ticket["id"].as_str().expect("id").to_owned();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -411,16 +416,7 @@ async fn a_dead_letter_is_listed_and_replayed() {
     running.wait_until_healthy().await;
     let client = http();
     let seller = token_of(signup(&client, &running, "dead-letter-seller@example.com").await).await;
-    let ticket: Value = client
-        .post(running.url("/api/tickets"))
-        .bearer_auth(&seller)
-        .json(&json!({"title": "Parked", "price": 3}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let ticket = sell(&running, &seller, "Parked").await;
     assert!(running.terminate());
 
     // An order.created the tickets service parked (say, while a bug was

@@ -47,6 +47,19 @@ impl TicketsApp {
         self.system.request(Method::GET, &path, None).send().await.expect("sent")
     }
 
+    /// A ticket a new seller put up for sale.
+    pub async fn ticket_for_sale(&self) -> Value {
+        let seller = self.user("seller");
+        self.ticket(&seller, "t", json!(10)).await
+    }
+
+    /// The order holding `ticket` (JSON null when none) and its version.
+    pub async fn holder(&self, ticket: &Value) -> (Value, i64) {
+        let shown = self.shown(ticket["id"].as_str().expect("id")).await;
+        let holder = shown.get("orderId").cloned().unwrap_or(Value::Null);
+        (holder, shown["version"].as_i64().expect("version"))
+    }
+
     pub async fn listed_ids(&self) -> Vec<String> {
         let body: Vec<Value> = self.list("").await.json().await.expect("json");
         body.iter().map(|t| t["id"].as_str().expect("id").to_owned()).collect()

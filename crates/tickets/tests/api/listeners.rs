@@ -3,30 +3,27 @@
 
 use common::events::TicketUpdated;
 use common::testing::Stack;
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::TicketsApp;
 
 async fn an_order_reserves_its_ticket_and_announces_it(stack: Stack) {
     let Some(app) = TicketsApp::spawn(stack).await else { return };
-    let seller = app.user("seller");
     let updated = app.record::<TicketUpdated>().await;
-    let ticket = app.ticket(&seller, "t", json!(10)).await;
+    let ticket = app.ticket_for_sale().await;
     let order = Uuid::now_v7();
     app.order_created(&ticket, order).await;
     let events = updated.data();
     assert_eq!(events.len(), 1);
     assert_eq!((events[0].version, events[0].order_id), (1, Some(order)));
-    let shown = app.shown(ticket["id"].as_str().expect("id")).await;
-    assert_eq!((shown["orderId"].clone(), shown["version"].clone()), (json!(order), json!(1)));
+    assert_eq!(app.holder(&ticket).await, (json!(order), 1));
     assert!(app.listed_ids().await.is_empty(), "a reserved ticket leaves the listing");
 }
 
 async fn a_duplicate_order_created_changes_nothing(stack: Stack) {
     let Some(app) = TicketsApp::spawn(stack).await else { return };
-    let seller = app.user("seller");
-    let ticket = app.ticket(&seller, "t", json!(10)).await;
+    let ticket = app.ticket_for_sale().await;
     let order = Uuid::now_v7();
     app.order_created(&ticket, order).await;
     app.order_created(&ticket, order).await;
@@ -35,25 +32,20 @@ async fn a_duplicate_order_created_changes_nothing(stack: Stack) {
 
 async fn a_second_order_cannot_take_a_held_ticket(stack: Stack) {
     let Some(app) = TicketsApp::spawn(stack).await else { return };
-    let seller = app.user("seller");
-    let ticket = app.ticket(&seller, "t", json!(10)).await;
+    let ticket = app.ticket_for_sale().await;
     let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
     app.order_created(&ticket, first).await;
     app.order_created(&ticket, second).await;
-    let shown = app.shown(ticket["id"].as_str().expect("id")).await;
-    assert_eq!((shown["orderId"].clone(), shown["version"].clone()), (json!(first), json!(1)));
+    assert_eq!(app.holder(&ticket).await, (json!(first), 1));
 }
 
 async fn cancelling_the_holding_order_releases_the_ticket(stack: Stack) {
     let Some(app) = TicketsApp::spawn(stack).await else { return };
-    let seller = app.user("seller");
-    let ticket = app.ticket(&seller, "t", json!(10)).await;
+    let ticket = app.ticket_for_sale().await;
     let order = Uuid::now_v7();
     app.order_created(&ticket, order).await;
     app.order_cancelled(&ticket, order).await;
-    let shown = app.shown(ticket["id"].as_str().expect("id")).await;
-    assert!(shown.get("orderId").is_none(), "{shown}");
-    assert_eq!(shown["version"], 2);
+    assert_eq!(app.holder(&ticket).await, (Value::Null, 2));
     assert_eq!(app.listed_ids().await, [ticket["id"].as_str().expect("id")]);
     app.order_cancelled(&ticket, order).await;
     assert_eq!(
@@ -65,28 +57,27 @@ async fn cancelling_the_holding_order_releases_the_ticket(stack: Stack) {
 
 async fn an_old_cancellation_does_not_release_a_newer_reservation(stack: Stack) {
     let Some(app) = TicketsApp::spawn(stack).await else { return };
-    let seller = app.user("seller");
-    let ticket = app.ticket(&seller, "t", json!(10)).await;
+    let ticket = app.ticket_for_sale().await;
     let (old, new) = (Uuid::now_v7(), Uuid::now_v7());
     app.order_created(&ticket, old).await;
     app.order_cancelled(&ticket, old).await;
     app.order_created(&ticket, new).await;
     // The old order's cancellation is delivered again, late.
     app.order_cancelled(&ticket, old).await;
-    let shown = app.shown(ticket["id"].as_str().expect("id")).await;
-    assert_eq!((shown["orderId"].clone(), shown["version"].clone()), (json!(new), json!(3)));
+    assert_eq!(app.holder(&ticket).await, (json!(new), 3));
 }
 
 async fn a_cancellation_overtaking_its_creation_leaves_the_ticket_free(stack: Stack) {
     let Some(app) = TicketsApp::spawn(stack).await else { return };
-    let seller = app.user("seller");
-    let ticket = app.ticket(&seller, "t", json!(10)).await;
+    let ticket = app.ticket_for_sale().await;
     let order = Uuid::now_v7();
     app.order_cancelled(&ticket, order).await;
     app.order_created(&ticket, order).await;
-    let shown = app.shown(ticket["id"].as_str().expect("id")).await;
-    assert!(shown.get("orderId").is_none(), "a dead order must not hold the ticket: {shown}");
-    assert_eq!(shown["version"], 0);
+    assert_eq!(
+        app.holder(&ticket).await,
+        (Value::Null, 0),
+        "a dead order must not hold the ticket"
+    );
 }
 
 async fn an_order_for_an_unknown_ticket_is_parked(stack: Stack) {
@@ -101,23 +92,15 @@ async fn an_order_overtaking_the_previous_cancellation_gets_the_ticket_after_it(
     // only because `first` was cancelled, but the events arrive the other
     // way round.
     let Some(app) = TicketsApp::spawn(stack).await else { return };
-    let seller = app.user("seller");
-    let ticket = app.ticket(&seller, "t", json!(10)).await;
+    let ticket = app.ticket_for_sale().await;
     let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
     app.order_created(&ticket, first).await;
     app.order_created(&ticket, second).await;
-    let held = app.shown(ticket["id"].as_str().expect("id")).await;
-    assert_eq!(
-        (held["orderId"].clone(), held["version"].clone()),
-        (json!(first), json!(1)),
-        "nothing changes at once"
-    );
+    assert_eq!(app.holder(&ticket).await, (json!(first), 1), "nothing changes at once");
     app.order_cancelled(&ticket, first).await;
-    let shown = app.shown(ticket["id"].as_str().expect("id")).await;
-    assert_eq!((shown["orderId"].clone(), shown["version"].clone()), (json!(second), json!(2)));
+    assert_eq!(app.holder(&ticket).await, (json!(second), 2));
     app.order_cancelled(&ticket, second).await;
-    let shown = app.shown(ticket["id"].as_str().expect("id")).await;
-    assert!(shown.get("orderId").is_none(), "{shown}");
+    assert_eq!(app.holder(&ticket).await, (Value::Null, 3));
 }
 
 common::stack_tests!(
