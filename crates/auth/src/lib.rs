@@ -7,7 +7,8 @@ mod routes;
 mod store;
 
 use common::db::{MigrationFile, Migrations, Sql};
-use common::service::{Context, Probe, Service};
+use platform::service::{Context, Probe, Service};
+use store::Store;
 use utoipa::OpenApi as _;
 
 /// The service's name: its database is `ticketing_auth` / `auth.db`.
@@ -24,7 +25,8 @@ pub const MIGRATIONS: Migrations = Migrations(&[MigrationFile {
 pub async fn build(context: &Context) -> anyhow::Result<Service> {
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
     password::warm_up();
-    let state = routes::AuthState { db: db.clone(), sessions: context.sessions.clone() };
+    let state =
+        routes::AuthState { store: Store::new(db.clone()), sessions: context.sessions.clone() };
     Ok(Service {
         name: NAME,
         router: routes::router(state),

@@ -22,15 +22,21 @@ fn hash_now(password: &str) -> Result<String, ApiError> {
 /// a dummy hash is checked instead, so both failures take the same time.
 pub async fn verify(password: String, stored: Option<String>) -> Result<bool, ApiError> {
     tokio::task::spawn_blocking(move || {
-        let (hash, known) = match stored {
-            Some(hash) => (hash, true),
-            None => (dummy_hash()?.to_owned(), false),
-        };
+        let (hash, known) = hash_to_check(stored)?;
         let matches = Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok();
         Ok(known && matches)
     })
     .await
     .map_err(ApiError::fault)?
+}
+
+/// The hash a sign-in verifies against, and whether it is the user's own:
+/// the stored one, or for an unknown email the dummy hash.
+fn hash_to_check(stored: Option<String>) -> Result<(String, bool), ApiError> {
+    Ok(match stored {
+        Some(hash) => (hash, true),
+        None => (dummy_hash()?.to_owned(), false),
+    })
 }
 
 fn dummy_hash() -> Result<&'static str, ApiError> {
@@ -64,5 +70,27 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_user_never_verifies() {
         assert!(!verify("a password nobody has".into(), None).await.expect("verify"));
+    }
+
+    /// `$argon2id$v=19$m=...,t=...,p=...`: the algorithm and its cost.
+    fn cost(phc: &str) -> String {
+        phc.split('$').take(4).collect::<Vec<_>>().join("$")
+    }
+
+    #[tokio::test]
+    async fn an_unknown_email_costs_one_full_verification_like_a_known_one() {
+        let real = hash("correct horse".into()).await.expect("hash");
+        let (checked, known) = hash_to_check(None).expect("the dummy hash");
+        assert!(!known, "an unknown email never signs in");
+        assert_ne!(checked, real);
+        assert_eq!(cost(&checked), cost(&real), "the dummy hash costs what a real one does");
+        assert!(cost(&real).starts_with("$argon2id$v=19$m="), "{real}");
+        // The dummy is a real hash that Argon2 verifies in full (a hash it
+        // could reject early, e.g. malformed, would make unknown emails fast).
+        let verified =
+            Argon2::default().verify_password(b"a password nobody has", checked.as_str());
+        assert!(verified.is_ok(), "the dummy hash is well-formed and verifies its password");
+        let (stored, known) = hash_to_check(Some(real.clone())).expect("stored");
+        assert_eq!((stored, known), (real, true));
     }
 }

@@ -6,7 +6,6 @@ use axum::http::header::SET_COOKIE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::db::Db;
 use common::error::ErrorBody;
 use common::extract;
 use common::session::{Claims, MaybeUser, Sessions};
@@ -17,15 +16,18 @@ use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::{Email, NewPassword, SubmittedPassword};
-use crate::{password, store};
+use crate::password;
+use crate::store::{SignUpError, Store};
 
 /// The message for a wrong email or a wrong password (the same for both).
-pub const INVALID_CREDENTIALS: &str = "Invalid credentials";
+const INVALID_CREDENTIALS: &str = "Invalid credentials";
+/// The message for an email that another user already has.
+const EMAIL_IN_USE: &str = "Email in use";
 
 /// What the auth routes share.
 #[derive(Debug, Clone)]
 pub struct AuthState {
-    pub db: Db,
+    pub store: Store,
     pub sessions: Sessions,
 }
 
@@ -61,6 +63,24 @@ pub struct Credentials {
     password: Option<String>,
 }
 
+impl Credentials {
+    /// The credentials of a new account.
+    fn parse_sign_up(self) -> ApiResult<(Email, NewPassword)> {
+        let mut v = Validator::new();
+        let email = v.check("email", Email::parse(self.email.as_deref()));
+        let password = v.check("password", NewPassword::parse(self.password));
+        Ok(validated!(v, email, password))
+    }
+
+    /// The credentials of a sign-in.
+    fn parse_sign_in(self) -> ApiResult<(Email, SubmittedPassword)> {
+        let mut v = Validator::new();
+        let email = v.check("email", Email::parse(self.email.as_deref()));
+        let password = v.check("password", SubmittedPassword::parse(self.password));
+        Ok(validated!(v, email, password))
+    }
+}
+
 /// A user, as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
@@ -89,13 +109,9 @@ async fn signup(
     State(state): State<AuthState>,
     extract::Json(body): extract::Json<Credentials>,
 ) -> ApiResult<Response> {
-    let mut v = Validator::new();
-    let email = v.check("email", Email::parse(body.email.as_deref()));
-    let password = v.check("password", NewPassword::parse(body.password));
-    let (email, password) = validated!(v, email, password);
-
+    let (email, password) = body.parse_sign_up()?;
     let hash = password::hash(password.expose().to_owned()).await?;
-    let user = store::insert_user(&state.db, &email, hash).await?;
+    let user = state.store.insert_user(&email, hash).await?;
     tracing::info!(user.id = %user.id, "user signed up");
     signed_in(&state.sessions, StatusCode::CREATED, user.id, &user.email)
 }
@@ -113,12 +129,8 @@ async fn signin(
     State(state): State<AuthState>,
     extract::Json(body): extract::Json<Credentials>,
 ) -> ApiResult<Response> {
-    let mut v = Validator::new();
-    let email = v.check("email", Email::parse(body.email.as_deref()));
-    let password = v.check("password", SubmittedPassword::parse(body.password));
-    let (email, password) = validated!(v, email, password);
-
-    let user = store::find_by_email(&state.db, &email).await?;
+    let (email, password) = body.parse_sign_in()?;
+    let user = state.store.find_by_email(&email).await?;
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
     let user = match (password::verify(password.expose().to_owned(), stored_hash).await?, user) {
         (true, Some(user)) => user,
@@ -143,6 +155,15 @@ async fn signout(State(state): State<AuthState>) -> Response {
 )]
 async fn current_user(MaybeUser(claims): MaybeUser) -> Json<CurrentUserView> {
     Json(CurrentUserView { current_user: claims })
+}
+
+impl From<SignUpError> for ApiError {
+    fn from(error: SignUpError) -> Self {
+        match error {
+            SignUpError::EmailInUse => Self::bad_request(EMAIL_IN_USE),
+            SignUpError::Db(error) => error.into(),
+        }
+    }
 }
 
 fn signed_in(

@@ -9,10 +9,70 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sqlx::any::AnyArguments;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::error::ErrorKind;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Any, AnyPool, Executor as _, SqlSafeStr as _, Transaction};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, AssertSqlSafe, Executor as _, SqlSafeStr as _, Transaction};
+use uuid::Uuid;
+
+/// A failed database call, as every store reports it: the database cannot
+/// be reached or is overloaded ([`DbError::is_unavailable`]: the API answers
+/// 503), or anything else (a fault: 500). Stores never speak HTTP; the one
+/// mapping to a status is `impl From<DbError> for ApiError`.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DbError(#[from] sqlx::Error);
+
+impl DbError {
+    /// Whether the database is unreachable or overloaded rather than the
+    /// query at fault.
+    pub fn is_unavailable(&self) -> bool {
+        is_unavailable(&self.0)
+    }
+}
+
+/// Declares a store's error enum: its refusals, plus the `Db(DbError)`
+/// variant every store error has, and the `From<sqlx::Error>` that lets `?`
+/// reach it. The service's routes map each variant to the contract.
+///
+/// ```
+/// common::store_error! {
+///     /// Why an edit was refused.
+///     pub enum EditError {
+///         #[error("no such ticket")]
+///         NotFound,
+///     }
+/// }
+/// let error = EditError::from(sqlx::Error::RowNotFound);
+/// assert!(matches!(error, EditError::Db(_)));
+/// ```
+#[macro_export]
+macro_rules! store_error {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident { $($(#[$variant_meta:meta])* $variant:ident),* $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, ::thiserror::Error)]
+        $vis enum $name {
+            $($(#[$variant_meta])* $variant,)*
+            /// The database failed (503 or 500, by `ApiError`'s one rule).
+            #[error(transparent)]
+            Db(#[from] $crate::db::DbError),
+        }
+
+        impl ::core::convert::From<::sqlx::Error> for $name {
+            fn from(error: ::sqlx::Error) -> Self {
+                Self::Db($crate::db::DbError::from(error))
+            }
+        }
+    };
+}
+
+/// A transaction of a service's database.
+pub type Tx = Transaction<'static, Any>;
 
 /// Which kind of database a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,13 +287,13 @@ fn pg_code(error: &sqlx::Error) -> Option<String> {
 
 /// Whether the error is a unique-constraint violation (on either backend;
 /// SQLite does not say which constraint, so this goes by the error kind).
-pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.kind() == ErrorKind::UniqueViolation)
 }
 
 /// Whether the error means the database cannot be reached or is overloaded
 /// (answered with 503) rather than a fault in the query (500).
-pub fn is_unavailable(error: &sqlx::Error) -> bool {
+fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
@@ -251,6 +311,77 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
                 || code == "6"
         }
         _ => false,
+    }
+}
+
+/// Takes the write lock of the row `id` of `table` (keyed by `id`, with a
+/// `version` column) until `tx` ends, and says whether the row exists.
+///
+/// A no-op update is the portable `SELECT ... FOR UPDATE`: on PostgreSQL a
+/// second transaction waits here for the first to commit and then reads
+/// what it wrote; SQLite already serialises writers (`BEGIN IMMEDIATE`).
+/// Concurrent changes of one row therefore queue up instead of racing for
+/// its next version, which is why no store retries a change
+/// (DECISIONS.md, "One concurrency mechanism").
+pub async fn lock_row(tx: &mut Tx, table: &'static str, id: Uuid) -> Result<bool, DbError> {
+    let sql = format!("UPDATE {table} SET version = version WHERE id = $1");
+    let locked = sqlx::query(AssertSqlSafe(sql)).bind(id.to_string()).execute(&mut **tx).await?;
+    Ok(locked.rows_affected() == 1)
+}
+
+/// Writes version `version` of the row `id` of `table`, locked by
+/// [`lock_row`] in the same transaction: `UPDATE <table> SET <columns>,
+/// version = $1 WHERE id = $2 AND version = $1 - 1`. `columns` assigns
+/// from `$3` on, and `bind` binds those values in order. The guard cannot
+/// fail under the lock; if it does, the invariant is broken and the
+/// transaction fails (a fault, never a silent lost update).
+pub async fn save_version<'q>(
+    tx: &mut Tx,
+    table: &'static str,
+    columns: &'static str,
+    id: Uuid,
+    version: i64,
+    bind: impl FnOnce(Query<'q, Any, AnyArguments>) -> Query<'q, Any, AnyArguments>,
+) -> Result<(), DbError> {
+    let sql =
+        format!("UPDATE {table} SET {columns}, version = $1 WHERE id = $2 AND version = $1 - 1");
+    let query = sqlx::query(AssertSqlSafe(sql)).bind(version).bind(id.to_string());
+    let saved = bind(query).execute(&mut **tx).await?;
+    if saved.rows_affected() == 1 {
+        Ok(())
+    } else {
+        tracing::error!(table, %id, version, "a locked row was not at the version it was read at");
+        Err(DbError(sqlx::Error::RowNotFound))
+    }
+}
+
+/// Turns the unique-index violation of an insert into a store's refusal
+/// (realworld-axum-sqlx's `on_constraint`): `insert.await.on_unique_violation(|| CreateError::Reserved)?`.
+pub trait OnUniqueViolation<T> {
+    /// A unique violation becomes `refusal()`; any other error stays a
+    /// database error.
+    fn on_unique_violation<E: From<DbError>>(self, refusal: impl FnOnce() -> E) -> Result<T, E>;
+
+    /// `None` when the unique index refused the row (for a store whose
+    /// answer to that is an outcome rather than an error).
+    fn unless_unique_violation(self) -> Result<Option<T>, DbError>;
+}
+
+impl<T> OnUniqueViolation<T> for Result<T, sqlx::Error> {
+    fn on_unique_violation<E: From<DbError>>(self, refusal: impl FnOnce() -> E) -> Result<T, E> {
+        self.map_err(
+            |error| {
+                if is_unique_violation(&error) { refusal() } else { DbError(error).into() }
+            },
+        )
+    }
+
+    fn unless_unique_violation(self) -> Result<Option<T>, DbError> {
+        match self {
+            Ok(value) => Ok(Some(value)),
+            Err(error) if is_unique_violation(&error) => Ok(None),
+            Err(error) => Err(DbError(error)),
+        }
     }
 }
 

@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::db::DbError;
+
 /// One entry of the error body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ErrorItem {
@@ -152,10 +154,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    /// A database that cannot be reached is a 503; anything else is a fault.
-    fn from(error: sqlx::Error) -> Self {
-        if crate::db::is_unavailable(&error) {
+impl From<DbError> for ApiError {
+    /// The one place a database failure gets its status: a database that
+    /// cannot be reached is a 503; anything else is a fault.
+    fn from(error: DbError) -> Self {
+        if error.is_unavailable() {
             Self::Unavailable(error.into())
         } else {
             Self::Internal(error.into())
@@ -166,8 +169,11 @@ impl From<sqlx::Error> for ApiError {
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> Self {
         match error.downcast::<sqlx::Error>() {
-            Ok(db) => db.into(),
-            Err(other) => Self::Internal(other),
+            Ok(db) => DbError::from(db).into(),
+            Err(other) => match other.downcast::<DbError>() {
+                Ok(db) => db.into(),
+                Err(other) => Self::Internal(other),
+            },
         }
     }
 }

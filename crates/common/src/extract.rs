@@ -90,6 +90,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
     }
 }
 
+/// An id submitted in a body field: trimmed and parsed, or `message` when
+/// it is missing or not a UUID (for [`crate::validate::Validator::check`]).
+pub fn parse_id(raw: Option<&str>, message: &'static str) -> Result<Uuid, &'static str> {
+    raw.map(str::trim).and_then(|id| Uuid::parse_str(id).ok()).ok_or(message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,29 +1,41 @@
-//! Foundations shared by every Ticketing service. A service crate depends on
-//! this crate and on no other crate of the workspace.
+//! The foundation every Ticketing crate stands on: what a service needs to
+//! answer HTTP and to keep its own data, and nothing about events or about
+//! how services are composed (those are `messaging` and `platform`).
+//!
+//! # Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`error`] | [`ApiError`], the contract's error body, the one place statuses are chosen |
+//! | [`extract`] | the JSON body and path-id extractors that answer in the contract's format |
+//! | [`session`] | HS256 sessions (cookie or bearer) and the signed-in-user extractors |
+//! | [`validate`] | per-field validation that reports every invalid field at once |
+//! | [`db`] | per-service databases, migrations, [`db::DbError`] and the shared SQL helpers |
+//! | [`money`], [`time`] | integer cents; millisecond timestamps and the clock tests move |
+//! | [`status`] | the order statuses of the contract, shared by the API, the events and the web client |
+//! | [`config`] | every variable of the deployment, typed, secrets redacted |
+//! | [`telemetry`] | logs, request spans, request ids, Prometheus metrics |
 
-pub mod app;
-pub mod bus;
 pub mod config;
 pub mod db;
-pub mod dead_letters;
 pub mod error;
-pub mod events;
 pub mod extract;
-pub mod listener;
 pub mod money;
-pub mod outbox;
-pub mod service;
 pub mod session;
-pub mod shutdown;
+pub mod status;
 pub mod telemetry;
 pub mod time;
 pub mod validate;
 
-#[cfg(feature = "testing")]
-pub mod testing;
+use std::future::Future;
+use std::pin::Pin;
 
-pub use bus::BoxFuture;
+pub use db::{Db, DbError};
 pub use error::{ApiError, ApiResult};
+
+/// A boxed, sendable future, for async methods of traits used as objects
+/// (the bus, the clock, the timer store, the payment processor).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Installs the process's TLS crypto provider (ring) once; every HTTPS
 /// client (Stripe, NATS over TLS, tests) needs it, and no C crypto library

@@ -123,6 +123,12 @@ fn token_from_headers(headers: &HeaderMap) -> Option<String> {
         let (scheme, token) = auth.trim().split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned());
     }
+    cookie_token(headers).map(str::to_owned)
+}
+
+/// The value of the request's session cookie, if it has a non-empty one
+/// (the web client forwards it to the API as the visitor's session).
+pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -130,7 +136,7 @@ fn token_from_headers(headers: &HeaderMap) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, value)| *name == COOKIE_NAME && !value.is_empty())
-        .map(|(_, value)| value.to_owned())
+        .map(|(_, value)| value)
 }
 
 /// Lets the session extractors find the [`Sessions`] in a router state that

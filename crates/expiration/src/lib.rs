@@ -4,6 +4,7 @@
 //! replica), in the service's own database otherwise. Over HTTP it serves
 //! only health, readiness and metrics.
 
+pub mod domain;
 pub mod listeners;
 pub mod store;
 pub mod worker;
@@ -12,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::db::{MigrationFile, Migrations, Sql};
-use common::listener::Listener;
-use common::outbox::{self, Outbox};
-use common::service::{Context, Messaging, Probe, Service};
+use messaging::listener::Listener;
+use messaging::outbox::{self, Outbox};
+use platform::service::{Context, Messaging, Probe, Service};
 
 use crate::store::{DbTimers, RedisTimers, TimerStore};
 use crate::worker::Worker;
@@ -35,38 +36,47 @@ pub const MIGRATIONS: Migrations = Migrations(&[
     },
 ]);
 
-/// Builds the service with the timer store the configuration asks for.
+/// Where the service keeps its timers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Timers {
+    /// In the service's own database (the all-in-one default).
+    Database,
+    /// In Redis at `url`, under the keys `<prefix>:timers` and
+    /// `<prefix>:claims`, shared by every replica.
+    Redis { url: String, prefix: String },
+}
+
+impl Timers {
+    /// What the configuration asks for: Redis when `REDIS_URL` is set.
+    pub fn from_config(config: &common::config::Config) -> Self {
+        match &config.redis_url {
+            Some(url) => {
+                Self::Redis { url: url.expose().to_owned(), prefix: "ticketing:expiration".into() }
+            }
+            None => Self::Database,
+        }
+    }
+}
+
+/// Builds the service with the timers the configuration asks for.
 pub async fn build(context: &Context) -> anyhow::Result<Service> {
+    build_with(context, Timers::from_config(&context.config)).await
+}
+
+/// Builds the service with the given timers (tests choose theirs).
+pub async fn build_with(context: &Context, timers: Timers) -> anyhow::Result<Service> {
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
     let outbox = Outbox::new(db.clone());
-    let store: Arc<dyn TimerStore> = match &context.config.redis_url {
-        Some(url) => {
+    let store: Arc<dyn TimerStore> = match timers {
+        Timers::Redis { url, prefix } => {
             tracing::info!("expiration timers are kept in Redis");
-            Arc::new(
-                RedisTimers::connect(
-                    url.expose(),
-                    "ticketing:expiration",
-                    context.bus.clone(),
-                    CLAIM_FOR,
-                )
-                .await?,
-            )
+            Arc::new(RedisTimers::connect(&url, &prefix, context.bus.clone(), CLAIM_FOR).await?)
         }
-        None => {
+        Timers::Database => {
             tracing::info!("expiration timers are kept in the expiration database");
             Arc::new(DbTimers::new(db.clone(), outbox.clone()))
         }
     };
-    build_with(context, db, outbox, store)
-}
-
-/// Builds the service around a given timer store (tests choose theirs).
-pub fn build_with(
-    context: &Context,
-    db: common::db::Db,
-    outbox: Outbox,
-    store: Arc<dyn TimerStore>,
-) -> anyhow::Result<Service> {
     let worker = Worker::new(store.clone(), context.clock.clone());
     let messaging = Messaging::new(context, NAME, &db)
         .listen(Listener::with(worker.clone(), listeners::order_created))

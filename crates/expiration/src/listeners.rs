@@ -1,8 +1,8 @@
 //! What the expiration service does with order events: start a timer for a
 //! new order, drop it when the order is finished.
 
-use common::events::{Envelope, OrderCancelled, OrderCompleted, OrderCreated};
-use common::listener::{Handled, HandlerResult};
+use messaging::events::{Envelope, OrderCancelled, OrderCompleted, OrderCreated};
+use messaging::listener::{Handled, HandlerResult};
 
 use crate::worker::Worker;
 

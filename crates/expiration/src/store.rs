@@ -10,13 +10,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use common::BoxFuture;
-use common::bus::{Bus, OutgoingMessage, Receipt};
 use common::db::Db;
-use common::events::{Envelope, Event, ExpirationComplete};
-use common::outbox::{self, Outbox};
 use common::time::Timestamp;
+use messaging::bus::{Bus, OutgoingMessage, Receipt};
+use messaging::events::{Event, ExpirationComplete};
+use messaging::outbox::{self, Outbox};
 use sqlx::Row as _;
 use uuid::Uuid;
+
+use crate::domain::{Timer, expiration};
 
 /// How many timers one firing handles at most.
 const BATCH: i64 = 100;
@@ -36,24 +38,13 @@ pub trait TimerStore: Send + Sync + Debug + 'static {
     /// Fires the timers due at `now`: each one's `expiration.complete` is
     /// handed to the bus without loss, and the timer is gone. Returns the
     /// fired timers (order id, due time).
-    fn fire_due(&self, now: Timestamp) -> BoxFuture<'_, anyhow::Result<Vec<(Uuid, Timestamp)>>>;
+    fn fire_due(&self, now: Timestamp) -> BoxFuture<'_, anyhow::Result<Vec<Timer>>>;
 
     /// Timers waiting (claimed ones included).
     fn pending(&self) -> BoxFuture<'_, anyhow::Result<u64>>;
 
     /// Whether the store is reachable (readiness).
     fn check(&self) -> BoxFuture<'_, anyhow::Result<()>>;
-}
-
-/// The same id for every expiration of one order, so a re-publish after a
-/// crash is a duplicate the bus drops.
-pub fn expiration_event_id(order_id: Uuid) -> Uuid {
-    const NAMESPACE: Uuid = Uuid::from_u128(0x6578_7069_7261_7469_6f6e_2e63_6f6d_706c);
-    Uuid::new_v5(&NAMESPACE, order_id.as_bytes())
-}
-
-fn expiration(order_id: Uuid) -> Envelope<ExpirationComplete> {
-    Envelope::with_id(expiration_event_id(order_id), ExpirationComplete { order_id })
 }
 
 /// Timers in the expiration service's database.
@@ -103,7 +94,7 @@ impl TimerStore for DbTimers {
         })
     }
 
-    fn fire_due(&self, now: Timestamp) -> BoxFuture<'_, anyhow::Result<Vec<(Uuid, Timestamp)>>> {
+    fn fire_due(&self, now: Timestamp) -> BoxFuture<'_, anyhow::Result<Vec<Timer>>> {
         Box::pin(async move {
             let mut tx = self.db.begin().await?;
             // Claimed by deleting: a concurrent replica on PostgreSQL waits
@@ -120,8 +111,8 @@ impl TimerStore for DbTimers {
             let mut fired = Vec::with_capacity(rows.len());
             for row in rows {
                 let order_id = Uuid::parse_str(&row.try_get::<String, _>("order_id")?)?;
-                outbox::add(&mut tx, &Envelope::new(ExpirationComplete { order_id })).await?;
-                fired.push((order_id, Timestamp::from_millis(row.try_get("due_at")?)));
+                outbox::add(&mut tx, &expiration(order_id)).await?;
+                fired.push(Timer { order_id, due: Timestamp::from_millis(row.try_get("due_at")?) });
             }
             self.outbox.commit(tx).await?;
             Ok(fired)
@@ -200,7 +191,7 @@ impl RedisTimers {
 
     /// Claims the due timers without publishing them (tests use it to play
     /// a worker that crashes after claiming).
-    pub async fn claim(&self, now: Timestamp) -> anyhow::Result<Vec<(Uuid, Timestamp)>> {
+    pub async fn claim(&self, now: Timestamp) -> anyhow::Result<Vec<Timer>> {
         let claim_until =
             now.millis() + i64::try_from(self.claim_for.as_millis()).unwrap_or(i64::MAX / 4);
         let mut redis = self.redis.clone();
@@ -218,7 +209,7 @@ impl RedisTimers {
             .map(|(id, due)| {
                 #[allow(clippy::cast_possible_truncation)]
                 let due = Timestamp::from_millis(due as i64);
-                Ok((Uuid::parse_str(&id)?, due))
+                Ok(Timer { order_id: Uuid::parse_str(&id)?, due })
             })
             .collect()
     }
@@ -290,20 +281,20 @@ impl TimerStore for RedisTimers {
         })
     }
 
-    fn fire_due(&self, now: Timestamp) -> BoxFuture<'_, anyhow::Result<Vec<(Uuid, Timestamp)>>> {
+    fn fire_due(&self, now: Timestamp) -> BoxFuture<'_, anyhow::Result<Vec<Timer>>> {
         Box::pin(async move {
             let claimed = self.claim(now).await?;
             let mut fired = Vec::with_capacity(claimed.len());
-            for (order_id, due) in claimed {
+            for timer in claimed {
                 // A failure leaves the claim: it goes stale and is retried.
-                self.publish(order_id).await?;
+                self.publish(timer.order_id).await?;
                 let mut redis = self.redis.clone();
                 let _: i64 = redis::cmd("ZREM")
                     .arg(&self.claims)
-                    .arg(order_id.to_string())
+                    .arg(timer.order_id.to_string())
                     .query_async(&mut redis)
                     .await?;
-                fired.push((order_id, due));
+                fired.push(timer);
             }
             Ok(fired)
         })
@@ -324,17 +315,5 @@ impl TimerStore for RedisTimers {
             let _: String = redis::cmd("PING").query_async(&mut redis).await?;
             Ok(())
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_order_always_gets_the_same_expiration_event_id() {
-        let order = Uuid::now_v7();
-        assert_eq!(expiration_event_id(order), expiration_event_id(order));
-        assert_ne!(expiration_event_id(order), expiration_event_id(Uuid::now_v7()));
     }
 }

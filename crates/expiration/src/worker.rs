@@ -17,6 +17,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(5);
 /// The pause after the store failed.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// Fires the timers of a store as they come due.
 #[derive(Debug, Clone)]
 pub struct Worker {
     store: Arc<dyn TimerStore>,
@@ -49,11 +50,12 @@ impl Worker {
     pub async fn tick(&self) -> anyhow::Result<usize> {
         let now = self.clock.now();
         let fired = self.store.fire_due(now).await?;
-        for (order_id, due) in &fired {
+        for timer in &fired {
+            let lag_ms = now.millis() - timer.due.millis();
             #[allow(clippy::cast_precision_loss)]
-            let lag = (now.millis() - due.millis()).max(0) as f64 / 1000.0;
-            metrics::histogram!("expiration_fire_lag_seconds").record(lag);
-            tracing::info!(order.id = %order_id, lag_ms = now.millis() - due.millis(), "order timer fired");
+            metrics::histogram!("expiration_fire_lag_seconds")
+                .record(lag_ms.max(0) as f64 / 1000.0);
+            tracing::info!(order.id = %timer.order_id, lag_ms, "order timer fired");
         }
         #[allow(clippy::cast_precision_loss)]
         if let Ok(pending) = self.store.pending().await {

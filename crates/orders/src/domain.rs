@@ -1,8 +1,8 @@
 //! The orders service's types.
 
-use common::events::OrderStatus;
 use common::money::Cents;
 use common::time::Timestamp;
+use messaging::events::OrderStatus;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;

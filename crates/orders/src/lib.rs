@@ -10,13 +10,12 @@ pub mod store;
 use std::time::Duration;
 
 use common::db::{MigrationFile, Migrations, Sql};
-use common::listener::Listener;
-use common::outbox;
-use common::service::{Context, Messaging, Probe, Service};
+use messaging::listener::Listener;
+use messaging::outbox;
+use platform::service::{Context, Messaging, Probe, Service};
 use utoipa::OpenApi as _;
 
-pub use routes::TICKET_ID_REQUIRED;
-pub use store::{ALREADY_RESERVED, CANNOT_CANCEL_COMPLETE, Store};
+pub use store::Store;
 
 /// The service's name: its database is `ticketing_orders` / `orders.db`.
 pub const NAME: &str = "orders";

@@ -2,8 +2,10 @@
 //! replica of tickets (version rule), cancel expired orders, and complete
 //! paid ones.
 
-use common::events::{Envelope, ExpirationComplete, PaymentCreated, TicketCreated, TicketUpdated};
-use common::listener::{Handled, HandlerResult, VersionCheck};
+use messaging::events::{
+    Envelope, ExpirationComplete, PaymentCreated, TicketCreated, TicketUpdated,
+};
+use messaging::listener::{Handled, HandlerResult, VersionCheck};
 
 use crate::store::{Change, Store};
 

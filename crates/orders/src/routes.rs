@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use common::error::ErrorBody;
-use common::extract::{self, Id};
+use common::extract::{self, Id, parse_id};
 use common::session::{CurrentUser, Sessions};
 use common::time::Timestamp;
 use common::validate::Validator;
@@ -17,10 +17,14 @@ use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::Order;
-use crate::store::{ALREADY_RESERVED, CANNOT_CANCEL_COMPLETE, Change, CreateError, Store};
+use crate::store::{Change, CreateError, Store};
 
 /// The message for a missing or invalid ticket id.
-pub const TICKET_ID_REQUIRED: &str = "TicketId must be provided";
+const TICKET_ID_REQUIRED: &str = "TicketId must be provided";
+/// The message when another live order holds the ticket.
+const ALREADY_RESERVED: &str = "Ticket is already reserved";
+/// The message for cancelling a paid order.
+const CANNOT_CANCEL_COMPLETE: &str = "Cannot cancel a completed order";
 
 #[derive(Debug, Clone)]
 pub struct OrdersState {
@@ -56,6 +60,16 @@ pub struct NewOrder {
     ticket_id: Option<String>,
 }
 
+impl NewOrder {
+    /// The ticket to reserve.
+    fn parse(&self) -> ApiResult<Uuid> {
+        let mut v = Validator::new();
+        let ticket_id =
+            v.check("ticketId", parse_id(self.ticket_id.as_deref(), TICKET_ID_REQUIRED));
+        Ok(validated!(v, ticket_id).0)
+    }
+}
+
 /// Reserves a ticket: the order holds it until `expiresAt`.
 #[utoipa::path(
     post, path = "/api/orders", tag = "orders",
@@ -72,25 +86,20 @@ async fn create(
     CurrentUser(user): CurrentUser,
     extract::Json(body): extract::Json<NewOrder>,
 ) -> ApiResult<(StatusCode, Json<Order>)> {
-    let mut v = Validator::new();
-    let ticket_id = v.check(
-        "ticketId",
-        body.ticket_id
-            .as_deref()
-            .map(str::trim)
-            .and_then(|t| Uuid::parse_str(t).ok())
-            .ok_or(TICKET_ID_REQUIRED),
-    );
-    let (ticket_id,) = validated!(v, ticket_id);
-
+    let ticket_id = body.parse()?;
     let expires_at = Timestamp::now().plus_seconds(state.expiration.as_secs());
-    match state.store.create(user.id, ticket_id, expires_at).await? {
-        Ok(order) => {
-            tracing::info!(order.id = %order.id, ticket.id = %ticket_id, "order created");
-            Ok((StatusCode::CREATED, Json(order)))
+    let order = state.store.create(user.id, ticket_id, expires_at).await?;
+    tracing::info!(order.id = %order.id, ticket.id = %ticket_id, "order created");
+    Ok((StatusCode::CREATED, Json(order)))
+}
+
+impl From<CreateError> for ApiError {
+    fn from(error: CreateError) -> Self {
+        match error {
+            CreateError::UnknownTicket => Self::NotFound,
+            CreateError::Reserved => Self::bad_request(ALREADY_RESERVED),
+            CreateError::Db(error) => error.into(),
         }
-        Err(CreateError::UnknownTicket) => Err(ApiError::NotFound),
-        Err(CreateError::Reserved) => Err(ApiError::bad_request(ALREADY_RESERVED)),
     }
 }
 

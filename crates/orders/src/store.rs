@@ -1,26 +1,22 @@
 //! All SQL of the orders service: orders (source of truth, every change
 //! with its event in the outbox) and the replica of tickets (version rule).
 
-use common::ApiError;
-use common::db::{Db, is_unique_violation, now_millis, parse_uuid};
-use common::events::{
+use common::db::{
+    Db, DbError, OnUniqueViolation as _, lock_row, now_millis, parse_uuid, save_version,
+};
+use common::money::Cents;
+use common::time::Timestamp;
+use messaging::events::{
     Envelope, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
     TicketCreated, TicketRef, TicketUpdated,
 };
-use common::listener::VersionCheck;
-use common::money::Cents;
-use common::outbox::{self, Outbox};
-use common::time::Timestamp;
+use messaging::listener::VersionCheck;
+use messaging::outbox::{self, Outbox};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _};
 use uuid::Uuid;
 
 use crate::domain::{Order, TicketView};
-
-/// The message when another live order holds the ticket.
-pub const ALREADY_RESERVED: &str = "Ticket is already reserved";
-/// The message for cancelling a paid order.
-pub const CANNOT_CANCEL_COMPLETE: &str = "Cannot cancel a completed order";
 
 /// `SELECT` of orders with their ticket, followed by `$rest`.
 macro_rules! select_orders {
@@ -41,11 +37,14 @@ pub struct Store {
     pub outbox: Outbox,
 }
 
-/// Why an order could not be created.
-#[derive(Debug, PartialEq, Eq)]
-pub enum CreateError {
-    UnknownTicket,
-    Reserved,
+common::store_error! {
+    /// Why an order could not be created.
+    pub enum CreateError {
+        #[error("the ticket is not in the replica")]
+        UnknownTicket,
+        #[error("another live order holds the ticket")]
+        Reserved,
+    }
 }
 
 /// The outcome of a status change.
@@ -79,8 +78,6 @@ fn order(row: &AnyRow) -> Result<Order, sqlx::Error> {
     })
 }
 
-const ATTEMPTS: usize = 5;
-
 impl Store {
     pub fn new(db: Db) -> Self {
         let outbox = Outbox::new(db.clone());
@@ -94,11 +91,9 @@ impl Store {
         user_id: Uuid,
         ticket_id: Uuid,
         expires_at: Timestamp,
-    ) -> Result<Result<Order, CreateError>, ApiError> {
+    ) -> Result<Order, CreateError> {
         let mut tx = self.db.begin().await?;
-        let Some(ticket) = find_ticket(&mut *tx, ticket_id).await? else {
-            return Ok(Err(CreateError::UnknownTicket));
-        };
+        let ticket = find_ticket(&mut *tx, ticket_id).await?.ok_or(CreateError::UnknownTicket)?;
         let order = Order {
             id: Uuid::now_v7(),
             user_id,
@@ -107,7 +102,7 @@ impl Store {
             version: 0,
             ticket,
         };
-        let inserted = sqlx::query(
+        sqlx::query(
             "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version, created_at) \
              VALUES ($1, $2, $3, $4, $5, 0, $6)",
         )
@@ -118,13 +113,8 @@ impl Store {
         .bind(expires_at.millis())
         .bind(now_millis())
         .execute(&mut *tx)
-        .await;
-        match inserted {
-            Err(e) if is_unique_violation(&e) => return Ok(Err(CreateError::Reserved)),
-            other => {
-                other?;
-            }
-        }
+        .await
+        .on_unique_violation(|| CreateError::Reserved)?;
         let event = Envelope::new(OrderCreated {
             id: order.id,
             version: 0,
@@ -135,10 +125,10 @@ impl Store {
         });
         outbox::add(&mut tx, &event).await?;
         self.outbox.commit(tx).await?;
-        Ok(Ok(order))
+        Ok(order)
     }
 
-    pub async fn find(&self, id: Uuid) -> Result<Option<Order>, ApiError> {
+    pub async fn find(&self, id: Uuid) -> Result<Option<Order>, DbError> {
         let row = sqlx::query(select_orders!("WHERE o.id = $1"))
             .bind(id.to_string())
             .fetch_optional(self.db.pool())
@@ -147,7 +137,7 @@ impl Store {
     }
 
     /// The user's orders, oldest first.
-    pub async fn list_for_user(&self, user_id: Uuid) -> Result<Vec<Order>, ApiError> {
+    pub async fn list_for_user(&self, user_id: Uuid) -> Result<Vec<Order>, DbError> {
         let rows = sqlx::query(select_orders!("WHERE o.user_id = $1 ORDER BY o.id"))
             .bind(user_id.to_string())
             .fetch_all(self.db.pool())
@@ -157,7 +147,7 @@ impl Store {
 
     /// Cancels the order (buyer's request or expiry) unless it is complete;
     /// announces `order.cancelled` only when it changed.
-    pub async fn cancel(&self, id: Uuid) -> Result<Change, ApiError> {
+    pub async fn cancel(&self, id: Uuid) -> Result<Change, DbError> {
         self.transition(id, OrderStatus::Cancelled, |status| match status {
             OrderStatus::Complete => Err(Change::Refused(status)),
             OrderStatus::Cancelled => Err(Change::Already),
@@ -168,7 +158,7 @@ impl Store {
 
     /// Marks the order paid unless it was cancelled; announces
     /// `order.completed` only when it changed.
-    pub async fn complete(&self, id: Uuid) -> Result<Change, ApiError> {
+    pub async fn complete(&self, id: Uuid) -> Result<Change, DbError> {
         self.transition(id, OrderStatus::Complete, |status| match status {
             OrderStatus::Cancelled => Err(Change::Refused(status)),
             OrderStatus::Complete => Err(Change::Already),
@@ -177,64 +167,50 @@ impl Store {
         .await
     }
 
+    /// Moves the order to `to` if `allowed` says so, under its row lock,
+    /// and announces the change.
     async fn transition(
         &self,
         id: Uuid,
         to: OrderStatus,
         allowed: impl Fn(OrderStatus) -> Result<(), Change>,
-    ) -> Result<Change, ApiError> {
-        for _ in 0..ATTEMPTS {
-            let mut tx = self.db.begin().await?;
-            // Take the row's write lock first (a portable `FOR UPDATE`), so
-            // concurrent changes of one order queue up.
-            sqlx::query("UPDATE orders SET version = version WHERE id = $1")
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
-            let row = sqlx::query(select_orders!("WHERE o.id = $1"))
-                .bind(id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(current) = row.as_ref().map(order).transpose()? else {
-                return Ok(Change::Unknown);
-            };
-            if let Err(change) = allowed(current.status) {
-                return Ok(change);
-            }
-            let version = current.version + 1;
-            let updated = sqlx::query(
-                "UPDATE orders SET status = $1, version = $2 WHERE id = $3 AND version = $4",
-            )
-            .bind(to.as_str())
-            .bind(version)
-            .bind(id.to_string())
-            .bind(current.version)
-            .execute(&mut *tx)
-            .await?;
-            if updated.rows_affected() != 1 {
-                continue;
-            }
-            let ticket = TicketRef { id: current.ticket.id };
-            match to {
-                OrderStatus::Cancelled => {
-                    outbox::add(&mut tx, &Envelope::new(OrderCancelled { id, version, ticket }))
-                        .await?;
-                }
-                OrderStatus::Complete => {
-                    outbox::add(&mut tx, &Envelope::new(OrderCompleted { id, version, ticket }))
-                        .await?;
-                }
-                OrderStatus::Created | OrderStatus::AwaitingPayment => {}
-            }
-            self.outbox.commit(tx).await?;
-            return Ok(Change::Done);
+    ) -> Result<Change, DbError> {
+        let mut tx = self.db.begin().await?;
+        if !lock_row(&mut tx, "orders", id).await? {
+            return Ok(Change::Unknown);
         }
-        Err(ApiError::internal("the order kept changing during the update"))
+        let row = sqlx::query(select_orders!("WHERE o.id = $1"))
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        let current = order(&row)?;
+        if let Err(change) = allowed(current.status) {
+            return Ok(change);
+        }
+        let version = current.version + 1;
+        save_version(&mut tx, "orders", "status = $3", id, version, |query| {
+            query.bind(to.as_str())
+        })
+        .await?;
+        let ticket = TicketRef { id: current.ticket.id };
+        match to {
+            OrderStatus::Cancelled => {
+                outbox::add(&mut tx, &Envelope::new(OrderCancelled { id, version, ticket }))
+                    .await?;
+            }
+            OrderStatus::Complete => {
+                outbox::add(&mut tx, &Envelope::new(OrderCompleted { id, version, ticket }))
+                    .await?;
+            }
+            OrderStatus::Created | OrderStatus::AwaitingPayment => {}
+        }
+        self.outbox.commit(tx).await?;
+        Ok(Change::Done)
     }
 
     /// `ticket.created`: adds the ticket to the replica (a duplicate changes
     /// nothing).
-    pub async fn add_ticket(&self, ticket: &TicketCreated) -> Result<(), ApiError> {
+    pub async fn add_ticket(&self, ticket: &TicketCreated) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO tickets (id, title, price, version) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO NOTHING",
@@ -250,32 +226,26 @@ impl Store {
 
     /// `ticket.updated`: applies the change if it is the replica's next
     /// version; says what it made of it.
-    pub async fn update_ticket(&self, ticket: &TicketUpdated) -> Result<VersionCheck, ApiError> {
+    pub async fn update_ticket(&self, ticket: &TicketUpdated) -> Result<VersionCheck, DbError> {
         let mut tx = self.db.begin().await?;
-        sqlx::query("UPDATE tickets SET version = version WHERE id = $1")
+        if !lock_row(&mut tx, "tickets", ticket.id).await? {
+            // Not in the replica yet: `ticket.created` is still on its way.
+            return Ok(VersionCheck::Ahead);
+        }
+        let stored: i64 = sqlx::query_scalar("SELECT version FROM tickets WHERE id = $1")
             .bind(ticket.id.to_string())
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
-        let stored: Option<i64> = sqlx::query_scalar("SELECT version FROM tickets WHERE id = $1")
-            .bind(ticket.id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let check = VersionCheck::of(stored, ticket.version);
+        let check = VersionCheck::of(Some(stored), ticket.version);
         if check == VersionCheck::Apply {
-            if stored.is_none() {
-                // Version 0 only ever comes as ticket.created.
-                return Ok(VersionCheck::Ahead);
-            }
-            sqlx::query(
-                "UPDATE tickets SET title = $1, price = $2, version = $3 \
-                 WHERE id = $4 AND version = $5",
+            save_version(
+                &mut tx,
+                "tickets",
+                "title = $3, price = $4",
+                ticket.id,
+                ticket.version,
+                |query| query.bind(ticket.title.clone()).bind(ticket.price),
             )
-            .bind(&ticket.title)
-            .bind(ticket.price)
-            .bind(ticket.version)
-            .bind(ticket.id.to_string())
-            .bind(ticket.version - 1)
-            .execute(&mut *tx)
             .await?;
             tx.commit().await?;
         }
@@ -283,7 +253,7 @@ impl Store {
     }
 
     /// The replica's copy of a ticket.
-    pub async fn find_ticket(&self, id: Uuid) -> Result<Option<TicketView>, ApiError> {
+    pub async fn find_ticket(&self, id: Uuid) -> Result<Option<TicketView>, DbError> {
         Ok(find_ticket(self.db.pool(), id).await?)
     }
 }

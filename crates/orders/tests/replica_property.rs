@@ -5,11 +5,11 @@
 
 use std::collections::VecDeque;
 
-use common::events::{Envelope, TicketCreated, TicketUpdated};
-use common::listener::Handled;
-use common::testing::{Backend, TestContext};
+use messaging::events::{Envelope, TicketCreated, TicketUpdated};
+use messaging::listener::Handled;
 use orders::Store;
 use proptest::prelude::*;
+use testkit::{Backend, TestContext};
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]

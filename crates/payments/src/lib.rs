@@ -2,6 +2,7 @@
 //! through Stripe or the fake processor, and gives back money it must not
 //! keep (API.md "payments"; ARCHITECTURE.md "Business rules").
 
+pub mod domain;
 pub mod listeners;
 pub mod processor;
 pub mod refunds;
@@ -11,14 +12,10 @@ pub mod store;
 use std::sync::Arc;
 
 use common::db::{MigrationFile, Migrations, Sql};
-use common::listener::Listener;
-use common::outbox;
-use common::service::{Context, Messaging, Probe, Service};
+use messaging::listener::Listener;
+use messaging::outbox;
+use platform::service::{Context, Messaging, Probe, Service};
 use utoipa::OpenApi as _;
-
-pub use routes::{
-    ALREADY_PAID, CANCELLED, EXPIRED, ORDER_ID_REQUIRED, TOKEN_REQUIRED, idempotency_key,
-};
 
 use crate::processor::Processor;
 use crate::processor::fake::FakeProcessor;

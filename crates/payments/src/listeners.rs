@@ -2,8 +2,8 @@
 //! orders (version rule), and refund a payment whose order was cancelled
 //! (the charge won against the expiry, the cancellation won in orders).
 
-use common::events::{Envelope, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus};
-use common::listener::{Handled, HandlerResult, VersionCheck};
+use messaging::events::{Envelope, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus};
+use messaging::listener::{Handled, HandlerResult, VersionCheck};
 
 use crate::refunds::Refunder;
 use crate::store::Store;

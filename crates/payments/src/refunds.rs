@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::processor::Processor;
@@ -14,16 +13,16 @@ use crate::store::Store;
 /// How often pending refunds are retried without being asked.
 const RETRY_EVERY: Duration = Duration::from_secs(5);
 
+/// Makes the refunds recorded in the store.
 #[derive(Debug, Clone)]
 pub struct Refunder {
     store: Store,
     processor: Arc<dyn Processor>,
-    wake: Arc<Notify>,
 }
 
 impl Refunder {
     pub fn new(store: Store, processor: Arc<dyn Processor>) -> Self {
-        Self { store, processor, wake: Arc::new(Notify::new()) }
+        Self { store, processor }
     }
 
     /// Refunds every pending charge now; returns how many were refunded.
@@ -57,16 +56,12 @@ impl Refunder {
         refunded
     }
 
-    /// Asks the background loop to run soon.
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
+    /// Retries pending refunds every few seconds until `shutdown` (the
+    /// requests themselves refund at once with [`Refunder::step`]).
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
             self.step().await;
             tokio::select! {
-                () = self.wake.notified() => {}
                 () = tokio::time::sleep(RETRY_EVERY) => {}
                 () = shutdown.cancelled() => return,
             }

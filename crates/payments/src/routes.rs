@@ -7,25 +7,26 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use common::error::ErrorBody;
-use common::events::OrderStatus;
-use common::extract;
+use common::extract::{self, parse_id};
 use common::session::{CurrentUser, Sessions};
 use common::time::Timestamp;
 use common::validate::Validator;
 use common::{ApiError, ApiResult, validated};
+use messaging::events::OrderStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
+use crate::domain::idempotency_key;
 use crate::processor::{ChargeError, ChargeRequest, Processor};
 use crate::refunds::Refunder;
 use crate::store::{Recorded, Store};
 
-pub const TOKEN_REQUIRED: &str = "Token is required";
-pub const ORDER_ID_REQUIRED: &str = "OrderId must be provided";
-pub const CANCELLED: &str = "Cannot pay for a cancelled order";
-pub const ALREADY_PAID: &str = "Order has already been paid";
-pub const EXPIRED: &str = "Order has expired";
+const TOKEN_REQUIRED: &str = "Token is required";
+const ORDER_ID_REQUIRED: &str = "OrderId must be provided";
+const CANCELLED: &str = "Cannot pay for a cancelled order";
+const ALREADY_PAID: &str = "Order has already been paid";
+const EXPIRED: &str = "Order has expired";
 
 #[derive(Debug, Clone)]
 pub struct PaymentsState {
@@ -63,6 +64,22 @@ pub struct NewPayment {
     order_id: Option<String>,
 }
 
+impl NewPayment {
+    /// The token and the order to pay.
+    fn parse(self) -> ApiResult<(String, Uuid)> {
+        let mut v = Validator::new();
+        let token = v.check(
+            "token",
+            self.token
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty() && t.len() <= 255)
+                .ok_or(TOKEN_REQUIRED),
+        );
+        let order_id = v.check("orderId", parse_id(self.order_id.as_deref(), ORDER_ID_REQUIRED));
+        Ok(validated!(v, token, order_id))
+    }
+}
+
 /// A payment.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -71,13 +88,6 @@ pub struct PaymentView {
     pub order_id: Uuid,
     /// The processor's charge id.
     pub stripe_id: String,
-}
-
-/// The idempotency key of a charge: the same order and token always give
-/// the same key (a retried request never charges twice), another token
-/// another key (a declined card can be replaced).
-pub fn idempotency_key(order_id: Uuid, token: &str) -> String {
-    format!("pay-{}", Uuid::new_v5(&order_id, token.as_bytes()))
 }
 
 /// Pays for one of the caller's orders.
@@ -99,23 +109,7 @@ async fn create(
     CurrentUser(user): CurrentUser,
     extract::Json(body): extract::Json<NewPayment>,
 ) -> ApiResult<(StatusCode, Json<PaymentView>)> {
-    let mut v = Validator::new();
-    let token = v.check(
-        "token",
-        body.token
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty() && t.len() <= 255)
-            .ok_or(TOKEN_REQUIRED),
-    );
-    let order_id = v.check(
-        "orderId",
-        body.order_id
-            .as_deref()
-            .map(str::trim)
-            .and_then(|id| Uuid::parse_str(id).ok())
-            .ok_or(ORDER_ID_REQUIRED),
-    );
-    let (token, order_id) = validated!(v, token, order_id);
+    let (token, order_id) = body.parse()?;
 
     let order = state.store.find_order(order_id).await?.ok_or(ApiError::NotFound)?;
     if order.user_id != user.id {
@@ -180,5 +174,6 @@ async fn create(
             refund("the order was cancelled while it was being paid").await?;
             Err(ApiError::bad_request(CANCELLED))
         }
+        Recorded::UnknownOrder => Err(ApiError::internal("a charged order left the replica")),
     }
 }

@@ -2,42 +2,19 @@
 //! payments (at most one per order) with their `payment.created` event in
 //! the outbox, and refunds (written before the processor is asked).
 
-use common::ApiError;
-use common::db::{Db, is_unique_violation, now_millis, parse_uuid};
-use common::events::{Envelope, OrderCreated, OrderStatus, PaymentCreated};
-use common::listener::VersionCheck;
+use common::db::{
+    Db, DbError, OnUniqueViolation as _, Tx, lock_row, now_millis, parse_uuid, save_version,
+};
 use common::money::Cents;
-use common::outbox::{self, Outbox};
 use common::time::Timestamp;
+use messaging::events::{Envelope, OrderCreated, OrderStatus, PaymentCreated};
+use messaging::listener::VersionCheck;
+use messaging::outbox::{self, Outbox};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row as _, Transaction};
+use sqlx::{Any, Row as _};
 use uuid::Uuid;
 
-/// The payments service's copy of an order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderCopy {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub status: OrderStatus,
-    pub price: Cents,
-    pub expires_at: Timestamp,
-    pub version: i64,
-}
-
-/// A successful payment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Payment {
-    pub id: Uuid,
-    pub order_id: Uuid,
-    pub stripe_id: String,
-}
-
-/// A refund still to make.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingRefund {
-    pub id: Uuid,
-    pub charge_id: String,
-}
+use crate::domain::{OrderView, Payment, PendingRefund};
 
 /// What became of a successful charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,17 +26,21 @@ pub enum Recorded {
     AlreadyPaid { same_charge: bool },
     /// The order was cancelled while the charge went through.
     Cancelled,
+    /// The order left the replica while it was charged (never expected:
+    /// replicas keep every order).
+    UnknownOrder,
 }
 
+/// The payments database and its outbox.
 #[derive(Debug, Clone)]
 pub struct Store {
     pub db: Db,
     pub outbox: Outbox,
 }
 
-fn order(row: &AnyRow) -> Result<OrderCopy, sqlx::Error> {
+fn order(row: &AnyRow) -> Result<OrderView, sqlx::Error> {
     let status: String = row.try_get("status")?;
-    Ok(OrderCopy {
+    Ok(OrderView {
         id: parse_uuid(&row.try_get::<String, _>("id")?)?,
         user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
         status: OrderStatus::parse(&status)
@@ -70,27 +51,22 @@ fn order(row: &AnyRow) -> Result<OrderCopy, sqlx::Error> {
     })
 }
 
-/// Reads an order for a change, holding its row's write lock (a portable
-/// `SELECT ... FOR UPDATE`): payments and cancellations of one order queue up,
-/// so each sees what the other did.
-async fn lock_order(
-    tx: &mut Transaction<'static, Any>,
-    id: Uuid,
-) -> Result<Option<OrderCopy>, sqlx::Error> {
-    sqlx::query("UPDATE orders SET version = version WHERE id = $1")
-        .bind(id.to_string())
-        .execute(&mut **tx)
-        .await?;
+/// Reads an order for a change, holding its row lock: payments and
+/// cancellations of one order queue up, so each sees what the other did.
+async fn locked(tx: &mut Tx, id: Uuid) -> Result<Option<OrderView>, DbError> {
+    if !lock_row(tx, "orders", id).await? {
+        return Ok(None);
+    }
     let row = sqlx::query(
         "SELECT id, user_id, status, price, expires_at, version FROM orders WHERE id = $1",
     )
     .bind(id.to_string())
-    .fetch_optional(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    row.as_ref().map(order).transpose()
+    Ok(Some(order(&row)?))
 }
 
-async fn payment_in<'e, E>(executor: E, order_id: Uuid) -> Result<Option<Payment>, sqlx::Error>
+async fn payment_in<'e, E>(executor: E, order_id: Uuid) -> Result<Option<Payment>, DbError>
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
@@ -114,7 +90,7 @@ impl Store {
         Self { db, outbox }
     }
 
-    pub async fn find_order(&self, id: Uuid) -> Result<Option<OrderCopy>, ApiError> {
+    pub async fn find_order(&self, id: Uuid) -> Result<Option<OrderView>, DbError> {
         let row = sqlx::query(
             "SELECT id, user_id, status, price, expires_at, version FROM orders WHERE id = $1",
         )
@@ -124,13 +100,13 @@ impl Store {
         Ok(row.as_ref().map(order).transpose()?)
     }
 
-    pub async fn payment_for(&self, order_id: Uuid) -> Result<Option<Payment>, ApiError> {
-        Ok(payment_in(self.db.pool(), order_id).await?)
+    pub async fn payment_for(&self, order_id: Uuid) -> Result<Option<Payment>, DbError> {
+        payment_in(self.db.pool(), order_id).await
     }
 
     /// `order.created`: adds the order to the replica (a duplicate changes
     /// nothing).
-    pub async fn add_order(&self, order: &OrderCreated) -> Result<(), ApiError> {
+    pub async fn add_order(&self, order: &OrderCreated) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO orders (id, user_id, status, price, expires_at, version) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
@@ -153,20 +129,18 @@ impl Store {
         id: Uuid,
         version: i64,
         status: OrderStatus,
-    ) -> Result<VersionCheck, ApiError> {
+    ) -> Result<VersionCheck, DbError> {
         let mut tx = self.db.begin().await?;
-        let current = lock_order(&mut tx, id).await?;
-        let check = VersionCheck::of(current.as_ref().map(|o| o.version), version);
+        let Some(current) = locked(&mut tx, id).await? else {
+            // Not in the replica yet: `order.created` is still on its way.
+            return Ok(VersionCheck::Ahead);
+        };
+        let check = VersionCheck::of(Some(current.version), version);
         if check == VersionCheck::Apply {
-            if current.is_none() {
-                return Ok(VersionCheck::Ahead);
-            }
-            sqlx::query("UPDATE orders SET status = $1, version = $2 WHERE id = $3")
-                .bind(status.as_str())
-                .bind(version)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
+            save_version(&mut tx, "orders", "status = $3", id, version, |query| {
+                query.bind(status.as_str())
+            })
+            .await?;
             tx.commit().await?;
         }
         Ok(check)
@@ -180,10 +154,10 @@ impl Store {
         charge_id: &str,
         amount: Cents,
         currency: &str,
-    ) -> Result<Recorded, ApiError> {
+    ) -> Result<Recorded, DbError> {
         let mut tx = self.db.begin().await?;
-        let Some(current) = lock_order(&mut tx, order_id).await? else {
-            return Err(ApiError::internal("a charged order left the replica"));
+        let Some(current) = locked(&mut tx, order_id).await? else {
+            return Ok(Recorded::UnknownOrder);
         };
         if current.status == OrderStatus::Cancelled {
             return Ok(Recorded::Cancelled);
@@ -203,14 +177,10 @@ impl Store {
         .bind(currency)
         .bind(now_millis())
         .execute(&mut *tx)
-        .await;
-        match inserted {
-            Err(e) if is_unique_violation(&e) => {
-                return Ok(Recorded::AlreadyPaid { same_charge: false });
-            }
-            other => {
-                other?;
-            }
+        .await
+        .unless_unique_violation()?;
+        if inserted.is_none() {
+            return Ok(Recorded::AlreadyPaid { same_charge: false });
         }
         let event = Envelope::new(PaymentCreated {
             id: payment.id,
@@ -231,7 +201,7 @@ impl Store {
         amount: Cents,
         currency: &str,
         reason: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO refunds (id, charge_id, order_id, amount, currency, reason, refund_id, \
              attempts, created_at, refunded_at) \
@@ -250,7 +220,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn pending_refunds(&self) -> Result<Vec<PendingRefund>, ApiError> {
+    pub async fn pending_refunds(&self) -> Result<Vec<PendingRefund>, DbError> {
         let rows = sqlx::query(
             "SELECT id, charge_id FROM refunds WHERE refund_id IS NULL ORDER BY created_at LIMIT 100",
         )
@@ -264,10 +234,10 @@ impl Store {
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+            .map_err(DbError::from)
     }
 
-    pub async fn refund_done(&self, id: Uuid, refund_id: &str) -> Result<(), ApiError> {
+    pub async fn refund_done(&self, id: Uuid, refund_id: &str) -> Result<(), DbError> {
         sqlx::query("UPDATE refunds SET refund_id = $1, refunded_at = $2 WHERE id = $3")
             .bind(refund_id)
             .bind(now_millis())
@@ -277,7 +247,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn refund_failed(&self, id: Uuid) -> Result<(), ApiError> {
+    pub async fn refund_failed(&self, id: Uuid) -> Result<(), DbError> {
         sqlx::query("UPDATE refunds SET attempts = attempts + 1 WHERE id = $1")
             .bind(id.to_string())
             .execute(self.db.pool())
@@ -286,13 +256,13 @@ impl Store {
     }
 
     /// Refunds made, as (charge id, refund id) (tests and operators).
-    pub async fn refunds(&self) -> Result<Vec<(String, Option<String>)>, ApiError> {
+    pub async fn refunds(&self) -> Result<Vec<(String, Option<String>)>, DbError> {
         let rows = sqlx::query("SELECT charge_id, refund_id FROM refunds ORDER BY created_at")
             .fetch_all(self.db.pool())
             .await?;
         rows.iter()
             .map(|row| Ok((row.try_get("charge_id")?, row.try_get("refund_id")?)))
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+            .map_err(DbError::from)
     }
 }

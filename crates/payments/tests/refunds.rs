@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::BoxFuture;
 use common::money::Cents;
-use common::testing::{Backend, TestContext};
 use payments::processor::fake::FakeProcessor;
 use payments::processor::{Charge, ChargeError, ChargeRequest, Processor, Refund};
 use payments::refunds::Refunder;
 use payments::store::Store;
+use testkit::{Backend, TestContext};
 use uuid::Uuid;
 
 /// The fake processor, refusing the first `failures` refunds.
@@ -39,10 +39,6 @@ impl Processor for Flaky {
             anyhow::ensure!(!down, "the processor is unreachable");
             self.fake.refund(charge_id, key).await
         })
-    }
-
-    fn kind(&self) -> &'static str {
-        "flaky fake"
     }
 }
 
@@ -88,4 +84,4 @@ async fn a_refund_the_processor_refused_is_made_later_once(backend: Backend) {
     assert_eq!(processor.fake.ledger().refunds.len(), 1);
 }
 
-common::backend_tests!(a_refund_the_processor_refused_is_made_later_once);
+testkit::backend_tests!(a_refund_the_processor_refused_is_made_later_once);

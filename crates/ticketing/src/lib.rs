@@ -1,6 +1,8 @@
 //! The `ticketing` binary's library: the command line, and the composition of
 //! the services into the all-in-one process or a single-service process.
 
+mod shutdown;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -9,9 +11,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::sync::Arc;
 
-use common::bus::jetstream::{JetStreamBus, JetStreamOptions};
 use common::config::{Config, Secret};
-use common::service::{Context, Service, start_background};
+use messaging::bus::jetstream::{JetStreamBus, JetStreamOptions};
+use platform::service::{Context, Service, start_background};
 use tokio::net::TcpListener;
 
 /// Ticketing: a ticket resale marketplace built as event-driven services.
@@ -144,7 +146,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         None
     };
     let app_has_web = web.is_some();
-    let app = common::app::app(&services, web);
+    let app = platform::app::app(&services, web);
     let mut names: Vec<&str> = services.iter().map(|s| s.name).collect();
     if app_has_web {
         names.push("web");
@@ -155,8 +157,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         "listening on http://localhost:{port}"
     );
 
-    common::shutdown::cancel_on_signal(context.shutdown.clone());
-    common::app::serve(listener, app, context.shutdown.clone()).await?;
+    shutdown::cancel_on_signal(context.shutdown.clone());
+    platform::app::serve(listener, app, context.shutdown.clone()).await?;
 
     context.shutdown.cancel();
     context.tasks.close();
@@ -193,9 +195,9 @@ async fn dead_letters(
         let mut service = name.build(&context).await?;
         let listeners = service.messaging.take().map(|m| m.listeners).unwrap_or_default();
         let db = service.databases.first().context("the service has no database")?;
-        match common::dead_letters::replay(db, &listeners, id).await? {
-            common::dead_letters::Replayed::Handled => println!("{id}: handled, removed"),
-            common::dead_letters::Replayed::Failed(reason) => {
+        match messaging::dead_letters::replay(db, &listeners, id).await? {
+            messaging::dead_letters::Replayed::Handled => println!("{id}: handled, removed"),
+            messaging::dead_letters::Replayed::Failed(reason) => {
                 anyhow::bail!("{id}: still not handled ({reason}); it stays")
             }
         }
@@ -204,7 +206,7 @@ async fn dead_letters(
     for name in services {
         let service = name.build(&context).await?;
         for db in &service.databases {
-            for letter in common::dead_letters::list(db).await? {
+            for letter in messaging::dead_letters::list(db).await? {
                 println!(
                     "{}  {}  {}  {} deliveries  event {}\n    {}",
                     letter.id,

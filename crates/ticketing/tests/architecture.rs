@@ -1,7 +1,9 @@
 //! The crate graph is the architecture (ARCHITECTURE.md, "Workspace layout"):
-//! a service crate depends on `common` and on no other crate of the
-//! workspace; `common` depends on none; only `ticketing` sees them all. Every
-//! third-party dependency takes its version from the root manifest.
+//! the foundation crates are layered (`common` → `messaging` → `platform`),
+//! a service crate depends on the foundation crates only and never on another
+//! service, `testkit` is only ever a dev-dependency, only `ticketing` sees
+//! them all. Every third-party dependency takes its version from the root
+//! manifest.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -23,8 +25,11 @@ fn metadata() -> Value {
 struct Member {
     name: String,
     manifest: PathBuf,
-    /// Names of the workspace crates it depends on (any kind of dependency).
-    workspace_deps: BTreeSet<String>,
+    /// Workspace crates it depends on for building (normal and build
+    /// dependencies).
+    deps: BTreeSet<String>,
+    /// Workspace crates it depends on for its tests only.
+    dev_deps: BTreeSet<String>,
 }
 
 fn members() -> Vec<Member> {
@@ -32,35 +37,76 @@ fn members() -> Vec<Member> {
     let packages = metadata["packages"].as_array().expect("packages");
     let names: BTreeSet<String> =
         packages.iter().map(|p| p["name"].as_str().expect("name").to_owned()).collect();
+    let workspace_deps = |package: &Value, dev: bool| -> BTreeSet<String> {
+        package["dependencies"]
+            .as_array()
+            .expect("dependencies")
+            .iter()
+            .filter(|d| (d["kind"].as_str() == Some("dev")) == dev)
+            .map(|d| d["name"].as_str().expect("name").to_owned())
+            .filter(|d| names.contains(d))
+            .collect()
+    };
     packages
         .iter()
         .map(|p| Member {
             name: p["name"].as_str().expect("name").to_owned(),
             manifest: PathBuf::from(p["manifest_path"].as_str().expect("manifest")),
-            workspace_deps: p["dependencies"]
-                .as_array()
-                .expect("dependencies")
-                .iter()
-                .map(|d| d["name"].as_str().expect("name").to_owned())
-                .filter(|d| names.contains(d))
-                .collect(),
+            deps: workspace_deps(p, false),
+            dev_deps: workspace_deps(p, true),
         })
         .collect()
 }
 
+const FOUNDATION: [&str; 3] = ["common", "messaging", "platform"];
+const SERVICES: [&str; 5] = ["auth", "tickets", "orders", "payments", "expiration"];
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
+/// The workspace crates each crate may depend on (outside its tests).
+fn allowed(name: &str) -> Option<BTreeSet<String>> {
+    Some(match name {
+        "common" => set(&[]),
+        "messaging" => set(&["common"]),
+        "platform" => set(&["common", "messaging"]),
+        "testkit" => set(&FOUNDATION),
+        "web" => set(&["common"]),
+        "ticketing" => return None,
+        service if SERVICES.contains(&service) => set(&FOUNDATION),
+        other => panic!("{other} is a new crate: give it a place in the layers"),
+    })
+}
+
 #[test]
-fn service_crates_depend_on_common_only() {
+fn each_crate_depends_only_on_the_layers_below_it() {
     let members = members();
     assert!(members.iter().any(|m| m.name == "auth"), "the auth service is a member");
     for member in &members {
-        let expected: BTreeSet<String> = match member.name.as_str() {
-            "ticketing" => continue,
-            "common" => BTreeSet::new(),
-            _ => BTreeSet::from(["common".to_owned()]),
-        };
-        assert_eq!(
-            member.workspace_deps, expected,
-            "{} may depend on {expected:?} of the workspace only",
+        let Some(allowed) = allowed(&member.name) else { continue };
+        let outside: Vec<&String> = member.deps.difference(&allowed).collect();
+        assert!(outside.is_empty(), "{} may not depend on {outside:?}", member.name);
+    }
+}
+
+#[test]
+fn services_never_depend_on_each_other_even_in_tests() {
+    for member in members().iter().filter(|m| SERVICES.contains(&m.name.as_str())) {
+        let all: BTreeSet<&String> = member.deps.union(&member.dev_deps).collect();
+        for other in SERVICES.iter().filter(|s| **s != member.name) {
+            assert!(!all.contains(&(*other).to_owned()), "{} depends on {other}", member.name);
+        }
+        assert!(!all.contains(&"ticketing".to_owned()), "{} depends on the binary", member.name);
+    }
+}
+
+#[test]
+fn test_support_is_only_a_dev_dependency() {
+    for member in members() {
+        assert!(
+            !member.deps.contains("testkit"),
+            "{} depends on testkit outside its tests",
             member.name
         );
     }
@@ -70,8 +116,8 @@ fn service_crates_depend_on_common_only() {
 fn the_binary_sees_every_service() {
     let members = members();
     let ticketing = members.iter().find(|m| m.name == "ticketing").expect("ticketing");
-    for member in members.iter().filter(|m| m.name != "ticketing") {
-        assert!(ticketing.workspace_deps.contains(&member.name), "ticketing lacks {}", member.name);
+    for service in SERVICES.iter().chain(&["web"]) {
+        assert!(ticketing.deps.contains(*service), "ticketing lacks {service}");
     }
 }
 

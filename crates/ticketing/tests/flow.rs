@@ -3,37 +3,23 @@
 //! on PostgreSQL + JetStream. The tests drain the event flow instead of
 //! sleeping.
 
-use common::testing::{Stack, TestSystem, TestUser};
+use messaging::events::{Envelope, ExpirationComplete, OrderCancelled};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
+use testkit::{Stack, TestSystem, TestUser};
 
 /// The expiration service with timers in the database (embedded), or in
 /// Redis under keys of the test's own (scaled, when `TEST_REDIS_URL` is set).
-async fn expiration(
-    context: &common::testing::TestContext,
-    stack: Stack,
-) -> common::service::Service {
-    let context = &context.context;
-    let db = context.databases.open(expiration::NAME, &expiration::MIGRATIONS).await.expect("db");
-    let outbox = common::outbox::Outbox::new(db.clone());
+async fn expiration(context: &testkit::TestContext, stack: Stack) -> platform::Service {
     let redis = std::env::var("TEST_REDIS_URL").ok().filter(|url| !url.is_empty());
-    let store: std::sync::Arc<dyn expiration::store::TimerStore> = match (stack, redis) {
-        (Stack::Scaled, Some(url)) => {
-            let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-            std::sync::Arc::new(
-                expiration::store::RedisTimers::connect(
-                    &url,
-                    &prefix,
-                    context.bus.clone(),
-                    expiration::CLAIM_FOR,
-                )
-                .await
-                .expect("redis"),
-            )
-        }
-        _ => std::sync::Arc::new(expiration::store::DbTimers::new(db.clone(), outbox.clone())),
+    let timers = match (stack, redis) {
+        (Stack::Scaled, Some(url)) => expiration::Timers::Redis {
+            url,
+            prefix: format!("test:{}", uuid::Uuid::new_v4().simple()),
+        },
+        _ => expiration::Timers::Database,
     };
-    expiration::build_with(context, db, outbox, store).expect("expiration")
+    expiration::build_with(&context.context, timers).await.expect("expiration")
 }
 
 /// Polls `check` until it holds (at most 20 s).
@@ -61,8 +47,8 @@ struct Marketplace {
 }
 
 impl Marketplace {
-    async fn start(stack: Stack) -> Option<Self> {
-        let (context, bus) = TestSystem::prepare(stack, |_| {}).await?;
+    async fn start(stack: Stack) -> Self {
+        let (context, bus) = TestSystem::prepare(stack, |_| {}).await;
         let services = vec![
             auth::build(&context.context).await.expect("auth"),
             tickets::build(&context.context).await.expect("tickets"),
@@ -70,7 +56,7 @@ impl Marketplace {
             payments::build(&context.context).await.expect("payments"),
             expiration(&context, stack).await,
         ];
-        Some(Self { system: TestSystem::start(context, bus, services).await })
+        Self { system: TestSystem::start(context, bus, services).await }
     }
 
     /// Signs up through the auth service and returns the session.
@@ -152,7 +138,7 @@ impl Marketplace {
 }
 
 async fn sell_reserve_cancel_and_reserve_again(stack: Stack) {
-    let Some(market) = Marketplace::start(stack).await else { return };
+    let market = Marketplace::start(stack).await;
     let seller = market.sign_up("seller").await;
     let buyer = market.sign_up("buyer").await;
 
@@ -229,7 +215,7 @@ async fn sell_reserve_cancel_and_reserve_again(stack: Stack) {
 }
 
 async fn sell_reserve_and_pay(stack: Stack) {
-    let Some(market) = Marketplace::start(stack).await else { return };
+    let market = Marketplace::start(stack).await;
     let Reservation { seller, buyer, ticket_id, order_id } =
         market.reservation("Opera", json!("19.99")).await;
     assert_eq!(market.pay(&buyer, &order_id, "tok_chargeDeclined").await.status(), 402);
@@ -251,7 +237,7 @@ async fn sell_reserve_and_pay(stack: Stack) {
 }
 
 async fn an_unpaid_order_expires_and_its_ticket_is_listed_again(stack: Stack) {
-    let Some(market) = Marketplace::start(stack).await else { return };
+    let market = Marketplace::start(stack).await;
     let Reservation { buyer, ticket_id, order_id, .. } = market.reservation("Gig", json!(30)).await;
     assert!(!market.listed().await.contains(&ticket_id));
 
@@ -271,20 +257,34 @@ async fn an_unpaid_order_expires_and_its_ticket_is_listed_again(stack: Stack) {
 }
 
 async fn a_paid_order_survives_its_timer(stack: Stack) {
-    let Some(market) = Marketplace::start(stack).await else { return };
+    let market = Marketplace::start(stack).await;
     let Reservation { buyer, ticket_id, order_id, .. } = market.reservation("Gig", json!(30)).await;
     assert_eq!(market.pay(&buyer, &order_id, "tok_visa").await.status(), 201);
     market.system.drain().await;
+    let order_uuid = uuid::Uuid::parse_str(&order_id).expect("uuid");
+    let expirations = market.system.record::<ExpirationComplete>().await;
+    let cancellations = market.system.record::<OrderCancelled>().await;
+
+    // Paid, the order's timer was dropped: moving past its end fires nothing.
     market.system.context.clock.advance(std::time::Duration::from_secs(1000));
     market.system.drain().await;
+    assert!(
+        !expirations.data().iter().any(|e| e.order_id == order_uuid),
+        "the timer of a paid order was dropped"
+    );
+    // A timer that fired anyway (it raced the payment) changes nothing.
+    market.system.publish(&Envelope::new(ExpirationComplete { order_id: order_uuid })).await;
+    market.system.drain().await;
+    assert_eq!(expirations.data().len(), 1, "the expiration was delivered");
     let order_path = format!("/api/orders/{order_id}");
     let order = market.json(Method::GET, &order_path, Some(&buyer), None, 200).await;
     assert_eq!(order["status"], "complete");
+    assert!(cancellations.all().is_empty(), "nothing was cancelled");
     assert!(!market.listed().await.contains(&ticket_id));
 }
 
 async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
-    let Some(market) = Marketplace::start(stack).await else { return };
+    let market = Marketplace::start(stack).await;
     let ready = market.json(Method::GET, "/readyz", None, None, 200).await;
     for check in
         ["auth.database", "tickets.database", "tickets.bus", "orders.database", "orders.bus"]
@@ -305,7 +305,7 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
         .await;
 }
 
-common::stack_tests!(
+testkit::stack_tests!(
     sell_reserve_cancel_and_reserve_again,
     sell_reserve_and_pay,
     an_unpaid_order_expires_and_its_ticket_is_listed_again,

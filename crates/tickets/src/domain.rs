@@ -22,6 +22,13 @@ pub struct Ticket {
     pub order_id: Option<Uuid>,
 }
 
+impl Ticket {
+    /// The same ticket at its next version: every change bumps it by one.
+    pub fn next_version(&self) -> Self {
+        Self { version: self.version + 1, ..self.clone() }
+    }
+}
+
 /// A ticket title: trimmed, 1 to 200 characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Title(String);

@@ -7,12 +7,11 @@ mod routes;
 pub mod store;
 
 use common::db::{MigrationFile, Migrations, Sql};
-use common::listener::Listener;
-use common::outbox;
-use common::service::{Context, Messaging, Probe, Service};
+use messaging::listener::Listener;
+use messaging::outbox;
+use platform::service::{Context, Messaging, Probe, Service};
 use utoipa::OpenApi as _;
 
-pub use routes::{NEXT_CURSOR, RESERVED};
 pub use store::Store;
 
 /// The service's name: its database is `ticketing_tickets` / `tickets.db`.

@@ -21,10 +21,10 @@ use crate::domain::{Ticket, Title};
 use crate::store::{EditError, Store};
 
 /// The message for editing a ticket an order holds.
-pub const RESERVED: &str = "Cannot edit a reserved ticket";
+const RESERVED: &str = "Cannot edit a reserved ticket";
 
 /// The header naming the cursor of the next page.
-pub static NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
+static NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
 
 /// What the tickets routes share.
 #[derive(Debug, Clone)]
@@ -182,13 +182,18 @@ async fn edit(
     // API.md's order: session, body, exists, owner, not reserved.
     let (title, price) = body.parse()?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
-    match state.store.edit(id, user.id, &title, price).await? {
-        Ok(ticket) => {
-            tracing::info!(ticket.id = %ticket.id, ticket.version = ticket.version, "ticket edited");
-            Ok(Json(ticket))
+    let ticket = state.store.edit(id, user.id, &title, price).await?;
+    tracing::info!(ticket.id = %ticket.id, ticket.version = ticket.version, "ticket edited");
+    Ok(Json(ticket))
+}
+
+impl From<EditError> for ApiError {
+    fn from(error: EditError) -> Self {
+        match error {
+            EditError::NotFound => Self::NotFound,
+            EditError::NotOwner => Self::Forbidden,
+            EditError::Reserved => Self::bad_request(RESERVED),
+            EditError::Db(error) => error.into(),
         }
-        Err(EditError::NotFound) => Err(ApiError::NotFound),
-        Err(EditError::NotOwner) => Err(ApiError::Forbidden),
-        Err(EditError::Reserved) => Err(ApiError::bad_request(RESERVED)),
     }
 }

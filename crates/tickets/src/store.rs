@@ -1,15 +1,13 @@
-//! All SQL of the tickets service. Every change writes its event to the
-//! outbox in the same transaction and bumps `version` by exactly one, under
-//! a guard on the version it read (so two concurrent changes can never both
-//! claim one version).
+//! All SQL of the tickets service. Every change takes the ticket's row lock,
+//! writes the next version (exactly one more than it read) and its event to
+//! the outbox in one transaction.
 
-use common::ApiError;
-use common::db::{Db, now_millis, parse_uuid};
-use common::events::{Envelope, TicketCreated, TicketUpdated};
+use common::db::{Db, DbError, Tx, lock_row, now_millis, parse_uuid, save_version};
 use common::money::Cents;
-use common::outbox::{self, Outbox};
+use messaging::events::{Envelope, TicketCreated, TicketUpdated};
+use messaging::outbox::{self, Outbox};
+use sqlx::Row as _;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row as _, Transaction};
 use uuid::Uuid;
 
 use crate::domain::{Ticket, Title};
@@ -21,13 +19,32 @@ pub struct Store {
     pub outbox: Outbox,
 }
 
-/// Why an edit was refused.
-#[derive(Debug, PartialEq, Eq)]
-pub enum EditError {
-    NotFound,
-    NotOwner,
-    Reserved,
+common::store_error! {
+    /// Why an edit was refused.
+    pub enum EditError {
+        #[error("no such ticket")]
+        NotFound,
+        #[error("the ticket is someone else's")]
+        NotOwner,
+        #[error("an order holds the ticket")]
+        Reserved,
+    }
 }
+
+/// What `order.created` did to its ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The order holds the ticket now (announced).
+    Reserved,
+    /// Another order holds it: the order waits for its release.
+    Waiting,
+    /// Nothing to do: the order already holds it, or was cancelled before.
+    Unchanged,
+    /// The ticket does not exist.
+    UnknownTicket,
+}
+
+const COLUMNS: &str = "id, title, price, user_id, version, order_id";
 
 fn ticket(row: &AnyRow) -> Result<Ticket, sqlx::Error> {
     let order_id: Option<String> = row.try_get("order_id")?;
@@ -52,9 +69,6 @@ fn updated_event(ticket: &Ticket) -> Envelope<TicketUpdated> {
     })
 }
 
-/// How often a change is re-run after losing a race on the version guard.
-const ATTEMPTS: usize = 5;
-
 impl Store {
     pub fn new(db: Db) -> Self {
         let outbox = Outbox::new(db.clone());
@@ -67,7 +81,7 @@ impl Store {
         title: &Title,
         price: Cents,
         user_id: Uuid,
-    ) -> Result<Ticket, ApiError> {
+    ) -> Result<Ticket, DbError> {
         let ticket = Ticket {
             id: Uuid::now_v7(),
             title: title.as_str().to_owned(),
@@ -101,9 +115,12 @@ impl Store {
     }
 
     /// One ticket, reserved or not.
-    pub async fn find(&self, id: Uuid) -> Result<Option<Ticket>, ApiError> {
-        let sql = "SELECT id, title, price, user_id, version, order_id FROM tickets WHERE id = $1";
-        let row = sqlx::query(sql).bind(id.to_string()).fetch_optional(self.db.pool()).await?;
+    pub async fn find(&self, id: Uuid) -> Result<Option<Ticket>, DbError> {
+        let sql = format!("SELECT {COLUMNS} FROM tickets WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(self.db.pool())
+            .await?;
         Ok(row.as_ref().map(ticket).transpose()?)
     }
 
@@ -113,7 +130,7 @@ impl Store {
         &self,
         cursor: Option<Uuid>,
         limit: i64,
-    ) -> Result<(Vec<Ticket>, bool), ApiError> {
+    ) -> Result<(Vec<Ticket>, bool), DbError> {
         let rows = sqlx::query(
             "SELECT id, title, price, user_id, version, order_id FROM tickets \
              WHERE order_id IS NULL AND id > $1 ORDER BY id LIMIT $2",
@@ -135,76 +152,48 @@ impl Store {
         user_id: Uuid,
         title: &Title,
         price: Cents,
-    ) -> Result<Result<Ticket, EditError>, ApiError> {
-        for _ in 0..ATTEMPTS {
-            let mut tx = self.db.begin().await?;
-            let Some(current) = find_in(&mut tx, id).await? else {
-                return Ok(Err(EditError::NotFound));
-            };
-            if current.user_id != user_id {
-                return Ok(Err(EditError::NotOwner));
-            }
-            if current.order_id.is_some() {
-                return Ok(Err(EditError::Reserved));
-            }
-            let changed = Ticket {
-                title: title.as_str().to_owned(),
-                price,
-                version: current.version + 1,
-                ..current.clone()
-            };
-            if save_version(&mut tx, &changed, current.version).await? {
-                outbox::add(&mut tx, &updated_event(&changed)).await?;
-                self.outbox.commit(tx).await?;
-                return Ok(Ok(changed));
-            }
+    ) -> Result<Ticket, EditError> {
+        let mut tx = self.db.begin().await?;
+        let current = locked(&mut tx, id).await?.ok_or(EditError::NotFound)?;
+        if current.user_id != user_id {
+            return Err(EditError::NotOwner);
         }
-        Err(ApiError::internal("the ticket kept changing during the edit"))
+        if current.order_id.is_some() {
+            return Err(EditError::Reserved);
+        }
+        let changed = Ticket { title: title.as_str().to_owned(), price, ..current.next_version() };
+        self.save(tx, &changed).await?;
+        Ok(changed)
     }
 
     /// Reserves the ticket for `order_id` (`order.created`). Changes
     /// nothing when the order was already cancelled or already holds the
     /// ticket. When another order holds it, nothing changes either, but the
     /// order waits: it takes the ticket if the holder releases it (see the
-    /// `waiting_orders` migration). `Ok(None)` when the ticket is unknown.
-    pub async fn reserve(&self, ticket_id: Uuid, order_id: Uuid) -> Result<Option<()>, ApiError> {
-        for _ in 0..ATTEMPTS {
-            let mut tx = self.db.begin().await?;
-            let Some(current) = find_in(&mut tx, ticket_id).await? else {
-                return Ok(None);
-            };
-            if is_cancelled(&mut tx, order_id).await? || current.order_id == Some(order_id) {
-                return Ok(Some(()));
-            }
-            if let Some(holder) = current.order_id {
-                tracing::info!(
-                    ticket.id = %ticket_id, order.id = %order_id, holder = %holder,
-                    "ticket held by another order; the order waits for its release"
-                );
-                sqlx::query(
-                    "INSERT INTO waiting_orders (order_id, ticket_id, since) VALUES ($1, $2, $3) \
-                     ON CONFLICT (order_id) DO NOTHING",
-                )
-                .bind(order_id.to_string())
-                .bind(ticket_id.to_string())
-                .bind(now_millis())
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                return Ok(Some(()));
-            }
-            let changed = Ticket {
-                order_id: Some(order_id),
-                version: current.version + 1,
-                ..current.clone()
-            };
-            if save_version(&mut tx, &changed, current.version).await? {
-                outbox::add(&mut tx, &updated_event(&changed)).await?;
-                self.outbox.commit(tx).await?;
-                return Ok(Some(()));
-            }
+    /// `waiting_orders` migration).
+    pub async fn reserve(&self, ticket_id: Uuid, order_id: Uuid) -> Result<Reservation, DbError> {
+        let mut tx = self.db.begin().await?;
+        let Some(current) = locked(&mut tx, ticket_id).await? else {
+            return Ok(Reservation::UnknownTicket);
+        };
+        if is_cancelled(&mut tx, order_id).await? || current.order_id == Some(order_id) {
+            return Ok(Reservation::Unchanged);
         }
-        Err(ApiError::internal("the ticket kept changing during the reservation"))
+        if current.order_id.is_some() {
+            sqlx::query(
+                "INSERT INTO waiting_orders (order_id, ticket_id, since) VALUES ($1, $2, $3) \
+                 ON CONFLICT (order_id) DO NOTHING",
+            )
+            .bind(order_id.to_string())
+            .bind(ticket_id.to_string())
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Reservation::Waiting);
+        }
+        self.save(tx, &Ticket { order_id: Some(order_id), ..current.next_version() }).await?;
+        Ok(Reservation::Reserved)
     }
 
     /// Releases the ticket if `order_id` holds it (`order.cancelled`), and
@@ -212,56 +201,59 @@ impl Store {
     /// the ticket not at all: an old order must not release a newer
     /// reservation. A released ticket goes to the newest waiting order, if
     /// one is not cancelled.
-    pub async fn release(&self, ticket_id: Uuid, order_id: Uuid) -> Result<(), ApiError> {
-        for _ in 0..ATTEMPTS {
-            let mut tx = self.db.begin().await?;
-            sqlx::query(
-                "INSERT INTO cancelled_orders (order_id, cancelled_at) VALUES ($1, $2) \
-                 ON CONFLICT (order_id) DO NOTHING",
-            )
-            .bind(order_id.to_string())
-            .bind(now_millis())
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM waiting_orders WHERE order_id = $1")
-                .bind(order_id.to_string())
-                .execute(&mut *tx)
-                .await?;
-            let current = find_in(&mut tx, ticket_id).await?;
-            let Some(current) = current.filter(|t| t.order_id == Some(order_id)) else {
-                tx.commit().await?;
-                return Ok(());
-            };
-            let next: Option<String> = sqlx::query_scalar(
-                "SELECT order_id FROM waiting_orders WHERE ticket_id = $1 \
-                 ORDER BY order_id DESC LIMIT 1",
-            )
-            .bind(ticket_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let next = next.as_deref().map(parse_uuid).transpose()?;
-            if let Some(next) = next {
-                sqlx::query("DELETE FROM waiting_orders WHERE order_id = $1")
-                    .bind(next.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let changed =
-                Ticket { order_id: next, version: current.version + 1, ..current.clone() };
-            if save_version(&mut tx, &changed, current.version).await? {
-                outbox::add(&mut tx, &updated_event(&changed)).await?;
-                self.outbox.commit(tx).await?;
-                return Ok(());
-            }
+    pub async fn release(&self, ticket_id: Uuid, order_id: Uuid) -> Result<(), DbError> {
+        let mut tx = self.db.begin().await?;
+        sqlx::query(
+            "INSERT INTO cancelled_orders (order_id, cancelled_at) VALUES ($1, $2) \
+             ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(order_id.to_string())
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?;
+        stop_waiting(&mut tx, order_id).await?;
+        let current = locked(&mut tx, ticket_id).await?;
+        let Some(current) = current.filter(|t| t.order_id == Some(order_id)) else {
+            tx.commit().await?;
+            return Ok(());
+        };
+        let next: Option<String> = sqlx::query_scalar(
+            "SELECT order_id FROM waiting_orders WHERE ticket_id = $1 \
+             ORDER BY order_id DESC LIMIT 1",
+        )
+        .bind(ticket_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let next = next.as_deref().map(parse_uuid).transpose()?;
+        if let Some(next) = next {
+            stop_waiting(&mut tx, next).await?;
         }
-        Err(ApiError::internal("the ticket kept changing during the release"))
+        self.save(tx, &Ticket { order_id: next, ..current.next_version() }).await
+    }
+
+    /// Writes `changed` (the next version of a ticket locked in `tx`),
+    /// announces it and commits.
+    async fn save(&self, mut tx: Tx, changed: &Ticket) -> Result<(), DbError> {
+        save_version(
+            &mut tx,
+            "tickets",
+            "title = $3, price = $4, order_id = $5",
+            changed.id,
+            changed.version,
+            |query| {
+                query
+                    .bind(changed.title.clone())
+                    .bind(changed.price.get())
+                    .bind(changed.order_id.map(|o| o.to_string()))
+            },
+        )
+        .await?;
+        outbox::add(&mut tx, &updated_event(changed)).await?;
+        Ok(self.outbox.commit(tx).await?)
     }
 }
 
-async fn is_cancelled(
-    tx: &mut Transaction<'static, Any>,
-    order_id: Uuid,
-) -> Result<bool, sqlx::Error> {
+async fn is_cancelled(tx: &mut Tx, order_id: Uuid) -> Result<bool, DbError> {
     let found: Option<String> =
         sqlx::query_scalar("SELECT order_id FROM cancelled_orders WHERE order_id = $1")
             .bind(order_id.to_string())
@@ -270,40 +262,21 @@ async fn is_cancelled(
     Ok(found.is_some())
 }
 
-/// Reads a ticket for a change. A no-op update first takes the row's write
-/// lock (a portable `SELECT ... FOR UPDATE`; SQLite already holds the
-/// database write lock), so concurrent changes of one ticket queue up
-/// instead of racing for its next version.
-async fn find_in(
-    tx: &mut Transaction<'static, Any>,
-    id: Uuid,
-) -> Result<Option<Ticket>, sqlx::Error> {
-    sqlx::query("UPDATE tickets SET version = version WHERE id = $1")
-        .bind(id.to_string())
-        .execute(&mut **tx)
-        .await?;
-    let sql = "SELECT id, title, price, user_id, version, order_id FROM tickets WHERE id = $1";
-    let row = sqlx::query(sql).bind(id.to_string()).fetch_optional(&mut **tx).await?;
-    row.as_ref().map(ticket).transpose()
+/// Reads a ticket for a change, holding its row lock.
+async fn locked(tx: &mut Tx, id: Uuid) -> Result<Option<Ticket>, DbError> {
+    if !lock_row(tx, "tickets", id).await? {
+        return Ok(None);
+    }
+    let sql = format!("SELECT {COLUMNS} FROM tickets WHERE id = $1");
+    let row =
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_one(&mut **tx).await?;
+    Ok(Some(ticket(&row)?))
 }
 
-/// Writes `ticket` if its stored version is still `read_version`.
-async fn save_version(
-    tx: &mut Transaction<'static, Any>,
-    ticket: &Ticket,
-    read_version: i64,
-) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
-        "UPDATE tickets SET title = $1, price = $2, version = $3, order_id = $4 \
-         WHERE id = $5 AND version = $6",
-    )
-    .bind(&ticket.title)
-    .bind(ticket.price.get())
-    .bind(ticket.version)
-    .bind(ticket.order_id.map(|o| o.to_string()))
-    .bind(ticket.id.to_string())
-    .bind(read_version)
-    .execute(&mut **tx)
-    .await?;
-    Ok(result.rows_affected() == 1)
+async fn stop_waiting(tx: &mut Tx, order_id: Uuid) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM waiting_orders WHERE order_id = $1")
+        .bind(order_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

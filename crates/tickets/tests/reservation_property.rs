@@ -5,12 +5,14 @@
 
 use std::collections::VecDeque;
 
-use common::events::{Envelope, OrderCancelled, OrderCreated, OrderStatus, OrderTicket, TicketRef};
-use common::listener::Handled;
 use common::money::Cents;
-use common::testing::{Backend, TestContext};
 use common::time::Timestamp;
+use messaging::events::{
+    Envelope, OrderCancelled, OrderCreated, OrderStatus, OrderTicket, TicketRef,
+};
+use messaging::listener::Handled;
 use proptest::prelude::*;
+use testkit::{Backend, TestContext};
 use tickets::Store;
 use tickets::domain::Title;
 use uuid::Uuid;

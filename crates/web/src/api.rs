@@ -1,15 +1,19 @@
 //! The web client's view of the marketplace: the public HTTP API behind a
 //! trait, so pages render the same from the real API ([`HttpApi`]) and from
-//! a fake in their tests. Sessions travel as the visitor's `session` cookie
-//! value; a sign-in's `Set-Cookie` comes back to be passed to the browser.
+//! a fake in their tests. Sessions travel as the value of the visitor's
+//! session cookie ([`COOKIE_NAME`]); a sign-in's `Set-Cookie` comes back to
+//! be passed to the browser.
 
 use std::fmt::Debug;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
 use common::BoxFuture;
-use serde::Deserialize;
+use common::money::Cents;
+use common::session::COOKIE_NAME;
+pub use common::status::OrderStatus;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 /// A signed-in user.
@@ -25,7 +29,8 @@ pub struct User {
 pub struct Ticket {
     pub id: String,
     pub title: String,
-    pub price: serde_json::Number,
+    #[serde(deserialize_with = "price")]
+    pub price: Cents,
     pub user_id: String,
     pub version: i64,
     #[serde(default)]
@@ -37,7 +42,8 @@ pub struct Ticket {
 pub struct OrderTicket {
     pub id: String,
     pub title: String,
-    pub price: serde_json::Number,
+    #[serde(deserialize_with = "price")]
+    pub price: Cents,
 }
 
 /// An order, as the API renders it.
@@ -45,9 +51,16 @@ pub struct OrderTicket {
 #[serde(rename_all = "camelCase")]
 pub struct Order {
     pub id: String,
-    pub status: String,
+    pub status: OrderStatus,
     pub expires_at: String,
     pub ticket: OrderTicket,
+}
+
+/// A price as the API renders it (a JSON number in currency units, at most
+/// two decimals) read straight into cents, never through a float.
+fn price<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Cents, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    Cents::parse_price(Some(&value)).map_err(serde::de::Error::custom)
 }
 
 /// One message of an API error, possibly about a field.
@@ -98,8 +111,8 @@ pub struct TicketPage {
     pub next_cursor: Option<String>,
 }
 
-/// The HTTP API as the pages use it. `session` is the visitor's `session`
-/// cookie value.
+/// The HTTP API as the pages use it. `session` is the value of the visitor's
+/// session cookie.
 pub trait Api: Send + Sync + Debug + 'static {
     fn current_user<'a>(&'a self, session: Option<&'a str>) -> BoxFuture<'a, Option<User>>;
     /// Signs up or in (`signup` says which); returns the user and the
@@ -178,7 +191,7 @@ impl HttpApi {
     ) -> reqwest::RequestBuilder {
         let request = self.http.request(method, format!("{}{path}", self.base));
         match session {
-            Some(session) => request.header("cookie", format!("session={session}")),
+            Some(session) => request.header("cookie", format!("{COOKIE_NAME}={session}")),
             None => request,
         }
     }
@@ -361,5 +374,45 @@ impl Api for HttpApi {
             Self::send(request).await?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(status: &str, price: Value) -> serde_json::Result<Order> {
+        serde_json::from_value(json!({
+            "id": "o1",
+            "status": status,
+            "expiresAt": "2026-11-21T10:15:00.000Z",
+            "ticket": {"id": "t1", "title": "Opera night", "price": price},
+        }))
+    }
+
+    #[test]
+    fn order_statuses_are_read_from_the_api_names() {
+        for (name, status) in [
+            ("created", OrderStatus::Created),
+            ("awaiting:payment", OrderStatus::AwaitingPayment),
+            ("complete", OrderStatus::Complete),
+            ("cancelled", OrderStatus::Cancelled),
+        ] {
+            assert_eq!(order(name, json!(20)).expect("order").status, status, "{name}");
+        }
+        assert!(order("lost", json!(20)).is_err());
+    }
+
+    #[test]
+    fn prices_are_read_as_cents() {
+        for (price, cents) in [(json!(19.99), 1999), (json!(10), 1000), (json!(0.5), 50)] {
+            assert_eq!(order("created", price).expect("order").ticket.price.get(), cents);
+        }
+        let ticket: Ticket = serde_json::from_value(json!({
+            "id": "t1", "title": "Opera night", "price": 19.99, "userId": "u1", "version": 0,
+        }))
+        .expect("ticket");
+        assert_eq!(ticket.price, Cents::new(1999));
+        assert!(order("created", json!(19.999)).is_err(), "never rounded");
     }
 }

@@ -108,10 +108,9 @@ async fn same_origin(State(state): State<WebState>, request: Request, next: Next
         return next.run(request).await;
     }
     tracing::warn!("refused a cross-site form post");
-    let session = pages::session(request.headers());
     pages::message(
         state.api.as_ref(),
-        session.as_deref(),
+        common::session::cookie_token(request.headers()),
         StatusCode::FORBIDDEN,
         "Forbidden",
         "This form was sent from another site, so it was refused.",

@@ -9,14 +9,15 @@ use std::time::Duration;
 use askama::Template;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use common::session::cookie_token;
 use common::time::Timestamp;
 use serde::Deserialize;
 
-use crate::api::{Api, Failure, User};
-use crate::views::{OrderView, TicketCard, clock};
+use crate::api::{Api, Failure, OrderStatus, User};
+use crate::views::{OrderView, TicketCard, clock, units};
 
 /// What the pages share.
 #[derive(Debug, Clone)]
@@ -25,18 +26,6 @@ pub struct WebState {
     /// Set: the order page loads Stripe's card form.
     pub stripe_key: Option<String>,
     pub currency: String,
-}
-
-/// The visitor's session cookie value.
-pub fn session(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| *name == "session" && !value.is_empty())
-        .map(|(_, value)| value.to_owned())
 }
 
 fn render(status: StatusCode, template: &impl Template) -> Response {
@@ -111,10 +100,10 @@ async fn failure_page(state: &WebState, session: Option<&str>, failure: &Failure
 
 /// The 404 page.
 pub async fn not_found(State(state): State<WebState>, headers: HeaderMap) -> Response {
-    let session = session(&headers);
+    let session = cookie_token(&headers);
     message(
         state.api.as_ref(),
-        session.as_deref(),
+        session,
         StatusCode::NOT_FOUND,
         "Page not found",
         "There is no page at this address.",
@@ -142,8 +131,8 @@ pub async fn index(
     headers: HeaderMap,
     Query(paging): Query<Paging>,
 ) -> Response {
-    let session = session(&headers);
-    let user = state.api.current_user(session.as_deref()).await;
+    let session = cookie_token(&headers);
+    let user = state.api.current_user(session).await;
     match state.api.tickets(paging.cursor.as_deref().filter(|c| !c.is_empty())).await {
         Ok(page) => render(
             StatusCode::OK,
@@ -153,7 +142,7 @@ pub async fn index(
                 next_cursor: page.next_cursor,
             },
         ),
-        Err(failure) => failure_page(&state, session.as_deref(), &failure).await,
+        Err(failure) => failure_page(&state, session, &failure).await,
     }
 }
 
@@ -262,7 +251,7 @@ struct SignOutPage {
 }
 
 pub async fn signout_page(State(state): State<WebState>, headers: HeaderMap) -> Response {
-    let user = state.api.current_user(session(&headers).as_deref()).await;
+    let user = state.api.current_user(cookie_token(&headers)).await;
     render(StatusCode::OK, &SignOutPage { user })
 }
 
@@ -299,8 +288,8 @@ pub struct TicketForm {
 }
 
 pub async fn new_ticket_page(State(state): State<WebState>, headers: HeaderMap) -> Response {
-    let session = session(&headers);
-    let Some(user) = state.api.current_user(session.as_deref()).await else {
+    let session = cookie_token(&headers);
+    let Some(user) = state.api.current_user(session).await else {
         return sign_in_first("/tickets/new");
     };
     let page = NewTicketPage {
@@ -319,13 +308,13 @@ pub async fn create_ticket(
     headers: HeaderMap,
     form: Result<Form<TicketForm>, FormRejection>,
 ) -> Response {
-    let Some(session) = session(&headers) else { return sign_in_first("/tickets/new") };
+    let Some(session) = cookie_token(&headers) else { return sign_in_first("/tickets/new") };
     let Ok(Form(form)) = form else { return redirect("/tickets/new") };
-    match state.api.create_ticket(&session, &form.title, &form.price).await {
+    match state.api.create_ticket(session, &form.title, &form.price).await {
         Ok(ticket) => redirect(&format!("/tickets/{}", ticket.id)),
         Err(failure) if failure.status == 401 => sign_in_first("/tickets/new"),
         Err(failure) => {
-            let user = state.api.current_user(Some(&session)).await;
+            let user = state.api.current_user(Some(session)).await;
             let page = NewTicketPage {
                 user,
                 title: form.title,
@@ -368,12 +357,7 @@ async fn ticket_page(
     let owner = user.as_ref().is_some_and(|u| u.id == ticket.user_id);
     let (status, title, price, failure) = match edit {
         Some((form, failure)) => (StatusCode::BAD_REQUEST, form.title, form.price, Some(failure)),
-        None => (
-            StatusCode::OK,
-            ticket.title.clone(),
-            format!("{:.2}", ticket.price.as_f64().unwrap_or(0.0)),
-            None,
-        ),
+        None => (StatusCode::OK, ticket.title.clone(), units(ticket.price), None),
     };
     let page = TicketPage {
         signed_in: user.is_some(),
@@ -395,7 +379,7 @@ pub async fn show_ticket(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    ticket_page(&state, session(&headers).as_deref(), &id, None).await
+    ticket_page(&state, cookie_token(&headers), &id, None).await
 }
 
 pub async fn edit_ticket(
@@ -404,14 +388,16 @@ pub async fn edit_ticket(
     Path(id): Path<String>,
     form: Result<Form<TicketForm>, FormRejection>,
 ) -> Response {
-    let Some(session) = session(&headers) else { return sign_in_first(&format!("/tickets/{id}")) };
+    let Some(session) = cookie_token(&headers) else {
+        return sign_in_first(&format!("/tickets/{id}"));
+    };
     let Ok(Form(form)) = form else { return redirect(&format!("/tickets/{id}")) };
-    match state.api.update_ticket(&session, &id, &form.title, &form.price).await {
+    match state.api.update_ticket(session, &id, &form.title, &form.price).await {
         Ok(_) => redirect(&format!("/tickets/{id}")),
         Err(failure) if failure.status == 400 => {
-            ticket_page(&state, Some(&session), &id, Some((form, failure))).await
+            ticket_page(&state, Some(session), &id, Some((form, failure))).await
         }
-        Err(failure) => failure_page(&state, Some(&session), &failure).await,
+        Err(failure) => failure_page(&state, Some(session), &failure).await,
     }
 }
 
@@ -420,15 +406,17 @@ pub async fn purchase(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let Some(session) = session(&headers) else { return sign_in_first(&format!("/tickets/{id}")) };
-    match state.api.create_order(&session, &id).await {
+    let Some(session) = cookie_token(&headers) else {
+        return sign_in_first(&format!("/tickets/{id}"));
+    };
+    match state.api.create_order(session, &id).await {
         Ok(order) => redirect(&format!("/orders/{}", order.id)),
         Err(failure) if failure.status == 401 => sign_in_first(&format!("/tickets/{id}")),
         Err(failure) if failure.status == 400 => {
             let form = TicketForm { title: String::new(), price: String::new() };
-            ticket_page(&state, Some(&session), &id, Some((form, failure))).await
+            ticket_page(&state, Some(session), &id, Some((form, failure))).await
         }
-        Err(failure) => failure_page(&state, Some(&session), &failure).await,
+        Err(failure) => failure_page(&state, Some(session), &failure).await,
     }
 }
 
@@ -484,8 +472,10 @@ pub async fn show_order(
     Path(id): Path<String>,
     Query(query): Query<OrderQuery>,
 ) -> Response {
-    let Some(session) = session(&headers) else { return sign_in_first(&format!("/orders/{id}")) };
-    order_page(&state, &session, &id, Vec::new(), query.paid.is_some(), StatusCode::OK).await
+    let Some(session) = cookie_token(&headers) else {
+        return sign_in_first(&format!("/orders/{id}"));
+    };
+    order_page(&state, session, &id, Vec::new(), query.paid.is_some(), StatusCode::OK).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -500,14 +490,17 @@ pub async fn pay(
     Path(id): Path<String>,
     form: Result<Form<PayForm>, FormRejection>,
 ) -> Response {
-    let Some(session) = session(&headers) else { return sign_in_first(&format!("/orders/{id}")) };
+    let Some(session) = cookie_token(&headers) else {
+        return sign_in_first(&format!("/orders/{id}"));
+    };
     let token = form.map(|Form(f)| f.token).unwrap_or_default();
-    match state.api.pay(&session, &id, &token).await {
+    match state.api.pay(session, &id, &token).await {
         Ok(()) => {
             // The order completes as soon as the orders service hears of the
             // payment; wait briefly so the page shows the final state.
             for _ in 0..30 {
-                if matches!(state.api.order(&session, &id).await, Ok(o) if o.status == "complete") {
+                if matches!(state.api.order(session, &id).await, Ok(o) if o.status == OrderStatus::Complete)
+                {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -518,9 +511,9 @@ pub async fn pay(
         Err(failure) if matches!(failure.status, 400 | 402) => {
             let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_REQUEST);
             let problems = failure.problems.iter().map(|p| p.message.clone()).collect();
-            order_page(&state, &session, &id, problems, false, status).await
+            order_page(&state, session, &id, problems, false, status).await
         }
-        Err(failure) => failure_page(&state, Some(&session), &failure).await,
+        Err(failure) => failure_page(&state, Some(session), &failure).await,
     }
 }
 
@@ -529,14 +522,16 @@ pub async fn cancel_order(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let Some(session) = session(&headers) else { return sign_in_first(&format!("/orders/{id}")) };
-    match state.api.cancel_order(&session, &id).await {
+    let Some(session) = cookie_token(&headers) else {
+        return sign_in_first(&format!("/orders/{id}"));
+    };
+    match state.api.cancel_order(session, &id).await {
         Ok(()) => redirect(&format!("/orders/{id}")),
         Err(failure) if failure.status == 400 => {
             let problems = failure.problems.iter().map(|p| p.message.clone()).collect();
-            order_page(&state, &session, &id, problems, false, StatusCode::BAD_REQUEST).await
+            order_page(&state, session, &id, problems, false, StatusCode::BAD_REQUEST).await
         }
-        Err(failure) => failure_page(&state, Some(&session), &failure).await,
+        Err(failure) => failure_page(&state, Some(session), &failure).await,
     }
 }
 
@@ -548,15 +543,15 @@ struct OrdersPage {
 }
 
 pub async fn orders(State(state): State<WebState>, headers: HeaderMap) -> Response {
-    let Some(session) = session(&headers) else { return sign_in_first("/orders") };
-    match state.api.orders(&session).await {
+    let Some(session) = cookie_token(&headers) else { return sign_in_first("/orders") };
+    match state.api.orders(session).await {
         Ok(orders) => {
-            let user = state.api.current_user(Some(&session)).await;
+            let user = state.api.current_user(Some(session)).await;
             let now = Timestamp::now();
             let orders = orders.iter().map(|o| OrderView::new(o, &state.currency, now)).collect();
             render(StatusCode::OK, &OrdersPage { user, orders })
         }
         Err(failure) if failure.status == 401 => sign_in_first("/orders"),
-        Err(failure) => failure_page(&state, Some(&session), &failure).await,
+        Err(failure) => failure_page(&state, Some(session), &failure).await,
     }
 }

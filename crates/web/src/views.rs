@@ -1,13 +1,23 @@
 //! How the pages show the API's data: money with its currency, order
 //! statuses in words, the time left to pay.
 
+use common::money::Cents;
 use common::time::Timestamp;
 
-use crate::api::{Order, Ticket};
+use crate::api::{Order, OrderStatus, Ticket};
 
-/// An amount in currency units (`19.99`) as people read it (`$19.99`).
-pub fn money(amount: &serde_json::Number, currency: &str) -> String {
-    let value = amount.as_f64().unwrap_or(0.0);
+/// An amount in currency units with two decimals, always (`19.99`, `20.00`),
+/// where [`Cents`]' own `Display` drops them from whole amounts (`20`).
+pub fn units(amount: Cents) -> String {
+    let cents = amount.get();
+    let sign = if cents < 0 { "-" } else { "" };
+    let cents = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", cents / 100, cents % 100)
+}
+
+/// An amount as people read it (`$19.99`).
+pub fn money(amount: Cents, currency: &str) -> String {
+    let value = units(amount);
     let symbol = match currency {
         "usd" => "$",
         "eur" => "€",
@@ -15,9 +25,9 @@ pub fn money(amount: &serde_json::Number, currency: &str) -> String {
         _ => "",
     };
     if symbol.is_empty() {
-        format!("{value:.2} {}", currency.to_uppercase())
+        format!("{value} {}", currency.to_uppercase())
     } else {
-        format!("{symbol}{value:.2}")
+        format!("{symbol}{value}")
     }
 }
 
@@ -45,7 +55,7 @@ impl TicketCard {
         Self {
             id: ticket.id.clone(),
             title: ticket.title.clone(),
-            price: money(&ticket.price, currency),
+            price: money(ticket.price, currency),
         }
     }
 }
@@ -66,17 +76,16 @@ pub struct OrderView {
 impl OrderView {
     pub fn new(order: &Order, currency: &str, now: Timestamp) -> Self {
         let seconds_left = seconds_left(&order.expires_at, now);
-        let (status_class, status_label) = match order.status.as_str() {
-            "complete" => ("complete", "Paid"),
-            "cancelled" if seconds_left <= 0 => ("expired", "Expired"),
-            "cancelled" => ("cancelled", "Cancelled"),
+        let (status_class, status_label) = match order.status {
+            OrderStatus::Complete => ("complete", "Paid"),
             _ if seconds_left <= 0 => ("expired", "Expired"),
-            _ => ("created", "Awaiting payment"),
+            OrderStatus::Cancelled => ("cancelled", "Cancelled"),
+            OrderStatus::Created | OrderStatus::AwaitingPayment => ("created", "Awaiting payment"),
         };
         Self {
             id: order.id.clone(),
             ticket_title: order.ticket.title.clone(),
-            price: money(&order.ticket.price, currency),
+            price: money(order.ticket.price, currency),
             expires_at: order.expires_at.clone(),
             status_class,
             status_label,
@@ -95,16 +104,14 @@ mod tests {
     use super::*;
     use crate::api::OrderTicket;
 
-    fn number(value: f64) -> serde_json::Number {
-        serde_json::Number::from_f64(value).expect("finite")
-    }
-
     #[test]
     fn money_reads_like_money() {
-        assert_eq!(money(&number(19.99), "usd"), "$19.99");
-        assert_eq!(money(&serde_json::Number::from(20), "usd"), "$20.00");
-        assert_eq!(money(&number(0.5), "eur"), "€0.50");
-        assert_eq!(money(&number(3.0), "chf"), "3.00 CHF");
+        assert_eq!(money(Cents::new(1999), "usd"), "$19.99");
+        assert_eq!(money(Cents::new(2000), "usd"), "$20.00");
+        assert_eq!(money(Cents::new(50), "eur"), "€0.50");
+        assert_eq!(money(Cents::new(5), "gbp"), "£0.05");
+        assert_eq!(money(Cents::new(300), "chf"), "3.00 CHF");
+        assert_eq!(units(Cents::new(100_000_000)), "1000000.00");
     }
 
     #[test]
@@ -120,28 +127,28 @@ mod tests {
     #[test]
     fn order_statuses_read_as_words() {
         let now = Timestamp::parse("2026-11-21T10:00:00.000Z").expect("time");
-        let order = |status: &str, expires: &str| Order {
+        let order = |status: OrderStatus, expires: &str| Order {
             id: "o".into(),
-            status: status.into(),
+            status,
             expires_at: expires.into(),
-            ticket: OrderTicket { id: "t".into(), title: "T".into(), price: number(1.5) },
+            ticket: OrderTicket { id: "t".into(), title: "T".into(), price: Cents::new(150) },
         };
         let later = "2026-11-21T10:15:00.000Z";
         let earlier = "2026-11-21T09:45:00.000Z";
-        assert_eq!(
-            OrderView::new(&order("created", later), "usd", now).status_label,
-            "Awaiting payment"
-        );
-        assert!(OrderView::new(&order("created", later), "usd", now).payable());
-        assert_eq!(OrderView::new(&order("created", earlier), "usd", now).status_label, "Expired");
-        assert_eq!(
-            OrderView::new(&order("cancelled", earlier), "usd", now).status_label,
-            "Expired"
-        );
-        assert_eq!(
-            OrderView::new(&order("cancelled", later), "usd", now).status_label,
-            "Cancelled"
-        );
-        assert_eq!(OrderView::new(&order("complete", earlier), "usd", now).status_label, "Paid");
+        for (status, expires, label, payable) in [
+            (OrderStatus::Created, later, "Awaiting payment", true),
+            (OrderStatus::AwaitingPayment, later, "Awaiting payment", true),
+            (OrderStatus::Created, earlier, "Expired", false),
+            (OrderStatus::AwaitingPayment, earlier, "Expired", false),
+            (OrderStatus::Cancelled, earlier, "Expired", false),
+            (OrderStatus::Cancelled, later, "Cancelled", false),
+            (OrderStatus::Complete, earlier, "Paid", false),
+            (OrderStatus::Complete, later, "Paid", false),
+        ] {
+            let view = OrderView::new(&order(status, expires), "usd", now);
+            assert_eq!(view.status_label, label, "{status:?} {expires}");
+            assert_eq!(view.payable(), payable, "{status:?} {expires}");
+            assert_eq!(view.price, "$1.50");
+        }
     }
 }

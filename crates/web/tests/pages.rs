@@ -8,9 +8,13 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderValue;
 use common::BoxFuture;
+use common::money::Cents;
+use common::session::COOKIE_NAME;
 use common::time::Timestamp;
 use reqwest::StatusCode;
-use web::api::{Api, ApiResult, Failure, Order, OrderTicket, Problem, Ticket, TicketPage, User};
+use web::api::{
+    Api, ApiResult, Failure, Order, OrderStatus, OrderTicket, Problem, Ticket, TicketPage, User,
+};
 use web::pages::WebState;
 
 const SESSION: &str = "buyer-session";
@@ -85,19 +89,21 @@ impl Api for FakeApi {
             if let Some(refusal) = self.refusal() {
                 return Err(refusal);
             }
-            let cookie = HeaderValue::from_static(
-                "session=new-session; HttpOnly; SameSite=Lax; Path=/; Max-Age=86400",
-            );
+            let cookie =
+                format!("{COOKIE_NAME}=new-session; HttpOnly; SameSite=Lax; Path=/; Max-Age=86400");
+            let cookie = HeaderValue::from_str(&cookie).expect("cookie");
             Ok((User { id: "new".into(), email: email.into() }, cookie))
         })
     }
 
     fn sign_out(&self) -> BoxFuture<'_, ApiResult<HeaderValue>> {
         Box::pin(async {
-            Ok(HeaderValue::from_static("session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"))
+            let cookie = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0");
+            Ok(HeaderValue::from_str(&cookie).expect("cookie"))
         })
     }
 
+    /// Like `GET /api/tickets`: only the tickets nobody has reserved.
     fn tickets<'a>(&'a self, _: Option<&'a str>) -> BoxFuture<'a, ApiResult<TicketPage>> {
         Box::pin(async move {
             let fake = self.fake();
@@ -131,7 +137,7 @@ impl Api for FakeApi {
             let ticket = Ticket {
                 id: "new-ticket".into(),
                 title: title.into(),
-                price: serde_json::Number::from(10),
+                price: Cents::new(1000),
                 user_id: owner.id,
                 version: 0,
                 order_id: None,
@@ -162,7 +168,7 @@ impl Api for FakeApi {
             let ticket = ticket.ok_or_else(|| failure(404, &[("Not Found", None)]))?;
             let order = Order {
                 id: "new-order".into(),
-                status: "created".into(),
+                status: OrderStatus::Created,
                 expires_at: Timestamp::now().plus_seconds(900).to_string(),
                 ticket: OrderTicket { id: ticket.id, title: ticket.title, price: ticket.price },
             };
@@ -190,7 +196,7 @@ impl Api for FakeApi {
     fn cancel_order<'a>(&'a self, _: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<()>> {
         Box::pin(async move {
             if let Some(order) = self.fake().orders.get_mut(id) {
-                order.status = "cancelled".into();
+                order.status = OrderStatus::Cancelled;
             }
             Ok(())
         })
@@ -209,34 +215,34 @@ impl Api for FakeApi {
             let mut fake = self.fake();
             fake.paid.push((order_id.into(), token.into()));
             if let Some(order) = fake.orders.get_mut(order_id) {
-                order.status = "complete".into();
+                order.status = OrderStatus::Complete;
             }
             Ok(())
         })
     }
 }
 
-fn ticket(id: &str, title: &str, price: f64, owner: &str, order: Option<&str>) -> Ticket {
+fn ticket(id: &str, title: &str, cents: i64, owner: &str, order: Option<&str>) -> Ticket {
     Ticket {
         id: id.into(),
         title: title.into(),
-        price: serde_json::Number::from_f64(price).expect("finite"),
+        price: Cents::new(cents),
         user_id: owner.into(),
         version: 0,
         order_id: order.map(str::to_owned),
     }
 }
 
-fn order(id: &str, status: &str, expires_in_seconds: i64) -> Order {
+fn order(id: &str, status: OrderStatus, expires_in_seconds: i64) -> Order {
     Order {
         id: id.into(),
-        status: status.into(),
+        status,
         expires_at: Timestamp::from_millis(Timestamp::now().millis() + expires_in_seconds * 1000)
             .to_string(),
         ticket: OrderTicket {
             id: "t1".into(),
             title: "Opera night".into(),
-            price: serde_json::Number::from_f64(19.99).expect("finite"),
+            price: Cents::new(1999),
         },
     }
 }
@@ -264,9 +270,9 @@ impl Site {
         path: &str,
         session: Option<&str>,
     ) -> (StatusCode, String, reqwest::header::HeaderMap) {
-        let mut request = common::testing::client().get(format!("{}{path}", self.base));
+        let mut request = testkit::client().get(format!("{}{path}", self.base));
         if let Some(session) = session {
-            request = request.header("cookie", format!("session={session}"));
+            request = request.header("cookie", format!("{COOKIE_NAME}={session}"));
         }
         let response = request.send().await.expect("sent");
         let (status, headers) = (response.status(), response.headers().clone());
@@ -284,13 +290,13 @@ impl Site {
             .map(|(k, v)| format!("{k}={}", v.replace('@', "%40").replace(' ', "+")))
             .collect::<Vec<_>>()
             .join("&");
-        let mut request = common::testing::client()
+        let mut request = testkit::client()
             .post(format!("{}{path}", self.base))
             .header("content-type", "application/x-www-form-urlencoded")
             .header("origin", self.base.clone())
             .body(body);
         if let Some(session) = session {
-            request = request.header("cookie", format!("session={session}"));
+            request = request.header("cookie", format!("{COOKIE_NAME}={session}"));
         }
         let response = request.send().await.expect("sent");
         let (status, headers) = (response.status(), response.headers().clone());
@@ -302,13 +308,23 @@ fn location(headers: &reqwest::header::HeaderMap) -> &str {
     headers["location"].to_str().expect("ascii")
 }
 
+/// The listing card of a ticket: its title linking to its page, its price.
+fn card(id: &str, title: &str, price: &str) -> String {
+    format!(
+        r#"<h2 class="ticket-title"><a href="/tickets/{id}">{title}</a></h2>
+    <p class="price">{price}</p>
+    <a class="button secondary" href="/tickets/{id}" aria-label="View {title}">View</a>"#
+    )
+}
+
 #[tokio::test]
 async fn the_home_page_lists_tickets_for_sale_with_prices_and_links() {
+    // What the API serves: the tickets for sale (it leaves out reserved ones).
     let api = FakeApi::with(|f| {
         f.tickets = vec![
-            ticket("t1", "Opera night", 19.99, "seller", None),
-            ticket("t2", "Held", 5.0, "seller", Some("o1")),
-            ticket("t3", "Jazz", 20.0, "seller", None),
+            ticket("t1", "Opera night", 1999, "seller", None),
+            ticket("t2", "Jazz", 2000, "seller", None),
+            ticket("t3", "Poetry slam", 50, "seller", None),
         ];
         f.next_cursor = Some("t3".into());
     });
@@ -316,10 +332,17 @@ async fn the_home_page_lists_tickets_for_sale_with_prices_and_links() {
     let (status, html, headers) = site.get("/", None).await;
     assert_eq!(status, 200);
     assert!(headers["content-type"].to_str().expect("ascii").starts_with("text/html"));
-    assert!(html.contains("Opera night") && html.contains("$19.99"), "{html}");
-    assert!(html.contains("Jazz") && html.contains("$20.00"));
-    assert!(!html.contains("Held"), "reserved tickets are not for sale");
-    assert!(html.contains(r#"href="/tickets/t1""#));
+    let cards = [
+        card("t1", "Opera night", "$19.99"),
+        card("t2", "Jazz", "$20.00"),
+        card("t3", "Poetry slam", "$0.50"),
+    ];
+    let at: Vec<usize> = cards
+        .iter()
+        .map(|card| html.find(card.as_str()).unwrap_or_else(|| panic!("{card}\nin\n{html}")))
+        .collect();
+    assert!(at.is_sorted(), "in the order the API serves them");
+    assert_eq!(html.matches(r#"class="card ticket-card""#).count(), cards.len(), "nothing else");
     assert!(html.contains(r#"href="/?cursor=t3""#), "a next page link");
     assert!(html.contains("Sign in") && html.contains("Sign up"));
     assert!(
@@ -361,7 +384,12 @@ async fn signing_up_passes_the_session_cookie_on_and_goes_where_asked() {
         .await;
     assert_eq!(status, 303);
     assert_eq!(location(&headers), "/tickets/t1");
-    assert!(headers["set-cookie"].to_str().expect("ascii").starts_with("session=new-session"));
+    assert!(
+        headers["set-cookie"]
+            .to_str()
+            .expect("ascii")
+            .starts_with(&format!("{COOKIE_NAME}=new-session"))
+    );
     let (_, _, headers) = site
         .post(
             "/auth/signin",
@@ -437,8 +465,8 @@ async fn a_created_ticket_leads_to_its_page() {
 async fn the_ticket_page_offers_what_each_visitor_may_do() {
     let api = FakeApi::with(|f| {
         f.tickets = vec![
-            ticket("t1", "Opera night", 19.99, "seller", None),
-            ticket("t2", "Held", 5.0, "seller", Some("o9")),
+            ticket("t1", "Opera night", 1999, "seller", None),
+            ticket("t2", "Held", 500, "seller", Some("o9")),
         ];
     });
     let site = Site::start(api, None).await;
@@ -460,7 +488,7 @@ async fn the_ticket_page_offers_what_each_visitor_may_do() {
 #[tokio::test]
 async fn purchasing_opens_the_order_with_a_countdown_and_test_cards() {
     let api =
-        FakeApi::with(|f| f.tickets = vec![ticket("t1", "Opera night", 19.99, "seller", None)]);
+        FakeApi::with(|f| f.tickets = vec![ticket("t1", "Opera night", 1999, "seller", None)]);
     let site = Site::start(api, None).await;
     let (status, _, headers) = site.post("/tickets/t1/purchase", Some(SESSION), &[]).await;
     assert_eq!(status, 303);
@@ -482,7 +510,7 @@ async fn purchasing_opens_the_order_with_a_countdown_and_test_cards() {
 #[tokio::test]
 async fn paying_shows_the_paid_order_and_a_decline_shows_its_message() {
     let api = FakeApi::with(|f| {
-        f.orders.insert("o1".into(), order("o1", "created", 600));
+        f.orders.insert("o1".into(), order("o1", OrderStatus::Created, 600));
     });
     let site = Site::start(api, None).await;
     let (status, html, _) =
@@ -504,8 +532,8 @@ async fn paying_shows_the_paid_order_and_a_decline_shows_its_message() {
 #[tokio::test]
 async fn an_expired_order_says_so_and_cannot_be_paid() {
     let api = FakeApi::with(|f| {
-        f.orders.insert("o1".into(), order("o1", "cancelled", -60));
-        f.orders.insert("o2".into(), order("o2", "created", -1));
+        f.orders.insert("o1".into(), order("o1", OrderStatus::Cancelled, -60));
+        f.orders.insert("o2".into(), order("o2", OrderStatus::Created, -1));
     });
     let site = Site::start(api, None).await;
     for id in ["o1", "o2"] {
@@ -518,7 +546,7 @@ async fn an_expired_order_says_so_and_cannot_be_paid() {
 #[tokio::test]
 async fn with_a_publishable_key_the_order_page_loads_stripes_card_form() {
     let api = FakeApi::with(|f| {
-        f.orders.insert("o1".into(), order("o1", "created", 600));
+        f.orders.insert("o1".into(), order("o1", OrderStatus::Created, 600));
     });
     let site = Site::start(api, Some("pk_test_123")).await;
     let (_, html, headers) = site.get("/orders/o1", Some(SESSION)).await;
@@ -532,8 +560,8 @@ async fn with_a_publishable_key_the_order_page_loads_stripes_card_form() {
 #[tokio::test]
 async fn my_orders_lists_statuses_and_requires_signing_in() {
     let api = FakeApi::with(|f| {
-        f.orders.insert("o1".into(), order("o1", "complete", 600));
-        f.orders.insert("o2".into(), order("o2", "created", 600));
+        f.orders.insert("o1".into(), order("o1", OrderStatus::Complete, 600));
+        f.orders.insert("o2".into(), order("o2", OrderStatus::Created, 600));
     });
     let site = Site::start(api, None).await;
     let (status, _, headers) = site.get("/orders", None).await;
@@ -559,12 +587,12 @@ async fn unknown_pages_are_a_404_page_and_unknown_api_paths_stay_json() {
 #[tokio::test]
 async fn a_form_posted_from_another_site_is_refused() {
     let api =
-        FakeApi::with(|f| f.tickets = vec![ticket("t1", "Opera night", 19.99, "seller", None)]);
+        FakeApi::with(|f| f.tickets = vec![ticket("t1", "Opera night", 1999, "seller", None)]);
     let site = Site::start(api, None).await;
-    let response = common::testing::client()
+    let response = testkit::client()
         .post(format!("{}/tickets/t1/purchase", site.base))
         .header("origin", "https://evil.example")
-        .header("cookie", format!("session={SESSION}"))
+        .header("cookie", format!("{COOKIE_NAME}={SESSION}"))
         .send()
         .await
         .expect("sent");

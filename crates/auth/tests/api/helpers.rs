@@ -3,9 +3,9 @@
 
 use common::config::Config;
 use common::session::{Claims, Sessions};
-use common::testing::{Backend, TestContext, TestServer, client};
 use reqwest::Response;
 use serde_json::{Value, json};
+use testkit::{Backend, TestContext, TestServer, client};
 
 pub struct TestApp {
     pub server: TestServer,
@@ -78,4 +78,4 @@ pub fn set_cookie(response: &Response) -> String {
     response.headers()["set-cookie"].to_str().expect("ascii").to_owned()
 }
 
-pub use common::testing::{error_of as error, field_error, general_error};
+pub use testkit::{error_of as error, field_error, general_error};

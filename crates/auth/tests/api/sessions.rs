@@ -1,8 +1,8 @@
 use common::config::Secret;
 use common::session::{Claims, Sessions};
-use common::testing::Backend;
 use serde_json::{Value, json};
 use std::time::Duration;
+use testkit::Backend;
 
 use crate::helpers::{TestApp, error, set_cookie};
 
@@ -137,7 +137,7 @@ fn time_now() -> i64 {
         .unwrap_or_default()
 }
 
-common::backend_tests!(
+testkit::backend_tests!(
     current_user_is_null_without_a_session,
     current_user_shows_the_session_claims,
     a_bearer_token_is_a_session_too,

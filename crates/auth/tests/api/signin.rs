@@ -1,5 +1,5 @@
-use common::testing::Backend;
 use serde_json::json;
+use testkit::Backend;
 
 use crate::helpers::{TestApp, error, field_error, general_error, set_cookie};
 
@@ -57,7 +57,7 @@ async fn signin_accepts_a_short_password_set_before_any_length_rule(backend: Bac
     assert_eq!(body, general_error("Invalid credentials"));
 }
 
-common::backend_tests!(
+testkit::backend_tests!(
     signin_with_the_right_password_starts_a_session,
     signin_gives_one_answer_for_an_unknown_email_and_a_wrong_password,
     signin_requires_a_valid_email_and_a_password,

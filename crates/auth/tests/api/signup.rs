@@ -1,5 +1,5 @@
-use common::testing::Backend;
 use serde_json::json;
+use testkit::Backend;
 
 use crate::helpers::{TestApp, error, field_error, general_error, set_cookie};
 
@@ -85,7 +85,7 @@ async fn concurrent_signups_with_one_email_create_exactly_one_user(backend: Back
     let mut attempts = tokio::task::JoinSet::new();
     for i in 0..10 {
         let email = if i % 2 == 0 { "frank@example.com" } else { "Frank@Example.com" };
-        let request = common::testing::client()
+        let request = testkit::client()
             .post(app.server.url("/api/users/signup"))
             .json(&json!({"email": email, "password": "password123"}));
         attempts.spawn(async move { request.send().await.expect("sent").status().as_u16() });
@@ -96,7 +96,7 @@ async fn concurrent_signups_with_one_email_create_exactly_one_user(backend: Back
     assert_eq!((created, refused), (1, 9), "{statuses:?}");
 }
 
-common::backend_tests!(
+testkit::backend_tests!(
     signup_creates_a_user_and_starts_a_session,
     signup_trims_and_lower_cases_the_email,
     signup_refuses_an_invalid_email,

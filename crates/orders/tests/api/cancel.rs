@@ -1,12 +1,12 @@
-use common::events::OrderCancelled;
-use common::testing::Stack;
+use messaging::events::OrderCancelled;
 use serde_json::json;
+use testkit::Stack;
 use uuid::Uuid;
 
 use crate::helpers::{OrdersApp, error, general_error, id_of};
 
 async fn a_buyer_cancels_their_order_once(stack: Stack) {
-    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let app = OrdersApp::spawn(stack).await;
     let buyer = app.user("buyer");
     let ticket = app.ticket("t", 100).await;
     let order = app.order(&buyer, &ticket).await;
@@ -35,7 +35,7 @@ async fn a_buyer_cancels_their_order_once(stack: Stack) {
 }
 
 async fn a_completed_order_cannot_be_cancelled(stack: Stack) {
-    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let app = OrdersApp::spawn(stack).await;
     let buyer = app.user("buyer");
     let order = app.order(&buyer, &app.ticket("t", 100).await).await;
     app.pay(id_of(&order)).await;
@@ -46,7 +46,7 @@ async fn a_completed_order_cannot_be_cancelled(stack: Stack) {
 }
 
 async fn only_the_buyer_cancels(stack: Stack) {
-    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let app = OrdersApp::spawn(stack).await;
     let buyer = app.user("buyer");
     let order = app.order(&buyer, &app.ticket("t", 100).await).await;
     let id = order["id"].as_str().expect("id");
@@ -60,7 +60,7 @@ async fn only_the_buyer_cancels(stack: Stack) {
     assert_eq!(app.shown(&buyer, &order).await["status"], "created");
 }
 
-common::stack_tests!(
+testkit::stack_tests!(
     a_buyer_cancels_their_order_once,
     a_completed_order_cannot_be_cancelled,
     only_the_buyer_cancels,

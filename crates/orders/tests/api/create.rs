@@ -1,13 +1,13 @@
-use common::events::{OrderCreated, OrderStatus};
-use common::testing::Stack;
 use common::time::Timestamp;
+use messaging::events::{OrderCreated, OrderStatus};
 use serde_json::json;
+use testkit::Stack;
 use uuid::Uuid;
 
 use crate::helpers::{OrdersApp, error, field_error, general_error};
 
 async fn ordering_requires_a_session_even_with_a_bad_body(stack: Stack) {
-    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let app = OrdersApp::spawn(stack).await;
     assert_eq!(
         error(app.create(None, &json!({})).await).await,
         (401, general_error("Not authorized"))
@@ -15,7 +15,7 @@ async fn ordering_requires_a_session_even_with_a_bad_body(stack: Stack) {
 }
 
 async fn an_order_holds_its_ticket_for_the_expiration_window(stack: Stack) {
-    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let app = OrdersApp::spawn(stack).await;
     let buyer = app.user("buyer");
     let ticket = app.ticket("Concert", 1999).await;
     let created = app.record::<OrderCreated>().await;
@@ -46,9 +46,7 @@ async fn an_order_holds_its_ticket_for_the_expiration_window(stack: Stack) {
 }
 
 async fn the_expiration_window_is_configurable(stack: Stack) {
-    let Some(app) = OrdersApp::spawn_with(stack, |c| c.order_expiration_seconds = 3).await else {
-        return;
-    };
+    let app = OrdersApp::spawn_with(stack, |c| c.order_expiration_seconds = 3).await;
     let buyer = app.user("buyer");
     let ticket = app.ticket("t", 100).await;
     let before = Timestamp::now();
@@ -58,7 +56,7 @@ async fn the_expiration_window_is_configurable(stack: Stack) {
 }
 
 async fn a_ticket_id_is_required(stack: Stack) {
-    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let app = OrdersApp::spawn(stack).await;
     let buyer = app.user("buyer");
     for body in [json!({}), json!({"ticketId": ""}), json!({"ticketId": "not-a-uuid"})] {
         let (status, error_body) = error(app.create(Some(&buyer), &body).await).await;
@@ -68,7 +66,7 @@ async fn a_ticket_id_is_required(stack: Stack) {
 }
 
 async fn an_unknown_ticket_is_not_found(stack: Stack) {
-    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let app = OrdersApp::spawn(stack).await;
     let buyer = app.user("buyer");
     let (status, body) =
         error(app.create(Some(&buyer), &json!({"ticketId": Uuid::now_v7()})).await).await;
@@ -76,7 +74,7 @@ async fn an_unknown_ticket_is_not_found(stack: Stack) {
 }
 
 async fn a_reserved_ticket_cannot_be_ordered_again(stack: Stack) {
-    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let app = OrdersApp::spawn(stack).await;
     let ticket = app.ticket("t", 100).await;
     app.order(&app.user("first"), &ticket).await;
     let (status, body) =
@@ -85,7 +83,7 @@ async fn a_reserved_ticket_cannot_be_ordered_again(stack: Stack) {
 }
 
 async fn a_completed_order_keeps_its_ticket_reserved(stack: Stack) {
-    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let app = OrdersApp::spawn(stack).await;
     let ticket = app.ticket("t", 100).await;
     let order = app.order(&app.user("first"), &ticket).await;
     app.pay(crate::helpers::id_of(&order)).await;
@@ -95,7 +93,7 @@ async fn a_completed_order_keeps_its_ticket_reserved(stack: Stack) {
 }
 
 async fn fifty_concurrent_orders_for_one_ticket_make_exactly_one(stack: Stack) {
-    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let app = OrdersApp::spawn(stack).await;
     let ticket = app.ticket("hot", 100).await;
     let mut attempts = tokio::task::JoinSet::new();
     for i in 0..50 {
@@ -119,7 +117,7 @@ async fn fifty_concurrent_orders_for_one_ticket_make_exactly_one(stack: Stack) {
     assert!(refused.iter().all(|(_, body)| *body == general_error("Ticket is already reserved")));
 }
 
-common::stack_tests!(
+testkit::stack_tests!(
     ordering_requires_a_session_even_with_a_bad_body,
     an_order_holds_its_ticket_for_the_expiration_window,
     the_expiration_window_is_configurable,

@@ -1,12 +1,12 @@
 //! `OrdersApp`: the orders service on one stack, acting as users and as the
 //! tickets, expiration and payments services (by publishing their events).
 
-use common::events::{
+use messaging::events::{
     Envelope, Event, ExpirationComplete, PaymentCreated, TicketCreated, TicketUpdated,
 };
-use common::testing::{Recorder, Stack, TestSystem, TestUser};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
+use testkit::{Recorder, Stack, TestSystem, TestUser};
 use uuid::Uuid;
 
 pub struct OrdersApp {
@@ -14,17 +14,17 @@ pub struct OrdersApp {
 }
 
 impl OrdersApp {
-    pub async fn spawn(stack: Stack) -> Option<Self> {
+    pub async fn spawn(stack: Stack) -> Self {
         Self::spawn_with(stack, |_| {}).await
     }
 
     pub async fn spawn_with(
         stack: Stack,
         configure: impl FnOnce(&mut common::config::Config),
-    ) -> Option<Self> {
-        let (context, bus) = TestSystem::prepare(stack, configure).await?;
+    ) -> Self {
+        let (context, bus) = TestSystem::prepare(stack, configure).await;
         let service = orders::build(&context.context).await.expect("orders starts");
-        Some(Self { system: TestSystem::start(context, bus, vec![service]).await })
+        Self { system: TestSystem::start(context, bus, vec![service]).await }
     }
 
     pub fn user(&self, name: &str) -> TestUser {
@@ -77,12 +77,7 @@ impl OrdersApp {
     }
 
     pub async fn create(&self, user: Option<&TestUser>, body: &Value) -> Response {
-        self.system
-            .request(Method::POST, "/api/orders", user)
-            .json(body)
-            .send()
-            .await
-            .expect("sent")
+        self.system.send(Method::POST, "/api/orders", user, Some(body)).await
     }
 
     /// Orders `ticket` as `user` and returns the order.
@@ -93,12 +88,12 @@ impl OrdersApp {
     }
 
     pub async fn list(&self, user: Option<&TestUser>) -> Response {
-        self.system.request(Method::GET, "/api/orders", user).send().await.expect("sent")
+        self.system.send(Method::GET, "/api/orders", user, None).await
     }
 
     pub async fn show(&self, user: Option<&TestUser>, id: &str) -> Response {
         let path = format!("/api/orders/{id}");
-        self.system.request(Method::GET, &path, user).send().await.expect("sent")
+        self.system.send(Method::GET, &path, user, None).await
     }
 
     pub async fn shown(&self, user: &TestUser, order: &Value) -> Value {
@@ -109,20 +104,18 @@ impl OrdersApp {
 
     pub async fn cancel(&self, user: Option<&TestUser>, id: &str) -> Response {
         let path = format!("/api/orders/{id}");
-        self.system.request(Method::DELETE, &path, user).send().await.expect("sent")
+        self.system.send(Method::DELETE, &path, user, None).await
+    }
+
+    /// The service's store, on its database.
+    pub async fn store(&self) -> orders::Store {
+        let databases = &self.system.context.context.databases;
+        orders::Store::new(databases.open(orders::NAME, &orders::MIGRATIONS).await.expect("db"))
     }
 
     /// The replica's copy of a ticket, as an order made now would show it.
     pub async fn replica(&self, id: Uuid) -> Option<orders::domain::TicketView> {
-        let db = self
-            .system
-            .context
-            .context
-            .databases
-            .open(orders::NAME, &orders::MIGRATIONS)
-            .await
-            .expect("db");
-        orders::Store::new(db).find_ticket(id).await.expect("replica")
+        self.store().await.find_ticket(id).await.expect("replica")
     }
 }
 
@@ -130,4 +123,4 @@ pub fn id_of(order: &Value) -> Uuid {
     Uuid::parse_str(order["id"].as_str().expect("id")).expect("uuid")
 }
 
-pub use common::testing::{error_of as error, field_error, general_error};
+pub use testkit::{error_of as error, field_error, general_error};

@@ -1,16 +1,16 @@
-use common::testing::Stack;
 use serde_json::Value;
+use testkit::Stack;
 use uuid::Uuid;
 
 use crate::helpers::{OrdersApp, error, general_error};
 
 async fn listing_requires_a_session(stack: Stack) {
-    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let app = OrdersApp::spawn(stack).await;
     assert_eq!(error(app.list(None).await).await, (401, general_error("Not authorized")));
 }
 
 async fn a_buyer_lists_only_their_orders_oldest_first(stack: Stack) {
-    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let app = OrdersApp::spawn(stack).await;
     let (buyer, other) = (app.user("buyer"), app.user("other"));
     let first = app.order(&buyer, &app.ticket("a", 100).await).await;
     app.order(&other, &app.ticket("b", 200).await).await;
@@ -22,7 +22,7 @@ async fn a_buyer_lists_only_their_orders_oldest_first(stack: Stack) {
 }
 
 async fn an_order_is_shown_to_its_buyer_only(stack: Stack) {
-    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let app = OrdersApp::spawn(stack).await;
     let buyer = app.user("buyer");
     let order = app.order(&buyer, &app.ticket("a", 100).await).await;
     let id = order["id"].as_str().expect("id");
@@ -37,7 +37,7 @@ async fn an_order_is_shown_to_its_buyer_only(stack: Stack) {
 }
 
 async fn the_routes_are_described_in_openapi(stack: Stack) {
-    let Some(app) = OrdersApp::spawn(stack).await else { return };
+    let app = OrdersApp::spawn(stack).await;
     let doc = app
         .system
         .server
@@ -51,7 +51,7 @@ async fn the_routes_are_described_in_openapi(stack: Stack) {
     assert!(doc["paths"]["/api/orders/{id}"]["delete"]["responses"]["204"].is_object());
 }
 
-common::stack_tests!(
+testkit::stack_tests!(
     listing_requires_a_session,
     a_buyer_lists_only_their_orders_oldest_first,
     an_order_is_shown_to_its_buyer_only,

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use common::bus::BoxFuture;
+use common::BoxFuture;
 use uuid::Uuid;
 
 use super::{Charge, ChargeError, ChargeRequest, Processor, Refund};
@@ -111,10 +111,6 @@ impl Processor for FakeProcessor {
             tracing::info!(charge = charge_id, refund = %refund.id, "fake processor refunded a charge");
             Ok(refund)
         })
-    }
-
-    fn kind(&self) -> &'static str {
-        "fake"
     }
 }
 

@@ -9,7 +9,7 @@ pub mod stripe;
 
 use std::fmt::Debug;
 
-use common::bus::BoxFuture;
+use common::BoxFuture;
 use uuid::Uuid;
 
 /// A charge to make.
@@ -68,7 +68,4 @@ pub trait Processor: Send + Sync + Debug + 'static {
         charge_id: &'a str,
         idempotency_key: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<Refund>>;
-
-    /// `stripe` or `fake`, for logs.
-    fn kind(&self) -> &'static str;
 }

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use common::bus::BoxFuture;
+use common::BoxFuture;
 use common::config::Secret;
 use serde::Deserialize;
 
@@ -182,9 +182,5 @@ impl Processor for Stripe {
             let refund: RefundBody = serde_json::from_slice(&body).context("decoding a Refund")?;
             Ok(Refund { id: refund.id })
         })
-    }
-
-    fn kind(&self) -> &'static str {
-        "stripe"
     }
 }

@@ -4,17 +4,17 @@
 
 use std::sync::Arc;
 
-use common::bus::BoxFuture;
-use common::events::{
+use common::BoxFuture;
+use common::time::Timestamp;
+use messaging::events::{
     Envelope, Event, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
     TicketRef,
 };
-use common::testing::{Recorder, Stack, TestSystem, TestUser};
-use common::time::Timestamp;
 use payments::processor::fake::FakeProcessor;
 use payments::processor::{Charge, ChargeError, ChargeRequest, Processor, Refund};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
+use testkit::{Recorder, Stack, TestSystem, TestUser};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -45,10 +45,6 @@ impl Processor for PausingProcessor {
     ) -> BoxFuture<'a, anyhow::Result<Refund>> {
         self.fake.refund(charge_id, key)
     }
-
-    fn kind(&self) -> &'static str {
-        "pausing fake"
-    }
 }
 
 pub struct PaymentsApp {
@@ -64,20 +60,20 @@ pub struct TestOrder {
 }
 
 impl PaymentsApp {
-    pub async fn spawn(stack: Stack) -> Option<Self> {
+    pub async fn spawn(stack: Stack) -> Self {
         Self::spawn_with(stack, |_| {}).await
     }
 
     pub async fn spawn_with(
         stack: Stack,
         configure: impl FnOnce(&mut common::config::Config),
-    ) -> Option<Self> {
-        let (context, bus) = TestSystem::prepare(stack, configure).await?;
+    ) -> Self {
+        let (context, bus) = TestSystem::prepare(stack, configure).await;
         let processor = Arc::new(PausingProcessor::default());
         let service = payments::build_with(&context.context, processor.clone())
             .await
             .expect("payments starts");
-        Some(Self { system: TestSystem::start(context, bus, vec![service]).await, processor })
+        Self { system: TestSystem::start(context, bus, vec![service]).await, processor }
     }
 
     pub async fn record<E: Event>(&self) -> Recorder<E> {
@@ -126,12 +122,7 @@ impl PaymentsApp {
     }
 
     pub async fn pay_raw(&self, user: Option<&TestUser>, body: &Value) -> Response {
-        self.system
-            .request(Method::POST, "/api/payments", user)
-            .json(body)
-            .send()
-            .await
-            .expect("sent")
+        self.system.send(Method::POST, "/api/payments", user, Some(body)).await
     }
 
     pub async fn pay(&self, order: &TestOrder, token: &str) -> Response {
@@ -155,4 +146,4 @@ impl PaymentsApp {
     }
 }
 
-pub use common::testing::{error_of as error, field_error, general_error};
+pub use testkit::{error_of as error, field_error, general_error};

@@ -1,12 +1,12 @@
-use common::events::PaymentCreated;
-use common::testing::Stack;
+use messaging::events::PaymentCreated;
 use serde_json::json;
+use testkit::Stack;
 use uuid::Uuid;
 
 use crate::helpers::{PaymentsApp, error, field_error, general_error};
 
 async fn paying_requires_a_session_even_with_a_bad_body(stack: Stack) {
-    let Some(app) = PaymentsApp::spawn(stack).await else { return };
+    let app = PaymentsApp::spawn(stack).await;
     assert_eq!(
         error(app.pay_raw(None, &json!({})).await).await,
         (401, general_error("Not authorized"))
@@ -14,7 +14,7 @@ async fn paying_requires_a_session_even_with_a_bad_body(stack: Stack) {
 }
 
 async fn a_token_and_an_order_id_are_required(stack: Stack) {
-    let Some(app) = PaymentsApp::spawn(stack).await else { return };
+    let app = PaymentsApp::spawn(stack).await;
     let user = app.system.user("buyer");
     let (status, body) = error(app.pay_raw(Some(&user), &json!({})).await).await;
     assert_eq!(status, 400);
@@ -35,7 +35,7 @@ async fn a_token_and_an_order_id_are_required(stack: Stack) {
 }
 
 async fn a_payment_charges_the_price_in_cents_once_and_is_announced(stack: Stack) {
-    let Some(app) = PaymentsApp::spawn(stack).await else { return };
+    let app = PaymentsApp::spawn(stack).await;
     let created = app.record::<PaymentCreated>().await;
     let order = app.order(1999, 900).await;
     let response = app.pay(&order, "tok_visa").await;
@@ -53,7 +53,10 @@ async fn a_payment_charges_the_price_in_cents_once_and_is_announced(stack: Stack
         "19.99 is 1999 cents"
     );
     assert_eq!(charges[0].1.id, stripe_id);
-    assert_eq!(charges[0].0.idempotency_key, payments::idempotency_key(order.id, "tok_visa"));
+    assert_eq!(
+        charges[0].0.idempotency_key,
+        payments::domain::idempotency_key(order.id, "tok_visa")
+    );
 
     app.system.drain().await;
     let events = created.data();
@@ -68,7 +71,7 @@ async fn a_payment_charges_the_price_in_cents_once_and_is_announced(stack: Stack
 }
 
 async fn a_declined_card_answers_402_and_another_card_can_follow(stack: Stack) {
-    let Some(app) = PaymentsApp::spawn(stack).await else { return };
+    let app = PaymentsApp::spawn(stack).await;
     let order = app.order(500, 900).await;
     let (status, body) = error(app.pay(&order, "tok_chargeDeclined").await).await;
     assert_eq!((status, body), (402, general_error("Your card was declined.")));
@@ -78,7 +81,7 @@ async fn a_declined_card_answers_402_and_another_card_can_follow(stack: Stack) {
 }
 
 async fn only_the_buyer_pays_an_order_that_exists(stack: Stack) {
-    let Some(app) = PaymentsApp::spawn(stack).await else { return };
+    let app = PaymentsApp::spawn(stack).await;
     let order = app.order(500, 900).await;
     let stranger = app.system.user("stranger");
     let body = json!({"token": "tok_visa", "orderId": order.id});
@@ -95,7 +98,7 @@ async fn only_the_buyer_pays_an_order_that_exists(stack: Stack) {
 }
 
 async fn cancelled_completed_and_expired_orders_are_refused(stack: Stack) {
-    let Some(app) = PaymentsApp::spawn(stack).await else { return };
+    let app = PaymentsApp::spawn(stack).await;
     let cancelled = app.order(500, 900).await;
     app.cancel(&cancelled).await;
     assert_eq!(
@@ -117,22 +120,19 @@ async fn cancelled_completed_and_expired_orders_are_refused(stack: Stack) {
 }
 
 async fn the_currency_is_configurable(stack: Stack) {
-    let Some(app) = PaymentsApp::spawn_with(stack, |c| c.payment_currency = "EUR".into()).await
-    else {
-        return;
-    };
+    let app = PaymentsApp::spawn_with(stack, |c| c.payment_currency = "EUR".into()).await;
     let order = app.order(1000, 900).await;
     assert_eq!(app.pay(&order, "tok_visa").await.status(), 201);
     assert_eq!(app.charges()[0].0.currency, "eur");
 }
 
 async fn the_route_is_described_in_openapi(stack: Stack) {
-    let Some(app) = PaymentsApp::spawn(stack).await else { return };
+    let app = PaymentsApp::spawn(stack).await;
     let doc = app.system.server.assert_documented(&[("/api/payments", "post")]).await;
     assert!(doc["paths"]["/api/payments"]["post"]["responses"]["402"].is_object());
 }
 
-common::stack_tests!(
+testkit::stack_tests!(
     paying_requires_a_session_even_with_a_bad_body,
     a_token_and_an_order_id_are_required,
     a_payment_charges_the_price_in_cents_once_and_is_announced,

@@ -3,9 +3,9 @@
 //! cancellation. The end state is always "paid once" or "cancelled and
 //! refunded".
 
-use common::events::PaymentCreated;
-use common::testing::Stack;
+use messaging::events::PaymentCreated;
 use serde_json::json;
+use testkit::Stack;
 
 use crate::helpers::{PaymentsApp, error, general_error};
 
@@ -26,7 +26,7 @@ async fn concurrent(
 }
 
 async fn five_concurrent_payments_charge_once(stack: Stack) {
-    let Some(app) = PaymentsApp::spawn(stack).await else { return };
+    let app = PaymentsApp::spawn(stack).await;
     let order = app.order(1999, 900).await;
     let statuses = concurrent(&app, &order, &["tok_visa"; 5]).await;
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
@@ -36,7 +36,7 @@ async fn five_concurrent_payments_charge_once(stack: Stack) {
 }
 
 async fn concurrent_payments_with_different_cards_keep_the_money_once(stack: Stack) {
-    let Some(app) = PaymentsApp::spawn(stack).await else { return };
+    let app = PaymentsApp::spawn(stack).await;
     let order = app.order(1999, 900).await;
     let statuses = concurrent(
         &app,
@@ -53,7 +53,7 @@ async fn concurrent_payments_with_different_cards_keep_the_money_once(stack: Sta
 }
 
 async fn a_cancellation_arriving_after_the_payment_refunds_it(stack: Stack) {
-    let Some(app) = PaymentsApp::spawn(stack).await else { return };
+    let app = PaymentsApp::spawn(stack).await;
     let order = app.order(1999, 900).await;
     assert_eq!(app.pay(&order, "tok_visa").await.status(), 201);
     // The expiry won in the orders service: it cancelled the order and
@@ -67,7 +67,7 @@ async fn a_cancellation_arriving_after_the_payment_refunds_it(stack: Stack) {
 }
 
 async fn a_cancellation_during_the_charge_refunds_it_and_refuses_the_payment(stack: Stack) {
-    let Some(app) = PaymentsApp::spawn(stack).await else { return };
+    let app = PaymentsApp::spawn(stack).await;
     let created = app.record::<PaymentCreated>().await;
     let order = app.order(1999, 900).await;
     let (mut started, resume) = app.pause_next_charge().await;
@@ -90,7 +90,7 @@ async fn a_cancellation_during_the_charge_refunds_it_and_refuses_the_payment(sta
     assert!(created.all().is_empty(), "no payment was announced");
 }
 
-common::stack_tests!(
+testkit::stack_tests!(
     five_concurrent_payments_charge_once,
     concurrent_payments_with_different_cards_keep_the_money_once,
     a_cancellation_arriving_after_the_payment_refunds_it,

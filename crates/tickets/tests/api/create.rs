@@ -1,20 +1,20 @@
-use common::events::TicketCreated;
-use common::testing::Stack;
+use messaging::events::TicketCreated;
 use serde_json::{Value, json};
+use testkit::Stack;
 
 use crate::helpers::{TicketsApp, error, field_error, general_error};
 
 const PRICE_INVALID: &str = "Price must be greater than 0";
 
 async fn creating_a_ticket_requires_a_session_even_with_a_bad_body(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     let (status, body) = error(app.create(None, &json!({})).await).await;
     assert_eq!(status, 401);
     assert_eq!(body, general_error("Not authorized"));
 }
 
 async fn a_created_ticket_has_version_0_and_no_order(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     let seller = app.user("seller");
     let created = app.record::<TicketCreated>().await;
     let ticket = app.ticket(&seller, "  Concert ", json!(19.99)).await;
@@ -36,7 +36,7 @@ async fn a_created_ticket_has_version_0_and_no_order(stack: Stack) {
 }
 
 async fn prices_are_accepted_as_numbers_or_numeric_strings(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     let seller = app.user("seller");
     for (price, shown) in [
         (json!(20), json!(20)),
@@ -50,7 +50,7 @@ async fn prices_are_accepted_as_numbers_or_numeric_strings(stack: Stack) {
 }
 
 async fn invalid_prices_are_refused(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     let seller = app.user("seller");
     for price in [
         json!(0),
@@ -69,7 +69,7 @@ async fn invalid_prices_are_refused(stack: Stack) {
 }
 
 async fn invalid_titles_are_refused(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     let seller = app.user("seller");
     for title in [json!(""), json!("   "), json!("x".repeat(201))] {
         let (status, body) =
@@ -84,7 +84,7 @@ async fn invalid_titles_are_refused(stack: Stack) {
 }
 
 async fn every_invalid_field_is_reported_at_once(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     let seller = app.user("seller");
     let (status, body) = error(app.create(Some(&seller), &json!({})).await).await;
     assert_eq!(status, 400);
@@ -99,7 +99,7 @@ async fn every_invalid_field_is_reported_at_once(stack: Stack) {
     assert!(listed.is_empty(), "nothing was created");
 }
 
-common::stack_tests!(
+testkit::stack_tests!(
     creating_a_ticket_requires_a_session_even_with_a_bad_body,
     a_created_ticket_has_version_0_and_no_order,
     prices_are_accepted_as_numbers_or_numeric_strings,

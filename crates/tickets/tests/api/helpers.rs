@@ -1,13 +1,13 @@
 //! `TicketsApp`: the tickets service on one stack, acting as users and as
 //! the orders service (by publishing its events).
 
-use common::events::{
+use common::time::Timestamp;
+use messaging::events::{
     Envelope, Event, OrderCancelled, OrderCreated, OrderStatus, OrderTicket, TicketRef,
 };
-use common::testing::{Recorder, Stack, TestSystem, TestUser};
-use common::time::Timestamp;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
+use testkit::{Recorder, Stack, TestSystem, TestUser};
 use uuid::Uuid;
 
 pub struct TicketsApp {
@@ -15,10 +15,10 @@ pub struct TicketsApp {
 }
 
 impl TicketsApp {
-    pub async fn spawn(stack: Stack) -> Option<Self> {
-        let (context, bus) = TestSystem::prepare(stack, |_| {}).await?;
+    pub async fn spawn(stack: Stack) -> Self {
+        let (context, bus) = TestSystem::prepare(stack, |_| {}).await;
         let service = tickets::build(&context.context).await.expect("tickets starts");
-        Some(Self { system: TestSystem::start(context, bus, vec![service]).await })
+        Self { system: TestSystem::start(context, bus, vec![service]).await }
     }
 
     pub fn user(&self, name: &str) -> TestUser {
@@ -44,7 +44,7 @@ impl TicketsApp {
 
     pub async fn list(&self, query: &str) -> Response {
         let path = format!("/api/tickets{query}");
-        self.system.request(Method::GET, &path, None).send().await.expect("sent")
+        self.system.send(Method::GET, &path, None, None).await
     }
 
     /// A ticket a new seller put up for sale.
@@ -67,7 +67,7 @@ impl TicketsApp {
 
     pub async fn show(&self, id: &str) -> Response {
         let path = format!("/api/tickets/{id}");
-        self.system.request(Method::GET, &path, None).send().await.expect("sent")
+        self.system.send(Method::GET, &path, None, None).await
     }
 
     pub async fn shown(&self, id: &str) -> Value {
@@ -78,7 +78,7 @@ impl TicketsApp {
 
     pub async fn edit(&self, user: Option<&TestUser>, id: &str, body: &Value) -> Response {
         let path = format!("/api/tickets/{id}");
-        self.system.request(Method::PUT, &path, user).json(body).send().await.expect("sent")
+        self.system.send(Method::PUT, &path, user, Some(body)).await
     }
 
     /// Delivers `order.created` for `order_id` holding `ticket` and waits
@@ -127,4 +127,4 @@ pub fn id_of(ticket: &Value) -> Uuid {
     Uuid::parse_str(ticket["id"].as_str().expect("id")).expect("uuid")
 }
 
-pub use common::testing::{error_of as error, field_error, general_error};
+pub use testkit::{error_of as error, field_error, general_error};

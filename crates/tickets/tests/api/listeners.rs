@@ -1,15 +1,15 @@
 //! `order.created` reserves; `order.cancelled` releases only for the order
 //! that holds the ticket; duplicates and reordering change nothing.
 
-use common::events::TicketUpdated;
-use common::testing::Stack;
+use messaging::events::TicketUpdated;
 use serde_json::{Value, json};
+use testkit::Stack;
 use uuid::Uuid;
 
 use crate::helpers::TicketsApp;
 
 async fn an_order_reserves_its_ticket_and_announces_it(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     let updated = app.record::<TicketUpdated>().await;
     let ticket = app.ticket_for_sale().await;
     let order = Uuid::now_v7();
@@ -22,7 +22,7 @@ async fn an_order_reserves_its_ticket_and_announces_it(stack: Stack) {
 }
 
 async fn a_duplicate_order_created_changes_nothing(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     let ticket = app.ticket_for_sale().await;
     let order = Uuid::now_v7();
     app.order_created(&ticket, order).await;
@@ -31,7 +31,7 @@ async fn a_duplicate_order_created_changes_nothing(stack: Stack) {
 }
 
 async fn a_second_order_cannot_take_a_held_ticket(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     let ticket = app.ticket_for_sale().await;
     let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
     app.order_created(&ticket, first).await;
@@ -40,7 +40,7 @@ async fn a_second_order_cannot_take_a_held_ticket(stack: Stack) {
 }
 
 async fn cancelling_the_holding_order_releases_the_ticket(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     let ticket = app.ticket_for_sale().await;
     let order = Uuid::now_v7();
     app.order_created(&ticket, order).await;
@@ -56,7 +56,7 @@ async fn cancelling_the_holding_order_releases_the_ticket(stack: Stack) {
 }
 
 async fn an_old_cancellation_does_not_release_a_newer_reservation(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     let ticket = app.ticket_for_sale().await;
     let (old, new) = (Uuid::now_v7(), Uuid::now_v7());
     app.order_created(&ticket, old).await;
@@ -68,7 +68,7 @@ async fn an_old_cancellation_does_not_release_a_newer_reservation(stack: Stack) 
 }
 
 async fn a_cancellation_overtaking_its_creation_leaves_the_ticket_free(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     let ticket = app.ticket_for_sale().await;
     let order = Uuid::now_v7();
     app.order_cancelled(&ticket, order).await;
@@ -81,7 +81,7 @@ async fn a_cancellation_overtaking_its_creation_leaves_the_ticket_free(stack: St
 }
 
 async fn an_order_for_an_unknown_ticket_is_parked(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     let ghost = json!({"id": Uuid::now_v7()});
     app.order_created(&ghost, Uuid::now_v7()).await;
     assert_eq!(app.dead_letters().await, 1);
@@ -91,7 +91,7 @@ async fn an_order_overtaking_the_previous_cancellation_gets_the_ticket_after_it(
     // The orders service allows one live order per ticket: `second` exists
     // only because `first` was cancelled, but the events arrive the other
     // way round.
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     let ticket = app.ticket_for_sale().await;
     let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
     app.order_created(&ticket, first).await;
@@ -103,7 +103,7 @@ async fn an_order_overtaking_the_previous_cancellation_gets_the_ticket_after_it(
     assert_eq!(app.holder(&ticket).await, (Value::Null, 3));
 }
 
-common::stack_tests!(
+testkit::stack_tests!(
     an_order_overtaking_the_previous_cancellation_gets_the_ticket_after_it,
     an_order_reserves_its_ticket_and_announces_it,
     a_duplicate_order_created_changes_nothing,

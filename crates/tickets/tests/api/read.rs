@@ -1,11 +1,11 @@
-use common::testing::Stack;
 use serde_json::{Value, json};
+use testkit::Stack;
 use uuid::Uuid;
 
 use crate::helpers::{TicketsApp, error, field_error, general_error};
 
 async fn the_listing_shows_unreserved_tickets_oldest_first(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     let seller = app.user("seller");
     let first = app.ticket(&seller, "first", json!(10)).await;
     let second = app.ticket(&seller, "second", json!(20)).await;
@@ -18,7 +18,7 @@ async fn the_listing_shows_unreserved_tickets_oldest_first(stack: Stack) {
 }
 
 async fn the_listing_pages_with_limit_and_cursor(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     let seller = app.user("seller");
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -53,7 +53,7 @@ async fn the_listing_pages_with_limit_and_cursor(stack: Stack) {
 }
 
 async fn invalid_paging_parameters_are_refused(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     for query in ["?limit=0", "?limit=1001", "?limit=ten"] {
         let (status, body) = error(app.list(query).await).await;
         assert_eq!(status, 400, "{query}");
@@ -65,7 +65,7 @@ async fn invalid_paging_parameters_are_refused(stack: Stack) {
 }
 
 async fn a_reserved_ticket_can_still_be_shown(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     let seller = app.user("seller");
     let ticket = app.ticket(&seller, "held", json!(10)).await;
     let order = Uuid::now_v7();
@@ -76,7 +76,7 @@ async fn a_reserved_ticket_can_still_be_shown(stack: Stack) {
 }
 
 async fn unknown_and_malformed_ids_are_not_found(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     for id in [Uuid::now_v7().to_string(), "not-a-uuid".to_owned()] {
         let (status, body) = error(app.show(&id).await).await;
         assert_eq!(status, 404);
@@ -85,7 +85,7 @@ async fn unknown_and_malformed_ids_are_not_found(stack: Stack) {
 }
 
 async fn the_routes_are_described_in_openapi(stack: Stack) {
-    let Some(app) = TicketsApp::spawn(stack).await else { return };
+    let app = TicketsApp::spawn(stack).await;
     app.system
         .server
         .assert_documented(&[
@@ -97,7 +97,7 @@ async fn the_routes_are_described_in_openapi(stack: Stack) {
         .await;
 }
 
-common::stack_tests!(
+testkit::stack_tests!(
     the_listing_shows_unreserved_tickets_oldest_first,
     the_listing_pages_with_limit_and_cursor,
     invalid_paging_parameters_are_refused,

@@ -24,9 +24,11 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::bus::{BoxFuture, Bus, Delivery, Disposition, Subscription, consumer_name};
-use crate::db::{Db, now_millis};
+use common::BoxFuture;
+
+use crate::bus::{Bus, Delivery, Disposition, Subscription, consumer_name};
 use crate::events::{Envelope, Event};
+use common::db::Db;
 
 /// What a handler made of an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,7 +161,7 @@ struct Head {
 impl Runtime {
     /// The runtime of `service`, parking messages in its database `db`.
     pub fn new(service: &'static str, db: Db, policy: RetryPolicy) -> Self {
-        crate::telemetry::metrics_handle();
+        common::telemetry::metrics_handle();
         Self { service, db, policy }
     }
 
@@ -289,20 +291,15 @@ impl Runtime {
         event_id: Option<Uuid>,
         reason: &str,
     ) -> Disposition {
-        let stored = sqlx::query(
-            "INSERT INTO dead_letters \
-             (id, consumer, subject, event_id, payload, error, attempts, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        let stored = crate::dead_letters::park(
+            &self.db,
+            consumer,
+            &delivery.subject,
+            event_id,
+            &delivery.payload,
+            reason,
+            delivery.attempt,
         )
-        .bind(Uuid::now_v7().to_string())
-        .bind(consumer)
-        .bind(&delivery.subject)
-        .bind(event_id.map(|id| id.to_string()))
-        .bind(String::from_utf8_lossy(&delivery.payload).into_owned())
-        .bind(reason)
-        .bind(i64::from(delivery.attempt))
-        .bind(now_millis())
-        .execute(self.db.pool())
         .await;
         match stored {
             Ok(_) => {

@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::bus::{Bus, OutgoingMessage, Receipt};
-use crate::db::{Backend, Db, MigrationFile, Sql, now_millis};
 use crate::events::{Envelope, Event};
+use common::db::{Backend, Db, MigrationFile, Sql, now_millis};
 
 /// The messaging migration (outbox and dead letters), version 1 of every
 /// event-driven service; the service's own migrations start at 2.

@@ -13,7 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::time::Timestamp;
+pub use common::status::OrderStatus;
+use common::time::Timestamp;
 
 /// A payload with its subject.
 pub trait Event: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static {
@@ -53,42 +54,6 @@ impl<E: Event> Envelope<E> {
     /// duplicate that the bus removes).
     pub fn with_id(id: Uuid, data: E) -> Self {
         Self { id, subject: E::SUBJECT.to_owned(), occurred_at: Timestamp::now(), data }
-    }
-}
-
-/// The status of an order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-pub enum OrderStatus {
-    /// Created; the ticket is (being) reserved.
-    #[serde(rename = "created")]
-    Created,
-    /// Reserved and waiting for the payment.
-    #[serde(rename = "awaiting:payment")]
-    AwaitingPayment,
-    /// Paid.
-    #[serde(rename = "complete")]
-    Complete,
-    /// Cancelled by the buyer or expired; the ticket is released.
-    #[serde(rename = "cancelled")]
-    Cancelled,
-}
-
-impl OrderStatus {
-    /// The stored and rendered form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::AwaitingPayment => "awaiting:payment",
-            Self::Complete => "complete",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    /// Parses the stored form.
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Created, Self::AwaitingPayment, Self::Complete, Self::Cancelled]
-            .into_iter()
-            .find(|s| s.as_str() == text)
     }
 }
 

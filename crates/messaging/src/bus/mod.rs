@@ -9,22 +9,18 @@
 //!   durable pull consumer per (group, subject), explicit acks, NAK with
 //!   delay, the event id as `Nats-Msg-Id` for the duplicate window.
 //!
-//! Both pass the same contract suite (`crates/common/tests/bus_contract.rs`).
+//! Both pass the same contract suite (`crates/messaging/tests/bus_contract.rs`).
 
 pub mod jetstream;
 pub mod memory;
 
 use std::fmt::Debug;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
-
-/// A boxed, sendable future (the bus is used as a trait object).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A message to publish: the event id, its subject and the encoded envelope.
 #[derive(Debug, Clone)]

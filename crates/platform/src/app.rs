@@ -17,10 +17,10 @@ use tower::ServiceBuilder;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::error::{ErrorItem, method_not_allowed, not_found};
-use crate::extract::BODY_LIMIT;
 use crate::service::{Probe, Service};
-use crate::telemetry::{self, MakeRequestUuid, REQUEST_ID};
+use common::error::{ErrorItem, method_not_allowed, not_found};
+use common::extract::BODY_LIMIT;
+use common::telemetry::{self, MakeRequestUuid, REQUEST_ID};
 
 /// The router serving `services` and the operational routes. `fallback`
 /// answers every path no service owns (the web client, once mounted; the

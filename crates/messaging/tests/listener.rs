@@ -9,13 +9,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::bus::OutgoingMessage;
 use common::db::{Db, Migrations};
-use common::events::{Envelope, Event, TicketCreated};
-use common::listener::{Handled, Listener, RetryPolicy, Runtime};
-use common::outbox;
-use common::testing::{Backend, TestBus, TestContext};
+use messaging::bus::OutgoingMessage;
+use messaging::events::{Envelope, Event, TicketCreated};
+use messaging::listener::{Handled, Listener, RetryPolicy, Runtime};
+use messaging::outbox;
 use sqlx::Row as _;
+use testkit::{Backend, TestBus, TestContext};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -210,7 +210,7 @@ async fn a_panicking_handler_is_retried_not_fatal(bus: TestBus) {
     harness.settle_at(2, 0).await;
 }
 
-common::bus_tests!(
+testkit::bus_tests!(
     a_handled_event_is_acknowledged_once,
     a_failing_handler_is_retried_then_parked,
     a_handler_that_recovers_is_not_parked,
@@ -231,5 +231,5 @@ mod dead_letters {
         harness.settle_at(1, 1).await;
     }
 
-    common::backend_tests!(events_are_parked_in_the_service_database);
+    testkit::backend_tests!(events_are_parked_in_the_service_database);
 }

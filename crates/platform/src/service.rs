@@ -11,14 +11,14 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::bus::Bus;
-use crate::bus::memory::InProcessBus;
-use crate::config::Config;
-use crate::db::{Db, DbTarget};
-use crate::listener::{Listener, RetryPolicy, Runtime};
-use crate::outbox::Outbox;
-use crate::session::Sessions;
-use crate::time::{Clock, SystemClock};
+use common::config::Config;
+use common::db::{Db, DbTarget};
+use common::session::Sessions;
+use common::time::{Clock, SystemClock};
+use messaging::bus::Bus;
+use messaging::bus::memory::InProcessBus;
+use messaging::listener::{Listener, RetryPolicy, Runtime};
+use messaging::outbox::Outbox;
 
 /// What a service is built from: configuration and shared dependencies.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ pub struct Context {
 
 impl Context {
     /// The context for `config`, with the session secret already resolved.
-    pub fn new(config: Config, jwt_key: &crate::config::Secret, cookie_secure: bool) -> Self {
+    pub fn new(config: Config, jwt_key: &common::config::Secret, cookie_secure: bool) -> Self {
         let sessions =
             Sessions::new(jwt_key, Duration::from_secs(config.session_seconds), cookie_secure);
         let databases = match &config.database_url {

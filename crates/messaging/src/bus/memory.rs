@@ -21,7 +21,9 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{Acker, BoxFuture, Bus, Delivery, Disposition, OutgoingMessage, Receipt, Subscription};
+use common::BoxFuture;
+
+use super::{Acker, Bus, Delivery, Disposition, OutgoingMessage, Receipt, Subscription};
 
 /// The in-process event bus. Cloning shares it.
 #[derive(Debug, Clone, Default)]

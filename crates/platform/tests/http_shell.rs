@@ -10,13 +10,13 @@ use common::ApiError;
 use common::config::Secret;
 use common::error::ErrorItem;
 use common::extract::{Id, Json};
-use common::service::{Probe, Service};
 use common::session::{Claims, CurrentUser, Sessions};
-use common::testing::{TEST_JWT_KEY, TestServer, client};
+use platform::service::{Probe, Service};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Duration;
+use testkit::{TEST_JWT_KEY, TestServer, client};
 use uuid::Uuid;
 
 #[derive(Clone)]
@@ -99,7 +99,7 @@ async fn error_of(response: reqwest::Response) -> (StatusCode, Value) {
 }
 
 fn token(claims_offset_secs: i64) -> String {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now = common::time::Timestamp::now().millis() / 1000;
     let claims = Claims {
         id: Uuid::now_v7(),
         email: "a@example.com".into(),

@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::bus::memory::InProcessBus;
-use common::bus::{BoxFuture, Bus, OutgoingMessage, Receipt, Subscription};
+use common::BoxFuture;
 use common::db::{Backend as DbBackend, Db, MigrationFile, Migrations, Sql};
-use common::events::{Envelope, TicketCreated};
-use common::outbox::{self, Outbox};
-use common::testing::{Backend, TestContext};
+use messaging::bus::memory::InProcessBus;
+use messaging::bus::{Bus, OutgoingMessage, Receipt, Subscription};
+use messaging::events::{Envelope, TicketCreated};
+use messaging::outbox::{self, Outbox};
+use testkit::{Backend, TestContext};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -279,7 +280,7 @@ async fn replicas_relaying_one_outbox_publish_each_event_once(backend: Backend) 
     assert_eq!(first.pending().await.expect("count"), 0);
 }
 
-common::backend_tests!(
+testkit::backend_tests!(
     committed_events_are_published_and_then_removed,
     events_of_a_rolled_back_transaction_are_never_published,
     the_relay_wakes_at_once_after_a_commit,

@@ -12,7 +12,11 @@ use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 
-use super::{Acker, BoxFuture, Bus, Delivery, Disposition, OutgoingMessage, Receipt, Subscription};
+use common::BoxFuture;
+
+use crate::events::SUBJECTS;
+
+use super::{Acker, Bus, Delivery, Disposition, OutgoingMessage, Receipt, Subscription};
 
 /// How the JetStream bus is set up.
 #[derive(Debug, Clone)]
@@ -58,6 +62,18 @@ pub struct JetStreamBus {
     options: JetStreamOptions,
 }
 
+/// What the stream holds: one wildcard per family of the system's subjects
+/// (`ticket.>`, `order.>`, ...), derived from [`SUBJECTS`], so a new event
+/// of a known family needs no change of the stream.
+fn stream_subjects() -> Vec<String> {
+    let mut families: Vec<String> = SUBJECTS
+        .iter()
+        .map(|subject| format!("{}.>", subject.split('.').next().unwrap_or(subject)))
+        .collect();
+    families.dedup();
+    families
+}
+
 impl JetStreamBus {
     /// Connects and creates (or updates) the stream.
     pub async fn connect(options: JetStreamOptions) -> anyhow::Result<Self> {
@@ -67,10 +83,8 @@ impl JetStreamBus {
             .await
             .with_context(|| format!("connecting to NATS at {}", options.url))?;
         let context = jetstream::new(client.clone());
-        let subjects = ["ticket.>", "order.>", "expiration.>", "payment.>"]
-            .iter()
-            .map(|s| format!("{}{s}", options.subject_prefix))
-            .collect();
+        let subjects =
+            stream_subjects().iter().map(|s| format!("{}{s}", options.subject_prefix)).collect();
         context
             .create_or_update_stream(stream::Config {
                 name: options.stream.clone(),
@@ -238,5 +252,13 @@ impl Acker for JetStreamAcker {
             };
             self.0.ack_with(kind).await.map_err(|e| anyhow::anyhow!("acknowledging: {e}"))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_stream_holds_every_family_of_subjects_once() {
+        assert_eq!(super::stream_subjects(), ["ticket.>", "order.>", "expiration.>", "payment.>"]);
     }
 }

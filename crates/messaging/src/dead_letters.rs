@@ -6,9 +6,9 @@ use bytes::Bytes;
 use sqlx::Row as _;
 use uuid::Uuid;
 
-use crate::db::{Db, parse_uuid};
 use crate::listener::{Handled, Listener};
-use crate::time::Timestamp;
+use common::db::{Db, DbError, now_millis, parse_uuid};
+use common::time::Timestamp;
 
 /// One parked message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +30,34 @@ pub enum Replayed {
     Handled,
     /// Still not applicable or failing; the dead letter stays.
     Failed(String),
+}
+
+/// Keeps a message a listener gave up on.
+pub async fn park(
+    db: &Db,
+    consumer: &str,
+    subject: &str,
+    event_id: Option<Uuid>,
+    payload: &[u8],
+    error: &str,
+    attempts: u32,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO dead_letters \
+         (id, consumer, subject, event_id, payload, error, attempts, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(Uuid::now_v7().to_string())
+    .bind(consumer)
+    .bind(subject)
+    .bind(event_id.map(|id| id.to_string()))
+    .bind(String::from_utf8_lossy(payload).into_owned())
+    .bind(error)
+    .bind(i64::from(attempts))
+    .bind(now_millis())
+    .execute(db.pool())
+    .await?;
+    Ok(())
 }
 
 /// Every dead letter of the service whose database is `db`, oldest first.

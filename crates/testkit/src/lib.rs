@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Secret};
-use crate::db::DbTarget;
-use crate::service::{Context, Service};
+use common::config::{Config, Secret};
+use common::db::DbTarget;
+use platform::service::{Context, Service};
 
 /// The secret test sessions are signed with.
 pub const TEST_JWT_KEY: &str = "test-only-jwt-key-0123456789abcdef";
@@ -24,24 +24,34 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// PostgreSQL at `TEST_DATABASE_URL`, when it is set.
-    pub fn postgres() -> Option<Self> {
-        match std::env::var("TEST_DATABASE_URL") {
-            Ok(url) if !url.is_empty() => Some(Self::Postgres(url)),
-            _ => {
-                eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL run of this test");
-                None
-            }
-        }
+    /// PostgreSQL at `TEST_DATABASE_URL`. The tests that use it are
+    /// `#[ignore]`d (reported as skipped); run with `--run-ignored all`
+    /// (nextest) or `--include-ignored` (cargo test) with the variable set.
+    pub fn postgres() -> Self {
+        Self::Postgres(server_url("TEST_DATABASE_URL"))
     }
 }
+
+/// The URL of a test server, from `variable`; a test that needs the server
+/// fails with a clear message when it is unset (it never passes silently).
+pub fn server_url(variable: &str) -> String {
+    match std::env::var(variable) {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "{variable} is not set: this test needs its server (see the README, \"Test it\")"
+        ),
+    }
+}
+
+/// The reason every test that needs PostgreSQL is ignored by default.
+pub const NEEDS_POSTGRES: &str = "needs PostgreSQL at TEST_DATABASE_URL";
 
 /// A context whose databases are new and belong to this test alone.
 #[derive(Debug)]
 pub struct TestContext {
     pub context: Context,
     /// The context's clock, which the test moves by hand.
-    pub clock: std::sync::Arc<crate::time::ManualClock>,
+    pub clock: std::sync::Arc<common::time::ManualClock>,
     sqlite_dir: Option<PathBuf>,
     postgres: Option<(String, String)>,
 }
@@ -69,7 +79,7 @@ impl TestContext {
         let secure = config.cookie_secure.unwrap_or(false);
         let mut context = Context::new(config, &Secret::new(TEST_JWT_KEY), secure);
         context.databases = databases;
-        let clock = std::sync::Arc::new(crate::time::ManualClock::new());
+        let clock = std::sync::Arc::new(common::time::ManualClock::new());
         context.clock = clock.clone();
         Self { context, clock, sqlite_dir, postgres }
     }
@@ -124,12 +134,12 @@ impl TestServer {
     pub async fn start(services: &[Service]) -> Self {
         // Logs of a test are off unless RUST_LOG asks for them.
         let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "off".into());
-        crate::telemetry::init_logging(&filter, crate::config::LogFormat::Pretty);
+        common::telemetry::init_logging(&filter, common::config::LogFormat::Pretty);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
         let addr = listener.local_addr().expect("local address");
         let stop = CancellationToken::new();
-        let app = crate::app::app(services, None);
-        tokio::spawn(crate::app::serve(listener, app, stop.clone()));
+        let app = platform::app::app(services, None);
+        tokio::spawn(platform::app::serve(listener, app, stop.clone()));
         Self { addr, stop }
     }
 
@@ -166,7 +176,7 @@ impl Drop for TestServer {
 
 /// An HTTP client with its own cookie jar, like one browser.
 pub fn client() -> reqwest::Client {
-    crate::install_crypto();
+    common::install_crypto();
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -175,8 +185,8 @@ pub fn client() -> reqwest::Client {
 }
 
 /// Defines each listed `async fn name(backend: Backend)` as two tests:
-/// `sqlite::name` and `postgres::name` (which skips when
-/// `TEST_DATABASE_URL` is unset).
+/// `sqlite::name` and `postgres::name` (ignored by default: it needs
+/// `TEST_DATABASE_URL`).
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
@@ -184,17 +194,16 @@ macro_rules! backend_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::testing::Backend::Sqlite).await;
+                    super::$name($crate::Backend::Sqlite).await;
                 }
             )*
         }
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs PostgreSQL at TEST_DATABASE_URL"]
                 async fn $name() {
-                    if let Some(backend) = $crate::testing::Backend::postgres() {
-                        super::$name(backend).await;
-                    }
+                    super::$name($crate::Backend::postgres()).await;
                 }
             )*
         }
@@ -205,36 +214,31 @@ macro_rules! backend_tests {
 /// stream and subject prefix of its own (deleted when the test ends).
 #[derive(Debug)]
 pub struct TestBus {
-    pub bus: std::sync::Arc<dyn crate::bus::Bus>,
+    pub bus: std::sync::Arc<dyn messaging::bus::Bus>,
     /// Set for the in-process bus (tests drain it with `wait_idle`).
-    pub in_process: Option<crate::bus::memory::InProcessBus>,
-    jetstream: Option<crate::bus::jetstream::JetStreamBus>,
+    pub in_process: Option<messaging::bus::memory::InProcessBus>,
+    jetstream: Option<messaging::bus::jetstream::JetStreamBus>,
 }
 
 impl TestBus {
     pub fn in_process() -> Self {
-        let bus = crate::bus::memory::InProcessBus::new();
+        let bus = messaging::bus::memory::InProcessBus::new();
         Self { bus: std::sync::Arc::new(bus.clone()), in_process: Some(bus), jetstream: None }
     }
 
-    /// JetStream when `TEST_NATS_URL` is set.
-    pub async fn jetstream() -> Option<Self> {
-        let url = match std::env::var("TEST_NATS_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ => {
-                eprintln!("TEST_NATS_URL is not set: skipping the JetStream run of this test");
-                return None;
-            }
-        };
+    /// JetStream at `TEST_NATS_URL`, on a stream and subject prefix of the
+    /// test's own.
+    pub async fn jetstream() -> Self {
+        let url = server_url("TEST_NATS_URL");
         let unique = uuid::Uuid::new_v4().simple().to_string();
-        let mut options = crate::bus::jetstream::JetStreamOptions::new(url);
+        let mut options = messaging::bus::jetstream::JetStreamOptions::new(url);
         options.stream = format!("TEST_{unique}");
         options.subject_prefix = format!("t{unique}.");
         options.ack_wait = std::time::Duration::from_secs(2);
-        let bus = crate::bus::jetstream::JetStreamBus::connect(options)
+        let bus = messaging::bus::jetstream::JetStreamBus::connect(options)
             .await
             .expect("JetStream at TEST_NATS_URL");
-        Some(Self { bus: std::sync::Arc::new(bus.clone()), in_process: None, jetstream: Some(bus) })
+        Self { bus: std::sync::Arc::new(bus.clone()), in_process: None, jetstream: Some(bus) }
     }
 }
 
@@ -254,8 +258,8 @@ impl Drop for TestBus {
 }
 
 /// Defines each listed `async fn name(bus: TestBus)` as two tests:
-/// `in_process::name` and `jetstream::name` (which skips when
-/// `TEST_NATS_URL` is unset).
+/// `in_process::name` and `jetstream::name` (ignored by default: it needs
+/// `TEST_NATS_URL`).
 #[macro_export]
 macro_rules! bus_tests {
     ($($name:ident),* $(,)?) => {
@@ -263,17 +267,16 @@ macro_rules! bus_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::testing::TestBus::in_process()).await;
+                    super::$name($crate::TestBus::in_process()).await;
                 }
             )*
         }
         mod jetstream {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs NATS JetStream at TEST_NATS_URL"]
                 async fn $name() {
-                    if let Some(bus) = $crate::testing::TestBus::jetstream().await {
-                        super::$name(bus).await;
-                    }
+                    super::$name($crate::TestBus::jetstream().await).await;
                 }
             )*
         }
@@ -283,7 +286,7 @@ macro_rules! bus_tests {
 /// Waits until every outbox is empty and the bus has settled everything,
 /// twice in a row (a handler may publish while it is being checked): the
 /// system has then processed every consequence of what the test did.
-pub async fn drain(outboxes: &[crate::outbox::Outbox], bus: &dyn crate::bus::Bus) {
+pub async fn drain(outboxes: &[messaging::outbox::Outbox], bus: &dyn messaging::bus::Bus) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut quiet = 0;
     while quiet < 2 {
@@ -321,38 +324,35 @@ pub struct TestUser {
 pub struct TestSystem {
     pub server: TestServer,
     pub bus: TestBus,
-    pub outboxes: Vec<crate::outbox::Outbox>,
+    pub outboxes: Vec<messaging::outbox::Outbox>,
     /// Dropped last: it stops background work and removes the databases.
     pub context: TestContext,
 }
 
 impl TestSystem {
-    /// A context and bus on `stack`, or `None` when the stack's servers are
-    /// not configured (`TEST_DATABASE_URL` and `TEST_NATS_URL`).
+    /// A context and bus on `stack` (the scaled stack needs
+    /// `TEST_DATABASE_URL` and `TEST_NATS_URL`).
     pub async fn prepare(
         stack: Stack,
         configure: impl FnOnce(&mut Config),
-    ) -> Option<(TestContext, TestBus)> {
+    ) -> (TestContext, TestBus) {
         let (backend, bus) = match stack {
             Stack::Embedded => (Backend::Sqlite, TestBus::in_process()),
-            Stack::Scaled => {
-                let backend = Backend::postgres()?;
-                (backend, TestBus::jetstream().await?)
-            }
+            Stack::Scaled => (Backend::postgres(), TestBus::jetstream().await),
         };
         let mut context = TestContext::new(&backend, configure);
         context.context.bus = bus.bus.clone();
-        context.context.retry = crate::listener::RetryPolicy {
+        context.context.retry = messaging::listener::RetryPolicy {
             max_attempts: 30,
             base_delay: std::time::Duration::from_millis(10),
             max_delay: std::time::Duration::from_millis(200),
         };
-        Some((context, bus))
+        (context, bus)
     }
 
     /// Starts the messaging of `services` and serves them.
     pub async fn start(context: TestContext, bus: TestBus, mut services: Vec<Service>) -> Self {
-        crate::service::start_background(&context.context, &mut services)
+        platform::service::start_background(&context.context, &mut services)
             .await
             .expect("messaging starts");
         let outboxes = services
@@ -369,8 +369,11 @@ impl TestSystem {
     }
 
     /// Publishes an event as if another service had sent it.
-    pub async fn publish<E: crate::events::Event>(&self, event: &crate::events::Envelope<E>) {
-        let message = crate::bus::OutgoingMessage {
+    pub async fn publish<E: messaging::events::Event>(
+        &self,
+        event: &messaging::events::Envelope<E>,
+    ) {
+        let message = messaging::bus::OutgoingMessage {
             id: event.id,
             subject: E::SUBJECT.to_owned(),
             payload: serde_json::to_vec(event).expect("an event encodes").into(),
@@ -390,6 +393,23 @@ impl TestSystem {
         self.server.url(path)
     }
 
+    /// Sends a request to `path`, as `user` when given, with a JSON `body`
+    /// when given.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: Option<&TestUser>,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::Response {
+        let request = self.request(method, path, user);
+        let request = match body {
+            Some(body) => request.json(body),
+            None => request,
+        };
+        request.send().await.expect("sent")
+    }
+
     /// A request to `path`, as `user` when given.
     pub fn request(
         &self,
@@ -407,8 +427,8 @@ impl TestSystem {
 
 /// Defines each listed `async fn name(stack: Stack)` as two tests:
 /// `embedded::name` (SQLite, in-process bus) and `scaled::name`
-/// (PostgreSQL, JetStream; skips unless `TEST_DATABASE_URL` and
-/// `TEST_NATS_URL` are set).
+/// (PostgreSQL, JetStream; ignored by default: it needs `TEST_DATABASE_URL`
+/// and `TEST_NATS_URL`).
 #[macro_export]
 macro_rules! stack_tests {
     ($($name:ident),* $(,)?) => {
@@ -416,15 +436,16 @@ macro_rules! stack_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::testing::Stack::Embedded).await;
+                    super::$name($crate::Stack::Embedded).await;
                 }
             )*
         }
         mod scaled {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs PostgreSQL and NATS JetStream at TEST_DATABASE_URL and TEST_NATS_URL"]
                 async fn $name() {
-                    super::$name($crate::testing::Stack::Scaled).await;
+                    super::$name($crate::Stack::Scaled).await;
                 }
             )*
         }
@@ -435,12 +456,12 @@ macro_rules! stack_tests {
 /// group of its own, so that tests can drain the system and then look.
 #[derive(Debug, Clone)]
 pub struct Recorder<E> {
-    events: std::sync::Arc<std::sync::Mutex<Vec<crate::events::Envelope<E>>>>,
+    events: std::sync::Arc<std::sync::Mutex<Vec<messaging::events::Envelope<E>>>>,
 }
 
-impl<E: crate::events::Event> Recorder<E> {
+impl<E: messaging::events::Event> Recorder<E> {
     /// The events recorded so far, in delivery order.
-    pub fn all(&self) -> Vec<crate::events::Envelope<E>> {
+    pub fn all(&self) -> Vec<messaging::events::Envelope<E>> {
         self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
@@ -452,7 +473,7 @@ impl<E: crate::events::Event> Recorder<E> {
 
 impl TestSystem {
     /// Starts recording `E` events (call it before acting).
-    pub async fn record<E: crate::events::Event>(&self) -> Recorder<E> {
+    pub async fn record<E: messaging::events::Event>(&self) -> Recorder<E> {
         let mut subscription =
             self.bus.bus.subscribe("recorder", E::SUBJECT).await.expect("subscribed");
         let recorder = Recorder { events: std::sync::Arc::default() };

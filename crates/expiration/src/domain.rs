@@ -1,0 +1,36 @@
+//! The expiration service's types: a timer, and the event it fires.
+
+use common::time::Timestamp;
+use messaging::events::{Envelope, ExpirationComplete};
+use uuid::Uuid;
+
+/// An order's timer: `expiration.complete` is due at `due`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timer {
+    pub order_id: Uuid,
+    pub due: Timestamp,
+}
+
+/// The same id for every expiration of one order, so a re-publish after a
+/// crash is a duplicate the bus drops.
+pub fn expiration_event_id(order_id: Uuid) -> Uuid {
+    const NAMESPACE: Uuid = Uuid::from_u128(0x6578_7069_7261_7469_6f6e_2e63_6f6d_706c);
+    Uuid::new_v5(&NAMESPACE, order_id.as_bytes())
+}
+
+/// The event a timer fires.
+pub fn expiration(order_id: Uuid) -> Envelope<ExpirationComplete> {
+    Envelope::with_id(expiration_event_id(order_id), ExpirationComplete { order_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_always_gets_the_same_expiration_event_id() {
+        let order = Uuid::now_v7();
+        assert_eq!(expiration_event_id(order), expiration_event_id(order));
+        assert_ne!(expiration_event_id(order), expiration_event_id(Uuid::now_v7()));
+    }
+}
