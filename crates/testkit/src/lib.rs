@@ -1,7 +1,18 @@
-//! Test support shared by every service's integration tests: a fresh database
-//! per test on SQLite (always) and PostgreSQL (when `TEST_DATABASE_URL` is
-//! set), a server on a free port running the same application as the binary,
-//! and an HTTP client that keeps cookies.
+//! Test support for every crate's tests (a dev-dependency only): a fresh
+//! database per test on SQLite and PostgreSQL, a bus per test (in-process or
+//! JetStream on a stream of its own), services served on a free port exactly
+//! as the binary serves them, and an HTTP client that keeps cookies.
+//!
+//! # Layout
+//!
+//! | item | for |
+//! |---|---|
+//! | [`TestContext`], [`Backend`], [`backend_tests!`] | one test on SQLite and (ignored by default) PostgreSQL |
+//! | [`TestBus`], [`bus_tests!`] | one test on the in-process bus and (ignored by default) JetStream |
+//! | [`TestSystem`], [`Stack`], [`stack_tests!`] | services on SQLite + in-process bus and (ignored by default) PostgreSQL + JetStream; users, requests, [`drain`], [`Recorder`] |
+//! | [`TestServer`], [`client`] | serving services, calling them |
+//! | [`error_of`], [`field_error`], [`general_error`] | the contract's error bodies |
+//! | [`server_url`] | the URL of a test server, or a failure naming its variable |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,9 +53,6 @@ pub fn server_url(variable: &str) -> String {
         ),
     }
 }
-
-/// The reason every test that needs PostgreSQL is ignored by default.
-pub const NEEDS_POSTGRES: &str = "needs PostgreSQL at TEST_DATABASE_URL";
 
 /// A context whose databases are new and belong to this test alone.
 #[derive(Debug)]
