@@ -1,14 +1,62 @@
 //! Password hashing with Argon2id (the crate's defaults: 19 MiB, 2 passes,
-//! 1 lane, as OWASP recommends), run off the async threads.
+//! 1 lane, as OWASP recommends), off the async threads, on a few hashing
+//! threads of its own (one per core): a burst of sign-ins queues for them
+//! instead of taking 19 MiB and a blocking thread each, and the memory a
+//! hash used is reused by the next one on the same thread.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, mpsc};
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use common::ApiError;
+use tokio::sync::oneshot;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs `work` on a hashing thread and waits for its result.
+async fn hashing<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    static QUEUE: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let receiver = std::sync::Arc::new(Mutex::new(receiver));
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        for n in 0..threads {
+            let receiver = receiver.clone();
+            let spawned =
+                std::thread::Builder::new().name(format!("argon2-{n}")).spawn(move || {
+                    loop {
+                        let job = receiver
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::error!(%error, "cannot start a password hashing thread");
+            }
+        }
+        Mutex::new(sender)
+    });
+    let (done, result) = oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = done.send(work());
+    });
+    queue
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .send(job)
+        .map_err(|_| ApiError::internal("the password hashing threads are gone"))?;
+    result.await.map_err(|_| ApiError::internal("a password hashing thread failed"))?
+}
 
 /// The PHC string of a new hash of `password`.
 pub async fn hash(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || hash_now(&password)).await.map_err(ApiError::fault)?
+    hashing(move || hash_now(&password)).await
 }
 
 fn hash_now(password: &str) -> Result<String, ApiError> {
@@ -21,13 +69,12 @@ fn hash_now(password: &str) -> Result<String, ApiError> {
 /// Whether `password` matches `stored`. With no stored hash (unknown email),
 /// a dummy hash is checked instead, so both failures take the same time.
 pub async fn verify(password: String, stored: Option<String>) -> Result<bool, ApiError> {
-    tokio::task::spawn_blocking(move || {
+    hashing(move || {
         let (hash, known) = hash_to_check(stored)?;
         let matches = Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok();
         Ok(known && matches)
     })
     .await
-    .map_err(ApiError::fault)?
 }
 
 /// The hash a sign-in verifies against, and whether it is the user's own:

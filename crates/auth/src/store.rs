@@ -48,7 +48,7 @@ impl Store {
         .bind(email.as_str())
         .bind(&password_hash)
         .bind(now_millis())
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await
         .on_unique_violation(|| SignUpError::EmailInUse)?;
         Ok(User { id, email: email.as_str().to_owned(), password_hash })
@@ -58,7 +58,7 @@ impl Store {
     pub async fn find_by_email(&self, email: &Email) -> Result<Option<User>, DbError> {
         let row = sqlx::query("SELECT id, email, password_hash FROM users WHERE email = $1")
             .bind(email.as_str())
-            .fetch_optional(self.db.pool())
+            .fetch_optional(self.db.reader())
             .await?;
         let user = row.map(|row| {
             Ok::<_, sqlx::Error>(User {

@@ -158,37 +158,62 @@ impl Migrations {
     }
 }
 
-/// A pool of connections to one service's database.
+/// The connections to one service's database: a pool for reads and a pool
+/// for writes.
+///
+/// On SQLite the writer pool has a single connection. SQLite admits one
+/// writer at a time anyway; with one connection, concurrent writers queue
+/// for it in the pool (in order, asleep) instead of colliding on the file
+/// lock and retrying in SQLite's busy handler (which sleeps up to 100 ms
+/// between tries). Readers run beside it (WAL) on connections that refuse
+/// to write (`query_only`), so a write sent to the reader fails loudly. On
+/// PostgreSQL both are the same pool.
 #[derive(Debug, Clone)]
 pub struct Db {
-    pool: AnyPool,
+    reader: AnyPool,
+    writer: AnyPool,
     backend: Backend,
 }
 
+/// SQLite connections for reading, besides the one writer.
+const SQLITE_READERS: u32 = 4;
+
 impl Db {
     /// Opens (creating if needed) a SQLite database file in WAL mode, with a
-    /// busy timeout and foreign keys on.
+    /// busy timeout (for other processes, such as `ticketing dead-letters`)
+    /// and foreign keys on: one writer connection and a few readers.
     pub async fn sqlite(path: &Path) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let options: AnyConnectOptions = url.parse()?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
-                    )
-                    .await?;
-                    Ok(())
+        let open = |connections: u32, pragmas: &'static str| {
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        conn.execute(pragmas).await?;
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(options)
-            .await
-            .with_context(|| format!("opening the SQLite database {}", path.display()))?;
-        Ok(Self { pool, backend: Backend::Sqlite })
+                .connect_with(options.clone())
+        };
+        let context = || format!("opening the SQLite database {}", path.display());
+        // The writer first: it switches the file to WAL.
+        let writer = open(
+            1,
+            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+             PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+        )
+        .await
+        .with_context(context)?;
+        let reader = open(
+            SQLITE_READERS,
+            "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA query_only = ON;",
+        )
+        .await
+        .with_context(context)?;
+        Ok(Self { reader, writer, backend: Backend::Sqlite })
     }
 
     /// Connects to `database` on the PostgreSQL server at `server_url`,
@@ -203,12 +228,17 @@ impl Db {
             .connect(&url)
             .await
             .with_context(|| format!("connecting to the PostgreSQL database {database}"))?;
-        Ok(Self { pool, backend: Backend::Postgres })
+        Ok(Self { reader: pool.clone(), writer: pool, backend: Backend::Postgres })
     }
 
-    /// The connection pool, for queries outside a transaction.
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// The pool for reads outside a transaction.
+    pub fn reader(&self) -> &AnyPool {
+        &self.reader
+    }
+
+    /// The pool for a single statement that writes, outside a transaction.
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     pub fn backend(&self) -> Backend {
@@ -220,25 +250,27 @@ impl Db {
     /// writes never fails with "database is locked" under concurrency.
     pub async fn begin(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.writer.begin().await,
         }
     }
 
     /// Checks that the database answers (readiness).
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        sqlx::query("SELECT 1").execute(&self.writer).await.map(|_| ())
     }
 
     /// Applies the migrations not applied yet.
     pub async fn migrate(&self, migrations: &Migrations) -> anyhow::Result<()> {
-        migrations.migrator(self.backend).run(&self.pool).await?;
+        migrations.migrator(self.backend).run(&self.writer).await?;
         Ok(())
     }
 
     /// Closes every connection (graceful shutdown).
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.reader.close().await;
+        self.writer.close().await;
     }
 }
 
@@ -398,6 +430,46 @@ pub fn now_millis() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn temp_file(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("ticketing-db-{name}-{}.db", Uuid::new_v4().simple()))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_readers_refuse_to_write_and_the_writer_serves_every_writer_in_turn() {
+        let path = temp_file("writer");
+        let db = Db::sqlite(&path).await.expect("opened");
+        sqlx::query("CREATE TABLE counter (n BIGINT NOT NULL)")
+            .execute(db.writer())
+            .await
+            .expect("the writer writes");
+        let refused = sqlx::query("INSERT INTO counter (n) VALUES (1)").execute(db.reader()).await;
+        assert!(refused.is_err(), "a reader connection is query-only");
+        // Many concurrent write transactions: each waits for the one writer
+        // connection instead of failing on SQLite's file lock.
+        let mut writers = tokio::task::JoinSet::new();
+        for n in 0..40_i64 {
+            let db = db.clone();
+            writers.spawn(async move {
+                let mut tx = db.begin().await?;
+                sqlx::query("INSERT INTO counter (n) VALUES ($1)")
+                    .bind(n)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
+            });
+        }
+        for result in writers.join_all().await {
+            result.expect("every writer commits");
+        }
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM counter")
+            .fetch_one(db.reader())
+            .await
+            .expect("read");
+        assert_eq!(count, 40);
+        db.close().await;
+        let _ = std::fs::remove_file(&path);
+    }
 
     #[test]
     fn the_database_replaces_the_url_path() {

@@ -69,7 +69,7 @@ impl TimerStore for DbTimers {
             )
             .bind(order_id.to_string())
             .bind(due.millis())
-            .execute(self.db.pool())
+            .execute(self.db.writer())
             .await?;
             Ok(())
         })
@@ -79,7 +79,7 @@ impl TimerStore for DbTimers {
         Box::pin(async move {
             sqlx::query("DELETE FROM timers WHERE order_id = $1")
                 .bind(order_id.to_string())
-                .execute(self.db.pool())
+                .execute(self.db.writer())
                 .await?;
             Ok(())
         })
@@ -88,7 +88,7 @@ impl TimerStore for DbTimers {
     fn next_due(&self) -> BoxFuture<'_, anyhow::Result<Option<Timestamp>>> {
         Box::pin(async move {
             let due: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM timers")
-                .fetch_one(self.db.pool())
+                .fetch_one(self.db.reader())
                 .await?;
             Ok(due.map(Timestamp::from_millis))
         })
@@ -121,8 +121,9 @@ impl TimerStore for DbTimers {
 
     fn pending(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
         Box::pin(async move {
-            let count: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM timers").fetch_one(self.db.pool()).await?;
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM timers")
+                .fetch_one(self.db.reader())
+                .await?;
             Ok(u64::try_from(count).unwrap_or(0))
         })
     }

@@ -55,7 +55,7 @@ pub async fn park(
     .bind(error)
     .bind(i64::from(attempts))
     .bind(now_millis())
-    .execute(db.pool())
+    .execute(db.writer())
     .await?;
     Ok(())
 }
@@ -66,7 +66,7 @@ pub async fn list(db: &Db) -> anyhow::Result<Vec<DeadLetter>> {
         "SELECT id, consumer, subject, event_id, payload, error, attempts, created_at \
          FROM dead_letters ORDER BY created_at, id",
     )
-    .fetch_all(db.pool())
+    .fetch_all(db.reader())
     .await?;
     rows.iter()
         .map(|row| {
@@ -104,7 +104,7 @@ pub async fn replay(db: &Db, listeners: &[Listener], id: Uuid) -> anyhow::Result
     if outcome == Replayed::Handled {
         sqlx::query("DELETE FROM dead_letters WHERE id = $1")
             .bind(id.to_string())
-            .execute(db.pool())
+            .execute(db.writer())
             .await?;
     }
     Ok(outcome)

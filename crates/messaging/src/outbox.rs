@@ -88,7 +88,7 @@ impl Outbox {
 
     /// The number of rows not yet handed over to the bus for good.
     pub async fn pending(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(self.db.pool()).await
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(self.db.reader()).await
     }
 
     /// The relay publishing this outbox to `bus`.
@@ -103,6 +103,7 @@ impl Outbox {
             settled_rx,
             settled_wake: Arc::new(Notify::new()),
             poll: DEFAULT_POLL,
+            cursor: 0,
         }
     }
 }
@@ -135,6 +136,11 @@ pub struct Relay {
     /// Woken when an in-process message settles, so its row goes promptly.
     settled_wake: Arc<Notify>,
     poll: Duration,
+    /// SQLite only: every row up to this seq has been handed to the bus.
+    /// One writer at a time commits, in `seq` order, so no row can appear
+    /// below it later; rows handed over are not read again while in flight.
+    /// (PostgreSQL replicas commit out of order: they read every row.)
+    cursor: i64,
 }
 
 impl std::fmt::Debug for Relay {
@@ -214,13 +220,13 @@ impl Relay {
             // One process owns a SQLite file: no lock, and no write lock held
             // while publishing.
             Backend::Sqlite => {
-                let rows = self.unsent(self.outbox.db.pool()).await?;
+                let rows = self.unsent(self.outbox.db.reader()).await?;
                 let (published, stored, failure) = self.publish(rows).await;
-                delete(self.outbox.db.pool(), &stored).await?;
+                delete(self.outbox.db.writer(), &stored).await?;
                 failure.map_or(Ok(published), Err)?
             }
             Backend::Postgres => {
-                let mut tx = self.outbox.db.pool().begin().await?;
+                let mut tx = self.outbox.db.writer().begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
                     .bind(RELAY_LOCK)
                     .execute(&mut *tx)
@@ -259,12 +265,20 @@ impl Relay {
     where
         E: sqlx::Executor<'e, Database = Any>,
     {
-        let limit = BATCH + i64::try_from(self.in_flight.len()).unwrap_or(i64::MAX / 2);
-        let rows =
-            sqlx::query("SELECT seq, event_id, subject, payload FROM outbox ORDER BY seq LIMIT $1")
-                .bind(limit)
-                .fetch_all(executor)
-                .await?;
+        let (after, limit) = match self.outbox.db.backend() {
+            Backend::Sqlite => (self.cursor, BATCH),
+            Backend::Postgres => {
+                (0, BATCH + i64::try_from(self.in_flight.len()).unwrap_or(i64::MAX / 2))
+            }
+        };
+        let rows = sqlx::query(
+            "SELECT seq, event_id, subject, payload FROM outbox WHERE seq > $1 \
+             ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(executor)
+        .await?;
         let mut unsent = Vec::with_capacity(rows.len());
         for row in rows {
             let seq: i64 = row.try_get("seq")?;
@@ -310,6 +324,7 @@ impl Relay {
                 }
                 Err(error) => return (published, stored, Some(error)),
             }
+            self.cursor = self.cursor.max(row.seq);
             published += 1;
         }
         (published, stored, None)
@@ -324,11 +339,13 @@ impl Relay {
                     done.push(seq);
                 }
                 Settled::Abandoned(seq) => {
+                    // Send it again: move the cursor back below it.
                     self.in_flight.remove(&seq);
+                    self.cursor = self.cursor.min(seq - 1);
                 }
             }
         }
-        delete(self.outbox.db.pool(), &done).await
+        delete(self.outbox.db.writer(), &done).await
     }
 }
 

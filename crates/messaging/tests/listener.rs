@@ -117,7 +117,7 @@ impl Harness {
 
     async fn dead_letters(&self) -> Vec<(String, Option<String>, String, i64)> {
         sqlx::query("SELECT consumer, event_id, error, attempts FROM dead_letters")
-            .fetch_all(self.db.pool())
+            .fetch_all(self.db.reader())
             .await
             .expect("dead letters")
             .into_iter()

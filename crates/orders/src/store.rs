@@ -86,12 +86,28 @@ impl Store {
 
     /// Creates an order holding `ticket_id` until `expires_at`, and
     /// announces it. The partial unique index refuses a second live order.
+    ///
+    /// A read first answers the requests that cannot win (an unknown
+    /// ticket, one a live order already holds) without queueing for the
+    /// writer: in an on-sale rush most requests are those. The write
+    /// transaction then decides the rest; the unique index stays the one
+    /// authority.
     pub async fn create(
         &self,
         user_id: Uuid,
         ticket_id: Uuid,
         expires_at: Timestamp,
     ) -> Result<Order, CreateError> {
+        find_ticket(self.db.reader(), ticket_id).await?.ok_or(CreateError::UnknownTicket)?;
+        let held: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM orders WHERE ticket_id = $1 AND status <> 'cancelled' LIMIT 1",
+        )
+        .bind(ticket_id.to_string())
+        .fetch_optional(self.db.reader())
+        .await?;
+        if held.is_some() {
+            return Err(CreateError::Reserved);
+        }
         let mut tx = self.db.begin().await?;
         let ticket = find_ticket(&mut *tx, ticket_id).await?.ok_or(CreateError::UnknownTicket)?;
         let order = Order {
@@ -131,7 +147,7 @@ impl Store {
     pub async fn find(&self, id: Uuid) -> Result<Option<Order>, DbError> {
         let row = sqlx::query(select_orders!("WHERE o.id = $1"))
             .bind(id.to_string())
-            .fetch_optional(self.db.pool())
+            .fetch_optional(self.db.reader())
             .await?;
         Ok(row.as_ref().map(order).transpose()?)
     }
@@ -140,7 +156,7 @@ impl Store {
     pub async fn list_for_user(&self, user_id: Uuid) -> Result<Vec<Order>, DbError> {
         let rows = sqlx::query(select_orders!("WHERE o.user_id = $1 ORDER BY o.id"))
             .bind(user_id.to_string())
-            .fetch_all(self.db.pool())
+            .fetch_all(self.db.reader())
             .await?;
         Ok(rows.iter().map(order).collect::<Result<_, _>>()?)
     }
@@ -219,7 +235,7 @@ impl Store {
         .bind(&ticket.title)
         .bind(ticket.price)
         .bind(ticket.version)
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         Ok(())
     }
@@ -254,7 +270,7 @@ impl Store {
 
     /// The replica's copy of a ticket.
     pub async fn find_ticket(&self, id: Uuid) -> Result<Option<TicketView>, DbError> {
-        Ok(find_ticket(self.db.pool(), id).await?)
+        Ok(find_ticket(self.db.reader(), id).await?)
     }
 }
 

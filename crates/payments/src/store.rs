@@ -95,13 +95,13 @@ impl Store {
             "SELECT id, user_id, status, price, expires_at, version FROM orders WHERE id = $1",
         )
         .bind(id.to_string())
-        .fetch_optional(self.db.pool())
+        .fetch_optional(self.db.reader())
         .await?;
         Ok(row.as_ref().map(order).transpose()?)
     }
 
     pub async fn payment_for(&self, order_id: Uuid) -> Result<Option<Payment>, DbError> {
-        payment_in(self.db.pool(), order_id).await
+        payment_in(self.db.reader(), order_id).await
     }
 
     /// `order.created`: adds the order to the replica (a duplicate changes
@@ -117,7 +117,7 @@ impl Store {
         .bind(order.ticket.price)
         .bind(order.expires_at.millis())
         .bind(order.version)
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         Ok(())
     }
@@ -214,7 +214,7 @@ impl Store {
         .bind(currency)
         .bind(reason)
         .bind(now_millis())
-        .execute(self.db.pool())
+        .execute(self.db.writer())
         .await?;
         tracing::warn!(order.id = %order_id, charge = charge_id, reason, "refund requested");
         Ok(())
@@ -224,7 +224,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, charge_id FROM refunds WHERE refund_id IS NULL ORDER BY created_at LIMIT 100",
         )
-        .fetch_all(self.db.pool())
+        .fetch_all(self.db.reader())
         .await?;
         rows.iter()
             .map(|row| {
@@ -242,7 +242,7 @@ impl Store {
             .bind(refund_id)
             .bind(now_millis())
             .bind(id.to_string())
-            .execute(self.db.pool())
+            .execute(self.db.writer())
             .await?;
         Ok(())
     }
@@ -250,7 +250,7 @@ impl Store {
     pub async fn refund_failed(&self, id: Uuid) -> Result<(), DbError> {
         sqlx::query("UPDATE refunds SET attempts = attempts + 1 WHERE id = $1")
             .bind(id.to_string())
-            .execute(self.db.pool())
+            .execute(self.db.writer())
             .await?;
         Ok(())
     }
@@ -258,7 +258,7 @@ impl Store {
     /// Refunds made, as (charge id, refund id) (tests and operators).
     pub async fn refunds(&self) -> Result<Vec<(String, Option<String>)>, DbError> {
         let rows = sqlx::query("SELECT charge_id, refund_id FROM refunds ORDER BY created_at")
-            .fetch_all(self.db.pool())
+            .fetch_all(self.db.reader())
             .await?;
         rows.iter()
             .map(|row| Ok((row.try_get("charge_id")?, row.try_get("refund_id")?)))

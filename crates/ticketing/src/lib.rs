@@ -122,11 +122,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     tracing::info!(bus = context.bus.kind(), "event bus ready");
 
-    let mut services = Vec::new();
-    for name in names.iter().copied().filter(|n| *n != ServiceName::Web) {
-        let service = name.build(&context).await.with_context(|| format!("starting {name:?}"))?;
-        services.push(service);
+    // The services open their databases and run their migrations at once.
+    let mut building = tokio::task::JoinSet::new();
+    for (index, name) in names.iter().copied().filter(|n| *n != ServiceName::Web).enumerate() {
+        let context = context.clone();
+        building.spawn(async move {
+            (index, name.build(&context).await.with_context(|| format!("starting {name:?}")))
+        });
     }
+    let mut built = building.join_all().await;
+    built.sort_by_key(|(index, _)| *index);
+    let mut services =
+        built.into_iter().map(|(_, service)| service).collect::<anyhow::Result<Vec<_>>>()?;
     start_background(&context, &mut services).await?;
 
     let addr = SocketAddr::from(([0, 0, 0, 0], context.config.port));

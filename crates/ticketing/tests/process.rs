@@ -283,7 +283,7 @@ async fn reserve(running: &Running) -> Reservation {
     }
 }
 
-/// Polls until the order is cancelled and its ticket listed again; returns
+/// Polls until the order is cancelled and its ticket for sale again; returns
 /// how long after the reservation that was.
 async fn wait_for_expiry(
     running: &Running,
@@ -301,19 +301,18 @@ async fn wait_for_expiry(
             .json()
             .await
             .expect("json");
-        let listed: Value = client
-            .get(running.url("/api/tickets"))
+        // Released: no order holds it, so it is for sale again. (Read by id:
+        // on a shared server, the first page of the listing may be full of
+        // other runs' tickets.)
+        let ticket: Value = client
+            .get(running.url(&format!("/api/tickets/{}", reservation.ticket_id)))
             .send()
             .await
             .expect("sent")
             .json()
             .await
             .expect("json");
-        let released = listed
-            .as_array()
-            .expect("array")
-            .iter()
-            .any(|t| t["id"] == reservation.ticket_id.as_str());
+        let released = ticket.get("orderId").is_none();
         if order["status"] == "cancelled" && released {
             return reservation.reserved_at.elapsed();
         }

@@ -119,7 +119,7 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM tickets WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.to_string())
-            .fetch_optional(self.db.pool())
+            .fetch_optional(self.db.reader())
             .await?;
         Ok(row.as_ref().map(ticket).transpose()?)
     }
@@ -137,7 +137,7 @@ impl Store {
         )
         .bind(cursor.map(|c| c.to_string()).unwrap_or_default())
         .bind(limit + 1)
-        .fetch_all(self.db.pool())
+        .fetch_all(self.db.reader())
         .await?;
         let mut tickets = rows.iter().map(ticket).collect::<Result<Vec<_>, _>>()?;
         let more = tickets.len() as i64 > limit;

@@ -117,7 +117,7 @@ impl TicketsApp {
             .await
             .expect("database");
         sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
-            .fetch_one(db.pool())
+            .fetch_one(db.reader())
             .await
             .expect("count")
     }
