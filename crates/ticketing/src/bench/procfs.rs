@@ -1,7 +1,7 @@
 //! What Linux says about a process (resident memory and its peak from
 //! `/proc/<pid>/status`, CPU time from `/proc/<pid>/stat`) and about the
-//! machine (cores, CPU model, memory, kernel), plus the commit and the date
-//! a report is made at.
+//! machine (busy CPU time from `/proc/stat`; cores, CPU model, memory,
+//! kernel, load), plus the commit and the date a report is made at.
 
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -77,20 +77,28 @@ pub struct CpuMeter {
 pub struct CpuSample {
     server: Option<Duration>,
     bench: Option<Duration>,
+    machine: Option<Duration>,
 }
 
 /// CPU used between two samples, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct CpuUsed {
-    /// The deployment's processes (none when it is the bench itself).
+    /// The deployment's process (none when the bench itself serves).
     pub server_ms: Option<f64>,
     /// The bench: load generator, and the ceiling when it serves one.
     pub bench_ms: Option<f64>,
+    /// Every other process on the machine: PostgreSQL, NATS and Redis on
+    /// the scaled stack, and whatever else ran meanwhile (noise).
+    pub other_ms: Option<f64>,
 }
 
 impl CpuMeter {
     pub fn sample(&self) -> CpuSample {
-        CpuSample { server: self.server.and_then(Pid::cpu_time), bench: Pid::Me.cpu_time() }
+        CpuSample {
+            server: self.server.and_then(Pid::cpu_time),
+            bench: Pid::Me.cpu_time(),
+            machine: machine_busy(),
+        }
     }
 }
 
@@ -100,8 +108,27 @@ impl CpuSample {
         let ms = |a: Option<Duration>, b: Option<Duration>| {
             Some(b?.saturating_sub(a?).as_secs_f64() * 1000.0)
         };
-        CpuUsed { server_ms: ms(self.server, later.server), bench_ms: ms(self.bench, later.bench) }
+        let server_ms = ms(self.server, later.server);
+        let bench_ms = ms(self.bench, later.bench);
+        let other_ms = ms(self.machine, later.machine)
+            .map(|all| (all - server_ms.unwrap_or(0.0) - bench_ms.unwrap_or(0.0)).max(0.0));
+        CpuUsed { server_ms, bench_ms, other_ms }
     }
+}
+
+/// CPU time every core spent busy since boot (the `cpu` line of
+/// `/proc/stat`: user, nice, system, irq, softirq, steal).
+fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let busy = [0, 1, 2, 5, 6, 7].iter().filter_map(|i| fields.get(*i)).sum::<u64>();
+    Some(Duration::from_secs_f64(busy as f64 / clock_ticks() as f64))
 }
 
 /// The machine a report was made on.
@@ -115,6 +142,9 @@ pub struct Machine {
     pub commit: Option<String>,
     /// When the bench started, RFC 3339 UTC.
     pub date: String,
+    /// The 1-minute load average when the bench started: above 0.5 or so,
+    /// something else was using the cores the figures depend on.
+    pub load_average: Option<f64>,
 }
 
 impl Machine {
@@ -145,6 +175,9 @@ impl Machine {
             kernel,
             commit: command_output("git", &["rev-parse", "--short", "HEAD"]),
             date,
+            load_average: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|l| l.split_whitespace().next()?.parse().ok()),
         }
     }
 }
@@ -165,6 +198,7 @@ mod tests {
         assert!(Pid::Me.rss_mib().is_some_and(|m| m > 0.0));
         assert!(Pid::Me.peak_rss_mib().is_some_and(|m| m > 0.0));
         assert!(Pid::Me.cpu_time().is_some());
+        assert!(machine_busy().is_some());
         assert!(clock_ticks() > 0);
     }
 }

@@ -3,10 +3,12 @@
 //! the wiping itself: the deployment's PostgreSQL databases, its JetStream
 //! stream and its Redis timer keys, so every run starts from nothing.
 
+use std::str::FromStr as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sqlx::any::AnyPoolOptions;
+use sqlx::ConnectOptions as _;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 
 use messaging::bus::jetstream::{JetStreamBus, JetStreamOptions};
 
@@ -87,10 +89,14 @@ fn url_from_env(name: &str) -> anyhow::Result<String> {
 /// `server_url`.
 pub async fn drop_databases(server_url: &str, like: &str) -> anyhow::Result<()> {
     sqlx::any::install_default_drivers();
+    // Dropping a database takes over a second: not a slow statement to warn of.
+    let options = AnyConnectOptions::from_str(server_url)
+        .context("the PostgreSQL URL")?
+        .disable_statement_logging();
     let pool = AnyPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(5))
-        .connect(server_url)
+        .connect_with(options)
         .await
         .context("connecting to PostgreSQL")?;
     let names: Vec<String> =

@@ -11,7 +11,7 @@ use crate::bench::load::Throughput;
 use crate::bench::procfs::CpuUsed;
 use crate::bench::stats::{LatencySummary, Tally};
 
-const HEADER: &str = "                                                          rate      p50      p90      p99    p99.9      max  errors  5xx  CPU server / bench";
+const HEADER: &str = "                                                          rate      p50      p90      p99    p99.9      max  errors  5xx  CPU server / bench / other";
 
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
@@ -38,7 +38,12 @@ pub fn render(report: &Report) -> String {
         throughput(w, "purchase", "order → pay → complete seen", "flows/s", &p.flows);
         latency(w, "  lag", "order 201 → payments accepts it", &p.order_to_payment);
         latency(w, "  lag", "payment 201 → order complete", &p.payment_to_complete);
-        let cpu = p.server_cpu_ms_per_flow.map_or("n/a".to_owned(), |ms| format!("{ms:.2} ms"));
+        let per_flow = |ms: Option<f64>| ms.map_or("n/a".to_owned(), |ms| format!("{ms:.2} ms"));
+        let cpu = format!(
+            "{} (other processes {})",
+            per_flow(p.server_cpu_ms_per_flow),
+            per_flow(p.other_cpu_ms_per_flow)
+        );
         line(
             w,
             &format!(
@@ -112,13 +117,15 @@ fn head(w: &mut String, report: &Report) {
     line(
         w,
         &format!(
-            "machine   {} cores, {}, {:.1} GiB, Linux {}, commit {}, {}",
+            "machine   {} cores, {}, {:.1} GiB, Linux {}, commit {}, {}, load average {} at \
+             the start",
             m.nproc,
             m.cpu_model.as_deref().unwrap_or("unknown CPU"),
             m.memory_total_mib.unwrap_or(0.0) / 1024.0,
             m.kernel.as_deref().unwrap_or("?"),
             m.commit.as_deref().unwrap_or("?"),
-            m.date
+            m.date,
+            m.load_average.map_or("?".to_owned(), |l| format!("{l:.2}")),
         ),
     );
     let st = &report.settings;
@@ -165,8 +172,9 @@ fn head(w: &mut String, report: &Report) {
     line(w, &logged);
     line(
         w,
-        "(server CPU: the ticketing process only; latencies in ms; errors: unexpected non-2xx \
-         answers and requests without an answer)",
+        "(latencies in ms; errors: unexpected non-2xx answers and requests without an answer; \
+         CPU in the measured window: server = the ticketing process, bench = the load \
+         generator, other = every other process, e.g. PostgreSQL, NATS, Redis, or noise)",
     );
 }
 
@@ -205,9 +213,11 @@ fn row(
     answers: &Tally,
     cpu: CpuUsed,
 ) {
-    let cpu = match (cpu.server_ms, cpu.bench_ms) {
-        (Some(server), Some(bench)) => format!("{} / {} ms", count(server), count(bench)),
-        (None, Some(bench)) => format!("- / {} ms", count(bench)),
+    let cpu = match (cpu.bench_ms, cpu.other_ms) {
+        (Some(bench), Some(other)) => {
+            let server = cpu.server_ms.map_or("-".to_owned(), count);
+            format!("{server} / {} / {} ms", count(bench), count(other))
+        }
         _ => String::new(),
     };
     line(

@@ -47,6 +47,9 @@ pub struct PurchaseFigures {
     pub payment_to_complete: LatencySummary,
     /// The deployment's CPU time per flow done.
     pub server_cpu_ms_per_flow: Option<f64>,
+    /// Every other process's CPU time per flow done (PostgreSQL, NATS and
+    /// Redis on the scaled stack).
+    pub other_cpu_ms_per_flow: Option<f64>,
     /// Requests per flow done, the retried 404s and the polls included.
     pub requests_per_flow: f64,
 }
@@ -71,13 +74,16 @@ pub async fn run(bench: &Bench<'_>) -> anyhow::Result<PurchaseFigures> {
     });
     let flows = closed_loop(purchase.clone(), bench.plan(), bench.cpu()).await?;
     let lags = purchase.lags.lock().map_err(|_| anyhow::anyhow!("a flow panicked"))?;
-    let server_cpu_ms_per_flow =
-        flows.cpu.server_ms.filter(|_| flows.count > 0).map(|ms| ms / flows.count as f64);
+    let per_flow =
+        |ms: Option<f64>| ms.filter(|_| flows.count > 0).map(|ms| ms / flows.count as f64);
+    let server_cpu_ms_per_flow = per_flow(flows.cpu.server_ms);
+    let other_cpu_ms_per_flow = per_flow(flows.cpu.other_ms);
     Ok(PurchaseFigures {
         pool: purchase.pool.len(),
         order_to_payment: lags.order_to_payment.summary(),
         payment_to_complete: lags.payment_to_complete.summary(),
         server_cpu_ms_per_flow,
+        other_cpu_ms_per_flow,
         requests_per_flow: ratio(flows.answers.answers as f64, flows.count as f64),
         flows,
     })
