@@ -1,6 +1,7 @@
 //! The `ticketing` binary's library: the command line, and the composition of
 //! the services into the all-in-one process or a single-service process.
 
+pub mod bench;
 mod shutdown;
 
 use std::net::SocketAddr;
@@ -53,6 +54,14 @@ pub enum Command {
         #[arg(long, requires = "service")]
         replay: Option<uuid::Uuid>,
     },
+    /// Start a deployment (this binary, all-in-one) and measure it from
+    /// outside over keep-alive HTTP/1.1: throughput and latency of each
+    /// scenario beside its ceiling, the replica lags, a flash sale, memory
+    /// and CPU. Prints numbers, never asserts speed. `--stack scaled` WIPES
+    /// the deployment's data on its servers (PostgreSQL databases
+    /// ticketing_*, the JetStream stream TICKETING, the Redis keys
+    /// ticketing:expiration:*) and runs against 127.0.0.1 / localhost only.
+    Bench(bench::BenchArgs),
 }
 
 /// The services a process can run.
@@ -101,6 +110,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DeadLetters { service, replay } => {
             return dead_letters(config, service, replay).await;
         }
+        Command::Bench(args) => return bench::run(args).await,
         Command::Serve { service } => {
             let key = match (&config.jwt_key, service) {
                 (Some(key), _) => key.clone(),
