@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sqlx::any::AnyArguments;
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::error::ErrorKind;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -347,7 +347,8 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
 }
 
 /// Takes the write lock of the row `id` of `table` (keyed by `id`, with a
-/// `version` column) until `tx` ends, and says whether the row exists.
+/// `version` column) until `tx` ends, and reads its `columns` in the same
+/// round trip; `None` when the row does not exist.
 ///
 /// A no-op update is the portable `SELECT ... FOR UPDATE`: on PostgreSQL a
 /// second transaction waits here for the first to commit and then reads
@@ -355,10 +356,16 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
 /// Concurrent changes of one row therefore queue up instead of racing for
 /// its next version, which is why no store retries a change
 /// (DECISIONS.md, "One concurrency mechanism").
-pub async fn lock_row(tx: &mut Tx, table: &'static str, id: Uuid) -> Result<bool, DbError> {
-    let sql = format!("UPDATE {table} SET version = version WHERE id = $1");
-    let locked = sqlx::query(AssertSqlSafe(sql)).bind(id.to_string()).execute(&mut **tx).await?;
-    Ok(locked.rows_affected() == 1)
+pub async fn lock_row(
+    tx: &mut Tx,
+    table: &'static str,
+    columns: &'static str,
+    id: Uuid,
+) -> Result<Option<AnyRow>, DbError> {
+    let sql = format!("UPDATE {table} SET version = version WHERE id = $1 RETURNING {columns}");
+    let row =
+        sqlx::query(AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional(&mut **tx).await?;
+    Ok(row)
 }
 
 /// Writes version `version` of the row `id` of `table`, locked by

@@ -98,15 +98,17 @@ impl Store {
         ticket_id: Uuid,
         expires_at: Timestamp,
     ) -> Result<Order, CreateError> {
-        find_ticket(self.db.reader(), ticket_id).await?.ok_or(CreateError::UnknownTicket)?;
-        let held: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM orders WHERE ticket_id = $1 AND status <> 'cancelled' LIMIT 1",
+        let holder: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT (SELECT o.id FROM orders o WHERE o.ticket_id = t.id \
+             AND o.status <> 'cancelled' LIMIT 1) FROM tickets t WHERE t.id = $1",
         )
         .bind(ticket_id.to_string())
         .fetch_optional(self.db.reader())
         .await?;
-        if held.is_some() {
-            return Err(CreateError::Reserved);
+        match holder {
+            None => return Err(CreateError::UnknownTicket),
+            Some(Some(_)) => return Err(CreateError::Reserved),
+            Some(None) => {}
         }
         let mut tx = self.db.begin().await?;
         let ticket = find_ticket(&mut *tx, ticket_id).await?.ok_or(CreateError::UnknownTicket)?;
@@ -192,23 +194,22 @@ impl Store {
         allowed: impl Fn(OrderStatus) -> Result<(), Change>,
     ) -> Result<Change, DbError> {
         let mut tx = self.db.begin().await?;
-        if !lock_row(&mut tx, "orders", id).await? {
+        let Some(row) = lock_row(&mut tx, "orders", "status, version, ticket_id", id).await? else {
             return Ok(Change::Unknown);
-        }
-        let row = sqlx::query(select_orders!("WHERE o.id = $1"))
-            .bind(id.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-        let current = order(&row)?;
-        if let Err(change) = allowed(current.status) {
+        };
+        let status: String = row.try_get("status")?;
+        let status = OrderStatus::parse(&status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown status {status}").into()))?;
+        if let Err(change) = allowed(status) {
             return Ok(change);
         }
-        let version = current.version + 1;
+        let version = row.try_get::<i64, _>("version")? + 1;
+        let ticket_id = parse_uuid(&row.try_get::<String, _>("ticket_id")?)?;
         save_version(&mut tx, "orders", "status = $3", id, version, |query| {
             query.bind(to.as_str())
         })
         .await?;
-        let ticket = TicketRef { id: current.ticket.id };
+        let ticket = TicketRef { id: ticket_id };
         match to {
             OrderStatus::Cancelled => {
                 outbox::add(&mut tx, &Envelope::new(OrderCancelled { id, version, ticket }))
@@ -244,14 +245,11 @@ impl Store {
     /// version; says what it made of it.
     pub async fn update_ticket(&self, ticket: &TicketUpdated) -> Result<VersionCheck, DbError> {
         let mut tx = self.db.begin().await?;
-        if !lock_row(&mut tx, "tickets", ticket.id).await? {
+        let Some(row) = lock_row(&mut tx, "tickets", "version", ticket.id).await? else {
             // Not in the replica yet: `ticket.created` is still on its way.
             return Ok(VersionCheck::Ahead);
-        }
-        let stored: i64 = sqlx::query_scalar("SELECT version FROM tickets WHERE id = $1")
-            .bind(ticket.id.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
+        };
+        let stored: i64 = row.try_get("version")?;
         let check = VersionCheck::of(Some(stored), ticket.version);
         if check == VersionCheck::Apply {
             save_version(

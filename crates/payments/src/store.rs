@@ -54,16 +54,8 @@ fn order(row: &AnyRow) -> Result<OrderView, sqlx::Error> {
 /// Reads an order for a change, holding its row lock: payments and
 /// cancellations of one order queue up, so each sees what the other did.
 async fn locked(tx: &mut Tx, id: Uuid) -> Result<Option<OrderView>, DbError> {
-    if !lock_row(tx, "orders", id).await? {
-        return Ok(None);
-    }
-    let row = sqlx::query(
-        "SELECT id, user_id, status, price, expires_at, version FROM orders WHERE id = $1",
-    )
-    .bind(id.to_string())
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(Some(order(&row)?))
+    let row = lock_row(tx, "orders", "id, user_id, status, price, expires_at, version", id).await?;
+    Ok(row.as_ref().map(order).transpose()?)
 }
 
 async fn payment_in<'e, E>(executor: E, order_id: Uuid) -> Result<Option<Payment>, DbError>

@@ -264,13 +264,8 @@ async fn is_cancelled(tx: &mut Tx, order_id: Uuid) -> Result<bool, DbError> {
 
 /// Reads a ticket for a change, holding its row lock.
 async fn locked(tx: &mut Tx, id: Uuid) -> Result<Option<Ticket>, DbError> {
-    if !lock_row(tx, "tickets", id).await? {
-        return Ok(None);
-    }
-    let sql = format!("SELECT {COLUMNS} FROM tickets WHERE id = $1");
-    let row =
-        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_one(&mut **tx).await?;
-    Ok(Some(ticket(&row)?))
+    let row = lock_row(tx, "tickets", COLUMNS, id).await?;
+    Ok(row.as_ref().map(ticket).transpose()?)
 }
 
 async fn stop_waiting(tx: &mut Tx, order_id: Uuid) -> Result<(), DbError> {
