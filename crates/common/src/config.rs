@@ -119,6 +119,28 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// The environment variable of every field of [`Config`] (a test keeps the
+/// list complete): what a process started for a test or a benchmark must
+/// not inherit unless it is set on purpose.
+pub const VARIABLES: [&str; 16] = [
+    "PORT",
+    "DATA_DIR",
+    "DATABASE_URL",
+    "NATS_URL",
+    "REDIS_URL",
+    "JWT_KEY",
+    "ORDER_EXPIRATION_SECONDS",
+    "SESSION_SECONDS",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_PUBLISHABLE_KEY",
+    "STRIPE_API_BASE",
+    "PAYMENT_CURRENCY",
+    "API_URL",
+    "COOKIE_SECURE",
+    "RUST_LOG",
+    "LOG_FORMAT",
+];
+
 impl Config {
     /// The configuration with every default, as `ticketing` sees it with
     /// nothing set (tests start from this).
@@ -147,6 +169,21 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_variable_of_the_configuration_is_listed() {
+        use clap::Args as _;
+        let command = Config::augment_args(clap::Command::new("ticketing"));
+        let mut from_config: Vec<String> = command
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|env| env.to_string_lossy().into_owned())
+            .collect();
+        let mut listed: Vec<String> = VARIABLES.iter().map(|v| (*v).to_owned()).collect();
+        from_config.sort();
+        listed.sort();
+        assert_eq!(listed, from_config);
+    }
 
     #[test]
     fn secrets_never_print() {

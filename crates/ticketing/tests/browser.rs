@@ -72,15 +72,7 @@ async fn session(expiration_seconds: u32) -> Session {
     let profile = temp_dir("chromium-profile");
     let app_port = free_port();
     let mut app = Command::new(env!("CARGO_BIN_EXE_ticketing"));
-    for variable in [
-        "DATABASE_URL",
-        "NATS_URL",
-        "REDIS_URL",
-        "JWT_KEY",
-        "STRIPE_SECRET_KEY",
-        "STRIPE_PUBLISHABLE_KEY",
-        "API_URL",
-    ] {
+    for variable in common::config::VARIABLES {
         app.env_remove(variable);
     }
     let app = app

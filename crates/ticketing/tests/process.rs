@@ -8,28 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const VARIABLES: [&str; 15] = [
-    "PORT",
-    "DATA_DIR",
-    "DATABASE_URL",
-    "NATS_URL",
-    "REDIS_URL",
-    "JWT_KEY",
-    "ORDER_EXPIRATION_SECONDS",
-    "SESSION_SECONDS",
-    "STRIPE_SECRET_KEY",
-    "STRIPE_PUBLISHABLE_KEY",
-    "STRIPE_API_BASE",
-    "PAYMENT_CURRENCY",
-    "COOKIE_SECURE",
-    "RUST_LOG",
-    "LOG_FORMAT",
-];
-
 /// `ticketing` with none of the configuration variables inherited.
 fn ticketing() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ticketing"));
-    for variable in VARIABLES {
+    for variable in common::config::VARIABLES {
         command.env_remove(variable);
     }
     command
@@ -129,7 +111,7 @@ fn help_documents_every_command_and_variable() {
     let output = ticketing().arg("--help").output().expect("runs");
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).expect("utf-8");
-    for variable in VARIABLES {
+    for variable in common::config::VARIABLES {
         assert!(help.contains(&format!("[env: {variable}")), "--help does not mention {variable}");
     }
     assert!(help.contains("serve"), "{help}");

@@ -24,27 +24,6 @@ use super::client::Conn;
 use super::procfs::Pid;
 use super::servers::Servers;
 
-/// Every variable of the deployment's configuration: the child gets only
-/// the ones the bench sets.
-const CONFIG_VARIABLES: [&str; 16] = [
-    "PORT",
-    "DATA_DIR",
-    "DATABASE_URL",
-    "NATS_URL",
-    "REDIS_URL",
-    "JWT_KEY",
-    "ORDER_EXPIRATION_SECONDS",
-    "SESSION_SECONDS",
-    "STRIPE_SECRET_KEY",
-    "STRIPE_PUBLISHABLE_KEY",
-    "STRIPE_API_BASE",
-    "PAYMENT_CURRENCY",
-    "API_URL",
-    "COOKIE_SECURE",
-    "RUST_LOG",
-    "LOG_FORMAT",
-];
-
 /// How long the deployment may take to become ready.
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
@@ -100,7 +79,7 @@ impl Deployment {
 
         let exe = std::env::current_exe().context("finding this binary")?;
         let mut command = std::process::Command::new(exe);
-        for variable in CONFIG_VARIABLES {
+        for variable in common::config::VARIABLES {
             command.env_remove(variable);
         }
         command
