@@ -62,16 +62,17 @@ fn parse_decimal_cents(text: &str) -> Option<i64> {
     // All digits as one integer, and where the decimal point sits.
     let all: String = format!("{whole}{fraction}");
     let all = all.trim_start_matches('0');
-    let scale = i32::try_from(fraction.len()).ok()? - exponent; // value = all * 10^-scale
+    // value = all * 10^-scale (checked: the exponent is the client's)
+    let scale = i32::try_from(fraction.len()).ok()?.checked_sub(exponent)?;
     let all = if all.is_empty() { "0" } else { all };
-    let shift = 2 - scale; // cents = all * 10^shift
+    let shift = 2i32.checked_sub(scale)?; // cents = all * 10^shift
     let cents = if shift >= 0 {
         if all.len() + usize::try_from(shift).ok()? > 15 {
             return None;
         }
         all.parse::<i64>().ok()?.checked_mul(10i64.checked_pow(u32::try_from(shift).ok()?)?)?
     } else {
-        let drop = usize::try_from(-shift).ok()?;
+        let drop = usize::try_from(shift.checked_neg()?).ok()?;
         let (kept, dropped) = all.split_at(all.len().saturating_sub(drop));
         if dropped.chars().any(|c| c != '0') {
             return None;
@@ -161,6 +162,9 @@ mod tests {
             json!(null),
             json!([20]),
             json!(1e300),
+            json!("1e-2147483648"),
+            json!("1e2147483647"),
+            json!("5e-2147483647"),
         ] {
             assert_eq!(price(bad.clone()), Err("Price must be greater than 0"), "{bad}");
         }

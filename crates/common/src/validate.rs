@@ -17,6 +17,18 @@
 
 use crate::error::{ApiError, ErrorItem};
 
+/// Whether `text` holds characters that have no place in a text field:
+/// control characters (NUL, which PostgreSQL cannot store, tabs, line
+/// breaks, escapes) and the invisible marks that reorder text on screen
+/// (bidirectional overrides and isolates), which let a title look like
+/// something else.
+pub fn has_control_characters(text: &str) -> bool {
+    text.chars().any(|c| {
+        c.is_control()
+            || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    })
+}
+
 /// Collects per-field errors while parsing a request body.
 #[derive(Debug, Default)]
 pub struct Validator {
@@ -62,4 +74,22 @@ macro_rules! validated {
             }
         }
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_control_characters;
+
+    #[test]
+    fn control_characters_and_reordering_marks_are_found() {
+        for bad in
+            ["a\0b", "tab\there", "line\nbreak", "\u{1b}[31m", "evil\u{202E}gpj.exe", "\u{2066}x"]
+        {
+            assert!(has_control_characters(bad), "{bad:?}");
+        }
+        for good in ["Concert", "Café crème", "Zürich — 20:00", "日本語", "emoji 🎫", "a b"]
+        {
+            assert!(!has_control_characters(good), "{good:?}");
+        }
+    }
 }

@@ -314,6 +314,29 @@ async fn health_readiness_and_metrics_are_served_at_the_root() {
 }
 
 #[tokio::test]
+async fn made_up_methods_add_no_metric_series() {
+    let server = spawn(true).await;
+    for n in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{n}").as_bytes()).expect("token");
+        client().request(method, server.url("/api/notes")).send().await.expect("send");
+    }
+    let text = client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    assert!(!text.contains("MADEUP"), "a made-up method became a label: {text}");
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{") && l.contains(r#"method="other""#))
+        .count();
+    assert_eq!(series, 1, "one series for every made-up method: {text}");
+}
+
+#[tokio::test]
 async fn readiness_fails_with_503_when_a_probe_fails() {
     let server = spawn(false).await;
     let response = client().get(server.url("/readyz")).send().await.expect("send");

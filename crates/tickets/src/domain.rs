@@ -35,12 +35,20 @@ pub struct Title(String);
 
 /// The message for a missing or invalid title.
 pub const TITLE_REQUIRED: &str = "Title is required";
+/// The message for a title with control characters.
+pub const TITLE_CONTROL: &str = "Title must not contain control characters";
 
 impl Title {
     pub fn parse(raw: Option<&str>) -> Result<Self, &'static str> {
         let title = raw.map(str::trim).ok_or(TITLE_REQUIRED)?;
         let length = title.chars().count();
-        if (1..=200).contains(&length) { Ok(Self(title.to_owned())) } else { Err(TITLE_REQUIRED) }
+        if !(1..=200).contains(&length) {
+            return Err(TITLE_REQUIRED);
+        }
+        if common::validate::has_control_characters(title) {
+            return Err(TITLE_CONTROL);
+        }
+        Ok(Self(title.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -60,5 +68,7 @@ mod tests {
         assert!(Title::parse(None).is_err());
         assert!(Title::parse(Some(&"é".repeat(200))).is_ok());
         assert!(Title::parse(Some(&"x".repeat(201))).is_err());
+        assert_eq!(Title::parse(Some("a\0b")), Err(TITLE_CONTROL));
+        assert_eq!(Title::parse(Some("Gig\u{202E}3pm")), Err(TITLE_CONTROL));
     }
 }

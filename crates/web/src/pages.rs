@@ -50,11 +50,19 @@ fn sign_in_first(next: &str) -> Response {
 /// `next` only ever names a page of this site.
 fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
-            path.to_owned()
-        }
+        Some(path) if is_local(path) => path.to_owned(),
         _ => "/".to_owned(),
     }
+}
+
+/// Whether every browser resolves `path` to a page of this site: one
+/// leading `/` not followed by another `/`, and nothing a browser strips or
+/// reads differently (it drops tabs and newlines anywhere, so `/\t/host`
+/// becomes `//host`, another site; it reads `\` as `/`).
+fn is_local(path: &str) -> bool {
+    path.starts_with('/')
+        && !path[1..].starts_with('/')
+        && !path.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\')
 }
 
 #[derive(Template)]
@@ -553,5 +561,32 @@ pub async fn orders(State(state): State<WebState>, headers: HeaderMap) -> Respon
         }
         Err(failure) if failure.status == 401 => sign_in_first("/orders"),
         Err(failure) => failure_page(&state, Some(session), &failure).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn next_only_ever_names_a_page_of_this_site() {
+        for local in ["/", "/tickets/t1", "/orders?x=1", "/a%2F%2Fb"] {
+            assert_eq!(local_path(Some(local)), local);
+        }
+        for foreign in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "\t//evil.example",
+            "/ /evil.example",
+            "https://evil.example",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(local_path(Some(foreign)), "/", "{foreign:?}");
+        }
+        assert_eq!(local_path(None), "/");
     }
 }

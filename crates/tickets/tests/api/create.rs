@@ -83,6 +83,25 @@ async fn invalid_titles_are_refused(stack: Stack) {
     assert_eq!(body, field_error("title", "Invalid request body"));
 }
 
+/// NUL cannot be stored by PostgreSQL (it was a 500), and control or
+/// reordering characters make a title look like something else.
+async fn titles_with_control_characters_are_refused(stack: Stack) {
+    let app = TicketsApp::spawn(stack).await;
+    let seller = app.user("seller");
+    for title in ["a\u{0}b", "two\nlines", "tab\there", "\u{1b}[31mred", "Gig\u{202E}3pm"] {
+        let (status, body) =
+            error(app.create(Some(&seller), &json!({"title": title, "price": 10})).await).await;
+        assert_eq!(status, 400, "{title:?}");
+        assert_eq!(body, field_error("title", "Title must not contain control characters"));
+    }
+    let ticket = app.ticket(&seller, "Café — 20:00 🎫", json!(10)).await;
+    let id = ticket["id"].as_str().expect("id");
+    let edited = app.edit(Some(&seller), id, &json!({"title": "x\u{0}", "price": 10})).await;
+    let (status, body) = error(edited).await;
+    assert_eq!(status, 400);
+    assert_eq!(body, field_error("title", "Title must not contain control characters"));
+}
+
 async fn every_invalid_field_is_reported_at_once(stack: Stack) {
     let app = TicketsApp::spawn(stack).await;
     let seller = app.user("seller");
@@ -105,5 +124,6 @@ testkit::stack_tests!(
     prices_are_accepted_as_numbers_or_numeric_strings,
     invalid_prices_are_refused,
     invalid_titles_are_refused,
+    titles_with_control_characters_are_refused,
     every_invalid_field_is_reported_at_once,
 );
