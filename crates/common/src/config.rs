@@ -36,6 +36,22 @@ impl FromStr for Secret {
     }
 }
 
+/// `url` without what may be secret in it (user, password or token, the
+/// query), for logs and error messages: `nats://user:pw@host:4222/?x=1` →
+/// `nats://host:4222/`.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.into()
+        }
+        Err(_) => "(an invalid URL)".to_owned(),
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum LogFormat {
@@ -64,8 +80,8 @@ pub struct Config {
     pub database_url: Option<Secret>,
 
     /// NATS server with JetStream. Unset: the in-process bus.
-    #[arg(global = true, long, env = "NATS_URL")]
-    pub nats_url: Option<String>,
+    #[arg(global = true, long, env = "NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<Secret>,
 
     /// Redis for expiration timers. Unset: timers in the expiration service's database.
     #[arg(global = true, long, env = "REDIS_URL", hide_env_values = true)]
@@ -186,13 +202,22 @@ mod tests {
     }
 
     #[test]
+    fn urls_lose_their_credentials_in_logs() {
+        assert_eq!(redacted_url("nats://user:pw@nats:4222"), "nats://nats:4222");
+        assert_eq!(redacted_url("nats://s3cr3t-token@nats:4222/?x=1"), "nats://nats:4222/");
+        assert_eq!(redacted_url("not a url"), "(an invalid URL)");
+    }
+
+    #[test]
     fn secrets_never_print() {
         let mut config = Config::defaults();
         config.jwt_key = Some(Secret::new("hunter2-hunter2"));
         config.database_url = Some(Secret::new("postgres://user:pw@db/x"));
+        config.nats_url = Some(Secret::new("nats://user:natspw@nats:4222"));
         let printed = format!("{config:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains("pw@db"), "{printed}");
+        assert!(!printed.contains("natspw"), "{printed}");
         assert!(printed.contains("[redacted]"));
     }
 }

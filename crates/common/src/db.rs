@@ -96,10 +96,11 @@ impl DbTarget {
     pub async fn open(&self, service: &str, migrations: &Migrations) -> anyhow::Result<Db> {
         let db = match self {
             Self::SqliteDir(dir) => {
-                tokio::fs::create_dir_all(dir)
+                let file = dir.join(format!("{service}.db"));
+                keep_private(dir, &file)
                     .await
-                    .with_context(|| format!("creating the data directory {}", dir.display()))?;
-                Db::sqlite(&dir.join(format!("{service}.db"))).await?
+                    .with_context(|| format!("preparing the data directory {}", dir.display()))?;
+                Db::sqlite(&file).await?
             }
             Self::Postgres { url, prefix } => {
                 Db::postgres(url, &format!("{prefix}_{service}")).await?
@@ -110,6 +111,26 @@ impl DbTarget {
             .with_context(|| format!("migrating the {service} database"))?;
         Ok(db)
     }
+}
+
+/// Makes `dir` (created if missing) readable by its owner only (0700), and
+/// `file` in it likewise (0600, created empty if missing, before SQLite
+/// opens it: SQLite gives its `-wal` and `-shm` files the database file's
+/// mode). The databases hold password hashes and sessions' subjects.
+async fn keep_private(dir: &Path, file: &Path) -> std::io::Result<()> {
+    tokio::fs::create_dir_all(dir).await?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).await?;
+        let mut options = tokio::fs::OpenOptions::new();
+        options.create(true).append(true).mode(0o600);
+        drop(options.open(file).await?);
+        tokio::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).await?;
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
 }
 
 /// One migration, embedded in the binary with `include_str!`.
@@ -440,6 +461,24 @@ mod tests {
 
     fn temp_file(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("ticketing-db-{name}-{}.db", Uuid::new_v4().simple()))
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn sqlite_databases_and_their_directory_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("ticketing-private-{}", Uuid::new_v4()));
+        let migrations = Migrations(&[]);
+        let db = DbTarget::SqliteDir(dir.clone()).open("toy", &migrations).await.expect("opened");
+        sqlx::query("CREATE TABLE t (a TEXT)").execute(db.writer()).await.expect("write");
+        let mode =
+            |path: &Path| std::fs::metadata(path).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for name in ["toy.db", "toy.db-wal", "toy.db-shm"] {
+            assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
+        }
+        db.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

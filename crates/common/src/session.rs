@@ -18,6 +18,10 @@ use uuid::Uuid;
 use crate::config::Secret;
 use crate::error::ApiError;
 
+/// How far in the future a session's `iat` may be: the clock skew allowed
+/// between the service that signed it and the one reading it.
+pub const ISSUED_AT_LEEWAY_SECONDS: i64 = 30;
+
 /// The name of the session cookie.
 pub const COOKIE_NAME: &str = "session";
 
@@ -88,9 +92,12 @@ impl Sessions {
 
     /// The claims of a token signed with our key and not expired.
     pub fn verify(&self, token: &str) -> Option<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
-            .ok()
-            .map(|data| data.claims)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
+            .ok()?
+            .claims;
+        // Issued in the future: forged, or signed with a clock that is off.
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        (claims.iat <= now.saturating_add(ISSUED_AT_LEEWAY_SECONDS)).then_some(claims)
     }
 
     /// `Set-Cookie` value that starts a session.
@@ -232,6 +239,17 @@ mod tests {
         let (token, _) = other.issue(Uuid::now_v7(), "a@b.co").expect("issue");
         assert_eq!(sessions(60).verify(&token), None);
         assert_eq!(sessions(60).verify("not.a.jwt"), None);
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_is_refused() {
+        let s = sessions(60);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let id = Uuid::now_v7();
+        let future = Claims { id, email: "a@b.co".into(), iat: now + 3600, exp: now + 7200 };
+        assert_eq!(s.verify(&s.sign(&future).expect("sign")), None);
+        let skewed = Claims { id, email: "a@b.co".into(), iat: now + 10, exp: now + 60 };
+        assert!(s.verify(&s.sign(&skewed).expect("sign")).is_some(), "small clock skew is fine");
     }
 
     #[test]

@@ -54,6 +54,25 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
     })
 }
 
+/// The longest request id a caller may choose.
+pub const MAX_REQUEST_ID: usize = 64;
+
+/// Drops a caller's `X-Request-Id` that is too long or holds anything but
+/// letters, digits and `-_.:` (it is echoed and logged), so that a fresh id
+/// is made instead.
+pub async fn drop_unusable_request_id(mut request: Request) -> Request {
+    let usable = request.headers().get(&REQUEST_ID).is_none_or(|id| {
+        let id = id.as_bytes();
+        !id.is_empty()
+            && id.len() <= MAX_REQUEST_ID
+            && id.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    });
+    if !usable {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    request
+}
+
 /// Request ids are UUID v7 (time-ordered, so logs sort by them).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MakeRequestUuid;

@@ -53,6 +53,7 @@ pub fn app(services: &[Service], fallback: Option<Router>) -> Router {
         .layer(middleware::from_fn(telemetry::record_metrics))
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::map_request(telemetry::drop_unusable_request_id))
                 .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()

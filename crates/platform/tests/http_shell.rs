@@ -288,6 +288,18 @@ async fn every_response_carries_a_request_id_and_keeps_the_callers() {
         .await
         .expect("send");
     assert_eq!(response.headers()["x-request-id"], "caller-chosen-id");
+    // An id too long, or with characters other than `[A-Za-z0-9-_.:]`, is
+    // replaced by a fresh one instead of being echoed and logged.
+    for unusable in ["x".repeat(65), "has space".to_owned(), "quote\"inside".to_owned()] {
+        let response = client()
+            .get(server.url("/healthz"))
+            .header("x-request-id", unusable.as_str())
+            .send()
+            .await
+            .expect("send");
+        let echoed = response.headers()["x-request-id"].to_str().expect("ascii");
+        assert!(Uuid::parse_str(echoed).is_ok(), "{unusable:?} came back as {echoed:?}");
+    }
 }
 
 #[tokio::test]

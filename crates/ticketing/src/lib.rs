@@ -94,6 +94,10 @@ impl ServiceName {
     }
 }
 
+/// The shortest session secret `ticketing serve` accepts: HS256 keys
+/// shorter than its 32-byte output are guessable offline from one token.
+pub const MIN_JWT_KEY_BYTES: usize = 32;
+
 /// Runs the process described by `cli` until SIGINT / SIGTERM.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -113,7 +117,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => return bench::run(args).await,
         Command::Serve { service } => {
             let key = match (&config.jwt_key, service) {
-                (Some(key), _) => key.clone(),
+                (Some(key), ServiceName::Web) => key.clone(),
+                (Some(key), _) => {
+                    anyhow::ensure!(
+                        key.expose().len() >= MIN_JWT_KEY_BYTES,
+                        "JWT_KEY must be at least {MIN_JWT_KEY_BYTES} bytes (a random secret; \
+                         e.g. `openssl rand -hex 32`)"
+                    );
+                    key.clone()
+                }
                 // The web client never reads sessions itself.
                 (None, ServiceName::Web) => Secret::new(uuid::Uuid::new_v4().to_string()),
                 (None, _) => {
@@ -127,7 +139,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let mut context = context;
     if let Some(url) = &context.config.nats_url {
-        let bus = JetStreamBus::connect(JetStreamOptions::new(url.clone())).await?;
+        let bus = JetStreamBus::connect(JetStreamOptions::new(url.expose().to_owned())).await?;
         context.bus = Arc::new(bus);
     }
     tracing::info!(bus = context.bus.kind(), "event bus ready");

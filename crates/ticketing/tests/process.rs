@@ -121,17 +121,23 @@ fn help_documents_every_command_and_variable() {
 }
 
 #[test]
-fn serve_refuses_to_start_without_a_jwt_key() {
+fn serve_refuses_to_start_without_a_jwt_key_or_with_a_short_one() {
     let dir = temp_dir();
-    let output = ticketing()
-        .args(["serve", "auth"])
-        .env("DATA_DIR", &dir)
-        .env("PORT", free_port().to_string())
-        .output()
-        .expect("runs");
-    assert!(!output.status.success());
-    let logs = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
-    assert!(logs.contains("JWT_KEY"), "{logs}");
+    for key in [None, Some("short-secret"), Some("this-key-has-31-bytes-one-short")] {
+        let mut command = ticketing();
+        command.args(["serve", "auth"]).env("DATA_DIR", &dir).env("PORT", free_port().to_string());
+        if let Some(key) = key {
+            command.env("JWT_KEY", key);
+        }
+        let output = command.output().expect("runs");
+        assert!(!output.status.success(), "started with {key:?}");
+        let logs =
+            String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+        assert!(logs.contains("JWT_KEY"), "{logs}");
+        if let Some(key) = key {
+            assert!(!logs.contains(key), "the key itself is never printed: {logs}");
+        }
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -182,7 +188,10 @@ async fn the_all_in_one_runs_with_nothing_configured_and_keeps_its_dev_key() {
 async fn serve_auth_runs_the_auth_service_alone() {
     let dir = temp_dir();
     let mut command = ticketing();
-    command.args(["serve", "auth"]).env("DATA_DIR", &dir).env("JWT_KEY", "a-shared-secret");
+    command
+        .args(["serve", "auth"])
+        .env("DATA_DIR", &dir)
+        .env("JWT_KEY", "a-shared-secret-of-at-least-32-bytes");
     if let Ok(url) = std::env::var("TEST_DATABASE_URL")
         && !url.is_empty()
     {

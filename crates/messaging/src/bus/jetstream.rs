@@ -81,7 +81,9 @@ impl JetStreamBus {
             .connection_timeout(Duration::from_secs(5))
             .connect(options.url.as_str())
             .await
-            .with_context(|| format!("connecting to NATS at {}", options.url))?;
+            .with_context(|| {
+                format!("connecting to NATS at {}", common::config::redacted_url(&options.url))
+            })?;
         let context = jetstream::new(client.clone());
         let subjects =
             stream_subjects().iter().map(|s| format!("{}{s}", options.subject_prefix)).collect();
