@@ -96,6 +96,10 @@ pub struct Config {
     #[arg(global = true, long, env = "ORDER_EXPIRATION_SECONDS", default_value_t = 900)]
     pub order_expiration_seconds: u64,
 
+    /// How many unpaid orders one buyer may hold at once (0: no limit).
+    #[arg(global = true, long, env = "MAX_LIVE_ORDERS_PER_USER", default_value_t = 5)]
+    pub max_live_orders_per_user: u32,
+
     /// Lifetime of a session in seconds (JWT `exp`, cookie `Max-Age`).
     #[arg(global = true, long, env = "SESSION_SECONDS", default_value_t = 86_400,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -138,7 +142,7 @@ pub struct Config {
 /// The environment variable of every field of [`Config`] (a test keeps the
 /// list complete): what a process started for a test or a benchmark must
 /// not inherit unless it is set on purpose.
-pub const VARIABLES: [&str; 16] = [
+pub const VARIABLES: [&str; 17] = [
     "PORT",
     "DATA_DIR",
     "DATABASE_URL",
@@ -146,6 +150,7 @@ pub const VARIABLES: [&str; 16] = [
     "REDIS_URL",
     "JWT_KEY",
     "ORDER_EXPIRATION_SECONDS",
+    "MAX_LIVE_ORDERS_PER_USER",
     "SESSION_SECONDS",
     "STRIPE_SECRET_KEY",
     "STRIPE_PUBLISHABLE_KEY",
@@ -169,6 +174,7 @@ impl Config {
             redis_url: None,
             jwt_key: None,
             order_expiration_seconds: 900,
+            max_live_orders_per_user: 5,
             session_seconds: 86_400,
             stripe_secret_key: None,
             stripe_publishable_key: None,

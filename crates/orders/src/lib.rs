@@ -28,6 +28,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         description: "orders",
         sql: Sql::Portable(include_str!("../migrations/0002_orders.sql")),
     },
+    MigrationFile {
+        version: 3,
+        description: "holding limits",
+        sql: Sql::Portable(include_str!("../migrations/0003_holding_limits.sql")),
+    },
 ]);
 
 /// Opens the service's database and builds its routes and listeners.
@@ -44,6 +49,7 @@ pub async fn build(context: &Context) -> anyhow::Result<Service> {
         store,
         sessions: context.sessions.clone(),
         expiration: Duration::from_secs(context.config.order_expiration_seconds),
+        max_unpaid: context.config.max_live_orders_per_user,
     };
     Ok(Service {
         name: NAME,

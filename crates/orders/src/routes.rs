@@ -25,6 +25,8 @@ const TICKET_ID_REQUIRED: &str = "TicketId must be provided";
 const ALREADY_RESERVED: &str = "Ticket is already reserved";
 /// The message for cancelling a paid order.
 const CANNOT_CANCEL_COMPLETE: &str = "Cannot cancel a completed order";
+/// The message for ordering one's own ticket.
+const OWN_TICKET: &str = "You cannot order your own ticket";
 
 #[derive(Debug, Clone)]
 pub struct OrdersState {
@@ -32,6 +34,8 @@ pub struct OrdersState {
     pub sessions: Sessions,
     /// How long an order holds its ticket.
     pub expiration: Duration,
+    /// How many unpaid orders a buyer may hold at once (0: no limit).
+    pub max_unpaid: u32,
 }
 
 common::sessions_in_state!(OrdersState);
@@ -76,7 +80,7 @@ impl NewOrder {
     request_body = NewOrder,
     responses(
         (status = 201, description = "Created, status `created`", body = Order),
-        (status = 400, description = "Invalid `ticketId`, or `Ticket is already reserved`", body = ErrorBody),
+        (status = 400, description = "Invalid `ticketId`, `Ticket is already reserved`, `You cannot order your own ticket`, or `You can hold at most N unpaid orders at a time`", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "No such ticket", body = ErrorBody),
     )
@@ -88,18 +92,25 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Order>)> {
     let ticket_id = body.parse()?;
     let expires_at = Timestamp::now().plus_seconds(state.expiration.as_secs());
-    let order = state.store.create(user.id, ticket_id, expires_at).await?;
+    let order = state
+        .store
+        .create(user.id, ticket_id, expires_at, state.max_unpaid)
+        .await
+        .map_err(|refused| create_refused(refused, state.max_unpaid))?;
     tracing::info!(order.id = %order.id, ticket.id = %ticket_id, "order created");
     Ok((StatusCode::CREATED, Json(order)))
 }
 
-impl From<CreateError> for ApiError {
-    fn from(error: CreateError) -> Self {
-        match error {
-            CreateError::UnknownTicket => Self::NotFound,
-            CreateError::Reserved => Self::bad_request(ALREADY_RESERVED),
-            CreateError::Db(error) => error.into(),
-        }
+/// The contract's answer to a refused order.
+fn create_refused(error: CreateError, max_unpaid: u32) -> ApiError {
+    match error {
+        CreateError::UnknownTicket => ApiError::NotFound,
+        CreateError::Reserved => ApiError::bad_request(ALREADY_RESERVED),
+        CreateError::OwnTicket => ApiError::bad_request(OWN_TICKET),
+        CreateError::TooManyUnpaid => ApiError::bad_request(format!(
+            "You can hold at most {max_unpaid} unpaid orders at a time"
+        )),
+        CreateError::Db(error) => error.into(),
     }
 }
 

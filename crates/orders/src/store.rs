@@ -44,6 +44,10 @@ common::store_error! {
         UnknownTicket,
         #[error("another live order holds the ticket")]
         Reserved,
+        #[error("the buyer sells this ticket")]
+        OwnTicket,
+        #[error("the buyer holds as many unpaid orders as allowed")]
+        TooManyUnpaid,
     }
 }
 
@@ -85,11 +89,13 @@ impl Store {
     }
 
     /// Creates an order holding `ticket_id` until `expires_at`, and
-    /// announces it. The partial unique index refuses a second live order.
+    /// announces it. The partial unique index refuses a second live order;
+    /// nobody orders their own ticket; a buyer holds at most `max_unpaid`
+    /// unpaid orders (0: no limit).
     ///
     /// A read first answers the requests that cannot win (an unknown
-    /// ticket, one a live order already holds) without queueing for the
-    /// writer: in an on-sale rush most requests are those. The write
+    /// ticket, one a live order already holds, one's own) without queueing
+    /// for the writer: in an on-sale rush most requests are those. The write
     /// transaction then decides the rest; the unique index stays the one
     /// authority.
     pub async fn create(
@@ -97,20 +103,44 @@ impl Store {
         user_id: Uuid,
         ticket_id: Uuid,
         expires_at: Timestamp,
+        max_unpaid: u32,
     ) -> Result<Order, CreateError> {
-        let holder: Option<Option<String>> = sqlx::query_scalar(
-            "SELECT (SELECT o.id FROM orders o WHERE o.ticket_id = t.id \
-             AND o.status <> 'cancelled' LIMIT 1) FROM tickets t WHERE t.id = $1",
+        let seen = sqlx::query(
+            "SELECT t.user_id, (SELECT o.id FROM orders o WHERE o.ticket_id = t.id \
+             AND o.status <> 'cancelled' LIMIT 1) AS holder FROM tickets t WHERE t.id = $1",
         )
         .bind(ticket_id.to_string())
         .fetch_optional(self.db.reader())
-        .await?;
-        match holder {
-            None => return Err(CreateError::UnknownTicket),
-            Some(Some(_)) => return Err(CreateError::Reserved),
-            Some(None) => {}
+        .await?
+        .ok_or(CreateError::UnknownTicket)?;
+        let seller: Option<String> = seen.try_get("user_id")?;
+        if seller.as_deref() == Some(user_id.to_string().as_str()) {
+            return Err(CreateError::OwnTicket);
+        }
+        if seen.try_get::<Option<String>, _>("holder")?.is_some() {
+            return Err(CreateError::Reserved);
         }
         let mut tx = self.db.begin().await?;
+        if max_unpaid > 0 {
+            // Writing the buyer's row locks it until this transaction ends.
+            sqlx::query(
+                "INSERT INTO buyers (id, version) VALUES ($1, 0) \
+                 ON CONFLICT (id) DO UPDATE SET version = buyers.version + 1",
+            )
+            .bind(user_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            let unpaid: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM orders WHERE user_id = $1 \
+                 AND (status = 'created' OR status = 'awaiting:payment')",
+            )
+            .bind(user_id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+            if unpaid >= i64::from(max_unpaid) {
+                return Err(CreateError::TooManyUnpaid);
+            }
+        }
         let ticket = find_ticket(&mut *tx, ticket_id).await?.ok_or(CreateError::UnknownTicket)?;
         let order = Order {
             id: Uuid::now_v7(),
@@ -229,13 +259,14 @@ impl Store {
     /// nothing).
     pub async fn add_ticket(&self, ticket: &TicketCreated) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO tickets (id, title, price, version) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO tickets (id, title, price, version, user_id) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(ticket.id.to_string())
         .bind(&ticket.title)
         .bind(ticket.price)
         .bind(ticket.version)
+        .bind(ticket.user_id.to_string())
         .execute(self.db.writer())
         .await?;
         Ok(())
@@ -255,10 +286,15 @@ impl Store {
             save_version(
                 &mut tx,
                 "tickets",
-                "title = $3, price = $4",
+                "title = $3, price = $4, user_id = $5",
                 ticket.id,
                 ticket.version,
-                |query| query.bind(ticket.title.clone()).bind(ticket.price),
+                |query| {
+                    query
+                        .bind(ticket.title.clone())
+                        .bind(ticket.price)
+                        .bind(ticket.user_id.to_string())
+                },
             )
             .await?;
             tx.commit().await?;

@@ -117,7 +117,70 @@ async fn fifty_concurrent_orders_for_one_ticket_make_exactly_one(stack: Stack) {
     assert!(refused.iter().all(|(_, body)| *body == general_error("Ticket is already reserved")));
 }
 
+async fn nobody_orders_their_own_ticket(stack: Stack) {
+    let app = OrdersApp::spawn(stack).await;
+    let seller = app.user("seller");
+    let mut ticket = app.ticket("mine", 100).await;
+    ticket.id = Uuid::now_v7();
+    ticket.user_id = seller.id;
+    app.send(&messaging::events::Envelope::new(ticket.clone())).await;
+    let (status, body) =
+        error(app.create(Some(&seller), &json!({"ticketId": ticket.id})).await).await;
+    assert_eq!(status, 400);
+    assert_eq!(body, general_error("You cannot order your own ticket"));
+    let buyer = app.user("buyer");
+    app.order(&buyer, &ticket).await;
+}
+
+async fn a_buyer_holds_a_bounded_number_of_unpaid_orders(stack: Stack) {
+    let app = OrdersApp::spawn_with(stack, |c| c.max_live_orders_per_user = 3).await;
+    let buyer = app.user("buyer");
+    let mut orders = Vec::new();
+    for n in 0..3 {
+        let ticket = app.ticket(&format!("t{n}"), 100).await;
+        orders.push(app.order(&buyer, &ticket).await);
+    }
+    let fourth = app.ticket("t3", 100).await;
+    let (status, body) =
+        error(app.create(Some(&buyer), &json!({"ticketId": fourth.id})).await).await;
+    assert_eq!(status, 400);
+    assert_eq!(body, general_error("You can hold at most 3 unpaid orders at a time"));
+    // Paid and cancelled orders hold nothing: each frees a place.
+    app.pay(crate::helpers::id_of(&orders[0])).await;
+    app.order(&buyer, &fourth).await;
+    let fifth = app.ticket("t4", 100).await;
+    assert_eq!(error(app.create(Some(&buyer), &json!({"ticketId": fifth.id})).await).await.0, 400);
+    let cancelled = app.cancel(Some(&buyer), orders[1]["id"].as_str().expect("id")).await;
+    assert_eq!(cancelled.status(), 204);
+    app.order(&buyer, &fifth).await;
+    // Another buyer is not affected.
+    let other = app.user("other");
+    let sixth = app.ticket("t5", 100).await;
+    app.order(&other, &sixth).await;
+}
+
+/// Concurrent orders of one buyer count their holds one at a time.
+async fn concurrent_orders_of_one_buyer_respect_the_limit(stack: Stack) {
+    let app = OrdersApp::spawn_with(stack, |c| c.max_live_orders_per_user = 3).await;
+    let buyer = app.user("buyer");
+    let mut attempts = tokio::task::JoinSet::new();
+    for n in 0..12 {
+        let ticket = app.ticket(&format!("t{n}"), 100).await;
+        let request = app
+            .system
+            .request(reqwest::Method::POST, "/api/orders", Some(&buyer))
+            .json(&json!({"ticketId": ticket.id}));
+        attempts.spawn(async move { request.send().await.expect("sent").status().as_u16() });
+    }
+    let statuses = attempts.join_all().await;
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 3, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 400).count(), 9, "{statuses:?}");
+}
+
 testkit::stack_tests!(
+    nobody_orders_their_own_ticket,
+    a_buyer_holds_a_bounded_number_of_unpaid_orders,
+    concurrent_orders_of_one_buyer_respect_the_limit,
     ordering_requires_a_session_even_with_a_bad_body,
     an_order_holds_its_ticket_for_the_expiration_window,
     the_expiration_window_is_configurable,
