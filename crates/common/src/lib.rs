@@ -9,6 +9,7 @@
 //! | [`error`] | [`ApiError`], the contract's error body, the one place statuses are chosen |
 //! | [`extract`] | the JSON body and path-id extractors that answer in the contract's format |
 //! | [`session`] | HS256 sessions (cookie or bearer) and the signed-in-user extractors |
+//! | [`origin`] | whether a request comes from this very site (forgery checks) |
 //! | [`validate`] | per-field validation that reports every invalid field at once |
 //! | [`db`] | per-service databases, migrations, [`db::DbError`] and the shared SQL helpers |
 //! | [`money`], [`time`] | integer cents; millisecond timestamps and the clock tests move |
@@ -21,6 +22,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod money;
+pub mod origin;
 pub mod session;
 pub mod status;
 pub mod telemetry;

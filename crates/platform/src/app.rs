@@ -5,8 +5,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::Method;
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router, middleware};
@@ -18,8 +20,12 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::service::{Probe, Service};
+use common::ApiError;
 use common::error::{ErrorItem, method_not_allowed, not_found};
 use common::extract::BODY_LIMIT;
+use common::extract::is_json;
+use common::origin::same_origin;
+use common::session::cookie_token;
 use common::telemetry::{self, MakeRequestUuid, REQUEST_ID};
 
 /// The router serving `services` and the operational routes. `fallback`
@@ -41,8 +47,10 @@ pub fn app(services: &[Service], fallback: Option<Router>) -> Router {
         .route("/readyz", get(readyz).with_state(probes))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }));
-    for service in services {
-        router = router.merge(service.router.clone());
+    for service in services.iter().filter(|s| s.router.has_routes()) {
+        router = router.merge(
+            service.router.clone().route_layer(middleware::from_fn(refuse_cross_site_forms)),
+        );
     }
     let router = router.method_not_allowed_fallback(method_not_allowed);
     let router = match fallback {
@@ -65,6 +73,23 @@ pub fn app(services: &[Service], fallback: Option<Router>) -> Router {
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone())),
         )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// Refuses a state-changing call that carries the session cookie, is not
+/// JSON (an HTML form on any site can send it, and the browser adds the
+/// cookie) and names another site as its `Origin` or `Referer`: a
+/// cross-site form post to `POST /api/users/signout` signed the visitor out.
+/// JSON bodies need a CORS preflight no other site passes; bearer tokens and
+/// clients that name no source are not browsers following a form.
+async fn refuse_cross_site_forms(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let changes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let by_cookie = headers.get(header::AUTHORIZATION).is_none() && cookie_token(headers).is_some();
+    if changes && by_cookie && !is_json(headers) && same_origin(headers) == Some(false) {
+        tracing::warn!("refused a cross-site call carrying the session cookie");
+        return ApiError::Forbidden.into_response();
+    }
+    next.run(request).await
 }
 
 /// The merged OpenAPI description of `services`.

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, ORIGIN, REFERER, REFERRER_POLICY,
-    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -98,8 +98,9 @@ async fn fallback(state: State<WebState>, request: Request) -> Response {
 }
 
 /// Refuses a form post coming from another site: its `Origin` (or, without
-/// one, its `Referer`) must name this host. Together with the `SameSite=Lax`
-/// session cookie this stops cross-site request forgery.
+/// one, its `Referer`) must name this site, scheme, host and port. Together
+/// with the `SameSite=Lax` session cookie this stops cross-site request
+/// forgery.
 async fn same_origin(State(state): State<WebState>, request: Request, next: Next) -> Response {
     if request.method() == Method::GET || request.method() == Method::HEAD {
         return next.run(request).await;
@@ -118,20 +119,11 @@ async fn same_origin(State(state): State<WebState>, request: Request, next: Next
     .await
 }
 
+/// A form post must name this very site as its `Origin` (or `Referer`):
+/// browsers send one with every form post, so one that names none is not
+/// trusted either.
 fn is_same_origin(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(HOST).and_then(|h| h.to_str().ok()) else { return false };
-    let source = headers.get(ORIGIN).or_else(|| headers.get(REFERER)).and_then(|v| v.to_str().ok());
-    match source {
-        // Without Origin or Referer (non-browser clients, privacy settings),
-        // the SameSite cookie is the protection.
-        None => true,
-        Some("null") => false,
-        Some(source) => {
-            let authority = source.split_once("://").map_or("", |(_, rest)| rest);
-            let authority = authority.split('/').next().unwrap_or_default();
-            authority.eq_ignore_ascii_case(host)
-        }
-    }
+    common::origin::same_origin(headers) == Some(true)
 }
 
 #[cfg(test)]
@@ -154,6 +146,7 @@ mod tests {
         ])));
         assert!(is_same_origin(&headers(&[
             ("host", "shop.example"),
+            ("x-forwarded-proto", "https"),
             ("referer", "https://shop.example/tickets/new")
         ])));
         assert!(!is_same_origin(&headers(&[
@@ -164,7 +157,17 @@ mod tests {
             ("host", "localhost:3000"),
             ("origin", "http://localhost:3001")
         ])));
+        assert!(
+            !is_same_origin(&headers(&[
+                ("host", "localhost:3000"),
+                ("origin", "https://localhost:3000")
+            ])),
+            "another scheme is another site"
+        );
         assert!(!is_same_origin(&headers(&[("host", "localhost:3000"), ("origin", "null")])));
-        assert!(is_same_origin(&headers(&[("host", "localhost:3000")])));
+        assert!(
+            !is_same_origin(&headers(&[("host", "localhost:3000")])),
+            "a form post names its source"
+        );
     }
 }

@@ -67,6 +67,40 @@ async fn signout_expires_the_cookie(backend: Backend) {
     assert_eq!(app.current_user().await, Value::Null);
 }
 
+/// A form on another site posting to signout, with the visitor's cookie:
+/// refused, and the visitor stays signed in. From this site, it works.
+async fn a_cross_site_form_cannot_sign_the_visitor_out(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.signed_up_user("victim@example.com").await;
+    let url = app.server.url("/api/users/signout");
+    let host = url.split('/').nth(2).expect("host").to_owned();
+    for origin in ["https://evil.example", &format!("https://{host}"), "null"] {
+        let response = app
+            .browser
+            .post(&url)
+            .header("origin", origin)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("")
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 403, "{origin}");
+        assert!(response.headers().get("set-cookie").is_none(), "{origin}");
+        assert_ne!(app.current_user().await, Value::Null, "still signed in after {origin}");
+    }
+    let response = app
+        .browser
+        .post(&url)
+        .header("origin", format!("http://{host}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.current_user().await, Value::Null);
+}
+
 async fn the_session_lifetime_and_secure_flag_are_configurable(backend: Backend) {
     let app = TestApp::spawn_with(backend, |config| {
         config.session_seconds = 120;
@@ -143,6 +177,7 @@ testkit::backend_tests!(
     a_bearer_token_is_a_session_too,
     forged_expired_and_garbage_tokens_are_no_session,
     signout_expires_the_cookie,
+    a_cross_site_form_cannot_sign_the_visitor_out,
     the_session_lifetime_and_secure_flag_are_configurable,
     signup_and_signin_refuse_bodies_that_are_not_json,
     the_auth_routes_are_described_in_openapi,
