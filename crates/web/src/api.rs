@@ -71,6 +71,15 @@ pub struct Problem {
     pub field: Option<String>,
 }
 
+/// The API path of one resource. Ids come from the visitor's URL: only a
+/// UUID goes into the path (`..%2F..%2Fmetrics` decoded would walk out of
+/// `/api/orders/` with the visitor's session); anything else is a 404
+/// without asking the API.
+fn resource(collection: &str, id: &str) -> ApiResult<String> {
+    let id = uuid::Uuid::parse_str(id).map_err(|_| Failure::not_found())?;
+    Ok(format!("{collection}/{id}"))
+}
+
 /// An API call that did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -88,6 +97,11 @@ impl Failure {
     /// The messages about no field in particular.
     pub fn general(&self) -> Vec<String> {
         self.problems.iter().filter(|p| p.field.is_none()).map(|p| p.message.clone()).collect()
+    }
+
+    /// What the API answers for an unknown id, without asking it.
+    fn not_found() -> Self {
+        Self { status: 404, problems: vec![Problem { message: "Not Found".into(), field: None }] }
     }
 
     fn unreachable(error: impl std::fmt::Display) -> Self {
@@ -285,8 +299,8 @@ impl Api for HttpApi {
 
     fn ticket<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ApiResult<Ticket>> {
         Box::pin(async move {
-            Self::json(self.request(reqwest::Method::GET, &format!("/api/tickets/{id}"), None))
-                .await
+            let path = resource("/api/tickets", id)?;
+            Self::json(self.request(reqwest::Method::GET, &path, None)).await
         })
     }
 
@@ -312,8 +326,9 @@ impl Api for HttpApi {
         price: &'a str,
     ) -> BoxFuture<'a, ApiResult<Ticket>> {
         Box::pin(async move {
+            let path = resource("/api/tickets", id)?;
             let request = self
-                .request(reqwest::Method::PUT, &format!("/api/tickets/{id}"), Some(session))
+                .request(reqwest::Method::PUT, &path, Some(session))
                 .json(&json!({"title": title, "price": price_value(price)}));
             Self::json(request).await
         })
@@ -334,12 +349,8 @@ impl Api for HttpApi {
 
     fn order<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<Order>> {
         Box::pin(async move {
-            Self::json(self.request(
-                reqwest::Method::GET,
-                &format!("/api/orders/{id}"),
-                Some(session),
-            ))
-            .await
+            let path = resource("/api/orders", id)?;
+            Self::json(self.request(reqwest::Method::GET, &path, Some(session))).await
         })
     }
 
@@ -351,12 +362,8 @@ impl Api for HttpApi {
 
     fn cancel_order<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<()>> {
         Box::pin(async move {
-            Self::send(self.request(
-                reqwest::Method::DELETE,
-                &format!("/api/orders/{id}"),
-                Some(session),
-            ))
-            .await?;
+            let path = resource("/api/orders", id)?;
+            Self::send(self.request(reqwest::Method::DELETE, &path, Some(session))).await?;
             Ok(())
         })
     }
@@ -380,6 +387,22 @@ impl Api for HttpApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ids that are not UUIDs never reach the API: against an API nobody
+    /// serves, they answer 404 at once, where a call would fail to connect.
+    #[tokio::test]
+    async fn only_uuids_go_into_api_paths() {
+        let api = HttpApi::new("http://127.0.0.1:9").expect("client");
+        for id in ["../../metrics?x=", "../tickets/x", "t1", "%2e%2e", ""] {
+            assert_eq!(api.ticket(id).await.expect_err("refused").status, 404, "{id}");
+            assert_eq!(api.order("s", id).await.expect_err("refused").status, 404, "{id}");
+            assert_eq!(api.cancel_order("s", id).await.expect_err("refused").status, 404, "{id}");
+            let edit = api.update_ticket("s", id, "t", "1").await;
+            assert_eq!(edit.expect_err("refused").status, 404, "{id}");
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        assert_eq!(api.ticket(&id).await.expect_err("no API").status, 0, "a UUID is sent");
+    }
 
     fn order(status: &str, price: Value) -> serde_json::Result<Order> {
         serde_json::from_value(json!({
