@@ -69,6 +69,8 @@ fn the_bench_measures_every_scenario_and_sells_each_flash_ticket_once() {
     ] {
         assert_eq!(figure(server_errors), 0, "{server_errors}:\n{stdout}");
     }
+    assert_eq!(figure("/purchase/flows/failed"), 0, "every flow completes:\n{stdout}");
+    assert_eq!(figure("/propagation/failed"), 0, "every new ticket is ordered:\n{stdout}");
     assert_eq!(figure("/flash/winners"), 50, "every flash ticket is sold once:\n{stdout}");
     assert_eq!(figure("/flash/paid"), 50, "every flash winner paid:\n{stdout}");
     assert!(stdout.contains("flash sold out in"), "the text report shows the targets:\n{stdout}");

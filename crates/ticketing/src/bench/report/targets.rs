@@ -90,7 +90,7 @@ pub fn targets(stack: Stack, results: &Results) -> Vec<Target> {
     }
     if let Some(propagation) = &results.propagation {
         let limit = if scaled { 20.0 } else { 5.0 };
-        let p99 = Some(propagation.product.p99_ms);
+        let p99 = (propagation.product.count > 0).then_some(propagation.product.p99_ms);
         targets.push(target("propagation", "ticket 201 → order 201, p99", p99, "ms", "<", limit));
     }
     if let Some(flash) = &results.flash {
@@ -144,6 +144,16 @@ pub fn checks(results: &Results) -> Vec<Check> {
             what: format!("flash: every winner paid ({} of {tickets})", flash.paid),
             passed: flash.paid == tickets,
         });
+    }
+    // A flow or a sample that failed is a wrong answer, not a slow one.
+    let mut none_failed = |what: &str, failed: u64| {
+        checks.push(Check { what: format!("{what} ({failed} failed)"), passed: failed == 0 });
+    };
+    if let Some(purchase) = &results.purchase {
+        none_failed("purchase: every flow completes", purchase.flows.failed);
+    }
+    if let Some(propagation) = &results.propagation {
+        none_failed("propagation: every new ticket can be ordered", propagation.failed);
     }
     checks
 }
