@@ -68,6 +68,9 @@ pub enum ApiError {
     /// 405: known path, wrong method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 408: the request took longer than the server allows.
+    #[error("request timeout")]
+    RequestTimeout,
     /// 413: the body is over the size limit.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -109,6 +112,7 @@ impl ApiError {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -130,6 +134,7 @@ impl ApiError {
             Self::Forbidden => vec![ErrorItem::general("Forbidden")],
             Self::NotFound => vec![ErrorItem::general("Not Found")],
             Self::MethodNotAllowed => vec![ErrorItem::general("Method not allowed")],
+            Self::RequestTimeout => vec![ErrorItem::general("Request timeout")],
             Self::PayloadTooLarge => vec![ErrorItem::general("Request body too large")],
             Self::UnsupportedMediaType => vec![ErrorItem::general("Expected a JSON body")],
             Self::Unavailable(_) => vec![ErrorItem::general("Service unavailable")],

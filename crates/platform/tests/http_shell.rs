@@ -357,3 +357,71 @@ async fn readiness_fails_with_503_when_a_probe_fails() {
     assert_eq!(body["errors"], json!([{"message": "Service unavailable"}]));
     assert_eq!(body["checks"]["toy.database"], "unavailable");
 }
+
+/// A server with short limits, for the slow-client tests.
+async fn limited() -> (std::net::SocketAddr, tokio_util::sync::CancellationToken) {
+    let app = Router::new()
+        .route("/ok", get(|| async { "ok" }))
+        .route("/echo", post(|body: String| async move { body }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let limits = platform::app::Limits {
+        header_read: Duration::from_secs(1),
+        request: Duration::from_secs(1),
+        connections: 4096,
+    };
+    tokio::spawn(platform::app::serve_with(listener, app, stop.clone(), limits));
+    (addr, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_everyone_else_is_served_meanwhile() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (addr, stop) = limited().await;
+    // 300 clients that never finish their headers, and 50 that say nothing.
+    let mut slow = Vec::new();
+    for n in 0..350 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        if n < 300 {
+            stream.write_all(b"GET /ok HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.expect("write");
+        }
+        slow.push(stream);
+    }
+    let started = std::time::Instant::now();
+    let answer = client().get(format!("http://{addr}/ok")).send().await.expect("send");
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_millis(900), "served while they wait");
+    // Past the header limit, the server has closed every slow connection.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for mut stream in slow {
+        let mut buffer = [0u8; 512];
+        let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buffer)).await;
+        match read.expect("the server answered or closed in time") {
+            Ok(0) | Err(_) => {}
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buffer[..n]);
+                assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+            }
+        }
+    }
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_sent_too_slowly_is_answered_408() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (addr, stop) = limited().await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nten bytes.")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    read.expect("answered in time").expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#"{"errors":[{"message":"Request timeout"}]}"#), "{answer}");
+    stop.cancel();
+}
