@@ -103,6 +103,7 @@ pub struct CurrentUserView {
     responses(
         (status = 201, description = "Signed up; sets the `session` cookie", body = UserView),
         (status = 400, description = "Invalid fields, or `Email in use`", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
     )
 )]
 async fn signup(
@@ -123,6 +124,7 @@ async fn signup(
     responses(
         (status = 200, description = "Signed in; sets the `session` cookie", body = UserView),
         (status = 400, description = "Invalid fields, or `Invalid credentials`", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
     )
 )]
 async fn signin(

@@ -83,6 +83,7 @@ impl NewOrder {
         (status = 400, description = "Invalid `ticketId`, `Ticket is already reserved`, `You cannot order your own ticket`, or `You can hold at most N unpaid orders at a time`", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "No such ticket", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
     )
 )]
 async fn create(

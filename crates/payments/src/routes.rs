@@ -102,6 +102,7 @@ pub struct PaymentView {
         (status = 403, description = "Someone else's order", body = ErrorBody),
         (status = 404, description = "No such order", body = ErrorBody),
         (status = 503, description = "The payment processor is unavailable", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
     )
 )]
 async fn create(

@@ -303,6 +303,34 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
             ("/api/payments", "post"),
         ])
         .await;
+    // Every operation that takes a JSON body documents the 415 it answers
+    // to any other body, and the listing's `limit` its bounds.
+    let doc = market.system.server.openapi().await;
+    let mut with_bodies = 0;
+    for (path, operations) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in operations.as_object().expect("operations") {
+            if operation.get("requestBody").is_some() {
+                with_bodies += 1;
+                assert!(
+                    operation["responses"]["415"].is_object(),
+                    "{method} {path} does not document its 415"
+                );
+            }
+        }
+    }
+    assert_eq!(with_bodies, 6, "signup, signin, sell, edit, order, pay");
+    let limit = doc["paths"]["/api/tickets"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .expect("limit")
+        .clone();
+    assert_eq!(
+        (limit["schema"]["minimum"].as_f64(), limit["schema"]["maximum"].as_f64()),
+        (Some(1.0), Some(1000.0)),
+        "{limit}"
+    );
 }
 
 testkit::stack_tests!(

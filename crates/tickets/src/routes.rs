@@ -75,7 +75,7 @@ impl TicketBody {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ListParams {
     /// 1 to 1000 (default 100).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// The id of the last ticket of the previous page (`X-Next-Cursor`).
     #[param(value_type = Option<String>)]
@@ -90,6 +90,7 @@ pub struct ListParams {
         (status = 201, description = "Created (version 0)", body = Ticket),
         (status = 400, description = "Invalid title or price", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
     )
 )]
 async fn create(
@@ -171,6 +172,7 @@ async fn show(State(state): State<TicketsState>, Id(id): Id) -> ApiResult<Json<T
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Someone else's ticket", body = ErrorBody),
         (status = 404, description = "No such ticket", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
     )
 )]
 async fn edit(
