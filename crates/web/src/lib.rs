@@ -138,36 +138,13 @@ mod tests {
         headers
     }
 
+    /// What counts as this site is `common::origin`'s (tested there); the
+    /// web's own rule is that a form post must name one.
     #[test]
-    fn form_posts_must_come_from_this_site() {
-        assert!(is_same_origin(&headers(&[
-            ("host", "localhost:3000"),
-            ("origin", "http://localhost:3000")
-        ])));
-        assert!(is_same_origin(&headers(&[
-            ("host", "shop.example"),
-            ("x-forwarded-proto", "https"),
-            ("referer", "https://shop.example/tickets/new")
-        ])));
-        assert!(!is_same_origin(&headers(&[
-            ("host", "localhost:3000"),
-            ("origin", "https://evil.example")
-        ])));
-        assert!(!is_same_origin(&headers(&[
-            ("host", "localhost:3000"),
-            ("origin", "http://localhost:3001")
-        ])));
-        assert!(
-            !is_same_origin(&headers(&[
-                ("host", "localhost:3000"),
-                ("origin", "https://localhost:3000")
-            ])),
-            "another scheme is another site"
-        );
-        assert!(!is_same_origin(&headers(&[("host", "localhost:3000"), ("origin", "null")])));
-        assert!(
-            !is_same_origin(&headers(&[("host", "localhost:3000")])),
-            "a form post names its source"
-        );
+    fn form_posts_must_name_this_site() {
+        let host = ("host", "localhost:3000");
+        assert!(is_same_origin(&headers(&[host, ("origin", "http://localhost:3000")])));
+        assert!(!is_same_origin(&headers(&[host, ("origin", "https://evil.example")])));
+        assert!(!is_same_origin(&headers(&[host])), "a form post names its source");
     }
 }
