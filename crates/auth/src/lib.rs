@@ -25,8 +25,14 @@ pub const MIGRATIONS: Migrations = Migrations(&[MigrationFile {
 pub async fn build(context: &Context) -> anyhow::Result<Service> {
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
     password::warm_up();
-    let state =
-        routes::AuthState { store: Store::new(db.clone()), sessions: context.sessions.clone() };
+    let config = &context.config;
+    let limits =
+        routes::AuthLimits::new(config.signin_failures_per_email, config.auth_requests_per_address);
+    let state = routes::AuthState {
+        store: Store::new(db.clone()),
+        sessions: context.sessions.clone(),
+        limits: std::sync::Arc::new(limits),
+    };
     Ok(Service {
         name: NAME,
         router: routes::router(state),

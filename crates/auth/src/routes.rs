@@ -1,13 +1,19 @@
 //! The auth routes (`/api/users/*`, API.md "auth").
 
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::client::ClientAddr;
 use common::error::ErrorBody;
 use common::extract;
+use common::limit::RateLimit;
 use common::session::{Claims, MaybeUser, Sessions};
 use common::validate::Validator;
 use common::{ApiError, ApiResult, validated};
@@ -29,6 +35,26 @@ const EMAIL_IN_USE: &str = "Email in use";
 pub struct AuthState {
     pub store: Store,
     pub sessions: Sessions,
+    pub limits: Arc<AuthLimits>,
+}
+
+/// The rate limits of sign-in and sign-up (`SIGNIN_FAILURES_PER_EMAIL`,
+/// `AUTH_REQUESTS_PER_ADDRESS`).
+#[derive(Debug)]
+pub struct AuthLimits {
+    /// Failed sign-ins per email, per 15 minutes.
+    pub failures_per_email: RateLimit<String>,
+    /// Sign-ins and sign-ups per client address, per minute.
+    pub requests_per_address: RateLimit<IpAddr>,
+}
+
+impl AuthLimits {
+    pub fn new(failures_per_email: u32, requests_per_address: u32) -> Self {
+        Self {
+            failures_per_email: RateLimit::new(failures_per_email, Duration::from_secs(15 * 60)),
+            requests_per_address: RateLimit::new(requests_per_address, Duration::from_secs(60)),
+        }
+    }
 }
 
 common::sessions_in_state!(AuthState);
@@ -104,12 +130,16 @@ pub struct CurrentUserView {
         (status = 201, description = "Signed up; sets the `session` cookie", body = UserView),
         (status = 400, description = "Invalid fields, or `Email in use`", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "Too many sign-ins and sign-ups from this address (`AUTH_REQUESTS_PER_ADDRESS`); `Retry-After` gives the seconds to wait", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 async fn signup(
     State(state): State<AuthState>,
+    client: ClientAddr,
     extract::Json(body): extract::Json<Credentials>,
 ) -> ApiResult<Response> {
+    state.limits.requests_per_address.take(&client.limit_key())?;
     let (email, password) = body.parse_sign_up()?;
     let hash = password::hash(password.expose().to_owned()).await?;
     let user = state.store.insert_user(&email, hash).await?;
@@ -125,19 +155,32 @@ async fn signup(
         (status = 200, description = "Signed in; sets the `session` cookie", body = UserView),
         (status = 400, description = "Invalid fields, or `Invalid credentials`", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "Too many sign-ins and sign-ups from this address (`AUTH_REQUESTS_PER_ADDRESS`), or too many failed sign-ins for this email (`SIGNIN_FAILURES_PER_EMAIL`; then even the right password waits); `Retry-After` gives the seconds to wait", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 async fn signin(
     State(state): State<AuthState>,
+    client: ClientAddr,
     extract::Json(body): extract::Json<Credentials>,
 ) -> ApiResult<Response> {
+    let limits = &state.limits;
+    limits.requests_per_address.take(&client.limit_key())?;
     let (email, password) = body.parse_sign_in()?;
+    // Counted as a failure until it succeeds, so that concurrent guesses
+    // cannot all pass before the first is counted.
+    let email_key = email.as_str().to_owned();
+    limits.failures_per_email.take(&email_key)?;
     let user = state.store.find_by_email(&email).await?;
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
     let user = match (password::verify(password.expose().to_owned(), stored_hash).await?, user) {
         (true, Some(user)) => user,
-        _ => return Err(ApiError::bad_request(INVALID_CREDENTIALS)),
+        _ => {
+            tracing::info!(client = %client.0, "sign-in failed");
+            return Err(ApiError::bad_request(INVALID_CREDENTIALS));
+        }
     };
+    limits.failures_per_email.forget(&email_key);
     signed_in(&state.sessions, StatusCode::OK, user.id, &user.email)
 }
 

@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 use clap::{Args, ValueEnum};
 
+use crate::client::TrustedProxies;
+
 /// A value that must never appear in logs or debug output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -100,6 +102,27 @@ pub struct Config {
     #[arg(global = true, long, env = "MAX_LIVE_ORDERS_PER_USER", default_value_t = 5)]
     pub max_live_orders_per_user: u32,
 
+    /// Failed sign-ins allowed per email per 15 minutes; past it that email
+    /// is answered 429 (even with the right password) until one frees up
+    /// (0: no limit).
+    #[arg(global = true, long, env = "SIGNIN_FAILURES_PER_EMAIL", default_value_t = 10)]
+    pub signin_failures_per_email: u32,
+
+    /// Sign-ins and sign-ups allowed per client address per minute (0: no
+    /// limit; test suites that sign up many users from one address set 0).
+    #[arg(global = true, long, env = "AUTH_REQUESTS_PER_ADDRESS", default_value_t = 60)]
+    pub auth_requests_per_address: u32,
+
+    /// Orders one user may place per minute (0: no limit).
+    #[arg(global = true, long, env = "ORDERS_PER_USER_PER_MINUTE", default_value_t = 30)]
+    pub orders_per_user_per_minute: u32,
+
+    /// Proxies whose X-Forwarded-For names the client (comma-separated
+    /// addresses or networks, e.g. `127.0.0.0/8,10.0.0.0/8`; empty: none).
+    #[arg(global = true, long, env = "TRUSTED_PROXIES",
+          default_value = crate::client::DEFAULT_TRUSTED_PROXIES)]
+    pub trusted_proxies: TrustedProxies,
+
     /// Lifetime of a session in seconds (JWT `exp`, cookie `Max-Age`).
     #[arg(global = true, long, env = "SESSION_SECONDS", default_value_t = 86_400,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -142,7 +165,7 @@ pub struct Config {
 /// The environment variable of every field of [`Config`] (a test keeps the
 /// list complete): what a process started for a test or a benchmark must
 /// not inherit unless it is set on purpose.
-pub const VARIABLES: [&str; 17] = [
+pub const VARIABLES: [&str; 21] = [
     "PORT",
     "DATA_DIR",
     "DATABASE_URL",
@@ -151,6 +174,10 @@ pub const VARIABLES: [&str; 17] = [
     "JWT_KEY",
     "ORDER_EXPIRATION_SECONDS",
     "MAX_LIVE_ORDERS_PER_USER",
+    "SIGNIN_FAILURES_PER_EMAIL",
+    "AUTH_REQUESTS_PER_ADDRESS",
+    "ORDERS_PER_USER_PER_MINUTE",
+    "TRUSTED_PROXIES",
     "SESSION_SECONDS",
     "STRIPE_SECRET_KEY",
     "STRIPE_PUBLISHABLE_KEY",
@@ -175,6 +202,10 @@ impl Config {
             jwt_key: None,
             order_expiration_seconds: 900,
             max_live_orders_per_user: 5,
+            signin_failures_per_email: 10,
+            auth_requests_per_address: 60,
+            orders_per_user_per_minute: 30,
+            trusted_proxies: TrustedProxies::default(),
             session_seconds: 86_400,
             stripe_secret_key: None,
             stripe_publishable_key: None,

@@ -6,6 +6,7 @@
 //! only as `Something went wrong`.
 
 use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -77,6 +78,9 @@ pub enum ApiError {
     /// 415: the body is not `application/json`.
     #[error("expected a JSON body")]
     UnsupportedMediaType,
+    /// 429: the caller is over a rate limit; `Retry-After` says for how long.
+    #[error("too many requests")]
+    TooManyRequests { retry_after: std::time::Duration },
     /// 503: a dependency (database, bus) is down.
     #[error("service unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -115,6 +119,7 @@ impl ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -137,6 +142,10 @@ impl ApiError {
             Self::RequestTimeout => vec![ErrorItem::general("Request timeout")],
             Self::PayloadTooLarge => vec![ErrorItem::general("Request body too large")],
             Self::UnsupportedMediaType => vec![ErrorItem::general("Expected a JSON body")],
+            Self::TooManyRequests { retry_after } => vec![ErrorItem::general(format!(
+                "Too many requests; try again in {} seconds",
+                retry_after_seconds(*retry_after)
+            ))],
             Self::Unavailable(_) => vec![ErrorItem::general("Service unavailable")],
             Self::Internal(_) => vec![ErrorItem::general("Something went wrong")],
         };
@@ -153,10 +162,26 @@ impl IntoResponse for ApiError {
             Self::Unavailable(cause) => {
                 tracing::warn!(error = format!("{cause:#}"), "a dependency is unavailable");
             }
+            Self::TooManyRequests { retry_after } => {
+                let seconds = retry_after_seconds(*retry_after);
+                return (
+                    self.status(),
+                    [(RETRY_AFTER, seconds.to_string())],
+                    axum::Json(self.body()),
+                )
+                    .into_response();
+            }
             _ => {}
         }
         (self.status(), axum::Json(self.body())).into_response()
     }
+}
+
+/// Whole seconds to wait, rounded up (`Retry-After` has no fractions; a
+/// client retrying on the second must not be early).
+fn retry_after_seconds(wait: std::time::Duration) -> u64 {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    seconds.max(1)
 }
 
 impl From<DbError> for ApiError {
@@ -194,4 +219,26 @@ pub async fn not_found() -> ApiError {
 /// The fallback for known paths called with a method they do not accept.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn too_many_requests_says_when_to_retry_in_whole_seconds() {
+        let response =
+            ApiError::TooManyRequests { retry_after: Duration::from_millis(2_100) }.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[RETRY_AFTER], "3", "rounded up");
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(
+            body,
+            serde_json::json!({"errors": [{"message": "Too many requests; try again in 3 seconds"}]})
+        );
+        let soon = ApiError::TooManyRequests { retry_after: Duration::from_millis(10) };
+        assert_eq!(soon.into_response().headers()[RETRY_AFTER], "1", "never 0");
+    }
 }

@@ -9,6 +9,8 @@
 //! | [`error`] | [`ApiError`], the contract's error body, the one place statuses are chosen |
 //! | [`extract`] | the JSON body and path-id extractors that answer in the contract's format |
 //! | [`session`] | HS256 sessions (cookie or bearer) and the signed-in-user extractors |
+//! | [`client`] | the client's address, through trusted proxies |
+//! | [`limit`] | per-key rate limits (429 with `Retry-After`) |
 //! | [`origin`] | whether a request comes from this very site (forgery checks) |
 //! | [`validate`] | per-field validation that reports every invalid field at once |
 //! | [`db`] | per-service databases, migrations, [`db::DbError`] and the shared SQL helpers |
@@ -17,10 +19,12 @@
 //! | [`config`] | every variable of the deployment, typed, secrets redacted |
 //! | [`telemetry`] | logs, request spans, request ids, Prometheus metrics |
 
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod limit;
 pub mod money;
 pub mod origin;
 pub mod session;

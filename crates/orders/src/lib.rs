@@ -50,6 +50,10 @@ pub async fn build(context: &Context) -> anyhow::Result<Service> {
         sessions: context.sessions.clone(),
         expiration: Duration::from_secs(context.config.order_expiration_seconds),
         max_unpaid: context.config.max_live_orders_per_user,
+        orders_per_user: std::sync::Arc::new(common::limit::RateLimit::new(
+            context.config.orders_per_user_per_minute,
+            Duration::from_secs(60),
+        )),
     };
     Ok(Service {
         name: NAME,

@@ -1,5 +1,6 @@
 //! The orders routes (`/api/orders`, API.md "orders").
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -8,6 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use common::error::ErrorBody;
 use common::extract::{self, Id, parse_id};
+use common::limit::RateLimit;
 use common::session::{CurrentUser, Sessions};
 use common::time::Timestamp;
 use common::validate::Validator;
@@ -36,6 +38,8 @@ pub struct OrdersState {
     pub expiration: Duration,
     /// How many unpaid orders a buyer may hold at once (0: no limit).
     pub max_unpaid: u32,
+    /// Orders per user per minute (`ORDERS_PER_USER_PER_MINUTE`).
+    pub orders_per_user: Arc<RateLimit<Uuid>>,
 }
 
 common::sessions_in_state!(OrdersState);
@@ -84,6 +88,8 @@ impl NewOrder {
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "No such ticket", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "Too many orders from this user in the last minute (`ORDERS_PER_USER_PER_MINUTE`); `Retry-After` gives the seconds to wait", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 async fn create(
@@ -92,6 +98,7 @@ async fn create(
     extract::Json(body): extract::Json<NewOrder>,
 ) -> ApiResult<(StatusCode, Json<Order>)> {
     let ticket_id = body.parse()?;
+    state.orders_per_user.take(&user.id)?;
     let expires_at = Timestamp::now().plus_seconds(state.expiration.as_secs());
     let order = state
         .store

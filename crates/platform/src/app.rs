@@ -27,12 +27,15 @@ use tower_http::trace::TraceLayer;
 
 use crate::service::{Probe, Service};
 use common::ApiError;
+use common::client::TrustedProxies;
 use common::error::{ErrorItem, method_not_allowed, not_found};
 use common::extract::BODY_LIMIT;
 use common::extract::is_json;
 use common::origin::same_origin;
 use common::session::cookie_token;
 use common::telemetry::{self, MakeRequestUuid, REQUEST_ID};
+use hyper::body::Incoming;
+use tower::ServiceExt as _;
 
 /// The router serving `services` and the operational routes. `fallback`
 /// answers every path no service owns (the web client, once mounted; the
@@ -196,25 +199,28 @@ impl Default for Limits {
     }
 }
 
-/// Serves `app` on `listener` with the default [`Limits`] until `shutdown`
-/// is cancelled, then stops accepting and waits for in-flight requests.
+/// Serves `app` on `listener` with the default [`Limits`] and trusted
+/// proxies until `shutdown` is cancelled, then stops accepting and waits
+/// for in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_with(listener, app, shutdown, Limits::default()).await
+    serve_with(listener, app, shutdown, Limits::default(), TrustedProxies::default()).await
 }
 
 /// [`serve`] with the given limits: a slow client (headers sent a byte at a
 /// time, a body that never ends, a connection that says nothing) holds one
 /// connection for a bounded time, and at most `limits.connections` are
-/// served at once, so everyone else is still served while it tries.
+/// served at once, so everyone else is still served while it tries. Each
+/// request carries its [`common::client::ClientAddr`], read through `proxies`.
 pub async fn serve_with(
     listener: TcpListener,
     app: Router,
     shutdown: CancellationToken,
     limits: Limits,
+    proxies: TrustedProxies,
 ) -> std::io::Result<()> {
     let app = app.layer(middleware::from_fn_with_state(limits.request, request_timeout));
     let permits = Arc::new(Semaphore::new(limits.connections));
@@ -229,9 +235,9 @@ pub async fn serve_with(
             },
             () = shutdown.cancelled() => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors, say: wait, then go on.
                     tracing::warn!(%error, "cannot accept a connection");
@@ -242,8 +248,13 @@ pub async fn serve_with(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let proxies = proxies.clone();
+        let app = app.clone().map_request(move |mut request: axum::http::Request<Incoming>| {
+            let client = proxies.client(peer.ip(), request.headers());
+            request.extensions_mut().insert(client);
+            request
+        });
+        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             let _permit = permit;

@@ -371,7 +371,13 @@ async fn limited() -> (std::net::SocketAddr, tokio_util::sync::CancellationToken
         request: Duration::from_secs(1),
         connections: 4096,
     };
-    tokio::spawn(platform::app::serve_with(listener, app, stop.clone(), limits));
+    tokio::spawn(platform::app::serve_with(
+        listener,
+        app,
+        stop.clone(),
+        limits,
+        common::client::TrustedProxies::default(),
+    ));
     (addr, stop)
 }
 

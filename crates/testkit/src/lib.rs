@@ -69,6 +69,9 @@ impl TestContext {
     pub fn new(backend: &Backend, configure: impl FnOnce(&mut Config)) -> Self {
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let mut config = Config::defaults();
+        // Every test signs its users up from this one address; a test of
+        // the per-address limit turns it back on.
+        config.auth_requests_per_address = 0;
         configure(&mut config);
         let postgres = match backend {
             Backend::Postgres(url) => Some((url.clone(), format!("test_{unique}"))),
@@ -138,8 +141,14 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Serves `services` exactly as the binary composes them.
+    /// Serves `services` exactly as the binary composes them, trusting the
+    /// default proxies (loopback, where the tests connect from).
     pub async fn start(services: &[Service]) -> Self {
+        Self::start_with(services, common::client::TrustedProxies::default()).await
+    }
+
+    /// [`TestServer::start`], believing `X-Forwarded-For` from `proxies`.
+    pub async fn start_with(services: &[Service], proxies: common::client::TrustedProxies) -> Self {
         // Logs of a test are off unless RUST_LOG asks for them.
         let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "off".into());
         common::telemetry::init_logging(&filter, common::config::LogFormat::Pretty);
@@ -147,7 +156,8 @@ impl TestServer {
         let addr = listener.local_addr().expect("local address");
         let stop = CancellationToken::new();
         let app = platform::app::app(services, None);
-        tokio::spawn(platform::app::serve(listener, app, stop.clone()));
+        let limits = platform::app::Limits::default();
+        tokio::spawn(platform::app::serve_with(listener, app, stop.clone(), limits, proxies));
         Self { addr, stop }
     }
 
@@ -367,7 +377,8 @@ impl TestSystem {
             .iter()
             .filter_map(|s| s.messaging.as_ref().and_then(|m| m.outbox.clone()))
             .collect();
-        let server = TestServer::start(&services).await;
+        let proxies = context.context.config.trusted_proxies.clone();
+        let server = TestServer::start_with(&services, proxies).await;
         Self { server, bus, outboxes, context }
     }
 

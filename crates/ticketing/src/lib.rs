@@ -187,7 +187,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     );
 
     shutdown::cancel_on_signal(context.shutdown.clone());
-    platform::app::serve(listener, app, context.shutdown.clone()).await?;
+    let proxies = context.config.trusted_proxies.clone();
+    platform::app::serve_with(
+        listener,
+        app,
+        context.shutdown.clone(),
+        platform::app::Limits::default(),
+        proxies,
+    )
+    .await?;
 
     context.shutdown.cancel();
     context.tasks.close();

@@ -5,10 +5,12 @@
 //! be passed to the browser.
 
 use std::fmt::Debug;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
 use common::BoxFuture;
+use common::client::FORWARDED_FOR;
 use common::money::Cents;
 use common::session::COOKIE_NAME;
 pub use common::status::OrderStatus;
@@ -129,10 +131,13 @@ pub struct TicketPage {
 /// session cookie.
 pub trait Api: Send + Sync + Debug + 'static {
     fn current_user<'a>(&'a self, session: Option<&'a str>) -> BoxFuture<'a, Option<User>>;
-    /// Signs up or in (`signup` says which); returns the user and the
+    /// Signs up or in (`signup` says which) on behalf of the visitor at
+    /// `client` (forwarded, so that the API's per-address limits count
+    /// visitors, not this web client); returns the user and the
     /// `Set-Cookie` to pass to the browser.
     fn authenticate<'a>(
         &'a self,
+        client: IpAddr,
         signup: bool,
         email: &'a str,
         password: &'a str,
@@ -252,6 +257,7 @@ impl Api for HttpApi {
 
     fn authenticate<'a>(
         &'a self,
+        client: IpAddr,
         signup: bool,
         email: &'a str,
         password: &'a str,
@@ -260,6 +266,7 @@ impl Api for HttpApi {
             let path = if signup { "/api/users/signup" } else { "/api/users/signin" };
             let request = self
                 .request(reqwest::Method::POST, path, None)
+                .header(FORWARDED_FOR, client.to_string())
                 .json(&json!({"email": email, "password": password}));
             let response = Self::send(request).await?;
             let cookie = set_cookie(&response)?;

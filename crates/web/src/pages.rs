@@ -12,6 +12,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use common::client::ClientAddr;
 use common::session::cookie_token;
 use common::time::Timestamp;
 use serde::Deserialize;
@@ -211,20 +212,23 @@ pub async fn signin_page(Query(next): Query<Next>) -> Response {
 
 pub async fn signup(
     State(state): State<WebState>,
+    client: ClientAddr,
     form: Result<Form<Credentials>, FormRejection>,
 ) -> Response {
-    authenticate(state, true, form).await
+    authenticate(state, client, true, form).await
 }
 
 pub async fn signin(
     State(state): State<WebState>,
+    client: ClientAddr,
     form: Result<Form<Credentials>, FormRejection>,
 ) -> Response {
-    authenticate(state, false, form).await
+    authenticate(state, client, false, form).await
 }
 
 async fn authenticate(
     state: WebState,
+    ClientAddr(client): ClientAddr,
     signup: bool,
     form: Result<Form<Credentials>, FormRejection>,
 ) -> Response {
@@ -232,7 +236,7 @@ async fn authenticate(
         return render(StatusCode::BAD_REQUEST, &AuthPage::new(signup, "/".into()));
     };
     let next = local_path(form.next.as_deref());
-    match state.api.authenticate(signup, &form.email, &form.password).await {
+    match state.api.authenticate(client, signup, &form.email, &form.password).await {
         Ok((_, cookie)) => {
             (StatusCode::SEE_OTHER, [(SET_COOKIE, cookie), (LOCATION, location(&next))])
                 .into_response()
@@ -243,7 +247,13 @@ async fn authenticate(
             page.email_error = failure.field("email").map(str::to_owned);
             page.password_error = failure.field("password").map(str::to_owned);
             page.general = failure.general();
-            render(StatusCode::BAD_REQUEST, &page)
+            // A rate limit keeps its status (429), anything else is the
+            // form's fault (400).
+            let status = match failure.status {
+                429 => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            render(status, &page)
         }
     }
 }

@@ -81,6 +81,7 @@ impl Api for FakeApi {
 
     fn authenticate<'a>(
         &'a self,
+        _: std::net::IpAddr,
         _: bool,
         email: &'a str,
         _: &'a str,

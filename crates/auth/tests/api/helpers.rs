@@ -22,7 +22,8 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
         let context = TestContext::new(&backend, configure);
         let service = auth::build(&context.context).await.expect("the auth service starts");
-        let server = TestServer::start(&[service]).await;
+        let proxies = context.context.config.trusted_proxies.clone();
+        let server = TestServer::start_with(&[service], proxies).await;
         Self { server, context, browser: client() }
     }
 

@@ -2,6 +2,7 @@
 //! SQLite and, when `TEST_DATABASE_URL` is set, on PostgreSQL.
 
 mod helpers;
+mod limits;
 mod sessions;
 mod signin;
 mod signup;

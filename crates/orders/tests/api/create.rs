@@ -177,7 +177,38 @@ async fn concurrent_orders_of_one_buyer_respect_the_limit(stack: Stack) {
     assert_eq!(statuses.iter().filter(|s| **s == 400).count(), 9, "{statuses:?}");
 }
 
+/// `ORDERS_PER_USER_PER_MINUTE`: past it, 429 with `Retry-After`, refused
+/// orders (sold-out tickets) included, other buyers unaffected.
+async fn a_buyer_places_a_bounded_number_of_orders_per_minute(stack: Stack) {
+    let app = OrdersApp::spawn_with(stack, |c| {
+        c.orders_per_user_per_minute = 3;
+        c.max_live_orders_per_user = 0;
+    })
+    .await;
+    let buyer = app.user("buyer");
+    let rival = app.user("rival");
+    let taken = app.ticket("taken", 100).await;
+    app.order(&rival, &taken).await;
+    // A refused attempt counts: retrying sold-out tickets is what a bot does.
+    assert_eq!(error(app.create(Some(&buyer), &json!({"ticketId": taken.id})).await).await.0, 400);
+    for n in 0..2 {
+        let ticket = app.ticket(&format!("t{n}"), 100).await;
+        app.order(&buyer, &ticket).await;
+    }
+    let fourth = app.ticket("t2", 100).await;
+    let response = app.create(Some(&buyer), &json!({"ticketId": fourth.id})).await;
+    let seconds: u64 =
+        response.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((19..=20).contains(&seconds), "one of 3 per minute frees every 20 s: {seconds}");
+    let (status, body) = error(response).await;
+    assert_eq!(status, 429);
+    assert_eq!(body, general_error(&format!("Too many requests; try again in {seconds} seconds")));
+    // The ticket was not reserved by the refused order, and others may order.
+    app.order(&rival, &fourth).await;
+}
+
 testkit::stack_tests!(
+    a_buyer_places_a_bounded_number_of_orders_per_minute,
     nobody_orders_their_own_ticket,
     a_buyer_holds_a_bounded_number_of_unpaid_orders,
     concurrent_orders_of_one_buyer_respect_the_limit,
