@@ -1,110 +1,15 @@
 //! The `ticketing` binary as a newcomer runs it: `--help`, the all-in-one with
 //! nothing configured, `serve auth`, and graceful shutdown on SIGTERM.
 
-use std::net::TcpListener;
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// `ticketing` with none of the configuration variables inherited.
-fn ticketing() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ticketing"));
-    for variable in common::config::VARIABLES {
-        command.env_remove(variable);
-    }
-    command
-}
-
-fn http() -> reqwest::Client {
-    testkit::client()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-struct Running {
-    child: Child,
-    port: u16,
-}
-
-impl Running {
-    fn start(mut command: Command) -> Self {
-        let port = free_port();
-        let child = command
-            .env("PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ticketing starts");
-        Self { child, port }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    async fn wait_until_healthy(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(response) = http().get(self.url("/healthz")).send().await
-                && response.status() == 200
-            {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("ticketing exited early with {status}");
-            }
-            assert!(Instant::now() < deadline, "ticketing did not become healthy in 20 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Kills the process at once (SIGKILL): nothing is flushed.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Sends SIGTERM and returns whether the process exited successfully.
-    fn terminate(mut self) -> bool {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
-        assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.success();
-            }
-            assert!(Instant::now() < deadline, "ticketing did not stop within 15 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn temp_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("ticketing-process-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-async fn signup(client: &reqwest::Client, running: &Running, email: &str) -> reqwest::Response {
-    client
-        .post(running.url("/api/users/signup"))
-        .json(&json!({"email": email, "password": "password123"}))
-        .send()
-        .await
-        .expect("sent")
-}
+use support::{Running, free_port, http, order, sell, signup, temp_dir, ticketing, token_of};
 
 #[test]
 fn help_documents_every_command_and_variable() {
@@ -219,26 +124,6 @@ struct Reservation {
     reserved_at: Instant,
 }
 
-async fn token_of(response: reqwest::Response) -> String {
-    assert_eq!(response.status(), 201);
-    let cookie = response.headers()["set-cookie"].to_str().expect("ascii").to_owned();
-    cookie.trim_start_matches("session=").split(';').next().expect("token").to_owned()
-}
-
-/// Puts a ticket up for sale as the seller with `token`.
-async fn sell(running: &Running, token: &str, title: &str) -> Value {
-    http()
-        .post(running.url("/api/tickets"))
-        .bearer_auth(token)
-        .json(&json!({"title": title, "price": 12.5}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json")
-}
-
 /// Sells a ticket and reserves it (retrying the order until the orders
 /// replica knows the ticket).
 async fn reserve(running: &Running) -> Reservation {
@@ -250,27 +135,14 @@ async fn reserve(running: &Running) -> Reservation {
         token_of(signup(&client, running, &format!("buyer-{unique}@example.com")).await).await;
     let ticket = sell(running, &seller, "Show").await;
     let ticket_id = ticket["id"].as_str().expect("id").to_owned();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let response = client
-            .post(running.url("/api/orders"))
-            .bearer_auth(&buyer)
-            .json(&json!({"ticketId": ticket_id}))
-            .send()
-            .await
-            .expect("sent");
-        if response.status() == 201 {
-            let order: Value = response.json().await.expect("json");
-            return Reservation {
-                buyer_token: buyer,
-                ticket_id,
-                order_id: order["id"].as_str().expect("id").to_owned(),
-                reserved_at: Instant::now(),
-            };
-        }
-        assert_eq!(response.status(), 404, "only the replica's lag may refuse the order");
-        assert!(Instant::now() < deadline, "the orders replica never got the ticket");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let response = order(running, &buyer, &ticket_id).await;
+    assert_eq!(response.status(), 201);
+    let order: Value = response.json().await.expect("json");
+    Reservation {
+        buyer_token: buyer,
+        ticket_id,
+        order_id: order["id"].as_str().expect("id").to_owned(),
+        reserved_at: Instant::now(),
     }
 }
 
