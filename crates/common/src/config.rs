@@ -128,9 +128,17 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub session_seconds: u64,
 
-    /// Stripe secret key. Unset: the fake payment processor (test cards).
+    /// Stripe secret key. Unset: the fake payment processor (test cards)
+    /// in the all-in-one; `serve payments` refuses to start without it
+    /// unless PAYMENT_PROCESSOR=fake.
     #[arg(global = true, long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
     pub stripe_secret_key: Option<Secret>,
+
+    /// Which payment processor takes the charges. Default: Stripe when
+    /// STRIPE_SECRET_KEY is set, the fake (test cards only, nothing is
+    /// charged) otherwise in the all-in-one; `serve payments` needs it said.
+    #[arg(global = true, long, env = "PAYMENT_PROCESSOR", value_enum)]
+    pub payment_processor: Option<PaymentProcessor>,
 
     /// Stripe publishable key; lets the web client load Stripe's card form.
     #[arg(global = true, long, env = "STRIPE_PUBLISHABLE_KEY")]
@@ -157,15 +165,26 @@ pub struct Config {
     #[arg(global = true, long, env = "RUST_LOG", default_value = "info")]
     pub rust_log: String,
 
-    /// Log format.
-    #[arg(global = true, long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
-    pub log_format: LogFormat,
+    /// Log format. Default: pretty in the all-in-one (coloured only on a
+    /// terminal), JSON for `serve`.
+    #[arg(global = true, long, env = "LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The payment processors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PaymentProcessor {
+    /// Stripe's API (needs STRIPE_SECRET_KEY).
+    Stripe,
+    /// Test cards only (`tok_visa` succeeds, `tok_chargeDeclined` is
+    /// declined); nothing is charged.
+    Fake,
 }
 
 /// The environment variable of every field of [`Config`] (a test keeps the
 /// list complete): what a process started for a test or a benchmark must
 /// not inherit unless it is set on purpose.
-pub const VARIABLES: [&str; 21] = [
+pub const VARIABLES: [&str; 22] = [
     "PORT",
     "DATA_DIR",
     "DATABASE_URL",
@@ -180,6 +199,7 @@ pub const VARIABLES: [&str; 21] = [
     "TRUSTED_PROXIES",
     "SESSION_SECONDS",
     "STRIPE_SECRET_KEY",
+    "PAYMENT_PROCESSOR",
     "STRIPE_PUBLISHABLE_KEY",
     "STRIPE_API_BASE",
     "PAYMENT_CURRENCY",
@@ -208,13 +228,14 @@ impl Config {
             trusted_proxies: TrustedProxies::default(),
             session_seconds: 86_400,
             stripe_secret_key: None,
+            payment_processor: None,
             stripe_publishable_key: None,
             api_url: None,
             stripe_api_base: "https://api.stripe.com".into(),
             payment_currency: "usd".into(),
             cookie_secure: None,
             rust_log: "info".into(),
-            log_format: LogFormat::Pretty,
+            log_format: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! header, and Prometheus metrics (request counts and latency histograms by
 //! route and status).
 
+use std::io::IsTerminal as _;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,11 @@ pub fn init_logging(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        // Colour codes only where a person reads them: not in a file or a
+        // pipe (a log collector would store the escapes).
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal()))
+            .try_init(),
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true),

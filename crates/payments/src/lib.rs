@@ -11,6 +11,7 @@ pub mod store;
 
 use std::sync::Arc;
 
+use common::config::PaymentProcessor;
 use common::db::{MigrationFile, Migrations, Sql};
 use messaging::listener::Listener;
 use messaging::outbox;
@@ -36,19 +37,24 @@ pub const MIGRATIONS: Migrations = Migrations(&[
     },
 ]);
 
-/// The processor the configuration asks for: Stripe when
-/// `STRIPE_SECRET_KEY` is set, the fake processor otherwise.
+/// The processor the configuration asks for (`PAYMENT_PROCESSOR`): Stripe
+/// when `STRIPE_SECRET_KEY` is set, the fake processor otherwise, unless
+/// one is named.
 pub fn processor(context: &Context) -> anyhow::Result<Arc<dyn Processor>> {
-    Ok(match &context.config.stripe_secret_key {
-        Some(key) => {
-            tracing::info!(api = %context.config.stripe_api_base, "payments go to Stripe");
-            Arc::new(Stripe::new(&context.config.stripe_api_base, key.clone())?)
-        }
-        None => {
-            tracing::info!(
-                "STRIPE_SECRET_KEY is unset: payments use the fake processor (tok_visa succeeds, tok_chargeDeclined is declined)"
+    let config = &context.config;
+    Ok(match (config.payment_processor, &config.stripe_secret_key) {
+        (Some(PaymentProcessor::Fake), _) | (None, None) => {
+            tracing::warn!(
+                "payments use the fake processor: test cards only (tok_visa succeeds, tok_chargeDeclined is declined), nothing is charged"
             );
             Arc::new(FakeProcessor::new())
+        }
+        (_, Some(key)) => {
+            tracing::info!(api = %config.stripe_api_base, "payments go to Stripe");
+            Arc::new(Stripe::new(&config.stripe_api_base, key.clone())?)
+        }
+        (Some(PaymentProcessor::Stripe), None) => {
+            anyhow::bail!("PAYMENT_PROCESSOR=stripe needs STRIPE_SECRET_KEY")
         }
     })
 }

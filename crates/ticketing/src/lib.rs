@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::sync::Arc;
 
-use common::config::{Config, Secret};
+use common::config::{Config, LogFormat, PaymentProcessor, Secret};
 use messaging::bus::jetstream::{JetStreamBus, JetStreamOptions};
 use platform::service::{Context, Service, start_background};
 use tokio::net::TcpListener;
@@ -37,7 +37,9 @@ pub struct Cli {
 pub enum Command {
     /// Run every service in one process (the default).
     All,
-    /// Run one service alone (scale-out). Requires JWT_KEY (but for `web`).
+    /// Run one service alone (scale-out). Requires JWT_KEY, DATABASE_URL and
+    /// NATS_URL (web: API_URL only); payments also STRIPE_SECRET_KEY, or
+    /// PAYMENT_PROCESSOR=fake. Logs JSON unless LOG_FORMAT says otherwise.
     Serve {
         /// The service to run.
         #[arg(value_enum)]
@@ -62,6 +64,63 @@ pub enum Command {
     /// ticketing_*, the JetStream stream TICKETING, the Redis keys
     /// ticketing:expiration:*) and runs against 127.0.0.1 / localhost only.
     Bench(bench::BenchArgs),
+}
+
+impl Cli {
+    /// The log format: as configured, or JSON for `serve` (a log
+    /// collector reads it) and pretty lines otherwise.
+    pub fn log_format(&self) -> LogFormat {
+        self.config.log_format.unwrap_or(match self.command {
+            Some(Command::Serve { .. }) => LogFormat::Json,
+            _ => LogFormat::Pretty,
+        })
+    }
+}
+
+/// What `ticketing serve <service>` needs configured, checked before
+/// anything starts: a service alone falling back to the all-in-one's
+/// embedded defaults would run on a private SQLite file and bus, cut off
+/// from the other services, and report itself ready; a payments service
+/// falling back to the fake processor would hand out tickets for free.
+pub fn check_serve_config(service: ServiceName, config: &Config) -> anyhow::Result<()> {
+    let required = |variable: &str, set: bool, why: &str| {
+        anyhow::ensure!(set, "{variable} must be set for `ticketing serve {service}`: {why}");
+        Ok(())
+    };
+    if service == ServiceName::Web {
+        return required(
+            "API_URL",
+            config.api_url.is_some(),
+            "where the web client reaches the HTTP API",
+        );
+    }
+    required(
+        "DATABASE_URL",
+        config.database_url.is_some(),
+        "a service alone keeps its data in PostgreSQL (SQLite files are the all-in-one's)",
+    )?;
+    required(
+        "NATS_URL",
+        config.nats_url.is_some(),
+        "a service alone talks to the others through NATS JetStream",
+    )?;
+    if service == ServiceName::Payments {
+        match (config.payment_processor, &config.stripe_secret_key) {
+            (Some(PaymentProcessor::Fake), _) | (_, Some(_)) => {}
+            (_, None) => anyhow::bail!(
+                "STRIPE_SECRET_KEY must be set for `ticketing serve payments` (or \
+                 PAYMENT_PROCESSOR=fake to take test cards only, charging nothing)"
+            ),
+        }
+    }
+    Ok(())
+}
+
+impl std::fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.to_possible_value().map(|v| v.get_name().to_owned());
+        f.write_str(name.as_deref().unwrap_or("?"))
+    }
 }
 
 /// The services a process can run.
@@ -90,6 +149,18 @@ impl ServiceName {
             Self::Payments => payments::build(context).await,
             Self::Expiration => expiration::build(context).await,
             Self::Web => anyhow::bail!("the web client is not a backend service"),
+        }
+    }
+
+    /// The service's database: its name and migrations (none for web).
+    fn database(self) -> Option<(&'static str, &'static common::db::Migrations)> {
+        match self {
+            Self::Auth => Some((auth::NAME, &auth::MIGRATIONS)),
+            Self::Tickets => Some((tickets::NAME, &tickets::MIGRATIONS)),
+            Self::Orders => Some((orders::NAME, &orders::MIGRATIONS)),
+            Self::Payments => Some((payments::NAME, &payments::MIGRATIONS)),
+            Self::Expiration => Some((expiration::NAME, &expiration::MIGRATIONS)),
+            Self::Web => None,
         }
     }
 }
@@ -132,6 +203,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     anyhow::bail!("JWT_KEY must be set when a service runs alone (ticketing serve)")
                 }
             };
+            check_serve_config(service, &config)?;
             let secure = config.cookie_secure.unwrap_or(true);
             (vec![service], Context::new(config, &key, secure))
         }
@@ -240,21 +312,21 @@ async fn dead_letters(
         }
         return Ok(());
     }
-    for name in services {
-        let service = name.build(&context).await?;
-        for db in &service.databases {
-            for letter in messaging::dead_letters::list(db).await? {
-                println!(
-                    "{}  {}  {}  {} deliveries  event {}\n    {}",
-                    letter.id,
-                    letter.parked_at,
-                    letter.consumer,
-                    letter.attempts,
-                    letter.event_id.as_deref().unwrap_or("?"),
-                    letter.error,
-                );
-            }
+    // Listing needs only each service's database: no bus, Redis or Stripe.
+    for (name, migrations) in services.into_iter().filter_map(ServiceName::database) {
+        let db = context.databases.open(name, migrations).await?;
+        for letter in messaging::dead_letters::list(&db).await? {
+            println!(
+                "{}  {}  {}  {} deliveries  event {}\n    {}",
+                letter.id,
+                letter.parked_at,
+                letter.consumer,
+                letter.attempts,
+                letter.event_id.as_deref().unwrap_or("?"),
+                letter.error,
+            );
         }
+        db.close().await;
     }
     Ok(())
 }
@@ -292,4 +364,77 @@ async fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         options.open(path).await.with_context(|| format!("creating {}", path.display()))?;
     tokio::io::AsyncWriteExt::write_all(&mut file, contents.as_bytes()).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first line `serve <service>` refuses with, or `None` if it starts.
+    fn refusal(service: ServiceName, configure: impl FnOnce(&mut Config)) -> Option<String> {
+        let mut config = Config::defaults();
+        configure(&mut config);
+        check_serve_config(service, &config).err().map(|e| e.to_string())
+    }
+
+    fn scaled(config: &mut Config) {
+        config.database_url = Some(Secret::new("postgres://db/x"));
+        config.nats_url = Some(Secret::new("nats://nats:4222"));
+    }
+
+    #[test]
+    fn a_service_alone_needs_its_database_and_bus_named() {
+        for service in [
+            ServiceName::Auth,
+            ServiceName::Tickets,
+            ServiceName::Orders,
+            ServiceName::Payments,
+            ServiceName::Expiration,
+        ] {
+            let missing = refusal(service, |_| {}).expect("refused");
+            assert!(
+                missing.starts_with("DATABASE_URL must be set for `ticketing serve"),
+                "{missing}"
+            );
+            assert!(missing.contains(&format!("serve {service}`")), "{missing}");
+            let missing = refusal(service, |c| c.database_url = Some(Secret::new("postgres://x")))
+                .expect("refused");
+            assert!(missing.starts_with("NATS_URL must be set"), "{missing}");
+        }
+        assert_eq!(refusal(ServiceName::Orders, scaled), None);
+        assert_eq!(refusal(ServiceName::Expiration, scaled), None, "Redis is optional");
+    }
+
+    #[test]
+    fn payments_alone_charge_through_stripe_unless_the_fake_is_chosen() {
+        let missing = refusal(ServiceName::Payments, scaled).expect("refused");
+        assert!(missing.starts_with("STRIPE_SECRET_KEY must be set"), "{missing}");
+        assert!(missing.contains("PAYMENT_PROCESSOR=fake"), "{missing}");
+        let with_key = refusal(ServiceName::Payments, |c| {
+            scaled(c);
+            c.stripe_secret_key = Some(Secret::new("sk_test_x"));
+        });
+        assert_eq!(with_key, None);
+        let fake = refusal(ServiceName::Payments, |c| {
+            scaled(c);
+            c.payment_processor = Some(PaymentProcessor::Fake);
+        });
+        assert_eq!(fake, None);
+    }
+
+    #[test]
+    fn the_web_client_alone_needs_the_api_url_only() {
+        let missing = refusal(ServiceName::Web, |_| {}).expect("refused");
+        assert!(missing.starts_with("API_URL must be set for `ticketing serve web`"), "{missing}");
+        assert_eq!(refusal(ServiceName::Web, |c| c.api_url = Some("http://api".into())), None);
+    }
+
+    #[test]
+    fn serve_logs_json_and_the_all_in_one_pretty_unless_told() {
+        let cli = |args: &[&str]| Cli::try_parse_from(args).expect("parses");
+        assert_eq!(cli(&["ticketing"]).log_format(), LogFormat::Pretty);
+        assert_eq!(cli(&["ticketing", "serve", "auth"]).log_format(), LogFormat::Json);
+        let told = cli(&["ticketing", "serve", "auth", "--log-format", "pretty"]);
+        assert_eq!(told.log_format(), LogFormat::Pretty);
+    }
 }

@@ -13,7 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> std::process::ExitCode {
     common::install_crypto();
     let cli = ticketing::Cli::parse();
-    common::telemetry::init_logging(&cli.config.rust_log, cli.config.log_format);
+    common::telemetry::init_logging(&cli.config.rust_log, cli.log_format());
     match ticketing::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -90,18 +90,16 @@ async fn the_all_in_one_runs_with_nothing_configured_and_keeps_its_dev_key() {
 }
 
 #[tokio::test]
-async fn serve_auth_runs_the_auth_service_alone() {
+#[ignore = "needs TEST_DATABASE_URL and TEST_NATS_URL"]
+async fn serve_auth_runs_alone_on_postgres_and_jetstream() {
     let dir = temp_dir();
     let mut command = ticketing();
     command
         .args(["serve", "auth"])
         .env("DATA_DIR", &dir)
-        .env("JWT_KEY", "a-shared-secret-of-at-least-32-bytes");
-    if let Ok(url) = std::env::var("TEST_DATABASE_URL")
-        && !url.is_empty()
-    {
-        command.env("DATABASE_URL", url);
-    }
+        .env("JWT_KEY", "a-shared-secret-of-at-least-32-bytes")
+        .env("DATABASE_URL", testkit::server_url("TEST_DATABASE_URL"))
+        .env("NATS_URL", testkit::server_url("TEST_NATS_URL"));
     let mut running = Running::start(command);
     running.wait_until_healthy().await;
 
@@ -113,6 +111,77 @@ async fn serve_auth_runs_the_auth_service_alone() {
     let ready = http().get(running.url("/readyz")).send().await.expect("sent");
     assert_eq!(ready.status(), 200);
     assert!(running.terminate());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `serve <service>` without what it needs stops at once with one JSON log
+/// line naming the variable, instead of running cut off on the all-in-one's
+/// embedded defaults (a private SQLite file and bus, or free tickets from
+/// the fake payment processor).
+#[test]
+fn serve_refuses_to_start_without_what_the_service_needs() {
+    let dir = temp_dir();
+    let key = "a-shared-secret-of-at-least-32-bytes";
+    /// The command line, the variables set, and the one reported missing.
+    type Case = (&'static [&'static str], &'static [(&'static str, &'static str)], &'static str);
+    let cases: [Case; 4] = [
+        (&["serve", "orders"], &[], "DATABASE_URL"),
+        (&["serve", "orders"], &[("DATABASE_URL", "postgres://127.0.0.1:1/x")], "NATS_URL"),
+        (
+            &["serve", "payments"],
+            &[("DATABASE_URL", "postgres://127.0.0.1:1/x"), ("NATS_URL", "nats://127.0.0.1:1")],
+            "STRIPE_SECRET_KEY",
+        ),
+        (&["serve", "web"], &[], "API_URL"),
+    ];
+    for (args, variables, missing) in cases {
+        let mut command = ticketing();
+        command.args(args).env("DATA_DIR", &dir).env("JWT_KEY", key);
+        command.env("PORT", free_port().to_string());
+        for (name, value) in variables {
+            command.env(name, value);
+        }
+        let started = Instant::now();
+        let output = command.output().expect("runs");
+        assert!(!output.status.success(), "{args:?} started without {missing}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{args:?} failed fast");
+        let logs = String::from_utf8_lossy(&output.stdout);
+        let lines: Vec<Value> = logs
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+            .collect();
+        let error = lines.iter().find(|l| l["level"] == "ERROR").expect("an error line");
+        let error = error["error"].as_str().expect("the error");
+        assert!(error.starts_with(&format!("{missing} must be set")), "{args:?}: {error}");
+        assert!(!dir.join("orders.db").exists(), "no SQLite fallback was opened");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Pretty logs written to a pipe or a file carry no colour codes.
+#[tokio::test]
+async fn logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = temp_dir();
+    let port = free_port();
+    let child = ticketing()
+        .env("DATA_DIR", &dir)
+        .env("PORT", port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http().get(&url).send().await.is_err() {
+        assert!(Instant::now() < deadline, "never healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let output = child.wait_with_output().expect("exits");
+    let logs = String::from_utf8_lossy(&output.stdout);
+    assert!(logs.contains("listening on http://localhost:"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "colour codes in a pipe: {logs}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
