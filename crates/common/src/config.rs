@@ -85,6 +85,12 @@ pub struct Config {
     #[arg(global = true, long, env = "NATS_URL", hide_env_values = true)]
     pub nats_url: Option<Secret>,
 
+    /// How many servers of the NATS cluster keep the stream (1, 3 or 5;
+    /// more than the cluster has is refused at start-up).
+    #[arg(global = true, long, env = "NATS_STREAM_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nats_stream_replicas: u8,
+
     /// Redis for expiration timers. Unset: timers in the expiration service's database.
     #[arg(global = true, long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
@@ -184,11 +190,12 @@ pub enum PaymentProcessor {
 /// The environment variable of every field of [`Config`] (a test keeps the
 /// list complete): what a process started for a test or a benchmark must
 /// not inherit unless it is set on purpose.
-pub const VARIABLES: [&str; 22] = [
+pub const VARIABLES: [&str; 23] = [
     "PORT",
     "DATA_DIR",
     "DATABASE_URL",
     "NATS_URL",
+    "NATS_STREAM_REPLICAS",
     "REDIS_URL",
     "JWT_KEY",
     "ORDER_EXPIRATION_SECONDS",
@@ -218,6 +225,7 @@ impl Config {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             nats_url: None,
+            nats_stream_replicas: 1,
             redis_url: None,
             jwt_key: None,
             order_expiration_seconds: 900,

@@ -211,7 +211,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let mut context = context;
     if let Some(url) = &context.config.nats_url {
-        let bus = JetStreamBus::connect(JetStreamOptions::new(url.expose().to_owned())).await?;
+        let mut options = JetStreamOptions::new(url.expose().to_owned());
+        options.replicas = usize::from(context.config.nats_stream_replicas);
+        let bus = JetStreamBus::connect(options).await?;
         context.bus = Arc::new(bus);
     }
     tracing::info!(bus = context.bus.kind(), "event bus ready");

@@ -2,6 +2,10 @@
 //! a duplicate window), publishes acknowledged by the server and carrying the
 //! event id as `Nats-Msg-Id`, and one durable pull consumer per (group,
 //! subject) with explicit acks, `ack_wait`, `max_deliver` and NAK with delay.
+//! `ack_wait` is short (3 s) so that what a killed process had taken is
+//! redelivered within seconds; a delivery still waiting or being handled
+//! tells the server it is in progress every third of it, so a slow handler
+//! or a full buffer does not cause a redelivery.
 //! The client reconnects by itself; a consumer whose message stream breaks
 //! is re-attached with backoff.
 
@@ -28,7 +32,9 @@ pub struct JetStreamOptions {
     /// Prepended to every subject (tests use one of their own, so that they
     /// can share a server).
     pub subject_prefix: String,
-    /// How long a delivery may stay unacknowledged before it is redelivered.
+    /// How long a delivery may go without an acknowledgement or a progress
+    /// report before it is redelivered (to whichever member asks next):
+    /// how long the events a crashed process had taken wait.
     pub ack_wait: Duration,
     /// The server's delivery limit per message: a safety net above the
     /// listener runtime's own limit, which parks messages before it.
@@ -37,6 +43,10 @@ pub struct JetStreamOptions {
     pub duplicate_window: Duration,
     /// How long the stream keeps messages (a new consumer replays them).
     pub max_age: Duration,
+    /// How many servers of a NATS cluster hold the stream (1, 3 or 5;
+    /// `NATS_STREAM_REPLICAS`): with 3, one server can stop and nothing is
+    /// lost or refused.
+    pub replicas: usize,
 }
 
 impl JetStreamOptions {
@@ -46,10 +56,11 @@ impl JetStreamOptions {
             url: url.into(),
             stream: "TICKETING".into(),
             subject_prefix: String::new(),
-            ack_wait: Duration::from_secs(30),
+            ack_wait: Duration::from_secs(3),
             max_deliver: 50,
             duplicate_window: Duration::from_secs(10 * 60),
             max_age: Duration::from_secs(7 * 24 * 3600),
+            replicas: 1,
         }
     }
 }
@@ -94,6 +105,7 @@ impl JetStreamBus {
                 storage: stream::StorageType::File,
                 duplicate_window: options.duplicate_window,
                 max_age: options.max_age,
+                num_replicas: options.replicas,
                 ..Default::default()
             })
             .await
@@ -146,9 +158,10 @@ impl Bus for JetStreamBus {
             let durable = super::consumer_name(group, subject);
             let config = self.consumer_config(&durable, subject);
             // Create the consumer now, so that a missing stream or a bad
-            // configuration fails the start-up instead of a background task.
+            // configuration fails the start-up instead of a background task;
+            // an existing one takes this release's settings (`ack_wait`).
             let stream = self.context.get_stream(&self.options.stream).await?;
-            stream.get_or_create_consumer(&durable, config.clone()).await?;
+            stream.create_consumer(config.clone()).await?;
             let (sender, receiver) = mpsc::channel(16);
             tokio::spawn(pump(self.clone(), durable, config, sender));
             Ok(Subscription::bounded(receiver))
@@ -219,7 +232,14 @@ async fn pump_once(
         .heartbeat(Duration::from_secs(5))
         .messages()
         .await?;
-    while let Some(message) = messages.next().await {
+    loop {
+        // A dropped subscription stops the pulling at once: messages pulled
+        // for nobody would wait out `ack_wait` before anyone else got them.
+        let message = tokio::select! {
+            message = messages.next() => message,
+            () = sender.closed() => return Ok(()),
+        };
+        let Some(message) = message else { break };
         let message = message?;
         let attempt = message.info().map(|info| info.delivered).unwrap_or(1);
         let subject = message
@@ -229,12 +249,9 @@ async fn pump_once(
             .unwrap_or(message.subject.as_str())
             .to_owned();
         let payload = message.payload.clone();
-        let delivery = Delivery::new(
-            subject,
-            payload,
-            u32::try_from(attempt).unwrap_or(u32::MAX),
-            Box::new(JetStreamAcker(message)),
-        );
+        let acker = JetStreamAcker::new(message, bus.options.ack_wait / 3);
+        let delivery =
+            Delivery::new(subject, payload, u32::try_from(attempt).unwrap_or(u32::MAX), acker);
         if sender.send(delivery).await.is_err() {
             return Ok(());
         }
@@ -242,17 +259,49 @@ async fn pump_once(
     anyhow::bail!("the JetStream message stream ended")
 }
 
-struct JetStreamAcker(jetstream::Message);
+/// Settles one JetStream delivery, and until then reports it in progress
+/// every `interval` (a third of `ack_wait`): the server redelivers only what
+/// a process that stopped reporting — a crashed one — had taken.
+struct JetStreamAcker {
+    message: jetstream::Message,
+    progress: tokio::task::JoinHandle<()>,
+}
+
+impl JetStreamAcker {
+    fn new(message: jetstream::Message, interval: Duration) -> Box<Self> {
+        let reporter = message.clone();
+        let progress = tokio::spawn(async move {
+            let mut ticks =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            loop {
+                ticks.tick().await;
+                if reporter.ack_with(AckKind::Progress).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Box::new(Self { message, progress })
+    }
+}
+
+impl Drop for JetStreamAcker {
+    /// Dropped unsettled (the process stopping): the reports stop and the
+    /// server redelivers the message after `ack_wait`.
+    fn drop(&mut self) {
+        self.progress.abort();
+    }
+}
 
 impl Acker for JetStreamAcker {
     fn settle(self: Box<Self>, disposition: Disposition) -> BoxFuture<'static, anyhow::Result<()>> {
         Box::pin(async move {
+            self.progress.abort();
             let kind = match disposition {
                 Disposition::Ack => AckKind::Ack,
                 Disposition::Retry(delay) => AckKind::Nak(Some(delay)),
                 Disposition::Term => AckKind::Term,
             };
-            self.0.ack_with(kind).await.map_err(|e| anyhow::anyhow!("acknowledging: {e}"))
+            self.message.ack_with(kind).await.map_err(|e| anyhow::anyhow!("acknowledging: {e}"))
         })
     }
 }
