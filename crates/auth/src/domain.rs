@@ -57,6 +57,23 @@ fn is_plausible_address(email: &str) -> bool {
     local_ok && domain_ok
 }
 
+/// Addresses [`Email::parse`] accepts, as a pattern for the OpenAPI
+/// description. It is narrower than the parser, on purpose: ASCII only, at
+/// most two dots in the local part and two labels before a top-level label
+/// that starts with a letter, which keeps every rule, the length limits
+/// included, in a pattern without look-ahead. Whatever it matches, the
+/// parser accepts; what the parser accepts beyond it (international
+/// addresses, long dotted local parts, deep domains) is rare.
+pub const EMAIL_PATTERN: &str = concat!(
+    "^[",
+    common::trimmed_space!(),
+    "]*(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,64}",
+    r"|[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,21}(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,20}){1,2})",
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,2}[A-Za-z](?:[A-Za-z0-9-]{0,22}[A-Za-z0-9])[",
+    common::trimmed_space!(),
+    "]*$"
+);
+
 /// A password chosen at sign-up: 8 to 128 characters.
 #[derive(Clone, PartialEq, Eq)]
 pub struct NewPassword(String);
@@ -82,6 +99,10 @@ pub struct SubmittedPassword(String);
 
 /// The message for a missing sign-in password.
 pub const PASSWORD_MISSING: &str = "You must supply a password";
+
+/// The sign-in passwords [`SubmittedPassword::parse`] accepts, as a pattern:
+/// at least one character that is not white space.
+pub const NON_BLANK_PATTERN: &str = concat!("[^", common::trimmed_space!(), "]");
 
 impl SubmittedPassword {
     pub fn parse(raw: Option<String>) -> Result<Self, &'static str> {
@@ -163,6 +184,69 @@ mod tests {
         assert_eq!(SubmittedPassword::parse(Some("   ".into())), Err(PASSWORD_MISSING));
         assert_eq!(SubmittedPassword::parse(None), Err(PASSWORD_MISSING));
         assert!(SubmittedPassword::parse(Some("x".into())).is_ok());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_email_parses_to_a_trimmed_lower_case_address_or_is_refused(text in "(?s).{0,80}|[ ]?[a-zA-Z0-9.+_-]{0,10}@[a-zA-Z0-9.-]{0,12}[ ]?") {
+            match Email::parse(Some(&text)) {
+                Ok(email) => {
+                    proptest::prop_assert_eq!(email.as_str(), text.trim().to_lowercase());
+                    proptest::prop_assert!(email.as_str().chars().count() <= 254);
+                    proptest::prop_assert_eq!(Email::parse(Some(email.as_str())), Ok(email.clone()));
+                }
+                Err(message) => proptest::prop_assert_eq!(message, EMAIL_INVALID),
+            }
+        }
+
+        #[test]
+        fn every_address_the_pattern_describes_is_accepted(
+            text in "[ \t]?[a-zA-Z0-9._+-]{1,25}@[a-zA-Z0-9.-]{1,30}[ \n]?|[a-z]{60,70}@[a-z]{1,3}\\.[a-z]{2,3}"
+        ) {
+            let pattern = regex::Regex::new(EMAIL_PATTERN).expect("regex");
+            if pattern.is_match(&text) {
+                proptest::prop_assert!(Email::parse(Some(&text)).is_ok(), "{:?}", text);
+            }
+        }
+
+        #[test]
+        fn plain_addresses_are_accepted(
+            local in "[a-z0-9!#$%&'*+/=?^_`{|}~-]{1,20}(\\.[a-z0-9_-]{1,10}){0,2}",
+            domain in "[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?(\\.[a-z0-9]{1,10}){0,2}\\.[a-z]{2,6}",
+        ) {
+            let text = format!("{local}@{domain}");
+            proptest::prop_assert_eq!(Email::parse(Some(&text)).map(|e| e.as_str().to_owned()), Ok(text));
+        }
+
+        #[test]
+        fn any_sign_up_password_of_8_to_128_characters_is_kept_as_typed(text in "(?s).{0,140}") {
+            let length = text.chars().count();
+            match NewPassword::parse(Some(text.clone())) {
+                Ok(password) => {
+                    proptest::prop_assert!((8..=128).contains(&length));
+                    proptest::prop_assert_eq!(password.expose(), text.as_str());
+                }
+                Err(message) => {
+                    proptest::prop_assert!(!(8..=128).contains(&length));
+                    proptest::prop_assert_eq!(message, PASSWORD_LENGTH);
+                }
+            }
+        }
+
+        #[test]
+        fn a_sign_in_password_is_accepted_exactly_when_the_pattern_says_so(text in "(?s).{0,12}|[ \t\n\u{a0}\u{3000}]{0,4}") {
+            let pattern = regex::Regex::new(NON_BLANK_PATTERN).expect("regex");
+            match SubmittedPassword::parse(Some(text.clone())) {
+                Ok(password) => {
+                    proptest::prop_assert!(pattern.is_match(&text));
+                    proptest::prop_assert_eq!(password.expose(), text.as_str());
+                }
+                Err(message) => {
+                    proptest::prop_assert!(!pattern.is_match(&text), "{:?}", text);
+                    proptest::prop_assert_eq!(message, PASSWORD_MISSING);
+                }
+            }
+        }
     }
 
     #[test]

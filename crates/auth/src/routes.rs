@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::{Email, NewPassword, SubmittedPassword};
+use crate::domain::{EMAIL_PATTERN, Email, NON_BLANK_PATTERN, NewPassword, SubmittedPassword};
 use crate::password;
 use crate::store::{SignUpError, Store};
 
@@ -78,33 +78,66 @@ pub fn router(state: AuthState) -> Router {
 )]
 pub struct AuthApi;
 
-/// Sign-up and sign-in bodies.
+/// The body of a sign-up.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct Credentials {
-    /// An email address (trimmed and lower-cased before use).
-    #[schema(value_type = String, required = true, example = "alice@example.com")]
+pub struct SignUpBody {
+    /// An email address — `Email must be valid`.
+    #[schema(schema_with = email_schema, required = true)]
     email: Option<String>,
-    /// Sign-up: 8 to 128 characters. Sign-in: non-empty.
-    #[schema(value_type = String, required = true, example = "correct horse battery")]
+    /// 8 to 128 characters — `Password must be between 8 and 128 characters`.
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128, example = "correct horse battery")]
     password: Option<String>,
 }
 
-impl Credentials {
+impl SignUpBody {
     /// The credentials of a new account.
-    fn parse_sign_up(self) -> ApiResult<(Email, NewPassword)> {
+    fn parse(self) -> ApiResult<(Email, NewPassword)> {
         let mut v = Validator::new();
         let email = v.check("email", Email::parse(self.email.as_deref()));
         let password = v.check("password", NewPassword::parse(self.password));
         Ok(validated!(v, email, password))
     }
+}
 
+/// The body of a sign-in.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SignInBody {
+    /// An email address — `Email must be valid`.
+    #[schema(schema_with = email_schema, required = true)]
+    email: Option<String>,
+    /// Not blank — `You must supply a password`.
+    #[schema(schema_with = non_blank_password, required = true)]
+    password: Option<String>,
+}
+
+impl SignInBody {
     /// The credentials of a sign-in.
-    fn parse_sign_in(self) -> ApiResult<(Email, SubmittedPassword)> {
+    fn parse(self) -> ApiResult<(Email, SubmittedPassword)> {
         let mut v = Validator::new();
         let email = v.check("email", Email::parse(self.email.as_deref()));
         let password = v.check("password", SubmittedPassword::parse(self.password));
         Ok(validated!(v, email, password))
     }
+}
+
+/// The schema of an email address.
+fn email_schema() -> utoipa::openapi::Object {
+    common::validate::pattern_schema(
+        EMAIL_PATTERN,
+        "An email address, trimmed and lower-cased before use, at most 254 characters — \
+         `Email must be valid`. The pattern describes the plain addresses every client can \
+         rely on; international ones are accepted too.",
+        "alice@example.com",
+    )
+}
+
+/// The schema of a sign-in password.
+fn non_blank_password() -> utoipa::openapi::Object {
+    common::validate::pattern_schema(
+        NON_BLANK_PATTERN,
+        "Not blank — `You must supply a password`",
+        "correct horse battery",
+    )
 }
 
 /// A user, as the API shows it.
@@ -124,8 +157,8 @@ pub struct CurrentUserView {
 
 /// Creates an account and signs it in.
 #[utoipa::path(
-    post, path = "/api/users/signup", tag = "auth",
-    request_body = Credentials,
+    post, path = "/api/users/signup", tag = "auth", operation_id = "signUp",
+    request_body = SignUpBody,
     responses(
         (status = 201, description = "Signed up; sets the `session` cookie", body = UserView),
         (status = 400, description = "Invalid fields, or `Email in use`", body = ErrorBody),
@@ -137,10 +170,10 @@ pub struct CurrentUserView {
 async fn signup(
     State(state): State<AuthState>,
     client: ClientAddr,
-    extract::Json(body): extract::Json<Credentials>,
+    extract::Json(body): extract::Json<SignUpBody>,
 ) -> ApiResult<Response> {
     state.limits.requests_per_address.take(&client.limit_key())?;
-    let (email, password) = body.parse_sign_up()?;
+    let (email, password) = body.parse()?;
     let hash = password::hash(password.expose().to_owned()).await?;
     let user = state.store.insert_user(&email, hash).await?;
     tracing::info!(user.id = %user.id, "user signed up");
@@ -149,8 +182,8 @@ async fn signup(
 
 /// Signs in with an email and password.
 #[utoipa::path(
-    post, path = "/api/users/signin", tag = "auth",
-    request_body = Credentials,
+    post, path = "/api/users/signin", tag = "auth", operation_id = "signIn",
+    request_body = SignInBody,
     responses(
         (status = 200, description = "Signed in; sets the `session` cookie", body = UserView),
         (status = 400, description = "Invalid fields, or `Invalid credentials`", body = ErrorBody),
@@ -162,11 +195,11 @@ async fn signup(
 async fn signin(
     State(state): State<AuthState>,
     client: ClientAddr,
-    extract::Json(body): extract::Json<Credentials>,
+    extract::Json(body): extract::Json<SignInBody>,
 ) -> ApiResult<Response> {
     let limits = &state.limits;
     limits.requests_per_address.take(&client.limit_key())?;
-    let (email, password) = body.parse_sign_in()?;
+    let (email, password) = body.parse()?;
     // Counted as a failure until it succeeds, so that concurrent guesses
     // cannot all pass before the first is counted.
     let email_key = email.as_str().to_owned();
@@ -186,7 +219,7 @@ async fn signin(
 
 /// Ends the session (expires the cookie). Always succeeds.
 #[utoipa::path(
-    post, path = "/api/users/signout", tag = "auth",
+    post, path = "/api/users/signout", tag = "auth", operation_id = "signOut",
     responses((status = 200, description = "`{}`; expires the `session` cookie"))
 )]
 async fn signout(State(state): State<AuthState>) -> Response {
@@ -195,7 +228,7 @@ async fn signout(State(state): State<AuthState>) -> Response {
 
 /// The signed-in user, or `null`.
 #[utoipa::path(
-    get, path = "/api/users/currentuser", tag = "auth",
+    get, path = "/api/users/currentuser", tag = "auth", operation_id = "currentUser",
     responses((status = 200, description = "The session's user or null", body = CurrentUserView))
 )]
 async fn current_user(MaybeUser(claims): MaybeUser) -> Json<CurrentUserView> {

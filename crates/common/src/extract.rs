@@ -98,6 +98,44 @@ pub fn parse_id(raw: Option<&str>, message: &'static str) -> Result<Uuid, &'stat
     raw.map(str::trim).and_then(|id| Uuid::parse_str(id).ok()).ok_or(message)
 }
 
+/// Every spelling of a UUID that `Uuid::parse_str` reads: hyphenated,
+/// 32 digits, braced, or a URN; digits in either case.
+macro_rules! uuid_spellings {
+    () => {
+        concat!(
+            "[0-9A-Fa-f]{32}",
+            "|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}",
+            r"|\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}",
+            "|[Uu][Rr][Nn]:[Uu][Uu][Ii][Dd]:",
+            "[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+        )
+    };
+}
+
+/// The ids [`parse_id`] accepts, as a pattern for the OpenAPI description.
+pub const ID_PATTERN: &str = concat!(
+    "^[",
+    crate::trimmed_space!(),
+    "]*(?:",
+    uuid_spellings!(),
+    ")[",
+    crate::trimmed_space!(),
+    "]*$"
+);
+
+/// A UUID exactly as `Uuid::parse_str` reads it, or nothing (an optional
+/// query parameter such as a cursor).
+pub const UUID_OR_EMPTY_PATTERN: &str = concat!("^(?:", uuid_spellings!(), ")?$");
+
+/// The schema of a body field that [`parse_id`] reads.
+pub fn id_schema() -> utoipa::openapi::Object {
+    crate::validate::pattern_schema(
+        ID_PATTERN,
+        "A UUID (usually hyphenated; also 32 digits, braced or a URN), white space around ignored",
+        "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +180,49 @@ mod tests {
         assert!(matches!(error, ApiError::InvalidBody { field: None }));
         let error = parse_json::<Body>(br#"{} trailing"#).expect_err("trailing garbage");
         assert!(matches!(error, ApiError::InvalidBody { field: None }));
+    }
+
+    fn id_pattern() -> regex::Regex {
+        regex::Regex::new(ID_PATTERN).expect("ID_PATTERN is a regex")
+    }
+
+    /// Strings near the shape of an id: hex digits, hyphens, braces, URN
+    /// prefixes, white space.
+    const ID_LIKE: &str = "[ \t]?(urn:uuid:|URN:UUID:|\\{)?[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-Fg]{11,13}\\}?[ \n]?";
+
+    proptest::proptest! {
+        #[test]
+        fn any_string_is_an_id_exactly_when_the_pattern_says_so(
+            text in proptest::prop_oneof![proptest::string::string_regex(ID_LIKE).expect("strategy"), "(?s).{0,50}"]
+        ) {
+            let parsed = parse_id(Some(&text), "Id must be provided");
+            proptest::prop_assert_eq!(id_pattern().is_match(&text), parsed.is_ok(), "{:?}", text);
+            if let Err(message) = parsed {
+                proptest::prop_assert_eq!(message, "Id must be provided");
+            }
+            let bare = regex::Regex::new(UUID_OR_EMPTY_PATTERN).expect("regex");
+            proptest::prop_assert_eq!(
+                bare.is_match(&text),
+                text.is_empty() || Uuid::parse_str(&text).is_ok(),
+                "{:?}", text
+            );
+        }
+
+        #[test]
+        fn every_id_round_trips_in_every_spelling(bits in proptest::num::u128::ANY) {
+            let id = Uuid::from_u128(bits);
+            let spellings = [
+                id.hyphenated().to_string(),
+                id.simple().to_string(),
+                id.braced().to_string(),
+                id.urn().to_string().to_uppercase(),
+                format!(" {} ", id.hyphenated().to_string().to_uppercase()),
+            ];
+            for text in spellings {
+                proptest::prop_assert!(id_pattern().is_match(&text), "{}", text);
+                proptest::prop_assert_eq!(parse_id(Some(&text), "no"), Ok(id));
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Money: integer cents everywhere inside, a JSON number in currency units
-//! at the HTTP edge (`19.99`, `20`). Parsing accepts a number or a numeric
-//! string with at most two decimals, so no float ever becomes an amount.
+//! at the HTTP edge (`19.99`, `20`). Parsing accepts a number or a plain
+//! decimal string with at most two decimals, so no float ever becomes an
+//! amount.
 
 use std::fmt;
 
@@ -14,6 +15,20 @@ pub struct Cents(i64);
 /// The largest price: one million currency units.
 pub const MAX_PRICE_CENTS: i64 = 100_000_000;
 
+/// The message for a missing or invalid price.
+pub const PRICE_INVALID: &str = "Price must be greater than 0";
+
+/// The prices [`Cents::parse_price`] accepts as a string, as a pattern:
+/// a plain decimal (an optional `+`, digits, at most two significant
+/// decimals) greater than 0 and at most 1,000,000, with white space around.
+pub const PRICE_PATTERN: &str = concat!(
+    "^[",
+    crate::trimmed_space!(),
+    r"]*\+?(?:0*[1-9][0-9]{0,5}(?:\.[0-9]{0,2}0*)?|0*\.(?:[1-9][0-9]?|0[1-9])0*|0*1000000(?:\.0*)?)[",
+    crate::trimmed_space!(),
+    "]*$"
+);
+
 impl Cents {
     /// Cents as stored (trusted: from our own database or events).
     pub const fn new(cents: i64) -> Self {
@@ -24,20 +39,46 @@ impl Cents {
         self.0
     }
 
-    /// Parses a submitted price: a JSON number or a numeric string, greater
-    /// than 0, at most 1,000,000, with at most two decimals.
+    /// Parses a submitted price: a JSON number or a plain decimal string
+    /// (no exponent: a pattern can say which strings are prices, see
+    /// [`PRICE_PATTERN`]), greater than 0, at most 1,000,000, with at most
+    /// two decimals.
     pub fn parse_price(value: Option<&Value>) -> Result<Self, &'static str> {
-        const MESSAGE: &str = "Price must be greater than 0";
         let text = match value {
             Some(Value::Number(number)) => number.to_string(),
-            Some(Value::String(text)) => text.trim().to_owned(),
-            _ => return Err(MESSAGE),
+            Some(Value::String(text)) if !text.contains(['e', 'E']) => text.trim().to_owned(),
+            _ => return Err(PRICE_INVALID),
         };
-        let cents = parse_decimal_cents(&text).ok_or(MESSAGE)?;
+        let cents = parse_decimal_cents(&text).ok_or(PRICE_INVALID)?;
         if cents <= 0 || cents > MAX_PRICE_CENTS {
-            return Err(MESSAGE);
+            return Err(PRICE_INVALID);
         }
         Ok(Self(cents))
+    }
+
+    /// The schema of a submitted price: a number with the bounds and the
+    /// step of [`Cents::parse_price`], or a string of [`PRICE_PATTERN`].
+    pub fn price_schema() -> utoipa::openapi::schema::Schema {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+        let one_of = OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .minimum(Some(0.01))
+                    .maximum(Some(1_000_000))
+                    .multiple_of(Some(0.01))
+                    .examples([serde_json::json!(19.99)]),
+            )
+            .item(crate::validate::pattern_schema(
+                PRICE_PATTERN,
+                "The same amount as a plain decimal string",
+                "19.99",
+            ))
+            .description(Some(
+                "Greater than 0, at most 1,000,000, at most two decimals (`Price must be greater than 0`)",
+            ))
+            .build();
+        Schema::OneOf(one_of)
     }
 }
 
@@ -165,6 +206,8 @@ mod tests {
             json!("1e-2147483648"),
             json!("1e2147483647"),
             json!("5e-2147483647"),
+            json!("1e2"),
+            json!("2E1"),
         ] {
             assert_eq!(price(bad.clone()), Err("Price must be greater than 0"), "{bad}");
         }
@@ -180,6 +223,55 @@ mod tests {
         assert_eq!(Cents::new(1999).to_string(), "19.99");
         assert_eq!(Cents::new(2000).to_string(), "20");
         assert_eq!(Cents::new(5).to_string(), "0.05");
+    }
+
+    fn price_pattern() -> regex::Regex {
+        regex::Regex::new(PRICE_PATTERN).expect("PRICE_PATTERN is a regex")
+    }
+
+    /// Strings near the shape of a price: signs, zeros, points, exponents,
+    /// white space.
+    const PRICE_LIKE: &str =
+        "[ \t\u{a0}]{0,2}[+-]?0{0,3}[0-9]{0,8}(\\.[0-9]{0,4}0{0,2})?([eE][+-]?[0-9])?[ \n]{0,2}";
+
+    proptest::proptest! {
+        #[test]
+        fn any_string_is_a_price_exactly_when_the_pattern_says_so(
+            text in proptest::prop_oneof![proptest::string::string_regex(PRICE_LIKE).expect("strategy"), "(?s).{0,40}"]
+        ) {
+            let parsed = Cents::parse_price(Some(&Value::String(text.clone())));
+            proptest::prop_assert_eq!(price_pattern().is_match(&text), parsed.is_ok(), "{:?}", text);
+            if let Err(message) = parsed {
+                proptest::prop_assert_eq!(message, PRICE_INVALID);
+            }
+        }
+
+        #[test]
+        fn any_number_parses_to_the_cents_it_spells_or_is_refused(number in proptest::num::f64::ANY) {
+            let Some(json) = serde_json::Number::from_f64(number) else { return Ok(()) };
+            let spelled = json.to_string();
+            match price(Value::Number(json)) {
+                Ok(cents) => {
+                    proptest::prop_assert!((1..=MAX_PRICE_CENTS).contains(&cents));
+                    proptest::prop_assert_eq!(Cents::new(cents).to_string().parse::<f64>(), Ok(number));
+                }
+                Err(message) => {
+                    proptest::prop_assert_eq!(message, PRICE_INVALID);
+                    let in_range = number > 0.0 && number <= 1_000_000.0;
+                    let two_decimals = spelled.split_once('.').is_none_or(|(_, d)| d.len() <= 2);
+                    proptest::prop_assert!(!(in_range && two_decimals && !spelled.contains('e')), "{}", spelled);
+                }
+            }
+        }
+
+        #[test]
+        fn every_price_round_trips_as_a_number_and_as_a_string(cents in 1..=MAX_PRICE_CENTS) {
+            let json = serde_json::to_value(Cents::new(cents)).expect("json");
+            proptest::prop_assert_eq!(price(json), Ok(cents));
+            let text = Cents::new(cents).to_string();
+            proptest::prop_assert!(price_pattern().is_match(&text), "{}", text);
+            proptest::prop_assert_eq!(price(Value::String(text)), Ok(cents));
+        }
     }
 
     #[test]

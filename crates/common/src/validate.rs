@@ -29,6 +29,28 @@ pub fn has_control_characters(text: &str) -> bool {
     })
 }
 
+/// The characters `str::trim` removes (Unicode `White_Space`), as the body
+/// of a regular-expression class. The patterns of the OpenAPI description
+/// allow them around every field the service trims; the class is spelled
+/// the same in ECMA-262, Python and the `regex` crate.
+#[macro_export]
+macro_rules! trimmed_space {
+    () => {
+        r"\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000"
+    };
+}
+
+/// A string schema whose `pattern` says every rule of a field, for the
+/// fields whose rules no other keyword can say (trimmed, then checked).
+pub fn pattern_schema(pattern: &str, description: &str, example: &str) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(pattern))
+        .description(Some(description))
+        .examples([example])
+        .build()
+}
+
 /// Collects per-field errors while parsing a request body.
 #[derive(Debug, Default)]
 pub struct Validator {
@@ -79,6 +101,14 @@ macro_rules! validated {
 #[cfg(test)]
 mod tests {
     use super::has_control_characters;
+
+    #[test]
+    fn the_trimmed_space_class_is_what_trim_removes() {
+        let class = regex::Regex::new(concat!("^[", trimmed_space!(), "]$")).expect("regex");
+        for c in (0..=0x10_FFFF).filter_map(char::from_u32) {
+            assert_eq!(class.is_match(c.encode_utf8(&mut [0; 4])), c.is_whitespace(), "{c:?}");
+        }
+    }
 
     #[test]
     fn control_characters_and_reordering_marks_are_found() {

@@ -63,8 +63,8 @@ pub struct OrdersApi;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewOrder {
-    /// The ticket to reserve.
-    #[schema(value_type = Uuid, required = true)]
+    /// The ticket to reserve — `TicketId must be provided`.
+    #[schema(schema_with = extract::id_schema, required = true)]
     ticket_id: Option<String>,
 }
 
@@ -80,7 +80,8 @@ impl NewOrder {
 
 /// Reserves a ticket: the order holds it until `expiresAt`.
 #[utoipa::path(
-    post, path = "/api/orders", tag = "orders",
+    post, path = "/api/orders", tag = "orders", operation_id = "createOrder",
+    security(("bearer" = []), ("session" = [])),
     request_body = NewOrder,
     responses(
         (status = 201, description = "Created, status `created`", body = Order),
@@ -124,7 +125,8 @@ fn create_refused(error: CreateError, max_unpaid: u32) -> ApiError {
 
 /// The caller's orders, oldest first.
 #[utoipa::path(
-    get, path = "/api/orders", tag = "orders",
+    get, path = "/api/orders", tag = "orders", operation_id = "listOrders",
+    security(("bearer" = []), ("session" = [])),
     responses(
         (status = 200, description = "The caller's orders", body = [Order]),
         (status = 401, description = "Not signed in", body = ErrorBody),
@@ -139,7 +141,8 @@ async fn list(
 
 /// One of the caller's orders.
 #[utoipa::path(
-    get, path = "/api/orders/{id}", tag = "orders",
+    get, path = "/api/orders/{id}", tag = "orders", operation_id = "showOrder",
+    security(("bearer" = []), ("session" = [])),
     params(("id" = Uuid, Path, description = "The order id")),
     responses(
         (status = 200, description = "The order", body = Order),
@@ -168,7 +171,8 @@ async fn owned_order(state: &OrdersState, user: Uuid, id: Uuid) -> ApiResult<Ord
 
 /// Cancels one of the caller's orders (a cancelled one stays cancelled).
 #[utoipa::path(
-    delete, path = "/api/orders/{id}", tag = "orders",
+    delete, path = "/api/orders/{id}", tag = "orders", operation_id = "cancelOrder",
+    security(("bearer" = []), ("session" = [])),
     params(("id" = Uuid, Path, description = "The order id")),
     responses(
         (status = 204, description = "The order is cancelled"),

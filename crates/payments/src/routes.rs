@@ -57,24 +57,44 @@ pub struct PaymentsApi;
 pub struct NewPayment {
     /// A card token or payment-method id from the processor's browser
     /// library, or a test value such as `tok_visa`.
-    #[schema(value_type = String, required = true, example = "tok_visa")]
+    #[schema(schema_with = token_schema, required = true)]
     token: Option<String>,
-    /// The order to pay.
-    #[schema(value_type = Uuid, required = true)]
+    /// The order to pay — `OrderId must be provided`.
+    #[schema(schema_with = extract::id_schema, required = true)]
     order_id: Option<String>,
+}
+
+/// The tokens [`NewPayment::parse`] accepts, as a pattern: 1 to 255
+/// printable ASCII characters without spaces (what the processor's ids are
+/// made of), white space around ignored.
+const TOKEN_PATTERN: &str =
+    concat!("^[", common::trimmed_space!(), "]*[!-~]{1,255}[", common::trimmed_space!(), "]*$");
+
+/// The schema of a submitted token.
+fn token_schema() -> utoipa::openapi::Object {
+    common::validate::pattern_schema(
+        TOKEN_PATTERN,
+        "1 to 255 printable ASCII characters without spaces — `Token is required`",
+        "tok_visa",
+    )
+}
+
+/// A submitted token, trimmed, or why it is refused.
+fn parse_token(raw: Option<String>) -> Result<String, &'static str> {
+    let token = raw.as_deref().map(str::trim).ok_or(TOKEN_REQUIRED)?;
+    let printable = token.bytes().all(|b| b.is_ascii_graphic());
+    if (1..=255).contains(&token.len()) && printable {
+        Ok(token.to_owned())
+    } else {
+        Err(TOKEN_REQUIRED)
+    }
 }
 
 impl NewPayment {
     /// The token and the order to pay.
     fn parse(self) -> ApiResult<(String, Uuid)> {
         let mut v = Validator::new();
-        let token = v.check(
-            "token",
-            self.token
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty() && t.len() <= 255)
-                .ok_or(TOKEN_REQUIRED),
-        );
+        let token = v.check("token", parse_token(self.token));
         let order_id = v.check("orderId", parse_id(self.order_id.as_deref(), ORDER_ID_REQUIRED));
         Ok(validated!(v, token, order_id))
     }
@@ -92,7 +112,8 @@ pub struct PaymentView {
 
 /// Pays for one of the caller's orders.
 #[utoipa::path(
-    post, path = "/api/payments", tag = "payments",
+    post, path = "/api/payments", tag = "payments", operation_id = "createPayment",
+    security(("bearer" = []), ("session" = [])),
     request_body = NewPayment,
     responses(
         (status = 201, description = "Charged; the order completes shortly", body = PaymentView),
@@ -176,5 +197,25 @@ async fn create(
             Err(ApiError::bad_request(CANCELLED))
         }
         Recorded::UnknownOrder => Err(ApiError::internal("a charged order left the replica")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn any_string_is_a_token_exactly_when_the_pattern_says_so(
+            text in "(?s).{0,20}|[ \\t]?[!-~]{250,260}[ \\n]?|[ \\u{a0}]?tok_[a-zA-Z é]{0,8}[ \\u{3000}]?"
+        ) {
+            let pattern = regex::Regex::new(TOKEN_PATTERN).expect("regex");
+            let parsed = parse_token(Some(text.clone()));
+            proptest::prop_assert_eq!(pattern.is_match(&text), parsed.is_ok(), "{:?}", text);
+            match parsed {
+                Ok(token) => proptest::prop_assert_eq!(token.as_str(), text.trim()),
+                Err(message) => proptest::prop_assert_eq!(message, TOKEN_REQUIRED),
+            }
+        }
     }
 }

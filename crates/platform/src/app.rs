@@ -36,6 +36,7 @@ use common::session::cookie_token;
 use common::telemetry::{self, MakeRequestUuid, REQUEST_ID};
 use hyper::body::Incoming;
 use tower::ServiceExt as _;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 /// The router serving `services` and the operational routes. `fallback`
 /// answers every path no service owns (the web client, once mounted; the
@@ -118,6 +119,19 @@ pub fn openapi(services: &[Service]) -> utoipa::openapi::OpenApi {
     for service in services {
         doc.merge(service.openapi.clone());
     }
+    // The two ways a session reaches a route (API.md "Sessions"); routes
+    // that need one name both as alternatives (`security(...)`).
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+        ),
+    );
+    components.add_security_scheme(
+        "session",
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("session"))),
+    );
     doc
 }
 

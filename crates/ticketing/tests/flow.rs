@@ -304,9 +304,12 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
         ])
         .await;
     // Every operation that takes a JSON body documents the 415 it answers
-    // to any other body, and the listing's `limit` its bounds.
+    // to any other body, and the listing's `limit` its bounds. Operation
+    // ids are unique across services, and every operation that answers 401
+    // names the two ways a session arrives.
     let doc = market.system.server.openapi().await;
     let mut with_bodies = 0;
+    let mut operation_ids = std::collections::BTreeSet::new();
     for (path, operations) in doc["paths"].as_object().expect("paths") {
         for (method, operation) in operations.as_object().expect("operations") {
             if operation.get("requestBody").is_some() {
@@ -316,9 +319,24 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
                     "{method} {path} does not document its 415"
                 );
             }
+            let id = operation["operationId"].as_str().expect("operationId").to_owned();
+            assert!(operation_ids.insert(id), "{method} {path}: operationId used twice");
+            if operation["responses"]["401"].is_object() {
+                assert_eq!(
+                    operation["security"],
+                    serde_json::json!([{"bearer": []}, {"session": []}]),
+                    "{method} {path}"
+                );
+            }
         }
     }
     assert_eq!(with_bodies, 6, "signup, signin, sell, edit, order, pay");
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer", "{schemes}");
+    assert_eq!(
+        (&schemes["session"]["in"], &schemes["session"]["name"]),
+        (&"cookie".into(), &"session".into())
+    );
     let limit = doc["paths"]["/api/tickets"]["get"]["parameters"]
         .as_array()
         .expect("parameters")

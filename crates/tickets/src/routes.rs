@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use common::error::{ErrorBody, ErrorItem};
-use common::extract::{self, Id};
+use common::extract::{self, Id, UUID_OR_EMPTY_PATTERN};
 use common::money::Cents;
 use common::session::{CurrentUser, Sessions};
 use common::validate::Validator;
@@ -17,7 +17,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::{Ticket, Title};
+use crate::domain::{TITLE_PATTERN, Ticket, Title};
 use crate::store::{EditError, Store};
 
 /// The message for editing a ticket an order holds.
@@ -53,13 +53,28 @@ pub struct TicketsApi;
 /// The body of create and edit.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TicketBody {
-    /// 1 to 200 characters (trimmed).
-    #[schema(value_type = String, required = true, example = "Concert")]
+    /// 1 to 200 characters (trimmed), no control characters.
+    #[schema(schema_with = title_schema, required = true)]
     title: Option<String>,
     /// Greater than 0, at most 1,000,000, at most two decimals; a number or
-    /// a numeric string.
-    #[schema(value_type = f64, required = true, example = 19.99)]
+    /// a plain decimal string.
+    #[schema(schema_with = Cents::price_schema, required = true)]
     price: Option<Value>,
+}
+
+/// The schema of a submitted title.
+fn title_schema() -> utoipa::openapi::Object {
+    common::validate::pattern_schema(
+        TITLE_PATTERN,
+        "1 to 200 characters once trimmed (`Title is required`), without control characters or \
+         reordering marks (`Title must not contain control characters`)",
+        "Concert",
+    )
+}
+
+/// The schema of the listing's cursor.
+fn cursor_schema() -> utoipa::openapi::Object {
+    common::validate::pattern_schema(UUID_OR_EMPTY_PATTERN, "A ticket id, or empty", "")
 }
 
 impl TicketBody {
@@ -73,18 +88,21 @@ impl TicketBody {
 
 /// Paging of the listing.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// 1 to 1000 (default 100).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    /// 1 to 1000 (default 100) — `Limit must be between 1 and 1000`.
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 1000)]
     limit: Option<String>,
-    /// The id of the last ticket of the previous page (`X-Next-Cursor`).
-    #[param(value_type = Option<String>)]
+    /// The id of the last ticket of the previous page (`X-Next-Cursor`) —
+    /// `Cursor must be a ticket id`.
+    #[param(schema_with = cursor_schema, required = false)]
     cursor: Option<String>,
 }
 
 /// Puts a ticket up for sale.
 #[utoipa::path(
-    post, path = "/api/tickets", tag = "tickets",
+    post, path = "/api/tickets", tag = "tickets", operation_id = "createTicket",
+    security(("bearer" = []), ("session" = [])),
     request_body = TicketBody,
     responses(
         (status = 201, description = "Created (version 0)", body = Ticket),
@@ -106,7 +124,7 @@ async fn create(
 
 /// Tickets that are not reserved, oldest first.
 #[utoipa::path(
-    get, path = "/api/tickets", tag = "tickets",
+    get, path = "/api/tickets", tag = "tickets", operation_id = "listTickets",
     params(ListParams),
     responses(
         (status = 200, description = "A page of unreserved tickets; `X-Next-Cursor` when more follow", body = [Ticket]),
@@ -150,7 +168,7 @@ async fn list(
 
 /// One ticket, reserved or not.
 #[utoipa::path(
-    get, path = "/api/tickets/{id}", tag = "tickets",
+    get, path = "/api/tickets/{id}", tag = "tickets", operation_id = "showTicket",
     params(("id" = Uuid, Path, description = "The ticket id")),
     responses(
         (status = 200, description = "The ticket", body = Ticket),
@@ -163,7 +181,8 @@ async fn show(State(state): State<TicketsState>, Id(id): Id) -> ApiResult<Json<T
 
 /// Edits a ticket: its owner only, and only while no order holds it.
 #[utoipa::path(
-    put, path = "/api/tickets/{id}", tag = "tickets",
+    put, path = "/api/tickets/{id}", tag = "tickets", operation_id = "editTicket",
+    security(("bearer" = []), ("session" = [])),
     params(("id" = Uuid, Path, description = "The ticket id")),
     request_body = TicketBody,
     responses(

@@ -29,6 +29,13 @@ async fn a_token_and_an_order_id_are_required(stack: Stack) {
         error(app.pay_raw(Some(&user), &json!({"token": "  ", "orderId": Uuid::now_v7()})).await)
             .await;
     assert_eq!(body, field_error("token", "Token is required"));
+    for token in ["tok visa", "tok_visé", &"x".repeat(256)] {
+        let (_, body) = error(
+            app.pay_raw(Some(&user), &json!({"token": token, "orderId": Uuid::now_v7()})).await,
+        )
+        .await;
+        assert_eq!(body, field_error("token", "Token is required"), "{token}");
+    }
     let (_, body) =
         error(app.pay_raw(Some(&user), &json!({"token": "tok_visa", "orderId": "x"})).await).await;
     assert_eq!(body, field_error("orderId", "OrderId must be provided"));

@@ -60,6 +60,7 @@ async fn invalid_prices_are_refused(stack: Stack) {
         json!(1_000_000.01),
         json!(null),
         json!(true),
+        json!("1e2"),
     ] {
         let (status, body) =
             error(app.create(Some(&seller), &json!({"title": "t", "price": price})).await).await;

@@ -86,7 +86,8 @@ async fn unknown_and_malformed_ids_are_not_found(stack: Stack) {
 
 async fn the_routes_are_described_in_openapi(stack: Stack) {
     let app = TicketsApp::spawn(stack).await;
-    app.system
+    let doc = app
+        .system
         .server
         .assert_documented(&[
             ("/api/tickets", "get"),
@@ -95,6 +96,13 @@ async fn the_routes_are_described_in_openapi(stack: Stack) {
             ("/api/tickets/{id}", "put"),
         ])
         .await;
+    let parameters = &doc["paths"]["/api/tickets"]["get"]["parameters"];
+    for (index, name) in ["limit", "cursor"].into_iter().enumerate() {
+        let parameter = &parameters[index];
+        assert_eq!(parameter["name"], name);
+        assert_eq!(parameter["in"], "query", "{parameter}");
+        assert_eq!(parameter["required"], false, "{parameter}");
+    }
 }
 
 testkit::stack_tests!(
