@@ -161,28 +161,38 @@ fn serve_refuses_to_start_without_what_the_service_needs() {
 /// Pretty logs written to a pipe or a file carry no colour codes.
 #[tokio::test]
 async fn logs_to_a_pipe_carry_no_colour_codes() {
+    let logs = logs_of(&[], "pipe-log-check").await;
+    assert!(logs.contains("listening on http://localhost:"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "colour codes in a pipe: {logs}");
+}
+
+/// What the all-in-one, started with `variables`, writes to its standard
+/// output (a pipe) while it starts, answers `GET /healthz` sent with
+/// `X-Request-Id: request_id`, and stops on SIGTERM.
+async fn logs_of(variables: &[(&str, &str)], request_id: &str) -> String {
     let dir = temp_dir();
     let port = free_port();
-    let child = ticketing()
-        .env("DATA_DIR", &dir)
-        .env("PORT", port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
+    let mut command = ticketing();
+    command.env("DATA_DIR", &dir).env("PORT", port.to_string());
+    for (name, value) in variables {
+        command.env(name, value);
+    }
+    let child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("starts");
     let url = format!("http://127.0.0.1:{port}/healthz");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while http().get(&url).send().await.is_err() {
+    let response = loop {
+        if let Ok(response) = http().get(&url).header("x-request-id", request_id).send().await {
+            break response;
+        }
         assert!(Instant::now() < deadline, "never healthy");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
+    assert_eq!(response.status(), 200);
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
     let output = child.wait_with_output().expect("exits");
-    let logs = String::from_utf8_lossy(&output.stdout);
-    assert!(logs.contains("listening on http://localhost:"), "{logs}");
-    assert!(!logs.contains('\u{1b}'), "colour codes in a pipe: {logs}");
     let _ = std::fs::remove_dir_all(dir);
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A seller's ticket reserved by a buyer, on a running process.
@@ -457,31 +467,7 @@ fn a_request_in_flight_at_sigterm_is_still_answered() {
 /// `LOG_FORMAT=json`: one JSON object per line, with the request's span.
 #[tokio::test]
 async fn json_logs_carry_the_request_span() {
-    let dir = temp_dir();
-    let port = free_port();
-    let child = ticketing()
-        .env("DATA_DIR", &dir)
-        .env("PORT", port.to_string())
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
-    let url = format!("http://127.0.0.1:{port}/healthz");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let response = loop {
-        if let Ok(response) = http().get(&url).header("x-request-id", "json-log-check").send().await
-        {
-            break response;
-        }
-        assert!(Instant::now() < deadline, "never healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(response.status(), 200);
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
-    let output = child.wait_with_output().expect("exits");
-    let logs = String::from_utf8_lossy(&output.stdout);
+    let logs = logs_of(&[("LOG_FORMAT", "json")], "json-log-check").await;
     let lines: Vec<Value> = logs
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
@@ -498,5 +484,4 @@ async fn json_logs_carry_the_request_span() {
     assert_eq!(request["span"]["http.route"], "/healthz");
     assert_eq!(request["span"]["http.method"], "GET");
     assert!(!logs.contains("Bearer") && !logs.contains("session="), "no secrets in logs");
-    let _ = std::fs::remove_dir_all(dir);
 }
