@@ -40,8 +40,12 @@ impl FromStr for Secret {
 
 /// `url` without what may be secret in it (user, password or token, the
 /// query), for logs and error messages: `nats://user:pw@host:4222/?x=1` →
-/// `nats://host:4222/`.
+/// `nats://host:4222/`. A comma-separated list (NATS servers) is redacted
+/// URL by URL.
 pub fn redacted_url(url: &str) -> String {
+    if url.contains(',') {
+        return url.split(',').map(|one| redacted_url(one.trim())).collect::<Vec<_>>().join(",");
+    }
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             let _ = parsed.set_username("");
@@ -51,6 +55,20 @@ pub fn redacted_url(url: &str) -> String {
             parsed.into()
         }
         Err(_) => "(an invalid URL)".to_owned(),
+    }
+}
+
+/// Parses `DATABASE_PREFIX`: a PostgreSQL identifier needing no quotes,
+/// short enough that `<prefix>_<service>` stays within the 63 bytes of a name.
+fn database_prefix(value: &str) -> Result<String, String> {
+    let mut chars = value.chars();
+    let starts_with_letter = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if starts_with_letter && rest_ok && value.len() <= 40 {
+        Ok(value.to_owned())
+    } else {
+        Err("lower-case letters, digits and `_`, starting with a letter, at most 40 characters"
+            .to_owned())
     }
 }
 
@@ -81,7 +99,17 @@ pub struct Config {
     #[arg(global = true, long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<Secret>,
 
-    /// NATS server with JetStream. Unset: the in-process bus.
+    /// The first part of each service's PostgreSQL database name
+    /// (`<prefix>_auth`, ...): two deployments can share one server with
+    /// prefixes of their own (lower-case letters, digits and `_`, starting
+    /// with a letter, at most 40 characters).
+    #[arg(global = true, long, env = "DATABASE_PREFIX", default_value = "ticketing",
+          value_parser = database_prefix)]
+    pub database_prefix: String,
+
+    /// NATS server with JetStream; several servers of one cluster are
+    /// listed comma-separated (`nats://a:4222,nats://b:4222`). Unset: the
+    /// in-process bus.
     #[arg(global = true, long, env = "NATS_URL", hide_env_values = true)]
     pub nats_url: Option<Secret>,
 
@@ -190,10 +218,11 @@ pub enum PaymentProcessor {
 /// The environment variable of every field of [`Config`] (a test keeps the
 /// list complete): what a process started for a test or a benchmark must
 /// not inherit unless it is set on purpose.
-pub const VARIABLES: [&str; 23] = [
+pub const VARIABLES: [&str; 24] = [
     "PORT",
     "DATA_DIR",
     "DATABASE_URL",
+    "DATABASE_PREFIX",
     "NATS_URL",
     "NATS_STREAM_REPLICAS",
     "REDIS_URL",
@@ -224,6 +253,7 @@ impl Config {
             port: 3000,
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            database_prefix: "ticketing".into(),
             nats_url: None,
             nats_stream_replicas: 1,
             redis_url: None,
@@ -272,6 +302,35 @@ mod tests {
         assert_eq!(redacted_url("nats://user:pw@nats:4222"), "nats://nats:4222");
         assert_eq!(redacted_url("nats://s3cr3t-token@nats:4222/?x=1"), "nats://nats:4222/");
         assert_eq!(redacted_url("not a url"), "(an invalid URL)");
+        assert_eq!(
+            redacted_url("nats://u:pw@a:4222, nats://b:4223"),
+            "nats://a:4222,nats://b:4223"
+        );
+    }
+
+    #[test]
+    fn database_prefixes_are_plain_identifiers() {
+        assert_eq!(database_prefix("localcluster").as_deref(), Ok("localcluster"));
+        assert_eq!(database_prefix("t2_staging").as_deref(), Ok("t2_staging"));
+        for bad in ["", "2nd", "Upper", "with-dash", "quote\"", &"x".repeat(41)] {
+            assert!(database_prefix(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_database_prefix_defaults_to_ticketing() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: Config,
+        }
+        let parsed = Cli::try_parse_from(["ticketing"]).expect("no arguments parse");
+        assert_eq!(parsed.config.database_prefix, Config::defaults().database_prefix);
+        let told = Cli::try_parse_from(["ticketing", "--database-prefix", "localcluster"])
+            .expect("a valid prefix parses");
+        assert_eq!(told.config.database_prefix, "localcluster");
+        assert!(Cli::try_parse_from(["ticketing", "--database-prefix", "Bad-Prefix"]).is_err());
     }
 
     #[test]

@@ -87,7 +87,8 @@ pub enum DbTarget {
     /// A SQLite file `<service>.db` in this directory.
     SqliteDir(PathBuf),
     /// The database `<prefix>_<service>` on the PostgreSQL server at `url`
-    /// (the prefix is `ticketing`; tests use one of their own).
+    /// (the prefix is `DATABASE_PREFIX`, `ticketing` by default; tests use
+    /// one of their own).
     Postgres { url: String, prefix: String },
 }
 

@@ -46,9 +46,10 @@ impl Context {
         let sessions =
             Sessions::new(jwt_key, Duration::from_secs(config.session_seconds), cookie_secure);
         let databases = match &config.database_url {
-            Some(url) => {
-                DbTarget::Postgres { url: url.expose().to_owned(), prefix: "ticketing".to_owned() }
-            }
+            Some(url) => DbTarget::Postgres {
+                url: url.expose().to_owned(),
+                prefix: config.database_prefix.clone(),
+            },
             None => DbTarget::SqliteDir(config.data_dir.clone()),
         };
         Self {

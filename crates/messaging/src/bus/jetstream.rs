@@ -25,7 +25,9 @@ use super::{Acker, Bus, Delivery, Disposition, OutgoingMessage, Receipt, Subscri
 /// How the JetStream bus is set up.
 #[derive(Debug, Clone)]
 pub struct JetStreamOptions {
-    /// The NATS server URL.
+    /// The NATS server URL, or several servers of one cluster
+    /// comma-separated (the client connects to one and fails over to the
+    /// others).
     pub url: String,
     /// The stream holding every subject.
     pub stream: String,
@@ -85,12 +87,18 @@ fn stream_subjects() -> Vec<String> {
     families
 }
 
+/// The servers of a `NATS_URL`: one URL, or several comma-separated (the
+/// client's own parser takes one URL only).
+fn server_list(url: &str) -> Vec<&str> {
+    url.split(',').map(str::trim).filter(|one| !one.is_empty()).collect()
+}
+
 impl JetStreamBus {
     /// Connects and creates (or updates) the stream.
     pub async fn connect(options: JetStreamOptions) -> anyhow::Result<Self> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
-            .connect(options.url.as_str())
+            .connect(server_list(&options.url).as_slice())
             .await
             .with_context(|| {
                 format!("connecting to NATS at {}", common::config::redacted_url(&options.url))
@@ -311,5 +319,20 @@ mod tests {
     #[test]
     fn the_stream_holds_every_family_of_subjects_once() {
         assert_eq!(super::stream_subjects(), ["ticket.>", "order.>", "expiration.>", "payment.>"]);
+    }
+
+    #[test]
+    fn a_nats_url_may_list_the_servers_of_a_cluster() {
+        use async_nats::ToServerAddrs as _;
+        assert_eq!(super::server_list("nats://nats:4222"), ["nats://nats:4222"]);
+        let three = super::server_list("nats://a:4222, nats://b:4223,nats://c:4224,");
+        assert_eq!(three, ["nats://a:4222", "nats://b:4223", "nats://c:4224"]);
+        let hosts: Vec<String> = three
+            .as_slice()
+            .to_server_addrs()
+            .expect("each is a server address")
+            .map(|addr| format!("{}:{}", addr.host(), addr.port()))
+            .collect();
+        assert_eq!(hosts, ["a:4222", "b:4223", "c:4224"]);
     }
 }
