@@ -67,6 +67,10 @@ impl JetStreamOptions {
     }
 }
 
+/// How many times a process tries to create or update the stream at start-up,
+/// a second apart.
+const STREAM_SETUP_ATTEMPTS: u32 = 5;
+
 /// The JetStream implementation of [`Bus`].
 #[derive(Debug, Clone)]
 pub struct JetStreamBus {
@@ -106,18 +110,29 @@ impl JetStreamBus {
         let context = jetstream::new(client.clone());
         let subjects =
             stream_subjects().iter().map(|s| format!("{}{s}", options.subject_prefix)).collect();
-        context
-            .create_or_update_stream(stream::Config {
-                name: options.stream.clone(),
-                subjects,
-                storage: stream::StorageType::File,
-                duplicate_window: options.duplicate_window,
-                max_age: options.max_age,
-                num_replicas: options.replicas,
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("creating the JetStream stream {}", options.stream))?;
+        let config = stream::Config {
+            name: options.stream.clone(),
+            subjects,
+            storage: stream::StorageType::File,
+            duplicate_window: options.duplicate_window,
+            max_age: options.max_age,
+            num_replicas: options.replicas,
+            ..Default::default()
+        };
+        // A NATS cluster may answer a creation racing another process's, or
+        // an update just after the creation, with a timeout or "subjects
+        // overlap" until its servers agree: every process of a deployment
+        // starting at once does exactly that. Asked again, it answers.
+        let mut attempt = 1;
+        while let Err(error) = context.create_or_update_stream(config.clone()).await {
+            if attempt == STREAM_SETUP_ATTEMPTS {
+                return Err(error)
+                    .with_context(|| format!("creating the JetStream stream {}", options.stream));
+            }
+            tracing::warn!(%error, attempt, "creating the JetStream stream failed; trying again");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            attempt += 1;
+        }
         Ok(Self { client, context, options })
     }
 

@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# The scaled-out system on one machine, without containers: every service
+# as its own `ticketing serve <service>` process (two replicas each of
+# tickets and orders), a three-node NATS JetStream cluster holding the
+# stream with three replicas, a Redis, the machine's PostgreSQL, and nginx
+# routing like infra/nginx.conf on http://localhost:8080. Waits until every
+# process answers /readyz, then prints the URL. infra/local/down.sh stops it.
+#
+#   infra/local/up.sh [--clean] [--nats-nodes 1|3]
+#
+#   --clean         start from empty data: drop this cluster's databases
+#                   (<DATABASE_PREFIX>_*, localcluster_* by default) and
+#                   delete its NATS and Redis data. Nothing else is touched.
+#   --nats-nodes N  1: a single NATS server, stream with one replica;
+#                   3 (default): a NATS cluster, stream with three replicas.
+#
+# The caller's environment reaches every service (JWT_KEY, ORDER_EXPIRATION_SECONDS,
+# STRIPE_SECRET_KEY, PAYMENT_PROCESSOR, RUST_LOG, ... every variable of the
+# README's configuration table). PORT is the script's. DATABASE_URL, NATS_URL
+# and REDIS_URL, when set, replace the servers the script would use or start.
+# Script settings: TICKETING_BIN (default: the release build, built when
+# missing), LOCAL_CLUSTER_PORT (8080), LOCAL_CLUSTER_BASE_PORT (7100),
+# LOCAL_CLUSTER_DIR (./.local-cluster), LOCAL_CLUSTER_TIMEOUT (120 s).
+set -euo pipefail
+# shellcheck source=infra/local/lib.sh
+source "$(dirname "$0")/lib.sh"
+# log, port_open, wait_for_port, ensure_postgres (the machine's servers)
+# shellcheck source=scripts/servers.sh
+source "$LOCAL_ROOT/scripts/servers.sh"
+
+clean=false
+nats_nodes=3
+while [ $# -gt 0 ]; do
+  case $1 in
+    --clean) clean=true ;;
+    --nats-nodes)
+      nats_nodes=${2:-}
+      shift
+      ;;
+    -h | --help)
+      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+      exit 0
+      ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+case $nats_nodes in
+  1 | 3) ;;
+  *) echo "--nats-nodes takes 1 or 3" >&2; exit 2 ;;
+esac
+
+for name in "${INSTANCES[@]/:/-}" nginx redis nats-1 nats-2 nats-3; do
+  if running_pid "$name" "$(program_of "$name")" >/dev/null; then
+    echo "the local cluster is already running ($name): infra/local/down.sh first" >&2
+    exit 1
+  fi
+done
+
+# What the caller configured, before the script adds its defaults.
+from_caller=()
+for variable in $(configuration_variables); do
+  if [ "$variable" != PORT ] && [ -n "${!variable+set}" ]; then from_caller+=("$variable"); fi
+done
+if [ -n "${PORT+set}" ]; then echo "PORT is ignored: the script gives each process its own" >&2; fi
+
+started=$(date +%s.%N)
+elapsed() { awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }'; }
+mkdir -p "$STATE_DIR/logs" "$STATE_DIR/pids"
+chmod 700 "$STATE_DIR"
+
+# Starts a program in the background, its output in logs/<name>.log, and
+# records its pid; the process outlives this script until down.sh.
+launch() {
+  local name=$1
+  shift
+  nohup "$@" >"$STATE_DIR/logs/$name.log" 2>&1 &
+  echo $! >"$STATE_DIR/pids/$name.pid"
+}
+
+# Stops what this run started when it fails half-way.
+stop_on_failure() {
+  local status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "up.sh failed: stopping what it started (logs in $STATE_DIR/logs)" >&2
+    "$LOCAL_ROOT/infra/local/down.sh" >/dev/null
+  fi
+}
+trap stop_on_failure EXIT
+
+need_program() {
+  local program=$1 package=$2
+  if command -v "$program" >/dev/null || [ -x "/usr/sbin/$program" ]; then return; fi
+  log "installing $package"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null
+}
+program_path() { command -v "$1" || echo "/usr/sbin/$1"; }
+
+# The binary.
+default_bin="${CARGO_TARGET_DIR:-$LOCAL_ROOT/target}/release/ticketing"
+bin="${TICKETING_BIN:-$default_bin}"
+if [ ! -x "$bin" ]; then
+  if [ -n "${TICKETING_BIN:-}" ]; then echo "TICKETING_BIN=$bin is not an executable" >&2; exit 1; fi
+  log "building the release binary"
+  (cd "$LOCAL_ROOT" && cargo build --release -p ticketing)
+fi
+
+# PostgreSQL: the machine's (started when absent), this cluster's databases.
+if [ -z "${DATABASE_URL:-}" ]; then
+  ensure_postgres
+  export DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres
+fi
+# The databases are <prefix>_auth, ...: not the ticketing_* of the process
+# tests and benchmarks that share the machine's PostgreSQL.
+export DATABASE_PREFIX="${DATABASE_PREFIX:-localcluster}"
+(umask 077 && echo "$DATABASE_URL" >"$STATE_DIR/database_url" &&
+  echo "$DATABASE_PREFIX" >"$STATE_DIR/database_prefix")
+if $clean; then
+  drop_databases
+  rm -rf "$STATE_DIR/nats" "$STATE_DIR/redis"
+fi
+
+# Redis: a server of this cluster's own (its keys are fixed names).
+if [ -z "${REDIS_URL:-}" ]; then
+  need_program redis-server redis-server
+  mkdir -p "$STATE_DIR/redis"
+  redis_port=$(port_of redis:0)
+  launch redis "$(program_path redis-server)" --bind 127.0.0.1 --port "$redis_port" \
+    --dir "$STATE_DIR/redis" --appendonly yes --save ""
+  export REDIS_URL="redis://127.0.0.1:$redis_port"
+fi
+
+# NATS: servers of this cluster's own (the stream name is fixed), clustered
+# when there are three: routes on loopback, one store directory each.
+if [ -z "${NATS_URL:-}" ]; then
+  need_program nats-server nats-server
+  urls=()
+  routes=()
+  for node in $(seq 1 "$nats_nodes"); do
+    routes+=("nats-route://127.0.0.1:$(port_of "nats-route:$node")")
+  done
+  for node in $(seq 1 "$nats_nodes"); do
+    mkdir -p "$STATE_DIR/nats/n$node"
+    config="$STATE_DIR/nats/n$node.conf"
+    {
+      echo "server_name: n$node"
+      echo "listen: 127.0.0.1:$(port_of "nats:$node")"
+      echo "http: 127.0.0.1:$(port_of "nats-monitor:$node")"
+      echo "jetstream { store_dir: \"$STATE_DIR/nats/n$node\" }"
+      if [ "$nats_nodes" -gt 1 ]; then
+        echo "cluster {"
+        echo "  name: ticketing-local"
+        echo "  listen: 127.0.0.1:$(port_of "nats-route:$node")"
+        echo "  routes: [$(IFS=,; echo "${routes[*]}")]"
+        echo "}"
+      fi
+    } >"$config"
+    launch "nats-$node" "$(program_path nats-server)" -c "$config"
+    urls+=("nats://127.0.0.1:$(port_of "nats:$node")")
+  done
+  # JetStream answers once the nodes elected a leader of their cluster:
+  # every node's /healthz is 200 then.
+  for node in $(seq 1 "$nats_nodes"); do
+    for _ in $(seq 1 150); do
+      curl -fs "http://127.0.0.1:$(port_of "nats-monitor:$node")/healthz" >/dev/null && break
+      sleep 0.2
+    done
+    curl -fs "http://127.0.0.1:$(port_of "nats-monitor:$node")/healthz" >/dev/null ||
+      { echo "NATS node $node is not healthy (logs/nats-$node.log)" >&2; exit 1; }
+  done
+  NATS_URL=$(IFS=,; echo "${urls[*]}")
+  export NATS_URL
+  export NATS_STREAM_REPLICAS="${NATS_STREAM_REPLICAS:-$nats_nodes}"
+fi
+
+# The services' shared configuration; what the caller set wins.
+if [ -z "${JWT_KEY:-}" ]; then
+  if [ ! -s "$STATE_DIR/jwt.key" ]; then
+    (umask 077 && openssl rand -hex 32 >"$STATE_DIR/jwt.key")
+  fi
+  JWT_KEY=$(cat "$STATE_DIR/jwt.key")
+  export JWT_KEY
+fi
+export COOKIE_SECURE="${COOKIE_SECURE:-false}"
+export TRUSTED_PROXIES="${TRUSTED_PROXIES:-127.0.0.0/8}"
+export API_URL="${API_URL:-http://127.0.0.1:$INGRESS_PORT}"
+export DATA_DIR="${DATA_DIR:-$STATE_DIR/data}"
+payments_env=()
+if [ -z "${STRIPE_SECRET_KEY:-}" ] && [ -z "${PAYMENT_PROCESSOR:-}" ]; then
+  payments_env=(PAYMENT_PROCESSOR=fake)
+fi
+
+start_service() {
+  local instance=$1 service=${1%%:*} environment=(PORT="$(port_of "$1")")
+  [ "$service" = payments ] && environment+=("${payments_env[@]}")
+  launch "${instance/:/-}" env "${environment[@]}" "$bin" serve "$service"
+}
+
+# nginx: infra/nginx.conf's routes, with an upstream per service listing
+# its replicas on loopback.
+need_program nginx nginx
+mkdir -p "$STATE_DIR/nginx"
+{
+  [ "$(id -u)" = 0 ] && echo "user root;"
+  echo "worker_processes 1;"
+  echo "pid $STATE_DIR/nginx/nginx.pid;"
+  echo "error_log $STATE_DIR/logs/nginx-error.log;"
+  echo "events {}"
+  echo "http {"
+  echo "  access_log $STATE_DIR/logs/nginx-access.log;"
+  for temp in client_body proxy fastcgi uwsgi scgi; do
+    echo "  ${temp}_temp_path $STATE_DIR/nginx/$temp;"
+  done
+  while read -r upstream; do
+    servers=""
+    for instance in "${INSTANCES[@]}"; do
+      [ "${instance%%:*}" = "$upstream" ] && servers+=" server 127.0.0.1:$(port_of "$instance");"
+    done
+    [ -n "$servers" ] || { echo "infra/nginx.conf routes to $upstream, which the local cluster does not run" >&2; exit 1; }
+    echo "  upstream $upstream {$servers }"
+  done < <(sed -n 's/^ *upstream \([a-z]*\) .*/\1/p' "$LOCAL_ROOT/infra/nginx.conf")
+  sed -n '/^  server {/,/^  }/p' "$LOCAL_ROOT/infra/nginx.conf" |
+    sed "s/listen 80;/listen 127.0.0.1:$INGRESS_PORT;/"
+  echo "}"
+} >"$STATE_DIR/nginx/nginx.conf"
+nginx_args=(-p "$STATE_DIR/nginx/" -e "$STATE_DIR/logs/nginx-error.log" -c "$STATE_DIR/nginx/nginx.conf")
+"$(program_path nginx)" -t -q "${nginx_args[@]}"
+launch nginx "$(program_path nginx)" "${nginx_args[@]}" -g "daemon off;"
+
+# Waits until each instance answers /readyz (its database, bus and timer
+# store), failing when one exits or the time is up.
+deadline=$(($(date +%s) + ${LOCAL_CLUSTER_TIMEOUT:-120}))
+ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$1/readyz")" = 200 ]; }
+wait_ready() {
+  local instance name
+  for instance in "$@"; do
+    name=${instance/:/-}
+    until ready "http://127.0.0.1:$(port_of "$instance")"; do
+      if ! running_pid "$name" "$(program_of "$name")" >/dev/null; then
+        echo "$name exited; the end of logs/$name.log:" >&2
+        tail -n 20 "$STATE_DIR/logs/$name.log" >&2
+        exit 1
+      fi
+      if [ "$(date +%s)" -gt "$deadline" ]; then
+        echo "$name is not ready after ${LOCAL_CLUSTER_TIMEOUT:-120} s (logs/$name.log)" >&2
+        exit 1
+      fi
+      sleep 0.2
+    done
+  done
+}
+
+# One process first: it creates the stream. Every process creates or
+# updates the stream when it starts, and NATS 2.9 (Debian's) leaves
+# concurrent creations of one replicated stream unanswered: the processes
+# would try again (10 s each time). Updates of an existing stream and the
+# consumers' creations may run at once.
+start_service "${INSTANCES[0]}"
+wait_ready "${INSTANCES[0]}"
+for instance in "${INSTANCES[@]:1}"; do start_service "$instance"; done
+wait_ready "${INSTANCES[@]:1}"
+until ready "http://127.0.0.1:$INGRESS_PORT"; do
+  if [ "$(date +%s)" -gt "$deadline" ]; then
+    echo "nginx does not answer on port $INGRESS_PORT (logs/nginx-error.log)" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
+
+echo "The local cluster is ready in $(elapsed) s: http://localhost:$INGRESS_PORT"
+for instance in "${INSTANCES[@]}"; do
+  printf '  %-13s http://127.0.0.1:%s\n' "${instance/:/ #}" "$(port_of "$instance")"
+done
+echo "  NATS          $(redacted "$NATS_URL") (stream replicas: ${NATS_STREAM_REPLICAS:-1})"
+echo "  Redis         $(redacted "$REDIS_URL")"
+echo "  PostgreSQL    $(redacted "$DATABASE_URL"), databases ${DATABASE_PREFIX}_*"
+if [ ${#payments_env[@]} -gt 0 ]; then
+  echo "  payments      PAYMENT_PROCESSOR=fake: no STRIPE_SECRET_KEY set, test cards only (tok_visa), nothing charged"
+fi
+echo "  from your environment: ${from_caller[*]:-nothing}"
+echo "Logs and pids in $STATE_DIR; stop with infra/local/down.sh"
