@@ -88,11 +88,14 @@ stop_on_failure() {
 }
 trap stop_on_failure EXIT
 
+# Installs a missing server from Debian or Ubuntu (with sudo unless root).
 need_program() {
-  local program=$1 package=$2
+  local program=$1 package=$2 sudo=()
   if command -v "$program" >/dev/null || [ -x "/usr/sbin/$program" ]; then return; fi
   log "installing $package"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null
+  [ "$(id -u)" = 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null
 }
 program_path() { command -v "$1" || echo "/usr/sbin/$1"; }
 
