@@ -66,6 +66,10 @@ pub enum ApiError {
     /// 404: unknown route, unknown id, or an id that is not a UUID.
     #[error("not found")]
     NotFound,
+    /// 409: the request conflicts with work still in progress (e.g. a
+    /// payment of the same order); trying again later may succeed.
+    #[error("{0}")]
+    Conflict(String),
     /// 405: known path, wrong method.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -116,6 +120,7 @@ impl ApiError {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -132,7 +137,9 @@ impl ApiError {
             Self::InvalidBody { field } => {
                 vec![ErrorItem { message: "Invalid request body".into(), field: field.clone() }]
             }
-            Self::BadRequest(message) | Self::PaymentRequired(message) => {
+            Self::BadRequest(message)
+            | Self::PaymentRequired(message)
+            | Self::Conflict(message) => {
                 vec![ErrorItem::general(message.clone())]
             }
             Self::Unauthorized => vec![ErrorItem::general("Not authorized")],

@@ -23,7 +23,7 @@ pub trait Event: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 's
 }
 
 /// Every subject of the system.
-pub const SUBJECTS: [&str; 7] = [
+pub const SUBJECTS: [&str; 10] = [
     TicketCreated::SUBJECT,
     TicketUpdated::SUBJECT,
     OrderCreated::SUBJECT,
@@ -31,6 +31,9 @@ pub const SUBJECTS: [&str; 7] = [
     OrderCompleted::SUBJECT,
     ExpirationComplete::SUBJECT,
     PaymentCreated::SUBJECT,
+    PaymentStarted::SUBJECT,
+    PaymentFailed::SUBJECT,
+    PaymentExpired::SUBJECT,
 ];
 
 /// An event as it travels: id, subject, time, payload.
@@ -174,6 +177,49 @@ impl Event for PaymentCreated {
     const SUBJECT: &'static str = "payment.created";
 }
 
+/// `payment.started`: payments recorded attempt number `attempt` to pay
+/// the order and is about to charge it; the order reads
+/// `awaiting:payment` until that attempt ends. Attempt numbers grow by one
+/// per order: a later attempt supersedes an earlier one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentStarted {
+    pub order_id: Uuid,
+    pub attempt: i64,
+}
+
+impl Event for PaymentStarted {
+    const SUBJECT: &'static str = "payment.started";
+}
+
+/// `payment.failed`: attempt number `attempt` ended without a payment
+/// (declined, or released by reconciliation); the order can be paid again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentFailed {
+    pub order_id: Uuid,
+    pub attempt: i64,
+}
+
+impl Event for PaymentFailed {
+    const SUBJECT: &'static str = "payment.failed";
+}
+
+/// `payment.expired`: the order's time ran out unpaid, and payments will
+/// never charge it. The one decision between "paid" and "expired" is
+/// taken in the payments database (DECISIONS.md, "Money"): this event and
+/// `payment.created` are never both published for one order. Orders
+/// cancels the order on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentExpired {
+    pub order_id: Uuid,
+}
+
+impl Event for PaymentExpired {
+    const SUBJECT: &'static str = "payment.expired";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +332,19 @@ mod tests {
             PaymentCreated { id: id(PAYMENT), order_id: id(ORDER), stripe_id: "pi_123".into() },
             json!({"id": PAYMENT, "orderId": ORDER, "stripeId": "pi_123"}),
         );
+    }
+
+    #[test]
+    fn payment_started_failed_and_expired_match_their_samples() {
+        assert_round_trip(
+            PaymentStarted { order_id: id(ORDER), attempt: 1 },
+            json!({"orderId": ORDER, "attempt": 1}),
+        );
+        assert_round_trip(
+            PaymentFailed { order_id: id(ORDER), attempt: 2 },
+            json!({"orderId": ORDER, "attempt": 2}),
+        );
+        assert_round_trip(PaymentExpired { order_id: id(ORDER) }, json!({"orderId": ORDER}));
     }
 
     #[test]

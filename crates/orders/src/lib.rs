@@ -33,6 +33,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         description: "holding limits",
         sql: Sql::Portable(include_str!("../migrations/0003_holding_limits.sql")),
     },
+    MigrationFile {
+        version: 4,
+        description: "payment attempts",
+        sql: Sql::Portable(include_str!("../migrations/0004_payment_attempts.sql")),
+    },
 ]);
 
 /// Opens the service's database and builds its routes and listeners.
@@ -42,8 +47,10 @@ pub async fn build(context: &Context) -> anyhow::Result<Service> {
     let messaging = Messaging::new(context, NAME, &db)
         .listen(Listener::with(store.clone(), listeners::ticket_created))
         .listen(Listener::with(store.clone(), listeners::ticket_updated))
-        .listen(Listener::with(store.clone(), listeners::expiration_complete))
+        .listen(Listener::with(store.clone(), listeners::payment_started))
+        .listen(Listener::with(store.clone(), listeners::payment_failed))
         .listen(Listener::with(store.clone(), listeners::payment_created))
+        .listen(Listener::with(store.clone(), listeners::payment_expired))
         .publish_from(store.outbox.clone());
     let state = routes::OrdersState {
         store,

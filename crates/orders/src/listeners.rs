@@ -1,9 +1,12 @@
 //! What the orders service does with other services' events: keep its
-//! replica of tickets (version rule), cancel expired orders, and complete
-//! paid ones.
+//! replica of tickets (version rule), show payment attempts in progress,
+//! complete paid orders and cancel expired ones. Whether an order is paid
+//! or expired is decided by payments (it owns the charge), so the two can
+//! never both happen (DECISIONS.md, "Money").
 
 use messaging::events::{
-    Envelope, ExpirationComplete, PaymentCreated, TicketCreated, TicketUpdated,
+    Envelope, PaymentCreated, PaymentExpired, PaymentFailed, PaymentStarted, TicketCreated,
+    TicketUpdated,
 };
 use messaging::listener::{Handled, HandlerResult, VersionCheck};
 
@@ -25,20 +28,42 @@ pub async fn ticket_updated(store: Store, event: Envelope<TicketUpdated>) -> Han
     })
 }
 
-/// `expiration.complete`: cancel the order unless it is complete. An order
-/// already cancelled stays as it is, and nothing is announced again.
-pub async fn expiration_complete(
-    store: Store,
-    event: Envelope<ExpirationComplete>,
-) -> HandlerResult {
+/// `payment.expired`: the order's time ran out unpaid, and payments will
+/// never charge it: cancel it (an order already cancelled stays as it is,
+/// and nothing is announced again).
+pub async fn payment_expired(store: Store, event: Envelope<PaymentExpired>) -> HandlerResult {
     let order_id = event.data.order_id;
     Ok(match store.cancel(order_id).await? {
         Change::Done => {
             tracing::info!(order.id = %order_id, "order expired and cancelled");
             Handled::Ack
         }
-        Change::Already | Change::Refused(_) => Handled::Ack,
+        Change::Refused(status) => {
+            tracing::error!(order.id = %order_id, status = status.as_str(), "an expiry for an order that is not payable");
+            Handled::Ack
+        }
+        Change::Already => Handled::Ack,
         Change::Unknown => Handled::Reject(format!("unknown order {order_id}")),
+    })
+}
+
+/// `payment.started`: an attempt to pay is under way; the order reads
+/// `awaiting:payment` until it ends.
+pub async fn payment_started(store: Store, event: Envelope<PaymentStarted>) -> HandlerResult {
+    let PaymentStarted { order_id, attempt } = event.data;
+    Ok(match store.payment_attempt(order_id, attempt, true).await? {
+        true => Handled::Ack,
+        false => Handled::Reject(format!("unknown order {order_id}")),
+    })
+}
+
+/// `payment.failed`: the attempt ended without a payment; the order reads
+/// `created` again (unless a later attempt started).
+pub async fn payment_failed(store: Store, event: Envelope<PaymentFailed>) -> HandlerResult {
+    let PaymentFailed { order_id, attempt } = event.data;
+    Ok(match store.payment_attempt(order_id, attempt, false).await? {
+        true => Handled::Ack,
+        false => Handled::Reject(format!("unknown order {order_id}")),
     })
 }
 

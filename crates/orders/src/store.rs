@@ -22,7 +22,9 @@ use crate::domain::{Order, TicketView};
 macro_rules! select_orders {
     ($rest:literal) => {
         concat!(
-            "SELECT o.id, o.user_id, o.status, o.expires_at, o.version, ",
+            "SELECT o.id, o.user_id, o.expires_at, o.version, ",
+            "CASE WHEN o.status = 'created' AND o.payment_pending = 1 ",
+            "THEN 'awaiting:payment' ELSE o.status END AS status, ",
             "t.id AS ticket_id, t.title, t.price, t.version AS ticket_version ",
             "FROM orders o JOIN tickets t ON t.id = o.ticket_id ",
             $rest
@@ -253,6 +255,37 @@ impl Store {
         }
         self.outbox.commit(tx).await?;
         Ok(Change::Done)
+    }
+
+    /// `payment.started` (`pending`) / `payment.failed` (not `pending`) of
+    /// attempt number `attempt`: an event of a later attempt than the one
+    /// heard of supersedes it; for the same attempt, only its end counts; an
+    /// earlier attempt's event changes nothing. False when the order is
+    /// unknown.
+    pub async fn payment_attempt(
+        &self,
+        id: Uuid,
+        attempt: i64,
+        pending: bool,
+    ) -> Result<bool, DbError> {
+        let changed = sqlx::query(
+            "UPDATE orders SET payment_attempt = $1, payment_pending = $2 \
+             WHERE id = $3 AND (payment_attempt < $1 OR (payment_attempt = $1 AND $2 = 0))",
+        )
+        .bind(attempt)
+        .bind(i64::from(pending))
+        .bind(id.to_string())
+        .execute(self.db.writer())
+        .await?
+        .rows_affected();
+        if changed == 1 {
+            return Ok(true);
+        }
+        let known: Option<String> = sqlx::query_scalar("SELECT id FROM orders WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(self.db.reader())
+            .await?;
+        Ok(known.is_some())
     }
 
     /// `ticket.created`: adds the ticket to the replica (a duplicate changes

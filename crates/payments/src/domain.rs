@@ -1,5 +1,5 @@
-//! The payments service's types: its replica of orders, payments, refunds
-//! still to make, and the idempotency key of a charge.
+//! The payments service's types: its replica of orders, payment attempts,
+//! payments, refunds still to make, and the idempotency key of a charge.
 
 use common::money::Cents;
 use common::time::Timestamp;
@@ -16,6 +16,85 @@ pub struct OrderView {
     pub price: Cents,
     pub expires_at: Timestamp,
     pub version: i64,
+    /// Where the expiry decision stands (payments' own, not replicated).
+    pub expiry: Expiry,
+}
+
+/// The expiry decision of an order, taken in the payments database under
+/// the order's row lock (DECISIONS.md, "Money").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// The order can be paid.
+    Open,
+    /// Its timer fired while an attempt was pending: it expires if that
+    /// attempt ends without a payment.
+    Due,
+    /// `payment.expired` was published: the order is never charged again.
+    Expired,
+}
+
+impl Expiry {
+    pub fn as_sql(self) -> Option<&'static str> {
+        match self {
+            Self::Open => None,
+            Self::Due => Some("due"),
+            Self::Expired => Some("expired"),
+        }
+    }
+
+    pub fn parse(text: Option<&str>) -> Option<Self> {
+        match text {
+            None => Some(Self::Open),
+            Some("due") => Some(Self::Due),
+            Some("expired") => Some(Self::Expired),
+            Some(_) => None,
+        }
+    }
+}
+
+/// Where a payment attempt stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptState {
+    /// Recorded; the processor may or may not have charged it yet.
+    Pending,
+    /// Charged and recorded as the order's payment, or refunded.
+    Succeeded,
+    /// The processor refused it (declined, rejected).
+    Failed,
+    /// Reconciliation found no charge for it (or the processor cancelled it).
+    Released,
+}
+
+impl AttemptState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Released => "released",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Pending, Self::Succeeded, Self::Failed, Self::Released]
+            .into_iter()
+            .find(|state| state.as_str() == text)
+    }
+}
+
+/// One attempt to pay an order, recorded before the processor is called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    /// 1, 2, ... per order.
+    pub number: i64,
+    /// What the processor is sent: [`idempotency_key`] of the order and number.
+    pub idempotency_key: String,
+    pub amount: Cents,
+    pub currency: String,
+    pub state: AttemptState,
+    pub created_at: Timestamp,
 }
 
 /// A successful payment.
@@ -33,9 +112,10 @@ pub struct PendingRefund {
     pub charge_id: String,
 }
 
-/// The idempotency key of a charge: the same order and token always give
-/// the same key (a retried request never charges twice), another token
-/// another key (a declined card can be replaced).
-pub fn idempotency_key(order_id: Uuid, token: &str) -> String {
-    format!("pay-{}", Uuid::new_v5(&order_id, token.as_bytes()))
+/// The idempotency key of a charge: one per attempt of an order, so an
+/// attempt is charged at most once however often it is sent, and a
+/// declined card can be replaced by a new attempt. Reconciliation finds the
+/// charge by it (it also travels as `metadata[attempt]`).
+pub fn idempotency_key(order_id: Uuid, attempt: i64) -> String {
+    format!("pay-{order_id}-{attempt}")
 }

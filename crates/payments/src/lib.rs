@@ -35,6 +35,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         description: "payments",
         sql: Sql::Portable(include_str!("../migrations/0002_payments.sql")),
     },
+    MigrationFile {
+        version: 3,
+        description: "payment attempts",
+        sql: Sql::Portable(include_str!("../migrations/0003_payment_attempts.sql")),
+    },
 ]);
 
 /// The processor the configuration asks for (`PAYMENT_PROCESSOR`): Stripe
@@ -76,6 +81,7 @@ pub async fn build_with(
     let messaging = Messaging::new(context, NAME, &db)
         .listen(Listener::with(store.clone(), listeners::order_created))
         .listen(Listener::with(store.clone(), listeners::order_completed))
+        .listen(Listener::with(store.clone(), listeners::expiration_complete))
         .listen(Listener::with(
             listeners::Refunds {
                 store: store.clone(),

@@ -1,17 +1,42 @@
 //! What the payments service does with order events: keep its replica of
-//! orders (version rule), and refund a payment whose order was cancelled
-//! (the charge won against the expiry, the cancellation won in orders).
+//! orders (version rule), decide an order's expiry against its payment
+//! (the one place where "paid" and "expired" are decided), and refund a
+//! payment whose order was cancelled by its buyer.
 
-use messaging::events::{Envelope, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus};
+use messaging::events::{
+    Envelope, ExpirationComplete, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus,
+};
 use messaging::listener::{Handled, HandlerResult, VersionCheck};
 
 use crate::refunds::Refunder;
-use crate::store::Store;
+use crate::store::{Expired, Store};
 
 /// `order.created`: add the order to the replica (idempotent).
 pub async fn order_created(store: Store, event: Envelope<OrderCreated>) -> HandlerResult {
     store.add_order(&event.data).await?;
     Ok(Handled::Ack)
+}
+
+/// `expiration.complete`: the order's time ran out. Under the order's row
+/// lock in this database, an unpaid order with no attempt pending expires
+/// (`payment.expired`, which orders turns into a cancellation); one with an
+/// attempt pending expires only if that attempt ends without a payment; a
+/// paid one stays paid. So a payment answered 201 is never followed by an
+/// expiry, whatever the order in which events arrive.
+pub async fn expiration_complete(
+    store: Store,
+    event: Envelope<ExpirationComplete>,
+) -> HandlerResult {
+    let order_id = event.data.order_id;
+    Ok(match store.expire(order_id).await? {
+        Expired::Now | Expired::Nothing => Handled::Ack,
+        Expired::Deferred => {
+            tracing::info!(order.id = %order_id, "order time ran out during a payment attempt; decided when it ends");
+            Handled::Ack
+        }
+        // `order.created` is still on its way to the replica.
+        Expired::UnknownOrder => Handled::Retry,
+    })
 }
 
 /// `order.completed`: the order is paid.

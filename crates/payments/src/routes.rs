@@ -12,21 +12,21 @@ use common::session::{CurrentUser, Sessions};
 use common::time::Timestamp;
 use common::validate::Validator;
 use common::{ApiError, ApiResult, validated};
-use messaging::events::OrderStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::idempotency_key;
+use crate::domain::AttemptState;
 use crate::processor::{ChargeError, ChargeRequest, Processor};
 use crate::refunds::Refunder;
-use crate::store::{Recorded, Store};
+use crate::store::{Recorded, StartError, Store};
 
 const TOKEN_REQUIRED: &str = "Token is required";
 const ORDER_ID_REQUIRED: &str = "OrderId must be provided";
 const CANCELLED: &str = "Cannot pay for a cancelled order";
 const ALREADY_PAID: &str = "Order has already been paid";
 const EXPIRED: &str = "Order has expired";
+const IN_PROGRESS: &str = "A payment for this order is already in progress";
 
 #[derive(Debug, Clone)]
 pub struct PaymentsState {
@@ -122,6 +122,7 @@ pub struct PaymentView {
         (status = 402, description = "The card was declined (the processor's message)", body = ErrorBody),
         (status = 403, description = "Someone else's order", body = ErrorBody),
         (status = 404, description = "No such order", body = ErrorBody),
+        (status = 409, description = "Another payment of the order is in progress", body = ErrorBody),
         (status = 503, description = "The payment processor is unavailable", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
     )
@@ -137,49 +138,38 @@ async fn create(
     if order.user_id != user.id {
         return Err(ApiError::Forbidden);
     }
-    match order.status {
-        OrderStatus::Cancelled => return Err(ApiError::bad_request(CANCELLED)),
-        OrderStatus::Complete => return Err(ApiError::bad_request(ALREADY_PAID)),
-        OrderStatus::Created | OrderStatus::AwaitingPayment => {}
-    }
-    if state.store.payment_for(order_id).await?.is_some() {
-        return Err(ApiError::bad_request(ALREADY_PAID));
-    }
-    if Timestamp::now() > order.expires_at {
-        return Err(ApiError::bad_request(EXPIRED));
-    }
-
+    let attempt = state.store.start_attempt(order_id, Timestamp::now(), &state.currency).await?;
     let request = ChargeRequest {
-        amount: order.price.get(),
-        currency: state.currency.clone(),
-        idempotency_key: idempotency_key(order_id, &token),
+        amount: attempt.amount.get(),
+        currency: attempt.currency.clone(),
+        idempotency_key: attempt.idempotency_key.clone(),
         token,
         order_id,
     };
-    let charge = state.processor.charge(request).await.map_err(|error| match error {
-        ChargeError::Declined(message)
-        | ChargeError::AuthenticationRequired(message)
-        | ChargeError::Rejected(message) => {
-            tracing::info!(order.id = %order_id, reason = %message, "card not charged");
-            ApiError::PaymentRequired(message)
+    let key = &attempt.idempotency_key;
+    let charge = match state.processor.charge(request).await {
+        Ok(charge) => charge,
+        Err(ChargeError::Unavailable(cause)) => {
+            // The charge may have been made: the attempt stays pending and
+            // reconciliation settles it.
+            tracing::warn!(order.id = %order_id, attempt = key, error = format!("{cause:#}"), "no answer from the processor; reconciliation settles the attempt");
+            return Err(ApiError::Unavailable(cause));
         }
-        ChargeError::Unavailable(cause) => ApiError::Unavailable(cause),
-    })?;
-
-    let refund = |reason: &'static str| {
-        let (store, refunder, currency, charge_id) = (
-            state.store.clone(),
-            state.refunder.clone(),
-            state.currency.clone(),
-            charge.id.clone(),
-        );
-        async move {
-            store.request_refund(&charge_id, order_id, order.price, &currency, reason).await?;
-            refunder.step().await;
-            Ok::<(), ApiError>(())
+        Err(
+            ChargeError::Declined(message)
+            | ChargeError::AuthenticationRequired(message)
+            | ChargeError::Rejected(message),
+        ) => {
+            tracing::info!(order.id = %order_id, reason = %message, "card not charged");
+            state.store.settle_failure(key, AttemptState::Failed).await?;
+            return Err(ApiError::PaymentRequired(message));
         }
     };
-    match state.store.record_payment(order_id, &charge.id, order.price, &state.currency).await? {
+    let recorded = state.store.settle_success(key, &charge.id).await?;
+    if recorded.refund_reason().is_some() {
+        state.refunder.step().await;
+    }
+    match recorded {
         Recorded::Paid(payment) => {
             tracing::info!(order.id = %order_id, payment.id = %payment.id, "order paid");
             Ok((
@@ -187,16 +177,23 @@ async fn create(
                 Json(PaymentView { id: payment.id, order_id, stripe_id: payment.stripe_id }),
             ))
         }
-        Recorded::AlreadyPaid { same_charge: true } => Err(ApiError::bad_request(ALREADY_PAID)),
-        Recorded::AlreadyPaid { same_charge: false } => {
-            refund("a second charge lost the race to pay the order").await?;
-            Err(ApiError::bad_request(ALREADY_PAID))
+        Recorded::AlreadyPaid => Err(ApiError::bad_request(ALREADY_PAID)),
+        Recorded::Cancelled => Err(ApiError::bad_request(CANCELLED)),
+        Recorded::Expired => Err(ApiError::bad_request(EXPIRED)),
+        Recorded::UnknownAttempt => Err(ApiError::internal("a started attempt left the database")),
+    }
+}
+
+impl From<StartError> for ApiError {
+    fn from(error: StartError) -> Self {
+        match error {
+            StartError::UnknownOrder => Self::NotFound,
+            StartError::Cancelled => Self::bad_request(CANCELLED),
+            StartError::Paid => Self::bad_request(ALREADY_PAID),
+            StartError::Expired => Self::bad_request(EXPIRED),
+            StartError::InProgress => Self::Conflict(IN_PROGRESS.to_owned()),
+            StartError::Db(error) => error.into(),
         }
-        Recorded::Cancelled => {
-            refund("the order was cancelled while it was being paid").await?;
-            Err(ApiError::bad_request(CANCELLED))
-        }
-        Recorded::UnknownOrder => Err(ApiError::internal("a charged order left the replica")),
     }
 }
 

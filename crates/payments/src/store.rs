@@ -1,35 +1,77 @@
-//! All SQL of the payments service: the replica of orders (version rule),
-//! payments (at most one per order) with their `payment.created` event in
-//! the outbox, and refunds (written before the processor is asked).
+//! All SQL of the payments service: the replica of orders (version rule)
+//! with the expiry decision, payment attempts (recorded before the
+//! processor is called, one pending per order), payments (at most one per
+//! order) with their events in the outbox, and refunds (written before the
+//! processor is asked).
 
 use common::db::{
     Db, DbError, OnUniqueViolation as _, Tx, lock_row, now_millis, parse_uuid, save_version,
 };
 use common::money::Cents;
 use common::time::Timestamp;
-use messaging::events::{Envelope, OrderCreated, OrderStatus, PaymentCreated};
+use messaging::events::{
+    Envelope, OrderCreated, OrderStatus, PaymentCreated, PaymentExpired, PaymentFailed,
+    PaymentStarted,
+};
 use messaging::listener::VersionCheck;
 use messaging::outbox::{self, Outbox};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _};
 use uuid::Uuid;
 
-use crate::domain::{OrderView, Payment, PendingRefund};
+use crate::domain::{
+    Attempt, AttemptState, Expiry, OrderView, Payment, PendingRefund, idempotency_key,
+};
 
 /// What became of a successful charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
-    /// The order's payment, announced.
+    /// The order's payment, announced (or already recorded for this very
+    /// charge, e.g. by reconciliation or a webhook).
     Paid(Payment),
-    /// The order already has a payment (`same_charge` when it is this very
-    /// charge, e.g. a retried request with the same token).
-    AlreadyPaid { same_charge: bool },
-    /// The order was cancelled while the charge went through.
+    /// The order was paid by another charge: this one must be refunded.
+    AlreadyPaid,
+    /// The order was cancelled while the charge went through: refund it.
     Cancelled,
-    /// The order left the replica while it was charged (never expected:
-    /// replicas keep every order).
+    /// The order expired while no attempt was pending (this charge was
+    /// found late): refund it.
+    Expired,
+    /// No such attempt (a charge this service did not start).
+    UnknownAttempt,
+}
+
+common::store_error! {
+    /// Why an attempt to pay could not start.
+    pub enum StartError {
+        #[error("the order is not in the replica")]
+        UnknownOrder,
+        #[error("the order is cancelled")]
+        Cancelled,
+        #[error("the order is paid")]
+        Paid,
+        #[error("the order expired")]
+        Expired,
+        #[error("another attempt is pending")]
+        InProgress,
+    }
+}
+
+/// What an expiry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// Decided now: `payment.expired` is published.
+    Now,
+    /// An attempt is pending: decided when it ends without a payment.
+    Deferred,
+    /// Nothing to do: paid, cancelled or already expired.
+    Nothing,
+    /// Not in the replica yet.
     UnknownOrder,
 }
+
+const ORDER_COLUMNS: &str = "id, user_id, status, price, expires_at, version, expiry";
+const ATTEMPT_COLUMNS: &str =
+    "id, order_id, attempt, idempotency_key, amount, currency, state, created_at";
 
 /// The payments database and its outbox.
 #[derive(Debug, Clone)]
@@ -48,13 +90,67 @@ fn order(row: &AnyRow) -> Result<OrderView, sqlx::Error> {
         price: Cents::new(row.try_get("price")?),
         expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
         version: row.try_get("version")?,
+        expiry: Expiry::parse(row.try_get::<Option<String>, _>("expiry")?.as_deref())
+            .ok_or_else(|| sqlx::Error::Decode("unknown expiry".into()))?,
     })
+}
+
+fn attempt(row: &AnyRow) -> Result<Attempt, sqlx::Error> {
+    let state: String = row.try_get("state")?;
+    Ok(Attempt {
+        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        order_id: parse_uuid(&row.try_get::<String, _>("order_id")?)?,
+        number: row.try_get("attempt")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        amount: Cents::new(row.try_get("amount")?),
+        currency: row.try_get("currency")?,
+        state: AttemptState::parse(&state)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown state {state}").into()))?,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+    })
+}
+
+async fn attempt_in<'e, E>(executor: E, key: &str) -> Result<Option<Attempt>, DbError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE idempotency_key = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key).fetch_optional(executor).await?;
+    Ok(row.as_ref().map(attempt).transpose()?)
+}
+
+async fn has_pending(tx: &mut Tx, order_id: Uuid) -> Result<bool, DbError> {
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM payment_attempts WHERE order_id = $1 AND state = 'pending'",
+    )
+    .bind(order_id.to_string())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(pending > 0)
+}
+
+async fn set_expiry(tx: &mut Tx, order_id: Uuid, expiry: Expiry) -> Result<(), DbError> {
+    sqlx::query("UPDATE orders SET expiry = $1 WHERE id = $2")
+        .bind(expiry.as_sql())
+        .bind(order_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Decides the expiry of a locked, unpaid order with no attempt pending:
+/// it is never charged again, and orders is told to cancel it.
+async fn expire_now(tx: &mut Tx, order_id: Uuid) -> Result<(), DbError> {
+    set_expiry(tx, order_id, Expiry::Expired).await?;
+    outbox::add(tx, &Envelope::new(PaymentExpired { order_id })).await?;
+    tracing::info!(order.id = %order_id, "order expired unpaid");
+    Ok(())
 }
 
 /// Reads an order for a change, holding its row lock: payments and
 /// cancellations of one order queue up, so each sees what the other did.
 async fn locked(tx: &mut Tx, id: Uuid) -> Result<Option<OrderView>, DbError> {
-    let row = lock_row(tx, "orders", "id, user_id, status, price, expires_at, version", id).await?;
+    let row = lock_row(tx, "orders", ORDER_COLUMNS, id).await?;
     Ok(row.as_ref().map(order).transpose()?)
 }
 
@@ -76,6 +172,48 @@ where
     .transpose()
 }
 
+impl Recorded {
+    /// Why the charge must be given back, when it must.
+    pub fn refund_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::AlreadyPaid => Some("a second charge lost the race to pay the order"),
+            Self::Cancelled => Some("the order was cancelled while it was being paid"),
+            Self::Expired => Some("the charge was found after the order expired"),
+            Self::Paid(_) | Self::UnknownAttempt => None,
+        }
+    }
+}
+
+/// Records that `charge_id` must be refunded (once: a second request for
+/// the same charge changes nothing).
+async fn add_refund<'e, E>(
+    executor: E,
+    charge_id: &str,
+    order_id: Uuid,
+    amount: Cents,
+    currency: &str,
+    reason: &str,
+) -> Result<(), DbError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    sqlx::query(
+        "INSERT INTO refunds (id, charge_id, order_id, amount, currency, reason, refund_id, \
+         attempts, created_at, refunded_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, NULL, 0, $7, NULL) ON CONFLICT (charge_id) DO NOTHING",
+    )
+    .bind(Uuid::now_v7().to_string())
+    .bind(charge_id)
+    .bind(order_id.to_string())
+    .bind(amount.get())
+    .bind(currency)
+    .bind(reason)
+    .bind(now_millis())
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     pub fn new(db: Db) -> Self {
         let outbox = Outbox::new(db.clone());
@@ -83,12 +221,11 @@ impl Store {
     }
 
     pub async fn find_order(&self, id: Uuid) -> Result<Option<OrderView>, DbError> {
-        let row = sqlx::query(
-            "SELECT id, user_id, status, price, expires_at, version FROM orders WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(self.db.reader())
-        .await?;
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(self.db.reader())
+            .await?;
         Ok(row.as_ref().map(order).transpose()?)
     }
 
@@ -138,50 +275,227 @@ impl Store {
         Ok(check)
     }
 
-    /// Records a successful charge as the order's payment and announces it,
-    /// unless the order was cancelled meanwhile or already has a payment.
-    pub async fn record_payment(
+    /// Starts attempt number n+1 to pay the order at `now`: checks, under
+    /// the order's row lock, that it can be paid (not cancelled, paid or
+    /// expired, no attempt pending), records the attempt as `pending` and
+    /// announces `payment.started`, all in one transaction committed
+    /// before the processor is called.
+    pub async fn start_attempt(
         &self,
         order_id: Uuid,
-        charge_id: &str,
-        amount: Cents,
+        now: Timestamp,
         currency: &str,
-    ) -> Result<Recorded, DbError> {
+    ) -> Result<Attempt, StartError> {
         let mut tx = self.db.begin().await?;
-        let Some(current) = locked(&mut tx, order_id).await? else {
-            return Ok(Recorded::UnknownOrder);
+        let order = locked(&mut tx, order_id).await?.ok_or(StartError::UnknownOrder)?;
+        match order.status {
+            OrderStatus::Cancelled => return Err(StartError::Cancelled),
+            OrderStatus::Complete => return Err(StartError::Paid),
+            OrderStatus::Created | OrderStatus::AwaitingPayment => {}
+        }
+        if payment_in(&mut *tx, order_id).await?.is_some() {
+            return Err(StartError::Paid);
+        }
+        if has_pending(&mut tx, order_id).await? {
+            return Err(StartError::InProgress);
+        }
+        if order.expiry != Expiry::Open || now >= order.expires_at {
+            return Err(StartError::Expired);
+        }
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(attempt) FROM payment_attempts WHERE order_id = $1")
+                .bind(order_id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+        let number = last.unwrap_or(0) + 1;
+        let attempt = Attempt {
+            id: Uuid::now_v7(),
+            order_id,
+            number,
+            idempotency_key: idempotency_key(order_id, number),
+            amount: order.price,
+            currency: currency.to_owned(),
+            state: AttemptState::Pending,
+            created_at: Timestamp::now(),
         };
-        if current.status == OrderStatus::Cancelled {
-            return Ok(Recorded::Cancelled);
-        }
-        if let Some(existing) = payment_in(&mut *tx, order_id).await? {
-            return Ok(Recorded::AlreadyPaid { same_charge: existing.stripe_id == charge_id });
-        }
-        let payment = Payment { id: Uuid::now_v7(), order_id, stripe_id: charge_id.to_owned() };
-        let inserted = sqlx::query(
-            "INSERT INTO payments (id, order_id, stripe_id, amount, currency, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+        sqlx::query(
+            "INSERT INTO payment_attempts (id, order_id, attempt, idempotency_key, amount, \
+             currency, state, charge_id, created_at, settled_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', NULL, $7, NULL)",
         )
-        .bind(payment.id.to_string())
+        .bind(attempt.id.to_string())
         .bind(order_id.to_string())
-        .bind(charge_id)
-        .bind(amount.get())
+        .bind(number)
+        .bind(&attempt.idempotency_key)
+        .bind(attempt.amount.get())
         .bind(currency)
-        .bind(now_millis())
+        .bind(attempt.created_at.millis())
         .execute(&mut *tx)
         .await
-        .unless_unique_violation()?;
-        if inserted.is_none() {
-            return Ok(Recorded::AlreadyPaid { same_charge: false });
-        }
-        let event = Envelope::new(PaymentCreated {
-            id: payment.id,
-            order_id,
-            stripe_id: charge_id.to_owned(),
-        });
-        outbox::add(&mut tx, &event).await?;
+        .on_unique_violation(|| StartError::InProgress)?;
+        outbox::add(&mut tx, &Envelope::new(PaymentStarted { order_id, attempt: number })).await?;
         self.outbox.commit(tx).await?;
-        Ok(Recorded::Paid(payment))
+        Ok(attempt)
+    }
+
+    /// The attempt sent with idempotency key `key`.
+    pub async fn attempt(&self, key: &str) -> Result<Option<Attempt>, DbError> {
+        attempt_in(self.db.reader(), key).await
+    }
+
+    /// Attempts pending since before `before`, oldest first: those
+    /// reconciliation settles.
+    pub async fn stale_attempts(&self, before: Timestamp) -> Result<Vec<Attempt>, DbError> {
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts \
+             WHERE state = 'pending' AND created_at < $1 ORDER BY created_at LIMIT 100"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(before.millis())
+            .fetch_all(self.db.reader())
+            .await?;
+        Ok(rows.iter().map(attempt).collect::<Result<_, _>>()?)
+    }
+
+    /// Every attempt of an order, first first (tests and operators).
+    pub async fn attempts_of(&self, order_id: Uuid) -> Result<Vec<Attempt>, DbError> {
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE order_id = $1 ORDER BY attempt"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(order_id.to_string())
+            .fetch_all(self.db.reader())
+            .await?;
+        Ok(rows.iter().map(attempt).collect::<Result<_, _>>()?)
+    }
+
+    /// The processor charged attempt `key` as `charge_id`: under the
+    /// order's row lock, records it as the order's payment and announces
+    /// `payment.created`, unless the order was cancelled, expired or paid
+    /// by another charge (then the caller refunds it). Whoever settles it
+    /// first (the request, reconciliation, a webhook) records it; the
+    /// others see `Paid` with the same payment.
+    pub async fn settle_success(&self, key: &str, charge_id: &str) -> Result<Recorded, DbError> {
+        let Some(attempt) = attempt_in(self.db.reader(), key).await? else {
+            return Ok(Recorded::UnknownAttempt);
+        };
+        let order_id = attempt.order_id;
+        let mut tx = self.db.begin().await?;
+        let Some(current) = locked(&mut tx, order_id).await? else {
+            return Err(DbError::from(sqlx::Error::RowNotFound));
+        };
+        sqlx::query(
+            "UPDATE payment_attempts SET state = 'succeeded', charge_id = $1, settled_at = $2 \
+             WHERE id = $3",
+        )
+        .bind(charge_id)
+        .bind(now_millis())
+        .bind(attempt.id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let outcome = if let Some(existing) = payment_in(&mut *tx, order_id).await? {
+            if existing.stripe_id == charge_id {
+                Recorded::Paid(existing)
+            } else {
+                Recorded::AlreadyPaid
+            }
+        } else if current.status == OrderStatus::Cancelled {
+            Recorded::Cancelled
+        } else if current.expiry == Expiry::Expired {
+            Recorded::Expired
+        } else {
+            let payment = Payment { id: Uuid::now_v7(), order_id, stripe_id: charge_id.to_owned() };
+            sqlx::query(
+                "INSERT INTO payments (id, order_id, stripe_id, amount, currency, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(payment.id.to_string())
+            .bind(order_id.to_string())
+            .bind(charge_id)
+            .bind(attempt.amount.get())
+            .bind(&attempt.currency)
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await?;
+            let event = Envelope::new(PaymentCreated {
+                id: payment.id,
+                order_id,
+                stripe_id: charge_id.to_owned(),
+            });
+            outbox::add(&mut tx, &event).await?;
+            Recorded::Paid(payment)
+        };
+        if let Some(reason) = outcome.refund_reason() {
+            // Money the order must not keep is recorded for refund in the
+            // same transaction: no crash can forget it.
+            add_refund(&mut *tx, charge_id, order_id, attempt.amount, &attempt.currency, reason)
+                .await?;
+        }
+        self.outbox.commit(tx).await?;
+        Ok(outcome)
+    }
+
+    /// Attempt `key` ended without a charge (`Failed`: the processor
+    /// refused it; `Released`: reconciliation found none). Only a pending
+    /// attempt changes: it announces `payment.failed`, and if the order's
+    /// timer fired meanwhile, the order expires now. Returns whether it
+    /// changed.
+    pub async fn settle_failure(&self, key: &str, state: AttemptState) -> Result<bool, DbError> {
+        let Some(attempt) = attempt_in(self.db.reader(), key).await? else {
+            return Ok(false);
+        };
+        let order_id = attempt.order_id;
+        let mut tx = self.db.begin().await?;
+        let Some(current) = locked(&mut tx, order_id).await? else {
+            return Ok(false);
+        };
+        let changed = sqlx::query(
+            "UPDATE payment_attempts SET state = $1, settled_at = $2 \
+             WHERE id = $3 AND state = 'pending'",
+        )
+        .bind(state.as_str())
+        .bind(now_millis())
+        .bind(attempt.id.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !changed {
+            return Ok(false);
+        }
+        outbox::add(&mut tx, &Envelope::new(PaymentFailed { order_id, attempt: attempt.number }))
+            .await?;
+        if current.expiry == Expiry::Due && payment_in(&mut *tx, order_id).await?.is_none() {
+            expire_now(&mut tx, order_id).await?;
+        }
+        self.outbox.commit(tx).await?;
+        Ok(true)
+    }
+
+    /// The order's timer fired (`expiration.complete`): under the order's
+    /// row lock, an unpaid order with no attempt pending expires now
+    /// (`payment.expired`); with an attempt pending, it expires when that
+    /// attempt ends without a payment. A paid, cancelled or already
+    /// expired order is left as it is.
+    pub async fn expire(&self, order_id: Uuid) -> Result<Expired, DbError> {
+        let mut tx = self.db.begin().await?;
+        let Some(current) = locked(&mut tx, order_id).await? else {
+            return Ok(Expired::UnknownOrder);
+        };
+        if current.status != OrderStatus::Created && current.status != OrderStatus::AwaitingPayment
+            || current.expiry == Expiry::Expired
+            || payment_in(&mut *tx, order_id).await?.is_some()
+        {
+            return Ok(Expired::Nothing);
+        }
+        if has_pending(&mut tx, order_id).await? {
+            set_expiry(&mut tx, order_id, Expiry::Due).await?;
+            tx.commit().await?;
+            return Ok(Expired::Deferred);
+        }
+        expire_now(&mut tx, order_id).await?;
+        self.outbox.commit(tx).await?;
+        Ok(Expired::Now)
     }
 
     /// Records that `charge_id` must be refunded (once: a second request
@@ -194,20 +508,7 @@ impl Store {
         currency: &str,
         reason: &str,
     ) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO refunds (id, charge_id, order_id, amount, currency, reason, refund_id, \
-             attempts, created_at, refunded_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, NULL, 0, $7, NULL) ON CONFLICT (charge_id) DO NOTHING",
-        )
-        .bind(Uuid::now_v7().to_string())
-        .bind(charge_id)
-        .bind(order_id.to_string())
-        .bind(amount.get())
-        .bind(currency)
-        .bind(reason)
-        .bind(now_millis())
-        .execute(self.db.writer())
-        .await?;
+        add_refund(self.db.writer(), charge_id, order_id, amount, currency, reason).await?;
         tracing::warn!(order.id = %order_id, charge = charge_id, reason, "refund requested");
         Ok(())
     }

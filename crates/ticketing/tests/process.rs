@@ -318,6 +318,93 @@ async fn pending_timers_fire_after_the_process_is_killed_and_restarted() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Pays `order_id` with `tok_visa`, retrying while the payments replica
+/// does not know the order yet (404); returns the first other answer.
+async fn pay(running: &Running, reservation: &Reservation) -> reqwest::Response {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = http()
+            .post(running.url("/api/payments"))
+            .bearer_auth(&reservation.buyer_token)
+            .json(&json!({"token": "tok_visa", "orderId": reservation.order_id}))
+            .send()
+            .await
+            .expect("sent");
+        if response.status() != 404 {
+            return response;
+        }
+        assert!(Instant::now() < deadline, "the payments replica never got the order");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue 14: a payment answered 201 just before `expiresAt`, the process
+/// killed at once (its events not yet handled), restarted after the
+/// deadline with the timer and the payment both pending: the order ends
+/// paid, not cancelled, and its ticket stays sold.
+#[tokio::test]
+async fn a_payment_answered_before_a_crash_and_the_deadline_completes_its_order() {
+    let dir = temp_dir();
+    let start = |port: Option<u16>| {
+        let mut command = ticketing();
+        command.env("DATA_DIR", &dir).env("ORDER_EXPIRATION_SECONDS", "2");
+        match port {
+            Some(port) => {
+                command.env("PORT", port.to_string());
+                let child =
+                    command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starts");
+                Running { child, port }
+            }
+            None => Running::start(command),
+        }
+    };
+    let mut first = start(None);
+    first.wait_until_healthy().await;
+    let reservation = reserve(&first).await;
+    assert_eq!(pay(&first, &reservation).await.status(), 201);
+    let port = first.port;
+    first.kill();
+    let deadline = reservation.reserved_at + Duration::from_millis(2500);
+    tokio::time::sleep(deadline.saturating_duration_since(Instant::now())).await;
+
+    let mut second = start(Some(port));
+    second.wait_until_healthy().await;
+    let client = http();
+    let order_path = format!("/api/orders/{}", reservation.order_id);
+    let read = || async {
+        let order: Value = client
+            .get(second.url(&order_path))
+            .bearer_auth(&reservation.buyer_token)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        order["status"].as_str().expect("status").to_owned()
+    };
+    let until = Instant::now() + Duration::from_secs(15);
+    while read().await != "complete" {
+        assert_ne!(read().await, "cancelled", "a paid order was cancelled");
+        assert!(Instant::now() < until, "the paid order never completed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The timer has fired by now, and changed nothing.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(read().await, "complete");
+    let ticket: Value = client
+        .get(second.url(&format!("/api/tickets/{}", reservation.ticket_id)))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ticket["orderId"].as_str(), Some(reservation.order_id.as_str()), "still sold");
+    assert!(second.terminate());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// The same with PostgreSQL, JetStream and Redis.
 #[tokio::test]
 #[ignore = "needs PostgreSQL, NATS JetStream and Redis at TEST_DATABASE_URL, TEST_NATS_URL and TEST_REDIS_URL"]

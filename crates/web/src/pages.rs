@@ -526,7 +526,7 @@ pub async fn pay(
             redirect(&format!("/orders/{id}?paid=1"))
         }
         Err(failure) if failure.status == 401 => sign_in_first(&format!("/orders/{id}")),
-        Err(failure) if matches!(failure.status, 400 | 402) => {
+        Err(failure) if matches!(failure.status, 400 | 402 | 409) => {
             let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_REQUEST);
             let problems = failure.problems.iter().map(|p| p.message.clone()).collect();
             order_page(&state, session, &id, problems, false, status).await

@@ -67,7 +67,8 @@ pub struct OrderView {
     pub ticket_title: String,
     pub price: String,
     pub expires_at: String,
-    /// `created`, `complete`, `cancelled` or `expired` (for styles and tests).
+    /// `created`, `processing`, `complete`, `cancelled` or `expired` (for
+    /// styles and tests).
     pub status_class: &'static str,
     pub status_label: &'static str,
     pub seconds_left: i64,
@@ -78,9 +79,12 @@ impl OrderView {
         let seconds_left = seconds_left(&order.expires_at, now);
         let (status_class, status_label) = match order.status {
             OrderStatus::Complete => ("complete", "Paid"),
+            // A payment that started in time completes the order even
+            // after `expiresAt`.
+            OrderStatus::AwaitingPayment => ("processing", "Payment in progress"),
             _ if seconds_left <= 0 => ("expired", "Expired"),
             OrderStatus::Cancelled => ("cancelled", "Cancelled"),
-            OrderStatus::Created | OrderStatus::AwaitingPayment => ("created", "Awaiting payment"),
+            OrderStatus::Created => ("created", "Awaiting payment"),
         };
         Self {
             id: order.id.clone(),
@@ -137,9 +141,9 @@ mod tests {
         let earlier = "2026-11-21T09:45:00.000Z";
         for (status, expires, label, payable) in [
             (OrderStatus::Created, later, "Awaiting payment", true),
-            (OrderStatus::AwaitingPayment, later, "Awaiting payment", true),
+            (OrderStatus::AwaitingPayment, later, "Payment in progress", false),
             (OrderStatus::Created, earlier, "Expired", false),
-            (OrderStatus::AwaitingPayment, earlier, "Expired", false),
+            (OrderStatus::AwaitingPayment, earlier, "Payment in progress", false),
             (OrderStatus::Cancelled, earlier, "Expired", false),
             (OrderStatus::Cancelled, later, "Cancelled", false),
             (OrderStatus::Complete, earlier, "Paid", false),

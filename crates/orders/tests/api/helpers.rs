@@ -2,7 +2,8 @@
 //! tickets, expiration and payments services (by publishing their events).
 
 use messaging::events::{
-    Envelope, Event, ExpirationComplete, PaymentCreated, TicketCreated, TicketUpdated,
+    Envelope, Event, PaymentCreated, PaymentExpired, PaymentFailed, PaymentStarted, TicketCreated,
+    TicketUpdated,
 };
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
@@ -67,8 +68,17 @@ impl OrdersApp {
         self.send(&Envelope::new(event)).await;
     }
 
+    /// Payments decided the order expired unpaid.
     pub async fn expire(&self, order_id: Uuid) {
-        self.send(&Envelope::new(ExpirationComplete { order_id })).await;
+        self.send(&Envelope::new(PaymentExpired { order_id })).await;
+    }
+
+    pub async fn payment_started(&self, order_id: Uuid, attempt: i64) {
+        self.send(&Envelope::new(PaymentStarted { order_id, attempt })).await;
+    }
+
+    pub async fn payment_failed(&self, order_id: Uuid, attempt: i64) {
+        self.send(&Envelope::new(PaymentFailed { order_id, attempt })).await;
     }
 
     pub async fn pay(&self, order_id: Uuid) {

@@ -1,5 +1,6 @@
-//! The replica of tickets follows the version rule; expiry cancels unless
-//! paid; a payment completes unless cancelled; nothing is announced twice.
+//! The replica of tickets follows the version rule; payments' expiry
+//! cancels unless paid; a payment completes unless cancelled; an attempt in
+//! progress shows as `awaiting:payment`; nothing is announced twice.
 
 use messaging::events::{Envelope, OrderCancelled, OrderCompleted, TicketCreated};
 use messaging::listener::Handled;
@@ -127,7 +128,48 @@ async fn a_payment_for_a_cancelled_order_changes_nothing(stack: Stack) {
     assert_eq!(app.shown(&buyer, &order).await["status"], "cancelled");
 }
 
+async fn an_order_awaits_payment_while_an_attempt_is_pending(stack: Stack) {
+    let app = OrdersApp::spawn(stack).await;
+    let buyer = app.user("buyer");
+    let order = app.order(&buyer, &app.ticket("t", 100).await).await;
+    let id = id_of(&order);
+    app.payment_started(id, 1).await;
+    let shown = app.shown(&buyer, &order).await;
+    assert_eq!(
+        (shown["status"].clone(), shown["version"].clone()),
+        (json!("awaiting:payment"), json!(0)),
+        "shown, not a change of the order: no new version"
+    );
+    app.payment_failed(id, 1).await;
+    assert_eq!(app.shown(&buyer, &order).await["status"], "created");
+    // Out of order: attempt 3 started, then attempt 2's events arrive late.
+    app.payment_started(id, 3).await;
+    app.payment_failed(id, 2).await;
+    app.payment_started(id, 2).await;
+    assert_eq!(app.shown(&buyer, &order).await["status"], "awaiting:payment");
+    app.payment_started(id, 3).await;
+    app.payment_failed(id, 3).await;
+    app.payment_started(id, 3).await;
+    assert_eq!(app.shown(&buyer, &order).await["status"], "created", "its end is final");
+    app.payment_started(id, 4).await;
+    app.pay(id).await;
+    assert_eq!(app.shown(&buyer, &order).await["status"], "complete");
+}
+
+async fn payments_expiry_cancels_whatever_was_heard_of_attempts(stack: Stack) {
+    // Payments publishes `payment.expired` only once no attempt is pending;
+    // orders trusts it whatever it last heard of the attempts.
+    let app = OrdersApp::spawn(stack).await;
+    let buyer = app.user("buyer");
+    let order = app.order(&buyer, &app.ticket("t", 100).await).await;
+    app.payment_started(id_of(&order), 1).await;
+    app.expire(id_of(&order)).await;
+    assert_eq!(app.shown(&buyer, &order).await["status"], "cancelled");
+}
+
 testkit::stack_tests!(
+    an_order_awaits_payment_while_an_attempt_is_pending,
+    payments_expiry_cancels_whatever_was_heard_of_attempts,
     a_duplicate_ticket_created_changes_nothing,
     updates_apply_in_version_order_whatever_the_delivery_order,
     an_update_before_the_creation_waits_for_it,

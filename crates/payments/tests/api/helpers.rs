@@ -7,8 +7,8 @@ use std::sync::Arc;
 use common::BoxFuture;
 use common::time::Timestamp;
 use messaging::events::{
-    Envelope, Event, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
-    TicketRef,
+    Envelope, Event, ExpirationComplete, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus,
+    OrderTicket, TicketRef,
 };
 use payments::processor::fake::FakeProcessor;
 use payments::processor::{Charge, ChargeError, ChargeRequest, Processor, Refund};
@@ -119,6 +119,36 @@ impl PaymentsApp {
             ticket: TicketRef { id: Uuid::now_v7() },
         })
         .await;
+    }
+
+    /// The order's timer fires.
+    pub async fn expire(&self, order: &TestOrder) {
+        self.send(ExpirationComplete { order_id: order.id }).await;
+    }
+
+    /// Starts paying `order` with `token` in the background.
+    pub fn pay_in_background(
+        &self,
+        order: &TestOrder,
+        token: &str,
+    ) -> tokio::task::JoinHandle<Response> {
+        let request = self
+            .system
+            .request(Method::POST, "/api/payments", Some(&order.buyer))
+            .json(&json!({"token": token, "orderId": order.id}));
+        tokio::spawn(async move { request.send().await.expect("sent") })
+    }
+
+    pub async fn store(&self) -> payments::store::Store {
+        let db = self
+            .system
+            .context
+            .context
+            .databases
+            .open(payments::NAME, &payments::MIGRATIONS)
+            .await
+            .expect("db");
+        payments::store::Store::new(db)
     }
 
     pub async fn pay_raw(&self, user: Option<&TestUser>, body: &Value) -> Response {

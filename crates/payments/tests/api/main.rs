@@ -2,6 +2,7 @@
 //! (ARCHITECTURE.md "Business rules": charge once, refund what must not be
 //! kept), on SQLite + in-process bus and PostgreSQL + JetStream.
 
+mod expiry;
 mod helpers;
 mod pay;
 mod races;
