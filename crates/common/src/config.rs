@@ -182,6 +182,25 @@ pub struct Config {
     #[arg(global = true, long, env = "STRIPE_API_BASE", default_value = "https://api.stripe.com")]
     pub stripe_api_base: String,
 
+    /// How long one call to Stripe may take, in seconds, before the
+    /// payment answers 503 and its attempt is left to reconciliation. Keep
+    /// it below WEB_API_TIMEOUT_SECONDS and the server's 30 s request limit.
+    #[arg(global = true, long, env = "STRIPE_TIMEOUT_SECONDS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub stripe_timeout_seconds: u64,
+
+    /// Secret of the Stripe webhook endpoint (`whsec_...`): signs the
+    /// events Stripe posts to /api/payments/webhook. Unset: every webhook
+    /// call is refused (400).
+    #[arg(global = true, long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<Secret>,
+
+    /// A payment attempt still pending after this many seconds is settled
+    /// by asking the processor what became of it (reconciliation).
+    #[arg(global = true, long, env = "PAYMENT_RECONCILE_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub payment_reconcile_seconds: u64,
+
     /// Charge currency (ISO 4217, lower case).
     #[arg(global = true, long, env = "PAYMENT_CURRENCY", default_value = "usd")]
     pub payment_currency: String,
@@ -190,6 +209,13 @@ pub struct Config {
     /// (`http://127.0.0.1:PORT`), which serves it in the all-in-one.
     #[arg(global = true, long, env = "API_URL")]
     pub api_url: Option<String>,
+
+    /// How long the web client waits for the HTTP API, in seconds; longer
+    /// than STRIPE_TIMEOUT_SECONDS, so a payment is not given up on while
+    /// Stripe may still answer.
+    #[arg(global = true, long, env = "WEB_API_TIMEOUT_SECONDS", default_value_t = 25,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub web_api_timeout_seconds: u64,
 
     /// Add `Secure` to the session cookie. Default: false all-in-one, true for `serve`.
     #[arg(global = true, long, env = "COOKIE_SECURE")]
@@ -218,7 +244,7 @@ pub enum PaymentProcessor {
 /// The environment variable of every field of [`Config`] (a test keeps the
 /// list complete): what a process started for a test or a benchmark must
 /// not inherit unless it is set on purpose.
-pub const VARIABLES: [&str; 24] = [
+pub const VARIABLES: [&str; 28] = [
     "PORT",
     "DATA_DIR",
     "DATABASE_URL",
@@ -238,8 +264,12 @@ pub const VARIABLES: [&str; 24] = [
     "PAYMENT_PROCESSOR",
     "STRIPE_PUBLISHABLE_KEY",
     "STRIPE_API_BASE",
+    "STRIPE_TIMEOUT_SECONDS",
+    "STRIPE_WEBHOOK_SECRET",
+    "PAYMENT_RECONCILE_SECONDS",
     "PAYMENT_CURRENCY",
     "API_URL",
+    "WEB_API_TIMEOUT_SECONDS",
     "COOKIE_SECURE",
     "RUST_LOG",
     "LOG_FORMAT",
@@ -270,7 +300,11 @@ impl Config {
             stripe_publishable_key: None,
             api_url: None,
             stripe_api_base: "https://api.stripe.com".into(),
+            stripe_timeout_seconds: 20,
+            stripe_webhook_secret: None,
+            payment_reconcile_seconds: 60,
             payment_currency: "usd".into(),
+            web_api_timeout_seconds: 25,
             cookie_secure: None,
             rust_log: "info".into(),
             log_format: None,

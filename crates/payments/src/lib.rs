@@ -5,6 +5,7 @@
 pub mod domain;
 pub mod listeners;
 pub mod processor;
+pub mod reconcile;
 pub mod refunds;
 mod routes;
 pub mod store;
@@ -21,6 +22,7 @@ use utoipa::OpenApi as _;
 use crate::processor::Processor;
 use crate::processor::fake::FakeProcessor;
 use crate::processor::stripe::Stripe;
+use crate::reconcile::Reconciler;
 use crate::refunds::Refunder;
 use crate::store::Store;
 
@@ -56,7 +58,8 @@ pub fn processor(context: &Context) -> anyhow::Result<Arc<dyn Processor>> {
         }
         (_, Some(key)) => {
             tracing::info!(api = %config.stripe_api_base, "payments go to Stripe");
-            Arc::new(Stripe::new(&config.stripe_api_base, key.clone())?)
+            let timeout = std::time::Duration::from_secs(config.stripe_timeout_seconds);
+            Arc::new(Stripe::new(&config.stripe_api_base, key.clone(), timeout)?)
         }
         (Some(PaymentProcessor::Stripe), None) => {
             anyhow::bail!("PAYMENT_PROCESSOR=stripe needs STRIPE_SECRET_KEY")
@@ -92,6 +95,12 @@ pub async fn build_with(
         ))
         .publish_from(store.outbox.clone());
     let background = refunder.clone();
+    let reconciler = Reconciler::new(
+        store.clone(),
+        processor.clone(),
+        refunder.clone(),
+        std::time::Duration::from_secs(context.config.payment_reconcile_seconds),
+    );
     let state = routes::PaymentsState {
         store,
         sessions: context.sessions.clone(),
@@ -106,6 +115,9 @@ pub async fn build_with(
         probes: vec![Probe::database(NAME, db.clone())],
         databases: vec![db],
         messaging: Some(messaging),
-        background: vec![Box::new(move |shutdown| Box::pin(background.run(shutdown)))],
+        background: vec![
+            Box::new(move |shutdown| Box::pin(background.run(shutdown))),
+            Box::new(move |shutdown| Box::pin(reconciler.run(shutdown))),
+        ],
     })
 }

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::BoxFuture;
 use common::money::Cents;
+use common::time::Timestamp;
 use payments::processor::fake::FakeProcessor;
-use payments::processor::{Charge, ChargeError, ChargeRequest, Processor, Refund};
+use payments::processor::{Charge, ChargeError, ChargeRequest, Found, Processor, Refund};
 use payments::refunds::Refunder;
 use payments::store::Store;
 use testkit::{Backend, TestContext};
@@ -24,6 +25,15 @@ struct Flaky {
 impl Processor for Flaky {
     fn charge(&self, request: ChargeRequest) -> BoxFuture<'_, Result<Charge, ChargeError>> {
         self.fake.charge(request)
+    }
+
+    fn find<'a>(
+        &'a self,
+        order_id: Uuid,
+        key: &'a str,
+        sent_at: Timestamp,
+    ) -> BoxFuture<'a, anyhow::Result<Found>> {
+        self.fake.find(order_id, key, sent_at)
     }
 
     fn refund<'a>(

@@ -12,9 +12,11 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::post;
 use common::config::Secret;
 use payments::processor::stripe::Stripe;
-use payments::processor::{ChargeError, ChargeRequest, Processor};
+use payments::processor::{ChargeError, ChargeRequest, Found, Processor};
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 struct Recorded {
@@ -63,7 +65,7 @@ async fn serve_fake_stripe(status: u16, body: Value) -> (String, Arc<Mutex<Vec<R
 /// A Stripe client talking to a fake Stripe.
 async fn fake_stripe(status: u16, body: Value) -> (Stripe, Arc<Mutex<Vec<Recorded>>>) {
     let (base, requests) = serve_fake_stripe(status, body).await;
-    (Stripe::new(&base, Secret::new("sk_test_123")).expect("client"), requests)
+    (Stripe::new(&base, Secret::new("sk_test_123"), TIMEOUT).expect("client"), requests)
 }
 
 fn request(token: &str) -> ChargeRequest {
@@ -105,6 +107,7 @@ async fn a_payment_method_is_charged_with_a_confirmed_payment_intent() {
         ("automatic_payment_methods[enabled]", "true".to_owned()),
         ("automatic_payment_methods[allow_redirects]", "never".to_owned()),
         ("metadata[order_id]", charge_request.order_id.to_string()),
+        ("metadata[attempt]", "pay-key-1".to_owned()),
         ("payment_method", "pm_card_visa".to_owned()),
     ]
     .into_iter()
@@ -181,8 +184,8 @@ async fn server_errors_and_an_unreachable_api_mean_unavailable() {
         .local_addr()
         .expect("addr")
         .port();
-    let nowhere =
-        Stripe::new(&format!("http://127.0.0.1:{port}"), Secret::new("sk")).expect("client");
+    let nowhere = Stripe::new(&format!("http://127.0.0.1:{port}"), Secret::new("sk"), TIMEOUT)
+        .expect("client");
     assert!(matches!(
         nowhere.charge(request("pm_card_visa")).await,
         Err(ChargeError::Unavailable(_))
@@ -227,4 +230,125 @@ async fn the_configuration_selects_stripe_at_its_api_base() {
     let fake = payments::processor(&unset.context).expect("a processor");
     fake.charge(request("tok_visa")).await.expect("the fake processor charges a test card");
     assert_eq!(requests.lock().expect("lock").len(), 1, "nothing else reached Stripe");
+}
+
+/// A fake Stripe that keeps the PaymentIntents it creates (each
+/// succeeded, with its metadata) and lists them like Stripe, newest first,
+/// `limit` per page, after `starting_after`, within `created[gte/lte]`.
+/// It answers a creation only after `delay`: longer than the client waits,
+/// the answer is lost although the charge was made.
+/// A form or query: its fields in order.
+type Fields = Vec<(String, String)>;
+
+#[derive(Clone, Default)]
+struct StatefulStripe {
+    intents: Arc<Mutex<Vec<Value>>>,
+    queries: Arc<Mutex<Vec<Fields>>>,
+    delay: std::time::Duration,
+}
+
+async fn create_intent(State(fake): State<StatefulStripe>, body: Bytes) -> axum::Json<Value> {
+    let form: Vec<(String, String)> =
+        url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let intent = {
+        let mut intents = fake.intents.lock().expect("lock");
+        let created = common::time::Timestamp::now().millis() / 1000;
+        let intent = json!({
+            "id": format!("pi_{}", intents.len() + 1),
+            "object": "payment_intent",
+            "status": "succeeded",
+            "created": created,
+            "metadata": {
+                "order_id": field(&form, "metadata[order_id]"),
+                "attempt": field(&form, "metadata[attempt]"),
+            },
+        });
+        intents.push(intent.clone());
+        intent
+    };
+    tokio::time::sleep(fake.delay).await;
+    axum::Json(intent)
+}
+
+async fn list_intents(State(fake): State<StatefulStripe>, uri: Uri) -> axum::Json<Value> {
+    let query: Vec<(String, String)> =
+        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    fake.queries.lock().expect("lock").push(query.clone());
+    let number = |name: &str| field(&query, name).and_then(|v| v.parse::<i64>().ok());
+    let limit = usize::try_from(number("limit").unwrap_or(10)).expect("limit");
+    let (gte, lte) =
+        (number("created[gte]").unwrap_or(0), number("created[lte]").unwrap_or(i64::MAX));
+    let intents = fake.intents.lock().expect("lock").clone();
+    let mut newest_first: Vec<Value> = intents
+        .into_iter()
+        .rev()
+        .filter(|i| (gte..=lte).contains(&i["created"].as_i64().expect("created")))
+        .collect();
+    if let Some(after) = field(&query, "starting_after") {
+        let at = newest_first.iter().position(|i| i["id"] == after).expect("a known id");
+        newest_first.drain(..=at);
+    }
+    let has_more = newest_first.len() > limit;
+    newest_first.truncate(limit);
+    axum::Json(json!({"object": "list", "data": newest_first, "has_more": has_more}))
+}
+
+async fn serve_stateful_stripe(fake: StatefulStripe) -> String {
+    let app = Router::new()
+        .route("/v1/payment_intents", post(create_intent).get(list_intents))
+        .with_state(fake);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+fn attempt_request(key: &str) -> ChargeRequest {
+    ChargeRequest { idempotency_key: key.into(), ..request("pm_card_visa") }
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_found_afterwards_by_the_attempt_key() {
+    let fake = StatefulStripe { delay: std::time::Duration::from_secs(3), ..Default::default() };
+    let base = serve_stateful_stripe(fake.clone()).await;
+    let stripe =
+        Stripe::new(&base, Secret::new("sk"), std::time::Duration::from_secs(1)).expect("client");
+    let sent_at = common::time::Timestamp::now();
+    let request = attempt_request("pay-lost-1");
+    assert!(
+        matches!(stripe.charge(request.clone()).await, Err(ChargeError::Unavailable(_))),
+        "the client gave up waiting"
+    );
+    assert_eq!(fake.intents.lock().expect("lock").len(), 1, "but Stripe charged");
+    let found = stripe.find(request.order_id, "pay-lost-1", sent_at).await.expect("listed");
+    assert_eq!(found, Found::Succeeded(payments::processor::Charge { id: "pi_1".into() }));
+    let absent = stripe.find(request.order_id, "pay-never-sent", sent_at).await.expect("listed");
+    assert_eq!(absent, Found::Absent);
+    let query = fake.queries.lock().expect("lock")[0].clone();
+    let seconds = sent_at.millis() / 1000;
+    assert_eq!(field(&query, "limit"), Some("100"));
+    assert_eq!(field(&query, "created[gte]"), Some((seconds - 600).to_string().as_str()));
+    assert_eq!(field(&query, "created[lte]"), Some((seconds + 600).to_string().as_str()));
+}
+
+#[tokio::test]
+async fn finding_an_intent_reads_every_page() {
+    let fake = StatefulStripe::default();
+    let base = serve_stateful_stripe(fake.clone()).await;
+    let stripe = Stripe::new(&base, Secret::new("sk"), TIMEOUT).expect("client");
+    let sent_at = common::time::Timestamp::now();
+    stripe.charge(attempt_request("pay-oldest")).await.expect("charged");
+    for n in 0..150 {
+        fake.intents.lock().expect("lock").push(json!({
+            "id": format!("pi_other_{n}"), "status": "requires_payment_method",
+            "created": sent_at.millis() / 1000, "metadata": {"attempt": format!("pay-other-{n}")},
+        }));
+    }
+    let found = stripe.find(Uuid::now_v7(), "pay-oldest", sent_at).await.expect("listed");
+    assert_eq!(found, Found::Succeeded(payments::processor::Charge { id: "pi_1".into() }));
+    assert_eq!(fake.queries.lock().expect("lock").len(), 2, "two pages of 100");
+    let failed = stripe.find(Uuid::now_v7(), "pay-other-3", sent_at).await.expect("listed");
+    assert_eq!(failed, Found::Failed);
 }

@@ -244,7 +244,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             (None, _) => anyhow::bail!("API_URL must be set when the web client runs alone"),
         };
         let config = &context.config;
-        Some(web::build(&api_url, config.stripe_publishable_key.clone(), &config.payment_currency)?)
+        Some(web::build(
+            &api_url,
+            std::time::Duration::from_secs(config.web_api_timeout_seconds),
+            config.stripe_publishable_key.clone(),
+            &config.payment_currency,
+        )?)
     } else {
         None
     };

@@ -193,10 +193,12 @@ struct CurrentUser {
 }
 
 impl HttpApi {
-    pub fn new(base: &str) -> anyhow::Result<Self> {
+    /// A client of the API at `base` that waits up to `timeout` for an
+    /// answer (longer than the payments service waits for Stripe).
+    pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
         common::install_crypto();
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
+            .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self { http, base: base.trim_end_matches('/').to_owned() })
@@ -399,7 +401,7 @@ mod tests {
     /// serves, they answer 404 at once, where a call would fail to connect.
     #[tokio::test]
     async fn only_uuids_go_into_api_paths() {
-        let api = HttpApi::new("http://127.0.0.1:9").expect("client");
+        let api = HttpApi::new("http://127.0.0.1:9", Duration::from_secs(1)).expect("client");
         for id in ["../../metrics?x=", "../tickets/x", "t1", "%2e%2e", ""] {
             assert_eq!(api.ticket(id).await.expect_err("refused").status, 404, "{id}");
             assert_eq!(api.order("s", id).await.expect_err("refused").status, 404, "{id}");

@@ -28,9 +28,15 @@ use crate::pages::WebState;
 const CSS: &str = include_str!("../static/app.css");
 const JS: &str = include_str!("../static/app.js");
 
-/// The web client talking to the API at `api_url`.
-pub fn build(api_url: &str, stripe_key: Option<String>, currency: &str) -> anyhow::Result<Router> {
-    let api: Arc<dyn Api> = Arc::new(HttpApi::new(api_url)?);
+/// The web client talking to the API at `api_url`, waiting up to
+/// `api_timeout` for each answer.
+pub fn build(
+    api_url: &str,
+    api_timeout: std::time::Duration,
+    stripe_key: Option<String>,
+    currency: &str,
+) -> anyhow::Result<Router> {
+    let api: Arc<dyn Api> = Arc::new(HttpApi::new(api_url, api_timeout)?);
     Ok(router(WebState { api, stripe_key, currency: currency.to_lowercase() }))
 }
 

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use common::BoxFuture;
 use uuid::Uuid;
 
-use super::{Charge, ChargeError, ChargeRequest, Processor, Refund};
+use common::time::Timestamp;
+
+use super::{Charge, ChargeError, ChargeRequest, Found, Processor, Refund};
 
 /// Stripe's message for a declined card.
 pub const DECLINED: &str = "Your card was declined.";
@@ -88,6 +90,21 @@ impl Processor for FakeProcessor {
         })
     }
 
+    fn find<'a>(
+        &'a self,
+        _order_id: Uuid,
+        idempotency_key: &'a str,
+        _sent_at: Timestamp,
+    ) -> BoxFuture<'a, anyhow::Result<Found>> {
+        Box::pin(async move {
+            Ok(match lock(&self.ledger).charge_keys.get(idempotency_key) {
+                Some(Ok(charge)) => Found::Succeeded(charge.clone()),
+                Some(Err(_)) => Found::Failed,
+                None => Found::Absent,
+            })
+        })
+    }
+
     fn refund<'a>(
         &'a self,
         charge_id: &'a str,
@@ -162,5 +179,17 @@ mod tests {
         assert_eq!(fake.ledger().refunds.len(), 1);
         assert!(fake.refund("pi_unknown", "other").await.is_err());
         assert!(fake.refund("pi_fake_from_before_a_restart", "other").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_charge_is_found_by_its_idempotency_key() {
+        let fake = FakeProcessor::new();
+        let now = Timestamp::now();
+        let order = Uuid::now_v7();
+        assert_eq!(fake.find(order, "paid", now).await.expect("found"), Found::Absent);
+        let charge = fake.charge(request("tok_visa", "paid")).await.expect("charged");
+        assert_eq!(fake.find(order, "paid", now).await.expect("found"), Found::Succeeded(charge));
+        let _ = fake.charge(request("tok_chargeDeclined", "declined")).await;
+        assert_eq!(fake.find(order, "declined", now).await.expect("found"), Found::Failed);
     }
 }

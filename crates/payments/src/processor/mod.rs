@@ -10,6 +10,7 @@ pub mod stripe;
 use std::fmt::Debug;
 
 use common::BoxFuture;
+use common::time::Timestamp;
 use uuid::Uuid;
 
 /// A charge to make.
@@ -57,10 +58,33 @@ pub struct Refund {
     pub id: String,
 }
 
+/// What the processor knows of the charge sent with an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// It was charged.
+    Succeeded(Charge),
+    /// It was refused (declined, cancelled): nothing was charged.
+    Failed,
+    /// It is still under way (processing, waiting for authentication).
+    Pending,
+    /// The processor never received it.
+    Absent,
+}
+
 /// A payment processor.
 pub trait Processor: Send + Sync + Debug + 'static {
     /// Creates and confirms a charge.
     fn charge(&self, request: ChargeRequest) -> BoxFuture<'_, Result<Charge, ChargeError>>;
+
+    /// What became of the charge of `order_id` sent with
+    /// `idempotency_key` at about `sent_at` (reconciliation asks when the
+    /// answer was lost).
+    fn find<'a>(
+        &'a self,
+        order_id: Uuid,
+        idempotency_key: &'a str,
+        sent_at: Timestamp,
+    ) -> BoxFuture<'a, anyhow::Result<Found>>;
 
     /// Refunds a charge in full.
     fn refund<'a>(

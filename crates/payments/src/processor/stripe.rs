@@ -6,14 +6,23 @@
 //! key is the bearer token. Declines, authentication-required and
 //! unreachable-processor errors map to [`ChargeError`]s.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use common::BoxFuture;
 use common::config::Secret;
+use common::time::Timestamp;
 use serde::Deserialize;
+use uuid::Uuid;
 
-use super::{Charge, ChargeError, ChargeRequest, Processor, Refund};
+use super::{Charge, ChargeError, ChargeRequest, Found, Processor, Refund};
+
+/// How far around an attempt's time its PaymentIntent is looked for
+/// (Stripe's `created` is when it received the request).
+const FIND_WINDOW_SECONDS: i64 = 600;
+/// At most this many pages of 100 PaymentIntents are read to find one.
+const FIND_PAGES: usize = 20;
 
 /// The Stripe client.
 #[derive(Debug, Clone)]
@@ -29,6 +38,15 @@ struct PaymentIntent {
     status: String,
     #[serde(default)]
     last_payment_error: Option<StripeError>,
+    #[serde(default)]
+    metadata: HashMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IntentList {
+    data: Vec<PaymentIntent>,
+    #[serde(default)]
+    has_more: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,13 +71,14 @@ struct RefundBody {
 
 impl Stripe {
     /// A client for the API at `base` (`https://api.stripe.com`, or a local
-    /// fake in tests) with the secret key `key`.
-    pub fn new(base: &str, key: Secret) -> anyhow::Result<Self> {
+    /// fake in tests) with the secret key `key`, giving up on a call after
+    /// `timeout` (`STRIPE_TIMEOUT_SECONDS`).
+    pub fn new(base: &str, key: Secret, timeout: Duration) -> anyhow::Result<Self> {
         // reqwest is built without a default crypto provider (no aws-lc).
         common::install_crypto();
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5).min(timeout))
+            .timeout(timeout)
             .build()
             .context("building the Stripe HTTP client")?;
         Ok(Self { http, base: base.trim_end_matches('/').to_owned(), key })
@@ -82,6 +101,7 @@ fn charge_form(request: &ChargeRequest) -> Vec<(&'static str, String)> {
         ("automatic_payment_methods[enabled]", "true".to_owned()),
         ("automatic_payment_methods[allow_redirects]", "never".to_owned()),
         ("metadata[order_id]", request.order_id.to_string()),
+        ("metadata[attempt]", request.idempotency_key.clone()),
     ];
     if request.token.starts_with("tok_") {
         // A card token from Stripe.js / Elements' createToken.
@@ -157,6 +177,66 @@ impl Processor for Stripe {
                     )
                 )),
             })
+        })
+    }
+
+    /// Lists the PaymentIntents created around `sent_at` (the list is
+    /// strongly consistent, unlike the search API, which may miss an intent
+    /// for a minute) and picks the one whose `metadata[attempt]` is the key.
+    fn find<'a>(
+        &'a self,
+        _order_id: Uuid,
+        idempotency_key: &'a str,
+        sent_at: Timestamp,
+    ) -> BoxFuture<'a, anyhow::Result<Found>> {
+        Box::pin(async move {
+            let seconds = sent_at.millis() / 1000;
+            let mut after: Option<String> = None;
+            for _ in 0..FIND_PAGES {
+                let mut query = vec![
+                    ("limit", "100".to_owned()),
+                    ("created[gte]", (seconds - FIND_WINDOW_SECONDS).to_string()),
+                    ("created[lte]", (seconds + FIND_WINDOW_SECONDS).to_string()),
+                ];
+                if let Some(after) = &after {
+                    query.push(("starting_after", after.clone()));
+                }
+                let url = url::Url::parse_with_params(
+                    &format!("{}/v1/payment_intents", self.base),
+                    &query,
+                )
+                .context("the Stripe API base is not a URL")?;
+                let response = self
+                    .http
+                    .get(url)
+                    .bearer_auth(self.key.expose())
+                    .send()
+                    .await
+                    .context("calling Stripe")?;
+                let status = response.status();
+                let body = response.bytes().await.context("reading Stripe's answer")?;
+                anyhow::ensure!(
+                    status.is_success(),
+                    "Stripe refused to list PaymentIntents ({status}): {}",
+                    String::from_utf8_lossy(&body)
+                );
+                let page: IntentList =
+                    serde_json::from_slice(&body).context("decoding a PaymentIntent list")?;
+                if let Some(intent) = page.data.iter().find(|intent| {
+                    intent.metadata.get("attempt").map(String::as_str) == Some(idempotency_key)
+                }) {
+                    return Ok(match intent.status.as_str() {
+                        "succeeded" => Found::Succeeded(Charge { id: intent.id.clone() }),
+                        "canceled" | "requires_payment_method" => Found::Failed,
+                        _ => Found::Pending,
+                    });
+                }
+                match page.data.last() {
+                    Some(last) if page.has_more => after = Some(last.id.clone()),
+                    _ => return Ok(Found::Absent),
+                }
+            }
+            anyhow::bail!("too many PaymentIntents around {sent_at} to find {idempotency_key}")
         })
     }
 

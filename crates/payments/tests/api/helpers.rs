@@ -11,19 +11,21 @@ use messaging::events::{
     OrderTicket, TicketRef,
 };
 use payments::processor::fake::FakeProcessor;
-use payments::processor::{Charge, ChargeError, ChargeRequest, Processor, Refund};
+use payments::processor::{Charge, ChargeError, ChargeRequest, Found, Processor, Refund};
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use testkit::{Recorder, Stack, TestSystem, TestUser};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
-/// The fake processor, with an optional pause inside `charge`: the test is
-/// told when a charge is under way and says when it may finish.
+/// The fake processor, with an optional pause inside `charge` (the test is
+/// told when a charge is under way and says when it may finish), and
+/// answers it can lose (charged, but the caller hears "unavailable").
 #[derive(Debug, Default)]
 pub struct PausingProcessor {
     pub fake: FakeProcessor,
     pause: Mutex<Option<(mpsc::Sender<()>, oneshot::Receiver<()>)>>,
+    lose_answers: std::sync::atomic::AtomicBool,
 }
 
 impl Processor for PausingProcessor {
@@ -34,8 +36,20 @@ impl Processor for PausingProcessor {
                 let _ = started.send(()).await;
                 let _ = resume.await;
             }
+            if self.lose_answers.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(ChargeError::Unavailable(anyhow::anyhow!("the answer was lost")));
+            }
             charged
         })
+    }
+
+    fn find<'a>(
+        &'a self,
+        order_id: Uuid,
+        key: &'a str,
+        sent_at: Timestamp,
+    ) -> BoxFuture<'a, anyhow::Result<Found>> {
+        self.fake.find(order_id, key, sent_at)
     }
 
     fn refund<'a>(
@@ -157,6 +171,30 @@ impl PaymentsApp {
 
     pub async fn pay(&self, order: &TestOrder, token: &str) -> Response {
         self.pay_raw(Some(&order.buyer), &json!({"token": token, "orderId": order.id})).await
+    }
+
+    /// From now on, charges are made but their answers lost (`false`: kept).
+    pub fn lose_answers(&self, lose: bool) {
+        self.processor.lose_answers.store(lose, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Reconciles every pending attempt now, as the background task does
+    /// once they are older than `PAYMENT_RECONCILE_SECONDS`; returns how
+    /// many were settled.
+    pub async fn reconcile(&self) -> usize {
+        let store = self.store().await;
+        let refunder = payments::refunds::Refunder::new(store.clone(), self.processor.clone());
+        let reconciler = payments::reconcile::Reconciler::new(
+            store,
+            self.processor.clone(),
+            refunder,
+            std::time::Duration::ZERO,
+        );
+        // Pending since before now: a millisecond passes first.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let settled = reconciler.step().await;
+        self.system.drain().await;
+        settled
     }
 
     /// Makes the next charge wait; returns (charge started, let it finish).

@@ -6,3 +6,4 @@ mod expiry;
 mod helpers;
 mod pay;
 mod races;
+mod reconcile;
