@@ -9,6 +9,7 @@ pub mod reconcile;
 pub mod refunds;
 mod routes;
 pub mod store;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -107,6 +108,7 @@ pub async fn build_with(
         processor,
         refunder,
         currency,
+        webhook_secret: context.config.stripe_webhook_secret.clone(),
     };
     Ok(Service {
         name: NAME,

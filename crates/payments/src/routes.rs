@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
+use common::config::Secret;
 use common::error::ErrorBody;
 use common::extract::{self, parse_id};
 use common::session::{CurrentUser, Sessions};
@@ -20,6 +21,7 @@ use crate::domain::AttemptState;
 use crate::processor::{ChargeError, ChargeRequest, Processor};
 use crate::refunds::Refunder;
 use crate::store::{Recorded, StartError, Store};
+use crate::webhook::{Action, StripeEvent, verify};
 
 const TOKEN_REQUIRED: &str = "Token is required";
 const ORDER_ID_REQUIRED: &str = "OrderId must be provided";
@@ -27,6 +29,7 @@ const CANCELLED: &str = "Cannot pay for a cancelled order";
 const ALREADY_PAID: &str = "Order has already been paid";
 const EXPIRED: &str = "Order has expired";
 const IN_PROGRESS: &str = "A payment for this order is already in progress";
+const INVALID_SIGNATURE: &str = "Invalid signature";
 
 #[derive(Debug, Clone)]
 pub struct PaymentsState {
@@ -35,17 +38,22 @@ pub struct PaymentsState {
     pub processor: Arc<dyn Processor>,
     pub refunder: Refunder,
     pub currency: String,
+    /// `STRIPE_WEBHOOK_SECRET`.
+    pub webhook_secret: Option<Secret>,
 }
 
 common::sessions_in_state!(PaymentsState);
 
 pub fn router(state: PaymentsState) -> Router {
-    Router::new().route("/api/payments", post(create)).with_state(state)
+    Router::new()
+        .route("/api/payments", post(create))
+        .route("/api/payments/webhook", post(webhook))
+        .with_state(state)
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(create),
+    paths(create, webhook),
     components(schemas(ErrorBody, PaymentView)),
     tags((name = "payments", description = "Paying for orders"))
 )]
@@ -182,6 +190,56 @@ async fn create(
         Recorded::Expired => Err(ApiError::bad_request(EXPIRED)),
         Recorded::UnknownAttempt => Err(ApiError::internal("a started attempt left the database")),
     }
+}
+
+/// Receives an event from Stripe (see docs/API.md, "payments").
+#[utoipa::path(
+    post, path = "/api/payments/webhook", tag = "payments",
+    request_body(content = String, description = "A Stripe event (JSON), as Stripe signs it", content_type = "application/json"),
+    params(("Stripe-Signature" = String, Header, description = "`t=<seconds>,v1=<hex HMAC-SHA256 of t.payload>`; several `v1` allowed")),
+    responses(
+        (status = 200, description = "Handled, already handled, or nothing to do with it"),
+        (status = 400, description = "`Invalid signature` (unsigned, forged, older than five minutes, malformed, or no secret configured), or `Invalid request body`", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; Stripe retries", body = ErrorBody),
+    )
+)]
+async fn webhook(
+    State(state): State<PaymentsState>,
+    headers: axum::http::HeaderMap,
+    payload: axum::body::Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
+    let secret = state.webhook_secret.as_ref().map(Secret::expose);
+    if let Err(error) = verify(secret, signature, &payload, Timestamp::now().millis() / 1000) {
+        tracing::warn!(%error, "webhook refused");
+        return Err(ApiError::bad_request(INVALID_SIGNATURE));
+    }
+    let event: StripeEvent =
+        serde_json::from_slice(&payload).map_err(|_| ApiError::InvalidBody { field: None })?;
+    if state.store.webhook_seen(&event.id).await? {
+        return Ok(Json(serde_json::json!({"received": true})));
+    }
+    match event.action() {
+        Action::Succeeded { key, charge_id } => {
+            let recorded = state.store.settle_success(&key, &charge_id).await?;
+            if recorded.refund_reason().is_some() {
+                state.refunder.step().await;
+            }
+        }
+        Action::Failed { key } => {
+            state.store.settle_failure(&key, AttemptState::Failed).await?;
+        }
+        Action::Refunded { charge_id, refund_id } => {
+            let refund_id = refund_id.unwrap_or_else(|| format!("refunded-{charge_id}"));
+            if !state.store.refund_confirmed(&charge_id, &refund_id).await? {
+                tracing::info!(charge = %charge_id, "a charge was refunded (no refund of ours was pending)");
+            }
+        }
+        Action::Ignore => {}
+    }
+    state.store.webhook_handled(&event.id, &event.kind).await?;
+    tracing::info!(event.id = %event.id, event.kind = %event.kind, "webhook handled");
+    Ok(Json(serde_json::json!({"received": true})))
 }
 
 impl From<StartError> for ApiError {

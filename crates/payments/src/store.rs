@@ -548,6 +548,49 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the webhook event `id` was handled already.
+    pub async fn webhook_seen(&self, id: &str) -> Result<bool, DbError> {
+        let seen: Option<String> =
+            sqlx::query_scalar("SELECT id FROM webhook_events WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.db.reader())
+                .await?;
+        Ok(seen.is_some())
+    }
+
+    /// Records that the webhook event `id` was handled (once).
+    pub async fn webhook_handled(&self, id: &str, kind: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO webhook_events (id, type, received_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(kind)
+        .bind(now_millis())
+        .execute(self.db.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// The processor says `charge_id` was refunded: a refund still pending
+    /// for it is done. Returns whether one was.
+    pub async fn refund_confirmed(
+        &self,
+        charge_id: &str,
+        refund_id: &str,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE refunds SET refund_id = $1, refunded_at = $2 \
+             WHERE charge_id = $3 AND refund_id IS NULL",
+        )
+        .bind(refund_id)
+        .bind(now_millis())
+        .bind(charge_id)
+        .execute(self.db.writer())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Refunds made, as (charge id, refund id) (tests and operators).
     pub async fn refunds(&self) -> Result<Vec<(String, Option<String>)>, DbError> {
         let rows = sqlx::query("SELECT charge_id, refund_id FROM refunds ORDER BY created_at")

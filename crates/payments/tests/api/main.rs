@@ -7,3 +7,4 @@ mod helpers;
 mod pay;
 mod races;
 mod reconcile;
+mod webhook;

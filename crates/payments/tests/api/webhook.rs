@@ -1,0 +1,212 @@
+//! `POST /api/payments/webhook` (issue 14): only calls signed with
+//! `STRIPE_WEBHOOK_SECRET` within five minutes are heard; each event is
+//! handled once by its id, in any order, any number of times, racing
+//! reconciliation, and events about anything else are acknowledged.
+
+use messaging::events::{PaymentCreated, PaymentFailed};
+use payments::domain::AttemptState;
+use reqwest::Response;
+use serde_json::{Value, json};
+use testkit::Stack;
+
+use crate::helpers::{PaymentsApp, TestOrder, error, general_error};
+
+const SECRET: &str = "whsec_test_secret";
+
+async fn app(stack: Stack) -> PaymentsApp {
+    PaymentsApp::spawn_with(stack, |config| {
+        config.stripe_webhook_secret = Some(common::config::Secret::new(SECRET));
+    })
+    .await
+}
+
+fn now() -> i64 {
+    common::time::Timestamp::now().millis() / 1000
+}
+
+async fn post(app: &PaymentsApp, payload: &[u8], signature: Option<String>) -> Response {
+    let mut request = app
+        .system
+        .request(reqwest::Method::POST, "/api/payments/webhook", None)
+        .header("content-type", "application/json")
+        .body(payload.to_vec());
+    if let Some(signature) = signature {
+        request = request.header("Stripe-Signature", signature);
+    }
+    request.send().await.expect("sent")
+}
+
+/// Posts `event` signed as Stripe does, now.
+async fn deliver(app: &PaymentsApp, event: &Value) -> Response {
+    let payload = serde_json::to_vec(event).expect("json");
+    let t = now();
+    let signature = payments::webhook::sign(SECRET, t, &payload);
+    post(app, &payload, Some(format!("t={t},v1={signature}"))).await
+}
+
+fn intent_event(id: &str, kind: &str, intent: &str, key: &str) -> Value {
+    json!({
+        "id": id, "object": "event", "type": kind,
+        "data": {"object": {"id": intent, "object": "payment_intent", "metadata": {"attempt": key}}},
+    })
+}
+
+/// An attempt whose answer was lost, its charge made: what a webhook tells.
+async fn lost_charge(app: &PaymentsApp, order: &TestOrder) -> (String, String) {
+    app.lose_answers(true);
+    assert_eq!(app.pay(order, "tok_visa").await.status(), 503);
+    app.lose_answers(false);
+    let (request, charge) = app.charges()[0].clone();
+    (request.idempotency_key, charge.id)
+}
+
+async fn unsigned_forged_stale_and_malformed_calls_are_refused(stack: Stack) {
+    let app = app(stack).await;
+    let payload = br#"{"id":"evt_1","type":"payment_intent.succeeded","data":{"object":{}}}"#;
+    let refused = (400, general_error("Invalid signature"));
+    assert_eq!(error(post(&app, payload, None).await).await, refused);
+    let forged = payments::webhook::sign("whsec_other", now(), payload);
+    assert_eq!(
+        error(post(&app, payload, Some(format!("t={},v1={forged}", now()))).await).await,
+        refused
+    );
+    let stale_at = now() - 301;
+    let stale = payments::webhook::sign(SECRET, stale_at, payload);
+    assert_eq!(
+        error(post(&app, payload, Some(format!("t={stale_at},v1={stale}"))).await).await,
+        refused
+    );
+    assert_eq!(error(post(&app, payload, Some("v1=abc".into())).await).await, refused);
+    let t = now();
+    let good = payments::webhook::sign(SECRET, t, payload);
+    let several = format!("t={t},v1={forged},v1={good}");
+    assert_eq!(post(&app, payload, Some(several)).await.status(), 200, "one matching v1 is enough");
+    let body = b"not json";
+    let signed = payments::webhook::sign(SECRET, t, body);
+    assert_eq!(
+        error(post(&app, body, Some(format!("t={t},v1={signed}"))).await).await,
+        (400, general_error("Invalid request body"))
+    );
+}
+
+async fn without_a_secret_every_call_is_refused(stack: Stack) {
+    let app = PaymentsApp::spawn(stack).await;
+    let response =
+        deliver(&app, &intent_event("evt_1", "payment_intent.succeeded", "pi", "k")).await;
+    assert_eq!(error(response).await, (400, general_error("Invalid signature")));
+}
+
+async fn a_succeeded_intent_records_a_lost_charge_once(stack: Stack) {
+    let app = app(stack).await;
+    let created = app.record::<PaymentCreated>().await;
+    let order = app.order(1999, 900).await;
+    let (key, charge) = lost_charge(&app, &order).await;
+    let event = intent_event("evt_ok", "payment_intent.succeeded", &charge, &key);
+    for _ in 0..3 {
+        assert_eq!(deliver(&app, &event).await.status(), 200);
+    }
+    let again = intent_event("evt_ok_resent", "payment_intent.succeeded", &charge, &key);
+    assert_eq!(deliver(&app, &again).await.status(), 200);
+    // An older failure arriving last changes nothing.
+    let late = intent_event("evt_failed", "payment_intent.payment_failed", &charge, &key);
+    assert_eq!(deliver(&app, &late).await.status(), 200);
+    app.system.drain().await;
+    assert_eq!(created.data().len(), 1, "recorded once");
+    assert_eq!(created.data()[0].stripe_id, charge);
+    let attempts = app.store().await.attempts_of(order.id).await.expect("attempts");
+    assert_eq!(attempts[0].state, AttemptState::Succeeded);
+    assert_eq!(app.reconcile().await, 0, "nothing left for reconciliation");
+    assert!(app.refunded_charges().is_empty());
+}
+
+async fn a_failed_or_cancelled_intent_releases_the_attempt(stack: Stack) {
+    let app = app(stack).await;
+    let failed = app.record::<PaymentFailed>().await;
+    let order = app.order(1999, 900).await;
+    let store = app.store().await;
+    let attempt = store
+        .start_attempt(order.id, common::time::Timestamp::now(), "usd")
+        .await
+        .expect("started");
+    let key = attempt.idempotency_key;
+    let cancelled = intent_event("evt_c", "payment_intent.canceled", "pi_x", &key);
+    assert_eq!(deliver(&app, &cancelled).await.status(), 200);
+    let failure = intent_event("evt_f", "payment_intent.payment_failed", "pi_x", &key);
+    assert_eq!(deliver(&app, &failure).await.status(), 200);
+    app.system.drain().await;
+    assert_eq!(failed.data(), [PaymentFailed { order_id: order.id, attempt: 1 }], "once");
+    assert_eq!(app.pay(&order, "tok_visa").await.status(), 201, "payable again");
+}
+
+async fn a_webhook_racing_reconciliation_records_the_charge_once(stack: Stack) {
+    let app = app(stack).await;
+    let created = app.record::<PaymentCreated>().await;
+    let order = app.order(1999, 900).await;
+    let (key, charge) = lost_charge(&app, &order).await;
+    let event = intent_event("evt_race", "payment_intent.succeeded", &charge, &key);
+    let (webhook, reconciled) = tokio::join!(deliver(&app, &event), app.reconcile());
+    assert_eq!(webhook.status(), 200);
+    assert!(reconciled <= 1);
+    app.system.drain().await;
+    assert_eq!(created.data().len(), 1, "one payment");
+    assert!(app.refunded_charges().is_empty());
+}
+
+async fn a_charge_found_by_webhook_after_the_order_expired_is_refunded(stack: Stack) {
+    let app = app(stack).await;
+    let created = app.record::<PaymentCreated>().await;
+    let order = app.order(1999, 900).await;
+    let (key, charge) = lost_charge(&app, &order).await;
+    // Reconciliation ran before the intent was visible: released; the
+    // order's time then ran out.
+    let store = app.store().await;
+    assert!(store.settle_failure(&key, AttemptState::Released).await.expect("released"));
+    app.expire(&order).await;
+    let event = intent_event("evt_late", "payment_intent.succeeded", &charge, &key);
+    assert_eq!(deliver(&app, &event).await.status(), 200);
+    app.system.drain().await;
+    assert!(created.all().is_empty(), "an expired order is not paid");
+    assert_eq!(app.refunded_charges(), std::slice::from_ref(&charge), "the money goes back");
+    let refunded = json!({
+        "id": "evt_refunded", "type": "charge.refunded",
+        "data": {"object": {"id": "ch_1", "object": "charge", "payment_intent": charge,
+                            "refunds": {"data": [{"id": "re_1"}]}}},
+    });
+    assert_eq!(deliver(&app, &refunded).await.status(), 200);
+    let refunds = store.refunds().await.expect("refunds");
+    assert_eq!(refunds.len(), 1);
+    assert!(refunds[0].1.is_some(), "recorded as done");
+}
+
+async fn events_about_anything_else_are_acknowledged(stack: Stack) {
+    let app = app(stack).await;
+    let order = app.order(1999, 900).await;
+    let unknown_type = json!({"id": "evt_x", "type": "customer.created", "data": {"object": {}}});
+    assert_eq!(deliver(&app, &unknown_type).await.status(), 200);
+    let not_ours = intent_event("evt_y", "payment_intent.succeeded", "pi_other", "pay-unknown-1");
+    assert_eq!(deliver(&app, &not_ours).await.status(), 200);
+    let no_metadata = json!({"id": "evt_z", "type": "payment_intent.succeeded",
+                             "data": {"object": {"id": "pi_z"}}});
+    assert_eq!(deliver(&app, &no_metadata).await.status(), 200);
+    let refund_of_nothing = json!({"id": "evt_r", "type": "charge.refunded",
+                                   "data": {"object": {"id": "ch_r", "payment_intent": "pi_r"}}});
+    assert_eq!(deliver(&app, &refund_of_nothing).await.status(), 200);
+    assert_eq!(app.pay(&order, "tok_visa").await.status(), 201, "nothing changed");
+}
+
+async fn the_webhook_is_described_in_openapi(stack: Stack) {
+    let app = app(stack).await;
+    let doc = app.system.server.assert_documented(&[("/api/payments/webhook", "post")]).await;
+    assert!(doc["paths"]["/api/payments/webhook"]["post"]["responses"]["400"].is_object());
+}
+
+testkit::stack_tests!(
+    unsigned_forged_stale_and_malformed_calls_are_refused,
+    without_a_secret_every_call_is_refused,
+    a_succeeded_intent_records_a_lost_charge_once,
+    a_failed_or_cancelled_intent_releases_the_attempt,
+    a_webhook_racing_reconciliation_records_the_charge_once,
+    a_charge_found_by_webhook_after_the_order_expired_is_refunded,
+    events_about_anything_else_are_acknowledged,
+    the_webhook_is_described_in_openapi,
+);
