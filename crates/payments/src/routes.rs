@@ -194,12 +194,13 @@ async fn create(
 
 /// Receives an event from Stripe (see docs/API.md, "payments").
 #[utoipa::path(
-    post, path = "/api/payments/webhook", tag = "payments",
+    post, path = "/api/payments/webhook", tag = "payments", operation_id = "stripeWebhook",
     request_body(content = String, description = "A Stripe event (JSON), as Stripe signs it", content_type = "application/json"),
     params(("Stripe-Signature" = String, Header, description = "`t=<seconds>,v1=<hex HMAC-SHA256 of t.payload>`; several `v1` allowed")),
     responses(
         (status = 200, description = "Handled, already handled, or nothing to do with it"),
         (status = 400, description = "`Invalid signature` (unsigned, forged, older than five minutes, malformed, or no secret configured), or `Invalid request body`", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 503, description = "The database is unavailable; Stripe retries", body = ErrorBody),
     )
 )]
@@ -208,6 +209,9 @@ async fn webhook(
     headers: axum::http::HeaderMap,
     payload: axum::body::Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
+    if !extract::is_json(&headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
     let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
     let secret = state.webhook_secret.as_ref().map(Secret::expose);
     if let Err(error) = verify(secret, signature, &payload, Timestamp::now().millis() / 1000) {

@@ -330,7 +330,7 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
             }
         }
     }
-    assert_eq!(with_bodies, 6, "signup, signin, sell, edit, order, pay");
+    assert_eq!(with_bodies, 7, "signup, signin, sell, edit, order, pay, Stripe's webhook");
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["bearer"]["scheme"], "bearer", "{schemes}");
     assert_eq!(

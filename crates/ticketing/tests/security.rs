@@ -619,6 +619,7 @@ fn secrets_never_appear_in_help_or_startup_errors() {
         ("REDIS_URL", "redis://:redis-s3cret@127.0.0.1:1"),
         ("JWT_KEY", "jwt-s3cret-0123456789abcdef0123456789"),
         ("STRIPE_SECRET_KEY", "sk_test_stripe-s3cret"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_webhook-s3cret"),
     ];
     for arguments in [&["--help"][..], &["serve", "--help"], &["serve", "auth", "--help"]] {
         let mut command = ticketing();

@@ -527,6 +527,18 @@ pub async fn pay(
         }
         Err(failure) if failure.status == 401 => sign_in_first(&format!("/orders/{id}")),
         Err(failure) if matches!(failure.status, 400 | 402 | 409) => {
+            if failure.status == 402 {
+                // The attempt ended; the order reads `awaiting:payment` until
+                // the orders service hears so: wait briefly, so the page
+                // offers another card.
+                for _ in 0..30 {
+                    if !matches!(state.api.order(session, &id).await, Ok(o) if o.status == OrderStatus::AwaitingPayment)
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
             let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_REQUEST);
             let problems = failure.problems.iter().map(|p| p.message.clone()).collect();
             order_page(&state, session, &id, problems, false, status).await
