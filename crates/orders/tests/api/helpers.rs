@@ -63,6 +63,7 @@ impl OrdersApp {
             price: ticket.price,
             user_id: ticket.user_id,
             order_id: None,
+            withdrawn: false,
         };
         self.send(&Envelope::new(event)).await;
     }

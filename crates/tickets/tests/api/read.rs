@@ -94,6 +94,8 @@ async fn the_routes_are_described_in_openapi(stack: Stack) {
             ("/api/tickets", "post"),
             ("/api/tickets/{id}", "get"),
             ("/api/tickets/{id}", "put"),
+            ("/api/tickets/{id}", "delete"),
+            ("/api/tickets/mine", "get"),
         ])
         .await;
     let parameters = &doc["paths"]["/api/tickets"]["get"]["parameters"];
