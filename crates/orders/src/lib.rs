@@ -33,6 +33,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         description: "holding limits",
         sql: Sql::Portable(include_str!("../migrations/0003_holding_limits.sql")),
     },
+    MigrationFile {
+        version: 4,
+        description: "withdrawals",
+        sql: Sql::Portable(include_str!("../migrations/0004_withdrawals.sql")),
+    },
 ]);
 
 /// Opens the service's database and builds its routes and listeners.

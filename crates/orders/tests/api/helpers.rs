@@ -68,6 +68,20 @@ impl OrdersApp {
         self.send(&Envelope::new(event)).await;
     }
 
+    /// Delivers the withdrawal of `ticket` as its version `version`.
+    pub async fn withdrawn(&self, ticket: &TicketCreated, version: i64) {
+        let event = TicketUpdated {
+            id: ticket.id,
+            version,
+            title: ticket.title.clone(),
+            price: ticket.price,
+            user_id: ticket.user_id,
+            order_id: None,
+            withdrawn: true,
+        };
+        self.send(&Envelope::new(event)).await;
+    }
+
     pub async fn expire(&self, order_id: Uuid) {
         self.send(&Envelope::new(ExpirationComplete { order_id })).await;
     }
