@@ -76,7 +76,8 @@ impl Event for TicketCreated {
     const SUBJECT: &'static str = "ticket.created";
 }
 
-/// `ticket.updated`: a ticket changed (edit, reserve, release).
+/// `ticket.updated`: a ticket changed (edit, reserve, release, sale,
+/// withdrawal).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TicketUpdated {
@@ -89,6 +90,15 @@ pub struct TicketUpdated {
     /// The order holding the ticket, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<Uuid>,
+    /// Its seller took it off sale: no order may take it any more. Absent
+    /// (false) in events of senders that predate withdrawals.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub withdrawn: bool,
+}
+
+/// Whether a flag is unset (omitted from the JSON).
+fn is_false(flag: &bool) -> bool {
+    !*flag
 }
 
 impl Event for TicketUpdated {
@@ -278,6 +288,7 @@ mod tests {
                 price: 2000,
                 user_id: id(USER),
                 order_id: Some(id(ORDER)),
+                withdrawn: false,
             },
             json!({"id": TICKET, "version": 1, "title": "Concert", "price": 2000, "userId": USER, "orderId": ORDER}),
         );
@@ -289,8 +300,21 @@ mod tests {
                 price: 2000,
                 user_id: id(USER),
                 order_id: None,
+                withdrawn: false,
             },
             json!({"id": TICKET, "version": 2, "title": "Concert", "price": 2000, "userId": USER}),
+        );
+        assert_round_trip(
+            TicketUpdated {
+                id: id(TICKET),
+                version: 3,
+                title: "Concert".into(),
+                price: 2000,
+                user_id: id(USER),
+                order_id: None,
+                withdrawn: true,
+            },
+            json!({"id": TICKET, "version": 3, "title": "Concert", "price": 2000, "userId": USER, "withdrawn": true}),
         );
     }
 

@@ -35,8 +35,13 @@ pub const MIGRATIONS: Migrations = Migrations(&[
     },
     MigrationFile {
         version: 4,
+        description: "withdrawals",
+        sql: Sql::Portable(include_str!("../migrations/0004_withdrawals.sql")),
+    },
+    MigrationFile {
+        version: 5,
         description: "payment attempts",
-        sql: Sql::Portable(include_str!("../migrations/0004_payment_attempts.sql")),
+        sql: Sql::Portable(include_str!("../migrations/0005_payment_attempts.sql")),
     },
 ]);
 

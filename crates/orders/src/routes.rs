@@ -29,6 +29,8 @@ const ALREADY_RESERVED: &str = "Ticket is already reserved";
 const CANNOT_CANCEL_COMPLETE: &str = "Cannot cancel a completed order";
 /// The message for ordering one's own ticket.
 const OWN_TICKET: &str = "You cannot order your own ticket";
+/// The message for ordering a ticket its seller withdrew.
+const WITHDRAWN: &str = "Ticket is no longer for sale";
 
 #[derive(Debug, Clone)]
 pub struct OrdersState {
@@ -85,7 +87,7 @@ impl NewOrder {
     request_body = NewOrder,
     responses(
         (status = 201, description = "Created, status `created`", body = Order),
-        (status = 400, description = "Invalid `ticketId`, `Ticket is already reserved`, `You cannot order your own ticket`, or `You can hold at most N unpaid orders at a time`", body = ErrorBody),
+        (status = 400, description = "Invalid `ticketId`, `Ticket is already reserved`, `You cannot order your own ticket`, `Ticket is no longer for sale` (its seller withdrew it), or `You can hold at most N unpaid orders at a time`", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "No such ticket", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
@@ -116,6 +118,7 @@ fn create_refused(error: CreateError, max_unpaid: u32) -> ApiError {
         CreateError::UnknownTicket => ApiError::NotFound,
         CreateError::Reserved => ApiError::bad_request(ALREADY_RESERVED),
         CreateError::OwnTicket => ApiError::bad_request(OWN_TICKET),
+        CreateError::Withdrawn => ApiError::bad_request(WITHDRAWN),
         CreateError::TooManyUnpaid => ApiError::bad_request(format!(
             "You can hold at most {max_unpaid} unpaid orders at a time"
         )),

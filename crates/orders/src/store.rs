@@ -2,7 +2,7 @@
 //! with its event in the outbox) and the replica of tickets (version rule).
 
 use common::db::{
-    Db, DbError, OnUniqueViolation as _, lock_row, now_millis, parse_uuid, save_version,
+    Db, DbError, OnUniqueViolation as _, Tx, lock_row, now_millis, parse_uuid, save_version,
 };
 use common::money::Cents;
 use common::time::Timestamp;
@@ -48,6 +48,8 @@ common::store_error! {
         Reserved,
         #[error("the buyer sells this ticket")]
         OwnTicket,
+        #[error("the seller withdrew the ticket")]
+        Withdrawn,
         #[error("the buyer holds as many unpaid orders as allowed")]
         TooManyUnpaid,
     }
@@ -96,10 +98,12 @@ impl Store {
     /// unpaid orders (0: no limit).
     ///
     /// A read first answers the requests that cannot win (an unknown
-    /// ticket, one a live order already holds, one's own) without queueing
-    /// for the writer: in an on-sale rush most requests are those. The write
-    /// transaction then decides the rest; the unique index stays the one
-    /// authority.
+    /// ticket, one's own, a withdrawn one, one a live order already holds)
+    /// without queueing for the writer: in an on-sale rush most requests
+    /// are those. The write transaction then decides the rest; the unique
+    /// index stays the one authority. It holds the replica's ticket row
+    /// lock, so a withdrawal applied meanwhile either comes first (and the
+    /// order is refused) or after (and cancels the order).
     pub async fn create(
         &self,
         user_id: Uuid,
@@ -108,7 +112,7 @@ impl Store {
         max_unpaid: u32,
     ) -> Result<Order, CreateError> {
         let seen = sqlx::query(
-            "SELECT t.user_id, (SELECT o.id FROM orders o WHERE o.ticket_id = t.id \
+            "SELECT t.user_id, t.withdrawn, (SELECT o.id FROM orders o WHERE o.ticket_id = t.id \
              AND o.status <> 'cancelled' LIMIT 1) AS holder FROM tickets t WHERE t.id = $1",
         )
         .bind(ticket_id.to_string())
@@ -118,6 +122,9 @@ impl Store {
         let seller: Option<String> = seen.try_get("user_id")?;
         if seller.as_deref() == Some(user_id.to_string().as_str()) {
             return Err(CreateError::OwnTicket);
+        }
+        if seen.try_get::<i64, _>("withdrawn")? != 0 {
+            return Err(CreateError::Withdrawn);
         }
         if seen.try_get::<Option<String>, _>("holder")?.is_some() {
             return Err(CreateError::Reserved);
@@ -143,7 +150,14 @@ impl Store {
                 return Err(CreateError::TooManyUnpaid);
             }
         }
-        let ticket = find_ticket(&mut *tx, ticket_id).await?.ok_or(CreateError::UnknownTicket)?;
+        let locked =
+            lock_row(&mut tx, "tickets", "id, title, price, version, withdrawn", ticket_id)
+                .await?
+                .ok_or(CreateError::UnknownTicket)?;
+        if locked.try_get::<i64, _>("withdrawn")? != 0 {
+            return Err(CreateError::Withdrawn);
+        }
+        let ticket = ticket_view(&locked)?;
         let order = Order {
             id: Uuid::now_v7(),
             user_id,
@@ -306,7 +320,9 @@ impl Store {
     }
 
     /// `ticket.updated`: applies the change if it is the replica's next
-    /// version; says what it made of it.
+    /// version; says what it made of it. A withdrawal cancels the ticket's
+    /// unpaid orders (those created before the replica knew of it), in the
+    /// same transaction; a paid one stands.
     pub async fn update_ticket(&self, ticket: &TicketUpdated) -> Result<VersionCheck, DbError> {
         let mut tx = self.db.begin().await?;
         let Some(row) = lock_row(&mut tx, "tickets", "version", ticket.id).await? else {
@@ -319,7 +335,7 @@ impl Store {
             save_version(
                 &mut tx,
                 "tickets",
-                "title = $3, price = $4, user_id = $5",
+                "title = $3, price = $4, user_id = $5, withdrawn = $6",
                 ticket.id,
                 ticket.version,
                 |query| {
@@ -327,10 +343,14 @@ impl Store {
                         .bind(ticket.title.clone())
                         .bind(ticket.price)
                         .bind(ticket.user_id.to_string())
+                        .bind(i64::from(ticket.withdrawn))
                 },
             )
             .await?;
-            tx.commit().await?;
+            if ticket.withdrawn {
+                cancel_unpaid(&mut tx, ticket.id).await?;
+            }
+            self.outbox.commit(tx).await?;
         }
         Ok(check)
     }
@@ -341,6 +361,40 @@ impl Store {
     }
 }
 
+/// Cancels the unpaid orders of a withdrawn ticket, each under its row
+/// lock, and announces each cancellation.
+async fn cancel_unpaid(tx: &mut Tx, ticket_id: Uuid) -> Result<(), DbError> {
+    let unpaid: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM orders WHERE ticket_id = $1 \
+         AND (status = 'created' OR status = 'awaiting:payment')",
+    )
+    .bind(ticket_id.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    for id in unpaid {
+        let id = parse_uuid(&id)?;
+        let Some(row) = lock_row(tx, "orders", "version", id).await? else { continue };
+        let version = row.try_get::<i64, _>("version")? + 1;
+        save_version(tx, "orders", "status = $3", id, version, |query| {
+            query.bind(OrderStatus::Cancelled.as_str())
+        })
+        .await?;
+        let ticket = TicketRef { id: ticket_id };
+        outbox::add(tx, &Envelope::new(OrderCancelled { id, version, ticket })).await?;
+        tracing::info!(order.id = %id, ticket.id = %ticket_id, "order cancelled: its ticket was withdrawn");
+    }
+    Ok(())
+}
+
+fn ticket_view(row: &AnyRow) -> Result<TicketView, sqlx::Error> {
+    Ok(TicketView {
+        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        title: row.try_get("title")?,
+        price: Cents::new(row.try_get("price")?),
+        version: row.try_get("version")?,
+    })
+}
+
 async fn find_ticket<'e, E>(executor: E, id: Uuid) -> Result<Option<TicketView>, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = Any>,
@@ -349,13 +403,5 @@ where
         .bind(id.to_string())
         .fetch_optional(executor)
         .await?;
-    row.map(|row| {
-        Ok(TicketView {
-            id: parse_uuid(&row.try_get::<String, _>("id")?)?,
-            title: row.try_get("title")?,
-            price: Cents::new(row.try_get("price")?),
-            version: row.try_get("version")?,
-        })
-    })
-    .transpose()
+    row.as_ref().map(ticket_view).transpose()
 }

@@ -39,6 +39,7 @@ fn events(history: &History) -> (Vec<Event>, Vec<TicketUpdated>) {
             price: created.price,
             user_id: created.user_id,
             order_id: None,
+            withdrawn: false,
         };
         events.push(Event::Created(created));
         for (version, (title, price)) in (1..).zip(edits) {

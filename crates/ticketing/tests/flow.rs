@@ -298,6 +298,8 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
             ("/api/users/signup", "post"),
             ("/api/tickets", "get"),
             ("/api/tickets/{id}", "put"),
+            ("/api/tickets/{id}", "delete"),
+            ("/api/tickets/mine", "get"),
             ("/api/orders", "post"),
             ("/api/orders/{id}", "delete"),
             ("/api/payments", "post"),
@@ -351,7 +353,144 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
     );
 }
 
+async fn a_seller_sees_the_sale_in_their_listings(stack: Stack) {
+    let market = Marketplace::start(stack).await;
+    let Reservation { seller, buyer, ticket_id, order_id } =
+        market.reservation("Opera", json!("19.99")).await;
+    let mine = market.json(Method::GET, "/api/tickets/mine", Some(&seller), None, 200).await;
+    assert_eq!(mine[0]["status"], "reserved");
+    let order =
+        market.json(Method::GET, &format!("/api/orders/{order_id}"), Some(&buyer), None, 200).await;
+    assert_eq!(mine[0]["reservedUntil"], order["expiresAt"], "the reservation ends with the order");
+    assert_eq!(market.pay(&buyer, &order_id, "tok_visa").await.status(), 201);
+    market.system.drain().await;
+    let mine = market.json(Method::GET, "/api/tickets/mine", Some(&seller), None, 200).await;
+    assert_eq!(
+        (mine[0]["id"].as_str(), mine[0]["status"].as_str()),
+        (Some(ticket_id.as_str()), Some("sold"))
+    );
+}
+
+async fn a_withdrawn_ticket_can_no_longer_be_ordered(stack: Stack) {
+    let market = Marketplace::start(stack).await;
+    let seller = market.sign_up("seller").await;
+    let buyer = market.sign_up("buyer").await;
+    let body = json!({"title": "Gig", "price": 10});
+    let ticket = market.json(Method::POST, "/api/tickets", Some(&seller), Some(body), 201).await;
+    let path = format!("/api/tickets/{}", ticket["id"].as_str().expect("id"));
+    market.system.drain().await;
+    assert_eq!(market.call(Method::DELETE, &path, Some(&seller), None).await.status(), 204);
+    market.system.drain().await;
+    let order = market
+        .call(Method::POST, "/api/orders", Some(&buyer), Some(json!({"ticketId": ticket["id"]})))
+        .await;
+    let (status, body) = testkit::error_of(order).await;
+    assert_eq!((status, body), (400, testkit::general_error("Ticket is no longer for sale")));
+    assert!(market.listed().await.is_empty());
+}
+
+/// The outcome of one race between orders and a withdrawal sent `delay`
+/// after them, once every event was handled: whether the withdrawal won.
+async fn race_once(market: &Marketplace, buyers: &[TestUser], delay: u64) -> bool {
+    let seller = market.sign_up("seller").await;
+    let body = json!({"title": "Contested", "price": 10});
+    let ticket = market.json(Method::POST, "/api/tickets", Some(&seller), Some(body), 201).await;
+    let ticket_id = ticket["id"].as_str().expect("id").to_owned();
+    let path = format!("/api/tickets/{ticket_id}");
+    market.system.drain().await;
+    // Index 0 is the withdrawal, index i > 0 the order of buyer i - 1.
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut requests = vec![market.system.request(Method::DELETE, &path, Some(&seller))];
+    requests.extend(buyers.iter().map(|buyer| {
+        market
+            .system
+            .request(Method::POST, "/api/orders", Some(buyer))
+            .json(&json!({"ticketId": ticket_id}))
+    }));
+    for (index, request) in requests.into_iter().enumerate() {
+        attempts.spawn(async move {
+            if index == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
+            let response = request.send().await.expect("sent");
+            let status = response.status().as_u16();
+            (index, status, response.json::<Value>().await.unwrap_or(Value::Null))
+        });
+    }
+    let mut results = attempts.join_all().await;
+    results.sort_by_key(|(index, _, _)| *index);
+    let withdrawn = match &results[0] {
+        (_, 204, _) => true,
+        (_, 400, body) => {
+            assert_eq!(*body, testkit::general_error("Cannot withdraw a reserved ticket"));
+            false
+        }
+        other => panic!("the withdrawal answered {other:?}"),
+    };
+    let mut placed = Vec::new();
+    for (index, status, body) in &results[1..] {
+        match status {
+            201 => placed.push((&buyers[index - 1], body.clone())),
+            400 => {}
+            other => panic!("an order answered {other}: {body}"),
+        }
+    }
+    market.system.drain().await;
+    let mut live = Vec::new();
+    for (buyer, order) in &placed {
+        let path = format!("/api/orders/{}", order["id"].as_str().expect("id"));
+        let now = market.json(Method::GET, &path, Some(buyer), None, 200).await;
+        if now["status"] != "cancelled" {
+            live.push(now["id"].clone());
+        }
+    }
+    let shown = market.json(Method::GET, &path, None, None, 200).await;
+    if withdrawn {
+        assert!(live.is_empty(), "withdrawn, yet orders live: {live:?}");
+        assert_eq!(shown["status"], "withdrawn");
+        assert!(shown.get("orderId").is_none(), "{shown}");
+    } else {
+        assert_eq!(live.len(), 1, "one order wins: {live:?}");
+        assert_eq!(shown["status"], "reserved");
+        assert_eq!(shown["orderId"], live[0]);
+    }
+    assert!(!market.listed().await.contains(&ticket_id));
+    withdrawn
+}
+
+async fn orders_racing_a_withdrawal_have_exactly_one_winner(stack: Stack) {
+    let market = Marketplace::start(stack).await;
+    let mut buyers = Vec::new();
+    for _ in 0..8 {
+        buyers.push(market.sign_up("buyer").await);
+    }
+    let mut outcomes = Vec::new();
+    // At once, the withdrawal mostly wins; sent late, the reservation has
+    // reached the tickets service and an order wins.
+    for delay in [0, 0, 0, 2, 10, 50, 500, 500] {
+        // Each buyer holds at most one order per round: cancel what is left.
+        outcomes.push(race_once(&market, &buyers, delay).await);
+        for buyer in &buyers {
+            let orders = market.json(Method::GET, "/api/orders", Some(buyer), None, 200).await;
+            for order in
+                orders.as_array().expect("array").iter().filter(|o| o["status"] == "created")
+            {
+                let path = format!("/api/orders/{}", order["id"].as_str().expect("id"));
+                market.call(Method::DELETE, &path, Some(buyer), None).await;
+            }
+        }
+        market.system.drain().await;
+    }
+    assert!(
+        outcomes.contains(&true) && outcomes.contains(&false),
+        "both outcomes happen: {outcomes:?}"
+    );
+}
+
 testkit::stack_tests!(
+    a_seller_sees_the_sale_in_their_listings,
+    a_withdrawn_ticket_can_no_longer_be_ordered,
+    orders_racing_a_withdrawal_have_exactly_one_winner,
     sell_reserve_cancel_and_reserve_again,
     sell_reserve_and_pay,
     an_unpaid_order_expires_and_its_ticket_is_listed_again,

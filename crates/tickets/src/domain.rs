@@ -1,6 +1,10 @@
-//! The tickets service's types: a ticket, and the input it is made from.
+//! The tickets service's types: a ticket, the input it is made from, and
+//! the search of the listing.
+
+use std::collections::BTreeSet;
 
 use common::money::Cents;
+use common::time::Timestamp;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -17,9 +21,29 @@ pub struct Ticket {
     pub user_id: Uuid,
     /// 0 on creation, +1 on every change.
     pub version: i64,
-    /// The order holding the ticket, present only while one does.
+    /// The order holding the ticket, present only while one does (the
+    /// buyer's, once sold).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<Uuid>,
+    pub status: TicketStatus,
+    /// When the holding order's reservation ends; present only while
+    /// reserved, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved_until: Option<Timestamp>,
+}
+
+/// Where a ticket stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketStatus {
+    /// On sale.
+    Available,
+    /// An order holds it until `reservedUntil`.
+    Reserved,
+    /// Its order was paid.
+    Sold,
+    /// Its seller took it off sale.
+    Withdrawn,
 }
 
 impl Ticket {
@@ -70,6 +94,117 @@ impl Title {
     }
 }
 
+/// The longest search, in characters.
+pub const MAX_SEARCH_CHARS: usize = 100;
+
+/// The lower-cased words of a text: runs of letters and digits.
+pub fn words(text: &str) -> BTreeSet<String> {
+    text.to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every prefix of every word of a title: what a search word must equal
+/// for the title to match it.
+pub fn title_prefixes(title: &str) -> BTreeSet<String> {
+    words(title)
+        .iter()
+        .flat_map(|word| word.char_indices().map(|(at, c)| word[..at + c.len_utf8()].to_owned()))
+        .collect()
+}
+
+/// The order of the listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    /// By id, oldest first (the default).
+    Oldest,
+    /// By id, newest first.
+    Newest,
+    /// Cheapest first, then oldest.
+    PriceAsc,
+    /// Dearest first, then newest.
+    PriceDesc,
+}
+
+impl Sort {
+    /// The `sort` parameter's values.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "oldest" => Some(Self::Oldest),
+            "newest" => Some(Self::Newest),
+            "price_asc" => Some(Self::PriceAsc),
+            "price_desc" => Some(Self::PriceDesc),
+            _ => None,
+        }
+    }
+
+    /// Whether the price is part of the order (and so of the cursor).
+    pub fn by_price(self) -> bool {
+        matches!(self, Self::PriceAsc | Self::PriceDesc)
+    }
+}
+
+/// Where a page of the listing starts: after this ticket, in the page's
+/// order. Rendered in `X-Next-Cursor` as the ticket id, or, for the price
+/// orders, `<price in cents>.<id>`; opaque to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub price: Cents,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// The cursor after `ticket` in `sort`'s order.
+    pub fn after(ticket: &Ticket) -> Self {
+        Self { price: ticket.price, id: ticket.id }
+    }
+
+    /// Parses a cursor rendered for `sort` (see [`cursor_pattern`]).
+    pub fn parse(text: &str, sort: Sort) -> Option<Self> {
+        if sort.by_price() {
+            let (price, id) = text.split_once('.')?;
+            if !(1..=18).contains(&price.len()) || !price.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let price = price.parse::<i64>().ok()?;
+            Some(Self { price: Cents::new(price), id: Uuid::parse_str(id).ok()? })
+        } else {
+            Some(Self { price: Cents::new(0), id: Uuid::parse_str(text).ok()? })
+        }
+    }
+
+    /// The cursor as `X-Next-Cursor` shows it for `sort`.
+    pub fn render(&self, sort: Sort) -> String {
+        if sort.by_price() {
+            format!("{}.{}", self.price.get(), self.id)
+        } else {
+            self.id.to_string()
+        }
+    }
+}
+
+/// The cursors [`Cursor::parse`] reads for some order, or nothing: a
+/// pattern for the OpenAPI description.
+pub fn cursor_pattern() -> String {
+    let uuid =
+        common::extract::UUID_OR_EMPTY_PATTERN.trim_start_matches("^(?:").trim_end_matches(")?$");
+    format!("^(?:{uuid}|[0-9]{{1,18}}\\.(?:{uuid}))?$")
+}
+
+/// What the listing shows: tickets on sale matching every search word
+/// (each a prefix of a word of the title) within the price bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Search {
+    pub words: BTreeSet<String>,
+    pub min_price: Option<Cents>,
+    pub max_price: Option<Cents>,
+    pub sort: Sort,
+    pub after: Option<Cursor>,
+    pub limit: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +250,46 @@ mod tests {
                     proptest::prop_assert_eq!(message, expected);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn titles_are_searched_by_lower_cased_word_prefixes() {
+        let prefixes = title_prefixes("Rock-Ünd Roll 2026");
+        for prefix in ["r", "ro", "rock", "ü", "ünd", "roll", "2", "2026"] {
+            assert!(prefixes.contains(prefix), "{prefix}");
+        }
+        assert!(!prefixes.contains("ock"), "only word prefixes");
+        assert!(!prefixes.contains("rock-"));
+        assert_eq!(words(" Rock, roll!  ROCK "), BTreeSet::from(["rock".into(), "roll".into()]));
+    }
+
+    #[test]
+    fn cursors_round_trip_in_their_sort_order() {
+        let id = Uuid::now_v7();
+        let cursor = Cursor { price: Cents::new(1999), id };
+        assert_eq!(Cursor::parse(&cursor.render(Sort::PriceAsc), Sort::PriceAsc), Some(cursor));
+        assert_eq!(cursor.render(Sort::Newest), id.to_string());
+        assert_eq!(Cursor::parse(&id.to_string(), Sort::PriceDesc), None);
+        assert_eq!(Cursor::parse("-1.x", Sort::PriceAsc), None);
+        assert_eq!(Cursor::parse(&format!("+5.{id}"), Sort::PriceAsc), None);
+        let pattern = regex::Regex::new(&cursor_pattern()).expect("a regex");
+        for text in [
+            String::new(),
+            id.to_string(),
+            id.simple().to_string(),
+            cursor.render(Sort::PriceDesc),
+            format!("0.{}", id.braced()),
+        ] {
+            assert!(pattern.is_match(&text), "{text}");
+            let parsed =
+                Cursor::parse(&text, Sort::Oldest).or(Cursor::parse(&text, Sort::PriceAsc));
+            assert_eq!(parsed.is_some(), !text.is_empty(), "{text}");
+        }
+        for text in [format!("+5.{id}"), format!("5.{id}x"), "1999.".into(), format!("{id}.5")] {
+            assert!(!pattern.is_match(&text), "{text}");
+            assert!(Cursor::parse(&text, Sort::Oldest).is_none(), "{text}");
+            assert!(Cursor::parse(&text, Sort::PriceAsc).is_none(), "{text}");
         }
     }
 }

@@ -25,15 +25,22 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         description: "tickets",
         sql: Sql::Portable(include_str!("../migrations/0002_tickets.sql")),
     },
+    MigrationFile {
+        version: 3,
+        description: "sellers",
+        sql: Sql::Portable(include_str!("../migrations/0003_sellers.sql")),
+    },
 ]);
 
 /// Opens the service's database and builds its routes and listeners.
 pub async fn build(context: &Context) -> anyhow::Result<Service> {
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
     let store = Store::new(db.clone());
+    store.index_titles().await?;
     let messaging = Messaging::new(context, NAME, &db)
         .listen(Listener::with(store.clone(), listeners::order_created))
         .listen(Listener::with(store.clone(), listeners::order_cancelled))
+        .listen(Listener::with(store.clone(), listeners::order_completed))
         .publish_from(store.outbox.clone());
     let state = routes::TicketsState { store, sessions: context.sessions.clone() };
     Ok(Service {

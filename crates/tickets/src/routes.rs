@@ -6,9 +6,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use common::error::{ErrorBody, ErrorItem};
+use common::error::ErrorBody;
 use common::extract::{self, Id, UUID_OR_EMPTY_PATTERN};
-use common::money::Cents;
+use common::money::{Cents, PRICE_PATTERN};
 use common::session::{CurrentUser, Sessions};
 use common::validate::Validator;
 use common::{ApiError, ApiResult, validated};
@@ -17,11 +17,36 @@ use serde_json::Value;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::{TITLE_PATTERN, Ticket, Title};
-use crate::store::{EditError, Store};
+use crate::domain::{
+    Cursor, MAX_SEARCH_CHARS, Search, Sort, TITLE_PATTERN, Ticket, TicketStatus, Title,
+    cursor_pattern, words,
+};
+use crate::store::{EditError, Store, WithdrawError, Withdrawal};
 
-/// The message for editing a ticket an order holds.
+/// The message for editing a ticket an order holds (or bought).
 const RESERVED: &str = "Cannot edit a reserved ticket";
+/// The message for editing a withdrawn ticket.
+const EDIT_WITHDRAWN: &str = "Cannot edit a withdrawn ticket";
+/// The message for withdrawing a ticket an order holds.
+const WITHDRAW_RESERVED: &str = "Cannot withdraw a reserved ticket";
+/// The message for withdrawing a sold ticket.
+const WITHDRAW_SOLD: &str = "Cannot withdraw a sold ticket";
+/// The message for a bad `limit`.
+const LIMIT: &str = "Limit must be between 1 and 1000";
+/// The message for a `cursor` of the id orders that is not a ticket id.
+const CURSOR_ID: &str = "Cursor must be a ticket id";
+/// The message for a `cursor` of the price orders that is not one.
+const CURSOR_PRICE: &str = "Cursor must be the X-Next-Cursor of a page in this order";
+/// The message for a search that is too long.
+const SEARCH_TOO_LONG: &str = "Search must be at most 100 characters";
+/// The message for an unknown `sort`.
+const SORT: &str = "Sort must be one of oldest, newest, price_asc, price_desc";
+/// The message for a bad `minPrice`.
+const MIN_PRICE: &str = "MinPrice must be a valid price";
+/// The message for a bad `maxPrice`.
+const MAX_PRICE: &str = "MaxPrice must be a valid price";
+/// The message for bounds the wrong way round.
+const PRICE_BOUNDS: &str = "MinPrice must not be greater than MaxPrice";
 
 /// The header naming the cursor of the next page.
 static NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
@@ -38,14 +63,15 @@ common::sessions_in_state!(TicketsState);
 pub fn router(state: TicketsState) -> Router {
     Router::new()
         .route("/api/tickets", get(list).post(create))
-        .route("/api/tickets/{id}", get(show).put(edit))
+        .route("/api/tickets/mine", get(mine))
+        .route("/api/tickets/{id}", get(show).put(edit).delete(withdraw))
         .with_state(state)
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(create, list, show, edit),
-    components(schemas(ErrorBody, Ticket)),
+    paths(create, list, mine, show, edit, withdraw),
+    components(schemas(ErrorBody, Ticket, TicketStatus)),
     tags((name = "tickets", description = "Tickets for sale"))
 )]
 pub struct TicketsApi;
@@ -86,10 +112,131 @@ impl TicketBody {
     }
 }
 
-/// Paging of the listing.
+/// Search, order and paging of the listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
+pub struct ListParams {
+    /// 1 to 1000 (default 100) — `Limit must be between 1 and 1000`.
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// Where the page starts: the previous page's `X-Next-Cursor`, as it is
+    /// (for `oldest` and `newest` a ticket id — `Cursor must be a ticket
+    /// id`; for the price orders `<cents>.<id>` — `Cursor must be the
+    /// X-Next-Cursor of a page in this order`).
+    #[param(schema_with = list_cursor_schema, required = false)]
+    cursor: Option<String>,
+    /// Search words, at most 100 characters (`Search must be at most 100
+    /// characters`): each must begin a word of the title, case-insensitively
+    /// (`roc fest` finds `Rock Festival`).
+    #[param(value_type = String, required = false, max_length = 100)]
+    q: Option<String>,
+    /// `oldest` (default), `newest`, `price_asc` (then oldest first) or
+    /// `price_desc` (then newest first) — `Sort must be one of oldest,
+    /// newest, price_asc, price_desc`.
+    #[param(schema_with = sort_schema, required = false)]
+    sort: Option<String>,
+    /// The lowest price shown, inclusive, in currency units — `MinPrice
+    /// must be a valid price`, `MinPrice must not be greater than MaxPrice`.
+    #[param(schema_with = price_bound_schema, required = false)]
+    min_price: Option<String>,
+    /// The highest price shown, inclusive, in currency units — `MaxPrice
+    /// must be a valid price`.
+    #[param(schema_with = price_bound_schema, required = false)]
+    max_price: Option<String>,
+}
+
+/// The schema of the listing's cursor.
+fn list_cursor_schema() -> utoipa::openapi::Object {
+    common::validate::pattern_schema(
+        &cursor_pattern(),
+        "A ticket id (`oldest`, `newest`) or `<cents>.<id>` (price orders), or empty",
+        "",
+    )
+}
+
+/// The schema of `sort`.
+fn sort_schema() -> utoipa::openapi::Object {
+    common::validate::pattern_schema(
+        "^(?:oldest|newest|price_asc|price_desc)?$",
+        "oldest (default), newest, price_asc or price_desc",
+        "price_asc",
+    )
+}
+
+/// The schema of a price bound: a price as a body takes it, or empty.
+fn price_bound_schema() -> utoipa::openapi::Object {
+    common::validate::pattern_schema(
+        &format!("^$|{PRICE_PATTERN}"),
+        "A price (greater than 0, at most 1,000,000, at most two decimals), or empty",
+        "19.99",
+    )
+}
+
+/// A non-empty query parameter.
+fn given(value: Option<&String>) -> Option<&str> {
+    value.map(String::as_str).filter(|v| !v.is_empty())
+}
+
+/// Parses `limit` (default 100) into `v`.
+fn parse_limit(v: &mut Validator, limit: Option<&String>) -> Option<i64> {
+    match limit.map(|l| l.parse::<i64>()) {
+        None => Some(100),
+        Some(Ok(limit)) if (1..=1000).contains(&limit) => Some(limit),
+        Some(_) => v.check("limit", Err(LIMIT)),
+    }
+}
+
+impl ListParams {
+    /// The search these parameters ask for; every invalid one named.
+    fn parse(&self) -> ApiResult<Search> {
+        let mut v = Validator::new();
+        let limit = parse_limit(&mut v, self.limit.as_ref());
+        let q = self.q.as_deref().unwrap_or_default();
+        let search_words = v.check(
+            "q",
+            if q.chars().count() > MAX_SEARCH_CHARS { Err(SEARCH_TOO_LONG) } else { Ok(words(q)) },
+        );
+        let sort = v.check(
+            "sort",
+            given(self.sort.as_ref()).map_or(Ok(Sort::Oldest), |s| Sort::parse(s).ok_or(SORT)),
+        );
+        let price = |text: Option<&String>, message| {
+            given(text)
+                .map(|t| {
+                    Cents::parse_price(Some(&Value::String(t.to_owned()))).map_err(|_| message)
+                })
+                .transpose()
+        };
+        let min_price = v.check("minPrice", price(self.min_price.as_ref(), MIN_PRICE));
+        let max_price = v.check("maxPrice", price(self.max_price.as_ref(), MAX_PRICE));
+        if let (Some(Some(min)), Some(Some(max))) = (min_price, max_price)
+            && min > max
+        {
+            v.check::<(), _>("minPrice", Err(PRICE_BOUNDS));
+        }
+        let after = sort.and_then(|sort| {
+            let text = given(self.cursor.as_ref())?;
+            let message = if sort.by_price() { CURSOR_PRICE } else { CURSOR_ID };
+            v.check("cursor", Cursor::parse(text, sort).ok_or(message)).map(Some)
+        });
+        let (limit, search_words, sort, min_price, max_price) =
+            validated!(v, limit, search_words, sort, min_price, max_price);
+        Ok(Search {
+            words: search_words,
+            min_price,
+            max_price,
+            sort,
+            after: after.flatten(),
+            limit,
+        })
+    }
+}
+
+/// Paging of the seller's own tickets.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListParams {
+pub struct MineParams {
     /// 1 to 1000 (default 100) — `Limit must be between 1 and 1000`.
     #[param(value_type = u32, required = false, minimum = 1, maximum = 1000)]
     limit: Option<String>,
@@ -97,6 +244,29 @@ pub struct ListParams {
     /// `Cursor must be a ticket id`.
     #[param(schema_with = cursor_schema, required = false)]
     cursor: Option<String>,
+}
+
+impl MineParams {
+    /// The page size and where the page starts.
+    fn parse(&self) -> ApiResult<(i64, Option<Uuid>)> {
+        let mut v = Validator::new();
+        let limit = parse_limit(&mut v, self.limit.as_ref());
+        let cursor = given(self.cursor.as_ref())
+            .map(|c| v.check("cursor", Uuid::parse_str(c).map_err(|_| CURSOR_ID)).map(Some))
+            .unwrap_or(Some(None));
+        Ok(validated!(v, limit, cursor))
+    }
+}
+
+/// A page of tickets with `X-Next-Cursor` when more follow.
+fn page(tickets: Vec<Ticket>, more: bool, sort: Sort) -> Response {
+    let mut headers = HeaderMap::new();
+    if let (true, Some(last)) = (more, tickets.last())
+        && let Ok(value) = HeaderValue::from_str(&Cursor::after(last).render(sort))
+    {
+        headers.insert(NEXT_CURSOR.clone(), value);
+    }
+    (headers, Json(tickets)).into_response()
 }
 
 /// Puts a ticket up for sale.
@@ -122,13 +292,15 @@ async fn create(
     Ok((StatusCode::CREATED, Json(ticket)))
 }
 
-/// Tickets that are not reserved, oldest first.
+/// Tickets on sale (neither reserved, sold nor withdrawn), searched,
+/// filtered by price and sorted; oldest first by default.
 #[utoipa::path(
     get, path = "/api/tickets", tag = "tickets", operation_id = "listTickets",
     params(ListParams),
     responses(
-        (status = 200, description = "A page of unreserved tickets; `X-Next-Cursor` when more follow", body = [Ticket]),
-        (status = 400, description = "Invalid `limit` or `cursor`", body = ErrorBody),
+        (status = 200, description = "A page of tickets on sale; `X-Next-Cursor` when more follow", body = [Ticket],
+            headers(("X-Next-Cursor" = String, description = "Where the next page starts (pass it as `cursor`, with the same `sort`)"))),
+        (status = 400, description = "Invalid `limit`, `cursor`, `q` (`Search must be at most 100 characters`), `sort`, `minPrice`, `maxPrice`, or `MinPrice must not be greater than MaxPrice`", body = ErrorBody),
     )
 )]
 async fn list(
@@ -136,42 +308,40 @@ async fn list(
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(params) = params.map_err(|_| ApiError::InvalidBody { field: None })?;
-    let mut errors = Vec::new();
-    let limit = match params.limit.as_deref().map(str::parse::<i64>) {
-        None => 100,
-        Some(Ok(limit)) if (1..=1000).contains(&limit) => limit,
-        Some(_) => {
-            errors.push(ErrorItem::field("limit", "Limit must be between 1 and 1000"));
-            0
-        }
-    };
-    let cursor = match params.cursor.as_deref().filter(|c| !c.is_empty()).map(Uuid::parse_str) {
-        None => None,
-        Some(Ok(cursor)) => Some(cursor),
-        Some(Err(_)) => {
-            errors.push(ErrorItem::field("cursor", "Cursor must be a ticket id"));
-            None
-        }
-    };
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    let (tickets, more) = state.store.list_unreserved(cursor, limit).await?;
-    let mut headers = HeaderMap::new();
-    if let (true, Some(last)) = (more, tickets.last())
-        && let Ok(value) = HeaderValue::from_str(&last.id.to_string())
-    {
-        headers.insert(NEXT_CURSOR.clone(), value);
-    }
-    Ok((headers, Json(tickets)).into_response())
+    let search = params.parse()?;
+    let (tickets, more) = state.store.list_on_sale(&search).await?;
+    Ok(page(tickets, more, search.sort))
 }
 
-/// One ticket, reserved or not.
+/// The caller's tickets, whatever their status, newest first.
+#[utoipa::path(
+    get, path = "/api/tickets/mine", tag = "tickets", operation_id = "myTickets",
+    security(("bearer" = []), ("session" = [])),
+    params(MineParams),
+    responses(
+        (status = 200, description = "A page of the caller's tickets with their `status` (and `reservedUntil` while reserved); `X-Next-Cursor` when more follow", body = [Ticket],
+            headers(("X-Next-Cursor" = String, description = "The id of the page's last ticket"))),
+        (status = 400, description = "Invalid `limit` or `cursor`", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    )
+)]
+async fn mine(
+    State(state): State<TicketsState>,
+    CurrentUser(user): CurrentUser,
+    params: Result<Query<MineParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(params) = params.map_err(|_| ApiError::InvalidBody { field: None })?;
+    let (limit, cursor) = params.parse()?;
+    let (tickets, more) = state.store.list_mine(user.id, cursor, limit).await?;
+    Ok(page(tickets, more, Sort::Newest))
+}
+
+/// One ticket, whatever its status.
 #[utoipa::path(
     get, path = "/api/tickets/{id}", tag = "tickets", operation_id = "showTicket",
     params(("id" = Uuid, Path, description = "The ticket id")),
     responses(
-        (status = 200, description = "The ticket", body = Ticket),
+        (status = 200, description = "The ticket, with its `status`", body = Ticket),
         (status = 404, description = "No such ticket", body = ErrorBody),
     )
 )]
@@ -187,7 +357,7 @@ async fn show(State(state): State<TicketsState>, Id(id): Id) -> ApiResult<Json<T
     request_body = TicketBody,
     responses(
         (status = 200, description = "The edited ticket (version + 1)", body = Ticket),
-        (status = 400, description = "Invalid title or price, or `Cannot edit a reserved ticket`", body = ErrorBody),
+        (status = 400, description = "Invalid title or price, `Cannot edit a reserved ticket` (also a sold one) or `Cannot edit a withdrawn ticket`", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Someone else's ticket", body = ErrorBody),
         (status = 404, description = "No such ticket", body = ErrorBody),
@@ -208,13 +378,51 @@ async fn edit(
     Ok(Json(ticket))
 }
 
+/// Takes a ticket off sale: its owner only, and only while no order holds
+/// it and it is not sold.
+#[utoipa::path(
+    delete, path = "/api/tickets/{id}", tag = "tickets", operation_id = "withdrawTicket",
+    security(("bearer" = []), ("session" = [])),
+    params(("id" = Uuid, Path, description = "The ticket id")),
+    responses(
+        (status = 204, description = "The ticket is withdrawn (also when it already was; nothing is announced again)"),
+        (status = 400, description = "`Cannot withdraw a reserved ticket` or `Cannot withdraw a sold ticket`", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Someone else's ticket", body = ErrorBody),
+        (status = 404, description = "No such ticket", body = ErrorBody),
+    )
+)]
+async fn withdraw(
+    State(state): State<TicketsState>,
+    CurrentUser(user): CurrentUser,
+    Id(id): Id,
+) -> ApiResult<StatusCode> {
+    if state.store.withdraw(id, user.id).await? == Withdrawal::Done {
+        tracing::info!(ticket.id = %id, "ticket withdrawn");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
 impl From<EditError> for ApiError {
     fn from(error: EditError) -> Self {
         match error {
             EditError::NotFound => Self::NotFound,
             EditError::NotOwner => Self::Forbidden,
             EditError::Reserved => Self::bad_request(RESERVED),
+            EditError::Withdrawn => Self::bad_request(EDIT_WITHDRAWN),
             EditError::Db(error) => error.into(),
+        }
+    }
+}
+
+impl From<WithdrawError> for ApiError {
+    fn from(error: WithdrawError) -> Self {
+        match error {
+            WithdrawError::NotFound => Self::NotFound,
+            WithdrawError::NotOwner => Self::Forbidden,
+            WithdrawError::Reserved => Self::bad_request(WITHDRAW_RESERVED),
+            WithdrawError::Sold => Self::bad_request(WITHDRAW_SOLD),
+            WithdrawError::Db(error) => error.into(),
         }
     }
 }

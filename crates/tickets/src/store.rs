@@ -4,13 +4,14 @@
 
 use common::db::{Db, DbError, Tx, lock_row, now_millis, parse_uuid, save_version};
 use common::money::Cents;
+use common::time::Timestamp;
 use messaging::events::{Envelope, TicketCreated, TicketUpdated};
 use messaging::outbox::{self, Outbox};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use crate::domain::{Ticket, Title};
+use crate::domain::{Cursor, Search, Sort, Ticket, TicketStatus, Title, title_prefixes};
 
 /// The tickets database and its outbox.
 #[derive(Debug, Clone)]
@@ -28,7 +29,46 @@ common::store_error! {
         NotOwner,
         #[error("an order holds the ticket")]
         Reserved,
+        #[error("the ticket was withdrawn")]
+        Withdrawn,
     }
+}
+
+common::store_error! {
+    /// Why a withdrawal was refused.
+    pub enum WithdrawError {
+        #[error("no such ticket")]
+        NotFound,
+        #[error("the ticket is someone else's")]
+        NotOwner,
+        #[error("an order holds the ticket")]
+        Reserved,
+        #[error("the ticket is sold")]
+        Sold,
+    }
+}
+
+/// What a withdrawal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// The ticket is off sale now (announced).
+    Done,
+    /// It already was: nothing changed, nothing announced.
+    Already,
+}
+
+/// What `order.completed` did to its ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sale {
+    /// The ticket is sold to the order now (announced).
+    Sold,
+    /// It already was (a duplicate).
+    Already,
+    /// The order does not hold the ticket yet: its `order.created`, or the
+    /// previous holder's release, is still on its way.
+    NotYet,
+    /// The ticket does not exist.
+    UnknownTicket,
 }
 
 /// What `order.created` did to its ticket.
@@ -42,20 +82,45 @@ pub enum Reservation {
     Unchanged,
     /// The ticket does not exist.
     UnknownTicket,
+    /// Its seller withdrew it: no order takes it (the orders service
+    /// cancels this one when it learns of the withdrawal).
+    Withdrawn,
 }
 
-const COLUMNS: &str = "id, title, price, user_id, version, order_id";
+const COLUMNS: &str =
+    "id, title, price, user_id, version, order_id, reserved_until, sold_at, withdrawn_at";
 
 fn ticket(row: &AnyRow) -> Result<Ticket, sqlx::Error> {
     let order_id: Option<String> = row.try_get("order_id")?;
+    let order_id = order_id.as_deref().map(parse_uuid).transpose()?;
+    let sold = row.try_get::<Option<i64>, _>("sold_at")?.is_some();
+    let withdrawn = row.try_get::<Option<i64>, _>("withdrawn_at")?.is_some();
+    let status = match (withdrawn, sold, order_id) {
+        (true, _, _) => TicketStatus::Withdrawn,
+        (false, true, _) => TicketStatus::Sold,
+        (false, false, Some(_)) => TicketStatus::Reserved,
+        (false, false, None) => TicketStatus::Available,
+    };
+    let reserved_until: Option<i64> = row.try_get("reserved_until")?;
     Ok(Ticket {
         id: parse_uuid(&row.try_get::<String, _>("id")?)?,
         title: row.try_get("title")?,
         price: Cents::new(row.try_get("price")?),
         user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
         version: row.try_get("version")?,
-        order_id: order_id.as_deref().map(parse_uuid).transpose()?,
+        order_id,
+        status,
+        reserved_until: reserved_until
+            .filter(|_| status == TicketStatus::Reserved)
+            .map(Timestamp::from_millis),
     })
+}
+
+fn tickets(rows: &[AnyRow], limit: i64) -> Result<(Vec<Ticket>, bool), DbError> {
+    let mut tickets = rows.iter().map(ticket).collect::<Result<Vec<_>, _>>()?;
+    let more = tickets.len() as i64 > limit;
+    tickets.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok((tickets, more))
 }
 
 fn updated_event(ticket: &Ticket) -> Envelope<TicketUpdated> {
@@ -66,6 +131,7 @@ fn updated_event(ticket: &Ticket) -> Envelope<TicketUpdated> {
         price: ticket.price.get(),
         user_id: ticket.user_id,
         order_id: ticket.order_id,
+        withdrawn: ticket.status == TicketStatus::Withdrawn,
     })
 }
 
@@ -89,11 +155,13 @@ impl Store {
             user_id,
             version: 0,
             order_id: None,
+            status: TicketStatus::Available,
+            reserved_until: None,
         };
         let mut tx = self.db.begin().await?;
         sqlx::query(
-            "INSERT INTO tickets (id, title, price, user_id, version, order_id, created_at) \
-             VALUES ($1, $2, $3, $4, 0, NULL, $5)",
+            "INSERT INTO tickets (id, title, price, user_id, version, order_id, created_at, \
+             searchable) VALUES ($1, $2, $3, $4, 0, NULL, $5, 1)",
         )
         .bind(ticket.id.to_string())
         .bind(&ticket.title)
@@ -102,6 +170,7 @@ impl Store {
         .bind(now_millis())
         .execute(&mut *tx)
         .await?;
+        index_title(&mut tx, ticket.id, &ticket.title).await?;
         let event = Envelope::new(TicketCreated {
             id: ticket.id,
             version: 0,
@@ -124,25 +193,98 @@ impl Store {
         Ok(row.as_ref().map(ticket).transpose()?)
     }
 
-    /// Up to `limit` unreserved tickets after `cursor`, oldest first, and
-    /// whether more follow.
-    pub async fn list_unreserved(
+    /// Up to `search.limit` tickets on sale that match `search`, after its
+    /// cursor in its order, and whether more follow.
+    pub async fn list_on_sale(&self, search: &Search) -> Result<(Vec<Ticket>, bool), DbError> {
+        let mut sql = format!(
+            "SELECT {COLUMNS} FROM tickets WHERE order_id IS NULL AND withdrawn_at IS NULL"
+        );
+        let mut binds: Vec<Bind> = Vec::new();
+        let next = |bind: Bind, binds: &mut Vec<Bind>| {
+            binds.push(bind);
+            format!("${}", binds.len())
+        };
+        for word in &search.words {
+            let at = next(Bind::Text(word.clone()), &mut binds);
+            sql.push_str(&format!(
+                " AND id IN (SELECT ticket_id FROM title_prefixes WHERE prefix = {at})"
+            ));
+        }
+        if let Some(min) = search.min_price {
+            sql.push_str(&format!(" AND price >= {}", next(Bind::Int(min.get()), &mut binds)));
+        }
+        if let Some(max) = search.max_price {
+            sql.push_str(&format!(" AND price <= {}", next(Bind::Int(max.get()), &mut binds)));
+        }
+        let (after, order) = match search.sort {
+            Sort::Oldest => ("id > {id}", "id"),
+            Sort::Newest => ("id < {id}", "id DESC"),
+            Sort::PriceAsc => ("(price, id) > ({price}, {id})", "price, id"),
+            Sort::PriceDesc => ("(price, id) < ({price}, {id})", "price DESC, id DESC"),
+        };
+        if let Some(Cursor { price, id }) = search.after {
+            let mut condition = after.to_owned();
+            if search.sort.by_price() {
+                condition = condition.replace("{price}", &next(Bind::Int(price.get()), &mut binds));
+            }
+            condition = condition.replace("{id}", &next(Bind::Text(id.to_string()), &mut binds));
+            sql.push_str(&format!(" AND {condition}"));
+        }
+        let limit = next(Bind::Int(search.limit + 1), &mut binds);
+        sql.push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for bind in binds {
+            query = match bind {
+                Bind::Text(text) => query.bind(text),
+                Bind::Int(number) => query.bind(number),
+            };
+        }
+        let rows = query.fetch_all(self.db.reader()).await?;
+        tickets(&rows, search.limit)
+    }
+
+    /// Up to `limit` of the seller's tickets, whatever their state, newest
+    /// first, before `cursor`, and whether more follow.
+    pub async fn list_mine(
         &self,
+        user_id: Uuid,
         cursor: Option<Uuid>,
         limit: i64,
     ) -> Result<(Vec<Ticket>, bool), DbError> {
-        let rows = sqlx::query(
-            "SELECT id, title, price, user_id, version, order_id FROM tickets \
-             WHERE order_id IS NULL AND id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(cursor.map(|c| c.to_string()).unwrap_or_default())
-        .bind(limit + 1)
-        .fetch_all(self.db.reader())
-        .await?;
-        let mut tickets = rows.iter().map(ticket).collect::<Result<Vec<_>, _>>()?;
-        let more = tickets.len() as i64 > limit;
-        tickets.truncate(usize::try_from(limit).unwrap_or(0));
-        Ok((tickets, more))
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tickets WHERE user_id = $1 AND ($2 = '' OR id < $2) \
+             ORDER BY id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user_id.to_string())
+            .bind(cursor.map(|c| c.to_string()).unwrap_or_default())
+            .bind(limit + 1)
+            .fetch_all(self.db.reader())
+            .await?;
+        tickets(&rows, limit)
+    }
+
+    /// Indexes the titles of tickets created before search existed (run
+    /// when the service starts; a no-op once all are).
+    pub async fn index_titles(&self) -> Result<(), DbError> {
+        loop {
+            let rows = sqlx::query("SELECT id, title FROM tickets WHERE searchable = 0 LIMIT 500")
+                .fetch_all(self.db.reader())
+                .await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let mut tx = self.db.begin().await?;
+            for row in &rows {
+                let id = parse_uuid(&row.try_get::<String, _>("id")?)?;
+                index_title(&mut tx, id, &row.try_get::<String, _>("title")?).await?;
+                sqlx::query("UPDATE tickets SET searchable = 1 WHERE id = $1")
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        }
     }
 
     /// Edits a ticket the user owns and nobody holds, and announces it.
@@ -158,12 +300,67 @@ impl Store {
         if current.user_id != user_id {
             return Err(EditError::NotOwner);
         }
-        if current.order_id.is_some() {
-            return Err(EditError::Reserved);
+        match current.status {
+            TicketStatus::Available => {}
+            TicketStatus::Reserved | TicketStatus::Sold => return Err(EditError::Reserved),
+            TicketStatus::Withdrawn => return Err(EditError::Withdrawn),
         }
         let changed = Ticket { title: title.as_str().to_owned(), price, ..current.next_version() };
+        index_title(&mut tx, id, &changed.title).await?;
         self.save(tx, &changed).await?;
         Ok(changed)
+    }
+
+    /// Takes a ticket the user owns and nobody holds off sale, and
+    /// announces it (`ticket.updated` with `withdrawn`). Withdrawing a
+    /// withdrawn ticket changes nothing.
+    pub async fn withdraw(&self, id: Uuid, user_id: Uuid) -> Result<Withdrawal, WithdrawError> {
+        let mut tx = self.db.begin().await?;
+        let current = locked(&mut tx, id).await?.ok_or(WithdrawError::NotFound)?;
+        if current.user_id != user_id {
+            return Err(WithdrawError::NotOwner);
+        }
+        match current.status {
+            TicketStatus::Available => {}
+            TicketStatus::Reserved => return Err(WithdrawError::Reserved),
+            TicketStatus::Sold => return Err(WithdrawError::Sold),
+            TicketStatus::Withdrawn => return Ok(Withdrawal::Already),
+        }
+        self.save(tx, &Ticket { status: TicketStatus::Withdrawn, ..current.next_version() })
+            .await?;
+        Ok(Withdrawal::Done)
+    }
+
+    /// Marks the ticket sold to `order_id` (`order.completed`) when that
+    /// order holds it. A withdrawn ticket is sold too: the payment went
+    /// through before the orders service learnt of the withdrawal, and a
+    /// paid order stands (DECISIONS.md, "Withdrawals").
+    pub async fn sell(&self, ticket_id: Uuid, order_id: Uuid) -> Result<Sale, DbError> {
+        let mut tx = self.db.begin().await?;
+        let Some(current) = locked(&mut tx, ticket_id).await? else {
+            return Ok(Sale::UnknownTicket);
+        };
+        let holds = current.order_id == Some(order_id);
+        match current.status {
+            TicketStatus::Sold if holds => return Ok(Sale::Already),
+            TicketStatus::Reserved if holds => {}
+            TicketStatus::Withdrawn => {
+                tracing::warn!(
+                    ticket.id = %ticket_id, order.id = %order_id,
+                    "an order for a withdrawn ticket was paid; the sale stands"
+                );
+                stop_waiting(&mut tx, order_id).await?;
+            }
+            _ => return Ok(Sale::NotYet),
+        }
+        let sold = Ticket {
+            order_id: Some(order_id),
+            status: TicketStatus::Sold,
+            reserved_until: None,
+            ..current.next_version()
+        };
+        self.save(tx, &sold).await?;
+        Ok(Sale::Sold)
     }
 
     /// Reserves the ticket for `order_id` (`order.created`). Changes
@@ -171,7 +368,12 @@ impl Store {
     /// ticket. When another order holds it, nothing changes either, but the
     /// order waits: it takes the ticket if the holder releases it (see the
     /// `waiting_orders` migration).
-    pub async fn reserve(&self, ticket_id: Uuid, order_id: Uuid) -> Result<Reservation, DbError> {
+    pub async fn reserve(
+        &self,
+        ticket_id: Uuid,
+        order_id: Uuid,
+        expires_at: Timestamp,
+    ) -> Result<Reservation, DbError> {
         let mut tx = self.db.begin().await?;
         let Some(current) = locked(&mut tx, ticket_id).await? else {
             return Ok(Reservation::UnknownTicket);
@@ -179,20 +381,30 @@ impl Store {
         if is_cancelled(&mut tx, order_id).await? || current.order_id == Some(order_id) {
             return Ok(Reservation::Unchanged);
         }
+        if current.status == TicketStatus::Withdrawn {
+            return Ok(Reservation::Withdrawn);
+        }
         if current.order_id.is_some() {
             sqlx::query(
-                "INSERT INTO waiting_orders (order_id, ticket_id, since) VALUES ($1, $2, $3) \
-                 ON CONFLICT (order_id) DO NOTHING",
+                "INSERT INTO waiting_orders (order_id, ticket_id, since, expires_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (order_id) DO NOTHING",
             )
             .bind(order_id.to_string())
             .bind(ticket_id.to_string())
             .bind(now_millis())
+            .bind(expires_at.millis())
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
             return Ok(Reservation::Waiting);
         }
-        self.save(tx, &Ticket { order_id: Some(order_id), ..current.next_version() }).await?;
+        let reserved = Ticket {
+            order_id: Some(order_id),
+            status: TicketStatus::Reserved,
+            reserved_until: Some(expires_at),
+            ..current.next_version()
+        };
+        self.save(tx, &reserved).await?;
         Ok(Reservation::Reserved)
     }
 
@@ -213,22 +425,38 @@ impl Store {
         .await?;
         stop_waiting(&mut tx, order_id).await?;
         let current = locked(&mut tx, ticket_id).await?;
-        let Some(current) = current.filter(|t| t.order_id == Some(order_id)) else {
+        let Some(current) =
+            current.filter(|t| t.order_id == Some(order_id) && t.status == TicketStatus::Reserved)
+        else {
             tx.commit().await?;
             return Ok(());
         };
-        let next: Option<String> = sqlx::query_scalar(
-            "SELECT order_id FROM waiting_orders WHERE ticket_id = $1 \
+        let next = sqlx::query(
+            "SELECT order_id, expires_at FROM waiting_orders WHERE ticket_id = $1 \
              ORDER BY order_id DESC LIMIT 1",
         )
         .bind(ticket_id.to_string())
         .fetch_optional(&mut *tx)
         .await?;
-        let next = next.as_deref().map(parse_uuid).transpose()?;
-        if let Some(next) = next {
-            stop_waiting(&mut tx, next).await?;
-        }
-        self.save(tx, &Ticket { order_id: next, ..current.next_version() }).await
+        let released = match next {
+            Some(next) => {
+                let next_id = parse_uuid(&next.try_get::<String, _>("order_id")?)?;
+                stop_waiting(&mut tx, next_id).await?;
+                let until: Option<i64> = next.try_get("expires_at")?;
+                Ticket {
+                    order_id: Some(next_id),
+                    reserved_until: until.map(Timestamp::from_millis),
+                    ..current.next_version()
+                }
+            }
+            None => Ticket {
+                order_id: None,
+                status: TicketStatus::Available,
+                reserved_until: None,
+                ..current.next_version()
+            },
+        };
+        self.save(tx, &released).await
     }
 
     /// Writes `changed` (the next version of a ticket locked in `tx`),
@@ -237,20 +465,54 @@ impl Store {
         save_version(
             &mut tx,
             "tickets",
-            "title = $3, price = $4, order_id = $5",
+            "title = $3, price = $4, order_id = $5, reserved_until = $6, sold_at = $7, \
+             withdrawn_at = $8",
             changed.id,
             changed.version,
             |query| {
+                let since = |status| (changed.status == status).then(now_millis);
                 query
                     .bind(changed.title.clone())
                     .bind(changed.price.get())
                     .bind(changed.order_id.map(|o| o.to_string()))
+                    .bind(changed.reserved_until.map(Timestamp::millis))
+                    .bind(since(TicketStatus::Sold))
+                    .bind(since(TicketStatus::Withdrawn))
             },
         )
         .await?;
         outbox::add(&mut tx, &updated_event(changed)).await?;
         Ok(self.outbox.commit(tx).await?)
     }
+}
+
+/// A value bound to a query built at run time.
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Replaces the search rows of a ticket's title.
+async fn index_title(tx: &mut Tx, id: Uuid, title: &str) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM title_prefixes WHERE ticket_id = $1")
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    let prefixes = title_prefixes(title);
+    if prefixes.is_empty() {
+        return Ok(());
+    }
+    let values = (0..prefixes.len())
+        .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("INSERT INTO title_prefixes (prefix, ticket_id) VALUES {values}");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for prefix in prefixes {
+        query = query.bind(prefix).bind(id.to_string());
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
 }
 
 async fn is_cancelled(tx: &mut Tx, order_id: Uuid) -> Result<bool, DbError> {

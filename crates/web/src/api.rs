@@ -37,6 +37,66 @@ pub struct Ticket {
     pub version: i64,
     #[serde(default)]
     pub order_id: Option<String>,
+    #[serde(default)]
+    pub status: TicketStatus,
+    /// When the holding order's reservation ends, while reserved.
+    #[serde(default)]
+    pub reserved_until: Option<String>,
+}
+
+/// Where a ticket stands (API.md "tickets").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketStatus {
+    #[default]
+    Available,
+    Reserved,
+    Sold,
+    Withdrawn,
+}
+
+/// What the listing asks for: the visitor's search words, order and price
+/// bounds as typed (the API checks them), and where the page starts.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listing {
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub sort: String,
+    #[serde(default)]
+    pub min_price: String,
+    #[serde(default)]
+    pub max_price: String,
+    #[serde(default)]
+    pub cursor: String,
+}
+
+impl Listing {
+    /// The non-empty parameters, named as the API (and the home page's
+    /// form) names them.
+    pub fn params(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("q", self.q.as_str()),
+            ("sort", self.sort.as_str()),
+            ("minPrice", self.min_price.as_str()),
+            ("maxPrice", self.max_price.as_str()),
+            ("cursor", self.cursor.as_str()),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name, value.trim()))
+        .filter(|(_, value)| !value.is_empty())
+        .collect()
+    }
+}
+
+/// `params` as an encoded query string (`q=rock+night&sort=newest`),
+/// empty when there are none.
+pub fn query_string(params: &[(&str, &str)]) -> String {
+    match reqwest::Url::parse_with_params("http://site/", params) {
+        Ok(url) => url.query().unwrap_or_default().to_owned(),
+        Err(_) => String::new(),
+    }
 }
 
 /// The ticket inside an order.
@@ -143,8 +203,18 @@ pub trait Api: Send + Sync + Debug + 'static {
         password: &'a str,
     ) -> BoxFuture<'a, ApiResult<(User, HeaderValue)>>;
     fn sign_out(&self) -> BoxFuture<'_, ApiResult<HeaderValue>>;
-    fn tickets<'a>(&'a self, cursor: Option<&'a str>) -> BoxFuture<'a, ApiResult<TicketPage>>;
+    /// A page of the tickets on sale, searched and sorted as `listing` asks.
+    fn tickets<'a>(&'a self, listing: &'a Listing) -> BoxFuture<'a, ApiResult<TicketPage>>;
+    /// A page of the signed-in seller's tickets, newest first.
+    fn my_tickets<'a>(
+        &'a self,
+        session: &'a str,
+        cursor: Option<&'a str>,
+    ) -> BoxFuture<'a, ApiResult<TicketPage>>;
     fn ticket<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ApiResult<Ticket>>;
+    /// Takes one of the seller's tickets off sale.
+    fn withdraw_ticket<'a>(&'a self, session: &'a str, id: &'a str)
+    -> BoxFuture<'a, ApiResult<()>>;
     fn create_ticket<'a>(
         &'a self,
         session: &'a str,
@@ -232,6 +302,18 @@ impl HttpApi {
     async fn json<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> ApiResult<T> {
         Self::send(request).await?.json().await.map_err(Failure::unreachable)
     }
+
+    /// A page of tickets and its `X-Next-Cursor`.
+    async fn page(request: reqwest::RequestBuilder) -> ApiResult<TicketPage> {
+        let response = Self::send(request).await?;
+        let next_cursor = response
+            .headers()
+            .get("x-next-cursor")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let tickets = response.json().await.map_err(Failure::unreachable)?;
+        Ok(TicketPage { tickets, next_cursor })
+    }
 }
 
 fn set_cookie(response: &reqwest::Response) -> ApiResult<HeaderValue> {
@@ -285,24 +367,38 @@ impl Api for HttpApi {
         })
     }
 
-    fn tickets<'a>(&'a self, cursor: Option<&'a str>) -> BoxFuture<'a, ApiResult<TicketPage>> {
+    fn tickets<'a>(&'a self, listing: &'a Listing) -> BoxFuture<'a, ApiResult<TicketPage>> {
         Box::pin(async move {
-            let mut path = "/api/tickets?limit=24".to_owned();
-            // A cursor is a ticket id: hex digits and dashes, nothing to escape.
-            if let Some(cursor) =
-                cursor.filter(|c| c.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '-'))
-            {
-                path.push_str("&cursor=");
-                path.push_str(cursor);
-            }
-            let response = Self::send(self.request(reqwest::Method::GET, &path, None)).await?;
-            let next_cursor = response
-                .headers()
-                .get("x-next-cursor")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let tickets = response.json().await.map_err(Failure::unreachable)?;
-            Ok(TicketPage { tickets, next_cursor })
+            // The visitor's text goes into the query string encoded.
+            let mut params = listing.params();
+            params.push(("limit", "24"));
+            let path = format!("/api/tickets?{}", query_string(&params));
+            Self::page(self.request(reqwest::Method::GET, &path, None)).await
+        })
+    }
+
+    fn my_tickets<'a>(
+        &'a self,
+        session: &'a str,
+        cursor: Option<&'a str>,
+    ) -> BoxFuture<'a, ApiResult<TicketPage>> {
+        Box::pin(async move {
+            let mut params = vec![("limit", "1000")];
+            params.extend(cursor.map(|cursor| ("cursor", cursor)));
+            let path = format!("/api/tickets/mine?{}", query_string(&params));
+            Self::page(self.request(reqwest::Method::GET, &path, Some(session))).await
+        })
+    }
+
+    fn withdraw_ticket<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            let path = resource("/api/tickets", id)?;
+            Self::send(self.request(reqwest::Method::DELETE, &path, Some(session))).await?;
+            Ok(())
         })
     }
 
@@ -406,6 +502,11 @@ mod tests {
             assert_eq!(api.ticket(id).await.expect_err("refused").status, 404, "{id}");
             assert_eq!(api.order("s", id).await.expect_err("refused").status, 404, "{id}");
             assert_eq!(api.cancel_order("s", id).await.expect_err("refused").status, 404, "{id}");
+            assert_eq!(
+                api.withdraw_ticket("s", id).await.expect_err("refused").status,
+                404,
+                "{id}"
+            );
             let edit = api.update_ticket("s", id, "t", "1").await;
             assert_eq!(edit.expect_err("refused").status, 404, "{id}");
         }
@@ -445,6 +546,7 @@ mod tests {
         }))
         .expect("ticket");
         assert_eq!(ticket.price, Cents::new(1999));
+        assert_eq!(ticket.status, TicketStatus::Available, "an API without statuses");
         assert!(order("created", json!(19.999)).is_err(), "never rounded");
     }
 }

@@ -17,8 +17,8 @@ use common::session::cookie_token;
 use common::time::Timestamp;
 use serde::Deserialize;
 
-use crate::api::{Api, Failure, OrderStatus, User};
-use crate::views::{OrderView, TicketCard, clock, units};
+use crate::api::{Api, Failure, Listing, OrderStatus, TicketStatus, User, query_string};
+use crate::views::{ListingView, OrderView, TicketCard, clock, money, status_words, units};
 
 /// What the pages share.
 #[derive(Debug, Clone)]
@@ -127,32 +127,102 @@ pub async fn not_found(State(state): State<WebState>, headers: HeaderMap) -> Res
 struct IndexPage {
     user: Option<User>,
     tickets: Vec<TicketCard>,
-    next_cursor: Option<String>,
+    /// The link to the next page: the same search, from the API's cursor.
+    next_page: Option<String>,
+    /// The search as the visitor typed it, to fill the form again.
+    listing: Listing,
+    /// The sort options: value, label, whether chosen.
+    sorts: Vec<(&'static str, &'static str, bool)>,
+    /// Why the API refused the search.
+    problems: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
-pub struct Paging {
-    cursor: Option<String>,
+/// The sort options of the home page.
+const SORTS: [(&str, &str); 4] = [
+    ("oldest", "Oldest first"),
+    ("newest", "Newest first"),
+    ("price_asc", "Price: low to high"),
+    ("price_desc", "Price: high to low"),
+];
+
+/// `/?<listing's parameters>`, encoded.
+fn listing_link(listing: &Listing) -> String {
+    let params = listing.params();
+    if params.is_empty() { "/".to_owned() } else { format!("/?{}", query_string(&params)) }
 }
 
 pub async fn index(
     State(state): State<WebState>,
     headers: HeaderMap,
-    Query(paging): Query<Paging>,
+    listing: Result<Query<Listing>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let session = cookie_token(&headers);
     let user = state.api.current_user(session).await;
-    match state.api.tickets(paging.cursor.as_deref().filter(|c| !c.is_empty())).await {
-        Ok(page) => render(
-            StatusCode::OK,
-            &IndexPage {
-                user,
-                tickets: page.tickets.iter().map(|t| TicketCard::new(t, &state.currency)).collect(),
-                next_cursor: page.next_cursor,
-            },
-        ),
-        Err(failure) => failure_page(&state, session, &failure).await,
+    let listing = listing.map(|Query(listing)| listing).unwrap_or_default();
+    let chosen = if listing.sort.is_empty() { "oldest" } else { listing.sort.as_str() };
+    let sorts = SORTS.iter().map(|(value, label)| (*value, *label, *value == chosen)).collect();
+    let (status, tickets, next_page, problems) = match state.api.tickets(&listing).await {
+        Ok(page) => {
+            let next_page =
+                page.next_cursor.map(|cursor| listing_link(&Listing { cursor, ..listing.clone() }));
+            let tickets =
+                page.tickets.iter().map(|t| TicketCard::new(t, &state.currency)).collect();
+            (StatusCode::OK, tickets, next_page, Vec::new())
+        }
+        Err(failure) if failure.status == 400 => {
+            let problems = failure.problems.iter().map(|p| p.message.clone()).collect();
+            (StatusCode::BAD_REQUEST, Vec::new(), None, problems)
+        }
+        Err(failure) => return failure_page(&state, session, &failure).await,
+    };
+    let page = IndexPage { user, tickets, next_page, listing, sorts, problems };
+    render(status, &page)
+}
+
+// ----- my listings ---------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "mine.html")]
+struct MinePage {
+    user: Option<User>,
+    tickets: Vec<ListingView>,
+    /// The sum of the sold tickets' prices.
+    earned: String,
+}
+
+/// How many pages of 1,000 tickets "My listings" reads at most.
+const MAX_LISTING_PAGES: usize = 20;
+
+/// The seller's tickets, whatever their state, and what the sold ones
+/// earned.
+pub async fn my_listings(State(state): State<WebState>, headers: HeaderMap) -> Response {
+    let Some(session) = cookie_token(&headers) else { return sign_in_first("/tickets/mine") };
+    let mut tickets = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_LISTING_PAGES {
+        match state.api.my_tickets(session, cursor.as_deref()).await {
+            Ok(page) => {
+                tickets.extend(page.tickets);
+                cursor = page.next_cursor;
+            }
+            Err(failure) if failure.status == 401 => return sign_in_first("/tickets/mine"),
+            Err(failure) => return failure_page(&state, Some(session), &failure).await,
+        }
+        if cursor.is_none() {
+            break;
+        }
     }
+    let earned = tickets
+        .iter()
+        .filter(|t| t.status == TicketStatus::Sold)
+        .fold(0i64, |sum, t| sum.saturating_add(t.price.get()));
+    let user = state.api.current_user(Some(session)).await;
+    let page = MinePage {
+        user,
+        tickets: tickets.iter().map(|t| ListingView::new(t, &state.currency)).collect(),
+        earned: money(common::money::Cents::new(earned), &state.currency),
+    };
+    render(StatusCode::OK, &page)
 }
 
 // ----- sign up, sign in, sign out ------------------------------------------
@@ -353,7 +423,10 @@ struct TicketPage {
     ticket: TicketCard,
     signed_in: bool,
     owner: bool,
-    reserved: bool,
+    /// `available`, `reserved`, `sold` or `withdrawn`.
+    status: &'static str,
+    /// The status in words, for the badge.
+    status_label: String,
     title: String,
     price: String,
     title_error: Option<String>,
@@ -382,7 +455,8 @@ async fn ticket_page(
         user,
         ticket: TicketCard::new(&ticket, &state.currency),
         owner,
-        reserved: ticket.order_id.is_some(),
+        status: status_words(&ticket).0,
+        status_label: status_words(&ticket).1,
         title,
         price,
         title_error: failure.as_ref().and_then(|f| f.field("title").map(str::to_owned)),
@@ -429,6 +503,26 @@ pub async fn purchase(
     };
     match state.api.create_order(session, &id).await {
         Ok(order) => redirect(&format!("/orders/{}", order.id)),
+        Err(failure) if failure.status == 401 => sign_in_first(&format!("/tickets/{id}")),
+        Err(failure) if failure.status == 400 => {
+            let form = TicketForm { title: String::new(), price: String::new() };
+            ticket_page(&state, Some(session), &id, Some((form, failure))).await
+        }
+        Err(failure) => failure_page(&state, Some(session), &failure).await,
+    }
+}
+
+/// The owner takes the ticket off sale, then sees "My listings".
+pub async fn withdraw_ticket(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(session) = cookie_token(&headers) else {
+        return sign_in_first(&format!("/tickets/{id}"));
+    };
+    match state.api.withdraw_ticket(session, &id).await {
+        Ok(()) => redirect("/tickets/mine"),
         Err(failure) if failure.status == 401 => sign_in_first(&format!("/tickets/{id}")),
         Err(failure) if failure.status == 400 => {
             let form = TicketForm { title: String::new(), price: String::new() };

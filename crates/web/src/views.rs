@@ -4,7 +4,7 @@
 use common::money::Cents;
 use common::time::Timestamp;
 
-use crate::api::{Order, OrderStatus, Ticket};
+use crate::api::{Order, OrderStatus, Ticket, TicketStatus};
 
 /// An amount in currency units with two decimals, always (`19.99`, `20.00`),
 /// where [`Cents`]' own `Display` drops them from whole amounts (`20`).
@@ -56,6 +56,43 @@ impl TicketCard {
             id: ticket.id.clone(),
             title: ticket.title.clone(),
             price: money(ticket.price, currency),
+        }
+    }
+}
+
+/// A ticket's status as a class (for styles and tests) and in words; a
+/// reservation with its end (`Reserved until 10:15 UTC`).
+pub fn status_words(ticket: &Ticket) -> (&'static str, String) {
+    match ticket.status {
+        TicketStatus::Available => ("available", "For sale".to_owned()),
+        TicketStatus::Reserved => {
+            let until = ticket.reserved_until.as_deref().and_then(|t| t.get(11..16));
+            ("reserved", until.map_or("Reserved".to_owned(), |t| format!("Reserved until {t} UTC")))
+        }
+        TicketStatus::Sold => ("sold", "Sold".to_owned()),
+        TicketStatus::Withdrawn => ("withdrawn", "Withdrawn".to_owned()),
+    }
+}
+
+/// One of the seller's tickets on "My listings".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListingView {
+    pub id: String,
+    pub title: String,
+    pub price: String,
+    pub status_class: &'static str,
+    pub status_label: String,
+}
+
+impl ListingView {
+    pub fn new(ticket: &Ticket, currency: &str) -> Self {
+        let (status_class, status_label) = status_words(ticket);
+        Self {
+            id: ticket.id.clone(),
+            title: ticket.title.clone(),
+            price: money(ticket.price, currency),
+            status_class,
+            status_label,
         }
     }
 }

@@ -13,7 +13,8 @@ use common::session::COOKIE_NAME;
 use common::time::Timestamp;
 use reqwest::StatusCode;
 use web::api::{
-    Api, ApiResult, Failure, Order, OrderStatus, OrderTicket, Problem, Ticket, TicketPage, User,
+    Api, ApiResult, Failure, Listing, Order, OrderStatus, OrderTicket, Problem, Ticket, TicketPage,
+    TicketStatus, User,
 };
 use web::pages::WebState;
 
@@ -28,6 +29,10 @@ struct Fake {
     /// What `authenticate`, `create_ticket` and `pay` answer when set.
     refuse: Option<Failure>,
     paid: Vec<(String, String)>,
+    /// What the listing answers when set (a refused search).
+    refuse_search: Option<Failure>,
+    /// The searches asked for.
+    searches: Vec<Listing>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -104,12 +109,57 @@ impl Api for FakeApi {
         })
     }
 
-    /// Like `GET /api/tickets`: only the tickets nobody has reserved.
-    fn tickets<'a>(&'a self, _: Option<&'a str>) -> BoxFuture<'a, ApiResult<TicketPage>> {
+    /// Like `GET /api/tickets`: only the tickets on sale.
+    fn tickets<'a>(&'a self, listing: &'a Listing) -> BoxFuture<'a, ApiResult<TicketPage>> {
         Box::pin(async move {
-            let fake = self.fake();
-            let tickets = fake.tickets.iter().filter(|t| t.order_id.is_none()).cloned().collect();
+            let mut fake = self.fake();
+            fake.searches.push(listing.clone());
+            if let Some(refusal) = fake.refuse_search.clone() {
+                return Err(refusal);
+            }
+            let tickets = fake
+                .tickets
+                .iter()
+                .filter(|t| t.status == TicketStatus::Available)
+                .cloned()
+                .collect();
             Ok(TicketPage { tickets, next_cursor: fake.next_cursor.clone() })
+        })
+    }
+
+    /// Like `GET /api/tickets/mine`: the seller's tickets, one page.
+    fn my_tickets<'a>(
+        &'a self,
+        session: &'a str,
+        _: Option<&'a str>,
+    ) -> BoxFuture<'a, ApiResult<TicketPage>> {
+        Box::pin(async move {
+            let owner = user(session).ok_or_else(unauthorized)?;
+            let tickets =
+                self.fake().tickets.iter().filter(|t| t.user_id == owner.id).cloned().collect();
+            Ok(TicketPage { tickets, next_cursor: None })
+        })
+    }
+
+    /// Like `DELETE /api/tickets/:id`.
+    fn withdraw_ticket<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            let owner = user(session).ok_or_else(unauthorized)?;
+            let mut fake = self.fake();
+            let ticket = fake.tickets.iter_mut().find(|t| t.id == id);
+            let ticket = ticket.ok_or_else(|| failure(404, &[("Not Found", None)]))?;
+            if ticket.user_id != owner.id {
+                return Err(failure(403, &[("Forbidden", None)]));
+            }
+            if ticket.status == TicketStatus::Reserved {
+                return Err(failure(400, &[("Cannot withdraw a reserved ticket", None)]));
+            }
+            ticket.status = TicketStatus::Withdrawn;
+            Ok(())
         })
     }
 
@@ -142,6 +192,8 @@ impl Api for FakeApi {
                 user_id: owner.id,
                 version: 0,
                 order_id: None,
+                status: TicketStatus::Available,
+                reserved_until: None,
             };
             self.fake().tickets.push(ticket.clone());
             Ok(ticket)
@@ -231,7 +283,14 @@ fn ticket(id: &str, title: &str, cents: i64, owner: &str, order: Option<&str>) -
         user_id: owner.into(),
         version: 0,
         order_id: order.map(str::to_owned),
+        status: if order.is_some() { TicketStatus::Reserved } else { TicketStatus::Available },
+        reserved_until: None,
     }
+}
+
+/// A ticket of `owner` in `status`.
+fn ticket_in(id: &str, title: &str, cents: i64, owner: &str, status: TicketStatus) -> Ticket {
+    Ticket { status, ..ticket(id, title, cents, owner, None) }
 }
 
 fn order(id: &str, status: OrderStatus, expires_in_seconds: i64) -> Order {
@@ -345,6 +404,7 @@ async fn the_home_page_lists_tickets_for_sale_with_prices_and_links() {
     assert!(at.is_sorted(), "in the order the API serves them");
     assert_eq!(html.matches(r#"class="card ticket-card""#).count(), cards.len(), "nothing else");
     assert!(html.contains(r#"href="/?cursor=t3""#), "a next page link");
+    assert!(html.contains(r#"<form method="get" action="/" class="search""#), "a search form");
     assert!(html.contains("Sign in") && html.contains("Sign up"));
     assert!(
         !html.contains("https://") && !html.contains("http://"),
@@ -364,6 +424,7 @@ async fn the_home_page_has_an_empty_state_and_shows_who_is_signed_in() {
     assert!(
         html.contains("Sign out") && html.contains("My orders") && html.contains("Sell a ticket")
     );
+    assert!(html.contains(r#"<a href="/tickets/mine">My listings</a>"#));
     assert!(!html.contains(">Sign in<"));
 }
 
@@ -583,6 +644,137 @@ async fn unknown_pages_are_a_404_page_and_unknown_api_paths_stay_json() {
     assert_eq!(status, 404);
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(body, r#"{"errors":[{"message":"Not Found"}]}"#);
+}
+
+#[tokio::test]
+async fn the_home_page_searches_and_sorts_with_a_get_form() {
+    let api = FakeApi::with(|f| {
+        f.tickets = vec![ticket("t1", "Rock night", 1999, "seller", None)];
+        f.next_cursor = Some("1999.t1".into());
+    });
+    let site = Site::start(api, None).await;
+    let (status, html, _) =
+        site.get("/?q=rock+n%C3%BCght&sort=price_desc&minPrice=5&maxPrice=", None).await;
+    assert_eq!(status, 200);
+    let asked = site.api.fake().searches.last().cloned().expect("a search");
+    assert_eq!(
+        (asked.q.as_str(), asked.sort.as_str(), asked.min_price.as_str(), asked.max_price.as_str()),
+        ("rock nüght", "price_desc", "5", "")
+    );
+    assert!(html.contains(r#"name="q" type="search" value="rock nüght""#), "{html}");
+    assert!(html.contains(r#"<option value="price_desc" selected>"#));
+    assert!(html.contains(r#"name="minPrice" value="5""#));
+    assert!(
+        html.contains(
+            r#"href="/?q=rock+n%C3%BCght&#38;sort=price_desc&#38;minPrice=5&#38;cursor=1999.t1""#
+        ),
+        "the next page keeps the search: {html}"
+    );
+    let (_, plain, _) = site.get("/", None).await;
+    assert!(plain.contains(r#"<option value="oldest" selected>"#), "oldest first by default");
+}
+
+#[tokio::test]
+async fn a_refused_search_says_why_and_an_empty_one_says_nothing_matches() {
+    let api = FakeApi::with(|f| {
+        f.refuse_search =
+            Some(failure(400, &[("MinPrice must be a valid price", Some("minPrice"))]));
+    });
+    let site = Site::start(api.clone(), None).await;
+    let (status, html, _) = site.get("/?minPrice=abc", None).await;
+    assert_eq!(status, 400);
+    assert!(html.contains("MinPrice must be a valid price"));
+    assert!(html.contains(r#"name="minPrice" value="abc""#), "the form keeps what was typed");
+    api.fake().refuse_search = None;
+    let (status, html, _) = site.get("/?q=nothing", None).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("No tickets match"));
+}
+
+#[tokio::test]
+async fn my_listings_show_each_state_and_the_total_earned() {
+    let api = FakeApi::with(|f| {
+        let mut reserved = ticket("t2", "Held", 700, "seller", Some("o1"));
+        reserved.reserved_until = Some("2030-01-01T10:15:00.000Z".into());
+        f.tickets = vec![
+            ticket_in("t1", "Opera", 1999, "seller", TicketStatus::Sold),
+            reserved,
+            ticket_in("t3", "Jazz", 501, "seller", TicketStatus::Sold),
+            ticket_in("t4", "Gone", 1000, "seller", TicketStatus::Withdrawn),
+            ticket("t5", "For sale", 300, "seller", None),
+            ticket_in("t6", "Not mine", 9900, "someone", TicketStatus::Sold),
+        ];
+    });
+    let site = Site::start(api, None).await;
+    let (status, _, headers) = site.get("/tickets/mine", None).await;
+    assert_eq!(status, 303);
+    assert_eq!(location(&headers), "/auth/signin?next=/tickets/mine");
+    let (status, html, _) = site.get("/tickets/mine", Some(SELLER)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("<h1>My listings</h1>"));
+    assert!(html.contains(r#"Total earned: <strong class="earned">$25.00</strong>"#), "{html}");
+    for expected in [
+        r#"<a href="/tickets/t1">Opera</a>"#,
+        r#"class="status status-sold">Sold</span>"#,
+        r#"class="status status-reserved">Reserved until 10:15 UTC</span>"#,
+        r#"class="status status-withdrawn">Withdrawn</span>"#,
+        r#"class="status status-available">For sale</span>"#,
+    ] {
+        assert!(html.contains(expected), "{expected}");
+    }
+    assert!(!html.contains("Not mine"));
+    let (_, empty, _) = site.get("/tickets/mine", Some(SESSION)).await;
+    assert!(empty.contains("Nothing listed yet") && !empty.contains("Total earned"), "{empty}");
+}
+
+#[tokio::test]
+async fn the_owner_withdraws_a_ticket_with_a_form() {
+    let api = FakeApi::with(|f| {
+        f.tickets = vec![
+            ticket("t1", "Opera night", 1999, "seller", None),
+            ticket("t2", "Held", 500, "seller", Some("o9")),
+        ];
+    });
+    let site = Site::start(api, None).await;
+    let form = r#"<form method="post" action="/tickets/t1/withdraw""#;
+    let (_, owner, _) = site.get("/tickets/t1", Some(SELLER)).await;
+    assert!(owner.contains(form) && owner.contains("Withdraw from sale"));
+    let (_, buyer, _) = site.get("/tickets/t1", Some(SESSION)).await;
+    assert!(!buyer.contains(form));
+    let (_, held, _) = site.get("/tickets/t2", Some(SELLER)).await;
+    assert!(!held.contains("/tickets/t2/withdraw"), "a reserved ticket offers no withdrawal");
+
+    let (status, _, headers) = site.post("/tickets/t1/withdraw", None, &[]).await;
+    assert_eq!(
+        (status, location(&headers)),
+        (StatusCode::SEE_OTHER, "/auth/signin?next=/tickets/t1")
+    );
+    let (status, html, _) = site.post("/tickets/t2/withdraw", Some(SELLER), &[]).await;
+    assert_eq!(status, 400);
+    assert!(html.contains("Cannot withdraw a reserved ticket"));
+    let (status, _, headers) = site.post("/tickets/t1/withdraw", Some(SELLER), &[]).await;
+    assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/tickets/mine"));
+    let (_, after, _) = site.get("/tickets/t1", Some(SELLER)).await;
+    assert!(after.contains("You withdrew this ticket") && !after.contains("Edit your ticket"));
+    let (_, visitor, _) = site.get("/tickets/t1", Some(SESSION)).await;
+    assert!(visitor.contains("The seller has withdrawn this ticket"));
+    assert!(!visitor.contains(">Purchase</button>"));
+}
+
+#[tokio::test]
+async fn a_withdrawal_posted_from_another_site_is_refused() {
+    let api =
+        FakeApi::with(|f| f.tickets = vec![ticket("t1", "Opera night", 1999, "seller", None)]);
+    let site = Site::start(api, None).await;
+    let response = testkit::client()
+        .post(format!("{}/tickets/t1/withdraw", site.base))
+        .header("origin", "https://evil.example")
+        .header("cookie", format!("{COOKIE_NAME}={SELLER}"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 403);
+    assert_eq!(site.api.fake().tickets[0].status, TicketStatus::Available, "nothing withdrawn");
 }
 
 #[tokio::test]

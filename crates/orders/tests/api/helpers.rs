@@ -64,6 +64,21 @@ impl OrdersApp {
             price: ticket.price,
             user_id: ticket.user_id,
             order_id: None,
+            withdrawn: false,
+        };
+        self.send(&Envelope::new(event)).await;
+    }
+
+    /// Delivers the withdrawal of `ticket` as its version `version`.
+    pub async fn withdrawn(&self, ticket: &TicketCreated, version: i64) {
+        let event = TicketUpdated {
+            id: ticket.id,
+            version,
+            title: ticket.title.clone(),
+            price: ticket.price,
+            user_id: ticket.user_id,
+            order_id: None,
+            withdrawn: true,
         };
         self.send(&Envelope::new(event)).await;
     }

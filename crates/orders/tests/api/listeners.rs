@@ -29,6 +29,7 @@ async fn updates_apply_in_version_order_whatever_the_delivery_order(stack: Stack
         price: 300,
         user_id: ticket.user_id,
         order_id: None,
+        withdrawn: false,
     };
     let handled = orders::listeners::ticket_updated(app.store().await, Envelope::new(v2.clone()))
         .await
@@ -64,6 +65,7 @@ async fn an_update_before_the_creation_waits_for_it(stack: Stack) {
         price: 100,
         user_id: ticket.user_id,
         order_id: None,
+        withdrawn: false,
     };
     app.system.publish(&Envelope::new(v1)).await;
     app.send(&Envelope::new(ticket.clone())).await;

@@ -7,3 +7,4 @@ mod create;
 mod helpers;
 mod listeners;
 mod read;
+mod withdraw;

@@ -3,7 +3,8 @@
 
 use common::time::Timestamp;
 use messaging::events::{
-    Envelope, Event, OrderCancelled, OrderCreated, OrderStatus, OrderTicket, TicketRef,
+    Envelope, Event, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
+    TicketRef,
 };
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
@@ -84,16 +85,52 @@ impl TicketsApp {
     /// Delivers `order.created` for `order_id` holding `ticket` and waits
     /// until it was handled.
     pub async fn order_created(&self, ticket: &Value, order_id: Uuid) {
+        self.order_created_until(ticket, order_id, Timestamp::now().plus_seconds(900)).await;
+    }
+
+    /// Delivers `order.created` for `order_id` holding `ticket` until
+    /// `expires_at`, and waits.
+    pub async fn order_created_until(&self, ticket: &Value, order_id: Uuid, expires_at: Timestamp) {
         let event = Envelope::new(OrderCreated {
             id: order_id,
             version: 0,
             status: OrderStatus::Created,
             user_id: Uuid::now_v7(),
-            expires_at: Timestamp::now().plus_seconds(900),
+            expires_at,
             ticket: OrderTicket { id: id_of(ticket), price: 100 },
         });
         self.system.publish(&event).await;
         self.system.drain().await;
+    }
+
+    /// Delivers `order.completed` for `order_id` on `ticket` and waits.
+    pub async fn order_completed(&self, ticket: &Value, order_id: Uuid) {
+        let event = Envelope::new(OrderCompleted {
+            id: order_id,
+            version: 1,
+            ticket: TicketRef { id: id_of(ticket) },
+        });
+        self.system.publish(&event).await;
+        self.system.drain().await;
+    }
+
+    /// `GET /api/tickets/mine` with `query`, as `user`.
+    pub async fn mine(&self, user: Option<&TestUser>, query: &str) -> Response {
+        let path = format!("/api/tickets/mine{query}");
+        self.system.send(Method::GET, &path, user, None).await
+    }
+
+    /// The user's tickets (first page) as JSON.
+    pub async fn mine_listed(&self, user: &TestUser) -> Vec<Value> {
+        let response = self.mine(Some(user), "").await;
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("json")
+    }
+
+    /// `DELETE /api/tickets/:id`, as `user`.
+    pub async fn withdraw(&self, user: Option<&TestUser>, id: &str) -> Response {
+        let path = format!("/api/tickets/{id}");
+        self.system.send(Method::DELETE, &path, user, None).await
     }
 
     /// Delivers `order.cancelled` for `order_id` on `ticket` and waits.

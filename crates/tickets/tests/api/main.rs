@@ -6,4 +6,7 @@ mod create;
 mod edit;
 mod helpers;
 mod listeners;
+mod mine;
 mod read;
+mod search;
+mod withdraw;

@@ -94,14 +94,40 @@ async fn the_routes_are_described_in_openapi(stack: Stack) {
             ("/api/tickets", "post"),
             ("/api/tickets/{id}", "get"),
             ("/api/tickets/{id}", "put"),
+            ("/api/tickets/{id}", "delete"),
+            ("/api/tickets/mine", "get"),
         ])
         .await;
-    let parameters = &doc["paths"]["/api/tickets"]["get"]["parameters"];
-    for (index, name) in ["limit", "cursor"].into_iter().enumerate() {
-        let parameter = &parameters[index];
-        assert_eq!(parameter["name"], name);
-        assert_eq!(parameter["in"], "query", "{parameter}");
-        assert_eq!(parameter["required"], false, "{parameter}");
+    let names = |path: &str| -> Vec<String> {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .map(|p| p["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    assert_eq!(names("/api/tickets"), ["limit", "cursor", "q", "sort", "minPrice", "maxPrice"]);
+    assert_eq!(names("/api/tickets/mine"), ["limit", "cursor"]);
+    let statuses = |path: &str, method: &str| -> Vec<String> {
+        doc["paths"][path][method]["responses"]
+            .as_object()
+            .expect("responses")
+            .keys()
+            .cloned()
+            .collect()
+    };
+    assert_eq!(statuses("/api/tickets/{id}", "delete"), ["204", "400", "401", "403", "404"]);
+    assert_eq!(statuses("/api/tickets/mine", "get"), ["200", "400", "401"]);
+    assert_eq!(statuses("/api/tickets", "get"), ["200", "400"]);
+    assert_eq!(
+        doc["components"]["schemas"]["TicketStatus"]["enum"],
+        json!(["available", "reserved", "sold", "withdrawn"])
+    );
+    for path in ["/api/tickets", "/api/tickets/mine"] {
+        for parameter in doc["paths"][path]["get"]["parameters"].as_array().expect("parameters") {
+            assert_eq!(parameter["in"], "query", "{parameter}");
+            assert_eq!(parameter["required"], false, "{parameter}");
+        }
     }
 }
 
