@@ -213,15 +213,9 @@ impl Processor for Stripe {
                     .send()
                     .await
                     .context("calling Stripe")?;
-                let status = response.status();
-                let body = response.bytes().await.context("reading Stripe's answer")?;
-                anyhow::ensure!(
-                    status.is_success(),
-                    "Stripe refused to list PaymentIntents ({status}): {}",
-                    String::from_utf8_lossy(&body)
-                );
                 let page: IntentList =
-                    serde_json::from_slice(&body).context("decoding a PaymentIntent list")?;
+                    success_body(response, "to list PaymentIntents", "a PaymentIntent list")
+                        .await?;
                 if let Some(intent) = page.data.iter().find(|intent| {
                     intent.metadata.get("attempt").map(String::as_str) == Some(idempotency_key)
                 }) {
@@ -252,15 +246,24 @@ impl Processor for Stripe {
                 .send()
                 .await
                 .context("calling Stripe")?;
-            let status = response.status();
-            let body = response.bytes().await.context("reading Stripe's answer")?;
-            anyhow::ensure!(
-                status.is_success(),
-                "Stripe refused the refund ({status}): {}",
-                String::from_utf8_lossy(&body)
-            );
-            let refund: RefundBody = serde_json::from_slice(&body).context("decoding a Refund")?;
+            let refund: RefundBody = success_body(response, "the refund", "a Refund").await?;
             Ok(Refund { id: refund.id })
         })
     }
+}
+/// The decoded body of a successful Stripe answer (`what` was asked,
+/// `decoded` is what the body holds), or an error quoting Stripe's refusal.
+async fn success_body<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+    what: &str,
+    decoded: &str,
+) -> anyhow::Result<T> {
+    let status = response.status();
+    let body = response.bytes().await.context("reading Stripe's answer")?;
+    anyhow::ensure!(
+        status.is_success(),
+        "Stripe refused {what} ({status}): {}",
+        String::from_utf8_lossy(&body)
+    );
+    serde_json::from_slice(&body).with_context(|| format!("decoding {decoded}"))
 }
