@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use support::{Running, free_port, http, order, sell, signup, temp_dir, ticketing, token_of};
+use support::{
+    Running, free_port, http, order, sell, signup, temp_dir, ticket, ticketing, token_of,
+};
 
 #[test]
 fn help_documents_every_command_and_variable() {
@@ -246,14 +248,7 @@ async fn wait_for_expiry(
         // Released: no order holds it, so it is for sale again. (Read by id:
         // on a shared server, the first page of the listing may be full of
         // other runs' tickets.)
-        let ticket: Value = client
-            .get(running.url(&format!("/api/tickets/{}", reservation.ticket_id)))
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+        let ticket = ticket(running, &reservation.ticket_id).await;
         let released = ticket.get("orderId").is_none();
         if order["status"] == "cancelled" && released {
             return reservation.reserved_at.elapsed();
@@ -392,14 +387,7 @@ async fn a_payment_answered_before_a_crash_and_the_deadline_completes_its_order(
     // The timer has fired by now, and changed nothing.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(read().await, "complete");
-    let ticket: Value = client
-        .get(second.url(&format!("/api/tickets/{}", reservation.ticket_id)))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let ticket = ticket(&second, &reservation.ticket_id).await;
     assert_eq!(ticket["orderId"].as_str(), Some(reservation.order_id.as_str()), "still sold");
     assert!(second.terminate());
     let _ = std::fs::remove_dir_all(dir);

@@ -161,3 +161,15 @@ pub async fn order(running: &Running, token: &str, ticket_id: &str) -> reqwest::
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The ticket `id` as `GET /api/tickets/:id` shows it.
+pub async fn ticket(running: &Running, id: &str) -> Value {
+    http()
+        .get(running.url(&format!("/api/tickets/{id}")))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json")
+}
