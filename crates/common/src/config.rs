@@ -151,6 +151,16 @@ pub struct Config {
     #[arg(global = true, long, env = "ORDERS_PER_USER_PER_MINUTE", default_value_t = 30)]
     pub orders_per_user_per_minute: u32,
 
+    /// Live ticket streams (`GET /api/tickets/events`) one client address
+    /// may hold open at once per process; past it, 429 (0: no limit).
+    #[arg(global = true, long, env = "LIVE_STREAMS_PER_ADDRESS", default_value_t = 6)]
+    pub live_streams_per_address: u32,
+
+    /// Live ticket streams one process holds open at once; past it, 429
+    /// (0: no limit).
+    #[arg(global = true, long, env = "LIVE_STREAMS", default_value_t = 1000)]
+    pub live_streams: u32,
+
     /// Proxies whose X-Forwarded-For names the client (comma-separated
     /// addresses or networks, e.g. `127.0.0.0/8,10.0.0.0/8`; empty: none).
     #[arg(global = true, long, env = "TRUSTED_PROXIES",
@@ -244,7 +254,7 @@ pub enum PaymentProcessor {
 /// The environment variable of every field of [`Config`] (a test keeps the
 /// list complete): what a process started for a test or a benchmark must
 /// not inherit unless it is set on purpose.
-pub const VARIABLES: [&str; 28] = [
+pub const VARIABLES: [&str; 30] = [
     "PORT",
     "DATA_DIR",
     "DATABASE_URL",
@@ -258,6 +268,8 @@ pub const VARIABLES: [&str; 28] = [
     "SIGNIN_FAILURES_PER_EMAIL",
     "AUTH_REQUESTS_PER_ADDRESS",
     "ORDERS_PER_USER_PER_MINUTE",
+    "LIVE_STREAMS_PER_ADDRESS",
+    "LIVE_STREAMS",
     "TRUSTED_PROXIES",
     "SESSION_SECONDS",
     "STRIPE_SECRET_KEY",
@@ -293,6 +305,8 @@ impl Config {
             signin_failures_per_email: 10,
             auth_requests_per_address: 60,
             orders_per_user_per_minute: 30,
+            live_streams_per_address: 6,
+            live_streams: 1000,
             trusted_proxies: TrustedProxies::default(),
             session_seconds: 86_400,
             stripe_secret_key: None,

@@ -2,13 +2,16 @@
 //! JetStream when `TEST_NATS_URL` is set), in the manner of watermill's
 //! pub/sub tests: delivery in order, consumer groups, retry with delay,
 //! redelivery of what was never settled, durability while no member
-//! listens, the duplicate window, and receipts.
+//! listens, the duplicate window, and receipts; and watches, which see
+//! every message in order, numbered alike for every watcher.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use messaging::bus::{Delivery, Disposition, OutgoingMessage, Receipt, Subscription};
+use messaging::bus::{
+    Delivery, Disposition, OutgoingMessage, Receipt, Subscription, Watch, WatchEvent, Watched,
+};
 use testkit::TestBus;
 use uuid::Uuid;
 
@@ -177,7 +180,61 @@ async fn a_pending_receipt_resolves_once_every_group_settled(bus: TestBus) {
     }
 }
 
+async fn next_watched(watch: &mut Watch) -> Watched {
+    match tokio::time::timeout(WAIT, watch.next()).await.expect("a message within the wait") {
+        Some(WatchEvent::Message(watched)) => watched,
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+const WATCHED: [&str; 2] = ["ticket.created", "ticket.updated"];
+
+async fn every_watcher_sees_every_message_in_order(bus: TestBus) {
+    let mut group = bus.bus.subscribe("orders", SUBJECT).await.expect("subscribed");
+    let mut first = bus.bus.watch(&WATCHED).await.expect("watching");
+    let mut second = bus.bus.watch(&WATCHED).await.expect("watching");
+    assert_eq!(first.origin, second.origin, "one bus, one sequence space");
+    publish(&bus, message("ticket.created", "a")).await;
+    publish(&bus, message("order.created", "not watched")).await;
+    publish(&bus, message("ticket.updated", "b")).await;
+    let mut seen = Vec::new();
+    for watch in [&mut first, &mut second] {
+        let (a, b) = (next_watched(watch).await, next_watched(watch).await);
+        assert_eq!((a.subject.as_str(), &a.payload[..]), ("ticket.created", &b"a"[..]));
+        assert_eq!((b.subject.as_str(), &b.payload[..]), ("ticket.updated", &b"b"[..]));
+        assert!(watch.start < a.sequence, "delivered messages come after the start");
+        // The unwatched message in between took a number too.
+        assert_eq!(b.sequence, a.sequence + 2);
+        seen.push((a.sequence, b.sequence));
+    }
+    assert_eq!(seen[0], seen[1], "the same message has the same number for every watcher");
+    // Watchers take nothing from consumer groups.
+    next(&mut group).await.ack().await.expect("acked");
+}
+
+async fn a_watch_starts_after_what_was_published_before_it(bus: TestBus) {
+    publish(&bus, message(SUBJECT, "before")).await;
+    let mut watch = bus.bus.watch(&WATCHED).await.expect("watching");
+    publish(&bus, message(SUBJECT, "after")).await;
+    let watched = next_watched(&mut watch).await;
+    assert_eq!(&watched.payload[..], b"after");
+    assert_eq!(watched.sequence, watch.start + 1);
+}
+
+async fn a_republished_event_id_is_watched_once(bus: TestBus) {
+    let mut watch = bus.bus.watch(&WATCHED).await.expect("watching");
+    let original = message(SUBJECT, "dup");
+    publish(&bus, original.clone()).await;
+    publish(&bus, original).await;
+    publish(&bus, message(SUBJECT, "next")).await;
+    assert_eq!(&next_watched(&mut watch).await.payload[..], b"dup");
+    assert_eq!(&next_watched(&mut watch).await.payload[..], b"next");
+}
+
 testkit::bus_tests!(
+    every_watcher_sees_every_message_in_order,
+    a_watch_starts_after_what_was_published_before_it,
+    a_republished_event_id_is_watched_once,
     a_subscriber_receives_what_is_published_in_order,
     a_subscriber_receives_only_its_subject,
     every_group_receives_every_message,
@@ -202,4 +259,20 @@ async fn a_new_jetstream_consumer_receives_what_was_published_before_it() {
     let delivery = next(&mut late).await;
     assert_eq!(body(&delivery), "early");
     delivery.ack().await.expect("acked");
+}
+
+/// In-process: publishers never wait for a watcher; one that falls a whole
+/// channel behind is told it missed messages, then goes on with the rest.
+#[tokio::test]
+async fn an_in_process_watcher_that_falls_behind_is_told_of_a_gap() {
+    let bus = TestBus::in_process();
+    let mut watch = bus.bus.watch(&WATCHED).await.expect("watching");
+    let count = messaging::bus::memory::WATCH_CAPACITY + 10;
+    for i in 0..count {
+        publish(&bus, message(SUBJECT, &format!("m{i}"))).await;
+    }
+    let event = tokio::time::timeout(WAIT, watch.next()).await.expect("an event");
+    assert_eq!(event, Some(WatchEvent::Gap));
+    let watched = next_watched(&mut watch).await;
+    assert_eq!(watched.sequence, watch.start + 11, "the oldest kept message comes next");
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::BoxFuture;
 use common::db::{Backend as DbBackend, Db, MigrationFile, Migrations, Sql};
 use messaging::bus::memory::InProcessBus;
-use messaging::bus::{Bus, OutgoingMessage, Receipt, Subscription};
+use messaging::bus::{Bus, OutgoingMessage, Receipt, Subscription, Watch};
 use messaging::events::{Envelope, TicketCreated};
 use messaging::outbox::{self, Outbox};
 use testkit::{Backend, TestContext};
@@ -109,6 +109,10 @@ impl Bus for RecordingBus {
         _: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<Subscription>> {
         Box::pin(async { anyhow::bail!("the recording bus has no subscribers") })
+    }
+
+    fn watch<'a>(&'a self, _: &'a [&'a str]) -> BoxFuture<'a, anyhow::Result<Watch>> {
+        Box::pin(async { anyhow::bail!("the recording bus has no watchers") })
     }
 
     fn check(&self) -> BoxFuture<'_, anyhow::Result<()>> {

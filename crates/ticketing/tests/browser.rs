@@ -299,3 +299,152 @@ async fn an_unpaid_order_expires_and_the_ticket_is_back() {
     session.see("Late show").await;
     session.browser.clone().close().await.expect("closed");
 }
+
+/// A client of the running process's API with its own session.
+struct ApiUser {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl ApiUser {
+    /// Signs up a new user (or signs in as `email`, when given).
+    async fn new(base: &str, email: Option<&str>) -> Self {
+        let user = Self { client: testkit::client(), base: base.to_owned() };
+        let (path, email) = match email {
+            Some(email) => ("/api/users/signin", email.to_owned()),
+            None => {
+                ("/api/users/signup", format!("api-{}@example.com", uuid::Uuid::new_v4().simple()))
+            }
+        };
+        let body = json!({"email": email, "password": "correct horse"});
+        let response = user.post(path, &body).await;
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        user
+    }
+
+    async fn post(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        let url = format!("{}{path}", self.base);
+        self.client.post(url).json(body).send().await.expect("sent")
+    }
+
+    /// Puts a ticket up for sale; its id.
+    async fn sell(&self, title: &str, price: &str) -> String {
+        let response = self.post("/api/tickets", &json!({"title": title, "price": price})).await;
+        assert_eq!(response.status(), 201);
+        let ticket: serde_json::Value = response.json().await.expect("json");
+        ticket["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Orders the ticket, retrying while the orders service has not heard
+    /// of it yet.
+    async fn order(&self, ticket_id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let response = self.post("/api/orders", &json!({"ticketId": ticket_id})).await;
+            if response.status() == 201 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the order was never placed: {}", response.status());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Session {
+    /// Marks the open page, so that a later check can tell it was not
+    /// reloaded.
+    async fn mark_page(&self) {
+        self.browser.execute("window.notReloaded = true;", vec![]).await.expect("marked");
+    }
+
+    async fn assert_not_reloaded(&self) {
+        let marked = self.browser.execute("return window.notReloaded === true;", vec![]).await;
+        assert_eq!(marked.expect("ran"), json!(true), "the page was reloaded");
+    }
+
+    /// Waits until `script` returns true.
+    async fn until(&self, what: &str, script: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.browser.execute(script, vec![]).await.ok() == Some(json!(true)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never: {what}; the page shows:\n{}",
+                self.text().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromium-driver"]
+async fn an_open_home_page_follows_tickets_going_on_and_off_sale() {
+    let session = session(900).await;
+    let seller = ApiUser::new(&session.base, None).await;
+    let rock = seller.sell("Rock gig", "30").await;
+    session.open("/").await;
+    session.see("Rock gig").await;
+    session.mark_page().await;
+
+    // Put on sale by someone else: it appears.
+    let jazz = seller.sell("Jazz trio", "12.50").await;
+    session.see("Jazz trio").await;
+    session.see("$12.50").await;
+
+    // Reserved by another buyer: it greys out with "Reserved".
+    let buyer = ApiUser::new(&session.base, None).await;
+    buyer.order(&rock).await;
+    let card = format!("document.querySelector(\"[data-ticket-id='{rock}']\")");
+    session
+        .until(
+            "the reserved ticket greys out",
+            &format!("var c = {card}; return !!c && c.classList.contains('off-sale') && c.innerText.includes('Reserved');"),
+        )
+        .await;
+    session.assert_not_reloaded().await;
+    session.screenshot("live-home").await;
+
+    // A ticket's own page follows it too.
+    session.open(&format!("/tickets/{jazz}")).await;
+    session.see("Sign in to purchase").await;
+    session.mark_page().await;
+    buyer.order(&jazz).await;
+    session.see("This ticket has just been reserved by an order.").await;
+    session.see("Reserved").await;
+    session.assert_not_reloaded().await;
+    session.browser.clone().close().await.expect("closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromium-driver"]
+async fn the_order_page_shows_the_payment_without_reload() {
+    let session = session(900).await;
+    let seller = ApiUser::new(&session.base, None).await;
+    seller.sell("Folk evening", "15").await;
+    let email = session.sign_up("buyer").await;
+    session.purchase("Folk evening").await;
+    session.see("Awaiting payment").await;
+    let url = session.browser.current_url().await.expect("the order page");
+    let order_id = url.path().rsplit('/').next().expect("an order id").to_owned();
+    session.mark_page().await;
+
+    // Paid elsewhere (another tab, a phone): the page follows by itself.
+    let buyer = ApiUser::new(&session.base, Some(&email)).await;
+    let paid =
+        buyer.post("/api/payments", &json!({"token": "tok_visa", "orderId": order_id})).await;
+    assert_eq!(paid.status(), 201);
+    session.see("Paid — the ticket is yours.").await;
+    session
+        .until(
+            "the status reads Paid",
+            "return document.getElementById('order-status').innerText === 'Paid';",
+        )
+        .await;
+    assert!(!session.text().await.contains("Time left to pay"), "the payment form is gone");
+    session.assert_not_reloaded().await;
+    session.screenshot("live-order").await;
+    session.browser.clone().close().await.expect("closed");
+}

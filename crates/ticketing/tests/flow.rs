@@ -300,6 +300,7 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
             ("/api/tickets/{id}", "put"),
             ("/api/tickets/{id}", "delete"),
             ("/api/tickets/mine", "get"),
+            ("/api/tickets/events", "get"),
             ("/api/orders", "post"),
             ("/api/orders/{id}", "delete"),
             ("/api/payments", "post"),

@@ -3,6 +3,7 @@
 
 pub mod domain;
 pub mod listeners;
+pub mod live;
 mod routes;
 pub mod store;
 
@@ -12,6 +13,7 @@ use messaging::outbox;
 use platform::service::{Context, Messaging, Probe, Service};
 use utoipa::OpenApi as _;
 
+pub use live::Changes;
 pub use store::Store;
 
 /// The service's name: its database is `ticketing_tickets` / `tickets.db`.
@@ -32,7 +34,9 @@ pub const MIGRATIONS: Migrations = Migrations(&[
     },
 ]);
 
-/// Opens the service's database and builds its routes and listeners.
+/// Opens the service's database and builds its routes, listeners and live
+/// feed ([`Changes`]: whatever in the service must follow ticket changes
+/// on every replica subscribes to it here).
 pub async fn build(context: &Context) -> anyhow::Result<Service> {
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
     let store = Store::new(db.clone());
@@ -42,7 +46,17 @@ pub async fn build(context: &Context) -> anyhow::Result<Service> {
         .listen(Listener::with(store.clone(), listeners::order_cancelled))
         .listen(Listener::with(store.clone(), listeners::order_completed))
         .publish_from(store.outbox.clone());
-    let state = routes::TicketsState { store, sessions: context.sessions.clone() };
+    let watch = context.bus.watch(&live::SUBJECTS).await?;
+    let changes = Changes::new(watch.origin, watch.start);
+    let live = live::Live {
+        changes: changes.clone(),
+        limits: live::StreamLimits::new(
+            context.config.live_streams_per_address,
+            context.config.live_streams,
+        ),
+        shutdown: context.shutdown.clone(),
+    };
+    let state = routes::TicketsState { store, sessions: context.sessions.clone(), live };
     Ok(Service {
         name: NAME,
         router: routes::router(state),
@@ -50,6 +64,6 @@ pub async fn build(context: &Context) -> anyhow::Result<Service> {
         probes: vec![Probe::database(NAME, db.clone())],
         databases: vec![db],
         messaging: Some(messaging),
-        background: Vec::new(),
+        background: vec![changes.feed(watch)],
     })
 }

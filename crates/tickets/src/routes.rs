@@ -56,6 +56,7 @@ static NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
 pub struct TicketsState {
     pub store: Store,
     pub sessions: Sessions,
+    pub live: crate::live::Live,
 }
 
 common::sessions_in_state!(TicketsState);
@@ -64,14 +65,15 @@ pub fn router(state: TicketsState) -> Router {
     Router::new()
         .route("/api/tickets", get(list).post(create))
         .route("/api/tickets/mine", get(mine))
+        .route("/api/tickets/events", get(crate::live::events))
         .route("/api/tickets/{id}", get(show).put(edit).delete(withdraw))
         .with_state(state)
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(create, list, mine, show, edit, withdraw),
-    components(schemas(ErrorBody, Ticket, TicketStatus)),
+    paths(create, list, mine, show, edit, withdraw, crate::live::events),
+    components(schemas(ErrorBody, Ticket, TicketStatus, crate::live::LiveTicket, crate::live::LiveStatus)),
     tags((name = "tickets", description = "Tickets for sale"))
 )]
 pub struct TicketsApi;

@@ -135,6 +135,8 @@ struct IndexPage {
     sorts: Vec<(&'static str, &'static str, bool)>,
     /// Why the API refused the search.
     problems: Vec<String>,
+    /// The currency code, for tickets the page adds live.
+    currency: String,
 }
 
 /// The sort options of the home page.
@@ -175,7 +177,8 @@ pub async fn index(
         }
         Err(failure) => return failure_page(&state, session, &failure).await,
     };
-    let page = IndexPage { user, tickets, next_page, listing, sorts, problems };
+    let currency = state.currency.clone();
+    let page = IndexPage { user, tickets, next_page, listing, sorts, problems, currency };
     render(status, &page)
 }
 

@@ -30,6 +30,170 @@
     tick();
   }
 
+  // Live availability (API.md "Live availability"): the home page and the
+  // ticket page follow GET /api/tickets/events. A ticket that goes off sale
+  // greys out with its state; on the unfiltered home page's last page a
+  // ticket put on sale appears. Without this script the pages are as
+  // rendered, and a reload shows the same.
+  var liveList = document.querySelector("[data-live-list], [data-live-empty]");
+  var liveTicket = document.querySelector("[data-live-ticket]");
+  var OFF_SALE = { reserved: "Reserved", withdrawn: "Withdrawn" };
+
+  function money(price, currency) {
+    var value = Number(price).toFixed(2);
+    var symbol = { usd: "$", eur: "€", gbp: "£" }[currency];
+    return symbol ? symbol + value : value + " " + String(currency).toUpperCase();
+  }
+
+  function element(tag, className, text) {
+    var e = document.createElement(tag);
+    if (className) { e.className = className; }
+    if (text !== undefined) { e.textContent = text; }
+    return e;
+  }
+
+  function newCard(ticket, currency) {
+    var href = "/tickets/" + encodeURIComponent(ticket.id);
+    var card = element("li", "card ticket-card");
+    card.dataset.ticketId = ticket.id;
+    var title = element("h2", "ticket-title");
+    var link = element("a", "", ticket.title);
+    link.href = href;
+    title.appendChild(link);
+    card.appendChild(title);
+    card.appendChild(element("p", "price", money(ticket.price, currency)));
+    var view = element("a", "button secondary", "View");
+    view.href = href;
+    view.setAttribute("aria-label", "View " + ticket.title);
+    card.appendChild(view);
+    return card;
+  }
+
+  // Shows a card's state: a badge while off sale, none while on sale.
+  function showCardState(card, status) {
+    var badge = card.querySelector(".live-badge");
+    if (badge) { badge.remove(); }
+    card.classList.toggle("off-sale", status !== "available");
+    if (status !== "available") {
+      badge = element("p", "badge live-badge status-" + status, OFF_SALE[status] || status);
+      card.insertBefore(badge, card.querySelector(".price"));
+    }
+  }
+
+  function onListChange(ticket) {
+    var list = document.querySelector("[data-live-list]");
+    var card = document.querySelector("[data-ticket-id='" + ticket.id + "']");
+    if (card) {
+      card.querySelector(".ticket-title a").textContent = ticket.title;
+      card.querySelector(".price").textContent = money(ticket.price, (list || liveList).dataset.currency);
+      showCardState(card, ticket.status);
+      return;
+    }
+    if (ticket.status !== "available") { return; }
+    var empty = document.querySelector("[data-live-empty]");
+    if (empty) {
+      list = element("ul", "grid");
+      list.setAttribute("aria-label", "Tickets");
+      list.dataset.liveList = "";
+      list.dataset.liveNew = "";
+      list.dataset.currency = empty.dataset.currency;
+      empty.replaceWith(list);
+    }
+    if (list && list.hasAttribute("data-live-new")) {
+      list.appendChild(newCard(ticket, list.dataset.currency));
+    }
+  }
+
+  function onTicketChange(ticket) {
+    var article = liveTicket;
+    if (ticket.id !== article.dataset.liveTicket || ticket.status === article.dataset.status) { return; }
+    article.dataset.status = ticket.status;
+    var badge = article.querySelector(".badge");
+    if (badge) { badge.remove(); }
+    if (ticket.status !== "available") {
+      badge = element("p", "badge status-" + ticket.status, OFF_SALE[ticket.status] || ticket.status);
+      article.querySelector(".price").after(badge);
+    }
+    var buy = article.querySelector("form[action$='/purchase'] button");
+    if (buy) { buy.disabled = ticket.status !== "available"; }
+    var note = article.querySelector(".live-note");
+    if (!note) {
+      note = element("p", "alert live-note");
+      note.setAttribute("role", "status");
+      article.appendChild(note);
+    }
+    note.textContent = "";
+    if (ticket.status === "available") {
+      note.appendChild(document.createTextNode("This ticket is on sale again. "));
+      var again = element("a", "", "Refresh");
+      again.href = location.pathname;
+      note.appendChild(again);
+    } else {
+      note.textContent = ticket.status === "withdrawn"
+        ? "The seller has just withdrawn this ticket."
+        : "This ticket has just been reserved by an order.";
+    }
+  }
+
+  if ((liveList || liveTicket) && window.EventSource) {
+    var events = new EventSource("/api/tickets/events");
+    events.addEventListener("ticket", function (event) {
+      var ticket;
+      try { ticket = JSON.parse(event.data); } catch (e) { return; }
+      if (liveList) { onListChange(ticket); }
+      if (liveTicket) { onTicketChange(ticket); }
+    });
+    // The server cannot say what was missed: start again from the page.
+    events.addEventListener("reload", function () {
+      events.close();
+      location.reload();
+    });
+    // A refused stream (429) is not retried: the page stays as rendered.
+    window.addEventListener("pagehide", function () { events.close(); });
+  }
+
+  // The order page follows its order until it is paid or cancelled (the
+  // payment completes it through events, a moment after the charge).
+  var orderStatus = document.getElementById("order-status");
+  var FINAL = { complete: "Paid", cancelled: "Cancelled", expired: "Expired" };
+  if (orderStatus && window.fetch && !FINAL[orderStatus.dataset.status] && orderStatus.dataset.status !== "expired") {
+    var polls = 0;
+    var showFinal = function (status) {
+      var countdown = document.getElementById("countdown");
+      if (status === "cancelled" && countdown && Date.parse(countdown.dataset.expiresAt) <= Date.now()) {
+        status = "expired";
+      }
+      orderStatus.textContent = FINAL[status];
+      orderStatus.className = "status status-" + status;
+      orderStatus.dataset.status = status;
+      ["pay-form", "countdown", "processing"].forEach(function (id) {
+        var e = document.getElementById(id);
+        if (e) { e.remove(); }
+      });
+      document.querySelectorAll("form[action$='/cancel']").forEach(function (f) { f.remove(); });
+      if (status === "complete") {
+        var done = element("p", "alert success", "Paid — the ticket is yours.");
+        done.setAttribute("role", "status");
+        orderStatus.closest("p").after(done);
+      }
+    };
+    var poll = function () {
+      polls += 1;
+      fetch("/api/orders/" + encodeURIComponent(orderStatus.dataset.orderId), { credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (order) {
+          if (order && (order.status === "complete" || order.status === "cancelled")) { showFinal(order.status); return; }
+          if (order && order.status === "awaiting:payment") {
+            orderStatus.textContent = "Payment in progress";
+            orderStatus.className = "status status-processing";
+          }
+          if (order) { setTimeout(poll, polls < 30 ? 2000 : 10000); }
+        })
+        .catch(function () { setTimeout(poll, 10000); });
+    };
+    setTimeout(poll, 2000);
+  }
+
   // Stripe's card form, on the order page only when a publishable key is set.
   var card = document.getElementById("card-element");
   if (card && window.Stripe) {

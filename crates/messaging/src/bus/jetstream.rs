@@ -8,6 +8,13 @@
 //! or a full buffer does not cause a redelivery.
 //! The client reconnects by itself; a consumer whose message stream breaks
 //! is re-attached with backoff.
+//!
+//! A watch is an ephemeral ordered consumer (no acks, one per watcher,
+//! recreated by the client whenever it sees a sequence mismatch) that
+//! starts after the stream's last message; its sequences are the stream's,
+//! and its origin the stream's creation time. If its message stream
+//! breaks, a new ordered consumer takes over from the next sequence, so
+//! nothing is missed.
 
 use std::time::Duration;
 
@@ -20,7 +27,10 @@ use common::BoxFuture;
 
 use crate::events::SUBJECTS;
 
-use super::{Acker, Bus, Delivery, Disposition, OutgoingMessage, Receipt, Subscription};
+use super::{
+    Acker, Bus, Delivery, Disposition, OutgoingMessage, Receipt, Subscription, Watch, WatchEvent,
+    Watched,
+};
 
 /// How the JetStream bus is set up.
 #[derive(Debug, Clone)]
@@ -191,6 +201,26 @@ impl Bus for JetStreamBus {
         })
     }
 
+    fn watch<'a>(&'a self, subjects: &'a [&'a str]) -> BoxFuture<'a, anyhow::Result<Watch>> {
+        Box::pin(async move {
+            let mut stream = self.context.get_stream(&self.options.stream).await?;
+            let info = stream.info().await.context("reading the JetStream stream")?;
+            let origin = u64::try_from(info.created.unix_timestamp_nanos()).unwrap_or(0);
+            let start = info.state.last_sequence;
+            let watcher = Watcher {
+                bus: self.clone(),
+                filter: watch_filter(&self.options.subject_prefix, subjects),
+                subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
+            };
+            // The first consumer now, so that a broken stream fails the
+            // caller rather than a background task.
+            let messages = watcher.messages(start + 1).await?;
+            let (sender, receiver) = mpsc::channel(64);
+            tokio::spawn(watcher.pump(messages, start + 1, sender));
+            Ok(Watch::pumped(origin, start, receiver))
+        })
+    }
+
     fn check(&self) -> BoxFuture<'_, anyhow::Result<()>> {
         Box::pin(async move {
             match self.client.connection_state() {
@@ -282,6 +312,105 @@ async fn pump_once(
     anyhow::bail!("the JetStream message stream ended")
 }
 
+/// The filter of a watch's consumer: the family of its subjects when they
+/// share one (`ticket.>`), otherwise everything; the watcher then keeps its
+/// own subjects only.
+fn watch_filter(prefix: &str, subjects: &[&str]) -> String {
+    let mut families = subjects.iter().map(|s| s.split('.').next().unwrap_or(s));
+    match families.next() {
+        Some(first) if families.all(|other| other == first) => format!("{prefix}{first}.>"),
+        _ => format!("{prefix}>"),
+    }
+}
+
+/// Feeds one [`Watch`] from ordered consumers.
+struct Watcher {
+    bus: JetStreamBus,
+    filter: String,
+    subjects: Vec<String>,
+}
+
+impl Watcher {
+    /// An ordered consumer's messages from stream sequence `from` on.
+    async fn messages(&self, from: u64) -> anyhow::Result<pull::Ordered> {
+        let stream = self.bus.context.get_stream(&self.bus.options.stream).await?;
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: self.filter.clone(),
+                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                },
+                ..Default::default()
+            })
+            .await
+            .context("creating a watch consumer")?;
+        consumer.messages().await.context("reading a watch consumer")
+    }
+
+    /// Hands every message on to the watch until it is dropped; a broken
+    /// message stream is replaced by a new consumer from the next sequence.
+    async fn pump(
+        self,
+        mut messages: pull::Ordered,
+        mut next: u64,
+        sender: mpsc::Sender<WatchEvent>,
+    ) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let message = tokio::select! {
+                message = messages.next() => message,
+                () = sender.closed() => return,
+            };
+            let failure = match message {
+                Some(Ok(message)) => {
+                    backoff = Duration::from_millis(100);
+                    let Ok(info) = message.info() else { continue };
+                    next = info.stream_sequence + 1;
+                    let subject = message
+                        .subject
+                        .as_str()
+                        .strip_prefix(self.bus.options.subject_prefix.as_str())
+                        .unwrap_or(message.subject.as_str());
+                    if !self.subjects.iter().any(|s| s == subject) {
+                        continue;
+                    }
+                    let watched = Watched {
+                        sequence: info.stream_sequence,
+                        subject: subject.to_owned(),
+                        payload: message.payload.clone(),
+                    };
+                    if sender.send(WatchEvent::Message(watched)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Some(Err(error)) => anyhow::Error::new(error),
+                None => anyhow::anyhow!("the watch's message stream ended"),
+            };
+            tracing::warn!(error = format!("{failure:#}"), "re-creating a JetStream watch");
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = sender.closed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                match self.messages(next).await {
+                    Ok(fresh) => {
+                        messages = fresh;
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            "re-creating a JetStream watch"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Settles one JetStream delivery, and until then reports it in progress
 /// every `interval` (a third of `ack_wait`): the server redelivers only what
 /// a process that stopped reporting — a crashed one — had taken.
@@ -334,6 +463,12 @@ mod tests {
     #[test]
     fn the_stream_holds_every_family_of_subjects_once() {
         assert_eq!(super::stream_subjects(), ["ticket.>", "order.>", "expiration.>", "payment.>"]);
+    }
+
+    #[test]
+    fn a_watch_filters_on_the_family_of_its_subjects() {
+        assert_eq!(super::watch_filter("p.", &["ticket.created", "ticket.updated"]), "p.ticket.>");
+        assert_eq!(super::watch_filter("", &["ticket.created", "order.created"]), ">");
     }
 
     #[test]

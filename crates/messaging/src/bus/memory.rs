@@ -11,6 +11,12 @@
 //!
 //! Groups exist from their first `subscribe` on: in the all-in-one process
 //! every listener subscribes before any relay publishes.
+//!
+//! Watchers share one broadcast channel: each published message gets the
+//! next sequence number and goes to every watcher, who must keep up within
+//! [`WATCH_CAPACITY`] messages or be told of a gap. The sequence space
+//! (its origin) is the bus's creation time: a restarted process starts
+//! another.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,12 +24,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use common::BoxFuture;
 
-use super::{Acker, Bus, Delivery, Disposition, OutgoingMessage, Receipt, Subscription};
+use super::{
+    Acker, Bus, Delivery, Disposition, OutgoingMessage, Receipt, Subscription, Watch, Watched,
+};
 
 /// The in-process event bus. Cloning shares it.
 #[derive(Debug, Clone, Default)]
@@ -31,7 +39,7 @@ pub struct InProcessBus {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     /// Groups by subject.
     groups: Mutex<HashMap<String, Vec<Arc<Group>>>>,
@@ -39,6 +47,40 @@ struct Inner {
     /// Group deliveries published and not yet acknowledged or parked.
     unsettled: AtomicUsize,
     idle: Notify,
+    /// Numbers messages and hands them to watchers, under one lock so that
+    /// watchers see them in sequence order.
+    watchers: Mutex<Watchers>,
+    /// Names this bus's sequence space.
+    origin: u64,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        let origin = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX));
+        Self {
+            groups: Mutex::default(),
+            recent: Mutex::default(),
+            unsettled: AtomicUsize::new(0),
+            idle: Notify::new(),
+            watchers: Mutex::new(Watchers {
+                last: 0,
+                sender: broadcast::Sender::new(WATCH_CAPACITY),
+            }),
+            origin,
+        }
+    }
+}
+
+/// How many messages a watcher may fall behind before it is told of a gap.
+pub const WATCH_CAPACITY: usize = 1024;
+
+#[derive(Debug)]
+struct Watchers {
+    /// The sequence of the last message published.
+    last: u64,
+    sender: broadcast::Sender<Watched>,
 }
 
 /// Event ids seen within the duplicate window.
@@ -233,6 +275,17 @@ impl Bus for InProcessBus {
             if !lock(&self.inner.recent).insert(message.id, Instant::now()) {
                 return Ok(Receipt::Stored);
             }
+            {
+                let mut watchers = lock(&self.inner.watchers);
+                watchers.last += 1;
+                let watched = Watched {
+                    sequence: watchers.last,
+                    subject: message.subject.clone(),
+                    payload: message.payload.clone(),
+                };
+                // No watcher: nothing to do.
+                let _ = watchers.sender.send(watched);
+            }
             let groups =
                 lock(&self.inner.groups).get(&message.subject).cloned().unwrap_or_default();
             if groups.is_empty() {
@@ -279,6 +332,14 @@ impl Bus for InProcessBus {
                 }
             };
             Ok(group.join(&self.inner))
+        })
+    }
+
+    fn watch<'a>(&'a self, subjects: &'a [&'a str]) -> BoxFuture<'a, anyhow::Result<Watch>> {
+        Box::pin(async move {
+            let watchers = lock(&self.inner.watchers);
+            let receiver = watchers.sender.subscribe();
+            Ok(Watch::broadcast(self.inner.origin, watchers.last, receiver, subjects))
         })
     }
 

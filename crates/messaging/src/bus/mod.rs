@@ -10,6 +10,14 @@
 //!   delay, the event id as `Nats-Msg-Id` for the duplicate window.
 //!
 //! Both pass the same contract suite (`crates/messaging/tests/bus_contract.rs`).
+//!
+//! Besides consumer groups, a process may [`Bus::watch`] subjects: every
+//! message published from then on, in the bus's one order and numbered by
+//! its global sequence, to this watcher alone and without acknowledgements
+//! (in-process: a broadcast channel; JetStream: an ephemeral ordered
+//! consumer). Every replica of a service watching sees every message, where
+//! a group gives each message to one of them; the tickets service's live
+//! stream is fed this way.
 
 pub mod jetstream;
 pub mod memory;
@@ -19,7 +27,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::BoxFuture;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 /// A message to publish: the event id, its subject and the encoded envelope.
@@ -124,6 +132,84 @@ impl Subscription {
     }
 }
 
+/// One message as a watcher sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watched {
+    /// Its place in the bus's order: the JetStream stream sequence, or the
+    /// in-process bus's count of published messages. Grows with every
+    /// message of any subject, so consecutive watched messages may skip
+    /// numbers; the same message has the same number in every process.
+    pub sequence: u64,
+    pub subject: String,
+    pub payload: Bytes,
+}
+
+/// What a [`Watch`] yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    Message(Watched),
+    /// Messages were missed here (the watcher fell too far behind): what
+    /// it knew from before is incomplete.
+    Gap,
+}
+
+/// Every message on some subjects from a point on, for one watcher (see
+/// [`Bus::watch`]). Dropping it stops the watching.
+#[derive(Debug)]
+pub struct Watch {
+    /// Names the sequence space: sequences compare only between watches of
+    /// the same origin (one JetStream stream, one in-process bus). A stream
+    /// recreated, or a process restarted with the in-process bus, has
+    /// another.
+    pub origin: u64,
+    /// Every message with a sequence above this one is delivered (until a
+    /// [`WatchEvent::Gap`]); none at or below it.
+    pub start: u64,
+    receiver: WatchReceiver,
+}
+
+#[derive(Debug)]
+enum WatchReceiver {
+    /// Fed by a task reading a broker (bounded: it waits for the watcher).
+    Pumped(mpsc::Receiver<WatchEvent>),
+    /// Fed in-process by publishers, which never wait: a watcher that
+    /// falls a whole channel behind gets a gap.
+    Broadcast { receiver: broadcast::Receiver<Watched>, subjects: Vec<String> },
+}
+
+impl Watch {
+    pub fn pumped(origin: u64, start: u64, receiver: mpsc::Receiver<WatchEvent>) -> Self {
+        Self { origin, start, receiver: WatchReceiver::Pumped(receiver) }
+    }
+
+    pub fn broadcast(
+        origin: u64,
+        start: u64,
+        receiver: broadcast::Receiver<Watched>,
+        subjects: &[&str],
+    ) -> Self {
+        let subjects = subjects.iter().map(|s| (*s).to_owned()).collect();
+        Self { origin, start, receiver: WatchReceiver::Broadcast { receiver, subjects } }
+    }
+
+    /// The next message (or gap); `None` once the bus is gone.
+    pub async fn next(&mut self) -> Option<WatchEvent> {
+        match &mut self.receiver {
+            WatchReceiver::Pumped(receiver) => receiver.recv().await,
+            WatchReceiver::Broadcast { receiver, subjects } => loop {
+                match receiver.recv().await {
+                    Ok(message) if subjects.contains(&message.subject) => {
+                        return Some(WatchEvent::Message(message));
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => return Some(WatchEvent::Gap),
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            },
+        }
+    }
+}
+
 /// The event bus.
 pub trait Bus: Send + Sync + Debug + 'static {
     /// Publishes a message; resolves once the bus has accepted it.
@@ -137,6 +223,12 @@ pub trait Bus: Send + Sync + Debug + 'static {
         group: &'a str,
         subject: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<Subscription>>;
+
+    /// Watches `subjects`: every message on them published after this call,
+    /// in publish order, with its sequence ([`Watched`]), to this watcher
+    /// alone (no group, no acknowledgement, nothing kept for it while it is
+    /// gone). Each process that watches sees every message.
+    fn watch<'a>(&'a self, subjects: &'a [&'a str]) -> BoxFuture<'a, anyhow::Result<Watch>>;
 
     /// Whether the bus is reachable (readiness).
     fn check(&self) -> BoxFuture<'_, anyhow::Result<()>>;

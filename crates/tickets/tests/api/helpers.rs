@@ -1,6 +1,7 @@
 //! `TicketsApp`: the tickets service on one stack, acting as users and as
 //! the orders service (by publishing its events).
 
+use common::config::Config;
 use common::time::Timestamp;
 use messaging::events::{
     Envelope, Event, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
@@ -8,7 +9,7 @@ use messaging::events::{
 };
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
-use testkit::{Recorder, Stack, TestSystem, TestUser};
+use testkit::{Recorder, Stack, TestServer, TestSystem, TestUser};
 use uuid::Uuid;
 
 pub struct TicketsApp {
@@ -17,9 +18,43 @@ pub struct TicketsApp {
 
 impl TicketsApp {
     pub async fn spawn(stack: Stack) -> Self {
-        let (context, bus) = TestSystem::prepare(stack, |_| {}).await;
+        Self::spawn_with(stack, |_| {}).await
+    }
+
+    /// The service with `configure` applied to the default configuration.
+    pub async fn spawn_with(stack: Stack, configure: impl FnOnce(&mut Config)) -> Self {
+        let (context, bus) = TestSystem::prepare(stack, configure).await;
         let service = tickets::build(&context.context).await.expect("tickets starts");
         Self { system: TestSystem::start(context, bus, vec![service]).await }
+    }
+
+    /// Another replica of the service, on the same database and bus,
+    /// served on a port of its own.
+    pub async fn replica(&self) -> TestServer {
+        let context = &self.system.context.context;
+        let mut services = vec![tickets::build(context).await.expect("a replica starts")];
+        platform::service::start_background(context, &mut services).await.expect("messaging");
+        TestServer::start(&services).await
+    }
+
+    /// Opens `GET /api/tickets/events` on `server` (this replica when
+    /// `None`), resuming after `last` when given.
+    pub async fn events_on(&self, server: Option<&TestServer>, last: Option<&str>) -> Response {
+        let url = server.map_or_else(
+            || self.system.url("/api/tickets/events"),
+            |s| s.url("/api/tickets/events"),
+        );
+        let request = testkit::client().get(url);
+        let request = match last {
+            Some(last) => request.header("last-event-id", last),
+            None => request,
+        };
+        request.send().await.expect("sent")
+    }
+
+    /// The live stream of this replica, resuming after `last` when given.
+    pub async fn events(&self, last: Option<&str>) -> EventStream {
+        EventStream::open(self.events_on(None, last).await)
     }
 
     pub fn user(&self, name: &str) -> TestUser {
@@ -157,6 +192,79 @@ impl TicketsApp {
             .fetch_one(db.reader())
             .await
             .expect("count")
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: String,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).expect("JSON data")
+    }
+}
+
+/// A `text/event-stream` response read event by event.
+pub struct EventStream {
+    response: Response,
+    buffer: String,
+}
+
+impl EventStream {
+    pub fn open(response: Response) -> Self {
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Self { response, buffer: String::new() }
+    }
+
+    /// The next event (comments skipped); `None` once the stream ended.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        let wait = std::time::Duration::from_secs(15);
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent { event: "message".into(), id: None, data: String::new() };
+                let mut fields = false;
+                for line in block.lines() {
+                    let (name, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match name {
+                        "event" => event.event = value.to_owned(),
+                        "id" => event.id = Some(value.to_owned()),
+                        "data" => event.data.push_str(value),
+                        _ => continue,
+                    }
+                    fields = true;
+                }
+                if fields {
+                    return Some(event);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(wait, self.response.chunk())
+                .await
+                .expect("an event within the wait")
+                .expect("the stream reads");
+            self.buffer.push_str(std::str::from_utf8(&chunk?).expect("UTF-8"));
+        }
+    }
+
+    /// The next event, which must be there.
+    pub async fn expect(&mut self) -> SseEvent {
+        self.next().await.expect("another event")
+    }
+
+    /// The next `ticket` event's data.
+    pub async fn ticket(&mut self) -> (SseEvent, Value) {
+        let event = self.expect().await;
+        assert_eq!(event.event, "ticket", "{event:?}");
+        let data = event.json();
+        (event, data)
     }
 }
 

@@ -6,6 +6,7 @@ mod create;
 mod edit;
 mod helpers;
 mod listeners;
+mod live;
 mod mine;
 mod read;
 mod search;
