@@ -2,7 +2,9 @@
 # The purchase story through the ingress, with curl: a seller signs up and
 # sells a ticket, a buyer signs up and orders it (retried until the orders
 # replica has learned of the ticket), pays with the test card tok_visa, and
-# the order reads `complete` (once orders handled payment.created). Fails
+# the order reads `complete` (once orders handled payment.created); a live
+# stream opened before the sale shows the ticket through the ingress
+# unbuffered, then reserved. Fails
 # with the step and the last answer when one does not happen in time.
 #
 #   infra/local/smoke.sh [URL]     default http://localhost:$LOCAL_CLUSTER_PORT (8080)
@@ -54,12 +56,33 @@ run=$(date +%s%N)
 echo "The purchase story through $url:"
 step "seller signs up" 201 seller POST /api/users/signup \
   "{\"email\":\"seller-$run@example.com\",\"password\":\"correct horse battery\"}"
+# live NAME PATTERN: waits until the live stream has shown PATTERN.
+live() {
+  local name=$1 pattern=$2 since
+  since=$(date +%s.%N)
+  local deadline=$(($(date +%s) + timeout))
+  until grep -q "$pattern" "$work/events"; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "FAILED: $name: the live stream showed:" >&2
+      cat "$work/events" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  printf '  %-34s %s s\n' "$name" "$(seconds "$since")"
+}
+curl -sN --max-time "$((timeout * 3))" "$url/api/tickets/events" >"$work/events" 2>/dev/null &
+stream=$!
+trap 'kill "$stream" 2>/dev/null; rm -rf "$work"' EXIT
+live "the live stream opens" "^event: ready"
 step "seller sells a ticket" 201 seller POST /api/tickets '{"title":"Smoke check","price":"12.50"}'
 ticket=$(jq -r .id <<<"$body")
+live "the live stream shows it" "\"id\":\"$ticket\",.*\"status\":\"available\""
 step "buyer signs up" 201 buyer POST /api/users/signup \
   "{\"email\":\"buyer-$run@example.com\",\"password\":\"correct horse battery\"}"
 step "buyer orders it (orders replica)" 201 buyer POST /api/orders "{\"ticketId\":\"$ticket\"}"
 order=$(jq -r .id <<<"$body")
+live "the live stream shows it reserved" "\"id\":\"$ticket\",.*\"status\":\"reserved\""
 step "buyer pays (payments replica)" 201 buyer POST /api/payments \
   "{\"orderId\":\"$order\",\"token\":\"tok_visa\"}"
 since=$(date +%s.%N)
