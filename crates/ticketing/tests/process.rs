@@ -1,5 +1,6 @@
 //! The `ticketing` binary as a newcomer runs it: `--help`, the all-in-one with
-//! nothing configured, `serve auth`, and graceful shutdown on SIGTERM.
+//! nothing configured, `serve auth`, and graceful shutdown on SIGTERM (open
+//! live streams included).
 
 mod support;
 
@@ -536,6 +537,41 @@ fn a_request_in_flight_at_sigterm_is_still_answered() {
         assert!(Instant::now() < deadline, "did not stop");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// SIGTERM while a live stream (`GET /api/tickets/events`) is open: the
+/// stream ends and the process exits at once, instead of waiting for an
+/// endless response.
+#[test]
+fn an_open_live_stream_ends_at_sigterm_and_does_not_hold_the_exit() {
+    use std::io::{Read, Write};
+
+    let dir = temp_dir();
+    let mut command = ticketing();
+    command.env("DATA_DIR", &dir);
+    let mut running = Running::start(command);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(running.wait_until_healthy());
+
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", running.port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    write!(stream, "GET /api/tickets/events HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("sent");
+    let mut received = Vec::new();
+    let mut buffer = [0; 4096];
+    while !String::from_utf8_lossy(&received).contains("event: ready") {
+        let read = stream.read(&mut buffer).expect("the stream answers");
+        assert!(read > 0, "the stream ended early");
+        received.extend_from_slice(&buffer[..read]);
+    }
+    let asked = Instant::now();
+    assert!(running.terminate(), "SIGTERM stops the process cleanly");
+    assert!(asked.elapsed() < Duration::from_secs(5), "the open stream held the exit");
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).expect("the stream ends");
     let _ = std::fs::remove_dir_all(dir);
 }
 
