@@ -488,6 +488,19 @@ async fn a_dead_letter_is_listed_and_replayed() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The all-in-one on `dir`, once healthy (for tests without a runtime).
+fn all_in_one_healthy(dir: &Path) -> Running {
+    let mut command = ticketing();
+    command.env("DATA_DIR", dir);
+    let mut running = Running::start(command);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(running.wait_until_healthy());
+    running
+}
+
 /// SIGTERM while a request is in flight: the server stops accepting, still
 /// answers that request, then exits cleanly.
 #[test]
@@ -495,14 +508,7 @@ fn a_request_in_flight_at_sigterm_is_still_answered() {
     use std::io::{Read, Write};
 
     let dir = temp_dir();
-    let mut command = ticketing();
-    command.env("DATA_DIR", &dir);
-    let mut running = Running::start(command);
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(running.wait_until_healthy());
+    let mut running = all_in_one_healthy(&dir);
 
     let body = r#"{"email":"in-flight@example.com","password":"password123"}"#;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", running.port)).expect("connect");
@@ -548,14 +554,7 @@ fn an_open_live_stream_ends_at_sigterm_and_does_not_hold_the_exit() {
     use std::io::{Read, Write};
 
     let dir = temp_dir();
-    let mut command = ticketing();
-    command.env("DATA_DIR", &dir);
-    let mut running = Running::start(command);
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(running.wait_until_healthy());
+    let running = all_in_one_healthy(&dir);
 
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", running.port)).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
