@@ -328,10 +328,12 @@ impl StreamLimits {
         let full = (self.total != 0 && open.total >= self.total)
             || (self.per_address != 0 && of_address >= self.per_address);
         if full {
+            metrics::counter!("live_streams_refused_total").increment(1);
             return Err(ApiError::TooManyRequests { retry_after: REFUSED_WAIT });
         }
         open.total += 1;
         open.by_address.insert(address, of_address + 1);
+        metrics::gauge!("live_streams_open").set(f64::from(open.total));
         Ok(Slot { limits: self.clone(), address })
     }
 }
@@ -340,6 +342,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = lock(&self.limits.open);
         open.total = open.total.saturating_sub(1);
+        metrics::gauge!("live_streams_open").set(f64::from(open.total));
         if let Some(count) = open.by_address.get_mut(&self.address) {
             *count -= 1;
             if *count == 0 {
@@ -455,6 +458,7 @@ fn stream_of(
                     return Some((Ok(event), state));
                 }
                 Ok(Change::Missed) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    metrics::counter!("live_streams_cut_off_total").increment(1);
                     state.receiver = None;
                     return Some((Ok(reload()), state));
                 }

@@ -149,6 +149,10 @@ async fn streams_per_client_address_are_capped(stack: Stack) {
     assert_eq!(refused.headers()["retry-after"], "10");
     let (status, body) = error(refused).await;
     assert_eq!((status, body), (429, general_error("Too many requests; try again in 10 seconds")));
+    let metrics = app.system.send(reqwest::Method::GET, "/metrics", None, None).await;
+    let metrics = metrics.text().await.expect("text");
+    assert!(metrics.contains("live_streams_open 2\n"), "{metrics}");
+    assert!(metrics.contains("live_streams_refused_total 1\n"), "{metrics}");
     // A closed stream frees its place.
     drop(first);
     // (The server notices a client gone at its next write at the latest: a
