@@ -804,3 +804,28 @@ async fn the_stylesheet_and_script_are_served_by_the_binary() {
     assert_eq!(status, 200);
     assert!(js.contains("Time left to pay"));
 }
+
+/// Live availability: every card names its ticket for the script; tickets
+/// put on sale are added live only to the unfiltered last page, where the
+/// oldest-first order puts them (DECISIONS.md, "Live availability").
+#[tokio::test]
+async fn the_home_page_marks_where_live_changes_may_appear() {
+    let with_tickets = |more: bool| {
+        FakeApi::with(move |f| {
+            f.tickets = vec![ticket("t1", "Opera night", 1999, "seller", None)];
+            f.next_cursor = more.then(|| "t1".into());
+        })
+    };
+    let site = Site::start(with_tickets(false), None).await;
+    let (_, html, _) = site.get("/", None).await;
+    assert!(html.contains(r#"data-ticket-id="t1""#), "{html}");
+    assert!(html.contains("data-live-list") && html.contains("data-live-new"), "{html}");
+    let (_, html, _) = site.get("/?q=opera", None).await;
+    assert!(html.contains("data-live-list") && !html.contains("data-live-new"), "a search: {html}");
+    let site = Site::start(with_tickets(true), None).await;
+    let (_, html, _) = site.get("/", None).await;
+    assert!(!html.contains("data-live-new"), "not the last page: {html}");
+    let site = Site::start(FakeApi::default(), None).await;
+    let (_, html, _) = site.get("/", None).await;
+    assert!(html.contains("data-live-empty"), "the empty state: {html}");
+}
