@@ -241,7 +241,9 @@ impl Changes {
         let _ = self.inner.sender.send(Change::Ticket(change));
     }
 
-    /// Where a stream resuming after `last` (its `Last-Event-ID`) starts.
+    /// Where a stream resuming after `last` (its `Last-Event-ID`) starts,
+    /// and that position (the `ready` event's id: a client cut off before
+    /// the replay reached it resumes from there again).
     fn start(&self, last: Option<&str>) -> (Start, Position) {
         let feed = lock(&self.inner.feed);
         let head = Position { origin: feed.origin, sequence: feed.head };
@@ -258,7 +260,7 @@ impl Changes {
         };
         let replay = feed.recent.iter().filter(|c| c.sequence > after).cloned().collect();
         let receiver = self.inner.sender.subscribe();
-        (Start::From { replay, after, receiver }, head)
+        (Start::From { replay, after, receiver }, Position { sequence: after, ..head })
     }
 }
 
@@ -372,7 +374,7 @@ static ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering"
         description = "The id of the last event received (browsers send it when they reconnect): the stream replays what followed it, or sends `reload` when it cannot")),
     responses(
         (status = 200, content_type = "text/event-stream",
-            description = "An endless `text/event-stream`. First `ready` (data `{}`; its id is the current position) or, for a `Last-Event-ID` this replica cannot resume from (unknown, of another stream, older than the replay buffer of 1024 changes), `reload` and the end. Then one `ticket` event per change (data: a `LiveTicket`; id `<origin>-<sequence>`), in the order they happened on any replica. `reload` (data `{}`) also ends a stream that fell 256 changes behind or whose replica missed changes: the client should reload what it shows. A comment every 15 s keeps it open; the stream ends when the server shuts down.",
+            description = "An endless `text/event-stream`. First `ready` (data `{}`; its id is where the stream starts: the current position, or the `Last-Event-ID` it resumes after) or, for a `Last-Event-ID` this replica cannot resume from (unknown, of another stream, older than the replay buffer of 1024 changes), `reload` and the end. Then one `ticket` event per change (data: a `LiveTicket`; id `<origin>-<sequence>`), in the order they happened on any replica. `reload` (data `{}`) also ends a stream that fell 256 changes behind or whose replica missed changes: the client should reload what it shows. A comment every 15 s keeps it open; the stream ends when the server shuts down.",
             body = LiveTicket),
         (status = 429, description = "The client address holds `LIVE_STREAMS_PER_ADDRESS` streams already, or the process `LIVE_STREAMS`; `Retry-After` gives the seconds to wait", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Whole seconds to wait"))),
@@ -389,8 +391,8 @@ pub async fn events(
         Err(refused) => return refused.into_response(),
     };
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
-    let (start, head) = live.changes.start(last);
-    let stream = stream_of(start, head, live.shutdown.clone(), slot);
+    let (start, position) = live.changes.start(last);
+    let stream = stream_of(start, position, live.shutdown.clone(), slot);
     let mut response =
         Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response();
     response.headers_mut().insert(ACCEL_BUFFERING.clone(), HeaderValue::from_static("no"));
@@ -420,11 +422,11 @@ fn ticket_event(origin: u64, change: &TicketChange) -> Event {
 
 fn stream_of(
     start: Start,
-    head: Position,
+    position: Position,
     shutdown: CancellationToken,
     slot: Slot,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    let origin = head.origin;
+    let origin = position.origin;
     let mut pending = VecDeque::new();
     let (receiver, after) = match start {
         Start::Reload => {
@@ -432,7 +434,7 @@ fn stream_of(
             (None, 0)
         }
         Start::From { replay, after, receiver } => {
-            let ready = Event::default().event("ready").id(head.render()).data("{}");
+            let ready = Event::default().event("ready").id(position.render()).data("{}");
             pending.push_back(ready.retry(RECONNECT));
             pending.extend(replay.iter().map(|change| ticket_event(origin, change)));
             let after = replay.last().map_or(after, |change| change.sequence);
