@@ -149,7 +149,9 @@
       location.reload();
     });
     // A refused stream (429) is not retried: the page stays as rendered.
+    // A page kept by the browser's back/forward cache missed changes.
     window.addEventListener("pagehide", function () { events.close(); });
+    window.addEventListener("pageshow", function (event) { if (event.persisted) { location.reload(); } });
   }
 
   // The order page follows its order until it is paid or cancelled (the
