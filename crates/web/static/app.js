@@ -168,7 +168,8 @@
       orderStatus.textContent = FINAL[status];
       orderStatus.className = "status status-" + status;
       orderStatus.dataset.status = status;
-      ["pay-form", "countdown", "processing"].forEach(function (id) {
+      // An expired order keeps its countdown, which says so.
+      (status === "expired" ? ["pay-form", "processing"] : ["pay-form", "countdown", "processing"]).forEach(function (id) {
         var e = document.getElementById(id);
         if (e) { e.remove(); }
       });
