@@ -13,8 +13,23 @@ INGRESS_PORT="${LOCAL_CLUSTER_PORT:-8080}"
 # Every other process listens on BASE_PORT + an offset (see port_of).
 BASE_PORT="${LOCAL_CLUSTER_BASE_PORT:-7100}"
 
-# The processes of the system: service:replica.
-INSTANCES=(auth:1 tickets:1 tickets:2 orders:1 orders:2 payments:1 expiration:1 web:1)
+# The processes of the system: service:replica. LOCAL_CLUSTER_REPLICAS=2
+# runs two of every backend service (two replicas of each consumer, for the
+# fault tests' "every effect once"). up.sh records the list it started in
+# $STATE_DIR/instances, which down.sh and ctl.sh read.
+configured_instances() {
+  if [ "${LOCAL_CLUSTER_REPLICAS:-}" = 2 ]; then
+    INSTANCES=(auth:1 auth:2 tickets:1 tickets:2 orders:1 orders:2 payments:1 payments:2
+      expiration:1 expiration:2 web:1)
+  else
+    INSTANCES=(auth:1 tickets:1 tickets:2 orders:1 orders:2 payments:1 expiration:1 web:1)
+  fi
+}
+if [ -s "$STATE_DIR/instances" ]; then
+  read -ra INSTANCES <"$STATE_DIR/instances"
+else
+  configured_instances
+fi
 
 # The port of an instance: auth:1 → base+1, tickets:2 → base+12, ...
 port_of() {
