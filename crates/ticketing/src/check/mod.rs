@@ -77,9 +77,10 @@ pub struct CheckArgs {
     pub drain_timeout: Duration,
 }
 
-/// How long after a restart the tickets sold before it must be orderable
-/// (issue 13 asks for 5 s; the rest is slack for a loaded CI machine).
-const ORDERABLE_WITHIN: Duration = Duration::from_secs(15);
+/// How long after orders is ready again the tickets sold until then must
+/// be orderable (issue 13's crash recovery asks for 5 s; the rest is slack
+/// for a debug build on a loaded CI machine).
+const ORDERABLE_WITHIN: Duration = Duration::from_secs(10);
 
 /// Runs `ticketing check`.
 #[allow(clippy::print_stdout)] // the report is the command's output
@@ -108,8 +109,13 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
     for _ in 0..args.buyers {
         users.spawn(load.clone().buyer());
     }
-    let nemesis =
-        tokio::spawn(nemesis::run(args.nemesis, cluster.clone(), history.clone(), args.duration));
+    let nemesis = tokio::spawn(nemesis::run(
+        args.nemesis,
+        cluster.clone(),
+        databases.clone(),
+        history.clone(),
+        args.duration,
+    ));
     while let Some(user) = users.join_next().await {
         user??;
     }
@@ -118,7 +124,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
 
     let mut violations = Vec::new();
     let mut notes = Vec::new();
-    scenario(&args, &databases, &history, &faults, &mut notes, &mut violations).await;
+    scenario(args.nemesis, &ops, &faults, &mut notes, &mut violations);
     let drain_started = Instant::now();
     let (state, left) = drain(&cluster, &databases, args.drain_timeout).await?;
     if !left.is_empty() {
@@ -169,18 +175,16 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
 
 /// The checks of the fault scenarios (infra/local/faults.sh) beyond the
 /// invariants.
-async fn scenario(
-    args: &CheckArgs,
-    databases: &Databases,
-    history: &History,
+fn scenario(
+    nemesis: NemesisKind,
+    ops: &[history::Op],
     faults: &[Fault],
     notes: &mut Vec<String>,
     violations: &mut Vec<String>,
 ) {
-    let ops = history.ops();
     let Some(fault) = faults.first() else { return };
     let back = fault.at + fault.down;
-    match args.nemesis {
+    match nemesis {
         NemesisKind::KillOrders => {
             // The other services keep answering.
             for op in ops.iter().filter(|op| op.kind == Kind::Sell && op.outcome != Outcome::Ok) {
@@ -191,21 +195,10 @@ async fn scenario(
                 ));
             }
             // Every ticket sold until the restart becomes orderable.
-            let ready = back + fault.ready_after;
-            let sold: Vec<_> = ops
-                .iter()
-                .filter(|op| op.kind == Kind::Sell && op.outcome == Outcome::Ok && op.at < ready)
-                .filter_map(|op| op.ticket)
-                .collect();
-            let deadline = history.start + back + Duration::from_secs(60);
-            loop {
-                let known = databases.orderable().await.unwrap_or_default();
-                let missing = sold.iter().filter(|t| !known.contains(t)).count();
-                let after = history.now().saturating_sub(back);
-                if missing == 0 {
+            match fault.orderable {
+                Some((sold, Some(after))) => {
                     notes.push(format!(
-                        "the {} tickets sold until orders restarted were orderable {:.1} s after the restart",
-                        sold.len(),
+                        "the {sold} tickets sold until orders was ready again were orderable {:.1} s later",
                         after.as_secs_f64()
                     ));
                     if after > ORDERABLE_WITHIN {
@@ -215,15 +208,11 @@ async fn scenario(
                             ORDERABLE_WITHIN.as_secs()
                         ));
                     }
-                    break;
                 }
-                if Instant::now() > deadline {
-                    violations.push(format!(
-                        "{missing} tickets are not orderable 60 s after orders restarted"
-                    ));
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                Some((sold, None)) => violations.push(format!(
+                    "of the {sold} tickets sold until orders restarted, some are not orderable a minute later"
+                )),
+                None => {}
             }
         }
         NemesisKind::Postgres => {

@@ -9,7 +9,8 @@ use clap::ValueEnum;
 use tokio::time::Instant;
 
 use super::cluster::Cluster;
-use super::history::History;
+use super::history::{History, Kind, Outcome};
+use super::state::Databases;
 use super::workload::Rng;
 
 /// Which faults a run injects.
@@ -48,6 +49,10 @@ pub struct Fault {
     pub ready_after: Duration,
     /// The hook failed (the run cannot be trusted).
     pub error: Option<String>,
+    /// `kill-orders`: the tickets sold until the restarted instances were
+    /// ready, and how long after that the last of them reached the orders
+    /// service (`None`: not within a minute).
+    pub orderable: Option<(usize, Option<Duration>)>,
 }
 
 /// Runs the nemesis until `until`; every fault is repaired before it
@@ -55,6 +60,7 @@ pub struct Fault {
 pub async fn run(
     kind: NemesisKind,
     cluster: Arc<Cluster>,
+    databases: Databases,
     history: Arc<History>,
     duration: Duration,
 ) -> anyhow::Result<Vec<Fault>> {
@@ -84,7 +90,10 @@ pub async fn run(
             tokio::time::sleep_until(third).await;
             let orders: Vec<String> =
                 cluster.instances()?.into_iter().filter(|i| i.starts_with("orders-")).collect();
-            faults.push(fault(&cluster, &history, "kill", &orders, Duration::from_secs(5)).await);
+            let mut fault =
+                fault(&cluster, &history, "kill", &orders, Duration::from_secs(5)).await;
+            fault.orderable = Some(orderable(&databases, &history).await);
+            faults.push(fault);
         }
         NemesisKind::NatsNode => {
             tokio::time::sleep_until(third).await;
@@ -128,5 +137,27 @@ async fn fault(
             error.get_or_insert(format!("{e:#}"));
         }
     }
-    Fault { at, what, down, ready_after: started.elapsed(), error }
+    Fault { at, what, down, ready_after: started.elapsed(), error, orderable: None }
+}
+
+/// How many tickets were sold so far, and how long it takes until the
+/// orders service knows every one of them.
+async fn orderable(databases: &Databases, history: &History) -> (usize, Option<Duration>) {
+    let since = Instant::now();
+    let sold: Vec<_> = history
+        .ops()
+        .into_iter()
+        .filter(|op| op.kind == Kind::Sell && op.outcome == Outcome::Ok)
+        .filter_map(|op| op.ticket)
+        .collect();
+    while since.elapsed() < Duration::from_secs(60) {
+        if let Ok(known) = databases.orderable().await {
+            let known: std::collections::HashSet<_> = known.into_iter().collect();
+            if sold.iter().all(|t| known.contains(t)) {
+                return (sold.len(), Some(since.elapsed()));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (sold.len(), None)
 }

@@ -73,6 +73,7 @@ pub struct State {
 }
 
 /// The pools on the services' databases.
+#[derive(Clone)]
 pub struct Databases {
     tickets: PgPool,
     orders: PgPool,
