@@ -274,3 +274,126 @@ fn acknowledged(state: &State, ops: &[Op], arrived: &mut Arrived, violations: &m
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::check::state::{Order, Refund, Ticket};
+
+    /// A ticket sold to a paid order, one on sale, one held by an unpaid
+    /// order, and a cancelled order whose charge was refunded.
+    fn consistent() -> (State, Vec<Op>) {
+        let [sold, on_sale, held] = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+        let [paid, unpaid, cancelled] = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+        let payment = Uuid::now_v7();
+        let mut state = State::default();
+        let ticket =
+            |order, sold| Ticket { version: 2, price: 1000, order, sold, withdrawn: false };
+        state.tickets.insert(sold, ticket(Some(paid), true));
+        state.tickets.insert(on_sale, ticket(None, false));
+        state.tickets.insert(held, ticket(Some(unpaid), false));
+        let order = |ticket, status: &str| Order {
+            ticket,
+            status: status.into(),
+            version: 1,
+            expires_at: 0,
+        };
+        state.orders.insert(paid, order(sold, "complete"));
+        state.orders.insert(unpaid, order(held, "created"));
+        state.orders.insert(cancelled, order(on_sale, "cancelled"));
+        for (id, ticket) in &state.tickets {
+            state.orders_tickets.insert(*id, (ticket.version, ticket.price));
+        }
+        for (id, order) in &state.orders {
+            state.payments_orders.insert(*id, (order.status.clone(), order.version));
+        }
+        state.charges = vec![(paid, "pi_1".into()), (cancelled, "pi_2".into())];
+        state.payments.insert(paid, (payment, "pi_1".into()));
+        state.refunds.insert("pi_2".into(), Refund { order: cancelled, done: true });
+        let op = |kind, ticket, order, payment| Op {
+            kind,
+            outcome: Outcome::Ok,
+            status: Some(201),
+            ticket: Some(ticket),
+            order: Some(order),
+            price: Some(1000),
+            payment,
+            at: Duration::ZERO,
+        };
+        let ops = vec![
+            op(Kind::Sell, sold, paid, None),
+            op(Kind::Order, sold, paid, None),
+            op(Kind::Pay, sold, paid, Some(payment)),
+            op(Kind::Cancel, on_sale, cancelled, None),
+        ];
+        (state, ops)
+    }
+
+    fn violations(state: &State, ops: &[Op]) -> Vec<String> {
+        check(state, ops, &mut Arrived::default())
+    }
+
+    fn order_with(state: &State, status: &str) -> Uuid {
+        *state.orders.iter().find(|(_, o)| o.status == status).map(|(id, _)| id).expect("an order")
+    }
+
+    #[test]
+    fn a_consistent_state_has_no_violation() {
+        let (state, ops) = consistent();
+        assert_eq!(violations(&state, &ops), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_second_charge_kept_for_a_paid_order_is_a_violation() {
+        let (mut state, ops) = consistent();
+        let paid = order_with(&state, "complete");
+        state.charges.push((paid, "pi_3".into()));
+        let found = violations(&state, &ops);
+        assert!(found.iter().any(|v| v.contains("keeps 2 charges")), "{found:?}");
+    }
+
+    #[test]
+    fn a_cancelled_order_charged_and_not_refunded_is_a_violation() {
+        let (mut state, ops) = consistent();
+        state.refunds.values_mut().for_each(|refund| refund.done = false);
+        let found = violations(&state, &ops);
+        assert!(found.iter().any(|v| v.contains("charged and not refunded")), "{found:?}");
+    }
+
+    #[test]
+    fn a_reservation_without_its_order_is_a_violation() {
+        let (mut state, ops) = consistent();
+        let unpaid = order_with(&state, "created");
+        state.orders.get_mut(&unpaid).expect("the order").status = "cancelled".into();
+        let found = violations(&state, &ops);
+        assert!(found.iter().any(|v| v.contains("is reserved for order")), "{found:?}");
+    }
+
+    #[test]
+    fn a_replica_behind_its_source_is_a_violation() {
+        let (mut state, ops) = consistent();
+        state.orders_tickets.values_mut().for_each(|(version, _)| *version -= 1);
+        let found = violations(&state, &ops);
+        assert!(found.iter().any(|v| v.contains("replica")), "{found:?}");
+    }
+
+    #[test]
+    fn an_acknowledged_payment_whose_order_is_not_paid_is_a_violation() {
+        let (mut state, ops) = consistent();
+        state.payments.clear();
+        let found = violations(&state, &ops);
+        assert!(found.iter().any(|v| v.contains("was acknowledged (201)")), "{found:?}");
+    }
+
+    #[test]
+    fn dead_letters_and_server_faults_are_violations() {
+        let (mut state, mut ops) = consistent();
+        state.dead_letters.insert("orders", 1);
+        ops[0].status = Some(500);
+        let found = violations(&state, &ops);
+        assert!(found.iter().any(|v| v.contains("dead letters in orders")), "{found:?}");
+        assert!(found.iter().any(|v| v.starts_with("500")), "{found:?}");
+    }
+}
