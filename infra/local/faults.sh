@@ -35,11 +35,7 @@ while [ $# -gt 0 ]; do
       shift
       ;;
     kill-orders | nats-node | postgres | replicas) scenarios+=("$1") ;;
-    -h | --help)
-      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-      exit 0
-      ;;
-    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    *) help_or_refuse "$1" ;;
   esac
   shift
 done

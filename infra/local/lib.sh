@@ -102,6 +102,18 @@ program_of() {
 # shellcheck disable=SC2001 # a regular expression
 redacted() { sed 's#//[^@/,]*@#//#g' <<<"$1"; }
 
+# The arguments a script does not take: --help prints its header comment
+# (down to `set -euo pipefail`), anything else fails.
+help_or_refuse() {
+  case $1 in
+    -h | --help)
+      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+      exit 0
+      ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+}
+
 # The configuration variables of the binary (common::config::VARIABLES).
 configuration_variables() {
   sed -n '/^pub const VARIABLES/,/^];/s/^ *"\([A-Z_]*\)",$/\1/p' \

@@ -40,11 +40,7 @@ while [ $# -gt 0 ]; do
       nats_nodes=${2:-}
       shift
       ;;
-    -h | --help)
-      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-      exit 0
-      ;;
-    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    *) help_or_refuse "$1" ;;
   esac
   shift
 done

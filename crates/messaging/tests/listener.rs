@@ -28,6 +28,17 @@ const FAST: RetryPolicy = RetryPolicy {
     max_delay: Duration::from_millis(100),
 };
 
+/// A new ticket's event.
+fn ticket_created() -> Envelope<TicketCreated> {
+    Envelope::new(TicketCreated {
+        id: Uuid::now_v7(),
+        version: 0,
+        title: "t".into(),
+        price: 100,
+        user_id: Uuid::now_v7(),
+    })
+}
+
 struct Harness {
     _context: TestContext,
     db: Db,
@@ -85,13 +96,7 @@ impl Harness {
     }
 
     async fn publish(&self) -> Uuid {
-        let event = Envelope::new(TicketCreated {
-            id: Uuid::now_v7(),
-            version: 0,
-            title: "t".into(),
-            price: 100,
-            user_id: Uuid::now_v7(),
-        });
+        let event = ticket_created();
         self.publish_raw(&serde_json::to_string(&event).expect("json")).await;
         event.id
     }
@@ -225,14 +230,7 @@ async fn a_message_of_another_subject_is_acknowledged_not_handled() {
         counted.fetch_add(1, Ordering::SeqCst);
         async { Ok(Handled::Ack) }
     });
-    let event = Envelope::new(TicketCreated {
-        id: Uuid::now_v7(),
-        version: 0,
-        title: "t".into(),
-        price: 100,
-        user_id: Uuid::now_v7(),
-    });
-    let payload = Bytes::from(serde_json::to_vec(&event).expect("json"));
+    let payload = Bytes::from(serde_json::to_vec(&ticket_created()).expect("json"));
     let settled = Arc::new(std::sync::Mutex::new(None));
     let foreign = Delivery::new(
         "ticket.updated".to_owned(),
