@@ -407,6 +407,13 @@ impl Session {
         );
     }
 
+    /// Opens `path`, waits until it shows `text`, and audits it.
+    async fn audit_page(&self, path: &str, text: &str, state: &str) {
+        self.open(path).await;
+        self.see(text).await;
+        self.audit(state).await;
+    }
+
     /// Presses keys and lets them go, one after the other.
     async fn press(&self, keys: &[Key]) {
         let mut actions = KeyActions::new("keyboard".to_owned());
@@ -482,9 +489,7 @@ impl Session {
 async fn a_buyer_reserves_and_pays_for_a_ticket() {
     let session = session(900).await;
     session.sell_then_switch_to_a_buyer("Opera night", "19.99").await;
-    session.open("/").await;
-    session.see("$19.99").await;
-    session.audit("the home page with a ticket").await;
+    session.audit_page("/", "$19.99", "the home page with a ticket").await;
     session.screenshot("home").await;
     session
         .browser
@@ -518,9 +523,7 @@ async fn a_buyer_reserves_and_pays_for_a_ticket() {
     session.open("/").await;
     session.see("Tickets for sale").await;
     assert!(!session.text().await.contains("Opera night"), "a sold ticket leaves the list");
-    session.open("/orders").await;
-    session.see("Paid").await;
-    session.audit("the orders list").await;
+    session.audit_page("/orders", "Paid", "the orders list").await;
     session.screenshot("orders").await;
     session.browser.clone().close().await.expect("closed");
 }
@@ -566,9 +569,7 @@ async fn an_unpaid_order_expires_and_the_ticket_is_back() {
 #[ignore = "needs chromium and chromium-driver"]
 async fn every_page_passes_the_accessibility_audit() {
     let session = session(900).await;
-    session.open("/").await;
-    session.see("No tickets for sale right now").await;
-    session.audit("the empty home page").await;
+    session.audit_page("/", "No tickets for sale right now", "the empty home page").await;
     // The audit sees what it must refuse: an image with no text, a button
     // with no name.
     let broken = "document.querySelector('main').insertAdjacentHTML('beforeend', \
@@ -581,20 +582,14 @@ async fn every_page_passes_the_accessibility_audit() {
             "axe-core misses {rule}: {found:?}"
         );
     }
-    session.open("/no/such/page").await;
-    session.see("Page not found").await;
-    session.audit("the 404 page").await;
+    session.audit_page("/no/such/page", "Page not found", "the 404 page").await;
 
-    session.open("/auth/signup").await;
-    session.see("Already have an account?").await;
-    session.audit("the sign-up form").await;
+    session.audit_page("/auth/signup", "Already have an account?", "the sign-up form").await;
     session.click("form.form button[type=submit]").await;
     session.see("Email must be valid").await;
     session.see("Password must be between 8 and 128 characters").await;
     session.audit("the sign-up form with errors").await;
-    session.open("/auth/signin").await;
-    session.see("New here?").await;
-    session.audit("the sign-in form").await;
+    session.audit_page("/auth/signin", "New here?", "the sign-in form").await;
     session.fill("#email", "nobody@example.com").await;
     session.fill("#password", "not the password").await;
     session.click("form.form button[type=submit]").await;
@@ -602,15 +597,9 @@ async fn every_page_passes_the_accessibility_audit() {
     session.audit("the sign-in form with an error").await;
 
     let seller = session.sign_up("seller").await;
-    session.open("/tickets/mine").await;
-    session.see("Nothing listed yet").await;
-    session.audit("My listings, empty").await;
-    session.open("/orders").await;
-    session.see("No orders yet").await;
-    session.audit("the orders list, empty").await;
-    session.open("/tickets/new").await;
-    session.see("Put it up for sale").await;
-    session.audit("the new ticket form").await;
+    session.audit_page("/tickets/mine", "Nothing listed yet", "My listings, empty").await;
+    session.audit_page("/orders", "No orders yet", "the orders list, empty").await;
+    session.audit_page("/tickets/new", "Put it up for sale", "the new ticket form").await;
     session.click("form.form button[type=submit]").await;
     session.see("Title is required").await;
     session.audit("the new ticket form with errors").await;
@@ -628,32 +617,30 @@ async fn every_page_passes_the_accessibility_audit() {
     session.sell("Folk recital", "12.50").await;
     // A title with no space to wrap at must not widen a phone's page.
     session.sell("Festivalweekendpassforallthreestagesandthecampsite", "150").await;
-    session.open("/auth/signout").await;
-    session.see("You are signed in as").await;
-    session.audit("the sign-out page").await;
+    session.audit_page("/auth/signout", "You are signed in as", "the sign-out page").await;
     session.click("main form button").await;
     session.see("Sign up").await;
-    session.open("/auth/signout").await;
-    session.see("You are signed out").await;
-    session.audit("the sign-out page, signed out").await;
+    session
+        .audit_page("/auth/signout", "You are signed out", "the sign-out page, signed out")
+        .await;
 
-    session.open(&reserved).await;
-    session.see("Sign in to purchase").await;
-    session.audit("a ticket page as a visitor").await;
-    session.open("/").await;
-    session.see("Folk recital").await;
-    session.audit("the home page with tickets").await;
+    session.audit_page(&reserved, "Sign in to purchase", "a ticket page as a visitor").await;
+    session.audit_page("/", "Folk recital", "the home page with tickets").await;
     session.open("/?q=recital&sort=price_desc").await;
     session.see("Piano recital").await;
     assert!(!session.text().await.contains("String quartet"), "the search filters");
     session.audit("a search with results").await;
     session.screenshot("search").await;
-    session.open("/?q=nothing+like+this").await;
-    session.see("No tickets match").await;
-    session.audit("a search without results").await;
-    session.open("/?minPrice=cheap").await;
-    session.see("MinPrice must be a valid price").await;
-    session.audit("a search with a bad price").await;
+    session
+        .audit_page("/?q=nothing+like+this", "No tickets match", "a search without results")
+        .await;
+    session
+        .audit_page(
+            "/?minPrice=cheap",
+            "MinPrice must be a valid price",
+            "a search with a bad price",
+        )
+        .await;
 
     session.sign_up("buyer").await;
     session.purchase("String quartet").await;
