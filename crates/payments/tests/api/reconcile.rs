@@ -28,6 +28,7 @@ async fn crashed_attempt(app: &PaymentsApp, order: &TestOrder, charge: Option<&s
                 token: token.to_owned(),
                 idempotency_key: attempt.idempotency_key.clone(),
                 order_id: order.id,
+                return_url: None,
             })
             .await;
     }
