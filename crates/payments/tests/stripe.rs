@@ -552,3 +552,72 @@ async fn retrieving_and_cancelling_name_the_intent() {
     let escaped = requests.lock().expect("lock")[1].path.clone();
     assert_eq!(escaped, "/v1/payment_intents/pi_9%2F..%2F..%2Frefunds/cancel", "one path segment");
 }
+
+/// The service itself against the fake Stripe: a 3-D Secure payment waits
+/// (202 with Stripe's page), and the buyer's return settles it from the
+/// intent, completed or failed.
+#[tokio::test]
+async fn the_service_settles_3d_secure_payments_through_stripe() {
+    use messaging::events::{Envelope, OrderCreated, OrderStatus, OrderTicket};
+    use reqwest::Method;
+    use testkit::{Stack, TestSystem};
+
+    let fake = StatefulStripe::default();
+    let base = serve_stateful_stripe(fake.clone()).await;
+    let api_base = base.clone();
+    let (context, bus) = TestSystem::prepare(Stack::Embedded, move |config| {
+        config.stripe_secret_key = Some(Secret::new("sk_test_3ds"));
+        config.stripe_api_base = api_base;
+    })
+    .await;
+    let service = payments::build(&context.context).await.expect("payments starts");
+    let system = TestSystem::start(context, bus, vec![service]).await;
+    let buyer = system.user("buyer");
+    let mut orders = Vec::new();
+    for _ in 0..2 {
+        let id = Uuid::now_v7();
+        let expires_at =
+            common::time::Timestamp::from_millis(common::time::Timestamp::now().millis() + 900_000);
+        system
+            .publish(&Envelope::new(OrderCreated {
+                id,
+                version: 0,
+                status: OrderStatus::Created,
+                user_id: buyer.id,
+                expires_at,
+                ticket: OrderTicket { id: Uuid::now_v7(), price: 1999 },
+            }))
+            .await;
+        orders.push(id);
+    }
+    system.drain().await;
+    let settle = |order: Uuid| {
+        let body = json!({"orderId": order});
+        let request =
+            system.request(Method::POST, "/api/payments/settle", Some(&buyer)).json(&body);
+        async move { request.send().await.expect("sent") }
+    };
+    for (n, (order, outcome)) in orders.iter().zip(["complete", "fail"]).enumerate() {
+        let body = json!({"token": "pm_card_threeDSecure2Required", "orderId": order,
+                          "returnUrl": "https://shop.example/orders/o/authenticated"});
+        let response = system.send(Method::POST, "/api/payments", Some(&buyer), Some(&body)).await;
+        assert_eq!(response.status(), 202);
+        let answer: Value = response.json().await.expect("json");
+        let intent = format!("pi_{}", n + 1);
+        assert_eq!(answer["clientSecret"], json!(format!("{intent}_secret_test")));
+        assert_eq!(
+            answer["redirectUrl"],
+            json!(format!("https://hooks.stripe.test/3d_secure_2/{intent}"))
+        );
+        assert_eq!(settle(*order).await.status(), 202, "not authenticated yet");
+        authenticate(&base, &intent, outcome).await;
+        let settled = settle(*order).await;
+        if outcome == "complete" {
+            assert_eq!(settled.status(), 200);
+            let payment: Value = settled.json().await.expect("json");
+            assert_eq!(payment["stripeId"], json!(intent));
+        } else {
+            assert_eq!(settled.status(), 402);
+        }
+    }
+}
