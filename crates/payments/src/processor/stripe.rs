@@ -146,6 +146,10 @@ impl Stripe {
         Ok(url)
     }
 
+    fn get(&self, url: url::Url) -> reqwest::RequestBuilder {
+        self.http.get(url).bearer_auth(self.key.expose())
+    }
+
     fn post(&self, path: &str, idempotency_key: &str) -> reqwest::RequestBuilder {
         self.http
             .post(format!("{}{path}", self.base))
@@ -270,13 +274,7 @@ impl Processor for Stripe {
                     &query,
                 )
                 .context("the Stripe API base is not a URL")?;
-                let response = self
-                    .http
-                    .get(url)
-                    .bearer_auth(self.key.expose())
-                    .send()
-                    .await
-                    .context("calling Stripe")?;
+                let response = self.get(url).send().await.context("calling Stripe")?;
                 let page: IntentList =
                     success_body(response, "to list PaymentIntents", "a PaymentIntent list")
                         .await?;
@@ -297,13 +295,7 @@ impl Processor for Stripe {
     fn retrieve<'a>(&'a self, intent_id: &'a str) -> BoxFuture<'a, anyhow::Result<Found>> {
         Box::pin(async move {
             let url = self.intent_url(intent_id, None)?;
-            let response = self
-                .http
-                .get(url)
-                .bearer_auth(self.key.expose())
-                .send()
-                .await
-                .context("calling Stripe")?;
+            let response = self.get(url).send().await.context("calling Stripe")?;
             let intent: PaymentIntent =
                 success_body(response, "to show a PaymentIntent", "a PaymentIntent").await?;
             Ok(intent.found())

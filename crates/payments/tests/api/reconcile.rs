@@ -34,7 +34,7 @@ async fn crashed_attempt(app: &PaymentsApp, order: &TestOrder, charge: Option<&s
     }
 }
 
-async fn states(app: &PaymentsApp, order: &TestOrder) -> Vec<AttemptState> {
+pub(crate) async fn states(app: &PaymentsApp, order: &TestOrder) -> Vec<AttemptState> {
     let attempts = app.store().await.attempts_of(order.id).await.expect("attempts");
     attempts.into_iter().map(|a| a.state).collect()
 }

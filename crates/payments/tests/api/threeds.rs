@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use testkit::{Stack, TestSystem};
 
 use crate::helpers::{PaymentsApp, TestOrder, error, field_error, general_error};
+use crate::reconcile::states;
 use crate::webhook::{deliver, intent_event};
 
 const RETURN: &str = "http://shop.example/orders/o1/authenticated";
@@ -56,11 +57,6 @@ async fn post_page(app: &PaymentsApp, page: &str, origin: Option<&str>, outcome:
 async fn settle(app: &PaymentsApp, order: &TestOrder) -> Response {
     let body = json!({"orderId": order.id});
     app.system.send(Method::POST, "/api/payments/settle", Some(&order.buyer), Some(&body)).await
-}
-
-async fn states(app: &PaymentsApp, order: &TestOrder) -> Vec<AttemptState> {
-    let attempts = app.store().await.attempts_of(order.id).await.expect("attempts");
-    attempts.into_iter().map(|a| a.state).collect()
 }
 
 async fn a_card_needing_authentication_keeps_the_attempt_pending(stack: Stack) {
