@@ -253,6 +253,30 @@ async fn an_authentication_never_finished_is_cancelled_and_released(stack: Stack
     assert!(app.charges().is_empty());
 }
 
+async fn a_lost_requires_action_answer_is_found_by_reconciliation(stack: Stack) {
+    let app = PaymentsApp::spawn(stack).await;
+    let created = app.record::<PaymentCreated>().await;
+    let order = app.order(1999, 900).await;
+    app.lose_answers(true);
+    let body = json!({"token": THREE_D_SECURE, "orderId": order.id, "returnUrl": RETURN});
+    assert_eq!(app.pay_raw(Some(&order.buyer), &body).await.status(), 503);
+    app.lose_answers(false);
+    assert_eq!(
+        error(settle(&app, &order).await).await,
+        (409, general_error("A payment for this order is already in progress")),
+        "nothing known yet of what the buyer must do"
+    );
+    assert_eq!(app.reconcile().await, 0, "waiting for the buyer");
+    let answer = settle(&app, &order).await;
+    assert_eq!(answer.status(), 202, "reconciliation found the intent waiting");
+    let answer: Value = answer.json().await.expect("json");
+    authenticate(&app, &answer, "complete").await;
+    assert_eq!(settle(&app, &order).await.status(), 200);
+    app.system.drain().await;
+    assert_eq!(created.data().len(), 1);
+    assert_eq!(app.charges().len(), 1);
+}
+
 async fn bad_requests_get_clear_errors(stack: Stack) {
     let app = PaymentsApp::spawn(stack).await;
     let order = app.order(1999, 900).await;
@@ -335,6 +359,7 @@ testkit::stack_tests!(
     webhook_reconciliation_and_return_racing_record_one_payment,
     an_expiry_during_authentication_waits_for_its_outcome,
     an_authentication_never_finished_is_cancelled_and_released,
+    a_lost_requires_action_answer_is_found_by_reconciliation,
     bad_requests_get_clear_errors,
     the_test_page_is_never_served_with_stripe,
 );
