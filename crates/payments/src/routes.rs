@@ -17,12 +17,12 @@ use common::session::{CurrentUser, Sessions};
 use common::time::Timestamp;
 use common::validate::Validator;
 use common::{ApiError, ApiResult, validated};
+use messaging::events::OrderStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::Expiry;
-use crate::domain::{AttemptState, OrderView};
+use crate::domain::{AttemptState, Expiry, OrderView};
 use crate::processor::fake::{
     AUTHENTICATION_FAILED, AUTHENTICATION_PATH, Authentication, IntentStatus,
 };
@@ -31,7 +31,6 @@ use crate::reconcile::Reconciler;
 use crate::refunds::Refunder;
 use crate::store::{Recorded, StartError, Store};
 use crate::webhook::{Action, StripeEvent, verify};
-use messaging::events::OrderStatus;
 
 const TOKEN_REQUIRED: &str = "Token is required";
 const ORDER_ID_REQUIRED: &str = "OrderId must be provided";
