@@ -151,6 +151,14 @@ pub struct Config {
     #[arg(global = true, long, env = "ORDERS_PER_USER_PER_MINUTE", default_value_t = 30)]
     pub orders_per_user_per_minute: u32,
 
+    /// How long the tickets service may answer the public list from
+    /// memory, in milliseconds, without hearing of a change (0: never). Its
+    /// own changes make its answers out of date at once, so the all-in-one
+    /// (default 1000) is exact; `serve tickets` (default 0) may run beside
+    /// other replicas whose changes it does not see.
+    #[arg(global = true, long, env = "TICKETS_LIST_CACHE_MS")]
+    pub tickets_list_cache_ms: Option<u64>,
+
     /// Proxies whose X-Forwarded-For names the client (comma-separated
     /// addresses or networks, e.g. `127.0.0.0/8,10.0.0.0/8`; empty: none).
     #[arg(global = true, long, env = "TRUSTED_PROXIES",
@@ -244,7 +252,7 @@ pub enum PaymentProcessor {
 /// The environment variable of every field of [`Config`] (a test keeps the
 /// list complete): what a process started for a test or a benchmark must
 /// not inherit unless it is set on purpose.
-pub const VARIABLES: [&str; 28] = [
+pub const VARIABLES: [&str; 29] = [
     "PORT",
     "DATA_DIR",
     "DATABASE_URL",
@@ -258,6 +266,7 @@ pub const VARIABLES: [&str; 28] = [
     "SIGNIN_FAILURES_PER_EMAIL",
     "AUTH_REQUESTS_PER_ADDRESS",
     "ORDERS_PER_USER_PER_MINUTE",
+    "TICKETS_LIST_CACHE_MS",
     "TRUSTED_PROXIES",
     "SESSION_SECONDS",
     "STRIPE_SECRET_KEY",
@@ -293,6 +302,7 @@ impl Config {
             signin_failures_per_email: 10,
             auth_requests_per_address: 60,
             orders_per_user_per_minute: 30,
+            tickets_list_cache_ms: None,
             trusted_proxies: TrustedProxies::default(),
             session_seconds: 86_400,
             stripe_secret_key: None,

@@ -212,6 +212,11 @@ impl Db {
             AnyPoolOptions::new()
                 .max_connections(connections)
                 .acquire_timeout(Duration::from_secs(10))
+                // No ping before each use: a file does not go away like a
+                // server does, and the ping is one more round trip to the
+                // connection's thread per transaction (DECISIONS.md, "Where
+                // the time goes").
+                .test_before_acquire(false)
                 .after_connect(move |conn, _| {
                     Box::pin(async move {
                         conn.execute(pragmas).await?;

@@ -172,7 +172,7 @@ pub const MIN_JWT_KEY_BYTES: usize = 32;
 /// Runs the process described by `cli` until SIGINT / SIGTERM.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let started = Instant::now();
-    let config = cli.config;
+    let mut config = cli.config;
     let (names, context) = match cli.command.unwrap_or(Command::All) {
         Command::All => {
             let key = match &config.jwt_key {
@@ -205,6 +205,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             check_serve_config(service, &config)?;
             let secure = config.cookie_secure.unwrap_or(true);
+            // Replicas do not see each other's changes: no list from memory
+            // unless asked for (DECISIONS.md, "The list cache").
+            config.tickets_list_cache_ms.get_or_insert(0);
             (vec![service], Context::new(config, &key, secure))
         }
     };

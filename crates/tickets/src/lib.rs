@@ -1,6 +1,7 @@
 //! The tickets service: tickets for sale, their source of truth, and their
 //! reservation by orders (API.md "tickets"; ARCHITECTURE.md "Services").
 
+pub mod cache;
 pub mod domain;
 pub mod listeners;
 mod routes;
@@ -16,6 +17,11 @@ pub use store::Store;
 
 /// The service's name: its database is `ticketing_tickets` / `tickets.db`.
 pub const NAME: &str = "tickets";
+
+/// How long the all-in-one keeps an answer of the public list at most
+/// (`TICKETS_LIST_CACHE_MS`; its own changes end it at once, so this bounds
+/// only a change written by another process, a replayed dead letter).
+pub const ALL_IN_ONE_LIST_CACHE_MS: u64 = 1000;
 
 /// The tickets database's migrations.
 pub const MIGRATIONS: Migrations = Migrations(&[
@@ -42,7 +48,17 @@ pub async fn build(context: &Context) -> anyhow::Result<Service> {
         .listen(Listener::with(store.clone(), listeners::order_cancelled))
         .listen(Listener::with(store.clone(), listeners::order_completed))
         .publish_from(store.outbox.clone());
-    let state = routes::TicketsState { store, sessions: context.sessions.clone() };
+    let pages = cache::PageCache::new(
+        store.changes.clone(),
+        std::time::Duration::from_millis(
+            context.config.tickets_list_cache_ms.unwrap_or(ALL_IN_ONE_LIST_CACHE_MS),
+        ),
+    );
+    let state = routes::TicketsState {
+        store,
+        sessions: context.sessions.clone(),
+        pages: std::sync::Arc::new(pages),
+    };
     Ok(Service {
         name: NAME,
         router: routes::router(state),

@@ -1,8 +1,9 @@
 //! The tickets routes (`/api/tickets`, API.md "tickets").
 
 use axum::extract::{Path, Query, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::header::HeaderName;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,9 +15,11 @@ use common::validate::Validator;
 use common::{ApiError, ApiResult, validated};
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
+use crate::cache::{Page, PageCache};
 use crate::domain::{
     Cursor, MAX_SEARCH_CHARS, Search, Sort, TITLE_PATTERN, Ticket, TicketStatus, Title,
     cursor_pattern, words,
@@ -56,6 +59,8 @@ static NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
 pub struct TicketsState {
     pub store: Store,
     pub sessions: Sessions,
+    /// The public list's answers (`cache.rs`).
+    pub pages: Arc<PageCache>,
 }
 
 common::sessions_in_state!(TicketsState);
@@ -259,14 +264,24 @@ impl MineParams {
 }
 
 /// A page of tickets with `X-Next-Cursor` when more follow.
-fn page(tickets: Vec<Ticket>, more: bool, sort: Sort) -> Response {
-    let mut headers = HeaderMap::new();
-    if let (true, Some(last)) = (more, tickets.last())
-        && let Ok(value) = HeaderValue::from_str(&Cursor::after(last).render(sort))
-    {
-        headers.insert(NEXT_CURSOR.clone(), value);
+fn page(tickets: &[Ticket], more: bool, sort: Sort) -> ApiResult<Page> {
+    let next_cursor = match (more, tickets.last()) {
+        (true, Some(last)) => HeaderValue::from_str(&Cursor::after(last).render(sort)).ok(),
+        _ => None,
+    };
+    let body = serde_json::to_vec(tickets).map_err(ApiError::fault)?;
+    Ok(Page { body: body.into(), next_cursor })
+}
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(cursor) = self.next_cursor {
+            headers.insert(NEXT_CURSOR.clone(), cursor);
+        }
+        (headers, self.body).into_response()
     }
-    (headers, Json(tickets)).into_response()
 }
 
 /// Puts a ticket up for sale.
@@ -303,14 +318,19 @@ async fn create(
         (status = 400, description = "Invalid `limit`, `cursor`, `q` (`Search must be at most 100 characters`), `sort`, `minPrice`, `maxPrice`, or `MinPrice must not be greater than MaxPrice`", body = ErrorBody),
     )
 )]
-async fn list(
-    State(state): State<TicketsState>,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Response> {
-    let Query(params) = params.map_err(|_| ApiError::InvalidBody { field: None })?;
+async fn list(State(state): State<TicketsState>, uri: Uri) -> ApiResult<Page> {
+    let query = uri.query().unwrap_or_default();
+    if let Some(kept) = state.pages.get(query) {
+        return Ok(kept);
+    }
+    let Query(params) = Query::<ListParams>::try_from_uri(&uri)
+        .map_err(|_| ApiError::InvalidBody { field: None })?;
     let search = params.parse()?;
+    let generation = state.pages.generation();
     let (tickets, more) = state.store.list_on_sale(&search).await?;
-    Ok(page(tickets, more, search.sort))
+    let answer = page(&tickets, more, search.sort)?;
+    state.pages.put(query, generation, answer.clone());
+    Ok(answer)
 }
 
 /// The caller's tickets, whatever their status, newest first.
@@ -333,7 +353,7 @@ async fn mine(
     let Query(params) = params.map_err(|_| ApiError::InvalidBody { field: None })?;
     let (limit, cursor) = params.parse()?;
     let (tickets, more) = state.store.list_mine(user.id, cursor, limit).await?;
-    Ok(page(tickets, more, Sort::Newest))
+    Ok(page(&tickets, more, Sort::Newest)?.into_response())
 }
 
 /// One ticket, whatever its status.

@@ -11,6 +11,7 @@ use sqlx::Row as _;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
+use crate::cache::Generation;
 use crate::domain::{Cursor, Search, Sort, Ticket, TicketStatus, Title, title_prefixes};
 
 /// The tickets database and its outbox.
@@ -18,6 +19,9 @@ use crate::domain::{Cursor, Search, Sort, Ticket, TicketStatus, Title, title_pre
 pub struct Store {
     pub db: Db,
     pub outbox: Outbox,
+    /// Bumped after every committed change of a ticket (the list cache's
+    /// clock, `cache::PageCache`).
+    pub changes: Generation,
 }
 
 common::store_error! {
@@ -138,7 +142,7 @@ fn updated_event(ticket: &Ticket) -> Envelope<TicketUpdated> {
 impl Store {
     pub fn new(db: Db) -> Self {
         let outbox = Outbox::new(db.clone());
-        Self { db, outbox }
+        Self { db, outbox, changes: Generation::default() }
     }
 
     /// Creates a ticket (version 0) and announces it.
@@ -179,7 +183,7 @@ impl Store {
             user_id,
         });
         outbox::add(&mut tx, &event).await?;
-        self.outbox.commit(tx).await?;
+        self.commit(tx).await?;
         Ok(ticket)
     }
 
@@ -284,6 +288,7 @@ impl Store {
                     .await?;
             }
             tx.commit().await?;
+            self.changes.bump();
         }
     }
 
@@ -482,7 +487,15 @@ impl Store {
         )
         .await?;
         outbox::add(&mut tx, &updated_event(changed)).await?;
-        Ok(self.outbox.commit(tx).await?)
+        self.commit(tx).await
+    }
+
+    /// Commits a change of a ticket with its event, then tells the list
+    /// cache (also when the commit failed: it may have happened).
+    async fn commit(&self, tx: Tx) -> Result<(), DbError> {
+        let committed = self.outbox.commit(tx).await;
+        self.changes.bump();
+        Ok(committed?)
     }
 }
 

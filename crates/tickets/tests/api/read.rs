@@ -131,7 +131,48 @@ async fn the_routes_are_described_in_openapi(stack: Stack) {
     }
 }
 
+/// The ids `GET /api/tickets{query}` lists.
+async fn listed(app: &TicketsApp, query: &str) -> Vec<String> {
+    let listed: Vec<Value> = app.list(query).await.json().await.expect("json");
+    listed.iter().map(|t| t["id"].as_str().expect("id").to_owned()).collect()
+}
+
+/// The listing answered right after each kind of change shows it, however
+/// often the same list was asked for before (the list is kept in memory
+/// between changes: DECISIONS.md, "The list cache").
+async fn every_change_shows_in_the_next_listing(stack: Stack) {
+    let app = TicketsApp::spawn(stack).await;
+    let seller = app.user("seller");
+    assert!(listed(&app, "").await.is_empty());
+    assert!(listed(&app, "").await.is_empty());
+    let first = app.ticket(&seller, "first", json!(10)).await;
+    let first_id = first["id"].as_str().expect("id").to_owned();
+    assert_eq!(listed(&app, "").await, vec![first_id.clone()], "created");
+    let second = app.ticket(&seller, "second", json!(20)).await;
+    let second_id = second["id"].as_str().expect("id").to_owned();
+    assert_eq!(listed(&app, "").await, [first_id.clone(), second_id.clone()], "created");
+    let edited =
+        app.edit(Some(&seller), &first_id, &json!({"title": "renamed", "price": 11})).await;
+    assert_eq!(edited.status(), 200);
+    let shown: Vec<Value> = app.list("").await.json().await.expect("json");
+    assert_eq!(
+        (shown[0]["title"].clone(), shown[0]["price"].clone()),
+        (json!("renamed"), json!(11))
+    );
+    let order = Uuid::now_v7();
+    app.order_created(&first, order).await;
+    assert_eq!(listed(&app, "").await, vec![second_id.clone()], "reserved");
+    app.order_cancelled(&first, order).await;
+    assert_eq!(listed(&app, "").await, [first_id.clone(), second_id.clone()], "released");
+    assert_eq!(app.withdraw(Some(&seller), &second_id).await.status(), 204);
+    assert_eq!(listed(&app, "").await, vec![first_id.clone()], "withdrawn");
+    assert_eq!(listed(&app, "?q=renamed").await, vec![first_id.clone()]);
+    app.order_created(&first, Uuid::now_v7()).await;
+    assert!(listed(&app, "?q=renamed").await.is_empty(), "a kept search is out of date too");
+}
+
 testkit::stack_tests!(
+    every_change_shows_in_the_next_listing,
     the_listing_shows_unreserved_tickets_oldest_first,
     the_listing_pages_with_limit_and_cursor,
     invalid_paging_parameters_are_refused,

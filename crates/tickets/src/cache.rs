@@ -1,0 +1,193 @@
+//! The public list's answers kept in memory (DECISIONS.md, "The list
+//! cache"). `GET /api/tickets` is the hottest read of an on-sale rush and
+//! its answer changes only when a ticket does: an answer is served from
+//! here until the next change this replica makes or learns of, and never
+//! longer than the cache's time to live (the bound on what another replica
+//! changed and this one has not heard of yet).
+//!
+//! Correctness rests on one counter, the [`Generation`]: every committed
+//! change bumps it after its commit, and an answer is stored with the
+//! generation read *before* its query ran. An answer whose query may have
+//! missed a change therefore carries an older generation than the change's
+//! and is never served after it: a seller who created a ticket (or a buyer
+//! whose order reserved one) and then lists sees the change.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::HeaderValue;
+
+/// Bytes of answers kept at most; past it the cache starts over (a flood of
+/// distinct searches costs what it cost without a cache, no more memory).
+const MAX_BYTES: usize = 4 << 20;
+/// An answer larger than this (a page of hundreds of tickets) is not kept.
+const MAX_ENTRY_BYTES: usize = 256 << 10;
+
+/// Counts the changes to the tickets this replica has made or learnt of.
+#[derive(Debug, Clone, Default)]
+pub struct Generation(Arc<AtomicU64>);
+
+impl Generation {
+    /// The count now.
+    pub fn current(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// A change was committed (or announced by another replica): every
+    /// answer computed before it is out of date.
+    pub fn bump(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// An answer of the list: its JSON body and its `X-Next-Cursor`.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub body: Bytes,
+    pub next_cursor: Option<HeaderValue>,
+}
+
+/// The answers of `GET /api/tickets` by query string.
+#[derive(Debug)]
+pub struct PageCache {
+    generation: Generation,
+    ttl: Duration,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    /// The generation every entry was computed at.
+    generation: u64,
+    bytes: usize,
+    pages: HashMap<String, (Instant, Page)>,
+}
+
+impl Entries {
+    /// Forgets everything and starts over at `generation`.
+    fn reset(&mut self, generation: u64) {
+        self.generation = generation;
+        self.bytes = 0;
+        self.pages.clear();
+    }
+}
+
+impl PageCache {
+    /// A cache following `generation`; a `ttl` of zero keeps nothing.
+    pub fn new(generation: Generation, ttl: Duration) -> Self {
+        Self { generation, ttl, entries: Mutex::default() }
+    }
+
+    fn entries(&self) -> MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The generation to store an answer with: read it before the query.
+    pub fn generation(&self) -> u64 {
+        self.generation.current()
+    }
+
+    /// The answer to `query`, when one is kept that no change has made out
+    /// of date and that is younger than the time to live.
+    pub fn get(&self, query: &str) -> Option<Page> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let current = self.generation.current();
+        let mut entries = self.entries();
+        if entries.generation != current {
+            entries.reset(current);
+            return None;
+        }
+        let (at, page) = entries.pages.get(query)?;
+        (at.elapsed() < self.ttl).then(|| page.clone())
+    }
+
+    /// Keeps the answer to `query` computed from a read that started at
+    /// `generation`, unless a change came since.
+    pub fn put(&self, query: &str, generation: u64, page: Page) {
+        let size = query.len() + page.body.len();
+        if self.ttl.is_zero() || size > MAX_ENTRY_BYTES {
+            return;
+        }
+        let mut entries = self.entries();
+        let current = self.generation.current();
+        if generation != current {
+            return;
+        }
+        if entries.generation != current || entries.bytes + size > MAX_BYTES {
+            entries.reset(current);
+        }
+        let replaced = entries.pages.insert(query.to_owned(), (Instant::now(), page));
+        entries.bytes += size - replaced.map_or(0, |(_, old)| old.body.len() + query.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(body: &'static str) -> Page {
+        Page { body: Bytes::from_static(body.as_bytes()), next_cursor: None }
+    }
+
+    fn cache(ttl: Duration) -> (Generation, PageCache) {
+        let generation = Generation::default();
+        (generation.clone(), PageCache::new(generation, ttl))
+    }
+
+    #[test]
+    fn an_answer_is_served_until_a_change() {
+        let (generation, cache) = cache(Duration::from_secs(60));
+        assert!(cache.get("").is_none());
+        cache.put("", cache.generation(), page("[1]"));
+        assert_eq!(cache.get("").expect("kept").body, "[1]");
+        assert!(cache.get("limit=1").is_none(), "another query is another answer");
+        generation.bump();
+        assert!(cache.get("").is_none(), "a change makes every answer out of date");
+    }
+
+    #[test]
+    fn an_answer_read_before_a_change_is_not_kept() {
+        let (generation, cache) = cache(Duration::from_secs(60));
+        let before = cache.generation();
+        generation.bump(); // committed while the query ran
+        cache.put("", before, page("[old]"));
+        assert!(cache.get("").is_none());
+        cache.put("", cache.generation(), page("[new]"));
+        assert_eq!(cache.get("").expect("kept").body, "[new]");
+    }
+
+    #[test]
+    fn an_answer_expires_after_its_time_to_live() {
+        let (_, cache) = cache(Duration::from_millis(20));
+        cache.put("", cache.generation(), page("[1]"));
+        assert!(cache.get("").is_some());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(cache.get("").is_none());
+    }
+
+    #[test]
+    fn no_time_to_live_keeps_nothing() {
+        let (_, cache) = cache(Duration::ZERO);
+        cache.put("", cache.generation(), page("[1]"));
+        assert!(cache.get("").is_none());
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let (_, cache) = cache(Duration::from_secs(60));
+        let body: &'static str = Box::leak("x".repeat(100 << 10).into_boxed_str());
+        for i in 0..100 {
+            cache.put(&format!("q={i}"), cache.generation(), page(body));
+            assert!(cache.entries().bytes <= MAX_BYTES);
+        }
+        assert!(cache.get("q=99").is_some(), "the newest answer is kept");
+        let huge: &'static str = Box::leak("x".repeat(MAX_ENTRY_BYTES + 1).into_boxed_str());
+        cache.put("huge", cache.generation(), page(huge));
+        assert!(cache.get("huge").is_none(), "an answer past the entry bound is not kept");
+    }
+}
