@@ -13,8 +13,23 @@ INGRESS_PORT="${LOCAL_CLUSTER_PORT:-8080}"
 # Every other process listens on BASE_PORT + an offset (see port_of).
 BASE_PORT="${LOCAL_CLUSTER_BASE_PORT:-7100}"
 
-# The processes of the system: service:replica.
-INSTANCES=(auth:1 tickets:1 tickets:2 orders:1 orders:2 payments:1 expiration:1 web:1)
+# The processes of the system: service:replica. LOCAL_CLUSTER_REPLICAS=2
+# runs two of every backend service (two replicas of each consumer, for the
+# fault tests' "every effect once"). up.sh records the list it started in
+# $STATE_DIR/instances, which down.sh and ctl.sh read.
+configured_instances() {
+  if [ "${LOCAL_CLUSTER_REPLICAS:-}" = 2 ]; then
+    INSTANCES=(auth:1 auth:2 tickets:1 tickets:2 orders:1 orders:2 payments:1 payments:2
+      expiration:1 expiration:2 web:1)
+  else
+    INSTANCES=(auth:1 tickets:1 tickets:2 orders:1 orders:2 payments:1 expiration:1 web:1)
+  fi
+}
+if [ -s "$STATE_DIR/instances" ]; then
+  read -ra INSTANCES <"$STATE_DIR/instances"
+else
+  configured_instances
+fi
 
 # The port of an instance: auth:1 → base+1, tickets:2 → base+12, ...
 port_of() {
@@ -86,6 +101,18 @@ program_of() {
 # A URL (or comma-separated URLs) without user or password, for printing.
 # shellcheck disable=SC2001 # a regular expression
 redacted() { sed 's#//[^@/,]*@#//#g' <<<"$1"; }
+
+# The arguments a script does not take: --help prints its header comment
+# (down to `set -euo pipefail`), anything else fails.
+help_or_refuse() {
+  case $1 in
+    -h | --help)
+      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+      exit 0
+      ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+}
 
 # The configuration variables of the binary (common::config::VARIABLES).
 configuration_variables() {

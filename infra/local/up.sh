@@ -20,7 +20,10 @@
 # and REDIS_URL, when set, replace the servers the script would use or start.
 # Script settings: TICKETING_BIN (default: the release build, built when
 # missing), LOCAL_CLUSTER_PORT (8080), LOCAL_CLUSTER_BASE_PORT (7100),
-# LOCAL_CLUSTER_DIR (./.local-cluster), LOCAL_CLUSTER_TIMEOUT (120 s).
+# LOCAL_CLUSTER_DIR (./.local-cluster), LOCAL_CLUSTER_TIMEOUT (120 s),
+# LOCAL_CLUSTER_REPLICAS (2: two replicas of every backend service, not
+# only of tickets and orders). infra/local/ctl.sh kills and starts single
+# processes of the running cluster (the fault tests' hooks).
 set -euo pipefail
 # shellcheck source=infra/local/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -37,11 +40,7 @@ while [ $# -gt 0 ]; do
       nats_nodes=${2:-}
       shift
       ;;
-    -h | --help)
-      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-      exit 0
-      ;;
-    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    *) help_or_refuse "$1" ;;
   esac
   shift
 done
@@ -56,6 +55,12 @@ for name in "${INSTANCES[@]/:/-}" nginx redis nats-1 nats-2 nats-3; do
     exit 1
   fi
 done
+# The processes of this run (those of an earlier run were checked above).
+case ${LOCAL_CLUSTER_REPLICAS:-} in
+  "" | 1 | 2) ;;
+  *) echo "LOCAL_CLUSTER_REPLICAS takes 1 or 2" >&2; exit 2 ;;
+esac
+configured_instances
 
 # What the caller configured, before the script adds its defaults.
 from_caller=()
@@ -66,14 +71,17 @@ if [ -n "${PORT+set}" ]; then echo "PORT is ignored: the script gives each proce
 
 started=$(date +%s.%N)
 elapsed() { awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }'; }
-mkdir -p "$STATE_DIR/logs" "$STATE_DIR/pids"
+mkdir -p "$STATE_DIR/logs" "$STATE_DIR/pids" "$STATE_DIR/commands"
 chmod 700 "$STATE_DIR"
+echo "${INSTANCES[*]}" >"$STATE_DIR/instances"
 
 # Starts a program in the background, its output in logs/<name>.log, and
-# records its pid; the process outlives this script until down.sh.
+# records its pid; the process outlives this script until down.sh. The
+# command is kept in commands/<name> for ctl.sh to start it again.
 launch() {
   local name=$1
   shift
+  printf '%q ' "$@" >"$STATE_DIR/commands/$name"
   nohup "$@" >"$STATE_DIR/logs/$name.log" 2>&1 &
   echo $! >"$STATE_DIR/pids/$name.pid"
 }
@@ -192,6 +200,17 @@ payments_env=()
 if [ -z "${STRIPE_SECRET_KEY:-}" ] && [ -z "${PAYMENT_PROCESSOR:-}" ]; then
   payments_env=(PAYMENT_PROCESSOR=fake)
 fi
+
+# The services' environment, for ctl.sh to start one again as up.sh did.
+(
+  umask 077
+  for variable in $(configuration_variables); do
+    if [ "$variable" != PORT ] && [ -n "${!variable+set}" ]; then
+      printf 'export %s=%q\n' "$variable" "${!variable}"
+    fi
+  done
+) >"$STATE_DIR/environment"
+echo "$INGRESS_PORT" >"$STATE_DIR/ingress_port"
 
 start_service() {
   local instance=$1 service=${1%%:*} environment=(PORT="$(port_of "$1")")

@@ -219,6 +219,29 @@ impl Runtime {
             consumer = %consumer,
         );
         async {
+            if delivery.subject != listener.subject {
+                // Not this consumer's event: handling it could apply it as
+                // the wrong kind of event (an order.cancelled read as an
+                // order.completed sells the ticket). NATS 2.9 was seen
+                // delivering such messages right after a server of its
+                // cluster was killed; the consumer it belongs to gets its
+                // own copy, so this one only acknowledges it.
+                tracing::warn!(
+                    expected = listener.subject,
+                    "a message of another subject reached this consumer: skipped"
+                );
+                metrics::counter!(
+                    "events_handled_total",
+                    "consumer" => consumer.clone(),
+                    "subject" => delivery.subject.clone(),
+                    "outcome" => "skipped",
+                )
+                .increment(1);
+                if let Err(error) = delivery.settle(Disposition::Ack).await {
+                    tracing::warn!(error = format!("{error:#}"), "could not settle the delivery");
+                }
+                return Disposition::Ack;
+            }
             let result = AssertUnwindSafe((listener.handler)(delivery.payload.clone()))
                 .catch_unwind()
                 .await

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::db::{Db, Migrations};
-use messaging::bus::OutgoingMessage;
+use messaging::bus::{Acker, Delivery, Disposition, OutgoingMessage};
 use messaging::events::{Envelope, Event, TicketCreated};
 use messaging::listener::{Handled, Listener, RetryPolicy, Runtime};
 use messaging::outbox;
@@ -27,6 +27,17 @@ const FAST: RetryPolicy = RetryPolicy {
     base_delay: Duration::from_millis(20),
     max_delay: Duration::from_millis(100),
 };
+
+/// A new ticket's event.
+fn ticket_created() -> Envelope<TicketCreated> {
+    Envelope::new(TicketCreated {
+        id: Uuid::now_v7(),
+        version: 0,
+        title: "t".into(),
+        price: 100,
+        user_id: Uuid::now_v7(),
+    })
+}
 
 struct Harness {
     _context: TestContext,
@@ -85,13 +96,7 @@ impl Harness {
     }
 
     async fn publish(&self) -> Uuid {
-        let event = Envelope::new(TicketCreated {
-            id: Uuid::now_v7(),
-            version: 0,
-            title: "t".into(),
-            price: 100,
-            user_id: Uuid::now_v7(),
-        });
+        let event = ticket_created();
         self.publish_raw(&serde_json::to_string(&event).expect("json")).await;
         event.id
     }
@@ -196,6 +201,50 @@ async fn a_rejected_event_is_parked_with_its_reason(bus: TestBus) {
     harness.publish().await;
     harness.settle_at(1, 1).await;
     assert_eq!(harness.dead_letters().await.remove(0).2, "the ticket is unknown");
+}
+
+/// Records how a delivery was settled.
+struct Recorded(Arc<std::sync::Mutex<Option<Disposition>>>);
+
+impl Acker for Recorded {
+    fn settle(
+        self: Box<Self>,
+        disposition: Disposition,
+    ) -> common::BoxFuture<'static, anyhow::Result<()>> {
+        *self.0.lock().expect("lock") = Some(disposition);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A message of another subject that reaches a consumer (NATS 2.9 did it
+/// after a server was killed) is acknowledged without being handled: an
+/// event of the same shape would otherwise be applied as the wrong one.
+#[tokio::test]
+async fn a_message_of_another_subject_is_acknowledged_not_handled() {
+    let context = TestContext::new(&Backend::Sqlite, |_| {});
+    let db = context.context.databases.open("toy", &MIGRATIONS).await.expect("database");
+    let runtime = Runtime::new("toy", db.clone(), FAST);
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = calls.clone();
+    let listener = Listener::new(move |_: Envelope<TicketCreated>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok(Handled::Ack) }
+    });
+    let payload = Bytes::from(serde_json::to_vec(&ticket_created()).expect("json"));
+    let settled = Arc::new(std::sync::Mutex::new(None));
+    let foreign = Delivery::new(
+        "ticket.updated".to_owned(),
+        payload.clone(),
+        1,
+        Box::new(Recorded(settled.clone())),
+    );
+    assert_eq!(runtime.process(&listener, foreign).await, Disposition::Ack);
+    assert_eq!(*settled.lock().expect("lock"), Some(Disposition::Ack));
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "not handled");
+    let own =
+        Delivery::new(TicketCreated::SUBJECT.to_owned(), payload, 1, Box::new(Recorded(settled)));
+    assert_eq!(runtime.process(&listener, own).await, Disposition::Ack);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "handled");
 }
 
 async fn a_panicking_handler_is_retried_not_fatal(bus: TestBus) {

@@ -2,6 +2,7 @@
 //! the services into the all-in-one process or a single-service process.
 
 pub mod bench;
+pub mod check;
 mod shutdown;
 
 use std::net::SocketAddr;
@@ -64,6 +65,14 @@ pub enum Command {
     /// ticketing_*, the JetStream stream TICKETING, the Redis keys
     /// ticketing:expiration:*) and runs against 127.0.0.1 / localhost only.
     Bench(bench::BenchArgs),
+    /// Run concurrent sellers and buyers against the running local cluster
+    /// (infra/local/up.sh) while a nemesis kills and starts its processes
+    /// (infra/local/ctl.sh), then wait until it is idle and check the
+    /// invariants on its databases: one live order per ticket, money
+    /// charged once or refunded, reservations matching orders, replicas
+    /// converged, every acknowledged request's effect present, no dead
+    /// letters. Prints operations, faults and violations; fails on any.
+    Check(check::CheckArgs),
 }
 
 impl Cli {
@@ -186,6 +195,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             return dead_letters(config, service, replay).await;
         }
         Command::Bench(args) => return bench::run(args).await,
+        Command::Check(args) => return check::run(args).await,
         Command::Serve { service } => {
             let key = match (&config.jwt_key, service) {
                 (Some(key), ServiceName::Web) => key.clone(),

@@ -17,6 +17,8 @@
     var tick = function () {
       var left = Math.max(0, Math.round((expiresAt - Date.now()) / 1000));
       if (left === 0) {
+        // A timer is not read out each second; its end is, once.
+        countdown.setAttribute("role", "alert");
         countdown.textContent = "Order expired";
         var form = document.getElementById("pay-form");
         if (form) { form.querySelectorAll("button, input").forEach(function (e) { e.disabled = true; }); }

@@ -524,6 +524,10 @@ async fn sign_up_errors_appear_next_to_their_fields() {
     assert!(
         html.contains(r#"id="password-error">Password must be between 8 and 128 characters</p>"#)
     );
+    assert!(
+        html.contains(r#"aria-describedby="password-hint password-error""#),
+        "a screen reader reads the rule and the error with the field: {html}"
+    );
     assert!(html.contains(r#"value="bad""#), "the email is kept");
     let api = FakeApi::with(|f| f.refuse = Some(failure(400, &[("Invalid credentials", None)])));
     let site = Site::start(api, None).await;
@@ -606,6 +610,7 @@ async fn purchasing_opens_the_order_with_a_countdown_and_test_cards() {
             && html.contains(r#"value="tok_chargeDeclined""#)
     );
     assert!(html.contains("Pay $19.99"));
+    assert!(html.contains(r#"role="timer""#), "the countdown is not read out every second");
     assert!(!html.contains("js.stripe.com"), "no Stripe script without a publishable key");
 }
 

@@ -74,7 +74,8 @@ impl Conn {
         self.send(Method::POST, path, auth, json).await
     }
 
-    async fn send(
+    /// Sends a request (a JSON body unless empty) and reads the answer.
+    pub async fn send(
         &mut self,
         method: Method,
         path: &str,

@@ -18,7 +18,7 @@
 //! | [`scenarios`] | what is measured, one module per scenario with its ceiling |
 //! | [`report`] | the figures together, their targets, the text report and the JSON document |
 
-mod client;
+pub(crate) mod client;
 mod deployment;
 mod load;
 mod procfs;
@@ -111,7 +111,7 @@ impl Stack {
 }
 
 /// `10s`, `500ms`, `1m`, `0s`, or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
     let (number, unit) = text.split_at(split);

@@ -1,0 +1,221 @@
+//! The final state, read from the services' PostgreSQL databases with
+//! read-only queries: the tickets (the source of truth) and the replicas
+//! the orders and payments services keep of them and of the orders, the
+//! orders, the charges and refunds the payments service recorded, and what
+//! is left in the outboxes, dead letters and pending payment work.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::postgres::PgPool;
+use sqlx::{Row as _, postgres::PgRow};
+use uuid::Uuid;
+
+use super::cluster::Cluster;
+
+/// The services whose databases hold an outbox and dead letters.
+pub const EVENT_SERVICES: [&str; 4] = ["tickets", "orders", "payments", "expiration"];
+
+/// A ticket in the tickets service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub version: i64,
+    pub price: i64,
+    /// The order holding it (reserved) or that bought it (sold).
+    pub order: Option<Uuid>,
+    pub sold: bool,
+    pub withdrawn: bool,
+}
+
+/// An order in the orders service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub ticket: Uuid,
+    pub status: String,
+    pub version: i64,
+    /// `expiresAt`, in ms since 1970.
+    pub expires_at: i64,
+}
+
+impl Order {
+    /// Holding its ticket and not paid (`created`, `awaiting:payment`).
+    pub fn is_unpaid(&self) -> bool {
+        self.status == "created" || self.status == "awaiting:payment"
+    }
+}
+
+/// A refund the payments service recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub order: Uuid,
+    /// The processor made it.
+    pub done: bool,
+}
+
+/// Everything the checker reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct State {
+    pub tickets: HashMap<Uuid, Ticket>,
+    pub orders: HashMap<Uuid, Order>,
+    /// The orders service's replica of the tickets: (version, price).
+    pub orders_tickets: HashMap<Uuid, (i64, i64)>,
+    /// The payments service's replica of the orders: (status, version).
+    pub payments_orders: HashMap<Uuid, (String, i64)>,
+    /// Successful charges: (order, charge id).
+    pub charges: Vec<(Uuid, String)>,
+    /// The payment recorded per order: (payment id, charge id).
+    pub payments: HashMap<Uuid, (Uuid, String)>,
+    /// Refunds by charge id.
+    pub refunds: HashMap<String, Refund>,
+    /// Payment attempts still pending.
+    pub pending_attempts: i64,
+    pub outbox: BTreeMap<&'static str, i64>,
+    pub dead_letters: BTreeMap<&'static str, i64>,
+}
+
+/// The pools on the services' databases.
+#[derive(Clone)]
+pub struct Databases {
+    tickets: PgPool,
+    orders: PgPool,
+    payments: PgPool,
+    expiration: PgPool,
+}
+
+fn id(row: &PgRow, column: &str) -> Result<Uuid, sqlx::Error> {
+    common::db::parse_uuid(&row.try_get::<String, _>(column)?)
+}
+
+fn optional_id(row: &PgRow, column: &str) -> Result<Option<Uuid>, sqlx::Error> {
+    row.try_get::<Option<String>, _>(column)?.map(|text| common::db::parse_uuid(&text)).transpose()
+}
+
+async fn count(pool: &PgPool, sql: &'static str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(sql).fetch_one(pool).await
+}
+
+impl Databases {
+    pub async fn open(cluster: &Cluster) -> anyhow::Result<Self> {
+        Ok(Self {
+            tickets: cluster.database("tickets").await?,
+            orders: cluster.database("orders").await?,
+            payments: cluster.database("payments").await?,
+            expiration: cluster.database("expiration").await?,
+        })
+    }
+
+    fn pool(&self, service: &str) -> &PgPool {
+        match service {
+            "tickets" => &self.tickets,
+            "orders" => &self.orders,
+            "payments" => &self.payments,
+            _ => &self.expiration,
+        }
+    }
+
+    /// The ids of the tickets the orders service knows.
+    pub async fn orderable(&self) -> Result<Vec<Uuid>, sqlx::Error> {
+        let rows = sqlx::query("SELECT id FROM tickets").fetch_all(&self.orders).await?;
+        rows.iter().map(|row| id(row, "id")).collect()
+    }
+
+    /// Reads the whole state (each database at its own moment: compare two
+    /// reads to know it was still).
+    pub async fn read(&self) -> Result<State, sqlx::Error> {
+        let mut state = State::default();
+        let sql = "SELECT id, version, price, order_id, sold_at IS NOT NULL AS sold, \
+                   withdrawn_at IS NOT NULL AS withdrawn FROM tickets";
+        for row in sqlx::query(sql).fetch_all(&self.tickets).await? {
+            let ticket = Ticket {
+                version: row.try_get("version")?,
+                price: row.try_get("price")?,
+                order: optional_id(&row, "order_id")?,
+                sold: row.try_get("sold")?,
+                withdrawn: row.try_get("withdrawn")?,
+            };
+            state.tickets.insert(id(&row, "id")?, ticket);
+        }
+        let sql = "SELECT id, ticket_id, status, version, expires_at FROM orders";
+        for row in sqlx::query(sql).fetch_all(&self.orders).await? {
+            let order = Order {
+                ticket: id(&row, "ticket_id")?,
+                status: row.try_get("status")?,
+                version: row.try_get("version")?,
+                expires_at: row.try_get("expires_at")?,
+            };
+            state.orders.insert(id(&row, "id")?, order);
+        }
+        for row in
+            sqlx::query("SELECT id, version, price FROM tickets").fetch_all(&self.orders).await?
+        {
+            state
+                .orders_tickets
+                .insert(id(&row, "id")?, (row.try_get("version")?, row.try_get("price")?));
+        }
+        for row in
+            sqlx::query("SELECT id, status, version FROM orders").fetch_all(&self.payments).await?
+        {
+            state
+                .payments_orders
+                .insert(id(&row, "id")?, (row.try_get("status")?, row.try_get("version")?));
+        }
+        let sql = "SELECT order_id, charge_id FROM payment_attempts \
+                   WHERE state = 'succeeded' ORDER BY order_id, attempt";
+        for row in sqlx::query(sql).fetch_all(&self.payments).await? {
+            let charge: Option<String> = row.try_get("charge_id")?;
+            state.charges.push((id(&row, "order_id")?, charge.unwrap_or_default()));
+        }
+        for row in sqlx::query("SELECT id, order_id, stripe_id FROM payments")
+            .fetch_all(&self.payments)
+            .await?
+        {
+            state
+                .payments
+                .insert(id(&row, "order_id")?, (id(&row, "id")?, row.try_get("stripe_id")?));
+        }
+        let sql = "SELECT charge_id, order_id, refund_id IS NOT NULL AS done FROM refunds";
+        for row in sqlx::query(sql).fetch_all(&self.payments).await? {
+            let refund = Refund { order: id(&row, "order_id")?, done: row.try_get("done")? };
+            state.refunds.insert(row.try_get("charge_id")?, refund);
+        }
+        state.pending_attempts =
+            count(&self.payments, "SELECT COUNT(*) FROM payment_attempts WHERE state = 'pending'")
+                .await?;
+        for service in EVENT_SERVICES {
+            let pool = self.pool(service);
+            state.outbox.insert(service, count(pool, "SELECT COUNT(*) FROM outbox").await?);
+            state
+                .dead_letters
+                .insert(service, count(pool, "SELECT COUNT(*) FROM dead_letters").await?);
+        }
+        Ok(state)
+    }
+}
+
+impl State {
+    /// What still has to happen before the state is final: events in
+    /// outboxes, payments and refunds under way, unpaid orders past their
+    /// expiry by more than `grace_ms`. Empty when there is nothing.
+    pub fn work_left(&self, now_ms: i64, grace_ms: i64) -> Vec<String> {
+        let mut left = Vec::new();
+        let outbox: i64 = self.outbox.values().sum();
+        if outbox > 0 {
+            left.push(format!("{outbox} events in outboxes"));
+        }
+        if self.pending_attempts > 0 {
+            left.push(format!("{} payment attempts pending", self.pending_attempts));
+        }
+        let refunds = self.refunds.values().filter(|r| !r.done).count();
+        if refunds > 0 {
+            left.push(format!("{refunds} refunds not made"));
+        }
+        let overdue = self
+            .orders
+            .values()
+            .filter(|o| o.status == "created" && o.expires_at + grace_ms < now_ms)
+            .count();
+        if overdue > 0 {
+            left.push(format!("{overdue} unpaid orders past their expiry"));
+        }
+        left
+    }
+}

@@ -1,0 +1,399 @@
+//! The invariants, checked on the final state and the history (Jepsen's
+//! bank checker: money is neither made nor lost; its queue checker: what
+//! was acknowledged arrived). Each violation names the ids involved.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use uuid::Uuid;
+
+use super::history::{Kind, Op, Outcome};
+use super::state::State;
+
+/// What the acknowledged operations should have left, and what is there.
+#[derive(Debug, Default)]
+pub struct Arrived {
+    /// (what, acknowledged, present)
+    pub rows: Vec<(&'static str, usize, usize)>,
+}
+
+/// Checks every invariant; the violations, each with its ids.
+pub fn check(state: &State, ops: &[Op], arrived: &mut Arrived) -> Vec<String> {
+    let mut violations = Vec::new();
+    one_live_order_per_ticket(state, &mut violations);
+    money(state, &mut violations);
+    reservations(state, &mut violations);
+    replicas(state, &mut violations);
+    acknowledged(state, ops, arrived, &mut violations);
+    for (service, count) in &state.dead_letters {
+        if *count > 0 {
+            violations.push(format!("{count} dead letters in {service}'s database"));
+        }
+    }
+    for op in ops.iter().filter(|op| op.status == Some(500)) {
+        violations.push(format!(
+            "500 (a fault) answered to {} (ticket {:?}, order {:?}) at +{:.1} s",
+            op.kind.name(),
+            op.ticket,
+            op.order,
+            op.at.as_secs_f64()
+        ));
+    }
+    violations
+}
+
+fn one_live_order_per_ticket(state: &State, violations: &mut Vec<String>) {
+    let mut live: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    for (id, order) in &state.orders {
+        if order.status != "cancelled" {
+            live.entry(order.ticket).or_default().push(*id);
+        }
+    }
+    for (ticket, orders) in live.into_iter().filter(|(_, o)| o.len() > 1) {
+        violations.push(format!("ticket {ticket} has {} live orders: {orders:?}", orders.len()));
+    }
+}
+
+/// Every complete order has exactly one charge kept and its ticket sold;
+/// every charge of an order that is not complete is refunded.
+fn money(state: &State, violations: &mut Vec<String>) {
+    let mut kept: HashMap<Uuid, Vec<&str>> = HashMap::new();
+    for (order, charge) in &state.charges {
+        let refunded = state.refunds.get(charge).is_some_and(|r| r.done);
+        if !refunded {
+            kept.entry(*order).or_default().push(charge);
+        }
+    }
+    for (id, order) in &state.orders {
+        let charges = kept.remove(id).unwrap_or_default();
+        if order.status == "complete" {
+            if charges.len() != 1 {
+                violations.push(format!(
+                    "complete order {id} keeps {} charges (not refunded): {charges:?}",
+                    charges.len()
+                ));
+            }
+            match state.payments.get(id) {
+                Some((_, charge)) if charges.contains(&charge.as_str()) => {}
+                Some((payment, charge)) => violations.push(format!(
+                    "complete order {id}: its payment {payment} names charge {charge}, which is not a charge it keeps"
+                )),
+                None => violations.push(format!("complete order {id} has no payment recorded")),
+            }
+            match state.tickets.get(&order.ticket) {
+                Some(ticket) if ticket.sold && ticket.order == Some(*id) => {}
+                ticket => violations.push(format!(
+                    "complete order {id}: its ticket {} is not sold to it: {ticket:?}",
+                    order.ticket
+                )),
+            }
+        } else if !charges.is_empty() {
+            violations.push(format!(
+                "{} order {id} was charged and not refunded: {charges:?}",
+                order.status
+            ));
+        }
+    }
+    for (order, charges) in kept {
+        violations
+            .push(format!("charges {charges:?} of order {order}, unknown to the orders service"));
+    }
+}
+
+/// The tickets service's reservations and sales are the orders service's
+/// live orders.
+fn reservations(state: &State, violations: &mut Vec<String>) {
+    let mut held_by_tickets = BTreeSet::new();
+    let mut sold_by_tickets = BTreeSet::new();
+    for (id, ticket) in &state.tickets {
+        match (ticket.order, ticket.sold) {
+            (Some(order), false) => held_by_tickets.insert((*id, order)),
+            (Some(order), true) => sold_by_tickets.insert((*id, order)),
+            (None, true) => {
+                violations.push(format!("ticket {id} is sold to no order"));
+                false
+            }
+            (None, false) => false,
+        };
+    }
+    let mut unpaid = BTreeSet::new();
+    let mut complete = BTreeSet::new();
+    for (id, order) in &state.orders {
+        if order.is_unpaid() {
+            unpaid.insert((order.ticket, *id));
+        } else if order.status == "complete" {
+            complete.insert((order.ticket, *id));
+        }
+    }
+    for (ticket, order) in held_by_tickets.difference(&unpaid) {
+        violations.push(format!(
+            "ticket {ticket} is reserved for order {order}, which is {}",
+            state.orders.get(order).map_or("unknown to the orders service", |o| o.status.as_str())
+        ));
+    }
+    for (ticket, order) in unpaid.difference(&held_by_tickets) {
+        violations.push(format!(
+            "unpaid order {order} holds ticket {ticket}, which the tickets service has as {:?}",
+            state.tickets.get(ticket)
+        ));
+    }
+    for (ticket, order) in sold_by_tickets.symmetric_difference(&complete) {
+        violations.push(format!(
+            "ticket {ticket} / order {order}: sold in the tickets service ({}) but order {} ",
+            sold_by_tickets.contains(&(*ticket, *order)),
+            state.orders.get(order).map_or("unknown", |o| o.status.as_str())
+        ));
+    }
+}
+
+/// The replicas applied every change once: same versions as the source.
+fn replicas(state: &State, violations: &mut Vec<String>) {
+    for (id, ticket) in &state.tickets {
+        match state.orders_tickets.get(id) {
+            Some(&(version, price)) if version == ticket.version && price == ticket.price => {}
+            replica => violations.push(format!(
+                "ticket {id}: version {} price {} in tickets, {replica:?} in the orders service's replica",
+                ticket.version, ticket.price
+            )),
+        }
+    }
+    for (id, order) in &state.orders {
+        let terminal = order.status == "complete" || order.status == "cancelled";
+        match state.payments_orders.get(id) {
+            Some((status, version))
+                if *version == order.version && (!terminal || *status == order.status) => {}
+            replica => violations.push(format!(
+                "order {id}: {} version {} in orders, {replica:?} in the payments service's replica",
+                order.status, order.version
+            )),
+        }
+    }
+}
+
+/// Every acknowledged request's effect is present.
+fn acknowledged(state: &State, ops: &[Op], arrived: &mut Arrived, violations: &mut Vec<String>) {
+    let ok = |kind: Kind| ops.iter().filter(move |op| op.kind == kind && op.outcome == Outcome::Ok);
+
+    let sold: Vec<Uuid> = ok(Kind::Sell).filter_map(|op| op.ticket).collect();
+    let present = sold.iter().filter(|t| state.tickets.contains_key(t)).count();
+    let orderable = sold.iter().filter(|t| state.orders_tickets.contains_key(t)).count();
+    arrived.rows.push(("tickets sold → in tickets", sold.len(), present));
+    arrived.rows.push(("tickets sold → orderable", sold.len(), orderable));
+    for ticket in sold.iter().filter(|t| !state.tickets.contains_key(t)) {
+        violations.push(format!("ticket {ticket} was acknowledged (201) and does not exist"));
+    }
+
+    // The last acknowledged price of each ticket stands, unless an edit
+    // with an unknown outcome may have come after it.
+    let mut prices: HashMap<Uuid, (Option<i64>, HashSet<i64>)> = HashMap::new();
+    for op in ops.iter().filter(|op| op.kind == Kind::Edit) {
+        let (Some(ticket), Some(price)) = (op.ticket, op.price) else { continue };
+        let entry = prices.entry(ticket).or_default();
+        match op.outcome {
+            Outcome::Ok => entry.0 = Some(price),
+            Outcome::Unknown => {
+                entry.1.insert(price);
+            }
+            Outcome::Failed => {}
+        }
+    }
+    let edits: Vec<_> = prices.iter().filter_map(|(t, (last, _))| last.map(|p| (t, p))).collect();
+    let kept = edits
+        .iter()
+        .filter(|(t, p)| {
+            state.tickets.get(t).is_some_and(|ticket| {
+                ticket.price == *p
+                    || prices.get(t).is_some_and(|(_, maybe)| maybe.contains(&ticket.price))
+            })
+        })
+        .count();
+    arrived.rows.push(("prices changed → in tickets", edits.len(), kept));
+    for (ticket, price) in &edits {
+        let now = state.tickets.get(ticket).map(|t| t.price);
+        let maybe =
+            prices.get(ticket).map(|(_, m)| m.contains(&now.unwrap_or(-1))).unwrap_or(false);
+        if now != Some(*price) && !maybe {
+            violations
+                .push(format!("ticket {ticket}: price {price} acknowledged last, {now:?} stored"));
+        }
+    }
+
+    let placed: Vec<(Uuid, Uuid)> =
+        ok(Kind::Order).filter_map(|op| Some((op.order?, op.ticket?))).collect();
+    let present = placed
+        .iter()
+        .filter(|(o, t)| state.orders.get(o).is_some_and(|order| order.ticket == *t))
+        .count();
+    arrived.rows.push(("orders placed → in orders", placed.len(), present));
+    for (order, ticket) in &placed {
+        if state.orders.get(order).is_none_or(|o| o.ticket != *ticket) {
+            violations.push(format!(
+                "order {order} of ticket {ticket} was acknowledged (201) and is missing"
+            ));
+        }
+    }
+
+    // A cancellation the buyer asked for (acknowledged or maybe) may
+    // overtake a payment (DECISIONS.md, "Money"): then the charge is
+    // refunded, which `money` checks.
+    let maybe_cancelled: HashSet<Uuid> = ops
+        .iter()
+        .filter(|op| op.kind == Kind::Cancel && op.outcome != Outcome::Failed)
+        .filter_map(|op| op.order)
+        .collect();
+    let paid: Vec<(Uuid, Option<Uuid>)> =
+        ok(Kind::Pay).filter_map(|op| Some((op.order?, op.payment))).collect();
+    let mut present = 0;
+    for (order, payment) in &paid {
+        let recorded = state.payments.get(order).map(|(id, _)| *id);
+        let status = state.orders.get(order).map(|o| o.status.as_str());
+        let charged = recorded.is_some() && recorded == *payment;
+        let kept = status == Some("complete")
+            || (status == Some("cancelled") && maybe_cancelled.contains(order));
+        if charged && kept {
+            present += 1;
+        } else {
+            violations.push(format!(
+                "payment {payment:?} of order {order} was acknowledged (201): recorded payment {recorded:?}, order {status:?}"
+            ));
+        }
+    }
+    arrived.rows.push(("payments → order paid", paid.len(), present));
+
+    let cancelled: Vec<Uuid> = ok(Kind::Cancel).filter_map(|op| op.order).collect();
+    let present = cancelled
+        .iter()
+        .filter(|o| state.orders.get(o).is_some_and(|order| order.status == "cancelled"))
+        .count();
+    arrived.rows.push(("cancellations → order cancelled", cancelled.len(), present));
+    for order in &cancelled {
+        let status = state.orders.get(order).map(|o| o.status.as_str());
+        if status != Some("cancelled") {
+            violations.push(format!(
+                "cancellation of order {order} was acknowledged (204): order {status:?}"
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::check::state::{Order, Refund, Ticket};
+
+    /// A ticket sold to a paid order, one on sale, one held by an unpaid
+    /// order, and a cancelled order whose charge was refunded.
+    fn consistent() -> (State, Vec<Op>) {
+        let [sold, on_sale, held] = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+        let [paid, unpaid, cancelled] = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+        let payment = Uuid::now_v7();
+        let mut state = State::default();
+        let ticket =
+            |order, sold| Ticket { version: 2, price: 1000, order, sold, withdrawn: false };
+        state.tickets.insert(sold, ticket(Some(paid), true));
+        state.tickets.insert(on_sale, ticket(None, false));
+        state.tickets.insert(held, ticket(Some(unpaid), false));
+        let order = |ticket, status: &str| Order {
+            ticket,
+            status: status.into(),
+            version: 1,
+            expires_at: 0,
+        };
+        state.orders.insert(paid, order(sold, "complete"));
+        state.orders.insert(unpaid, order(held, "created"));
+        state.orders.insert(cancelled, order(on_sale, "cancelled"));
+        for (id, ticket) in &state.tickets {
+            state.orders_tickets.insert(*id, (ticket.version, ticket.price));
+        }
+        for (id, order) in &state.orders {
+            state.payments_orders.insert(*id, (order.status.clone(), order.version));
+        }
+        state.charges = vec![(paid, "pi_1".into()), (cancelled, "pi_2".into())];
+        state.payments.insert(paid, (payment, "pi_1".into()));
+        state.refunds.insert("pi_2".into(), Refund { order: cancelled, done: true });
+        let op = |kind, ticket, order, payment| Op {
+            kind,
+            outcome: Outcome::Ok,
+            status: Some(201),
+            ticket: Some(ticket),
+            order: Some(order),
+            price: Some(1000),
+            payment,
+            at: Duration::ZERO,
+        };
+        let ops = vec![
+            op(Kind::Sell, sold, paid, None),
+            op(Kind::Order, sold, paid, None),
+            op(Kind::Pay, sold, paid, Some(payment)),
+            op(Kind::Cancel, on_sale, cancelled, None),
+        ];
+        (state, ops)
+    }
+
+    fn violations(state: &State, ops: &[Op]) -> Vec<String> {
+        check(state, ops, &mut Arrived::default())
+    }
+
+    fn order_with(state: &State, status: &str) -> Uuid {
+        *state.orders.iter().find(|(_, o)| o.status == status).map(|(id, _)| id).expect("an order")
+    }
+
+    #[test]
+    fn a_consistent_state_has_no_violation() {
+        let (state, ops) = consistent();
+        assert_eq!(violations(&state, &ops), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_second_charge_kept_for_a_paid_order_is_a_violation() {
+        let (mut state, ops) = consistent();
+        let paid = order_with(&state, "complete");
+        state.charges.push((paid, "pi_3".into()));
+        let found = violations(&state, &ops);
+        assert!(found.iter().any(|v| v.contains("keeps 2 charges")), "{found:?}");
+    }
+
+    #[test]
+    fn a_cancelled_order_charged_and_not_refunded_is_a_violation() {
+        let (mut state, ops) = consistent();
+        state.refunds.values_mut().for_each(|refund| refund.done = false);
+        let found = violations(&state, &ops);
+        assert!(found.iter().any(|v| v.contains("charged and not refunded")), "{found:?}");
+    }
+
+    #[test]
+    fn a_reservation_without_its_order_is_a_violation() {
+        let (mut state, ops) = consistent();
+        let unpaid = order_with(&state, "created");
+        state.orders.get_mut(&unpaid).expect("the order").status = "cancelled".into();
+        let found = violations(&state, &ops);
+        assert!(found.iter().any(|v| v.contains("is reserved for order")), "{found:?}");
+    }
+
+    #[test]
+    fn a_replica_behind_its_source_is_a_violation() {
+        let (mut state, ops) = consistent();
+        state.orders_tickets.values_mut().for_each(|(version, _)| *version -= 1);
+        let found = violations(&state, &ops);
+        assert!(found.iter().any(|v| v.contains("replica")), "{found:?}");
+    }
+
+    #[test]
+    fn an_acknowledged_payment_whose_order_is_not_paid_is_a_violation() {
+        let (mut state, ops) = consistent();
+        state.payments.clear();
+        let found = violations(&state, &ops);
+        assert!(found.iter().any(|v| v.contains("was acknowledged (201)")), "{found:?}");
+    }
+
+    #[test]
+    fn dead_letters_and_server_faults_are_violations() {
+        let (mut state, mut ops) = consistent();
+        state.dead_letters.insert("orders", 1);
+        ops[0].status = Some(500);
+        let found = violations(&state, &ops);
+        assert!(found.iter().any(|v| v.contains("dead letters in orders")), "{found:?}");
+        assert!(found.iter().any(|v| v.starts_with("500")), "{found:?}");
+    }
+}

@@ -1,0 +1,262 @@
+//! The workload: sellers who put tickets on sale and change their prices,
+//! and buyers, each order a new user, who order a ticket someone sells and
+//! then pay, cancel, pay and cancel at once, or walk away (the order
+//! expires). Every request is recorded in the history with its outcome.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::Method;
+use hyper::header::HeaderValue;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::cluster::Cluster;
+use super::history::{History, Kind, Op, Outcome};
+use crate::bench::client::{Answer, Conn};
+
+/// How long a request may take before its outcome is unknown.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A small pseudo-random generator (xorshift64*), one per virtual user.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new() -> Self {
+        let mut seed = [0; 8];
+        let _ = getrandom::fill(&mut seed);
+        Self(u64::from_le_bytes(seed) | 1)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    }
+
+    /// A duration between `low` and `high` milliseconds.
+    pub fn millis(&mut self, low: u64, high: u64) -> Duration {
+        Duration::from_millis(low + self.below(high - low + 1))
+    }
+}
+
+/// A connection to the ingress that is opened again after a failure.
+struct Client {
+    addr: std::net::SocketAddr,
+    conn: Option<Conn>,
+}
+
+impl Client {
+    fn new(addr: std::net::SocketAddr) -> Self {
+        Self { addr, conn: None }
+    }
+
+    /// The answer, or `None` when there was none in time.
+    async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        auth: &HeaderValue,
+        body: String,
+    ) -> Option<Answer> {
+        let addr = self.addr;
+        let exchange = async {
+            let conn = match &mut self.conn {
+                Some(conn) => conn,
+                slot => slot.insert(Conn::open(addr).await?),
+            };
+            conn.send(method, path, Some(auth), Bytes::from(body)).await
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+            Ok(Ok(answer)) => Some(answer),
+            _ => {
+                // A request cut off half-way leaves the connection unusable.
+                self.conn = None;
+                None
+            }
+        }
+    }
+}
+
+/// What the sellers and buyers share.
+pub struct Workload {
+    pub cluster: Arc<Cluster>,
+    pub history: Arc<History>,
+    /// Tickets acknowledged as on sale and not known to be ordered.
+    for_sale: Mutex<Vec<Uuid>>,
+    pub until: Instant,
+}
+
+fn price_text(cents: i64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+impl Workload {
+    pub fn new(cluster: Arc<Cluster>, history: Arc<History>, until: Instant) -> Self {
+        Self { cluster, history, for_sale: Mutex::new(Vec::new()), until }
+    }
+
+    fn for_sale(&self) -> std::sync::MutexGuard<'_, Vec<Uuid>> {
+        self.for_sale.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn op(&self, kind: Kind, at: Duration, answer: Option<&Answer>) -> Op {
+        let status = answer.map(|a| a.status);
+        Op {
+            kind,
+            outcome: Outcome::of(status),
+            status,
+            ticket: None,
+            order: None,
+            price: None,
+            payment: None,
+            at,
+        }
+    }
+
+    /// A seller: sells tickets, now and then changes the price of one.
+    pub async fn seller(self: Arc<Self>) -> anyhow::Result<()> {
+        let auth = self.cluster.new_user()?;
+        let mut client = Client::new(self.cluster.ingress);
+        let mut rng = Rng::new();
+        let mut mine: Vec<Uuid> = Vec::new();
+        while Instant::now() < self.until {
+            let cents = 100 + i64::try_from(rng.below(20_000)).unwrap_or(0);
+            let at = self.history.now();
+            if !mine.is_empty() && rng.below(100) < 15 {
+                let ticket = mine[usize::try_from(rng.below(mine.len() as u64)).unwrap_or(0)];
+                let body = format!(r#"{{"title":"check ticket","price":"{}"}}"#, price_text(cents));
+                let path = format!("/api/tickets/{ticket}");
+                let answer = client.call(Method::PUT, &path, &auth, body).await;
+                let mut op = self.op(Kind::Edit, at, answer.as_ref());
+                op.ticket = Some(ticket);
+                op.price = Some(cents);
+                self.history.record(op);
+            } else {
+                let body = format!(r#"{{"title":"check ticket","price":"{}"}}"#, price_text(cents));
+                let answer = client.call(Method::POST, "/api/tickets", &auth, body).await;
+                let mut op = self.op(Kind::Sell, at, answer.as_ref());
+                op.price = Some(cents);
+                if op.outcome == Outcome::Ok {
+                    op.ticket = answer.as_ref().and_then(Answer::id);
+                    if let Some(ticket) = op.ticket {
+                        mine.push(ticket);
+                        self.for_sale().push(ticket);
+                    }
+                }
+                self.history.record(op);
+            }
+            tokio::time::sleep(rng.millis(20, 120)).await;
+        }
+        Ok(())
+    }
+
+    /// A buyer: each round a new user orders a ticket on sale, then pays
+    /// (sometimes with a declined card first), cancels, does both at once,
+    /// or leaves the order to expire.
+    pub async fn buyer(self: Arc<Self>) -> anyhow::Result<()> {
+        let mut client = Client::new(self.cluster.ingress);
+        let mut other = Client::new(self.cluster.ingress);
+        let mut rng = Rng::new();
+        while Instant::now() < self.until {
+            tokio::time::sleep(rng.millis(20, 120)).await;
+            let ticket = {
+                let for_sale = self.for_sale();
+                if for_sale.is_empty() {
+                    continue;
+                }
+                // Mostly older tickets (the orders replica has them); a few
+                // newer ones race their own ticket.created.
+                let index = rng.below(for_sale.len() as u64);
+                for_sale[usize::try_from(index).unwrap_or(0)]
+            };
+            let auth = self.cluster.new_user()?;
+            let at = self.history.now();
+            let body = format!(r#"{{"ticketId":"{ticket}"}}"#);
+            let answer = client.call(Method::POST, "/api/orders", &auth, body).await;
+            let mut op = self.op(Kind::Order, at, answer.as_ref());
+            op.ticket = Some(ticket);
+            op.order = answer.as_ref().filter(|a| a.is_success()).and_then(Answer::id);
+            let order = op.order;
+            self.history.record(op);
+            let Some(order) = order else { continue };
+            self.for_sale().retain(|t| *t != ticket);
+
+            match rng.below(100) {
+                0..50 => {
+                    self.pay(&mut client, &auth, order, ticket, "tok_visa").await;
+                }
+                50..58 => {
+                    let declined = "tok_chargeDeclined";
+                    self.pay(&mut client, &auth, order, ticket, declined).await;
+                    self.pay(&mut client, &auth, order, ticket, "tok_visa").await;
+                }
+                58..73 => {
+                    let cancelled = self.cancel(&mut client, &auth, order, ticket).await;
+                    if cancelled == Outcome::Ok {
+                        self.for_sale().push(ticket);
+                    }
+                }
+                73..83 => {
+                    // The buyer pays and cancels at once (two tabs): paid
+                    // once, or cancelled and refunded.
+                    tokio::join!(
+                        self.pay(&mut client, &auth, order, ticket, "tok_visa"),
+                        self.cancel(&mut other, &auth, order, ticket),
+                    );
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Pays `order`, asking again while the payments service has not heard
+    /// of it yet (404: nothing happened).
+    async fn pay(
+        &self,
+        client: &mut Client,
+        auth: &HeaderValue,
+        order: Uuid,
+        ticket: Uuid,
+        token: &str,
+    ) -> Outcome {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let at = self.history.now();
+            let body = format!(r#"{{"orderId":"{order}","token":"{token}"}}"#);
+            let answer = client.call(Method::POST, "/api/payments", auth, body).await;
+            if answer.as_ref().is_some_and(|a| a.status == 404) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            let mut op = self.op(Kind::Pay, at, answer.as_ref());
+            op.order = Some(order);
+            op.ticket = Some(ticket);
+            op.payment = answer.as_ref().filter(|a| a.is_success()).and_then(Answer::id);
+            let outcome = op.outcome;
+            self.history.record(op);
+            return outcome;
+        }
+    }
+
+    async fn cancel(
+        &self,
+        client: &mut Client,
+        auth: &HeaderValue,
+        order: Uuid,
+        ticket: Uuid,
+    ) -> Outcome {
+        let at = self.history.now();
+        let path = format!("/api/orders/{order}");
+        let answer = client.call(Method::DELETE, &path, auth, String::new()).await;
+        let mut op = self.op(Kind::Cancel, at, answer.as_ref());
+        op.order = Some(order);
+        op.ticket = Some(ticket);
+        let outcome = op.outcome;
+        self.history.record(op);
+        outcome
+    }
+}
