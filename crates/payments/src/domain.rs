@@ -6,6 +6,8 @@ use common::time::Timestamp;
 use messaging::events::OrderStatus;
 use uuid::Uuid;
 
+use crate::processor::NextAction;
+
 /// The payments service's replica of an order (from the orders service's
 /// events, under the version rule).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +97,11 @@ pub struct Attempt {
     pub currency: String,
     pub state: AttemptState,
     pub created_at: Timestamp,
+    /// The processor's PaymentIntent, once known (charged, or waiting for
+    /// authentication).
+    pub intent_id: Option<String>,
+    /// What the buyer must do, while the intent waits for 3-D Secure.
+    pub action: Option<NextAction>,
 }
 
 /// A successful payment.

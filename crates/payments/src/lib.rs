@@ -43,6 +43,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         description: "payment attempts",
         sql: Sql::Portable(include_str!("../migrations/0003_payment_attempts.sql")),
     },
+    MigrationFile {
+        version: 4,
+        description: "payment authentication",
+        sql: Sql::Portable(include_str!("../migrations/0004_payment_authentication.sql")),
+    },
 ]);
 
 /// The processor the configuration asks for (`PAYMENT_PROCESSOR`): Stripe
@@ -53,7 +58,7 @@ pub fn processor(context: &Context) -> anyhow::Result<Arc<dyn Processor>> {
     Ok(match (config.payment_processor, &config.stripe_secret_key) {
         (Some(PaymentProcessor::Fake), _) | (None, None) => {
             tracing::warn!(
-                "payments use the fake processor: test cards only (tok_visa succeeds, tok_chargeDeclined is declined), nothing is charged"
+                "payments use the fake processor: test cards only (tok_visa succeeds, tok_chargeDeclined is declined, tok_threeDSecure2Required asks for authentication on a test page), nothing is charged"
             );
             Arc::new(FakeProcessor::new())
         }
@@ -109,6 +114,7 @@ pub async fn build_with(
         refunder,
         currency,
         webhook_secret: context.config.stripe_webhook_secret.clone(),
+        reconciler: reconciler.clone(),
     };
     Ok(Service {
         name: NAME,

@@ -1,10 +1,14 @@
-//! `POST /api/payments` (API.md "payments").
+//! `POST /api/payments`, `POST /api/payments/settle`, the webhook, and the
+//! fake processor's test authentication page (API.md "payments").
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::post;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, State};
+use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::config::Secret;
 use common::error::ErrorBody;
@@ -13,12 +17,17 @@ use common::session::{CurrentUser, Sessions};
 use common::time::Timestamp;
 use common::validate::Validator;
 use common::{ApiError, ApiResult, validated};
+use messaging::events::OrderStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::AttemptState;
-use crate::processor::{ChargeError, ChargeRequest, Processor};
+use crate::domain::{AttemptState, Expiry, OrderView};
+use crate::processor::fake::{
+    AUTHENTICATION_FAILED, AUTHENTICATION_PATH, Authentication, IntentStatus,
+};
+use crate::processor::{ChargeError, ChargeRequest, NextAction, Processor};
+use crate::reconcile::Reconciler;
 use crate::refunds::Refunder;
 use crate::store::{Recorded, StartError, Store};
 use crate::webhook::{Action, StripeEvent, verify};
@@ -30,6 +39,9 @@ const ALREADY_PAID: &str = "Order has already been paid";
 const EXPIRED: &str = "Order has expired";
 const IN_PROGRESS: &str = "A payment for this order is already in progress";
 const INVALID_SIGNATURE: &str = "Invalid signature";
+const RETURN_URL_INVALID: &str = "ReturnUrl must be an http or https URL";
+const NOT_COMPLETED: &str = "Your payment did not go through.";
+const OUTCOME_INVALID: &str = "Outcome must be complete or fail";
 
 #[derive(Debug, Clone)]
 pub struct PaymentsState {
@@ -40,21 +52,33 @@ pub struct PaymentsState {
     pub currency: String,
     /// `STRIPE_WEBHOOK_SECRET`.
     pub webhook_secret: Option<Secret>,
+    /// Settles an attempt back from authentication at once.
+    pub reconciler: Reconciler,
 }
 
 common::sessions_in_state!(PaymentsState);
 
 pub fn router(state: PaymentsState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/api/payments", post(create))
-        .route("/api/payments/webhook", post(webhook))
-        .with_state(state)
+        .route("/api/payments/settle", post(settle))
+        .route("/api/payments/webhook", post(webhook));
+    // The fake processor's stand-in for the bank's page: never with Stripe.
+    let router = if state.processor.fake().is_some() {
+        router.route(
+            &format!("{AUTHENTICATION_PATH}/{{intent}}"),
+            get(fake_authentication_page).post(fake_authenticate),
+        )
+    } else {
+        router
+    };
+    router.with_state(state)
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(create, webhook),
-    components(schemas(ErrorBody, PaymentView)),
+    paths(create, settle, webhook),
+    components(schemas(ErrorBody, PaymentView, PaymentAction)),
     tags((name = "payments", description = "Paying for orders"))
 )]
 pub struct PaymentsApi;
@@ -68,6 +92,32 @@ pub struct NewPayment {
     #[schema(schema_with = token_schema, required = true)]
     token: Option<String>,
     /// The order to pay — `OrderId must be provided`.
+    #[schema(schema_with = extract::id_schema, required = true)]
+    order_id: Option<String>,
+    /// Where the buyer comes back after authenticating with their bank
+    /// (3-D Secure): an absolute http(s) URL of at most 2048 characters —
+    /// `ReturnUrl must be an http or https URL`. Without it, a card that
+    /// needs authentication can only be authenticated with Stripe.js.
+    #[schema(value_type = Option<String>, max_length = 2048, example = "https://shop.example/orders/0192.../authenticated")]
+    return_url: Option<String>,
+}
+
+/// A return URL, or why it is refused.
+fn parse_return_url(raw: Option<String>) -> Result<Option<String>, &'static str> {
+    let Some(raw) = raw else { return Ok(None) };
+    let text = raw.trim();
+    let url = url::Url::parse(text).map_err(|_| RETURN_URL_INVALID)?;
+    if text.len() > 2048 || !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err(RETURN_URL_INVALID);
+    }
+    Ok(Some(url.into()))
+}
+
+/// The body of `POST /api/payments/settle`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SettlePayment {
+    /// The order whose payment to settle — `OrderId must be provided`.
     #[schema(schema_with = extract::id_schema, required = true)]
     order_id: Option<String>,
 }
@@ -99,12 +149,13 @@ fn parse_token(raw: Option<String>) -> Result<String, &'static str> {
 }
 
 impl NewPayment {
-    /// The token and the order to pay.
-    fn parse(self) -> ApiResult<(String, Uuid)> {
+    /// The token, the order to pay and the return URL.
+    fn parse(self) -> ApiResult<(String, Uuid, Option<String>)> {
         let mut v = Validator::new();
         let token = v.check("token", parse_token(self.token));
         let order_id = v.check("orderId", parse_id(self.order_id.as_deref(), ORDER_ID_REQUIRED));
-        Ok(validated!(v, token, order_id))
+        let return_url = v.check("returnUrl", parse_return_url(self.return_url));
+        Ok(validated!(v, token, order_id, return_url))
     }
 }
 
@@ -118,6 +169,68 @@ pub struct PaymentView {
     pub stripe_id: String,
 }
 
+/// A payment waiting for the buyer to authenticate with their bank (3-D
+/// Secure): the attempt stays pending (the order reads
+/// `awaiting:payment`) until the outcome arrives.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentAction {
+    /// Always `requires_action`.
+    #[schema(example = "requires_action")]
+    pub status: String,
+    pub order_id: Uuid,
+    /// The attempt's number (1, 2, ...).
+    pub attempt: i64,
+    /// The PaymentIntent's client secret, for Stripe.js
+    /// `handleNextAction({clientSecret})` on the buyer's page.
+    pub client_secret: String,
+    /// The page to send the buyer to (Stripe's authentication page; the
+    /// fake processor's test page, a path on this site), when there is one.
+    pub redirect_url: Option<String>,
+}
+
+impl PaymentAction {
+    fn new(order_id: Uuid, attempt: i64, action: NextAction) -> Self {
+        Self {
+            status: "requires_action".to_owned(),
+            order_id,
+            attempt,
+            client_secret: action.client_secret,
+            redirect_url: action.redirect_url,
+        }
+    }
+}
+
+/// Where an order's payment stands, as `POST /api/payments/settle` answers
+/// it: paid (200), waiting for authentication (202), in progress (409),
+/// or ended without a charge (402, or 400 when the order is over).
+async fn standing(state: &PaymentsState, order: &OrderView) -> ApiResult<Response> {
+    if let Some(payment) = state.store.payment_for(order.id).await? {
+        let view = PaymentView { id: payment.id, order_id: order.id, stripe_id: payment.stripe_id };
+        return Ok((StatusCode::OK, Json(view)).into_response());
+    }
+    let attempt = state.store.latest_attempt(order.id).await?.ok_or(ApiError::NotFound)?;
+    if attempt.state == AttemptState::Pending {
+        return match attempt.action {
+            Some(action) => Ok((
+                StatusCode::ACCEPTED,
+                Json(PaymentAction::new(order.id, attempt.number, action)),
+            )
+                .into_response()),
+            None => Err(ApiError::Conflict(IN_PROGRESS.to_owned())),
+        };
+    }
+    let order = state.store.find_order(order.id).await?.ok_or(ApiError::NotFound)?;
+    if order.status == OrderStatus::Cancelled {
+        return Err(ApiError::bad_request(CANCELLED));
+    }
+    if order.expiry == Expiry::Expired {
+        return Err(ApiError::bad_request(EXPIRED));
+    }
+    let message = if attempt.action.is_some() { AUTHENTICATION_FAILED } else { NOT_COMPLETED };
+    Err(ApiError::PaymentRequired(message.to_owned()))
+}
+
 /// Pays for one of the caller's orders.
 #[utoipa::path(
     post, path = "/api/payments", tag = "payments", operation_id = "createPayment",
@@ -125,6 +238,7 @@ pub struct PaymentView {
     request_body = NewPayment,
     responses(
         (status = 201, description = "Charged; the order completes shortly", body = PaymentView),
+        (status = 202, description = "The card needs 3-D Secure: the buyer must authenticate (Stripe.js with `clientSecret`, or by following `redirectUrl`); the attempt stays pending until the outcome arrives (webhook, reconciliation, or `POST /api/payments/settle`)", body = PaymentAction),
         (status = 400, description = "Invalid fields; or the order is cancelled, already paid or expired", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 402, description = "The card was declined (the processor's message)", body = ErrorBody),
@@ -139,8 +253,8 @@ async fn create(
     State(state): State<PaymentsState>,
     CurrentUser(user): CurrentUser,
     extract::Json(body): extract::Json<NewPayment>,
-) -> ApiResult<(StatusCode, Json<PaymentView>)> {
-    let (token, order_id) = body.parse()?;
+) -> ApiResult<Response> {
+    let (token, order_id, return_url) = body.parse()?;
 
     let order = state.store.find_order(order_id).await?.ok_or(ApiError::NotFound)?;
     if order.user_id != user.id {
@@ -153,6 +267,7 @@ async fn create(
         idempotency_key: attempt.idempotency_key.clone(),
         token,
         order_id,
+        return_url,
     };
     let key = &attempt.idempotency_key;
     let charge = match state.processor.charge(request).await {
@@ -162,6 +277,15 @@ async fn create(
             // reconciliation settles it.
             tracing::warn!(order.id = %order_id, attempt = key, error = format!("{cause:#}"), "no answer from the processor; reconciliation settles the attempt");
             return Err(ApiError::Unavailable(cause));
+        }
+        Err(ChargeError::RequiresAction(action)) => {
+            tracing::info!(order.id = %order_id, attempt = key, intent = %action.intent_id, "the card needs authentication: the attempt waits for the buyer");
+            if state.store.require_action(key, &action).await? {
+                let answer = PaymentAction::new(order_id, attempt.number, action);
+                return Ok((StatusCode::ACCEPTED, Json(answer)).into_response());
+            }
+            // Settled meanwhile (a webhook): say how.
+            return standing(&state, &order).await;
         }
         Err(
             ChargeError::Declined(message)
@@ -183,13 +307,154 @@ async fn create(
             Ok((
                 StatusCode::CREATED,
                 Json(PaymentView { id: payment.id, order_id, stripe_id: payment.stripe_id }),
-            ))
+            )
+                .into_response())
         }
         Recorded::AlreadyPaid => Err(ApiError::bad_request(ALREADY_PAID)),
         Recorded::Cancelled => Err(ApiError::bad_request(CANCELLED)),
         Recorded::Expired => Err(ApiError::bad_request(EXPIRED)),
         Recorded::UnknownAttempt => Err(ApiError::internal("a started attempt left the database")),
     }
+}
+
+/// Settles the caller's order's payment now, typically when the buyer
+/// comes back from authenticating (3-D Secure): an attempt waiting for
+/// authentication is looked up at the processor and settled as a webhook
+/// or reconciliation would, then the answer says where the payment stands.
+#[utoipa::path(
+    post, path = "/api/payments/settle", tag = "payments", operation_id = "settlePayment",
+    security(("bearer" = []), ("session" = [])),
+    request_body = SettlePayment,
+    responses(
+        (status = 200, description = "The order is paid (by this or an earlier attempt)", body = PaymentView),
+        (status = 202, description = "Still waiting for the buyer to authenticate", body = PaymentAction),
+        (status = 400, description = "Invalid `orderId`; or the order was cancelled or expired (a charge that came too late is refunded)", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 402, description = "The latest attempt ended without a charge: `We are unable to authenticate your payment method. Please choose a different payment method and try again.` after a failed or abandoned authentication, `Your payment did not go through.` otherwise; the order can be paid again", body = ErrorBody),
+        (status = 403, description = "Someone else's order", body = ErrorBody),
+        (status = 404, description = "No such order, or no payment attempt for it", body = ErrorBody),
+        (status = 409, description = "An attempt is in progress and not waiting for authentication", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 503, description = "The payment processor is unavailable", body = ErrorBody),
+    )
+)]
+async fn settle(
+    State(state): State<PaymentsState>,
+    CurrentUser(user): CurrentUser,
+    extract::Json(body): extract::Json<SettlePayment>,
+) -> ApiResult<Response> {
+    let mut v = Validator::new();
+    let order_id = v.check("orderId", parse_id(body.order_id.as_deref(), ORDER_ID_REQUIRED));
+    let (order_id,) = validated!(v, order_id);
+    let order = state.store.find_order(order_id).await?.ok_or(ApiError::NotFound)?;
+    if order.user_id != user.id {
+        return Err(ApiError::Forbidden);
+    }
+    if let Some(attempt) = state.store.latest_attempt(order_id).await? {
+        // Only an attempt known to wait for the buyer: one whose charge
+        // request may still be on its way is left to that request.
+        if attempt.state == AttemptState::Pending && attempt.action.is_some() {
+            state.reconciler.settle(&attempt).await.map_err(ApiError::Unavailable)?;
+        }
+    }
+    standing(&state, &order).await
+}
+
+/// The fake processor's test authentication page (API.md "payments"): what
+/// a bank's 3-D Secure page is with Stripe, two buttons that complete or
+/// fail it. Served only while the fake processor is in use.
+async fn fake_authentication_page(
+    State(state): State<PaymentsState>,
+    Path(intent): Path<String>,
+) -> ApiResult<Response> {
+    let fake = state.processor.fake().ok_or(ApiError::NotFound)?;
+    let authentication = fake.authentication(&intent).ok_or(ApiError::NotFound)?;
+    Ok(html(StatusCode::OK, &authentication_page(&authentication)))
+}
+
+/// The fake page's form.
+#[derive(Debug, Deserialize)]
+pub struct AuthenticationForm {
+    outcome: Option<String>,
+}
+
+/// Completes or fails a test authentication, then sends the buyer back to
+/// the return URL given with the payment, as Stripe's page does.
+async fn fake_authenticate(
+    State(state): State<PaymentsState>,
+    headers: HeaderMap,
+    Path(intent): Path<String>,
+    form: Result<Form<AuthenticationForm>, FormRejection>,
+) -> ApiResult<Response> {
+    let fake = state.processor.fake().ok_or(ApiError::NotFound)?;
+    if common::origin::same_origin(&headers) != Some(true) {
+        return Err(ApiError::Forbidden);
+    }
+    let complete = match form.ok().and_then(|Form(f)| f.outcome).as_deref() {
+        Some("complete") => true,
+        Some("fail") => false,
+        _ => return Err(ApiError::bad_request(OUTCOME_INVALID)),
+    };
+    let authentication = fake.authenticate(&intent, complete).ok_or(ApiError::NotFound)?;
+    Ok(match authentication.return_to() {
+        Some(url) => (StatusCode::SEE_OTHER, [(LOCATION, url)]).into_response(),
+        None => html(StatusCode::OK, &authentication_page(&authentication)),
+    })
+}
+
+fn html(status: StatusCode, body: &str) -> Response {
+    let headers = [
+        (CONTENT_TYPE, "text/html; charset=utf-8"),
+        (CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
+    ];
+    (status, headers, body.to_owned()).into_response()
+}
+
+fn escape(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+fn authentication_page(authentication: &Authentication) -> String {
+    let amount = format!(
+        "{}.{:02} {}",
+        authentication.amount / 100,
+        authentication.amount % 100,
+        authentication.currency.to_uppercase()
+    );
+    let intent = escape(&authentication.intent_id);
+    let body = match authentication.status {
+        IntentStatus::RequiresAction => format!(
+            "<form method=\"post\" action=\"{AUTHENTICATION_PATH}/{intent}\">\
+             <button type=\"submit\" name=\"outcome\" value=\"complete\" id=\"complete-authentication\">Complete authentication</button> \
+             <button type=\"submit\" name=\"outcome\" value=\"fail\" id=\"fail-authentication\">Fail authentication</button>\
+             </form>"
+        ),
+        IntentStatus::Succeeded => {
+            "<p id=\"authentication-done\">Authentication completed. You can close this page.</p>"
+                .to_owned()
+        }
+        _ => "<p id=\"authentication-done\">Authentication failed. You can close this page.</p>"
+            .to_owned(),
+    };
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Test authentication · 3-D Secure</title></head><body><main>\
+         <h1>Test authentication (3-D Secure)</h1>\
+         <p>This page stands in for the bank's 3-D Secure check: the payments service uses the \
+         fake processor, so nothing is charged for real.</p>\
+         <p>Payment of <strong>{}</strong> ({intent}).</p>{body}</main></body></html>",
+        escape(&amount)
+    )
 }
 
 /// Receives an event from Stripe (see docs/API.md, "payments").

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::domain::{
     Attempt, AttemptState, Expiry, OrderView, Payment, PendingRefund, idempotency_key,
 };
+use crate::processor::NextAction;
 
 /// What became of a successful charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,8 +71,8 @@ pub enum Expired {
 }
 
 const ORDER_COLUMNS: &str = "id, user_id, status, price, expires_at, version, expiry";
-const ATTEMPT_COLUMNS: &str =
-    "id, order_id, attempt, idempotency_key, amount, currency, state, created_at";
+const ATTEMPT_COLUMNS: &str = "id, order_id, attempt, idempotency_key, amount, currency, state, \
+     created_at, charge_id, client_secret, redirect_url";
 
 /// The payments database and its outbox.
 #[derive(Debug, Clone)]
@@ -97,6 +98,8 @@ fn order(row: &AnyRow) -> Result<OrderView, sqlx::Error> {
 
 fn attempt(row: &AnyRow) -> Result<Attempt, sqlx::Error> {
     let state: String = row.try_get("state")?;
+    let intent_id: Option<String> = row.try_get("charge_id")?;
+    let client_secret: Option<String> = row.try_get("client_secret")?;
     Ok(Attempt {
         id: parse_uuid(&row.try_get::<String, _>("id")?)?,
         order_id: parse_uuid(&row.try_get::<String, _>("order_id")?)?,
@@ -107,6 +110,15 @@ fn attempt(row: &AnyRow) -> Result<Attempt, sqlx::Error> {
         state: AttemptState::parse(&state)
             .ok_or_else(|| sqlx::Error::Decode(format!("unknown state {state}").into()))?,
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        intent_id: intent_id.clone(),
+        action: match (intent_id, client_secret) {
+            (Some(intent_id), Some(client_secret)) => Some(NextAction {
+                intent_id,
+                client_secret,
+                redirect_url: row.try_get("redirect_url")?,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -317,6 +329,8 @@ impl Store {
             currency: currency.to_owned(),
             state: AttemptState::Pending,
             created_at: Timestamp::now(),
+            intent_id: None,
+            action: None,
         };
         sqlx::query(
             "INSERT INTO payment_attempts (id, order_id, attempt, idempotency_key, amount, \
@@ -367,6 +381,36 @@ impl Store {
             .fetch_all(self.db.reader())
             .await?;
         Ok(rows.iter().map(attempt).collect::<Result<_, _>>()?)
+    }
+
+    /// The processor left attempt `key` waiting for the buyer's
+    /// authentication: it stays pending and keeps what the buyer's page
+    /// needs. Returns whether it was still pending.
+    pub async fn require_action(&self, key: &str, action: &NextAction) -> Result<bool, DbError> {
+        let changed = sqlx::query(
+            "UPDATE payment_attempts SET charge_id = $1, client_secret = $2, redirect_url = $3 \
+             WHERE idempotency_key = $4 AND state = 'pending'",
+        )
+        .bind(&action.intent_id)
+        .bind(&action.client_secret)
+        .bind(action.redirect_url.as_deref())
+        .bind(key)
+        .execute(self.db.writer())
+        .await?;
+        Ok(changed.rows_affected() == 1)
+    }
+
+    /// The order's latest attempt.
+    pub async fn latest_attempt(&self, order_id: Uuid) -> Result<Option<Attempt>, DbError> {
+        let sql = format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE order_id = $1 \
+             ORDER BY attempt DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(order_id.to_string())
+            .fetch_optional(self.db.reader())
+            .await?;
+        Ok(row.as_ref().map(attempt).transpose()?)
     }
 
     /// The processor charged attempt `key` as `charge_id`: under the

@@ -36,6 +36,18 @@ impl Processor for Flaky {
         self.fake.find(order_id, key, sent_at)
     }
 
+    fn retrieve<'a>(&'a self, intent_id: &'a str) -> BoxFuture<'a, anyhow::Result<Found>> {
+        self.fake.retrieve(intent_id)
+    }
+
+    fn cancel<'a>(&'a self, intent_id: &'a str) -> BoxFuture<'a, anyhow::Result<Found>> {
+        self.fake.cancel(intent_id)
+    }
+
+    fn fake(&self) -> Option<&FakeProcessor> {
+        Some(&self.fake)
+    }
+
     fn refund<'a>(
         &'a self,
         charge_id: &'a str,
@@ -66,6 +78,7 @@ async fn a_refund_the_processor_refused_is_made_later_once(backend: Backend) {
             token: "tok_visa".into(),
             idempotency_key: "k".into(),
             order_id,
+            return_url: None,
         })
         .await
         .expect("charged");

@@ -1,7 +1,9 @@
 //! The Stripe client's wire format, against a local fake of Stripe's API
 //! that records each request and answers with Stripe-shaped bodies: exact
 //! paths, form fields and headers; success, decline, authentication
-//! required, invalid request, server error and an unreachable API.
+//! required, invalid request, server error and an unreachable API; and 3-D
+//! Secure: an intent waiting for authentication, completed or failed on the
+//! fake's test page, retrieved and cancelled.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::post;
 use common::config::Secret;
 use payments::processor::stripe::Stripe;
-use payments::processor::{ChargeError, ChargeRequest, Found, Processor};
+use payments::processor::{Charge, ChargeError, ChargeRequest, Found, NextAction, Processor};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -75,6 +77,7 @@ fn request(token: &str) -> ChargeRequest {
         token: token.into(),
         idempotency_key: "pay-key-1".into(),
         order_id: Uuid::now_v7(),
+        return_url: None,
     }
 }
 
@@ -145,11 +148,44 @@ async fn a_card_needing_authentication_is_reported_as_such() {
         stripe.charge(request("pm_x")).await,
         Err(ChargeError::AuthenticationRequired(_))
     ));
-    let (stripe, _) = fake_stripe(200, json!({"id": "pi_1", "status": "requires_action"})).await;
-    assert!(matches!(
-        stripe.charge(request("pm_x")).await,
-        Err(ChargeError::AuthenticationRequired(_))
-    ));
+    let waiting = json!({
+        "id": "pi_1", "status": "requires_action", "client_secret": "pi_1_secret_abc",
+        "next_action": {"type": "redirect_to_url",
+                        "redirect_to_url": {"url": "https://hooks.stripe.com/3d_secure_2/pi_1", "return_url": "https://shop.example/back"}},
+    });
+    let (stripe, requests) = fake_stripe(200, waiting).await;
+    let with_return =
+        ChargeRequest { return_url: Some("https://shop.example/back".into()), ..request("pm_x") };
+    match stripe.charge(with_return).await {
+        Err(ChargeError::RequiresAction(action)) => assert_eq!(
+            action,
+            NextAction {
+                intent_id: "pi_1".into(),
+                client_secret: "pi_1_secret_abc".into(),
+                redirect_url: Some("https://hooks.stripe.com/3d_secure_2/pi_1".into()),
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    let form = requests.lock().expect("lock")[0].form.clone();
+    assert_eq!(field(&form, "return_url"), Some("https://shop.example/back"));
+    assert_eq!(
+        field(&form, "automatic_payment_methods[allow_redirects]"),
+        None,
+        "a return URL lets Stripe redirect the buyer"
+    );
+    let (stripe, _) = fake_stripe(
+        200,
+        json!({"id": "pi_2", "status": "requires_action", "client_secret": "s",
+               "next_action": {"type": "use_stripe_sdk", "use_stripe_sdk": {}}}),
+    )
+    .await;
+    match stripe.charge(request("pm_x")).await {
+        Err(ChargeError::RequiresAction(action)) => {
+            assert_eq!(action.redirect_url, None, "Stripe.js only");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -247,16 +283,33 @@ struct StatefulStripe {
     delay: std::time::Duration,
 }
 
+/// The test cards that need 3-D Secure, as Stripe's test mode has them.
+fn needs_authentication(form: &[(String, String)]) -> bool {
+    field(form, "payment_method") == Some("pm_card_threeDSecure2Required")
+        || field(form, "payment_method_data[card][token]") == Some("tok_threeDSecure2Required")
+}
+
 async fn create_intent(State(fake): State<StatefulStripe>, body: Bytes) -> axum::Json<Value> {
     let form: Vec<(String, String)> =
         url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
     let intent = {
         let mut intents = fake.intents.lock().expect("lock");
         let created = common::time::Timestamp::now().millis() / 1000;
+        let id = format!("pi_{}", intents.len() + 1);
+        let (status, next_action) = if needs_authentication(&form) {
+            let url = format!("https://hooks.stripe.test/3d_secure_2/{id}");
+            let action = json!({"type": "redirect_to_url",
+                                "redirect_to_url": {"url": url, "return_url": field(&form, "return_url")}});
+            ("requires_action", action)
+        } else {
+            ("succeeded", Value::Null)
+        };
         let intent = json!({
-            "id": format!("pi_{}", intents.len() + 1),
+            "id": id,
             "object": "payment_intent",
-            "status": "succeeded",
+            "status": status,
+            "client_secret": format!("{id}_secret_test"),
+            "next_action": next_action,
             "created": created,
             "metadata": {
                 "order_id": field(&form, "metadata[order_id]"),
@@ -295,9 +348,76 @@ async fn list_intents(State(fake): State<StatefulStripe>, uri: Uri) -> axum::Jso
     axum::Json(json!({"object": "list", "data": newest_first, "has_more": has_more}))
 }
 
+/// Changes a stored intent with `change`, answering it as Stripe would.
+fn with_intent(
+    fake: &StatefulStripe,
+    id: &str,
+    change: impl FnOnce(&mut Value) -> Result<(), &'static str>,
+) -> (StatusCode, axum::Json<Value>) {
+    let mut intents = fake.intents.lock().expect("lock");
+    let Some(intent) = intents.iter_mut().find(|i| i["id"] == id) else {
+        let error = json!({"error": {"type": "invalid_request_error", "message": format!("No such payment_intent: '{id}'")}});
+        return (StatusCode::NOT_FOUND, axum::Json(error));
+    };
+    match change(intent) {
+        Ok(()) => (StatusCode::OK, axum::Json(intent.clone())),
+        Err(message) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": {"type": "invalid_request_error", "message": message}})),
+        ),
+    }
+}
+
+async fn show_intent(
+    State(fake): State<StatefulStripe>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> (StatusCode, axum::Json<Value>) {
+    with_intent(&fake, &id, |_| Ok(()))
+}
+
+async fn cancel_intent(
+    State(fake): State<StatefulStripe>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> (StatusCode, axum::Json<Value>) {
+    with_intent(&fake, &id, |intent| {
+        if intent["status"] == "succeeded" {
+            return Err(
+                "You cannot cancel this PaymentIntent because it has a status of succeeded.",
+            );
+        }
+        intent["status"] = json!("canceled");
+        intent["next_action"] = Value::Null;
+        Ok(())
+    })
+}
+
+/// Stripe's test authentication page: the buyer completes or fails it.
+async fn authenticate_intent(
+    State(fake): State<StatefulStripe>,
+    axum::extract::Path((id, outcome)): axum::extract::Path<(String, String)>,
+) -> (StatusCode, axum::Json<Value>) {
+    with_intent(&fake, &id, |intent| {
+        if intent["status"] != "requires_action" {
+            return Err("not waiting for authentication");
+        }
+        intent["next_action"] = Value::Null;
+        if outcome == "complete" {
+            intent["status"] = json!("succeeded");
+        } else {
+            intent["status"] = json!("requires_payment_method");
+            intent["last_payment_error"] = json!({"type": "card_error", "code": "payment_intent_authentication_failure",
+                "message": "We are unable to authenticate your payment method. Please choose a different payment method and try again."});
+        }
+        Ok(())
+    })
+}
+
 async fn serve_stateful_stripe(fake: StatefulStripe) -> String {
     let app = Router::new()
         .route("/v1/payment_intents", post(create_intent).get(list_intents))
+        .route("/v1/payment_intents/{id}", axum::routing::get(show_intent))
+        .route("/v1/payment_intents/{id}/cancel", post(cancel_intent))
+        .route("/test/3d_secure_2/{id}/{outcome}", post(authenticate_intent))
         .with_state(fake);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -351,4 +471,153 @@ async fn finding_an_intent_reads_every_page() {
     assert_eq!(fake.queries.lock().expect("lock").len(), 2, "two pages of 100");
     let failed = stripe.find(Uuid::now_v7(), "pay-other-3", sent_at).await.expect("listed");
     assert_eq!(failed, Found::Failed);
+}
+
+async fn authenticate(base: &str, intent: &str, outcome: &str) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/test/3d_secure_2/{intent}/{outcome}"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+}
+
+fn three_d_secure(key: &str) -> ChargeRequest {
+    ChargeRequest {
+        idempotency_key: key.into(),
+        return_url: Some("https://shop.example/orders/o1/authenticated".into()),
+        ..request("pm_card_threeDSecure2Required")
+    }
+}
+
+#[tokio::test]
+async fn a_3d_secure_intent_waits_then_is_found_charged_once_authenticated() {
+    let fake = StatefulStripe::default();
+    let base = serve_stateful_stripe(fake.clone()).await;
+    let stripe = Stripe::new(&base, Secret::new("sk"), TIMEOUT).expect("client");
+    let sent_at = common::time::Timestamp::now();
+    let request = three_d_secure("pay-3ds-1");
+    let Err(ChargeError::RequiresAction(action)) = stripe.charge(request.clone()).await else {
+        panic!("authentication required")
+    };
+    assert_eq!(action.intent_id, "pi_1");
+    assert_eq!(action.client_secret, "pi_1_secret_test");
+    assert_eq!(action.redirect_url.as_deref(), Some("https://hooks.stripe.test/3d_secure_2/pi_1"));
+    let waiting = Found::RequiresAction(action.clone());
+    assert_eq!(stripe.retrieve("pi_1").await.expect("shown"), waiting);
+    assert_eq!(stripe.find(request.order_id, "pay-3ds-1", sent_at).await.expect("listed"), waiting);
+
+    authenticate(&base, "pi_1", "complete").await;
+    let charged = Found::Succeeded(Charge { id: "pi_1".into() });
+    assert_eq!(stripe.retrieve("pi_1").await.expect("shown"), charged);
+    assert_eq!(stripe.find(request.order_id, "pay-3ds-1", sent_at).await.expect("listed"), charged);
+    assert!(stripe.cancel("pi_1").await.is_err(), "a charged intent cannot be cancelled");
+    assert_eq!(stripe.retrieve("pi_1").await.expect("shown"), charged);
+    assert!(stripe.retrieve("pi_unknown").await.is_err(), "an intent Stripe does not know");
+}
+
+#[tokio::test]
+async fn a_failed_or_abandoned_3d_secure_intent_is_failed_and_cancelled() {
+    let fake = StatefulStripe::default();
+    let base = serve_stateful_stripe(fake.clone()).await;
+    let stripe = Stripe::new(&base, Secret::new("sk"), TIMEOUT).expect("client");
+    let Err(ChargeError::RequiresAction(failing)) = stripe.charge(three_d_secure("a")).await else {
+        panic!("authentication required")
+    };
+    authenticate(&base, &failing.intent_id, "fail").await;
+    assert_eq!(stripe.retrieve(&failing.intent_id).await.expect("shown"), Found::Failed);
+
+    let Err(ChargeError::RequiresAction(abandoned)) = stripe.charge(three_d_secure("b")).await
+    else {
+        panic!("authentication required")
+    };
+    assert_eq!(stripe.cancel(&abandoned.intent_id).await.expect("cancelled"), Found::Failed);
+    assert_eq!(stripe.retrieve(&abandoned.intent_id).await.expect("shown"), Found::Failed);
+    let stored = fake.intents.lock().expect("lock").clone();
+    assert_eq!(stored[1]["status"], "canceled");
+}
+
+#[tokio::test]
+async fn retrieving_and_cancelling_name_the_intent() {
+    let (stripe, requests) =
+        fake_stripe(200, json!({"id": "pi_9", "object": "payment_intent", "status": "canceled"}))
+            .await;
+    assert_eq!(stripe.cancel("pi_9").await.expect("cancelled"), Found::Failed);
+    let sent = requests.lock().expect("lock")[0].clone();
+    assert_eq!(sent.path, "/v1/payment_intents/pi_9/cancel");
+    assert_eq!(sent.headers["idempotency-key"], "cancel-pi_9");
+    assert_eq!(sent.headers["authorization"], "Bearer sk_test_123");
+    assert_eq!(sent.form, [("cancellation_reason".to_owned(), "abandoned".to_owned())]);
+    assert!(stripe.cancel("pi_9/../../refunds").await.is_ok());
+    let escaped = requests.lock().expect("lock")[1].path.clone();
+    assert_eq!(escaped, "/v1/payment_intents/pi_9%2F..%2F..%2Frefunds/cancel", "one path segment");
+}
+
+/// The service itself against the fake Stripe: a 3-D Secure payment waits
+/// (202 with Stripe's page), and the buyer's return settles it from the
+/// intent, completed or failed.
+#[tokio::test]
+async fn the_service_settles_3d_secure_payments_through_stripe() {
+    use messaging::events::{Envelope, OrderCreated, OrderStatus, OrderTicket};
+    use reqwest::Method;
+    use testkit::{Stack, TestSystem};
+
+    let fake = StatefulStripe::default();
+    let base = serve_stateful_stripe(fake.clone()).await;
+    let api_base = base.clone();
+    let (context, bus) = TestSystem::prepare(Stack::Embedded, move |config| {
+        config.stripe_secret_key = Some(Secret::new("sk_test_3ds"));
+        config.stripe_api_base = api_base;
+    })
+    .await;
+    let service = payments::build(&context.context).await.expect("payments starts");
+    let system = TestSystem::start(context, bus, vec![service]).await;
+    let buyer = system.user("buyer");
+    let mut orders = Vec::new();
+    for _ in 0..2 {
+        let id = Uuid::now_v7();
+        let expires_at =
+            common::time::Timestamp::from_millis(common::time::Timestamp::now().millis() + 900_000);
+        system
+            .publish(&Envelope::new(OrderCreated {
+                id,
+                version: 0,
+                status: OrderStatus::Created,
+                user_id: buyer.id,
+                expires_at,
+                ticket: OrderTicket { id: Uuid::now_v7(), price: 1999 },
+            }))
+            .await;
+        orders.push(id);
+    }
+    system.drain().await;
+    let settle = |order: Uuid| {
+        let body = json!({"orderId": order});
+        let request =
+            system.request(Method::POST, "/api/payments/settle", Some(&buyer)).json(&body);
+        async move { request.send().await.expect("sent") }
+    };
+    for (n, (order, outcome)) in orders.iter().zip(["complete", "fail"]).enumerate() {
+        let body = json!({"token": "pm_card_threeDSecure2Required", "orderId": order,
+                          "returnUrl": "https://shop.example/orders/o/authenticated"});
+        let response = system.send(Method::POST, "/api/payments", Some(&buyer), Some(&body)).await;
+        assert_eq!(response.status(), 202);
+        let answer: Value = response.json().await.expect("json");
+        let intent = format!("pi_{}", n + 1);
+        assert_eq!(answer["clientSecret"], json!(format!("{intent}_secret_test")));
+        assert_eq!(
+            answer["redirectUrl"],
+            json!(format!("https://hooks.stripe.test/3d_secure_2/{intent}"))
+        );
+        assert_eq!(settle(*order).await.status(), 202, "not authenticated yet");
+        authenticate(&base, &intent, outcome).await;
+        let settled = settle(*order).await;
+        if outcome == "complete" {
+            assert_eq!(settled.status(), 200);
+            let payment: Value = settled.json().await.expect("json");
+            assert_eq!(payment["stripeId"], json!(intent));
+        } else {
+            assert_eq!(settled.status(), 402);
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! The marketplace in a real browser: headless Chromium driven through
 //! ChromeDriver against the real all-in-one process. A seller sells, a buyer
 //! reserves, watches the countdown and pays; a declined card shows its
-//! message; an unpaid order expires and its ticket returns. The tests save
+//! message; a card that needs 3-D Secure goes through the fake processor's
+//! test authentication page and back, paid or offered the card form again;
+//! an unpaid order expires and its ticket returns. The tests save
 //! screenshots of the pages they reach (the home page, a ticket, an order,
 //! the orders list, "My listings", a search) under `target/tmp/screenshots/`.
 //!
@@ -540,6 +542,50 @@ async fn a_declined_card_shows_the_decline_message() {
     session.see("Time left to pay").await;
     session.audit("an order page with a declined payment").await;
     session.screenshot("declined").await;
+    session.browser.clone().close().await.expect("closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromium-driver"]
+async fn a_card_needing_3d_secure_is_authenticated_and_paid() {
+    let session = session(900).await;
+    session.sell_then_switch_to_a_buyer("Ballet gala", "30").await;
+    session.purchase("Ballet gala").await;
+    session.click("input[value=tok_threeDSecure2Required]").await;
+    session.click("#pay-button").await;
+    session.see("Test authentication (3-D Secure)").await;
+    session.see("30.00 USD").await;
+    session.screenshot("3ds-authentication").await;
+    session.click("#complete-authentication").await;
+    session.see("Payment received").await;
+    session.see("Paid").await;
+    session.see("the ticket is yours").await;
+    session.screenshot("3ds-paid").await;
+    session.open("/").await;
+    session.see("Tickets for sale").await;
+    assert!(!session.text().await.contains("Ballet gala"), "a sold ticket leaves the list");
+    session.browser.clone().close().await.expect("closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromium-driver"]
+async fn a_failed_3d_secure_authentication_offers_the_card_form_again() {
+    let session = session(900).await;
+    session.sell_then_switch_to_a_buyer("Piano recital", "12.50").await;
+    session.purchase("Piano recital").await;
+    session.click("input[value=tok_threeDSecure2Required]").await;
+    session.click("#pay-button").await;
+    session.see("Test authentication (3-D Secure)").await;
+    session.click("#fail-authentication").await;
+    session.see("We are unable to authenticate your payment method").await;
+    session.see("Time left to pay").await;
+    session.screenshot("3ds-failed").await;
+    session.audit("an order page after a failed authentication").await;
+    // Another card pays the order.
+    session.click("input[value=tok_visa]").await;
+    session.click("#pay-button").await;
+    session.see("Payment received").await;
+    session.see("Paid").await;
     session.browser.clone().close().await.expect("closed");
 }
 

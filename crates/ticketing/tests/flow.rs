@@ -304,6 +304,7 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
             ("/api/orders", "post"),
             ("/api/orders/{id}", "delete"),
             ("/api/payments", "post"),
+            ("/api/payments/settle", "post"),
         ])
         .await;
     // Every operation that takes a JSON body documents the 415 it answers
@@ -333,7 +334,10 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
             }
         }
     }
-    assert_eq!(with_bodies, 7, "signup, signin, sell, edit, order, pay, Stripe's webhook");
+    assert_eq!(
+        with_bodies, 8,
+        "signup, signin, sell, edit, order, pay, settle a payment, Stripe's webhook"
+    );
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["bearer"]["scheme"], "bearer", "{schemes}");
     assert_eq!(

@@ -18,6 +18,28 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
+/// Where a payment stands after `POST /api/payments` or
+/// `POST /api/payments/settle` answered with success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payment {
+    /// Charged: the order completes.
+    Paid,
+    /// The buyer must first authenticate with their bank (3-D Secure, 202).
+    RequiresAction(Authentication),
+}
+
+/// What the page needs to send the buyer through authentication.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Authentication {
+    /// For Stripe.js `handleNextAction`.
+    pub client_secret: String,
+    /// The authentication page (Stripe's, or the fake processor's on this
+    /// site), when there is one.
+    #[serde(default)]
+    pub redirect_url: Option<String>,
+}
+
 /// A signed-in user.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct User {
@@ -236,12 +258,22 @@ pub trait Api: Send + Sync + Debug + 'static {
     fn order<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<Order>>;
     fn orders<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<Vec<Order>>>;
     fn cancel_order<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<()>>;
+    /// Pays for an order; `return_url` is where the buyer comes back to
+    /// after authenticating with their bank.
     fn pay<'a>(
         &'a self,
         session: &'a str,
         order_id: &'a str,
         token: &'a str,
-    ) -> BoxFuture<'a, ApiResult<()>>;
+        return_url: Option<&'a str>,
+    ) -> BoxFuture<'a, ApiResult<Payment>>;
+    /// Settles the order's payment now (the buyer is back from
+    /// authentication).
+    fn settle_payment<'a>(
+        &'a self,
+        session: &'a str,
+        order_id: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Payment>>;
 }
 
 /// The real API over HTTP.
@@ -301,6 +333,17 @@ impl HttpApi {
 
     async fn json<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> ApiResult<T> {
         Self::send(request).await?.json().await.map_err(Failure::unreachable)
+    }
+
+    /// A payment's answer: 202 waits for authentication, any other success
+    /// is paid.
+    async fn payment(request: reqwest::RequestBuilder) -> ApiResult<Payment> {
+        let response = Self::send(request).await?;
+        if response.status() == reqwest::StatusCode::ACCEPTED {
+            let authentication = response.json().await.map_err(Failure::unreachable)?;
+            return Ok(Payment::RequiresAction(authentication));
+        }
+        Ok(Payment::Paid)
     }
 
     /// A page of tickets and its `X-Next-Cursor`.
@@ -478,13 +521,29 @@ impl Api for HttpApi {
         session: &'a str,
         order_id: &'a str,
         token: &'a str,
-    ) -> BoxFuture<'a, ApiResult<()>> {
+        return_url: Option<&'a str>,
+    ) -> BoxFuture<'a, ApiResult<Payment>> {
+        Box::pin(async move {
+            let mut body = json!({"token": token, "orderId": order_id});
+            if let Some(url) = return_url {
+                body["returnUrl"] = json!(url);
+            }
+            let request =
+                self.request(reqwest::Method::POST, "/api/payments", Some(session)).json(&body);
+            Self::payment(request).await
+        })
+    }
+
+    fn settle_payment<'a>(
+        &'a self,
+        session: &'a str,
+        order_id: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Payment>> {
         Box::pin(async move {
             let request = self
-                .request(reqwest::Method::POST, "/api/payments", Some(session))
-                .json(&json!({"token": token, "orderId": order_id}));
-            Self::send(request).await?;
-            Ok(())
+                .request(reqwest::Method::POST, "/api/payments/settle", Some(session))
+                .json(&json!({"orderId": order_id}));
+            Self::payment(request).await
         })
     }
 }

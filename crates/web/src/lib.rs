@@ -55,6 +55,7 @@ pub fn router(state: WebState) -> Router {
         .route("/orders", get(pages::orders))
         .route("/orders/{id}", get(pages::show_order))
         .route("/orders/{id}/pay", post(pages::pay))
+        .route("/orders/{id}/authenticated", get(pages::authenticated))
         .route("/orders/{id}/cancel", post(pages::cancel_order))
         .route_layer(middleware::from_fn_with_state(state.clone(), same_origin));
     let policy = content_security_policy(state.stripe_key.is_some());

@@ -17,7 +17,9 @@ use common::session::cookie_token;
 use common::time::Timestamp;
 use serde::Deserialize;
 
-use crate::api::{Api, Failure, Listing, OrderStatus, TicketStatus, User, query_string};
+use crate::api::{
+    Api, Authentication, Failure, Listing, OrderStatus, Payment, TicketStatus, User, query_string,
+};
 use crate::views::{ListingView, OrderView, TicketCard, clock, money, status_words, units};
 
 /// What the pages share.
@@ -547,6 +549,18 @@ struct OrderPage {
     stripe_key: Option<String>,
     general: Vec<String>,
     just_paid: bool,
+    /// Set while the buyer must authenticate with their bank.
+    authentication: Option<AuthenticationView>,
+}
+
+/// The order page's "confirm with your bank" panel (3-D Secure).
+struct AuthenticationView {
+    /// For Stripe.js `handleNextAction`, when a publishable key is set.
+    client_secret: String,
+    /// The bank's page (a link: works without JavaScript), when known.
+    link: Option<String>,
+    /// Where the buyer comes back to: settles the payment.
+    return_path: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -560,6 +574,18 @@ async fn order_page(
     id: &str,
     problems: Vec<String>,
     just_paid: bool,
+    status: StatusCode,
+) -> Response {
+    order_page_with(state, session, id, problems, just_paid, None, status).await
+}
+
+async fn order_page_with(
+    state: &WebState,
+    session: &str,
+    id: &str,
+    problems: Vec<String>,
+    just_paid: bool,
+    authentication: Option<Authentication>,
     status: StatusCode,
 ) -> Response {
     let order = match state.api.order(session, id).await {
@@ -577,6 +603,12 @@ async fn order_page(
         stripe_key: state.stripe_key.clone(),
         general: problems,
         just_paid,
+        authentication: authentication.map(|a| AuthenticationView {
+            client_secret: a.client_secret,
+            // Only this site's pages and https pages are linked to.
+            link: a.redirect_url.filter(|url| is_local(url) || url.starts_with("https://")),
+            return_path: format!("/orders/{id}/authenticated"),
+        }),
     };
     render(status, &page)
 }
@@ -609,18 +641,89 @@ pub async fn pay(
         return sign_in_first(&format!("/orders/{id}"));
     };
     let token = form.map(|Form(f)| f.token).unwrap_or_default();
-    match state.api.pay(session, &id, &token).await {
-        Ok(()) => {
-            // The order completes as soon as the orders service hears of the
-            // payment; wait briefly so the page shows the final state.
-            for _ in 0..30 {
-                if matches!(state.api.order(session, &id).await, Ok(o) if o.status == OrderStatus::Complete)
-                {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+    let back = return_url(&headers, &id);
+    let answer = state.api.pay(session, &id, &token, back.as_deref()).await;
+    payment_page(&state, session, &id, answer).await
+}
+
+/// Where the bank sends the buyer back to after 3-D Secure: this site's
+/// `/orders/<id>/authenticated`, as the browser reached it.
+fn return_url(headers: &HeaderMap, id: &str) -> Option<String> {
+    let host = headers.get(axum::http::header::HOST)?.to_str().ok()?;
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map_or("http", str::trim);
+    Some(format!("{scheme}://{host}/orders/{id}/authenticated"))
+}
+
+/// The buyer is back from authenticating with their bank: the payment is
+/// settled now, and the page shows where it stands.
+pub async fn authenticated(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(session) = cookie_token(&headers) else {
+        return sign_in_first(&format!("/orders/{id}"));
+    };
+    match state.api.settle_payment(session, &id).await {
+        // Nothing to settle: the order page says where it stands.
+        Err(failure) if failure.status == 404 => redirect(&format!("/orders/{id}")),
+        answer => payment_page(&state, session, &id, answer).await,
+    }
+}
+
+/// Waits up to 3 s for the order to leave `awaiting:payment` (`complete`:
+/// to become complete): the orders service hears of the payment's outcome
+/// shortly after it is decided.
+async fn wait_for_order(state: &WebState, session: &str, id: &str, complete: bool) {
+    for _ in 0..30 {
+        let status = state.api.order(session, id).await.map(|o| o.status);
+        let done = match status {
+            Ok(status) if complete => status == OrderStatus::Complete,
+            Ok(status) => status != OrderStatus::AwaitingPayment,
+            Err(_) => true,
+        };
+        if done {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The page after paying or coming back from authentication.
+async fn payment_page(
+    state: &WebState,
+    session: &str,
+    id: &str,
+    answer: Result<Payment, Failure>,
+) -> Response {
+    match answer {
+        Ok(Payment::Paid) => {
+            wait_for_order(state, session, id, true).await;
             redirect(&format!("/orders/{id}?paid=1"))
+        }
+        Ok(Payment::RequiresAction(authentication)) => {
+            // Without Stripe.js, the buyer goes to this site's test page by
+            // redirect; another site's page is a link (a form's redirect to
+            // another site is not allowed by `form-action 'self'`).
+            match &authentication.redirect_url {
+                Some(url) if state.stripe_key.is_none() && is_local(url) => redirect(url),
+                _ => {
+                    order_page_with(
+                        state,
+                        session,
+                        id,
+                        Vec::new(),
+                        false,
+                        Some(authentication),
+                        StatusCode::OK,
+                    )
+                    .await
+                }
+            }
         }
         Err(failure) if failure.status == 401 => sign_in_first(&format!("/orders/{id}")),
         Err(failure) if matches!(failure.status, 400 | 402 | 409) => {
@@ -628,19 +731,13 @@ pub async fn pay(
                 // The attempt ended; the order reads `awaiting:payment` until
                 // the orders service hears so: wait briefly, so the page
                 // offers another card.
-                for _ in 0..30 {
-                    if !matches!(state.api.order(session, &id).await, Ok(o) if o.status == OrderStatus::AwaitingPayment)
-                    {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                wait_for_order(state, session, id, false).await;
             }
             let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_REQUEST);
             let problems = failure.problems.iter().map(|p| p.message.clone()).collect();
-            order_page(&state, session, &id, problems, false, status).await
+            order_page(state, session, id, problems, false, status).await
         }
-        Err(failure) => failure_page(&state, Some(session), &failure).await,
+        Err(failure) => failure_page(state, Some(session), &failure).await,
     }
 }
 

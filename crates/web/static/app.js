@@ -221,4 +221,14 @@
       });
     }, true);
   }
+
+  // 3-D Secure with Stripe.js: the bank's check opens on the page itself,
+  // then the buyer comes back to where the payment is settled. Without
+  // Stripe.js the panel's links do the same by navigation.
+  var authentication = document.getElementById("authentication");
+  if (authentication && authentication.dataset.stripeKey && window.Stripe) {
+    window.Stripe(authentication.dataset.stripeKey)
+      .handleNextAction({ clientSecret: authentication.dataset.clientSecret })
+      .then(function () { window.location.assign(authentication.dataset.returnPath); });
+  }
 })();

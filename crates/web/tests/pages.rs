@@ -13,8 +13,8 @@ use common::session::COOKIE_NAME;
 use common::time::Timestamp;
 use reqwest::StatusCode;
 use web::api::{
-    Api, ApiResult, Failure, Listing, Order, OrderStatus, OrderTicket, Problem, Ticket, TicketPage,
-    TicketStatus, User,
+    Api, ApiResult, Authentication, Failure, Listing, Order, OrderStatus, OrderTicket, Payment,
+    Problem, Ticket, TicketPage, TicketStatus, User,
 };
 use web::pages::WebState;
 
@@ -33,6 +33,10 @@ struct Fake {
     refuse_search: Option<Failure>,
     /// The searches asked for.
     searches: Vec<Listing>,
+    /// The return URLs payments were sent with.
+    return_urls: Vec<Option<String>>,
+    /// What settling a payment answers.
+    settled: Option<ApiResult<Payment>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -260,19 +264,55 @@ impl Api for FakeApi {
         _: &'a str,
         order_id: &'a str,
         token: &'a str,
-    ) -> BoxFuture<'a, ApiResult<()>> {
+        return_url: Option<&'a str>,
+    ) -> BoxFuture<'a, ApiResult<Payment>> {
         Box::pin(async move {
+            let mut fake = self.fake();
+            fake.return_urls.push(return_url.map(str::to_owned));
             if token == "tok_chargeDeclined" {
                 return Err(failure(402, &[("Your card was declined.", None)]));
             }
-            let mut fake = self.fake();
+            if token == "tok_threeDSecure2Required" {
+                if let Some(order) = fake.orders.get_mut(order_id) {
+                    order.status = OrderStatus::AwaitingPayment;
+                }
+                return Ok(Payment::RequiresAction(Authentication {
+                    client_secret: "pi_1_secret_x".into(),
+                    redirect_url: Some(fake_page()),
+                }));
+            }
             fake.paid.push((order_id.into(), token.into()));
             if let Some(order) = fake.orders.get_mut(order_id) {
                 order.status = OrderStatus::Complete;
             }
-            Ok(())
+            Ok(Payment::Paid)
         })
     }
+
+    fn settle_payment<'a>(
+        &'a self,
+        _: &'a str,
+        order_id: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Payment>> {
+        Box::pin(async move {
+            let mut fake = self.fake();
+            let answer =
+                fake.settled.clone().unwrap_or_else(|| Err(failure(404, &[("Not Found", None)])));
+            let status = match &answer {
+                Ok(Payment::Paid) => OrderStatus::Complete,
+                Ok(Payment::RequiresAction(_)) => OrderStatus::AwaitingPayment,
+                Err(_) => OrderStatus::Created,
+            };
+            if let Some(order) = fake.orders.get_mut(order_id) {
+                order.status = status;
+            }
+            answer
+        })
+    }
+}
+
+fn fake_page() -> String {
+    "/api/payments/fake-authentication/pi_1".to_owned()
 }
 
 fn ticket(id: &str, title: &str, cents: i64, owner: &str, order: Option<&str>) -> Ticket {
@@ -594,6 +634,76 @@ async fn paying_shows_the_paid_order_and_a_decline_shows_its_message() {
     let (_, html, _) = site.get("/orders/o1?paid=1", Some(SESSION)).await;
     assert!(html.contains(r#"id="order-status">Paid</span>"#), "{html}");
     assert!(!html.contains("Time left to pay"));
+}
+
+#[tokio::test]
+async fn a_card_needing_authentication_goes_to_the_bank_and_back() {
+    let api = FakeApi::with(|f| {
+        f.orders.insert("o1".into(), order("o1", OrderStatus::Created, 600));
+    });
+    let site = Site::start(api, None).await;
+    let (_, html, _) = site.get("/orders/o1", Some(SESSION)).await;
+    assert!(html.contains(r#"value="tok_threeDSecure2Required""#), "offered among the test cards");
+    let (status, _, headers) =
+        site.post("/orders/o1/pay", Some(SESSION), &[("token", "tok_threeDSecure2Required")]).await;
+    assert_eq!(status, 303, "without Stripe.js: a redirect to the test page");
+    assert_eq!(location(&headers), fake_page());
+    let host = site.base.trim_start_matches("http://");
+    let back = format!("http://{host}/orders/o1/authenticated");
+    assert_eq!(site.api.fake().return_urls, [Some(back)]);
+
+    // Back from the bank, authenticated.
+    site.api.fake().settled = Some(Ok(Payment::Paid));
+    let (status, _, headers) = site.get("/orders/o1/authenticated", Some(SESSION)).await;
+    assert_eq!(status, 303);
+    assert_eq!(location(&headers), "/orders/o1?paid=1");
+
+    // Back from the bank, not authenticated: the message and the pay form.
+    let refused = "We are unable to authenticate your payment method.";
+    site.api.fake().settled = Some(Err(failure(402, &[(refused, None)])));
+    let (status, html, _) = site.get("/orders/o1/authenticated", Some(SESSION)).await;
+    assert_eq!(status, 402);
+    assert!(html.contains(&format!(r#"id="payment-error">{refused}</p>"#)), "{html}");
+    assert!(html.contains("pay-form"), "the buyer can try another card");
+
+    // Back too early: the bank's page is offered again.
+    site.api.fake().settled = Some(Ok(Payment::RequiresAction(Authentication {
+        client_secret: "pi_1_secret_x".into(),
+        redirect_url: Some("javascript:alert(1)".into()),
+    })));
+    let (status, html, _) = site.get("/orders/o1/authenticated", Some(SESSION)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"id="authentication""#), "{html}");
+    assert!(!html.contains("javascript:"), "only this site's or https pages are linked");
+    assert!(!html.contains("pay-form"));
+
+    // Nothing to settle: the order page.
+    site.api.fake().settled = None;
+    let (status, _, headers) = site.get("/orders/o1/authenticated", Some(SESSION)).await;
+    assert_eq!(status, 303);
+    assert_eq!(location(&headers), "/orders/o1");
+    let (status, _, headers) = site.get("/orders/o1/authenticated", None).await;
+    assert_eq!(status, 303);
+    assert_eq!(location(&headers), "/auth/signin?next=/orders/o1");
+}
+
+#[tokio::test]
+async fn with_a_publishable_key_stripe_js_finishes_authentication() {
+    let api = FakeApi::with(|f| {
+        f.orders.insert("o1".into(), order("o1", OrderStatus::Created, 600));
+    });
+    let site = Site::start(api, Some("pk_test_123")).await;
+    let (status, html, _) =
+        site.post("/orders/o1/pay", Some(SESSION), &[("token", "tok_threeDSecure2Required")]).await;
+    assert_eq!(status, 200, "the page itself runs Stripe.js");
+    assert!(html.contains(r#"<script src="https://js.stripe.com/v3/"></script>"#));
+    assert!(html.contains(r#"data-client-secret="pi_1_secret_x""#), "{html}");
+    assert!(html.contains(r#"data-return-path="/orders/o1/authenticated""#));
+    assert!(html.contains(r#"data-stripe-key="pk_test_123""#));
+    assert!(
+        html.contains(&format!(r#"id="authenticate-link" href="{}""#, fake_page())),
+        "and a link without JavaScript"
+    );
 }
 
 #[tokio::test]

@@ -25,6 +25,25 @@ pub struct ChargeRequest {
     /// The same key always gives the same charge.
     pub idempotency_key: String,
     pub order_id: Uuid,
+    /// Where the buyer comes back after authenticating (3-D Secure), an
+    /// absolute http(s) URL; without one, authentication is only possible
+    /// with Stripe.js on the page.
+    pub return_url: Option<String>,
+}
+
+/// What the buyer must do before a charge can go through (3-D Secure):
+/// authenticate with their bank, with Stripe.js (`handleNextAction` with
+/// the client secret) or by following `redirect_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextAction {
+    /// The PaymentIntent waiting for authentication.
+    pub intent_id: String,
+    /// The intent's client secret, for Stripe.js on the buyer's page.
+    pub client_secret: String,
+    /// The authentication page to send the buyer to, when the processor
+    /// gave one (Stripe's `next_action.redirect_to_url.url`; the fake
+    /// processor's own page, a path on this site).
+    pub redirect_url: Option<String>,
 }
 
 /// A successful charge.
@@ -34,14 +53,19 @@ pub struct Charge {
     pub id: String,
 }
 
-/// Why a charge did not go through.
+/// Why a charge did not go through (or not yet).
 #[derive(Debug, thiserror::Error)]
 pub enum ChargeError {
+    /// Not yet: the buyer must authenticate (3-D Secure). The intent stays
+    /// open; its outcome comes later (a webhook, reconciliation, or the
+    /// buyer's return).
+    #[error("the buyer must authenticate the payment ({})", .0.intent_id)]
+    RequiresAction(NextAction),
     /// The card was declined; the processor's message for the buyer.
     #[error("declined: {0}")]
     Declined(String),
-    /// The card needs the buyer to authenticate (3-D Secure), which a
-    /// server-side confirmation cannot do.
+    /// The card needs an authentication the buyer cannot give here (Stripe
+    /// refused it outright with `authentication_required`): a decline.
     #[error("authentication required: {0}")]
     AuthenticationRequired(String),
     /// The processor refused the request itself (bad token, bad key, ...).
@@ -65,8 +89,10 @@ pub enum Found {
     Succeeded(Charge),
     /// It was refused (declined, cancelled): nothing was charged.
     Failed,
-    /// It is still under way (processing, waiting for authentication).
+    /// It is still under way (processing).
     Pending,
+    /// It waits for the buyer to authenticate (3-D Secure).
+    RequiresAction(NextAction),
     /// The processor never received it.
     Absent,
 }
@@ -85,6 +111,22 @@ pub trait Processor: Send + Sync + Debug + 'static {
         idempotency_key: &'a str,
         sent_at: Timestamp,
     ) -> BoxFuture<'a, anyhow::Result<Found>>;
+
+    /// What became of the PaymentIntent `intent_id` (known once the
+    /// processor answered `requires_action`).
+    fn retrieve<'a>(&'a self, intent_id: &'a str) -> BoxFuture<'a, anyhow::Result<Found>>;
+
+    /// Cancels the PaymentIntent `intent_id`, still waiting for the buyer's
+    /// authentication, so it can never be charged; answers what it is now
+    /// (`Failed` once cancelled). Fails if it cannot be cancelled any more
+    /// (e.g. it succeeded meanwhile).
+    fn cancel<'a>(&'a self, intent_id: &'a str) -> BoxFuture<'a, anyhow::Result<Found>>;
+
+    /// The fake processor, when this is it: its test authentication page
+    /// is served only then (never with Stripe).
+    fn fake(&self) -> Option<&fake::FakeProcessor> {
+        None
+    }
 
     /// Refunds a charge in full.
     fn refund<'a>(

@@ -4,7 +4,11 @@
 //! with the token or payment-method id the browser obtained; the amount is
 //! in integer cents; every request carries an `Idempotency-Key`; the secret
 //! key is the bearer token. Declines, authentication-required and
-//! unreachable-processor errors map to [`ChargeError`]s.
+//! unreachable-processor errors map to [`ChargeError`]s. A card that needs
+//! 3-D Secure leaves its intent `requires_action`: confirmed with the
+//! buyer's `return_url`, Stripe gives a page to redirect them to
+//! (`next_action.redirect_to_url`), and Stripe.js can finish it with the
+//! intent's client secret.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,7 +20,7 @@ use common::time::Timestamp;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{Charge, ChargeError, ChargeRequest, Found, Processor, Refund};
+use super::{Charge, ChargeError, ChargeRequest, Found, NextAction, Processor, Refund};
 
 /// How far around an attempt's time its PaymentIntent is looked for
 /// (Stripe's `created` is when it received the request).
@@ -40,6 +44,47 @@ struct PaymentIntent {
     last_payment_error: Option<StripeError>,
     #[serde(default)]
     metadata: HashMap<String, String>,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    next_action: Option<StripeNextAction>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StripeNextAction {
+    #[serde(default)]
+    redirect_to_url: Option<RedirectToUrl>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RedirectToUrl {
+    #[serde(default)]
+    url: Option<String>,
+}
+
+impl PaymentIntent {
+    /// What the buyer must do, for an intent that `requires_action`.
+    fn next_action(&self) -> NextAction {
+        NextAction {
+            intent_id: self.id.clone(),
+            client_secret: self.client_secret.clone().unwrap_or_default(),
+            redirect_url: self
+                .next_action
+                .as_ref()
+                .and_then(|action| action.redirect_to_url.as_ref())
+                .and_then(|redirect| redirect.url.clone()),
+        }
+    }
+
+    /// What the intent's status means for its attempt.
+    fn found(&self) -> Found {
+        match self.status.as_str() {
+            "succeeded" => Found::Succeeded(Charge { id: self.id.clone() }),
+            "canceled" | "requires_payment_method" => Found::Failed,
+            "requires_action" => Found::RequiresAction(self.next_action()),
+            _ => Found::Pending,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +129,27 @@ impl Stripe {
         Ok(Self { http, base: base.trim_end_matches('/').to_owned(), key })
     }
 
+    /// `/v1/payment_intents/<id>[/<action>]`, the id escaped as a path
+    /// segment.
+    fn intent_url(&self, intent_id: &str, action: Option<&str>) -> anyhow::Result<url::Url> {
+        let mut url = url::Url::parse(&format!("{}/v1/payment_intents", self.base))
+            .context("the Stripe API base is not a URL")?;
+        {
+            let mut segments = url
+                .path_segments_mut()
+                .map_err(|()| anyhow::anyhow!("the Stripe API base is not a URL"))?;
+            segments.push(intent_id);
+            if let Some(action) = action {
+                segments.push(action);
+            }
+        }
+        Ok(url)
+    }
+
+    fn get(&self, url: url::Url) -> reqwest::RequestBuilder {
+        self.http.get(url).bearer_auth(self.key.expose())
+    }
+
     fn post(&self, path: &str, idempotency_key: &str) -> reqwest::RequestBuilder {
         self.http
             .post(format!("{}{path}", self.base))
@@ -99,10 +165,14 @@ fn charge_form(request: &ChargeRequest) -> Vec<(&'static str, String)> {
         ("currency", request.currency.clone()),
         ("confirm", "true".to_owned()),
         ("automatic_payment_methods[enabled]", "true".to_owned()),
-        ("automatic_payment_methods[allow_redirects]", "never".to_owned()),
         ("metadata[order_id]", request.order_id.to_string()),
         ("metadata[attempt]", request.idempotency_key.clone()),
     ];
+    match &request.return_url {
+        // 3-D Secure then answers with a page to redirect the buyer to.
+        Some(url) => form.push(("return_url", url.clone())),
+        None => form.push(("automatic_payment_methods[allow_redirects]", "never".to_owned())),
+    }
     if request.token.starts_with("tok_") {
         // A card token from Stripe.js / Elements' createToken.
         form.push(("payment_method_data[type]", "card".to_owned()));
@@ -140,9 +210,7 @@ impl Processor for Stripe {
                 })?;
                 return match intent.status.as_str() {
                     "succeeded" => Ok(Charge { id: intent.id }),
-                    "requires_action" => Err(ChargeError::AuthenticationRequired(
-                        "Your card requires authentication.".to_owned(),
-                    )),
+                    "requires_action" => Err(ChargeError::RequiresAction(intent.next_action())),
                     "requires_payment_method" => {
                         Err(ChargeError::Declined(intent.last_payment_error.as_ref().map_or_else(
                             || "Your card was declined.".to_owned(),
@@ -206,24 +274,14 @@ impl Processor for Stripe {
                     &query,
                 )
                 .context("the Stripe API base is not a URL")?;
-                let response = self
-                    .http
-                    .get(url)
-                    .bearer_auth(self.key.expose())
-                    .send()
-                    .await
-                    .context("calling Stripe")?;
+                let response = self.get(url).send().await.context("calling Stripe")?;
                 let page: IntentList =
                     success_body(response, "to list PaymentIntents", "a PaymentIntent list")
                         .await?;
                 if let Some(intent) = page.data.iter().find(|intent| {
                     intent.metadata.get("attempt").map(String::as_str) == Some(idempotency_key)
                 }) {
-                    return Ok(match intent.status.as_str() {
-                        "succeeded" => Found::Succeeded(Charge { id: intent.id.clone() }),
-                        "canceled" | "requires_payment_method" => Found::Failed,
-                        _ => Found::Pending,
-                    });
+                    return Ok(intent.found());
                 }
                 match page.data.last() {
                     Some(last) if page.has_more => after = Some(last.id.clone()),
@@ -231,6 +289,34 @@ impl Processor for Stripe {
                 }
             }
             anyhow::bail!("too many PaymentIntents around {sent_at} to find {idempotency_key}")
+        })
+    }
+
+    fn retrieve<'a>(&'a self, intent_id: &'a str) -> BoxFuture<'a, anyhow::Result<Found>> {
+        Box::pin(async move {
+            let url = self.intent_url(intent_id, None)?;
+            let response = self.get(url).send().await.context("calling Stripe")?;
+            let intent: PaymentIntent =
+                success_body(response, "to show a PaymentIntent", "a PaymentIntent").await?;
+            Ok(intent.found())
+        })
+    }
+
+    fn cancel<'a>(&'a self, intent_id: &'a str) -> BoxFuture<'a, anyhow::Result<Found>> {
+        Box::pin(async move {
+            let url = self.intent_url(intent_id, Some("cancel"))?;
+            let response = self
+                .http
+                .post(url)
+                .bearer_auth(self.key.expose())
+                .header("Idempotency-Key", format!("cancel-{intent_id}"))
+                .form(&[("cancellation_reason", "abandoned")])
+                .send()
+                .await
+                .context("calling Stripe")?;
+            let intent: PaymentIntent =
+                success_body(response, "to cancel a PaymentIntent", "a PaymentIntent").await?;
+            Ok(intent.found())
         })
     }
 

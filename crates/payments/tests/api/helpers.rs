@@ -52,6 +52,18 @@ impl Processor for PausingProcessor {
         self.fake.find(order_id, key, sent_at)
     }
 
+    fn retrieve<'a>(&'a self, intent_id: &'a str) -> BoxFuture<'a, anyhow::Result<Found>> {
+        self.fake.retrieve(intent_id)
+    }
+
+    fn cancel<'a>(&'a self, intent_id: &'a str) -> BoxFuture<'a, anyhow::Result<Found>> {
+        self.fake.cancel(intent_id)
+    }
+
+    fn fake(&self) -> Option<&FakeProcessor> {
+        Some(&self.fake)
+    }
+
     fn refund<'a>(
         &'a self,
         charge_id: &'a str,
@@ -182,6 +194,12 @@ impl PaymentsApp {
     /// once they are older than `PAYMENT_RECONCILE_SECONDS`; returns how
     /// many were settled.
     pub async fn reconcile(&self) -> usize {
+        self.reconcile_giving(payments::reconcile::AUTHENTICATION_WINDOW).await
+    }
+
+    /// The same, with `window` for buyers to authenticate (zero: every
+    /// attempt waiting for authentication is abandoned).
+    pub async fn reconcile_giving(&self, window: std::time::Duration) -> usize {
         let store = self.store().await;
         let refunder = payments::refunds::Refunder::new(store.clone(), self.processor.clone());
         let reconciler = payments::reconcile::Reconciler::new(
@@ -189,7 +207,8 @@ impl PaymentsApp {
             self.processor.clone(),
             refunder,
             std::time::Duration::ZERO,
-        );
+        )
+        .with_authentication_window(window);
         // Pending since before now: a millisecond passes first.
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         let settled = reconciler.step().await;

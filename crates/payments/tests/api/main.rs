@@ -7,4 +7,5 @@ mod helpers;
 mod pay;
 mod races;
 mod reconcile;
+mod threeds;
 mod webhook;

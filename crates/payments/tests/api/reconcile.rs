@@ -28,12 +28,13 @@ async fn crashed_attempt(app: &PaymentsApp, order: &TestOrder, charge: Option<&s
                 token: token.to_owned(),
                 idempotency_key: attempt.idempotency_key.clone(),
                 order_id: order.id,
+                return_url: None,
             })
             .await;
     }
 }
 
-async fn states(app: &PaymentsApp, order: &TestOrder) -> Vec<AttemptState> {
+pub(crate) async fn states(app: &PaymentsApp, order: &TestOrder) -> Vec<AttemptState> {
     let attempts = app.store().await.attempts_of(order.id).await.expect("attempts");
     attempts.into_iter().map(|a| a.state).collect()
 }

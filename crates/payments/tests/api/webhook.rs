@@ -13,7 +13,7 @@ use crate::helpers::{PaymentsApp, TestOrder, error, general_error};
 
 const SECRET: &str = "whsec_test_secret";
 
-async fn app(stack: Stack) -> PaymentsApp {
+pub(crate) async fn app(stack: Stack) -> PaymentsApp {
     PaymentsApp::spawn_with(stack, |config| {
         config.stripe_webhook_secret = Some(common::config::Secret::new(SECRET));
     })
@@ -37,14 +37,14 @@ async fn post(app: &PaymentsApp, payload: &[u8], signature: Option<String>) -> R
 }
 
 /// Posts `event` signed as Stripe does, now.
-async fn deliver(app: &PaymentsApp, event: &Value) -> Response {
+pub(crate) async fn deliver(app: &PaymentsApp, event: &Value) -> Response {
     let payload = serde_json::to_vec(event).expect("json");
     let t = now();
     let signature = payments::webhook::sign(SECRET, t, &payload);
     post(app, &payload, Some(format!("t={t},v1={signature}"))).await
 }
 
-fn intent_event(id: &str, kind: &str, intent: &str, key: &str) -> Value {
+pub(crate) fn intent_event(id: &str, kind: &str, intent: &str, key: &str) -> Value {
     json!({
         "id": id, "object": "event", "type": kind,
         "data": {"object": {"id": intent, "object": "payment_intent", "metadata": {"attempt": key}}},
