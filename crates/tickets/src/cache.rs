@@ -5,6 +5,10 @@
 //! longer than the cache's time to live (the bound on what another replica
 //! changed and this one has not heard of yet).
 //!
+//! Scaled out, the replica's live feed (every replica's changes, see
+//! [`Generation::follow`]) bumps the counter too, so another replica's
+//! change ends the kept answers as soon as its event arrives.
+//!
 //! Correctness rests on one counter, the [`Generation`]: every committed
 //! change bumps it after its commit, and an answer is stored with the
 //! generation read *before* its query ran. An answer whose query may have
@@ -19,6 +23,10 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::HeaderValue;
+use platform::service::BackgroundTask;
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use crate::live::Change;
 
 /// Bytes of answers kept at most; past it the cache starts over (a flood of
 /// distinct searches costs what it cost without a cache, no more memory).
@@ -40,6 +48,27 @@ impl Generation {
     /// answer computed before it is out of date.
     pub fn bump(&self) {
         self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Bumps the count for every change of the replica's live feed
+    /// ([`crate::Changes`]: every replica's changes, as the bus delivers
+    /// them), and when the feed says some were missed. A change this
+    /// replica made counts twice (at its commit, and when its event comes
+    /// back): one more query, never a stale answer.
+    pub fn follow(self, mut changes: broadcast::Receiver<Change>) -> BackgroundTask {
+        Box::new(move |shutdown| {
+            Box::pin(async move {
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        received = changes.recv() => match received {
+                            Ok(_) | Err(RecvError::Lagged(_)) => self.bump(),
+                            Err(RecvError::Closed) => return,
+                        },
+                    }
+                }
+            })
+        })
     }
 }
 

@@ -60,6 +60,7 @@ pub async fn build(context: &Context) -> anyhow::Result<Service> {
     );
     let watch = context.bus.watch(&live::SUBJECTS).await?;
     let changes = Changes::new(watch.origin, watch.start);
+    let follow = store.changes.clone().follow(changes.subscribe());
     let live = live::Live {
         changes: changes.clone(),
         limits: live::StreamLimits::new(
@@ -81,6 +82,6 @@ pub async fn build(context: &Context) -> anyhow::Result<Service> {
         probes: vec![Probe::database(NAME, db.clone())],
         databases: vec![db],
         messaging: Some(messaging),
-        background: vec![changes.feed(watch)],
+        background: vec![changes.feed(watch), follow],
     })
 }

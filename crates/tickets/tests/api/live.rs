@@ -177,7 +177,35 @@ async fn open_streams_end_when_the_service_shuts_down(stack: Stack) {
     assert_eq!(stream.next().await, None, "the stream ended");
 }
 
+/// A replica that keeps the list in memory (`TICKETS_LIST_CACHE_MS`) stops
+/// answering it from there once another replica's change reaches its live
+/// feed, long before the time to live runs out.
+async fn another_replicas_change_ends_the_kept_list(stack: Stack) {
+    let app = TicketsApp::spawn_with(stack, |c| c.tickets_list_cache_ms = Some(600_000)).await;
+    let replica = app.replica().await;
+    let listed_there = || async {
+        let response =
+            testkit::client().get(replica.url("/api/tickets")).send().await.expect("sent");
+        assert_eq!(response.status(), 200);
+        let body: Vec<Value> = response.json().await.expect("json");
+        body.iter().map(|t| t["id"].as_str().expect("id").to_owned()).collect::<Vec<_>>()
+    };
+    assert!(listed_there().await.is_empty(), "kept from now on");
+    let seller = app.user("seller");
+    let ticket = app.ticket(&seller, "elsewhere", json!(10)).await;
+    let id = ticket["id"].as_str().expect("id").to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while listed_there().await != [id.clone()] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other replica still lists what it kept before the change"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 testkit::stack_tests!(
+    another_replicas_change_ends_the_kept_list,
     tickets_going_on_and_off_sale_arrive_in_order,
     a_change_on_one_replica_is_seen_on_another,
     last_event_id_replays_what_was_missed,
