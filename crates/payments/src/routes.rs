@@ -40,6 +40,12 @@ const EXPIRED: &str = "Order has expired";
 const IN_PROGRESS: &str = "A payment for this order is already in progress";
 const INVALID_SIGNATURE: &str = "Invalid signature";
 const RETURN_URL_INVALID: &str = "ReturnUrl must be an http or https URL";
+/// Return URLs the description promises are accepted (a subset of what
+/// `parse_return_url` accepts: host names whose labels start with a letter,
+/// so that none reads as a malformed IPv4 address). The schema attribute
+/// repeats it (it takes a literal); a test checks they agree.
+#[cfg(test)]
+const RETURN_URL_PATTERN: &str = "^https?://[A-Za-z][A-Za-z0-9-]*(\\.[A-Za-z][A-Za-z0-9-]*)*(:[0-9]{1,4})?(/[A-Za-z0-9._~/-]*)?$";
 const NOT_COMPLETED: &str = "Your payment did not go through.";
 const OUTCOME_INVALID: &str = "Outcome must be complete or fail";
 
@@ -98,7 +104,8 @@ pub struct NewPayment {
     /// (3-D Secure): an absolute http(s) URL of at most 2048 characters —
     /// `ReturnUrl must be an http or https URL`. Without it, a card that
     /// needs authentication can only be authenticated with Stripe.js.
-    #[schema(value_type = Option<String>, max_length = 2048, example = "https://shop.example/orders/0192.../authenticated")]
+    #[schema(value_type = Option<String>, max_length = 2048, pattern = "^https?://[A-Za-z][A-Za-z0-9-]*(\\.[A-Za-z][A-Za-z0-9-]*)*(:[0-9]{1,4})?(/[A-Za-z0-9._~/-]*)?$",
+             example = "https://shop.example/orders/0192/authenticated")]
     return_url: Option<String>,
 }
 
@@ -540,6 +547,29 @@ mod tests {
                 Ok(token) => proptest::prop_assert_eq!(token.as_str(), text.trim()),
                 Err(message) => proptest::prop_assert_eq!(message, TOKEN_REQUIRED),
             }
+        }
+
+        #[test]
+        fn every_return_url_the_pattern_admits_is_accepted(
+            text in "https?://[A-Za-z][A-Za-z0-9-]{0,8}(\\.[A-Za-z][A-Za-z0-9-]{0,8}){0,3}(:[0-9]{1,4})?(/[A-Za-z0-9._~/-]{0,30})?"
+        ) {
+            let pattern = regex::Regex::new(RETURN_URL_PATTERN).expect("regex");
+            proptest::prop_assert!(pattern.is_match(&text), "{:?}", text);
+            proptest::prop_assert!(parse_return_url(Some(text.clone())).is_ok(), "{:?}", text);
+        }
+    }
+
+    #[test]
+    fn the_description_states_the_return_url_pattern() {
+        let schema =
+            serde_json::to_value(<NewPayment as utoipa::PartialSchema>::schema()).expect("json");
+        assert_eq!(schema["properties"]["returnUrl"]["pattern"], RETURN_URL_PATTERN);
+    }
+
+    #[test]
+    fn return_urls_outside_http_are_refused() {
+        for text in ["0000", "ftp://example.com/", "javascript:alert(1)", "http://", "/orders/1"] {
+            assert_eq!(parse_return_url(Some(text.to_owned())), Err(RETURN_URL_INVALID), "{text}");
         }
     }
 }

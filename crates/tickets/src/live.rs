@@ -78,6 +78,24 @@ pub struct LiveTicket {
     pub status: LiveStatus,
 }
 
+/// One event of the live stream as it travels (`text/event-stream`): the
+/// stream's description in the OpenAPI document.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // a description: the stream is written by `events`
+pub struct LiveEvent {
+    /// `ready` (the stream starts or resumes), `ticket` (a change) or
+    /// `reload` (the stream cannot go on: reload what is shown).
+    #[schema(pattern = "^(ready|ticket|reload)$")]
+    event: String,
+    /// JSON: a `LiveTicket` for `ticket`, `{}` for `ready` and `reload`.
+    data: String,
+    /// `<origin>-<sequence>`: where the stream stands (`ready`, `ticket`);
+    /// send it back as `Last-Event-ID` when reconnecting.
+    id: Option<String>,
+    /// Milliseconds to wait before reconnecting.
+    retry: Option<u64>,
+}
+
 /// Whether a ticket is on sale, as its events tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -375,7 +393,7 @@ static ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering"
     responses(
         (status = 200, content_type = "text/event-stream",
             description = "An endless `text/event-stream`. First `ready` (data `{}`; its id is where the stream starts: the current position, or the `Last-Event-ID` it resumes after) or, for a `Last-Event-ID` this replica cannot resume from (unknown, of another stream, older than the replay buffer of 1024 changes), `reload` and the end. Then one `ticket` event per change (data: a `LiveTicket`; id `<origin>-<sequence>`), in the order they happened on any replica. `reload` (data `{}`) also ends a stream that fell 256 changes behind or whose replica missed changes: the client should reload what it shows. A comment every 15 s keeps it open; the stream ends when the server shuts down.",
-            body = LiveTicket),
+            body = LiveEvent),
         (status = 429, description = "The client address holds `LIVE_STREAMS_PER_ADDRESS` streams already, or the process `LIVE_STREAMS`; `Retry-After` gives the seconds to wait", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Whole seconds to wait"))),
     )

@@ -78,7 +78,7 @@ pub fn router(state: TicketsState) -> Router {
 #[derive(OpenApi)]
 #[openapi(
     paths(create, list, mine, show, edit, withdraw, crate::live::events),
-    components(schemas(ErrorBody, Ticket, TicketStatus, crate::live::LiveTicket, crate::live::LiveStatus)),
+    components(schemas(ErrorBody, Ticket, TicketStatus, crate::live::LiveEvent, crate::live::LiveTicket, crate::live::LiveStatus)),
     tags((name = "tickets", description = "Tickets for sale"))
 )]
 pub struct TicketsApi;
