@@ -151,7 +151,8 @@ impl PageCache {
             entries.reset(current);
         }
         let replaced = entries.pages.insert(query.to_owned(), (Instant::now(), page));
-        entries.bytes += size - replaced.map_or(0, |(_, old)| old.body.len() + query.len());
+        let freed = replaced.map_or(0, |(_, old)| old.body.len() + query.len());
+        entries.bytes = entries.bytes + size - freed;
     }
 }
 
@@ -204,6 +205,15 @@ mod tests {
         let (_, cache) = cache(Duration::ZERO);
         cache.put("", cache.generation(), page("[1]"));
         assert!(cache.get("").is_none());
+    }
+
+    #[test]
+    fn a_replaced_answer_gives_its_bytes_back() {
+        let (_, cache) = cache(Duration::from_secs(60));
+        cache.put("q", cache.generation(), page("[1, 2, 3]"));
+        cache.put("q", cache.generation(), page("[]"));
+        assert_eq!(cache.entries().bytes, "q".len() + "[]".len());
+        assert_eq!(cache.get("q").expect("kept").body, "[]");
     }
 
     #[test]
