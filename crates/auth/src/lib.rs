@@ -24,7 +24,6 @@ pub const MIGRATIONS: Migrations = Migrations(&[MigrationFile {
 /// Opens the service's database and builds its routes.
 pub async fn build(context: &Context) -> anyhow::Result<Service> {
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
-    password::warm_up();
     let config = &context.config;
     let limits =
         routes::AuthLimits::new(config.signin_failures_per_email, config.auth_requests_per_address);

@@ -117,6 +117,66 @@ async fn serve_auth_runs_alone_on_postgres_and_jetstream() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A replica of `serve tickets` reads its list from the shared database on
+/// every request unless `TICKETS_LIST_CACHE_MS` asks otherwise: a change
+/// another replica or process wrote shows in its very next list, even one
+/// that announced nothing on the bus (DECISIONS.md, "The list cache").
+#[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL and TEST_NATS_URL"]
+async fn serve_tickets_lists_from_the_database_by_default() {
+    let dir = temp_dir();
+    let key = "a-shared-secret-of-at-least-32-bytes";
+    let prefix = format!("test_cache_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let server = testkit::server_url("TEST_DATABASE_URL");
+    let mut command = ticketing();
+    command
+        .args(["serve", "tickets"])
+        .env("DATA_DIR", &dir)
+        .env("JWT_KEY", key)
+        .env("DATABASE_URL", &server)
+        .env("DATABASE_PREFIX", &prefix)
+        .env("NATS_URL", testkit::server_url("TEST_NATS_URL"));
+    let mut running = Running::start(command);
+    running.wait_until_healthy().await;
+
+    let sessions = common::session::Sessions::new(
+        &common::config::Secret::new(key.to_owned()),
+        Duration::from_secs(600),
+        false,
+    );
+    let (token, _) = sessions.issue(uuid::Uuid::new_v4(), "seller@example.com").expect("token");
+    let title = format!("Cache check {}", uuid::Uuid::new_v4().simple());
+    let sold = sell(&running, &token, &title).await;
+    let id = sold["id"].as_str().expect("id").to_owned();
+    let listed = |running: &Running| {
+        let (url, id) = (running.url("/api/tickets?limit=100"), id.clone());
+        async move {
+            let page: Vec<Value> =
+                http().get(url).send().await.expect("sent").json().await.expect("json");
+            page.iter().any(|t| t["id"] == id.as_str())
+        }
+    };
+    assert!(listed(&running).await, "the new ticket is listed");
+
+    // Another process withdraws it behind this replica's back: no event,
+    // only the shared database knows.
+    let (base, _) = server.rsplit_once('/').expect("a database URL");
+    let pool = sqlx::PgPool::connect(&format!("{base}/{prefix}_tickets")).await.expect("pg");
+    sqlx::query("UPDATE tickets SET withdrawn_at = 1 WHERE id = $1")
+        .bind(&id)
+        .execute(&pool)
+        .await
+        .expect("withdrawn");
+    pool.close().await;
+    assert!(!listed(&running).await, "the next list reads the database, not a kept answer");
+
+    assert!(running.terminate());
+    let admin = sqlx::PgPool::connect(&server).await.expect("pg");
+    let drop = format!("DROP DATABASE IF EXISTS \"{prefix}_tickets\" WITH (FORCE)");
+    sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await.expect("dropped");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// `serve <service>` without what it needs stops at once with one JSON log
 /// line naming the variable, instead of running cut off on the all-in-one's
 /// embedded defaults (a private SQLite file and bus, or free tickets from
