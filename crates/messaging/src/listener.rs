@@ -9,7 +9,10 @@
 //! acknowledges only after the handler returned (its transaction committed),
 //! retries with exponential backoff up to a limit, and then parks the message
 //! in the service's `dead_letters` table: logged once, counted in
-//! `/metrics`, never retried forever and never dropped silently.
+//! `/metrics`, never retried forever and never dropped silently. A
+//! listener handles up to [`LANES`] deliveries at once, one per entity
+//! ([`lane_of`]): one ticket's or order's events in the order they came,
+//! different ones side by side.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -19,6 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::FutureExt as _;
 use serde::Deserialize;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
@@ -29,6 +33,37 @@ use common::BoxFuture;
 use crate::bus::{Bus, Delivery, Disposition, Subscription, consumer_name};
 use crate::events::{Envelope, Event};
 use common::db::Db;
+
+/// Deliveries of one listener handled at the same time, each in its
+/// entity's lane (DECISIONS.md, "Listeners in lanes"). Replicas already
+/// handle one consumer's messages concurrently, so handlers are written for
+/// it (row locks, the version rule); lanes bring the same to one process
+/// while keeping one entity's events in their order.
+pub const LANES: usize = 8;
+/// Deliveries waiting in a lane before the listener takes no more.
+const LANE_BACKLOG: usize = 4;
+
+/// The lane of a delivery: by its event's entity (`data.id`: the ticket,
+/// order or payment it is about; else `data.orderId`), so that one entity's events are handled
+/// one after another in the order they came; by the event id when it has
+/// none, and lane 0 for a payload that is not an envelope (it is parked).
+pub fn lane_of(payload: &[u8]) -> usize {
+    #[derive(Deserialize)]
+    struct Keyed {
+        id: Option<Uuid>,
+        data: Option<Entity>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Entity {
+        id: Option<Uuid>,
+        order_id: Option<Uuid>,
+    }
+    let key = serde_json::from_slice::<Keyed>(payload)
+        .ok()
+        .and_then(|keyed| keyed.data.and_then(|data| data.id.or(data.order_id)).or(keyed.id));
+    key.map_or(0, |id| (id.as_u128() % LANES as u128) as usize)
+}
 
 /// What a handler made of an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,24 +221,56 @@ impl Runtime {
         Ok(())
     }
 
+    /// Takes `subscription`'s deliveries and hands each to the lane of its
+    /// entity ([`lane_of`]); the lanes handle their deliveries one at a
+    /// time, side by side. At `shutdown` each lane finishes the delivery
+    /// in hand; what waited in a lane is not settled, so the bus delivers
+    /// it again (in-process: the relay sends its row again; JetStream:
+    /// after `ack_wait`).
     async fn run(
         self,
         listener: Listener,
         mut subscription: Subscription,
         shutdown: CancellationToken,
     ) {
+        let listener = Arc::new(listener);
+        let mut lanes = Vec::with_capacity(LANES);
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..LANES {
+            let (sender, mut waiting) = mpsc::channel::<Delivery>(LANE_BACKLOG);
+            let (runtime, listener, shutdown) = (self.clone(), listener.clone(), shutdown.clone());
+            workers.spawn(async move {
+                loop {
+                    let delivery = tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => return,
+                        delivery = waiting.recv() => delivery,
+                    };
+                    match delivery {
+                        Some(delivery) => {
+                            runtime.process(&listener, delivery).await;
+                        }
+                        None => return,
+                    }
+                }
+            });
+            lanes.push(sender);
+        }
         loop {
             let delivery = tokio::select! {
                 delivery = subscription.next() => delivery,
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => break,
             };
-            match delivery {
-                Some(delivery) => {
-                    self.process(&listener, delivery).await;
-                }
-                None => return,
+            let Some(delivery) = delivery else { break };
+            let lane = &lanes[lane_of(&delivery.payload)];
+            tokio::select! {
+                sent = lane.send(delivery) => if sent.is_err() { break },
+                () = shutdown.cancelled() => break,
             }
         }
+        // The lanes finish what they hold (or, at shutdown, what is in hand).
+        drop(lanes);
+        while workers.join_next().await.is_some() {}
     }
 
     /// Handles one delivery and settles it; returns how it was settled.

@@ -259,6 +259,99 @@ async fn a_panicking_handler_is_retried_not_fatal(bus: TestBus) {
     harness.settle_at(2, 0).await;
 }
 
+/// A `ticket.created` of the ticket `id` at `version`.
+fn ticket_event(id: Uuid, version: i64) -> Envelope<TicketCreated> {
+    Envelope::new(TicketCreated {
+        id,
+        version,
+        title: "t".into(),
+        price: 100,
+        user_id: Uuid::now_v7(),
+    })
+}
+
+/// Two different tickets' events are handled at the same time: the first
+/// handler waits for the second to start (handled one after another, it
+/// would wait in vain).
+async fn different_entities_are_handled_side_by_side(bus: TestBus) {
+    let harness = Harness::new(bus, &Backend::Sqlite).await;
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    // Tickets in different lanes.
+    let second = std::iter::successors(Some(second), |_| Some(Uuid::now_v7()))
+        .take(1000)
+        .find(|id| {
+            messaging::listener::lane_of(
+                serde_json::to_string(&ticket_event(*id, 0)).expect("json").as_bytes(),
+            ) != messaging::listener::lane_of(
+                serde_json::to_string(&ticket_event(first, 0)).expect("json").as_bytes(),
+            )
+        })
+        .expect("another lane");
+    let both_started = Arc::new(tokio::sync::Barrier::new(2));
+    let met = Arc::new(AtomicU32::new(0));
+    let (barrier, count) = (both_started.clone(), met.clone());
+    let listener = Listener::new(move |_: Envelope<TicketCreated>| {
+        let (barrier, count) = (barrier.clone(), count.clone());
+        async move {
+            if tokio::time::timeout(Duration::from_secs(5), barrier.wait()).await.is_ok() {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(Handled::Ack)
+        }
+    });
+    harness
+        .runtime
+        .start(harness.bus.bus.as_ref(), vec![listener], &harness.tasks, &harness.stop)
+        .await
+        .expect("listening");
+    for id in [first, second] {
+        let event = ticket_event(id, 0);
+        harness.publish_raw(&serde_json::to_string(&event).expect("json")).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while met.load(Ordering::SeqCst) < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(met.load(Ordering::SeqCst), 2, "both handlers ran at the same time");
+}
+
+/// One ticket's events are handled one at a time in the order they came,
+/// even when the first one is slow.
+async fn one_entitys_events_keep_their_order(bus: TestBus) {
+    let harness = Harness::new(bus, &Backend::Sqlite).await;
+    let ticket = Uuid::now_v7();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let in_hand = Arc::new(AtomicU32::new(0));
+    let (record, busy) = (seen.clone(), in_hand.clone());
+    let listener = Listener::new(move |event: Envelope<TicketCreated>| {
+        let (record, busy) = (record.clone(), busy.clone());
+        async move {
+            let overlapping = busy.fetch_add(1, Ordering::SeqCst) > 0;
+            if event.data.version == 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            record.lock().expect("lock").push((event.data.version, overlapping));
+            busy.fetch_sub(1, Ordering::SeqCst);
+            Ok(Handled::Ack)
+        }
+    });
+    harness
+        .runtime
+        .start(harness.bus.bus.as_ref(), vec![listener], &harness.tasks, &harness.stop)
+        .await
+        .expect("listening");
+    for version in 0..6 {
+        let event = ticket_event(ticket, version);
+        harness.publish_raw(&serde_json::to_string(&event).expect("json")).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.lock().expect("lock").len() < 6 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen, (0..6).map(|v| (v, false)).collect::<Vec<_>>(), "in order, one at a time");
+}
+
 testkit::bus_tests!(
     a_handled_event_is_acknowledged_once,
     a_failing_handler_is_retried_then_parked,
@@ -267,6 +360,8 @@ testkit::bus_tests!(
     an_undecodable_event_is_parked_at_once,
     a_rejected_event_is_parked_with_its_reason,
     a_panicking_handler_is_retried_not_fatal,
+    different_entities_are_handled_side_by_side,
+    one_entitys_events_keep_their_order,
 );
 
 /// Parking works on both databases (the suite above parks on SQLite).
