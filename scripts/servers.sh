@@ -48,3 +48,27 @@ ensure_nats() {
     -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server
   wait_for_port 4222 NATS
 }
+
+# Deletes what the deployment that `ticketing` runs by default keeps on the
+# local servers besides its ticketing_* databases: the JetStream stream
+# TICKETING (with its consumers) and the Redis keys ticketing:*. .ci/run
+# drops those databases before the tests (a scaled `scripts/bench` run
+# leaves them behind); a stream and consumers kept without them redeliver
+# events about orders the new databases never had, which wait their retries
+# out and hold back the tests' own events.
+reset_default_deployment_bus() {
+  local reply=""
+  exec 3<>/dev/tcp/127.0.0.1/4222
+  printf 'CONNECT {"verbose":false}\r\nSUB _INBOX.reset 1\r\nPUB $JS.API.STREAM.DELETE.TICKETING _INBOX.reset 0\r\n\r\n' >&3
+  while IFS= read -r -t 5 line <&3; do
+    case "$line" in
+      MSG*) IFS= read -r -t 5 reply <&3; break ;;
+      PING*) printf 'PONG\r\n' >&3 ;;
+    esac
+  done
+  exec 3<&-
+  echo "JetStream stream TICKETING: ${reply:-no answer}"
+  if command -v redis-cli >/dev/null; then
+    redis-cli --scan --pattern 'ticketing:*' | xargs -r redis-cli del >/dev/null
+  fi
+}

@@ -30,13 +30,7 @@ const FAST: RetryPolicy = RetryPolicy {
 
 /// A new ticket's event.
 fn ticket_created() -> Envelope<TicketCreated> {
-    Envelope::new(TicketCreated {
-        id: Uuid::now_v7(),
-        version: 0,
-        title: "t".into(),
-        price: 100,
-        user_id: Uuid::now_v7(),
-    })
+    ticket_event(Uuid::now_v7(), 0)
 }
 
 struct Harness {
@@ -80,10 +74,27 @@ impl Harness {
                 answer(call)
             }
         });
+        self.run(listener).await;
+    }
+
+    /// Runs `listener` until the harness is dropped.
+    async fn run(&self, listener: Listener) {
         self.runtime
             .start(self.bus.bus.as_ref(), vec![listener], &self.tasks, &self.stop)
             .await
             .expect("listening");
+    }
+
+    async fn publish_event(&self, event: &Envelope<TicketCreated>) {
+        self.publish_raw(&serde_json::to_string(event).expect("json")).await;
+    }
+
+    /// Waits up to 10 s for `done`.
+    async fn wait_for(&self, done: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !done() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     async fn publish_raw(&self, payload: &str) {
@@ -275,17 +286,16 @@ fn ticket_event(id: Uuid, version: i64) -> Envelope<TicketCreated> {
 /// would wait in vain).
 async fn different_entities_are_handled_side_by_side(bus: TestBus) {
     let harness = Harness::new(bus, &Backend::Sqlite).await;
-    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
-    // Tickets in different lanes.
-    let second = std::iter::successors(Some(second), |_| Some(Uuid::now_v7()))
+    let lane = |id| {
+        messaging::listener::lane_of(
+            serde_json::to_string(&ticket_event(id, 0)).expect("json").as_bytes(),
+        )
+    };
+    // Two tickets in different lanes.
+    let first = Uuid::now_v7();
+    let second = std::iter::repeat_with(Uuid::now_v7)
         .take(1000)
-        .find(|id| {
-            messaging::listener::lane_of(
-                serde_json::to_string(&ticket_event(*id, 0)).expect("json").as_bytes(),
-            ) != messaging::listener::lane_of(
-                serde_json::to_string(&ticket_event(first, 0)).expect("json").as_bytes(),
-            )
-        })
+        .find(|id| lane(*id) != lane(first))
         .expect("another lane");
     let both_started = Arc::new(tokio::sync::Barrier::new(2));
     let met = Arc::new(AtomicU32::new(0));
@@ -299,19 +309,11 @@ async fn different_entities_are_handled_side_by_side(bus: TestBus) {
             Ok(Handled::Ack)
         }
     });
-    harness
-        .runtime
-        .start(harness.bus.bus.as_ref(), vec![listener], &harness.tasks, &harness.stop)
-        .await
-        .expect("listening");
+    harness.run(listener).await;
     for id in [first, second] {
-        let event = ticket_event(id, 0);
-        harness.publish_raw(&serde_json::to_string(&event).expect("json")).await;
+        harness.publish_event(&ticket_event(id, 0)).await;
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while met.load(Ordering::SeqCst) < 2 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    harness.wait_for(|| met.load(Ordering::SeqCst) == 2).await;
     assert_eq!(met.load(Ordering::SeqCst), 2, "both handlers ran at the same time");
 }
 
@@ -335,19 +337,11 @@ async fn one_entitys_events_keep_their_order(bus: TestBus) {
             Ok(Handled::Ack)
         }
     });
-    harness
-        .runtime
-        .start(harness.bus.bus.as_ref(), vec![listener], &harness.tasks, &harness.stop)
-        .await
-        .expect("listening");
+    harness.run(listener).await;
     for version in 0..6 {
-        let event = ticket_event(ticket, version);
-        harness.publish_raw(&serde_json::to_string(&event).expect("json")).await;
+        harness.publish_event(&ticket_event(ticket, version)).await;
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while seen.lock().expect("lock").len() < 6 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    harness.wait_for(|| seen.lock().expect("lock").len() == 6).await;
     let seen = seen.lock().expect("lock").clone();
     assert_eq!(seen, (0..6).map(|v| (v, false)).collect::<Vec<_>>(), "in order, one at a time");
 }
