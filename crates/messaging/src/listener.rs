@@ -44,9 +44,10 @@ pub const LANES: usize = 8;
 const LANE_BACKLOG: usize = 4;
 
 /// The lane of a delivery: by its event's entity (`data.id`: the ticket,
-/// order or payment it is about; else `data.orderId`), so that one entity's events are handled
-/// one after another in the order they came; by the event id when it has
-/// none, and lane 0 for a payload that is not an envelope (it is parked).
+/// order or payment it is about; else `data.orderId`), so that one
+/// entity's events are handled one after another in the order they came;
+/// by the event id when it has neither, and lane 0 for a payload that is
+/// not an envelope (it is parked).
 pub fn lane_of(payload: &[u8]) -> usize {
     #[derive(Deserialize)]
     struct Keyed {
