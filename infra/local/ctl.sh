@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Kills, stops and starts single processes of the running local cluster:
 # the hooks of the fault tests (infra/local/faults.sh) and of the
-# invariant checker's nemesis (`ticketing check`). A process is started
+# invariant checker's nemesis (`ticketing-tools check`). A process is started
 # again exactly as up.sh started it (its command in commands/<name>, the
 # services' environment in environment), and `start` returns once it is
 # ready.

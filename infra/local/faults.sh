@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The fault tests of the running local cluster (issue 13): each scenario is
-# a run of the invariant checker (`ticketing check`) with one fault, and
+# a run of the invariant checker (`ticketing-tools check`) with one fault, and
 # prints what was acknowledged and what arrived; any violation fails it.
 #
 #   infra/local/faults.sh [--duration 30s] [SCENARIO ...]
@@ -21,7 +21,8 @@
 # Default: all four, in this order. The cluster must be up (up.sh, with
 # LOCAL_CLUSTER_REPLICAS=2 for `replicas`); ORDER_EXPIRATION_SECONDS=10
 # and PAYMENT_RECONCILE_SECONDS=5 for up.sh keep the drains short.
-# TICKETING_BIN: the binary (default: the release build).
+# TICKETING_BIN: the binary (default: the release build); TOOLS_BIN: the
+# checker (default: ticketing-tools beside it).
 set -euo pipefail
 # shellcheck source=infra/local/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -43,10 +44,13 @@ done
 
 bin="${TICKETING_BIN:-${CARGO_TARGET_DIR:-$LOCAL_ROOT/target}/release/ticketing}"
 [ -x "$bin" ] || { echo "no binary $bin (set TICKETING_BIN)" >&2; exit 1; }
+# The invariant checker: beside the product binary unless TOOLS_BIN says.
+tools="${TOOLS_BIN:-$(dirname "$bin")/ticketing-tools}"
+[ -x "$tools" ] || { echo "no binary $tools (cargo build -p tools, or set TOOLS_BIN)" >&2; exit 1; }
 [ -s "$STATE_DIR/instances" ] || { echo "the local cluster is not up (infra/local/up.sh)" >&2; exit 1; }
 
 check() {
-  "$bin" check --cluster-dir "$STATE_DIR" --ctl "$LOCAL_ROOT/infra/local/ctl.sh" \
+  "$tools" check --cluster-dir "$STATE_DIR" --ctl "$LOCAL_ROOT/infra/local/ctl.sh" \
     --duration "$duration" "$@"
 }
 

@@ -1,8 +1,6 @@
 //! The `ticketing` binary's library: the command line, and the composition of
 //! the services into the all-in-one process or a single-service process.
 
-pub mod bench;
-pub mod check;
 mod shutdown;
 
 use std::net::SocketAddr;
@@ -57,22 +55,6 @@ pub enum Command {
         #[arg(long, requires = "service")]
         replay: Option<uuid::Uuid>,
     },
-    /// Start a deployment (this binary, all-in-one) and measure it from
-    /// outside over keep-alive HTTP/1.1: throughput and latency of each
-    /// scenario beside its ceiling, the replica lags, a flash sale, memory
-    /// and CPU. Prints numbers, never asserts speed. `--stack scaled` WIPES
-    /// the deployment's data on its servers (PostgreSQL databases
-    /// ticketing_*, the JetStream stream TICKETING, the Redis keys
-    /// ticketing:expiration:*) and runs against 127.0.0.1 / localhost only.
-    Bench(bench::BenchArgs),
-    /// Run concurrent sellers and buyers against the running local cluster
-    /// (infra/local/up.sh) while a nemesis kills and starts its processes
-    /// (infra/local/ctl.sh), then wait until it is idle and check the
-    /// invariants on its databases: one live order per ticket, money
-    /// charged once or refunded, reservations matching orders, replicas
-    /// converged, every acknowledged request's effect present, no dead
-    /// letters. Prints operations, faults and violations; fails on any.
-    Check(check::CheckArgs),
 }
 
 impl Cli {
@@ -194,8 +176,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DeadLetters { service, replay } => {
             return dead_letters(config, service, replay).await;
         }
-        Command::Bench(args) => return bench::run(args).await,
-        Command::Check(args) => return check::run(args).await,
         Command::Serve { service } => {
             let key = match (&config.jwt_key, service) {
                 (Some(key), ServiceName::Web) => key.clone(),

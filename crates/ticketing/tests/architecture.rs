@@ -2,7 +2,9 @@
 //! the foundation crates are layered (`common` → `messaging` → `platform`),
 //! a service crate depends on the foundation crates only and never on another
 //! service, `testkit` is only ever a dev-dependency, only `ticketing` sees
-//! them all. Every third-party dependency takes its version from the root
+//! them all; the tooling (`tools`: bench, check) sits beside the product,
+//! may use the foundation and a service's own code, and nothing depends on
+//! it. Every third-party dependency takes its version from the root
 //! manifest.
 
 use std::collections::BTreeSet;
@@ -74,6 +76,7 @@ fn allowed(name: &str) -> Option<BTreeSet<String>> {
         "testkit" => set(&FOUNDATION),
         "web" => set(&["common"]),
         "ticketing" => return None,
+        "tools" => FOUNDATION.iter().chain(&SERVICES).map(|n| (*n).to_owned()).collect(),
         service if SERVICES.contains(&service) => set(&FOUNDATION),
         other => panic!("{other} is a new crate: give it a place in the layers"),
     })
@@ -98,6 +101,16 @@ fn services_never_depend_on_each_other_even_in_tests() {
             assert!(!all.contains(&(*other).to_owned()), "{} depends on {other}", member.name);
         }
         assert!(!all.contains(&"ticketing".to_owned()), "{} depends on the binary", member.name);
+    }
+}
+
+#[test]
+fn nothing_depends_on_the_tooling() {
+    let members = members();
+    assert!(members.iter().any(|m| m.name == "tools"), "the tooling is a member");
+    for member in members {
+        let all: BTreeSet<&String> = member.deps.union(&member.dev_deps).collect();
+        assert!(!all.contains(&"tools".to_owned()), "{} depends on the tooling", member.name);
     }
 }
 

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use messaging::events::{Event as _, TicketCreated};
 
-use super::client::Conn;
+use crate::client::Conn;
 use super::scenarios::Bench;
 
 /// The body of a new ticket.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use common::BoxFuture;
 
 use super::{Bench, Throughput};
-use crate::bench::client::Conn;
+use crate::client::Conn;
 use crate::bench::load::{Outcome, Plan, Workload, closed_loop};
 use crate::bench::stats::{Expect, Tally};
 use crate::bench::user::{HttpUser, Reply};

@@ -1,8 +1,11 @@
-//! `ticketing bench` end to end, small and fast, on the embedded stack: it
+//! `ticketing-tools bench` end to end, small and fast, on the embedded stack: it
 //! starts its deployment, measures every scenario and writes the JSON
 //! document. Only correctness is asserted (every scenario measured
 //! something, nothing answered 5xx, the flash sale sold each ticket exactly
-//! once and every winner paid); speed never is.
+//! once and every winner paid); speed never is. The deployment is the
+//! `ticketing` binary beside `ticketing-tools` in the target directory: a
+//! workspace build (`cargo nextest run --workspace`) builds both; alone,
+//! `cargo build -p ticketing` first (the bench says so if it is missing).
 
 use std::process::Command;
 
@@ -11,18 +14,19 @@ use serde_json::Value;
 #[test]
 fn the_bench_measures_every_scenario_and_sells_each_flash_ticket_once() {
     let json = std::env::temp_dir().join(format!("ticketing-bench-{}.json", uuid::Uuid::new_v4()));
-    let output = Command::new(env!("CARGO_BIN_EXE_ticketing"))
+    let output = Command::new(env!("CARGO_BIN_EXE_ticketing-tools"))
         .args(["bench", "--stack", "embedded", "--duration", "1s", "--warmup", "0s"])
         .args(["--connections", "4", "--flash-tickets", "50", "--flash-buyers", "300"])
         .args(["--flash-connections", "32", "--json"])
         .arg(&json)
         .env("RUST_LOG", "warn")
+        .env_remove("TICKETING_BIN")
         .output()
-        .expect("ticketing bench runs");
+        .expect("ticketing-tools bench runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "ticketing bench failed\n{stdout}\n{}",
+        "ticketing-tools bench failed\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     let report: Value =

@@ -4,7 +4,7 @@
 //! in-process bus with SQLite, and on JetStream with PostgreSQL when
 //! `TEST_DATABASE_URL` and `TEST_NATS_URL` are set.
 //!
-//! Run: `cargo bench -p ticketing --bench replication` (`SAMPLES=n` to change
+//! Run: `cargo bench -p tools --bench replication` (`SAMPLES=n` to change
 //! the number of tickets, default 300).
 
 #![allow(clippy::print_stdout)] // a benchmark prints its numbers

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use common::config::Secret;
 use common::session::Sessions;
 
-use crate::bench::client::Conn;
+use crate::client::Conn;
 
 /// The running local cluster.
 pub struct Cluster {

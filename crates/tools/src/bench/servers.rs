@@ -46,7 +46,7 @@ impl Servers {
             let host = parsed.host_str().unwrap_or_default();
             anyhow::ensure!(
                 host == "127.0.0.1" || host == "localhost",
-                "the {name} server is on {host:?}, not 127.0.0.1 or localhost: `ticketing bench \
+                "the {name} server is on {host:?}, not 127.0.0.1 or localhost: `ticketing-tools bench \
                  --stack scaled` wipes the deployment's data there, so it runs against local \
                  servers only"
             );

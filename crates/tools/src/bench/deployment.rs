@@ -6,7 +6,7 @@
 //! success or error.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use common::config::Secret;
 use common::session::Sessions;
 
 use super::Stack;
-use super::client::Conn;
+use crate::client::Conn;
 use super::procfs::Pid;
 use super::servers::Servers;
 
@@ -69,7 +69,7 @@ pub struct LogSummary {
 
 impl Deployment {
     /// Starts the deployment and waits until it is ready.
-    pub async fn start(stack: Stack, servers: Option<&Servers>) -> anyhow::Result<Self> {
+    pub async fn start(binary: &Path, stack: Stack, servers: Option<&Servers>) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("ticketing-bench-{}", Uuid::new_v4().simple()));
         let data = dir.join("data");
         std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
@@ -77,10 +77,14 @@ impl Deployment {
         let key = random_key()?;
         let log = std::fs::File::create(dir.join("server.log")).context("creating the log file")?;
 
-        let exe = std::env::current_exe().context("finding this binary")?;
-        let mut command = std::process::Command::new(exe);
-        for variable in common::config::VARIABLES {
-            command.env_remove(variable);
+        // Only what is set here (and the basics a process expects): the
+        // deployment must not inherit the caller's configuration.
+        let mut command = std::process::Command::new(binary);
+        command.env_clear();
+        for kept in ["PATH", "HOME", "TMPDIR"] {
+            if let Some(value) = std::env::var_os(kept) {
+                command.env(kept, value);
+            }
         }
         command
             .env("DATA_DIR", &data)

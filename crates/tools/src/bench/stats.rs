@@ -8,7 +8,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::client::Answer;
+use crate::client::Answer;
 
 /// Recorded latencies.
 #[derive(Debug, Clone)]

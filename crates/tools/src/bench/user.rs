@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use hyper::header::HeaderValue;
 
-use super::client::{Answer, Conn};
+use crate::client::{Answer, Conn};
 use super::deployment::Session;
 use super::stats::{Expect, Tally};
 

@@ -1,4 +1,4 @@
-//! `ticketing bench`: measures a deployment of the product from outside,
+//! `ticketing-tools bench`: measures a deployment of the product from outside,
 //! over keep-alive HTTP/1.1, and prints numbers. It never asserts speed: a
 //! figure that misses its target says "not met"; only correctness (every
 //! ticket of the flash sale sold exactly once, no 5xx) fails the command.
@@ -18,7 +18,6 @@
 //! | [`scenarios`] | what is measured, one module per scenario with its ceiling |
 //! | [`report`] | the figures together, their targets, the text report and the JSON document |
 
-pub(crate) mod client;
 mod deployment;
 mod load;
 mod procfs;
@@ -38,11 +37,10 @@ use serde::Serialize;
 
 pub use scenarios::Scenario;
 
-/// `ticketing bench` options.
+use crate::parse_duration;
+
+/// `ticketing-tools bench` options.
 #[derive(Debug, Clone, Args)]
-#[command(
-    next_help_heading = "Bench options (of the options above, only --rust-log and --log-format apply: to the bench's own logs)"
-)]
 pub struct BenchArgs {
     /// The deployment to start and measure. `embedded`: the all-in-one with
     /// nothing configured (SQLite files, in-process bus, timers in its
@@ -89,6 +87,27 @@ pub struct BenchArgs {
     /// Also write every figure, with the machine's facts, to this JSON file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+
+    /// The `ticketing` binary to start. Default: the one beside this
+    /// binary (cargo builds both into one target directory).
+    #[arg(long, env = "TICKETING_BIN")]
+    pub binary: Option<PathBuf>,
+}
+
+/// The product binary: `explicit`, or `ticketing` beside this binary.
+pub fn ticketing_binary(explicit: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_owned());
+    }
+    let beside = std::env::current_exe()
+        .context("finding this binary")?
+        .with_file_name(format!("ticketing{}", std::env::consts::EXE_SUFFIX));
+    anyhow::ensure!(
+        beside.is_file(),
+        "no `ticketing` binary at {} (build it: `cargo build -p ticketing`, or name one with --binary)",
+        beside.display()
+    );
+    Ok(beside)
 }
 
 /// The deployment the bench starts.
@@ -110,26 +129,11 @@ impl Stack {
     }
 }
 
-/// `10s`, `500ms`, `1m`, `0s`, or a bare number of seconds.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().map_err(|_| format!("not a duration: {text:?}"))?;
-    let seconds = match unit {
-        "" | "s" => number,
-        "ms" => number / 1000.0,
-        "m" => number * 60.0,
-        _ => return Err(format!("unknown unit in {text:?} (use ms, s or m)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
-}
-
-/// Runs `ticketing bench`: starts the deployment, runs the scenarios, prints
+/// Runs `ticketing-tools bench`: starts the deployment, runs the scenarios, prints
 /// the report (and writes the JSON document), stops the deployment.
 #[allow(clippy::print_stdout)] // the report is the command's output
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    common::install_crypto();
+    let binary = ticketing_binary(args.binary.as_deref())?;
     let servers = match args.stack {
         Stack::Embedded => None,
         Stack::Scaled => {
@@ -140,7 +144,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     };
     let machine = procfs::Machine::read();
-    let deployment = deployment::Deployment::start(args.stack, servers.as_ref()).await?;
+    let deployment = deployment::Deployment::start(&binary, args.stack, servers.as_ref()).await?;
     let footprint_start = deployment.footprint_idle().await;
     let results = scenarios::run_all(&args, &deployment, servers.as_ref()).await?;
     let report = report::Report::new(
@@ -160,20 +164,4 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let failed = report.failed_checks();
     anyhow::ensure!(failed.is_empty(), "correctness checks failed: {}", failed.join("; "));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_like_the_help_says() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert!(parse_duration("2h").is_err());
-        assert!(parse_duration("fast").is_err());
-    }
 }

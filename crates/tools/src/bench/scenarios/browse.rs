@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{Bench, Get, Throughput};
-use crate::bench::client::Conn;
+use crate::client::Conn;
 use crate::bench::load::closed_loop;
 use crate::bench::procfs::CpuMeter;
 use crate::bench::seed;

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::cluster::Cluster;
 use super::history::{History, Kind, Op, Outcome};
-use crate::bench::client::{Answer, Conn};
+use crate::client::{Answer, Conn};
 
 /// How long a request may take before its outcome is unknown.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

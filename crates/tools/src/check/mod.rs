@@ -1,4 +1,4 @@
-//! `ticketing check`: a Jepsen-style invariant checker for the local
+//! `ticketing-tools check`: a Jepsen-style invariant checker for the local
 //! cluster (`infra/local/up.sh`). Concurrent sellers and buyers run for a
 //! fixed time over the ingress while a nemesis kills and starts processes
 //! through `infra/local/ctl.sh`; every request is recorded with its
@@ -40,13 +40,10 @@ use nemesis::Fault;
 pub use nemesis::NemesisKind;
 use state::{Databases, State};
 
-use crate::bench::parse_duration;
+use crate::parse_duration;
 
-/// `ticketing check` options.
+/// `ticketing-tools check` options.
 #[derive(Debug, Clone, Args)]
-#[command(
-    next_help_heading = "Check options (of the options above, only --rust-log and --log-format apply)"
-)]
 pub struct CheckArgs {
     /// The local cluster's state directory (up.sh's LOCAL_CLUSTER_DIR).
     #[arg(long, env = "LOCAL_CLUSTER_DIR", default_value = ".local-cluster")]
@@ -82,7 +79,7 @@ pub struct CheckArgs {
 /// for a debug build on a loaded CI machine).
 const ORDERABLE_WITHIN: Duration = Duration::from_secs(10);
 
-/// Runs `ticketing check`.
+/// Runs `ticketing-tools check`.
 #[allow(clippy::print_stdout)] // the report is the command's output
 pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
     let cluster = Arc::new(Cluster::open(&args.cluster_dir, &args.ctl)?);
@@ -91,7 +88,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
     processes.extend(cluster.nats_nodes());
     let pids_before: Vec<_> = processes.iter().map(|p| cluster.pid(p)).collect();
     println!(
-        "ticketing check: {} s, {} sellers, {} buyers, nemesis {:?}, through http://{}",
+        "ticketing-tools check: {} s, {} sellers, {} buyers, nemesis {:?}, through http://{}",
         args.duration.as_secs(),
         args.sellers,
         args.buyers,
