@@ -77,7 +77,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

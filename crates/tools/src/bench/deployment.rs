@@ -20,9 +20,9 @@ use common::config::Secret;
 use common::session::Sessions;
 
 use super::Stack;
-use crate::client::Conn;
 use super::procfs::Pid;
 use super::servers::Servers;
+use crate::client::Conn;
 
 /// How long the deployment may take to become ready.
 const READY_WITHIN: Duration = Duration::from_secs(60);
@@ -69,7 +69,11 @@ pub struct LogSummary {
 
 impl Deployment {
     /// Starts the deployment and waits until it is ready.
-    pub async fn start(binary: &Path, stack: Stack, servers: Option<&Servers>) -> anyhow::Result<Self> {
+    pub async fn start(
+        binary: &Path,
+        stack: Stack,
+        servers: Option<&Servers>,
+    ) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("ticketing-bench-{}", Uuid::new_v4().simple()));
         let data = dir.join("data");
         std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;

@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use messaging::events::{Event as _, TicketCreated};
 
-use crate::client::Conn;
 use super::scenarios::Bench;
+use crate::client::Conn;
 
 /// The body of a new ticket.
 pub fn ticket_body(index: usize) -> Bytes {

@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use hyper::header::HeaderValue;
 
-use crate::client::{Answer, Conn};
 use super::deployment::Session;
 use super::stats::{Expect, Tally};
+use crate::client::{Answer, Conn};
 
 /// How a request went.
 #[derive(Debug)]

@@ -14,10 +14,10 @@ use uuid::Uuid;
 use common::BoxFuture;
 
 use super::{Bench, Throughput};
-use crate::client::Conn;
 use crate::bench::load::{Outcome, Plan, Workload, closed_loop};
 use crate::bench::stats::{Expect, Tally};
 use crate::bench::user::{HttpUser, Reply};
+use crate::client::Conn;
 
 /// Users of each loop, and its longest warm-up and duration.
 const USERS: usize = 4;

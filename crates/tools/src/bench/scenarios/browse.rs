@@ -14,11 +14,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{Bench, Get, Throughput};
-use crate::client::Conn;
 use crate::bench::load::closed_loop;
 use crate::bench::procfs::CpuMeter;
 use crate::bench::seed;
 use crate::bench::stats::ratio;
+use crate::client::Conn;
 
 const TICKETS: usize = 100;
 const PATH: &str = "/api/tickets";
