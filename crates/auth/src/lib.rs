@@ -4,12 +4,15 @@
 mod domain;
 mod password;
 mod routes;
+mod settings;
 mod store;
 
 use common::db::{MigrationFile, Migrations, Sql};
 use platform::service::{Context, Probe, Service};
 use store::Store;
 use utoipa::OpenApi as _;
+
+pub use settings::Settings;
 
 /// The service's name: its database is `ticketing_auth` / `auth.db`.
 pub const NAME: &str = "auth";
@@ -22,14 +25,16 @@ pub const MIGRATIONS: Migrations = Migrations(&[MigrationFile {
 }]);
 
 /// Opens the service's database and builds its routes.
-pub async fn build(context: &Context) -> anyhow::Result<Service> {
+pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Service> {
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
-    let config = &context.config;
-    let limits =
-        routes::AuthLimits::new(config.signin_failures_per_email, config.auth_requests_per_address);
+    let limits = routes::AuthLimits::new(
+        settings.signin_failures_per_email,
+        settings.auth_requests_per_address,
+    );
+    let secure = settings.cookie_secure.unwrap_or(context.alone);
     let state = routes::AuthState {
         store: Store::new(db.clone()),
-        sessions: context.sessions.clone(),
+        sessions: context.sessions.lasting(settings.session_lifetime, secure),
         limits: std::sync::Arc::new(limits),
     };
     Ok(Service {

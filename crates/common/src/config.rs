@@ -1,12 +1,18 @@
-//! Configuration: every variable of the deployment in one place, typed, with
-//! defaults that run with nothing set. Each field is a `ticketing` flag with an
-//! environment-variable fallback (see `ticketing --help`).
+//! The configuration every process shares (port, data directory, database,
+//! bus, session secret, proxies, logs), and the helpers each service's own
+//! settings are written with. A service declares what only it reads in its
+//! own `Settings` (`orders::Settings`, `payments::Settings`, ...); the binary
+//! flattens them all into one command line. Every field is a `ticketing`
+//! flag with an environment-variable fallback, typed, with a default that
+//! runs with nothing set (see `ticketing --help`).
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use clap::{Args, ValueEnum};
+use std::time::Duration;
+
+use clap::{Args, FromArgMatches, ValueEnum};
 
 use crate::client::TrustedProxies;
 
@@ -82,8 +88,10 @@ pub enum LogFormat {
     Json,
 }
 
-/// The deployment's configuration (ARCHITECTURE.md, "Configuration").
+/// What every process of the deployment reads (ARCHITECTURE.md,
+/// "Configuration"); each service's own settings live with the service.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Shared by every process")]
 pub struct Config {
     /// HTTP port (all-in-one: the one port; a service: its port).
     #[arg(global = true, long, env = "PORT", default_value_t = 3000)]
@@ -128,116 +136,11 @@ pub struct Config {
     #[arg(global = true, long, env = "JWT_KEY", hide_env_values = true)]
     pub jwt_key: Option<Secret>,
 
-    /// How long an order holds its ticket, in seconds.
-    #[arg(global = true, long, env = "ORDER_EXPIRATION_SECONDS", default_value_t = 900)]
-    pub order_expiration_seconds: u64,
-
-    /// How many unpaid orders one buyer may hold at once (0: no limit).
-    #[arg(global = true, long, env = "MAX_LIVE_ORDERS_PER_USER", default_value_t = 5)]
-    pub max_live_orders_per_user: u32,
-
-    /// Failed sign-ins allowed per email per 15 minutes; past it that email
-    /// is answered 429 (even with the right password) until one frees up
-    /// (0: no limit).
-    #[arg(global = true, long, env = "SIGNIN_FAILURES_PER_EMAIL", default_value_t = 10)]
-    pub signin_failures_per_email: u32,
-
-    /// Sign-ins and sign-ups allowed per client address per minute (0: no
-    /// limit; test suites that sign up many users from one address set 0).
-    #[arg(global = true, long, env = "AUTH_REQUESTS_PER_ADDRESS", default_value_t = 60)]
-    pub auth_requests_per_address: u32,
-
-    /// Orders one user may place per minute (0: no limit).
-    #[arg(global = true, long, env = "ORDERS_PER_USER_PER_MINUTE", default_value_t = 30)]
-    pub orders_per_user_per_minute: u32,
-
-    /// Live ticket streams (`GET /api/tickets/events`) one client address
-    /// may hold open at once per process; past it, 429 (0: no limit).
-    #[arg(global = true, long, env = "LIVE_STREAMS_PER_ADDRESS", default_value_t = 6)]
-    pub live_streams_per_address: u32,
-
-    /// Live ticket streams one process holds open at once; past it, 429
-    /// (0: no limit).
-    #[arg(global = true, long, env = "LIVE_STREAMS", default_value_t = 1000)]
-    pub live_streams: u32,
-
-    /// How long the tickets service may answer the public list from
-    /// memory, in milliseconds, without hearing of a change (0: never). Its
-    /// own changes make its answers out of date at once, so the all-in-one
-    /// (default 1000) is exact; `serve tickets` (default 0) may run beside
-    /// other replicas whose changes it does not see.
-    #[arg(global = true, long, env = "TICKETS_LIST_CACHE_MS")]
-    pub tickets_list_cache_ms: Option<u64>,
-
     /// Proxies whose X-Forwarded-For names the client (comma-separated
     /// addresses or networks, e.g. `127.0.0.0/8,10.0.0.0/8`; empty: none).
     #[arg(global = true, long, env = "TRUSTED_PROXIES",
           default_value = crate::client::DEFAULT_TRUSTED_PROXIES)]
     pub trusted_proxies: TrustedProxies,
-
-    /// Lifetime of a session in seconds (JWT `exp`, cookie `Max-Age`).
-    #[arg(global = true, long, env = "SESSION_SECONDS", default_value_t = 86_400,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub session_seconds: u64,
-
-    /// Stripe secret key. Unset: the fake payment processor (test cards)
-    /// in the all-in-one; `serve payments` refuses to start without it
-    /// unless PAYMENT_PROCESSOR=fake.
-    #[arg(global = true, long, env = "STRIPE_SECRET_KEY", hide_env_values = true)]
-    pub stripe_secret_key: Option<Secret>,
-
-    /// Which payment processor takes the charges. Default: Stripe when
-    /// STRIPE_SECRET_KEY is set, the fake (test cards only, nothing is
-    /// charged) otherwise in the all-in-one; `serve payments` needs it said.
-    #[arg(global = true, long, env = "PAYMENT_PROCESSOR", value_enum)]
-    pub payment_processor: Option<PaymentProcessor>,
-
-    /// Stripe publishable key; lets the web client load Stripe's card form.
-    #[arg(global = true, long, env = "STRIPE_PUBLISHABLE_KEY")]
-    pub stripe_publishable_key: Option<String>,
-
-    /// Where Stripe calls go (tests point it at a local fake).
-    #[arg(global = true, long, env = "STRIPE_API_BASE", default_value = "https://api.stripe.com")]
-    pub stripe_api_base: String,
-
-    /// How long one call to Stripe may take, in seconds, before the
-    /// payment answers 503 and its attempt is left to reconciliation. Keep
-    /// it below WEB_API_TIMEOUT_SECONDS and the server's 30 s request limit.
-    #[arg(global = true, long, env = "STRIPE_TIMEOUT_SECONDS", default_value_t = 20,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub stripe_timeout_seconds: u64,
-
-    /// Secret of the Stripe webhook endpoint (`whsec_...`): signs the
-    /// events Stripe posts to /api/payments/webhook. Unset: every webhook
-    /// call is refused (400).
-    #[arg(global = true, long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
-    pub stripe_webhook_secret: Option<Secret>,
-
-    /// A payment attempt still pending after this many seconds is settled
-    /// by asking the processor what became of it (reconciliation).
-    #[arg(global = true, long, env = "PAYMENT_RECONCILE_SECONDS", default_value_t = 60,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub payment_reconcile_seconds: u64,
-
-    /// Charge currency (ISO 4217, lower case).
-    #[arg(global = true, long, env = "PAYMENT_CURRENCY", default_value = "usd")]
-    pub payment_currency: String,
-
-    /// Where the web client reaches the HTTP API. Default: this process
-    /// (`http://127.0.0.1:PORT`), which serves it in the all-in-one.
-    #[arg(global = true, long, env = "API_URL")]
-    pub api_url: Option<String>,
-
-    /// How long the web client waits for the HTTP API, in seconds; longer
-    /// than STRIPE_TIMEOUT_SECONDS, so a payment is not given up on while
-    /// Stripe may still answer.
-    #[arg(global = true, long, env = "WEB_API_TIMEOUT_SECONDS", default_value_t = 25,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub web_api_timeout_seconds: u64,
-
-    /// Add `Secure` to the session cookie. Default: false all-in-one, true for `serve`.
-    #[arg(global = true, long, env = "COOKIE_SECURE")]
-    pub cookie_secure: Option<bool>,
 
     /// Log filter (tracing's env-filter syntax).
     #[arg(global = true, long, env = "RUST_LOG", default_value = "info")]
@@ -249,90 +152,74 @@ pub struct Config {
     pub log_format: Option<LogFormat>,
 }
 
-/// The payment processors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PaymentProcessor {
-    /// Stripe's API (needs STRIPE_SECRET_KEY).
-    Stripe,
-    /// Test cards only (`tok_visa` succeeds, `tok_chargeDeclined` is
-    /// declined); nothing is charged.
-    Fake,
+/// Settings with every default, as `ticketing` sees them with nothing set
+/// and no environment: the defaults written in `T`'s own `#[arg]`s, so they
+/// are stated once. Tests and the tools start from these.
+pub fn defaults<T: Args + FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults")).mut_args(|arg| arg.env(None));
+    command
+        .try_get_matches_from(["defaults"])
+        .and_then(|matches| T::from_arg_matches(&matches))
+        .unwrap_or_else(|error| panic!("settings without a default: {error}"))
 }
 
-/// The environment variable of every field of [`Config`] (a test keeps the
-/// list complete): what a process started for a test or a benchmark must
-/// not inherit unless it is set on purpose.
-pub const VARIABLES: [&str; 31] = [
-    "PORT",
-    "DATA_DIR",
-    "DATABASE_URL",
-    "DATABASE_PREFIX",
-    "NATS_URL",
-    "NATS_STREAM_REPLICAS",
-    "REDIS_URL",
-    "JWT_KEY",
-    "ORDER_EXPIRATION_SECONDS",
-    "MAX_LIVE_ORDERS_PER_USER",
-    "SIGNIN_FAILURES_PER_EMAIL",
-    "AUTH_REQUESTS_PER_ADDRESS",
-    "ORDERS_PER_USER_PER_MINUTE",
-    "LIVE_STREAMS_PER_ADDRESS",
-    "LIVE_STREAMS",
-    "TICKETS_LIST_CACHE_MS",
-    "TRUSTED_PROXIES",
-    "SESSION_SECONDS",
-    "STRIPE_SECRET_KEY",
-    "PAYMENT_PROCESSOR",
-    "STRIPE_PUBLISHABLE_KEY",
-    "STRIPE_API_BASE",
-    "STRIPE_TIMEOUT_SECONDS",
-    "STRIPE_WEBHOOK_SECRET",
-    "PAYMENT_RECONCILE_SECONDS",
-    "PAYMENT_CURRENCY",
-    "API_URL",
-    "WEB_API_TIMEOUT_SECONDS",
-    "COOKIE_SECURE",
-    "RUST_LOG",
-    "LOG_FORMAT",
-];
+/// A whole number of seconds, as a `Duration` (`ORDER_EXPIRATION_SECONDS=900`).
+pub fn seconds(text: &str) -> Result<Duration, String> {
+    text.trim().parse::<u64>().map(Duration::from_secs).map_err(|e| format!("{e}: whole seconds"))
+}
+
+/// A whole number of seconds, at least one.
+pub fn positive_seconds(text: &str) -> Result<Duration, String> {
+    seconds(text).and_then(|d| if d.is_zero() { Err("at least 1 second".into()) } else { Ok(d) })
+}
+
+/// A whole number of milliseconds, as a `Duration` (`TICKETS_LIST_CACHE_MS=1000`).
+pub fn milliseconds(text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|e| format!("{e}: whole milliseconds"))
+}
+
+/// The shortest session secret a service alone accepts: HS256 keys
+/// shorter than its 32-byte output are guessable offline from one token.
+pub const MIN_JWT_KEY_BYTES: usize = 32;
 
 impl Config {
-    /// The configuration with every default, as `ticketing` sees it with
-    /// nothing set (tests start from this).
+    /// The configuration with every default (tests start from this).
     pub fn defaults() -> Self {
-        Self {
-            port: 3000,
-            data_dir: PathBuf::from("./data"),
-            database_url: None,
-            database_prefix: "ticketing".into(),
-            nats_url: None,
-            nats_stream_replicas: 1,
-            redis_url: None,
-            jwt_key: None,
-            order_expiration_seconds: 900,
-            max_live_orders_per_user: 5,
-            signin_failures_per_email: 10,
-            auth_requests_per_address: 60,
-            orders_per_user_per_minute: 30,
-            live_streams_per_address: 6,
-            live_streams: 1000,
-            tickets_list_cache_ms: None,
-            trusted_proxies: TrustedProxies::default(),
-            session_seconds: 86_400,
-            stripe_secret_key: None,
-            payment_processor: None,
-            stripe_publishable_key: None,
-            api_url: None,
-            stripe_api_base: "https://api.stripe.com".into(),
-            stripe_timeout_seconds: 20,
-            stripe_webhook_secret: None,
-            payment_reconcile_seconds: 60,
-            payment_currency: "usd".into(),
-            web_api_timeout_seconds: 25,
-            cookie_secure: None,
-            rust_log: "info".into(),
-            log_format: None,
-        }
+        defaults()
+    }
+
+    /// What a backend service run alone (`ticketing serve <service>`) needs
+    /// of the shared configuration, checked before anything starts: falling
+    /// back to the all-in-one's embedded defaults it would run on a private
+    /// SQLite file and bus, cut off from the other services, and report
+    /// itself ready. Returns the session secret.
+    pub fn check_alone(&self, service: &str) -> anyhow::Result<Secret> {
+        let Some(key) = &self.jwt_key else {
+            anyhow::bail!("JWT_KEY must be set when a service runs alone (ticketing serve)")
+        };
+        anyhow::ensure!(
+            key.expose().len() >= MIN_JWT_KEY_BYTES,
+            "JWT_KEY must be at least {MIN_JWT_KEY_BYTES} bytes (a random secret; e.g. `openssl \
+             rand -hex 32`)"
+        );
+        let required = |variable: &str, set: bool, why: &str| {
+            anyhow::ensure!(set, "{variable} must be set for `ticketing serve {service}`: {why}");
+            Ok(())
+        };
+        required(
+            "DATABASE_URL",
+            self.database_url.is_some(),
+            "a service alone keeps its data in PostgreSQL (SQLite files are the all-in-one's)",
+        )?;
+        required(
+            "NATS_URL",
+            self.nats_url.is_some(),
+            "a service alone talks to the others through NATS JetStream",
+        )?;
+        Ok(key.clone())
     }
 }
 
@@ -341,18 +228,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_variable_of_the_configuration_is_listed() {
-        use clap::Args as _;
-        let command = Config::augment_args(clap::Command::new("ticketing"));
-        let mut from_config: Vec<String> = command
-            .get_arguments()
-            .filter_map(|arg| arg.get_env())
-            .map(|env| env.to_string_lossy().into_owned())
-            .collect();
-        let mut listed: Vec<String> = VARIABLES.iter().map(|v| (*v).to_owned()).collect();
-        from_config.sort();
-        listed.sort();
-        assert_eq!(listed, from_config);
+    fn defaults_are_the_arguments_defaults_whatever_the_environment() {
+        // PORT may be set where the tests run; the defaults ignore it.
+        let config = Config::defaults();
+        assert_eq!(config.port, 3000);
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.database_prefix, "ticketing");
+        assert_eq!(config.nats_stream_replicas, 1);
+        assert!(config.database_url.is_none() && config.jwt_key.is_none());
+    }
+
+    #[test]
+    fn a_service_alone_needs_its_database_bus_and_secret() {
+        let refusal = |configure: &dyn Fn(&mut Config)| {
+            let mut config = Config::defaults();
+            configure(&mut config);
+            config.check_alone("orders").err().map(|e| e.to_string())
+        };
+        assert!(refusal(&|_| {}).expect("refused").starts_with("JWT_KEY must be set"));
+        let short = refusal(&|c| c.jwt_key = Some(Secret::new("short")));
+        assert!(short.expect("refused").starts_with("JWT_KEY must be at least 32 bytes"));
+        let keyed = |c: &mut Config| c.jwt_key = Some(Secret::new("k".repeat(32)));
+        let missing = refusal(&keyed).expect("refused");
+        assert!(missing.starts_with("DATABASE_URL must be set for `ticketing serve orders`"));
+        let missing = refusal(&|c| {
+            keyed(c);
+            c.database_url = Some(Secret::new("postgres://x"));
+        });
+        assert!(missing.expect("refused").starts_with("NATS_URL must be set"));
+        let ready = refusal(&|c| {
+            keyed(c);
+            c.database_url = Some(Secret::new("postgres://db/x"));
+            c.nats_url = Some(Secret::new("nats://nats:4222"));
+        });
+        assert_eq!(ready, None);
+    }
+
+    #[test]
+    fn durations_are_read_in_their_unit() {
+        assert_eq!(seconds("900"), Ok(Duration::from_secs(900)));
+        assert_eq!(seconds("0"), Ok(Duration::ZERO));
+        assert!(positive_seconds("0").is_err());
+        assert!(seconds("1.5").is_err() && seconds("-1").is_err());
+        assert_eq!(milliseconds("250"), Ok(Duration::from_millis(250)));
     }
 
     #[test]

@@ -17,6 +17,8 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor as _, SqlSafeStr as _, Transaction};
 use uuid::Uuid;
 
+use crate::config::Secret;
+
 /// A failed database call, as every store reports it: the database cannot
 /// be reached or is overloaded ([`DbError::is_unavailable`]: the API answers
 /// 503), or anything else (a fault: 500). Stores never speak HTTP; the one
@@ -89,7 +91,9 @@ pub enum DbTarget {
     /// The database `<prefix>_<service>` on the PostgreSQL server at `url`
     /// (the prefix is `DATABASE_PREFIX`, `ticketing` by default; tests use
     /// one of their own).
-    Postgres { url: String, prefix: String },
+    /// The URL is a [`Secret`] until the driver connects: a `{:?}` of the
+    /// target never shows its password.
+    Postgres { url: Secret, prefix: String },
 }
 
 impl DbTarget {
@@ -104,7 +108,7 @@ impl DbTarget {
                 Db::sqlite(&file).await?
             }
             Self::Postgres { url, prefix } => {
-                Db::postgres(url, &format!("{prefix}_{service}")).await?
+                Db::postgres(url.expose(), &format!("{prefix}_{service}")).await?
             }
         };
         db.migrate(migrations)

@@ -143,7 +143,6 @@ mod tests {
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize)]
-    #[allow(dead_code)]
     struct Body {
         email: Option<String>,
         count: Option<u32>,

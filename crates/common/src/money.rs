@@ -146,7 +146,6 @@ impl Serialize for Cents {
         } else {
             // Two-decimal values print exactly with the shortest round-trip
             // float representation.
-            #[allow(clippy::cast_precision_loss)]
             serializer.serialize_f64(self.0 as f64 / 100.0)
         }
     }

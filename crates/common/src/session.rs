@@ -76,6 +76,20 @@ impl Sessions {
         }))
     }
 
+    /// Sessions with the same secret that last `lifetime`, their cookie
+    /// `Secure` or not: what the service that signs users in issues (its
+    /// settings say how long a session lasts); every service verifies with
+    /// either.
+    pub fn lasting(&self, lifetime: Duration, secure: bool) -> Self {
+        Self(Arc::new(Inner {
+            encoding: self.0.encoding.clone(),
+            decoding: self.0.decoding.clone(),
+            validation: self.0.validation.clone(),
+            lifetime,
+            secure,
+        }))
+    }
+
     /// A signed token for the user, valid from now for the session lifetime.
     pub fn issue(&self, id: Uuid, email: &str) -> Result<(String, Claims), ApiError> {
         let iat = time::OffsetDateTime::now_utc().unix_timestamp();

@@ -1,7 +1,8 @@
 //! The statuses of an order: one vocabulary for the HTTP contract (API.md,
 //! "orders"), the events, the stores and the web client. `awaiting:payment`
-//! is reserved for "a charge is in progress" and not produced yet
-//! (DECISIONS.md).
+//! means "a charge is in progress": the orders service shows a `created`
+//! order that way between `payment.started` and the attempt's
+//! `payment.failed` (ARCHITECTURE.md, "Business rules").
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

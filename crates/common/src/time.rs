@@ -25,9 +25,9 @@ impl Timestamp {
         self.0
     }
 
-    /// This time plus `seconds`.
-    pub fn plus_seconds(self, seconds: u64) -> Self {
-        let millis = i64::try_from(seconds).unwrap_or(i64::MAX / 1000).saturating_mul(1000);
+    /// This time plus `duration` (to the millisecond).
+    pub fn plus(self, duration: std::time::Duration) -> Self {
+        let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
         Self(self.0.saturating_add(millis))
     }
 
@@ -175,7 +175,7 @@ mod tests {
         let t = Timestamp::from_millis(1_795_255_200_123);
         let json = serde_json::to_string(&t).expect("serialises");
         assert_eq!(serde_json::from_str::<Timestamp>(&json).expect("parses"), t);
-        assert_eq!(t.plus_seconds(2).millis(), 1_795_255_202_123);
+        assert_eq!(t.plus(std::time::Duration::from_secs(2)).millis(), 1_795_255_202_123);
     }
 }
 

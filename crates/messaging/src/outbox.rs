@@ -203,7 +203,6 @@ impl Relay {
     /// (a backlog that grows while the bus is down).
     async fn report_pending(&self) {
         if let Ok(pending) = self.outbox.pending().await {
-            #[allow(clippy::cast_precision_loss)]
             metrics::gauge!("outbox_pending", "service" => self.service).set(pending as f64);
         }
     }

@@ -5,6 +5,7 @@
 pub mod domain;
 pub mod listeners;
 mod routes;
+mod settings;
 pub mod store;
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ use messaging::outbox;
 use platform::service::{Context, Messaging, Probe, Service};
 use utoipa::OpenApi as _;
 
+pub use settings::Settings;
 pub use store::Store;
 
 /// The service's name: its database is `ticketing_orders` / `orders.db`.
@@ -46,7 +48,7 @@ pub const MIGRATIONS: Migrations = Migrations(&[
 ]);
 
 /// Opens the service's database and builds its routes and listeners.
-pub async fn build(context: &Context) -> anyhow::Result<Service> {
+pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Service> {
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
     let store = Store::new(db.clone());
     let messaging = Messaging::new(context, NAME, &db)
@@ -60,12 +62,12 @@ pub async fn build(context: &Context) -> anyhow::Result<Service> {
     let state = routes::OrdersState {
         store,
         sessions: context.sessions.clone(),
-        expiration: Duration::from_secs(context.config.order_expiration_seconds),
-        max_unpaid: context.config.max_live_orders_per_user,
         orders_per_user: std::sync::Arc::new(common::limit::RateLimit::new(
-            context.config.orders_per_user_per_minute,
+            settings.orders_per_user_per_minute,
             Duration::from_secs(60),
         )),
+        settings: settings.clone(),
+        clock: context.clock.clone(),
     };
     Ok(Service {
         name: NAME,

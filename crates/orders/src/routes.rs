@@ -1,7 +1,6 @@
 //! The orders routes (`/api/orders`, API.md "orders").
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,13 +10,14 @@ use common::error::ErrorBody;
 use common::extract::{self, Id, parse_id};
 use common::limit::RateLimit;
 use common::session::{CurrentUser, Sessions};
-use common::time::Timestamp;
+use common::time::Clock;
 use common::validate::Validator;
 use common::{ApiError, ApiResult, validated};
 use serde::Deserialize;
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
+use crate::Settings;
 use crate::domain::Order;
 use crate::store::{Change, CreateError, Store};
 
@@ -36,10 +36,9 @@ const WITHDRAWN: &str = "Ticket is no longer for sale";
 pub struct OrdersState {
     pub store: Store,
     pub sessions: Sessions,
-    /// How long an order holds its ticket.
-    pub expiration: Duration,
-    /// How many unpaid orders a buyer may hold at once (0: no limit).
-    pub max_unpaid: u32,
+    pub settings: Settings,
+    /// The context's clock: an order expires `order_expiration` after it.
+    pub clock: Arc<dyn Clock>,
     /// Orders per user per minute (`ORDERS_PER_USER_PER_MINUTE`).
     pub orders_per_user: Arc<RateLimit<Uuid>>,
 }
@@ -102,12 +101,13 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Order>)> {
     let ticket_id = body.parse()?;
     state.orders_per_user.take(&user.id)?;
-    let expires_at = Timestamp::now().plus_seconds(state.expiration.as_secs());
+    let expires_at = state.clock.now().plus(state.settings.order_expiration);
+    let max_unpaid = state.settings.max_live_orders_per_user;
     let order = state
         .store
-        .create(user.id, ticket_id, expires_at, state.max_unpaid)
+        .create(user.id, ticket_id, expires_at, max_unpaid)
         .await
-        .map_err(|refused| create_refused(refused, state.max_unpaid))?;
+        .map_err(|refused| create_refused(refused, max_unpaid))?;
     tracing::info!(order.id = %order.id, ticket.id = %ticket_id, "order created");
     Ok((StatusCode::CREATED, Json(order)))
 }

@@ -8,12 +8,13 @@ pub mod processor;
 pub mod reconcile;
 pub mod refunds;
 mod routes;
+mod settings;
 pub mod store;
 pub mod webhook;
 
 use std::sync::Arc;
 
-use common::config::PaymentProcessor;
+use anyhow::Context as _;
 use common::db::{MigrationFile, Migrations, Sql};
 use messaging::listener::Listener;
 use messaging::outbox;
@@ -26,6 +27,8 @@ use crate::processor::stripe::Stripe;
 use crate::reconcile::Reconciler;
 use crate::refunds::Refunder;
 use crate::store::Store;
+
+pub use settings::{PaymentProcessor, Settings};
 
 /// The service's name: its database is `ticketing_payments` / `payments.db`.
 pub const NAME: &str = "payments";
@@ -50,43 +53,40 @@ pub const MIGRATIONS: Migrations = Migrations(&[
     },
 ]);
 
-/// The processor the configuration asks for (`PAYMENT_PROCESSOR`): Stripe
-/// when `STRIPE_SECRET_KEY` is set, the fake processor otherwise, unless
-/// one is named.
-pub fn processor(context: &Context) -> anyhow::Result<Arc<dyn Processor>> {
-    let config = &context.config;
-    Ok(match (config.payment_processor, &config.stripe_secret_key) {
-        (Some(PaymentProcessor::Fake), _) | (None, None) => {
+/// The processor the settings choose (`PAYMENT_PROCESSOR`): Stripe when
+/// `STRIPE_SECRET_KEY` is set, the fake processor otherwise, unless one is
+/// named ([`Settings::processor`]).
+pub fn processor(context: &Context, settings: &Settings) -> anyhow::Result<Arc<dyn Processor>> {
+    Ok(match settings.processor(context.alone)? {
+        PaymentProcessor::Fake => {
             tracing::warn!(
                 "payments use the fake processor: test cards only (tok_visa succeeds, tok_chargeDeclined is declined, tok_threeDSecure2Required asks for authentication on a test page), nothing is charged"
             );
             Arc::new(FakeProcessor::new())
         }
-        (_, Some(key)) => {
-            tracing::info!(api = %config.stripe_api_base, "payments go to Stripe");
-            let timeout = std::time::Duration::from_secs(config.stripe_timeout_seconds);
-            Arc::new(Stripe::new(&config.stripe_api_base, key.clone(), timeout)?)
-        }
-        (Some(PaymentProcessor::Stripe), None) => {
-            anyhow::bail!("PAYMENT_PROCESSOR=stripe needs STRIPE_SECRET_KEY")
+        PaymentProcessor::Stripe => {
+            let key = settings.stripe_secret_key.clone().context("STRIPE_SECRET_KEY")?;
+            tracing::info!(api = %settings.stripe_api_base, "payments go to Stripe");
+            Arc::new(Stripe::new(&settings.stripe_api_base, key, settings.stripe_timeout)?)
         }
     })
 }
 
-/// Builds the service with the processor from the configuration.
-pub async fn build(context: &Context) -> anyhow::Result<Service> {
-    build_with(context, processor(context)?).await
+/// Builds the service with the processor its settings choose.
+pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Service> {
+    build_with(context, settings, processor(context, settings)?).await
 }
 
 /// Builds the service with a given processor (tests inject theirs).
 pub async fn build_with(
     context: &Context,
+    settings: &Settings,
     processor: Arc<dyn Processor>,
 ) -> anyhow::Result<Service> {
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
     let store = Store::new(db.clone());
     let refunder = Refunder::new(store.clone(), processor.clone());
-    let currency = context.config.payment_currency.to_lowercase();
+    let currency = settings.currency();
     let messaging = Messaging::new(context, NAME, &db)
         .listen(Listener::with(store.clone(), listeners::order_created))
         .listen(Listener::with(store.clone(), listeners::order_completed))
@@ -105,7 +105,7 @@ pub async fn build_with(
         store.clone(),
         processor.clone(),
         refunder.clone(),
-        std::time::Duration::from_secs(context.config.payment_reconcile_seconds),
+        settings.payment_reconcile_after,
     );
     let state = routes::PaymentsState {
         store,
@@ -113,7 +113,7 @@ pub async fn build_with(
         processor,
         refunder,
         currency,
-        webhook_secret: context.config.stripe_webhook_secret.clone(),
+        webhook_secret: settings.stripe_webhook_secret.clone(),
         reconciler: reconciler.clone(),
     };
     Ok(Service {

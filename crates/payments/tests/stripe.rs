@@ -252,18 +252,21 @@ async fn a_refund_names_the_payment_intent_with_an_idempotency_key() {
 #[tokio::test]
 async fn the_configuration_selects_stripe_at_its_api_base() {
     let (base, requests) = serve_fake_stripe(200, succeeded()).await;
-    let test = testkit::TestContext::new(&testkit::Backend::Sqlite, |config| {
-        config.stripe_secret_key = Some(Secret::new("sk_test_configured"));
-        config.stripe_api_base = base;
-    });
-    let processor = payments::processor(&test.context).expect("a processor");
+    let test = testkit::TestContext::new(&testkit::Backend::Sqlite, |_| {});
+    let settings = payments::Settings {
+        stripe_secret_key: Some(Secret::new("sk_test_configured")),
+        stripe_api_base: base,
+        ..Default::default()
+    };
+    let processor = payments::processor(&test.context, &settings).expect("a processor");
     processor.charge(request("pm_card_visa")).await.expect("charged");
     let sent = requests.lock().expect("lock")[0].clone();
     assert_eq!(sent.headers["authorization"], "Bearer sk_test_configured");
 
     // Unset, the fake processor charges test cards without any network.
     let unset = testkit::TestContext::new(&testkit::Backend::Sqlite, |_| {});
-    let fake = payments::processor(&unset.context).expect("a processor");
+    let fake =
+        payments::processor(&unset.context, &payments::Settings::default()).expect("a processor");
     fake.charge(request("tok_visa")).await.expect("the fake processor charges a test card");
     assert_eq!(requests.lock().expect("lock").len(), 1, "nothing else reached Stripe");
 }
@@ -565,12 +568,13 @@ async fn the_service_settles_3d_secure_payments_through_stripe() {
     let fake = StatefulStripe::default();
     let base = serve_stateful_stripe(fake.clone()).await;
     let api_base = base.clone();
-    let (context, bus) = TestSystem::prepare(Stack::Embedded, move |config| {
-        config.stripe_secret_key = Some(Secret::new("sk_test_3ds"));
-        config.stripe_api_base = api_base;
-    })
-    .await;
-    let service = payments::build(&context.context).await.expect("payments starts");
+    let (context, bus) = TestSystem::prepare(Stack::Embedded, |_| {}).await;
+    let settings = payments::Settings {
+        stripe_secret_key: Some(Secret::new("sk_test_3ds")),
+        stripe_api_base: api_base,
+        ..Default::default()
+    };
+    let service = payments::build(&context.context, &settings).await.expect("payments starts");
     let system = TestSystem::start(context, bus, vec![service]).await;
     let buyer = system.user("buyer");
     let mut orders = Vec::new();

@@ -20,10 +20,18 @@ use messaging::bus::memory::InProcessBus;
 use messaging::listener::{Listener, RetryPolicy, Runtime};
 use messaging::outbox::Outbox;
 
-/// What a service is built from: configuration and shared dependencies.
+/// What a service is built from: the shared configuration and
+/// dependencies (its own settings are passed beside it).
 #[derive(Debug, Clone)]
 pub struct Context {
     pub config: Config,
+    /// Whether the process runs one service alone (`ticketing serve`)
+    /// rather than every service at once: a service's settings may default
+    /// differently (a replica does not see its siblings' changes) and
+    /// require more (no fake processor by accident).
+    pub alone: bool,
+    /// Verifies sessions (and issues them with the default lifetime; auth
+    /// issues them with its own settings).
     pub sessions: Sessions,
     /// Where each service's database lives.
     pub databases: DbTarget,
@@ -41,19 +49,19 @@ pub struct Context {
 }
 
 impl Context {
-    /// The context for `config`, with the session secret already resolved.
-    pub fn new(config: Config, jwt_key: &common::config::Secret, cookie_secure: bool) -> Self {
-        let sessions =
-            Sessions::new(jwt_key, Duration::from_secs(config.session_seconds), cookie_secure);
+    /// The context of the all-in-one process for `config`, with the session
+    /// secret already resolved ([`Self::alone`] for `ticketing serve`).
+    pub fn new(config: Config, jwt_key: &common::config::Secret) -> Self {
+        let sessions = Sessions::new(jwt_key, DEFAULT_SESSION, false);
         let databases = match &config.database_url {
-            Some(url) => DbTarget::Postgres {
-                url: url.expose().to_owned(),
-                prefix: config.database_prefix.clone(),
-            },
+            Some(url) => {
+                DbTarget::Postgres { url: url.clone(), prefix: config.database_prefix.clone() }
+            }
             None => DbTarget::SqliteDir(config.data_dir.clone()),
         };
         Self {
             config,
+            alone: false,
             sessions,
             databases,
             shutdown: CancellationToken::new(),
@@ -64,6 +72,10 @@ impl Context {
         }
     }
 }
+
+/// How long a session issued with the context's [`Sessions`] lasts (auth
+/// issues its own with `SESSION_SECONDS`).
+const DEFAULT_SESSION: Duration = Duration::from_secs(86_400);
 
 type ProbeFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 

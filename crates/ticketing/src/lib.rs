@@ -1,20 +1,21 @@
-//! The `ticketing` binary's library: the command line, and the composition of
-//! the services into the all-in-one process or a single-service process.
+//! The `ticketing` binary's library: the command line, and the composition
+//! of the services into the all-in-one process or a single-service process
+//! ([`Application::build`], then [`Application::run_until_stopped`]).
 
 mod shutdown;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
-use std::sync::Arc;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio::net::TcpListener;
 
-use common::config::{Config, LogFormat, PaymentProcessor, Secret};
+use common::config::{Config, LogFormat, Secret};
 use messaging::bus::jetstream::{JetStreamBus, JetStreamOptions};
 use platform::service::{Context, Service, start_background};
-use tokio::net::TcpListener;
 
 /// Ticketing: a ticket resale marketplace built as event-driven services.
 ///
@@ -30,6 +31,25 @@ pub struct Cli {
 
     #[command(flatten)]
     pub config: Config,
+
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// Each service's own settings, side by side on the command line.
+#[derive(Debug, Clone, Default, Args)]
+#[group(id = "service-settings")]
+pub struct Settings {
+    #[command(flatten)]
+    pub auth: auth::Settings,
+    #[command(flatten)]
+    pub tickets: tickets::Settings,
+    #[command(flatten)]
+    pub orders: orders::Settings,
+    #[command(flatten)]
+    pub payments: payments::Settings,
+    #[command(flatten)]
+    pub web: web::Settings,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -68,52 +88,6 @@ impl Cli {
     }
 }
 
-/// What `ticketing serve <service>` needs configured, checked before
-/// anything starts: a service alone falling back to the all-in-one's
-/// embedded defaults would run on a private SQLite file and bus, cut off
-/// from the other services, and report itself ready; a payments service
-/// falling back to the fake processor would hand out tickets for free.
-pub fn check_serve_config(service: ServiceName, config: &Config) -> anyhow::Result<()> {
-    let required = |variable: &str, set: bool, why: &str| {
-        anyhow::ensure!(set, "{variable} must be set for `ticketing serve {service}`: {why}");
-        Ok(())
-    };
-    if service == ServiceName::Web {
-        return required(
-            "API_URL",
-            config.api_url.is_some(),
-            "where the web client reaches the HTTP API",
-        );
-    }
-    required(
-        "DATABASE_URL",
-        config.database_url.is_some(),
-        "a service alone keeps its data in PostgreSQL (SQLite files are the all-in-one's)",
-    )?;
-    required(
-        "NATS_URL",
-        config.nats_url.is_some(),
-        "a service alone talks to the others through NATS JetStream",
-    )?;
-    if service == ServiceName::Payments {
-        match (config.payment_processor, &config.stripe_secret_key) {
-            (Some(PaymentProcessor::Fake), _) | (_, Some(_)) => {}
-            (_, None) => anyhow::bail!(
-                "STRIPE_SECRET_KEY must be set for `ticketing serve payments` (or \
-                 PAYMENT_PROCESSOR=fake to take test cards only, charging nothing)"
-            ),
-        }
-    }
-    Ok(())
-}
-
-impl std::fmt::Display for ServiceName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = self.to_possible_value().map(|v| v.get_name().to_owned());
-        f.write_str(name.as_deref().unwrap_or("?"))
-    }
-}
-
 /// The services a process can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ServiceName {
@@ -131,16 +105,41 @@ pub enum ServiceName {
     Web,
 }
 
+impl std::fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.to_possible_value().map(|v| v.get_name().to_owned());
+        f.write_str(name.as_deref().unwrap_or("?"))
+    }
+}
+
 impl ServiceName {
-    async fn build(self, context: &Context) -> anyhow::Result<Service> {
+    async fn build(self, context: &Context, settings: &Settings) -> anyhow::Result<Service> {
         match self {
-            Self::Auth => auth::build(context).await,
-            Self::Tickets => tickets::build(context).await,
-            Self::Orders => orders::build(context).await,
-            Self::Payments => payments::build(context).await,
+            Self::Auth => auth::build(context, &settings.auth).await,
+            Self::Tickets => tickets::build(context, &settings.tickets).await,
+            Self::Orders => orders::build(context, &settings.orders).await,
+            Self::Payments => payments::build(context, &settings.payments).await,
             Self::Expiration => expiration::build(context).await,
             Self::Web => anyhow::bail!("the web client is not a backend service"),
         }
+    }
+
+    /// What this service run alone needs configured, checked before
+    /// anything starts; returns the session secret (the web client never
+    /// reads sessions itself).
+    fn check_alone(self, config: &Config, settings: &Settings) -> anyhow::Result<Secret> {
+        if self == Self::Web {
+            settings.web.api_url(None)?;
+            return Ok(config
+                .jwt_key
+                .clone()
+                .unwrap_or_else(|| Secret::new(uuid::Uuid::new_v4().to_string())));
+        }
+        let key = config.check_alone(&self.to_string())?;
+        if self == Self::Payments {
+            settings.payments.processor(true)?;
+        }
+        Ok(key)
     }
 
     /// The service's database: its name and migrations (none for web).
@@ -156,142 +155,130 @@ impl ServiceName {
     }
 }
 
-/// The shortest session secret `ticketing serve` accepts: HS256 keys
-/// shorter than its 32-byte output are guessable offline from one token.
-pub const MIN_JWT_KEY_BYTES: usize = 32;
-
 /// Runs the process described by `cli` until SIGINT / SIGTERM.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let mut config = cli.config;
-    let (names, context) = match cli.command.unwrap_or(Command::All) {
+    let Cli { command, config, settings } = cli;
+    let application = match command.unwrap_or(Command::All) {
         Command::All => {
             let key = match &config.jwt_key {
                 Some(key) => key.clone(),
                 None => dev_jwt_key(&config.data_dir).await?,
             };
-            let secure = config.cookie_secure.unwrap_or(false);
-            (ServiceName::value_variants().to_vec(), Context::new(config, &key, secure))
-        }
-        Command::DeadLetters { service, replay } => {
-            return dead_letters(config, service, replay).await;
+            let context = Context::new(config, &key);
+            Application::build(context, settings, ServiceName::value_variants()).await?
         }
         Command::Serve { service } => {
-            let key = match (&config.jwt_key, service) {
-                (Some(key), ServiceName::Web) => key.clone(),
-                (Some(key), _) => {
-                    anyhow::ensure!(
-                        key.expose().len() >= MIN_JWT_KEY_BYTES,
-                        "JWT_KEY must be at least {MIN_JWT_KEY_BYTES} bytes (a random secret; \
-                         e.g. `openssl rand -hex 32`)"
-                    );
-                    key.clone()
-                }
-                // The web client never reads sessions itself.
-                (None, ServiceName::Web) => Secret::new(uuid::Uuid::new_v4().to_string()),
-                (None, _) => {
-                    anyhow::bail!("JWT_KEY must be set when a service runs alone (ticketing serve)")
-                }
-            };
-            check_serve_config(service, &config)?;
-            let secure = config.cookie_secure.unwrap_or(true);
-            // Replicas do not see each other's changes: no list from memory
-            // unless asked for (DECISIONS.md, "The list cache").
-            config.tickets_list_cache_ms.get_or_insert(0);
-            (vec![service], Context::new(config, &key, secure))
+            let key = service.check_alone(&config, &settings)?;
+            let mut context = Context::new(config, &key);
+            context.alone = true;
+            Application::build(context, settings, &[service]).await?
+        }
+        Command::DeadLetters { service, replay } => {
+            return dead_letters(config, settings, service, replay).await;
         }
     };
+    application.run_until_stopped().await
+}
 
-    let mut context = context;
-    if let Some(url) = &context.config.nats_url {
-        let mut options = JetStreamOptions::new(url.expose().to_owned());
-        options.replicas = usize::from(context.config.nats_stream_replicas);
-        let bus = JetStreamBus::connect(options).await?;
-        context.bus = Arc::new(bus);
-    }
-    tracing::info!(bus = context.bus.kind(), "event bus ready");
+/// A process's services, built and listening, not yet serving.
+pub struct Application {
+    context: Context,
+    services: Vec<Service>,
+    app: axum::Router,
+    listener: TcpListener,
+}
 
-    // The services open their databases and run their migrations at once.
-    let mut building = tokio::task::JoinSet::new();
-    for (index, name) in names.iter().copied().filter(|n| *n != ServiceName::Web).enumerate() {
-        let context = context.clone();
-        building.spawn(async move {
-            (index, name.build(&context).await.with_context(|| format!("starting {name:?}")))
-        });
-    }
-    let mut built = building.join_all().await;
-    built.sort_by_key(|(index, _)| *index);
-    let mut services =
-        built.into_iter().map(|(_, service)| service).collect::<anyhow::Result<Vec<_>>>()?;
-    start_background(&context, &mut services).await?;
+impl Application {
+    /// Connects the bus, opens and migrates the services' databases,
+    /// starts their listeners and background work, and binds the port.
+    pub async fn build(
+        mut context: Context,
+        settings: Settings,
+        names: &[ServiceName],
+    ) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        if let Some(url) = &context.config.nats_url {
+            let mut options = JetStreamOptions::new(url.expose().to_owned());
+            options.replicas = usize::from(context.config.nats_stream_replicas);
+            context.bus = Arc::new(JetStreamBus::connect(options).await?);
+        }
+        tracing::info!(bus = context.bus.kind(), "event bus ready");
 
-    let addr = SocketAddr::from(([0, 0, 0, 0], context.config.port));
-    let listener =
-        TcpListener::bind(addr).await.with_context(|| format!("binding port {}", addr.port()))?;
-    let port = listener.local_addr()?.port();
-    let web = if names.contains(&ServiceName::Web) {
-        let api_url = match (&context.config.api_url, names.len()) {
-            (Some(url), _) => url.clone(),
+        // The services open their databases and run their migrations at once.
+        let settings = Arc::new(settings);
+        let mut building = tokio::task::JoinSet::new();
+        let backends = names.iter().copied().filter(|n| *n != ServiceName::Web);
+        for (index, name) in backends.enumerate() {
+            let (context, settings) = (context.clone(), settings.clone());
+            building.spawn(async move {
+                let built = name.build(&context, &settings).await;
+                (index, built.with_context(|| format!("starting {name:?}")))
+            });
+        }
+        let mut built = building.join_all().await;
+        built.sort_by_key(|(index, _)| *index);
+        let mut services =
+            built.into_iter().map(|(_, service)| service).collect::<anyhow::Result<Vec<_>>>()?;
+        start_background(&context, &mut services).await?;
+
+        let addr = SocketAddr::from(([0, 0, 0, 0], context.config.port));
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding port {}", addr.port()))?;
+        let port = listener.local_addr()?.port();
+        let web = if names.contains(&ServiceName::Web) {
             // The all-in-one serves the API itself.
-            (None, n) if n > 1 => format!("http://127.0.0.1:{port}"),
-            (None, _) => anyhow::bail!("API_URL must be set when the web client runs alone"),
+            let this_process = (names.len() > 1).then(|| format!("http://127.0.0.1:{port}"));
+            let api_url = settings.web.api_url(this_process)?;
+            Some(web::build(&settings.web, &api_url, &settings.payments.payment_currency)?)
+        } else {
+            None
         };
-        let config = &context.config;
-        Some(web::build(
-            &api_url,
-            std::time::Duration::from_secs(config.web_api_timeout_seconds),
-            config.stripe_publishable_key.clone(),
-            &config.payment_currency,
-        )?)
-    } else {
-        None
-    };
-    let app_has_web = web.is_some();
-    let app = platform::app::app(&services, web);
-    let mut names: Vec<&str> = services.iter().map(|s| s.name).collect();
-    if app_has_web {
-        names.push("web");
+        let mut serving: Vec<&str> = services.iter().map(|s| s.name).collect();
+        if web.is_some() {
+            serving.push("web");
+        }
+        tracing::info!(
+            services = ?serving,
+            startup_ms = started.elapsed().as_millis() as u64,
+            "listening on http://localhost:{port}"
+        );
+        let app = platform::app::app(&services, web);
+        Ok(Self { context, services, app, listener })
     }
-    tracing::info!(
-        services = ?names,
-        startup_ms = started.elapsed().as_millis() as u64,
-        "listening on http://localhost:{port}"
-    );
 
-    shutdown::cancel_on_signal(context.shutdown.clone());
-    let proxies = context.config.trusted_proxies.clone();
-    platform::app::serve_with(
-        listener,
-        app,
-        context.shutdown.clone(),
-        platform::app::Limits::default(),
-        proxies,
-    )
-    .await?;
+    /// Serves until SIGINT / SIGTERM, then lets in-flight requests and
+    /// background work finish (up to 10 s) and closes the databases.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self { context, services, app, listener } = self;
+        shutdown::cancel_on_signal(context.shutdown.clone());
+        let proxies = context.config.trusted_proxies.clone();
+        let limits = platform::app::Limits::default();
+        platform::app::serve_with(listener, app, context.shutdown.clone(), limits, proxies).await?;
 
-    context.shutdown.cancel();
-    context.tasks.close();
-    if tokio::time::timeout(Duration::from_secs(10), context.tasks.wait()).await.is_err() {
-        tracing::warn!("background work did not finish within 10 s");
-    }
-    for service in &services {
-        for db in &service.databases {
+        context.shutdown.cancel();
+        context.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(10), context.tasks.wait()).await.is_err() {
+            tracing::warn!("background work did not finish within 10 s");
+        }
+        for db in services.iter().flat_map(|service| &service.databases) {
             db.close().await;
         }
+        tracing::info!("stopped");
+        Ok(())
     }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// `ticketing dead-letters`: lists them, or replays one.
-#[allow(clippy::print_stdout)] // a command's output
+#[expect(clippy::print_stdout, reason = "the list is the command's output")]
 async fn dead_letters(
     config: Config,
+    settings: Settings,
     service: Option<ServiceName>,
     replay: Option<uuid::Uuid>,
 ) -> anyhow::Result<()> {
     let key = config.jwt_key.clone().unwrap_or_else(|| Secret::new("unused"));
-    let context = Context::new(config, &key, false);
+    let context = Context::new(config, &key);
     let services: Vec<ServiceName> = match service {
         Some(service) => vec![service],
         None => ServiceName::value_variants()
@@ -301,7 +288,7 @@ async fn dead_letters(
             .collect(),
     };
     if let (Some(id), [name]) = (replay, services.as_slice()) {
-        let mut service = name.build(&context).await?;
+        let mut service = name.build(&context, &settings).await?;
         let listeners = service.messaging.take().map(|m| m.listeners).unwrap_or_default();
         let db = service.databases.first().context("the service has no database")?;
         match messaging::dead_letters::replay(db, &listeners, id).await? {
@@ -370,68 +357,88 @@ async fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(args).expect("parses")
+    }
+
     /// The first line `serve <service>` refuses with, or `None` if it starts.
-    fn refusal(service: ServiceName, configure: impl FnOnce(&mut Config)) -> Option<String> {
-        let mut config = Config::defaults();
-        configure(&mut config);
-        check_serve_config(service, &config).err().map(|e| e.to_string())
+    fn refusal(service: ServiceName, args: &[&str]) -> Option<String> {
+        let mut all = vec!["ticketing"];
+        all.extend_from_slice(args);
+        let Cli { config, settings, .. } = cli(&all);
+        service.check_alone(&config, &settings).err().map(|e| e.to_string())
     }
 
-    fn scaled(config: &mut Config) {
-        config.database_url = Some(Secret::new("postgres://db/x"));
-        config.nats_url = Some(Secret::new("nats://nats:4222"));
-    }
-
-    #[test]
-    fn a_service_alone_needs_its_database_and_bus_named() {
-        for service in [
-            ServiceName::Auth,
-            ServiceName::Tickets,
-            ServiceName::Orders,
-            ServiceName::Payments,
-            ServiceName::Expiration,
-        ] {
-            let missing = refusal(service, |_| {}).expect("refused");
-            assert!(
-                missing.starts_with("DATABASE_URL must be set for `ticketing serve"),
-                "{missing}"
-            );
-            assert!(missing.contains(&format!("serve {service}`")), "{missing}");
-            let missing = refusal(service, |c| c.database_url = Some(Secret::new("postgres://x")))
-                .expect("refused");
-            assert!(missing.starts_with("NATS_URL must be set"), "{missing}");
-        }
-        assert_eq!(refusal(ServiceName::Orders, scaled), None);
-        assert_eq!(refusal(ServiceName::Expiration, scaled), None, "Redis is optional");
-    }
+    const SCALED: [&str; 6] = [
+        "--jwt-key",
+        "0123456789abcdef0123456789abcdef",
+        "--database-url",
+        "postgres://db/x",
+        "--nats-url",
+        "nats://nats:4222",
+    ];
 
     #[test]
-    fn payments_alone_charge_through_stripe_unless_the_fake_is_chosen() {
-        let missing = refusal(ServiceName::Payments, scaled).expect("refused");
-        assert!(missing.starts_with("STRIPE_SECRET_KEY must be set"), "{missing}");
-        assert!(missing.contains("PAYMENT_PROCESSOR=fake"), "{missing}");
-        let with_key = refusal(ServiceName::Payments, |c| {
-            scaled(c);
-            c.stripe_secret_key = Some(Secret::new("sk_test_x"));
-        });
-        assert_eq!(with_key, None);
-        let fake = refusal(ServiceName::Payments, |c| {
-            scaled(c);
-            c.payment_processor = Some(PaymentProcessor::Fake);
-        });
-        assert_eq!(fake, None);
+    fn a_service_alone_checks_the_shared_configuration_and_its_own() {
+        let missing = refusal(ServiceName::Orders, &SCALED[..2]).expect("refused");
+        assert!(missing.starts_with("DATABASE_URL must be set for `ticketing serve orders`"));
+        assert_eq!(refusal(ServiceName::Orders, &SCALED), None);
+        assert_eq!(refusal(ServiceName::Expiration, &SCALED), None, "Redis is optional");
+        let payments = refusal(ServiceName::Payments, &SCALED).expect("refused");
+        assert!(payments.starts_with("STRIPE_SECRET_KEY must be set"), "{payments}");
+        let fake = [&SCALED[..], &["--payment-processor", "fake"]].concat();
+        assert_eq!(refusal(ServiceName::Payments, &fake), None);
     }
 
     #[test]
     fn the_web_client_alone_needs_the_api_url_only() {
-        let missing = refusal(ServiceName::Web, |_| {}).expect("refused");
+        let missing = refusal(ServiceName::Web, &[]).expect("refused");
         assert!(missing.starts_with("API_URL must be set for `ticketing serve web`"), "{missing}");
-        assert_eq!(refusal(ServiceName::Web, |c| c.api_url = Some("http://api".into())), None);
+        assert_eq!(refusal(ServiceName::Web, &["--api-url", "http://api"]), None);
+    }
+
+    #[test]
+    fn every_setting_is_a_flag_after_the_command_too() {
+        let parsed = cli(&["ticketing", "serve", "orders", "--order-expiration-seconds", "10"]);
+        assert_eq!(parsed.settings.orders.order_expiration, Duration::from_secs(10));
+        let parsed = cli(&["ticketing", "--session-seconds", "60", "serve", "auth"]);
+        assert_eq!(parsed.settings.auth.session_lifetime, Duration::from_secs(60));
+    }
+
+    /// `{:?}` of every configuration type, and of the context built from
+    /// it (the database target included), shows no secret.
+    #[test]
+    fn no_configuration_prints_a_secret() {
+        let parsed = cli(&[
+            "ticketing",
+            "--jwt-key",
+            "jwt-s3cret-jwt-s3cret-jwt-s3cret-0",
+            "--database-url",
+            "postgres://user:pg-s3cret@db/x",
+            "--nats-url",
+            "nats://user:nats-s3cret@nats:4222",
+            "--redis-url",
+            "redis://:redis-s3cret@redis:6379",
+            "--stripe-secret-key",
+            "sk_test_stripe-s3cret",
+            "--stripe-webhook-secret",
+            "whsec_hook-s3cret",
+        ]);
+        let key = parsed.config.jwt_key.clone().expect("set");
+        let context = Context::new(parsed.config.clone(), &key);
+        for printed in [
+            format!("{parsed:?}"),
+            format!("{:?}", parsed.config),
+            format!("{:?}", parsed.settings),
+            format!("{context:?}"),
+            format!("{:?}", context.databases),
+        ] {
+            assert!(!printed.contains("s3cret"), "{printed}");
+        }
     }
 
     #[test]
     fn serve_logs_json_and_the_all_in_one_pretty_unless_told() {
-        let cli = |args: &[&str]| Cli::try_parse_from(args).expect("parses");
         assert_eq!(cli(&["ticketing"]).log_format(), LogFormat::Pretty);
         assert_eq!(cli(&["ticketing", "serve", "auth"]).log_format(), LogFormat::Json);
         let told = cli(&["ticketing", "serve", "auth", "--log-format", "pretty"]);

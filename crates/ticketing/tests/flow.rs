@@ -9,15 +9,15 @@ use serde_json::{Value, json};
 use testkit::{Stack, TestSystem, TestUser};
 
 /// The expiration service with timers in the database (embedded), or in
-/// Redis under keys of the test's own (scaled, when `TEST_REDIS_URL` is set).
+/// Redis under keys of the test's own (scaled: `TEST_REDIS_URL` must be
+/// set, like the other servers of that stack).
 async fn expiration(context: &testkit::TestContext, stack: Stack) -> platform::Service {
-    let redis = std::env::var("TEST_REDIS_URL").ok().filter(|url| !url.is_empty());
-    let timers = match (stack, redis) {
-        (Stack::Scaled, Some(url)) => expiration::Timers::Redis {
-            url,
+    let timers = match stack {
+        Stack::Scaled => expiration::Timers::Redis {
+            url: testkit::server_url("TEST_REDIS_URL"),
             prefix: format!("test:{}", uuid::Uuid::new_v4().simple()),
         },
-        _ => expiration::Timers::Database,
+        Stack::Embedded => expiration::Timers::Database,
     };
     expiration::build_with(&context.context, timers).await.expect("expiration")
 }
@@ -49,11 +49,14 @@ struct Marketplace {
 impl Marketplace {
     async fn start(stack: Stack) -> Self {
         let (context, bus) = TestSystem::prepare(stack, |_| {}).await;
+        let shared = &context.context;
+        // Every user signs up from this one address: no per-address limit.
+        let auth = auth::Settings { auth_requests_per_address: 0, ..Default::default() };
         let services = vec![
-            auth::build(&context.context).await.expect("auth"),
-            tickets::build(&context.context).await.expect("tickets"),
-            orders::build(&context.context).await.expect("orders"),
-            payments::build(&context.context).await.expect("payments"),
+            auth::build(shared, &auth).await.expect("auth"),
+            tickets::build(shared, &Default::default()).await.expect("tickets"),
+            orders::build(shared, &Default::default()).await.expect("orders"),
+            payments::build(shared, &Default::default()).await.expect("payments"),
             expiration(&context, stack).await,
         ];
         Self { system: TestSystem::start(context, bus, services).await }

@@ -8,20 +8,34 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeSet;
+
 use serde_json::{Value, json};
 
 use support::{
     Running, free_port, http, order, sell, signup, temp_dir, ticket, ticketing, token_of,
 };
 
+/// The variables of `ticketing --help` (shared and every service's own)
+/// are exactly those of the README's configuration tables.
 #[test]
-fn help_documents_every_command_and_variable() {
+fn help_documents_every_command_and_the_readmes_variables() {
     let output = ticketing().arg("--help").output().expect("runs");
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).expect("utf-8");
-    for variable in common::config::VARIABLES {
-        assert!(help.contains(&format!("[env: {variable}")), "--help does not mention {variable}");
-    }
+    let in_help: BTreeSet<&str> =
+        help.split("[env: ").skip(1).filter_map(|rest| rest.split(['=', ']']).next()).collect();
+    let readme = include_str!("../../../README.md");
+    let configuration = readme.split("\n## Configuration").nth(1).expect("a Configuration section");
+    let configuration = configuration.split("\n## ").next().unwrap_or_default();
+    let in_readme: BTreeSet<&str> = configuration
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|line| line.split(" |").next())
+        .flat_map(|cell| cell.split(", "))
+        .map(|name| name.trim_matches('`'))
+        .collect();
+    assert_eq!(in_help, in_readme, "--help and the README's configuration tables differ");
     assert!(help.contains("serve"), "{help}");
     let output = ticketing().args(["serve", "--help"]).output().expect("runs");
     let help = String::from_utf8(output.stdout).expect("utf-8");

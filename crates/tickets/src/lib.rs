@@ -6,6 +6,7 @@ pub mod domain;
 pub mod listeners;
 pub mod live;
 mod routes;
+mod settings;
 pub mod store;
 
 use common::db::{MigrationFile, Migrations, Sql};
@@ -15,15 +16,11 @@ use platform::service::{Context, Messaging, Probe, Service};
 use utoipa::OpenApi as _;
 
 pub use live::Changes;
+pub use settings::Settings;
 pub use store::Store;
 
 /// The service's name: its database is `ticketing_tickets` / `tickets.db`.
 pub const NAME: &str = "tickets";
-
-/// How long the all-in-one keeps an answer of the public list at most
-/// (`TICKETS_LIST_CACHE_MS`; its own changes end it at once, so this bounds
-/// only a change written by another process, a replayed dead letter).
-pub const ALL_IN_ONE_LIST_CACHE_MS: u64 = 1000;
 
 /// The tickets database's migrations.
 pub const MIGRATIONS: Migrations = Migrations(&[
@@ -43,7 +40,7 @@ pub const MIGRATIONS: Migrations = Migrations(&[
 /// Opens the service's database and builds its routes, listeners and live
 /// feed ([`Changes`]: whatever in the service must follow ticket changes
 /// on every replica subscribes to it here).
-pub async fn build(context: &Context) -> anyhow::Result<Service> {
+pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Service> {
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
     let store = Store::new(db.clone());
     store.index_titles().await?;
@@ -52,21 +49,13 @@ pub async fn build(context: &Context) -> anyhow::Result<Service> {
         .listen(Listener::with(store.clone(), listeners::order_cancelled))
         .listen(Listener::with(store.clone(), listeners::order_completed))
         .publish_from(store.outbox.clone());
-    let pages = cache::PageCache::new(
-        store.changes.clone(),
-        std::time::Duration::from_millis(
-            context.config.tickets_list_cache_ms.unwrap_or(ALL_IN_ONE_LIST_CACHE_MS),
-        ),
-    );
+    let pages = cache::PageCache::new(store.changes.clone(), settings.list_cache(context.alone));
     let watch = context.bus.watch(&live::SUBJECTS).await?;
     let changes = Changes::new(watch.origin, watch.start);
     let follow = store.changes.clone().follow(changes.subscribe());
     let live = live::Live {
         changes: changes.clone(),
-        limits: live::StreamLimits::new(
-            context.config.live_streams_per_address,
-            context.config.live_streams,
-        ),
+        limits: live::StreamLimits::new(settings.live_streams_per_address, settings.live_streams),
         shutdown: context.shutdown.clone(),
     };
     let state = routes::TicketsState {

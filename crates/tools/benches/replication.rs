@@ -7,7 +7,7 @@
 //! Run: `cargo bench -p tools --bench replication` (`SAMPLES=n` to change
 //! the number of tickets, default 300).
 
-#![allow(clippy::print_stdout)] // a benchmark prints its numbers
+#![expect(clippy::print_stdout, reason = "a benchmark prints its numbers")]
 
 use std::time::{Duration, Instant};
 
@@ -17,8 +17,8 @@ use testkit::{Stack, TestSystem};
 async fn measure(stack: Stack, samples: usize) -> Vec<Duration> {
     let (context, bus) = TestSystem::prepare(stack, |_| {}).await;
     let services = vec![
-        tickets::build(&context.context).await.expect("tickets"),
-        orders::build(&context.context).await.expect("orders"),
+        tickets::build(&context.context, &Default::default()).await.expect("tickets"),
+        orders::build(&context.context, &Default::default()).await.expect("orders"),
     ];
     let replica = orders::Store::new(
         context.context.databases.open(orders::NAME, &orders::MIGRATIONS).await.expect("orders db"),

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod pages;
+mod settings;
 pub mod views;
 
 use std::sync::Arc;
@@ -25,18 +26,16 @@ use axum::routing::{get, post};
 use crate::api::{Api, HttpApi};
 use crate::pages::WebState;
 
+pub use settings::Settings;
+
 const CSS: &str = include_str!("../static/app.css");
 const JS: &str = include_str!("../static/app.js");
 
-/// The web client talking to the API at `api_url`, waiting up to
-/// `api_timeout` for each answer.
-pub fn build(
-    api_url: &str,
-    api_timeout: std::time::Duration,
-    stripe_key: Option<String>,
-    currency: &str,
-) -> anyhow::Result<Router> {
-    let api: Arc<dyn Api> = Arc::new(HttpApi::new(api_url, api_timeout)?);
+/// The web client talking to the API at `api_url` (resolved from the
+/// settings by [`Settings::api_url`]), showing prices in `currency`.
+pub fn build(settings: &Settings, api_url: &str, currency: &str) -> anyhow::Result<Router> {
+    let api: Arc<dyn Api> = Arc::new(HttpApi::new(api_url, settings.web_api_timeout)?);
+    let stripe_key = settings.stripe_publishable_key.clone();
     Ok(router(WebState { api, stripe_key, currency: currency.to_lowercase() }))
 }
 

@@ -226,7 +226,7 @@ impl Api for FakeApi {
             let order = Order {
                 id: "new-order".into(),
                 status: OrderStatus::Created,
-                expires_at: Timestamp::now().plus_seconds(900).to_string(),
+                expires_at: Timestamp::now().plus(std::time::Duration::from_secs(900)).to_string(),
                 ticket: OrderTicket { id: ticket.id, title: ticket.title, price: ticket.price },
             };
             self.fake().orders.insert(order.id.clone(), order.clone());

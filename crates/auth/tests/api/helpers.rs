@@ -16,12 +16,20 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
-        Self::spawn_with(backend, |_| {}).await
+        Self::spawn_with(backend, |_, _| {}).await
     }
 
-    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
-        let context = TestContext::new(&backend, configure);
-        let service = auth::build(&context.context).await.expect("the auth service starts");
+    /// The service with `configure` applied to the shared configuration
+    /// and to its settings (every test signs its users up from one
+    /// address: the per-address limit starts off).
+    pub async fn spawn_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut Config, &mut auth::Settings),
+    ) -> Self {
+        let mut settings = auth::Settings { auth_requests_per_address: 0, ..Default::default() };
+        let context = TestContext::new(&backend, |config| configure(config, &mut settings));
+        let service =
+            auth::build(&context.context, &settings).await.expect("the auth service starts");
         let proxies = context.context.config.trusted_proxies.clone();
         let server = TestServer::start_with(&[service], proxies).await;
         Self { server, context, browser: client() }

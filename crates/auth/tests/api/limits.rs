@@ -17,7 +17,8 @@ fn retry_after(response: &reqwest::Response) -> u64 {
 }
 
 async fn failed_sign_ins_lock_the_email_even_for_the_right_password(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |config| config.signin_failures_per_email = 3).await;
+    let app =
+        TestApp::spawn_with(backend, |_, settings| settings.signin_failures_per_email = 3).await;
     app.signed_up_user("ivy@example.com").await;
     app.signed_up_user("jon@example.com").await;
     app.signout().await;
@@ -43,7 +44,8 @@ async fn failed_sign_ins_lock_the_email_even_for_the_right_password(backend: Bac
 }
 
 async fn a_successful_sign_in_clears_the_failures_of_its_email(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |config| config.signin_failures_per_email = 2).await;
+    let app =
+        TestApp::spawn_with(backend, |_, settings| settings.signin_failures_per_email = 2).await;
     app.signed_up_user("kim@example.com").await;
     app.signout().await;
     assert_eq!(app.signin("kim@example.com", "wrong-password").await.status(), 400);
@@ -56,7 +58,8 @@ async fn a_successful_sign_in_clears_the_failures_of_its_email(backend: Backend)
 
 async fn unknown_emails_are_locked_like_known_ones(backend: Backend) {
     // Otherwise a lock would tell which emails have accounts.
-    let app = TestApp::spawn_with(backend, |config| config.signin_failures_per_email = 1).await;
+    let app =
+        TestApp::spawn_with(backend, |_, settings| settings.signin_failures_per_email = 1).await;
     assert_eq!(app.signin("nobody@example.com", "password123").await.status(), 400);
     assert_eq!(app.signin("nobody@example.com", "password123").await.status(), 429);
 }
@@ -81,7 +84,8 @@ async fn from(app: &TestApp, client: &str, path: &str, email: &str) -> reqwest::
 #[tokio::test]
 async fn sign_ups_and_sign_ins_are_limited_per_client_address() {
     let app =
-        TestApp::spawn_with(Backend::Sqlite, |config| config.auth_requests_per_address = 3).await;
+        TestApp::spawn_with(Backend::Sqlite, |_, settings| settings.auth_requests_per_address = 3)
+            .await;
     // The test connects over loopback, a trusted proxy by default: the
     // forwarded address is the client.
     let alice = "203.0.113.7";
@@ -112,8 +116,8 @@ async fn sign_ups_and_sign_ins_are_limited_per_client_address() {
 
 #[tokio::test]
 async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
-    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
-        config.auth_requests_per_address = 2;
+    let app = TestApp::spawn_with(Backend::Sqlite, |config, settings| {
+        settings.auth_requests_per_address = 2;
         config.trusted_proxies = "10.0.0.0/8".parse().expect("networks");
     })
     .await;
@@ -129,9 +133,9 @@ async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
 
 #[tokio::test]
 async fn zero_turns_each_limit_off() {
-    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
-        config.auth_requests_per_address = 0;
-        config.signin_failures_per_email = 0;
+    let app = TestApp::spawn_with(Backend::Sqlite, |_, settings| {
+        settings.auth_requests_per_address = 0;
+        settings.signin_failures_per_email = 0;
     })
     .await;
     app.signed_up_user("lee@example.com").await;

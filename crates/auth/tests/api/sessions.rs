@@ -102,9 +102,9 @@ async fn a_cross_site_form_cannot_sign_the_visitor_out(backend: Backend) {
 }
 
 async fn the_session_lifetime_and_secure_flag_are_configurable(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |config| {
-        config.session_seconds = 120;
-        config.cookie_secure = Some(true);
+    let app = TestApp::spawn_with(backend, |_, settings| {
+        settings.session_lifetime = std::time::Duration::from_secs(120);
+        settings.cookie_secure = Some(true);
     })
     .await;
     let response = app.signup("olga@example.com", "password123").await;

@@ -46,7 +46,9 @@ async fn an_order_holds_its_ticket_for_the_expiration_window(stack: Stack) {
 }
 
 async fn the_expiration_window_is_configurable(stack: Stack) {
-    let app = OrdersApp::spawn_with(stack, |c| c.order_expiration_seconds = 3).await;
+    let app =
+        OrdersApp::spawn_with(stack, |s| s.order_expiration = std::time::Duration::from_secs(3))
+            .await;
     let buyer = app.user("buyer");
     let ticket = app.ticket("t", 100).await;
     let before = Timestamp::now();
@@ -133,7 +135,7 @@ async fn nobody_orders_their_own_ticket(stack: Stack) {
 }
 
 async fn a_buyer_holds_a_bounded_number_of_unpaid_orders(stack: Stack) {
-    let app = OrdersApp::spawn_with(stack, |c| c.max_live_orders_per_user = 3).await;
+    let app = OrdersApp::spawn_with(stack, |s| s.max_live_orders_per_user = 3).await;
     let buyer = app.user("buyer");
     let mut orders = Vec::new();
     for n in 0..3 {
@@ -161,7 +163,7 @@ async fn a_buyer_holds_a_bounded_number_of_unpaid_orders(stack: Stack) {
 
 /// Concurrent orders of one buyer count their holds one at a time.
 async fn concurrent_orders_of_one_buyer_respect_the_limit(stack: Stack) {
-    let app = OrdersApp::spawn_with(stack, |c| c.max_live_orders_per_user = 3).await;
+    let app = OrdersApp::spawn_with(stack, |s| s.max_live_orders_per_user = 3).await;
     let buyer = app.user("buyer");
     let mut attempts = tokio::task::JoinSet::new();
     for n in 0..12 {
@@ -180,9 +182,9 @@ async fn concurrent_orders_of_one_buyer_respect_the_limit(stack: Stack) {
 /// `ORDERS_PER_USER_PER_MINUTE`: past it, 429 with `Retry-After`, refused
 /// orders (sold-out tickets) included, other buyers unaffected.
 async fn a_buyer_places_a_bounded_number_of_orders_per_minute(stack: Stack) {
-    let app = OrdersApp::spawn_with(stack, |c| {
-        c.orders_per_user_per_minute = 3;
-        c.max_live_orders_per_user = 0;
+    let app = OrdersApp::spawn_with(stack, |s| {
+        s.orders_per_user_per_minute = 3;
+        s.max_live_orders_per_user = 0;
     })
     .await;
     let buyer = app.user("buyer");

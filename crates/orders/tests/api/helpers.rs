@@ -19,12 +19,12 @@ impl OrdersApp {
         Self::spawn_with(stack, |_| {}).await
     }
 
-    pub async fn spawn_with(
-        stack: Stack,
-        configure: impl FnOnce(&mut common::config::Config),
-    ) -> Self {
-        let (context, bus) = TestSystem::prepare(stack, configure).await;
-        let service = orders::build(&context.context).await.expect("orders starts");
+    /// The service with `configure` applied to its settings.
+    pub async fn spawn_with(stack: Stack, configure: impl FnOnce(&mut orders::Settings)) -> Self {
+        let mut settings = orders::Settings::default();
+        configure(&mut settings);
+        let (context, bus) = TestSystem::prepare(stack, |_| {}).await;
+        let service = orders::build(&context.context, &settings).await.expect("orders starts");
         Self { system: TestSystem::start(context, bus, vec![service]).await }
     }
 

@@ -90,13 +90,14 @@ impl PaymentsApp {
         Self::spawn_with(stack, |_| {}).await
     }
 
-    pub async fn spawn_with(
-        stack: Stack,
-        configure: impl FnOnce(&mut common::config::Config),
-    ) -> Self {
-        let (context, bus) = TestSystem::prepare(stack, configure).await;
+    /// The service with `configure` applied to its settings, charging
+    /// through a processor the test holds.
+    pub async fn spawn_with(stack: Stack, configure: impl FnOnce(&mut payments::Settings)) -> Self {
+        let mut settings = payments::Settings::default();
+        configure(&mut settings);
+        let (context, bus) = TestSystem::prepare(stack, |_| {}).await;
         let processor = Arc::new(PausingProcessor::default());
-        let service = payments::build_with(&context.context, processor.clone())
+        let service = payments::build_with(&context.context, &settings, processor.clone())
             .await
             .expect("payments starts");
         Self { system: TestSystem::start(context, bus, vec![service]).await, processor }

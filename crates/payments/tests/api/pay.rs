@@ -124,7 +124,7 @@ async fn cancelled_completed_and_expired_orders_are_refused(stack: Stack) {
 }
 
 async fn the_currency_is_configurable(stack: Stack) {
-    let app = PaymentsApp::spawn_with(stack, |c| c.payment_currency = "EUR".into()).await;
+    let app = PaymentsApp::spawn_with(stack, |s| s.payment_currency = "EUR".into()).await;
     let order = app.order(1000, 900).await;
     assert_eq!(app.pay(&order, "tok_visa").await.status(), 201);
     assert_eq!(app.charges()[0].0.currency, "eur");

@@ -332,12 +332,13 @@ async fn bad_requests_get_clear_errors(stack: Stack) {
 
 /// With Stripe configured, the fake's authentication page does not exist.
 async fn the_test_page_is_never_served_with_stripe(stack: Stack) {
-    let (context, bus) = TestSystem::prepare(stack, |config| {
-        config.stripe_secret_key = Some(common::config::Secret::new("sk_test_unused"));
-        config.stripe_api_base = "http://127.0.0.1:9".into();
-    })
-    .await;
-    let service = payments::build(&context.context).await.expect("payments starts");
+    let (context, bus) = TestSystem::prepare(stack, |_| {}).await;
+    let settings = payments::Settings {
+        stripe_secret_key: Some(common::config::Secret::new("sk_test_unused")),
+        stripe_api_base: "http://127.0.0.1:9".into(),
+        ..Default::default()
+    };
+    let service = payments::build(&context.context, &settings).await.expect("payments starts");
     let system = TestSystem::start(context, bus, vec![service]).await;
     for method in [Method::GET, Method::POST] {
         let response = system

@@ -14,8 +14,8 @@ use crate::helpers::{PaymentsApp, TestOrder, error, general_error};
 const SECRET: &str = "whsec_test_secret";
 
 pub(crate) async fn app(stack: Stack) -> PaymentsApp {
-    PaymentsApp::spawn_with(stack, |config| {
-        config.stripe_webhook_secret = Some(common::config::Secret::new(SECRET));
+    PaymentsApp::spawn_with(stack, |settings| {
+        settings.stripe_webhook_secret = Some(common::config::Secret::new(SECRET));
     })
     .await
 }

@@ -1,7 +1,6 @@
 //! `TicketsApp`: the tickets service on one stack, acting as users and as
 //! the orders service (by publishing its events).
 
-use common::config::Config;
 use common::time::Timestamp;
 use messaging::events::{
     Envelope, Event, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
@@ -14,6 +13,7 @@ use uuid::Uuid;
 
 pub struct TicketsApp {
     pub system: TestSystem,
+    pub settings: tickets::Settings,
 }
 
 impl TicketsApp {
@@ -21,18 +21,21 @@ impl TicketsApp {
         Self::spawn_with(stack, |_| {}).await
     }
 
-    /// The service with `configure` applied to the default configuration.
-    pub async fn spawn_with(stack: Stack, configure: impl FnOnce(&mut Config)) -> Self {
-        let (context, bus) = TestSystem::prepare(stack, configure).await;
-        let service = tickets::build(&context.context).await.expect("tickets starts");
-        Self { system: TestSystem::start(context, bus, vec![service]).await }
+    /// The service with `configure` applied to its default settings.
+    pub async fn spawn_with(stack: Stack, configure: impl FnOnce(&mut tickets::Settings)) -> Self {
+        let mut settings = tickets::Settings::default();
+        configure(&mut settings);
+        let (context, bus) = TestSystem::prepare(stack, |_| {}).await;
+        let service = tickets::build(&context.context, &settings).await.expect("tickets starts");
+        Self { system: TestSystem::start(context, bus, vec![service]).await, settings }
     }
 
     /// Another replica of the service, on the same database and bus,
     /// served on a port of its own.
     pub async fn replica(&self) -> TestServer {
         let context = &self.system.context.context;
-        let mut services = vec![tickets::build(context).await.expect("a replica starts")];
+        let replica = tickets::build(context, &self.settings).await.expect("a replica starts");
+        let mut services = vec![replica];
         platform::service::start_background(context, &mut services).await.expect("messaging");
         TestServer::start(&services).await
     }
@@ -120,7 +123,12 @@ impl TicketsApp {
     /// Delivers `order.created` for `order_id` holding `ticket` and waits
     /// until it was handled.
     pub async fn order_created(&self, ticket: &Value, order_id: Uuid) {
-        self.order_created_until(ticket, order_id, Timestamp::now().plus_seconds(900)).await;
+        self.order_created_until(
+            ticket,
+            order_id,
+            Timestamp::now().plus(std::time::Duration::from_secs(900)),
+        )
+        .await;
     }
 
     /// Delivers `order.created` for `order_id` holding `ticket` until

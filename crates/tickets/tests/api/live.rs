@@ -125,8 +125,10 @@ async fn an_id_this_replica_cannot_resume_from_gets_reload(stack: Stack) {
         };
         bus.bus.publish(message).await.expect("published");
     }
-    let service = tickets::build(&context.context).await.expect("tickets starts");
-    let app = TicketsApp { system: testkit::TestSystem::start(context, bus, vec![service]).await };
+    let settings = tickets::Settings::default();
+    let service = tickets::build(&context.context, &settings).await.expect("tickets starts");
+    let system = testkit::TestSystem::start(context, bus, vec![service]).await;
+    let app = TicketsApp { system, settings };
     let (_, position) = ready(&app, None).await;
     let (origin, start) = position.split_once('-').expect("origin-sequence");
     let start: u64 = start.parse().expect("a sequence");
@@ -144,7 +146,7 @@ async fn an_id_this_replica_cannot_resume_from_gets_reload(stack: Stack) {
 }
 
 async fn streams_per_client_address_are_capped(stack: Stack) {
-    let app = TicketsApp::spawn_with(stack, |c| c.live_streams_per_address = 2).await;
+    let app = TicketsApp::spawn_with(stack, |s| s.live_streams_per_address = 2).await;
     let (first, _) = ready(&app, None).await;
     let (_second, _) = ready(&app, None).await;
     let refused = app.events_on(None, None).await;
@@ -181,7 +183,10 @@ async fn open_streams_end_when_the_service_shuts_down(stack: Stack) {
 /// answering it from there once another replica's change reaches its live
 /// feed, long before the time to live runs out.
 async fn another_replicas_change_ends_the_kept_list(stack: Stack) {
-    let app = TicketsApp::spawn_with(stack, |c| c.tickets_list_cache_ms = Some(600_000)).await;
+    let app = TicketsApp::spawn_with(stack, |s| {
+        s.tickets_list_cache = Some(std::time::Duration::from_secs(600))
+    })
+    .await;
     let replica = app.replica().await;
     let listed_there = || async {
         let response =

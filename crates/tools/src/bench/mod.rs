@@ -131,7 +131,7 @@ impl Stack {
 
 /// Runs `ticketing-tools bench`: starts the deployment, runs the scenarios, prints
 /// the report (and writes the JSON document), stops the deployment.
-#[allow(clippy::print_stdout)] // the report is the command's output
+#[expect(clippy::print_stdout, reason = "the report is the command's output")]
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let binary = ticketing_binary(args.binary.as_deref())?;
     let servers = match args.stack {

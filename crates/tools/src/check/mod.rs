@@ -80,7 +80,7 @@ pub struct CheckArgs {
 const ORDERABLE_WITHIN: Duration = Duration::from_secs(10);
 
 /// Runs `ticketing-tools check`.
-#[allow(clippy::print_stdout)] // the report is the command's output
+#[expect(clippy::print_stdout, reason = "the report is the command's output")]
 pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
     let cluster = Arc::new(Cluster::open(&args.cluster_dir, &args.ctl)?);
     let databases = Databases::open(&cluster).await?;
@@ -281,7 +281,7 @@ async fn drain(
     }
 }
 
-#[allow(clippy::print_stdout)]
+#[expect(clippy::print_stdout, reason = "the report is the command's output")]
 fn print_report(
     counts: &Counts,
     faults: &[Fault],

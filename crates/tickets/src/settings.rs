@@ -1,0 +1,58 @@
+//! What only the tickets service reads: the live stream's limits and how
+//! long the public list may be answered from memory (flattened into
+//! `ticketing`'s command line).
+
+use std::time::Duration;
+
+use clap::Args;
+
+use common::config::milliseconds;
+
+/// How long the all-in-one keeps an answer of the public list at most
+/// (its own changes end it at once, so this bounds only a change written by
+/// another process, a replayed dead letter).
+const ALL_IN_ONE_LIST_CACHE: Duration = Duration::from_millis(1000);
+
+/// The tickets service's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[group(id = "tickets-settings")]
+#[command(next_help_heading = "Tickets")]
+pub struct Settings {
+    /// Live ticket streams (`GET /api/tickets/events`) one client address
+    /// may hold open at once per process; past it, 429 (0: no limit).
+    #[arg(global = true, long, env = "LIVE_STREAMS_PER_ADDRESS", default_value_t = 6)]
+    pub live_streams_per_address: u32,
+
+    /// Live ticket streams one process holds open at once; past it, 429
+    /// (0: no limit).
+    #[arg(global = true, long, env = "LIVE_STREAMS", default_value_t = 1000)]
+    pub live_streams: u32,
+
+    /// How long the tickets service may answer the public list from
+    /// memory, in milliseconds, without hearing of a change (0: never). Its
+    /// own changes make its answers out of date at once, so the all-in-one
+    /// (default 1000) is exact; `serve tickets` (default 0) may run beside
+    /// other replicas whose changes it does not see.
+    #[arg(global = true, long = "tickets-list-cache-ms", env = "TICKETS_LIST_CACHE_MS",
+          value_parser = milliseconds)]
+    pub tickets_list_cache: Option<Duration>,
+}
+
+impl Settings {
+    /// How long the list may be answered from memory in this process:
+    /// replicas do not see each other's changes, so none unless asked for
+    /// (DECISIONS.md, "The list cache").
+    pub fn list_cache(&self, alone: bool) -> Duration {
+        self.tickets_list_cache.unwrap_or(if alone {
+            Duration::ZERO
+        } else {
+            ALL_IN_ONE_LIST_CACHE
+        })
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        common::config::defaults()
+    }
+}
