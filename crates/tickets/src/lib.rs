@@ -8,6 +8,8 @@ pub mod live;
 mod routes;
 pub mod store;
 
+use std::sync::Arc;
+
 use common::db::{MigrationFile, Migrations, Sql};
 use messaging::listener::Listener;
 use messaging::outbox;
@@ -52,15 +54,15 @@ pub async fn build(context: &Context) -> anyhow::Result<Service> {
         .listen(Listener::with(store.clone(), listeners::order_cancelled))
         .listen(Listener::with(store.clone(), listeners::order_completed))
         .publish_from(store.outbox.clone());
-    let pages = cache::PageCache::new(
-        store.changes.clone(),
+    let pages = Arc::new(cache::PageCache::new(
+        store.commits.clone(),
         std::time::Duration::from_millis(
             context.config.tickets_list_cache_ms.unwrap_or(ALL_IN_ONE_LIST_CACHE_MS),
         ),
-    );
+    ));
     let watch = context.bus.watch(&live::SUBJECTS).await?;
     let changes = Changes::new(watch.origin, watch.start);
-    let follow = store.changes.clone().follow(changes.subscribe());
+    let follow = pages.clone().follow(changes.subscribe());
     let live = live::Live {
         changes: changes.clone(),
         limits: live::StreamLimits::new(
@@ -69,12 +71,7 @@ pub async fn build(context: &Context) -> anyhow::Result<Service> {
         ),
         shutdown: context.shutdown.clone(),
     };
-    let state = routes::TicketsState {
-        store,
-        sessions: context.sessions.clone(),
-        pages: std::sync::Arc::new(pages),
-        live,
-    };
+    let state = routes::TicketsState { store, sessions: context.sessions.clone(), pages, live };
     Ok(Service {
         name: NAME,
         router: routes::router(state),
