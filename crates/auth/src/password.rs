@@ -7,15 +7,29 @@
 use std::sync::{Mutex, OnceLock, mpsc};
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
-use common::ApiError;
 use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Why a password could not be hashed or checked: a fault of the process,
+/// never of the password (sign-up takes only passwords Argon2 accepts).
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// Argon2 failed, for example to get randomness for the salt.
+    #[error("cannot hash the password")]
+    Hash(#[source] argon2::password_hash::Error),
+    /// No hashing thread runs (none could be started).
+    #[error("the password hashing threads are gone")]
+    NoThreads,
+    /// The hashing thread running the job died before answering.
+    #[error("a password hashing thread failed")]
+    ThreadFailed,
+}
+
 /// Runs `work` on a hashing thread and waits for its result.
 async fn hashing<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PasswordError> {
     static QUEUE: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
     let queue = QUEUE.get_or_init(|| {
         let (sender, receiver) = mpsc::channel::<Job>();
@@ -50,40 +64,40 @@ async fn hashing<T: Send + 'static>(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .send(job)
-        .map_err(|_| ApiError::internal("the password hashing threads are gone"))?;
-    result.await.map_err(|_| ApiError::internal("a password hashing thread failed"))?
+        .map_err(|_| PasswordError::NoThreads)?;
+    result.await.map_err(|_| PasswordError::ThreadFailed)
 }
 
 /// The PHC string of a new hash of `password`.
-pub async fn hash(password: String) -> Result<String, ApiError> {
-    hashing(move || hash_now(&password)).await
+pub async fn hash(password: String) -> Result<String, PasswordError> {
+    hashing(move || hash_now(&password)).await?
 }
 
-fn hash_now(password: &str) -> Result<String, ApiError> {
+fn hash_now(password: &str) -> Result<String, PasswordError> {
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|hash| hash.to_string())
-        .map_err(ApiError::fault)
+        .map_err(PasswordError::Hash)
 }
 
 /// Whether `password` matches `stored`. With no stored hash (unknown email),
 /// a dummy hash is checked instead, so both failures take the same time.
-pub async fn verify(password: String, stored: Option<String>) -> Result<bool, ApiError> {
+pub async fn verify(password: String, stored: Option<String>) -> Result<bool, PasswordError> {
     hashing(move || {
-        let (hash, known) = hash_to_check(stored)?;
+        let (hash, known) = hash_to_check(stored);
         let matches = Argon2::default().verify_password(password.as_bytes(), hash.as_str()).is_ok();
-        Ok(known && matches)
+        known && matches
     })
     .await
 }
 
 /// The hash a sign-in verifies against, and whether it is the user's own:
 /// the stored one, or for an unknown email the dummy hash.
-fn hash_to_check(stored: Option<String>) -> Result<(String, bool), ApiError> {
-    Ok(match stored {
+fn hash_to_check(stored: Option<String>) -> (String, bool) {
+    match stored {
         Some(hash) => (hash, true),
         None => (DUMMY_HASH.to_owned(), false),
-    })
+    }
 }
 
 /// The hash checked for an unknown email: an Argon2id hash, with the
@@ -120,7 +134,7 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_email_costs_one_full_verification_like_a_known_one() {
         let real = hash("correct horse".into()).await.expect("hash");
-        let (checked, known) = hash_to_check(None).expect("the dummy hash");
+        let (checked, known) = hash_to_check(None);
         assert!(!known, "an unknown email never signs in");
         assert_ne!(checked, real);
         assert_eq!(cost(&checked), cost(&real), "the dummy hash costs what a real one does");
@@ -133,7 +147,6 @@ mod tests {
             matches!(verified, Err(argon2::password_hash::Error::PasswordInvalid)),
             "the dummy hash is well-formed and fully checked: {verified:?}"
         );
-        let (stored, known) = hash_to_check(Some(real.clone())).expect("stored");
-        assert_eq!((stored, known), (real, true));
+        assert_eq!(hash_to_check(Some(real.clone())), (real, true));
     }
 }

@@ -22,7 +22,7 @@ use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::{EMAIL_PATTERN, Email, NON_BLANK_PATTERN, NewPassword, SubmittedPassword};
-use crate::password;
+use crate::password::{self, PasswordError};
 use crate::store::{SignUpError, Store};
 
 /// The message for a wrong email or a wrong password (the same for both).
@@ -241,6 +241,13 @@ impl From<SignUpError> for ApiError {
             SignUpError::EmailInUse => Self::bad_request(EMAIL_IN_USE),
             SignUpError::Db(error) => error.into(),
         }
+    }
+}
+
+impl From<PasswordError> for ApiError {
+    /// Hashing fails only when the process does: a 500, logged.
+    fn from(error: PasswordError) -> Self {
+        Self::fault(error)
     }
 }
 

@@ -1,5 +1,7 @@
 //! The expiration service's types: a timer, and the event it fires.
 
+use std::time::Duration;
+
 use common::time::Timestamp;
 use messaging::events::{Envelope, ExpirationComplete};
 use uuid::Uuid;
@@ -9,6 +11,12 @@ use uuid::Uuid;
 pub struct Timer {
     pub order_id: Uuid,
     pub due: Timestamp,
+}
+
+/// `by` after `now` (a duration past the clock's range saturates far in the
+/// future rather than wrapping).
+pub fn later(now: Timestamp, by: Duration) -> Timestamp {
+    Timestamp::from_millis(now.millis() + i64::try_from(by.as_millis()).unwrap_or(i64::MAX / 4))
 }
 
 /// The same id for every expiration of one order, so a re-publish after a

@@ -70,14 +70,14 @@ pub async fn build_with(context: &Context, timers: Timers) -> anyhow::Result<Ser
     let store: Arc<dyn TimerStore> = match timers {
         Timers::Redis { url, prefix } => {
             tracing::info!("expiration timers are kept in Redis");
-            Arc::new(RedisTimers::connect(&url, &prefix, context.bus.clone(), CLAIM_FOR).await?)
+            Arc::new(RedisTimers::connect(&url, &prefix, CLAIM_FOR).await?)
         }
         Timers::Database => {
             tracing::info!("expiration timers are kept in the expiration database");
             Arc::new(DbTimers::new(db.clone(), outbox.clone()))
         }
     };
-    let worker = Worker::new(store.clone(), context.clock.clone());
+    let worker = Worker::new(store.clone(), context.bus.clone(), context.clock.clone());
     let messaging = Messaging::new(context, NAME, &db)
         .listen(Listener::with(worker.clone(), listeners::order_created))
         .listen(Listener::with(worker.clone(), listeners::order_cancelled))
@@ -85,7 +85,7 @@ pub async fn build_with(context: &Context, timers: Timers) -> anyhow::Result<Ser
         .publish_from(outbox);
     let timers = Probe::new(format!("{NAME}.timers"), move || {
         let store = store.clone();
-        async move { store.check().await }
+        async move { Ok(store.check().await?) }
     });
     Ok(Service {
         name: NAME,

@@ -1,50 +1,91 @@
 //! Timer stores: one trait, two implementations that pass one test suite.
-//! [`DbTimers`] keeps timers in the service's database and hands due ones to
-//! the outbox in the same transaction; [`RedisTimers`] keeps them in a Redis
-//! sorted set scored by due time, claims due ones atomically with a Lua
-//! script, publishes with a deterministic event id, then drops the claim.
+//! A store keeps timers and hands the due ones to the worker
+//! (`worker.rs`), which publishes them. [`DbTimers`] keeps timers in the
+//! service's database and takes a due one in the transaction that adds its
+//! event to the outbox (the database's own way to publish without loss);
+//! [`RedisTimers`] keeps them in a Redis sorted set scored by due time and
+//! claims due ones atomically with a Lua script, for the worker to publish
+//! and then release.
 
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use common::BoxFuture;
-use common::db::Db;
+use common::db::{Db, DbError, parse_uuid};
 use common::time::Timestamp;
-use messaging::bus::{Bus, OutgoingMessage, Receipt};
-use messaging::events::{Event, ExpirationComplete};
 use messaging::outbox::{self, Outbox};
 use sqlx::Row as _;
 use uuid::Uuid;
 
-use crate::domain::{Timer, expiration};
+use crate::domain::{Timer, expiration, later};
 
 /// How many timers one firing handles at most.
 const BATCH: i64 = 100;
 
+/// Why a timer store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TimerError {
+    /// The service's database failed ([`DbTimers`]).
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// `REDIS_URL` cannot be used.
+    #[error("REDIS_URL is not a valid Redis URL")]
+    RedisUrl(#[source] redis::RedisError),
+    /// Redis could not be reached when the service started.
+    #[error("connecting to Redis")]
+    RedisConnect(#[source] redis::RedisError),
+    /// Redis could not be reached or refused a command ([`RedisTimers`]).
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    /// A timer in Redis names no order (something else wrote the key).
+    #[error("a Redis timer is not an order id: {0:?}")]
+    NotAnOrder(String),
+}
+
+impl From<sqlx::Error> for TimerError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Db(DbError::from(error))
+    }
+}
+
+/// What [`TimerStore::take_due`] took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due {
+    /// Gone from the store, each one's `expiration.complete` in the
+    /// outbox, which publishes it ([`DbTimers`]).
+    Sent(Vec<Timer>),
+    /// Claimed for `hold` ([`RedisTimers`]): the worker publishes each
+    /// one's `expiration.complete`, then [`TimerStore::release`]s it. A
+    /// claim not released by then goes back to the timers, for any worker.
+    Claimed { timers: Vec<Timer>, hold: Duration },
+}
+
 /// Where timers wait.
 pub trait TimerStore: Send + Sync + Debug + 'static {
     /// Sets (or moves) the timer of `order_id` to `due`.
-    fn schedule(&self, order_id: Uuid, due: Timestamp) -> BoxFuture<'_, anyhow::Result<()>>;
+    fn schedule(&self, order_id: Uuid, due: Timestamp) -> BoxFuture<'_, Result<(), TimerError>>;
 
     /// Drops the timer of `order_id`, if any (an optimisation: firing for a
     /// finished order is harmless).
-    fn cancel(&self, order_id: Uuid) -> BoxFuture<'_, anyhow::Result<()>>;
+    fn cancel(&self, order_id: Uuid) -> BoxFuture<'_, Result<(), TimerError>>;
 
     /// When the store next needs attention (a timer or a stale claim).
-    fn next_due(&self) -> BoxFuture<'_, anyhow::Result<Option<Timestamp>>>;
+    fn next_due(&self) -> BoxFuture<'_, Result<Option<Timestamp>, TimerError>>;
 
-    /// Fires the timers due at `now`: each one's `expiration.complete` is
-    /// handed to the bus without loss, and the timer is gone. Returns the
-    /// fired timers (order id, due time).
-    fn fire_due(&self, now: Timestamp) -> BoxFuture<'_, anyhow::Result<Vec<Timer>>>;
+    /// Takes the timers due at `now` (at most a batch), so that no other
+    /// worker takes them too.
+    fn take_due(&self, now: Timestamp) -> BoxFuture<'_, Result<Due, TimerError>>;
+
+    /// Drops the claim of a timer taken as [`Due::Claimed`] once its
+    /// expiration is published: the timer is gone.
+    fn release(&self, order_id: Uuid) -> BoxFuture<'_, Result<(), TimerError>>;
 
     /// Timers waiting (claimed ones included).
-    fn pending(&self) -> BoxFuture<'_, anyhow::Result<u64>>;
+    fn pending(&self) -> BoxFuture<'_, Result<u64, TimerError>>;
 
     /// Whether the store is reachable (readiness).
-    fn check(&self) -> BoxFuture<'_, anyhow::Result<()>>;
+    fn check(&self) -> BoxFuture<'_, Result<(), TimerError>>;
 }
 
 /// Timers in the expiration service's database.
@@ -61,7 +102,7 @@ impl DbTimers {
 }
 
 impl TimerStore for DbTimers {
-    fn schedule(&self, order_id: Uuid, due: Timestamp) -> BoxFuture<'_, anyhow::Result<()>> {
+    fn schedule(&self, order_id: Uuid, due: Timestamp) -> BoxFuture<'_, Result<(), TimerError>> {
         Box::pin(async move {
             sqlx::query(
                 "INSERT INTO timers (order_id, due_at) VALUES ($1, $2) \
@@ -75,7 +116,7 @@ impl TimerStore for DbTimers {
         })
     }
 
-    fn cancel(&self, order_id: Uuid) -> BoxFuture<'_, anyhow::Result<()>> {
+    fn cancel(&self, order_id: Uuid) -> BoxFuture<'_, Result<(), TimerError>> {
         Box::pin(async move {
             sqlx::query("DELETE FROM timers WHERE order_id = $1")
                 .bind(order_id.to_string())
@@ -85,7 +126,7 @@ impl TimerStore for DbTimers {
         })
     }
 
-    fn next_due(&self) -> BoxFuture<'_, anyhow::Result<Option<Timestamp>>> {
+    fn next_due(&self) -> BoxFuture<'_, Result<Option<Timestamp>, TimerError>> {
         Box::pin(async move {
             let due: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM timers")
                 .fetch_one(self.db.reader())
@@ -94,7 +135,7 @@ impl TimerStore for DbTimers {
         })
     }
 
-    fn fire_due(&self, now: Timestamp) -> BoxFuture<'_, anyhow::Result<Vec<Timer>>> {
+    fn take_due(&self, now: Timestamp) -> BoxFuture<'_, Result<Due, TimerError>> {
         Box::pin(async move {
             let mut tx = self.db.begin().await?;
             // Claimed by deleting: a concurrent replica on PostgreSQL waits
@@ -108,18 +149,23 @@ impl TimerStore for DbTimers {
             .bind(BATCH)
             .fetch_all(&mut *tx)
             .await?;
-            let mut fired = Vec::with_capacity(rows.len());
+            let mut taken = Vec::with_capacity(rows.len());
             for row in rows {
-                let order_id = Uuid::parse_str(&row.try_get::<String, _>("order_id")?)?;
+                let order_id = parse_uuid(&row.try_get::<String, _>("order_id")?)?;
                 outbox::add(&mut tx, &expiration(order_id)).await?;
-                fired.push(Timer { order_id, due: Timestamp::from_millis(row.try_get("due_at")?) });
+                taken.push(Timer { order_id, due: Timestamp::from_millis(row.try_get("due_at")?) });
             }
             self.outbox.commit(tx).await?;
-            Ok(fired)
+            Ok(Due::Sent(taken))
         })
     }
 
-    fn pending(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
+    fn release(&self, _order_id: Uuid) -> BoxFuture<'_, Result<(), TimerError>> {
+        // Nothing is claimed here: a taken timer is gone already.
+        Box::pin(async { Ok(()) })
+    }
+
+    fn pending(&self) -> BoxFuture<'_, Result<u64, TimerError>> {
         Box::pin(async move {
             let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM timers")
                 .fetch_one(self.db.reader())
@@ -128,7 +174,7 @@ impl TimerStore for DbTimers {
         })
     }
 
-    fn check(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+    fn check(&self) -> BoxFuture<'_, Result<(), TimerError>> {
         Box::pin(async move { Ok(self.db.ping().await?) })
     }
 }
@@ -156,7 +202,6 @@ pub struct RedisTimers {
     redis: redis::aio::ConnectionManager,
     timers: String,
     claims: String,
-    bus: Arc<dyn Bus>,
     claim_for: Duration,
     claim: Arc<redis::Script>,
 }
@@ -170,72 +215,39 @@ impl Debug for RedisTimers {
 impl RedisTimers {
     /// Timers under the keys `<prefix>:timers` and `<prefix>:claims`.
     /// A claim not released within `claim_for` is taken over by any worker.
-    pub async fn connect(
-        url: &str,
-        prefix: &str,
-        bus: Arc<dyn Bus>,
-        claim_for: Duration,
-    ) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
-        let redis = redis::aio::ConnectionManager::new(client)
-            .await
-            .with_context(|| "connecting to Redis".to_owned())?;
+    pub async fn connect(url: &str, prefix: &str, claim_for: Duration) -> Result<Self, TimerError> {
+        let client = redis::Client::open(url).map_err(TimerError::RedisUrl)?;
+        let redis =
+            redis::aio::ConnectionManager::new(client).await.map_err(TimerError::RedisConnect)?;
         Ok(Self {
             redis,
             timers: format!("{prefix}:timers"),
             claims: format!("{prefix}:claims"),
-            bus,
             claim_for,
             claim: Arc::new(redis::Script::new(CLAIM)),
         })
     }
 
-    /// Claims the due timers without publishing them (tests use it to play
-    /// a worker that crashes after claiming).
-    pub async fn claim(&self, now: Timestamp) -> anyhow::Result<Vec<Timer>> {
-        let claim_until =
-            now.millis() + i64::try_from(self.claim_for.as_millis()).unwrap_or(i64::MAX / 4);
+    /// Removes `order_id` from the sorted set `key`.
+    async fn remove(&self, key: &str, order_id: Uuid) -> Result<(), TimerError> {
         let mut redis = self.redis.clone();
-        let claimed: Vec<(String, f64)> = self
-            .claim
-            .key(&self.timers)
-            .key(&self.claims)
-            .arg(now.millis())
-            .arg(claim_until)
-            .arg(BATCH)
-            .invoke_async(&mut redis)
-            .await?;
-        claimed
-            .into_iter()
-            .map(|(id, due)| {
-                #[allow(clippy::cast_possible_truncation)]
-                let due = Timestamp::from_millis(due as i64);
-                Ok(Timer { order_id: Uuid::parse_str(&id)?, due })
-            })
-            .collect()
-    }
-
-    async fn publish(&self, order_id: Uuid) -> anyhow::Result<()> {
-        let event = expiration(order_id);
-        let message = OutgoingMessage {
-            id: event.id,
-            subject: ExpirationComplete::SUBJECT.to_owned(),
-            payload: serde_json::to_vec(&event)?.into(),
-        };
-        if let Receipt::Pending(settled) = self.bus.publish(message).await? {
-            // In-process, the message is safe once handled; until then the
-            // claim keeps the timer.
-            tokio::time::timeout(self.claim_for, settled)
-                .await
-                .context("the expiration was not handled in time")?
-                .context("the bus dropped the expiration")?;
-        }
+        let _: i64 =
+            redis::cmd("ZREM").arg(key).arg(order_id.to_string()).query_async(&mut redis).await?;
         Ok(())
     }
 }
 
+/// The time a score stands for (Redis keeps scores as `f64`).
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "a score is the whole milliseconds this store wrote, which an f64 holds exactly"
+)]
+fn at_score(score: f64) -> Timestamp {
+    Timestamp::from_millis(score as i64)
+}
+
 impl TimerStore for RedisTimers {
-    fn schedule(&self, order_id: Uuid, due: Timestamp) -> BoxFuture<'_, anyhow::Result<()>> {
+    fn schedule(&self, order_id: Uuid, due: Timestamp) -> BoxFuture<'_, Result<(), TimerError>> {
         Box::pin(async move {
             let mut redis = self.redis.clone();
             let _: i64 = redis::cmd("ZADD")
@@ -248,22 +260,14 @@ impl TimerStore for RedisTimers {
         })
     }
 
-    fn cancel(&self, order_id: Uuid) -> BoxFuture<'_, anyhow::Result<()>> {
-        Box::pin(async move {
-            let mut redis = self.redis.clone();
-            let _: i64 = redis::cmd("ZREM")
-                .arg(&self.timers)
-                .arg(order_id.to_string())
-                .query_async(&mut redis)
-                .await?;
-            Ok(())
-        })
+    fn cancel(&self, order_id: Uuid) -> BoxFuture<'_, Result<(), TimerError>> {
+        Box::pin(self.remove(&self.timers, order_id))
     }
 
-    fn next_due(&self) -> BoxFuture<'_, anyhow::Result<Option<Timestamp>>> {
+    fn next_due(&self) -> BoxFuture<'_, Result<Option<Timestamp>, TimerError>> {
         Box::pin(async move {
             let mut redis = self.redis.clone();
-            let mut next: Option<i64> = None;
+            let mut next: Option<Timestamp> = None;
             for key in [&self.timers, &self.claims] {
                 let first: Vec<(String, f64)> = redis::cmd("ZRANGE")
                     .arg(key)
@@ -272,36 +276,43 @@ impl TimerStore for RedisTimers {
                     .arg("WITHSCORES")
                     .query_async(&mut redis)
                     .await?;
-                #[allow(clippy::cast_possible_truncation)]
                 if let Some((_, score)) = first.first() {
-                    let score = *score as i64;
-                    next = Some(next.map_or(score, |n| n.min(score)));
+                    let at = at_score(*score);
+                    next = Some(next.map_or(at, |n| n.min(at)));
                 }
             }
-            Ok(next.map(Timestamp::from_millis))
+            Ok(next)
         })
     }
 
-    fn fire_due(&self, now: Timestamp) -> BoxFuture<'_, anyhow::Result<Vec<Timer>>> {
+    fn take_due(&self, now: Timestamp) -> BoxFuture<'_, Result<Due, TimerError>> {
         Box::pin(async move {
-            let claimed = self.claim(now).await?;
-            let mut fired = Vec::with_capacity(claimed.len());
-            for timer in claimed {
-                // A failure leaves the claim: it goes stale and is retried.
-                self.publish(timer.order_id).await?;
-                let mut redis = self.redis.clone();
-                let _: i64 = redis::cmd("ZREM")
-                    .arg(&self.claims)
-                    .arg(timer.order_id.to_string())
-                    .query_async(&mut redis)
-                    .await?;
-                fired.push(timer);
-            }
-            Ok(fired)
+            let mut redis = self.redis.clone();
+            let claimed: Vec<(String, f64)> = self
+                .claim
+                .key(&self.timers)
+                .key(&self.claims)
+                .arg(now.millis())
+                .arg(later(now, self.claim_for).millis())
+                .arg(BATCH)
+                .invoke_async(&mut redis)
+                .await?;
+            let timers = claimed
+                .into_iter()
+                .map(|(id, due)| {
+                    let order_id = Uuid::parse_str(&id).map_err(|_| TimerError::NotAnOrder(id))?;
+                    Ok(Timer { order_id, due: at_score(due) })
+                })
+                .collect::<Result<_, TimerError>>()?;
+            Ok(Due::Claimed { timers, hold: self.claim_for })
         })
     }
 
-    fn pending(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
+    fn release(&self, order_id: Uuid) -> BoxFuture<'_, Result<(), TimerError>> {
+        Box::pin(self.remove(&self.claims, order_id))
+    }
+
+    fn pending(&self) -> BoxFuture<'_, Result<u64, TimerError>> {
         Box::pin(async move {
             let mut redis = self.redis.clone();
             let timers: u64 = redis::cmd("ZCARD").arg(&self.timers).query_async(&mut redis).await?;
@@ -310,7 +321,7 @@ impl TimerStore for RedisTimers {
         })
     }
 
-    fn check(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+    fn check(&self) -> BoxFuture<'_, Result<(), TimerError>> {
         Box::pin(async move {
             let mut redis = self.redis.clone();
             let _: String = redis::cmd("PING").query_async(&mut redis).await?;

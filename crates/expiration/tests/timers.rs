@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::db::Db;
 use common::time::{Clock, ManualClock};
-use expiration::store::{DbTimers, RedisTimers, TimerStore};
+use expiration::store::{DbTimers, Due, RedisTimers, TimerStore};
 use expiration::worker::Worker;
 use messaging::bus::Bus;
 use messaging::bus::memory::InProcessBus;
@@ -85,21 +85,14 @@ impl Harness {
     async fn store(&self) -> Arc<dyn TimerStore> {
         match &self.redis {
             Some((url, prefix)) => Arc::new(
-                RedisTimers::connect(
-                    url,
-                    prefix,
-                    Arc::new(self.bus.clone()),
-                    expiration::CLAIM_FOR,
-                )
-                .await
-                .expect("redis"),
+                RedisTimers::connect(url, prefix, expiration::CLAIM_FOR).await.expect("redis"),
             ),
             None => Arc::new(DbTimers::new(self.db.clone(), Outbox::new(self.db.clone()))),
         }
     }
 
     async fn worker(&self) -> Worker {
-        Worker::new(self.store().await, self.clock.clone())
+        Worker::new(self.store().await, Arc::new(self.bus.clone()), self.clock.clone())
     }
 
     fn later(&self, seconds: i64) -> common::time::Timestamp {
@@ -115,6 +108,17 @@ impl Harness {
         self.relay.drain().await.expect("outbox drained");
         self.bus.wait_idle().await;
         self.fired.lock().expect("lock").clone()
+    }
+}
+
+/// Ticks `worker` until nothing more fires; how many timers it fired.
+async fn fire_all(worker: Worker) -> usize {
+    let mut total = 0;
+    loop {
+        match worker.tick().await.expect("tick") {
+            0 => return total,
+            fired => total += fired,
+        }
     }
 }
 
@@ -208,15 +212,7 @@ async fn many_timers_fire_each_once(kind: Kind) {
             .expect("scheduled");
     }
     h.advance(7);
-    let mut total = 0;
-    loop {
-        let fired = worker.tick().await.expect("tick");
-        if fired == 0 {
-            break;
-        }
-        total += fired;
-    }
-    assert_eq!(total, 250);
+    assert_eq!(fire_all(worker).await, 250);
     let mut fired = h.fired().await;
     fired.sort();
     orders.sort();
@@ -234,17 +230,7 @@ async fn two_workers_fire_each_timer_once(kind: Kind) {
         first.schedule(*order, h.later(1)).await.expect("scheduled");
     }
     h.advance(1);
-    let drain = |worker: Worker| async move {
-        let mut total = 0;
-        loop {
-            let fired = worker.tick().await.expect("tick");
-            if fired == 0 {
-                return total;
-            }
-            total += fired;
-        }
-    };
-    let (a, b) = tokio::join!(drain(first), drain(second));
+    let (a, b) = tokio::join!(fire_all(first), fire_all(second));
     assert_eq!(a + b, 120);
     let mut fired = h.fired().await;
     fired.sort();
@@ -278,13 +264,15 @@ async fn a_crashed_claimers_timers_are_fired_by_another_worker() {
     let mut h = Harness::new(Kind::Redis).await;
     let order = Uuid::now_v7();
     let (url, prefix) = h.redis.clone().expect("redis");
-    let crashed =
-        RedisTimers::connect(&url, &prefix, Arc::new(h.bus.clone()), expiration::CLAIM_FOR)
-            .await
-            .expect("redis");
+    let crashed = RedisTimers::connect(&url, &prefix, expiration::CLAIM_FOR).await.expect("redis");
     crashed.schedule(order, h.later(5)).await.expect("scheduled");
     h.advance(5);
-    assert_eq!(crashed.claim(h.clock.now()).await.expect("claimed").len(), 1);
+    // Claimed, and never published nor released.
+    let Due::Claimed { timers, .. } = crashed.take_due(h.clock.now()).await.expect("claimed")
+    else {
+        panic!("Redis claims what it hands out");
+    };
+    assert_eq!(timers.len(), 1);
     drop(crashed);
 
     let survivor = h.worker().await;

@@ -9,6 +9,7 @@ pub mod reconcile;
 pub mod refunds;
 mod routes;
 mod settings;
+pub mod settlement;
 pub mod store;
 pub mod webhook;
 
@@ -19,6 +20,7 @@ use common::db::{MigrationFile, Migrations, Sql};
 use messaging::listener::Listener;
 use messaging::outbox;
 use platform::service::{Context, Messaging, Probe, Service};
+use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi as _;
 
 use crate::processor::Processor;
@@ -26,6 +28,7 @@ use crate::processor::fake::FakeProcessor;
 use crate::processor::stripe::Stripe;
 use crate::reconcile::Reconciler;
 use crate::refunds::Refunder;
+use crate::settlement::Settlement;
 use crate::store::Store;
 
 pub use settings::{PaymentProcessor, Settings};
@@ -86,6 +89,7 @@ pub async fn build_with(
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
     let store = Store::new(db.clone());
     let refunder = Refunder::new(store.clone(), processor.clone());
+    let settlement = Settlement::new(store.clone(), processor.clone(), refunder.clone());
     let currency = settings.currency();
     let messaging = Messaging::new(context, NAME, &db)
         .listen(Listener::with(store.clone(), listeners::order_created))
@@ -100,18 +104,17 @@ pub async fn build_with(
             listeners::order_cancelled,
         ))
         .publish_from(store.outbox.clone());
-    let background = refunder.clone();
+    let background = refunder;
     let reconciler = Reconciler::new(
-        store.clone(),
-        processor.clone(),
-        refunder.clone(),
+        settlement.clone(),
+        context.clock.clone(),
         settings.payment_reconcile_after,
     );
     let state = routes::PaymentsState {
         store,
         sessions: context.sessions.clone(),
         processor,
-        refunder,
+        settlement,
         currency,
         webhook_secret: settings.stripe_webhook_secret.clone(),
         reconciler: reconciler.clone(),
@@ -128,4 +131,20 @@ pub async fn build_with(
             Box::new(move |shutdown| Box::pin(reconciler.run(shutdown))),
         ],
     })
+}
+
+/// Runs `step` now and then every `period` until `shutdown` (the refunder's
+/// and the reconciler's rounds).
+async fn every<F: Future>(
+    period: std::time::Duration,
+    shutdown: CancellationToken,
+    step: impl Fn() -> F,
+) {
+    loop {
+        step().await;
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
 }

@@ -59,12 +59,6 @@ impl Refunder {
     /// Retries pending refunds every few seconds until `shutdown` (the
     /// requests themselves refund at once with [`Refunder::step`]).
     pub async fn run(self, shutdown: CancellationToken) {
-        loop {
-            self.step().await;
-            tokio::select! {
-                () = tokio::time::sleep(RETRY_EVERY) => {}
-                () = shutdown.cancelled() => return,
-            }
-        }
+        crate::every(RETRY_EVERY, shutdown, || self.step()).await;
     }
 }

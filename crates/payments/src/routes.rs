@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use askama::Template as _;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
 use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION};
@@ -17,20 +18,18 @@ use common::session::{CurrentUser, Sessions};
 use common::time::Timestamp;
 use common::validate::Validator;
 use common::{ApiError, ApiResult, validated};
-use messaging::events::OrderStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::{AttemptState, Expiry, OrderView};
-use crate::processor::fake::{
-    AUTHENTICATION_FAILED, AUTHENTICATION_PATH, Authentication, IntentStatus,
-};
-use crate::processor::{ChargeError, ChargeRequest, NextAction, Processor};
-use crate::reconcile::Reconciler;
-use crate::refunds::Refunder;
+use crate::domain::Payment;
+use crate::processor::fake::page::AuthenticationPage;
+use crate::processor::fake::{AUTHENTICATION_FAILED, AUTHENTICATION_PATH};
+use crate::processor::{NextAction, Processor};
+use crate::reconcile::{Reconciler, ReturnError};
+use crate::settlement::{Answer, Settlement, Standing};
 use crate::store::{Recorded, StartError, Store};
-use crate::webhook::{Action, StripeEvent, verify};
+use crate::webhook::{self, StripeEvent, verify};
 
 const TOKEN_REQUIRED: &str = "Token is required";
 const ORDER_ID_REQUIRED: &str = "OrderId must be provided";
@@ -54,7 +53,9 @@ pub struct PaymentsState {
     pub store: Store,
     pub sessions: Sessions,
     pub processor: Arc<dyn Processor>,
-    pub refunder: Refunder,
+    /// Charges, applies what the processor says, says where a payment
+    /// stands.
+    pub settlement: Settlement,
     pub currency: String,
     /// `STRIPE_WEBHOOK_SECRET`.
     pub webhook_secret: Option<Secret>,
@@ -196,46 +197,56 @@ pub struct PaymentAction {
     pub redirect_url: Option<String>,
 }
 
+impl From<Payment> for PaymentView {
+    fn from(payment: Payment) -> Self {
+        Self { id: payment.id, order_id: payment.order_id, stripe_id: payment.stripe_id }
+    }
+}
+
 impl PaymentAction {
-    fn new(order_id: Uuid, attempt: i64, action: NextAction) -> Self {
-        Self {
+    /// The 202 answer for attempt `attempt` of order `order_id`.
+    fn response(order_id: Uuid, attempt: i64, action: NextAction) -> Response {
+        let answer = Self {
             status: "requires_action".to_owned(),
             order_id,
             attempt,
             client_secret: action.client_secret,
             redirect_url: action.redirect_url,
-        }
+        };
+        (StatusCode::ACCEPTED, Json(answer)).into_response()
     }
+}
+
+/// Lets the caller act on order `order_id`: 404 when there is none, 403
+/// when it is someone else's.
+async fn authorize(state: &PaymentsState, user_id: Uuid, order_id: Uuid) -> ApiResult<()> {
+    let order = state.store.find_order(order_id).await?.ok_or(ApiError::NotFound)?;
+    if order.user_id != user_id {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(())
 }
 
 /// Where an order's payment stands, as `POST /api/payments/settle` answers
 /// it: paid (200), waiting for authentication (202), in progress (409),
 /// or ended without a charge (402, or 400 when the order is over).
-async fn standing(state: &PaymentsState, order: &OrderView) -> ApiResult<Response> {
-    if let Some(payment) = state.store.payment_for(order.id).await? {
-        let view = PaymentView { id: payment.id, order_id: order.id, stripe_id: payment.stripe_id };
-        return Ok((StatusCode::OK, Json(view)).into_response());
+fn standing(order_id: Uuid, standing: Standing) -> ApiResult<Response> {
+    match standing {
+        Standing::Paid(payment) => {
+            Ok((StatusCode::OK, Json(PaymentView::from(payment))).into_response())
+        }
+        Standing::Waiting { number, action } => {
+            Ok(PaymentAction::response(order_id, number, action))
+        }
+        Standing::InProgress => Err(ApiError::Conflict(IN_PROGRESS.to_owned())),
+        Standing::Unknown => Err(ApiError::NotFound),
+        Standing::Cancelled => Err(ApiError::bad_request(CANCELLED)),
+        Standing::Expired => Err(ApiError::bad_request(EXPIRED)),
+        Standing::NotCharged { authentication } => {
+            let message = if authentication { AUTHENTICATION_FAILED } else { NOT_COMPLETED };
+            Err(ApiError::PaymentRequired(message.to_owned()))
+        }
     }
-    let attempt = state.store.latest_attempt(order.id).await?.ok_or(ApiError::NotFound)?;
-    if attempt.state == AttemptState::Pending {
-        return match attempt.action {
-            Some(action) => Ok((
-                StatusCode::ACCEPTED,
-                Json(PaymentAction::new(order.id, attempt.number, action)),
-            )
-                .into_response()),
-            None => Err(ApiError::Conflict(IN_PROGRESS.to_owned())),
-        };
-    }
-    let order = state.store.find_order(order.id).await?.ok_or(ApiError::NotFound)?;
-    if order.status == OrderStatus::Cancelled {
-        return Err(ApiError::bad_request(CANCELLED));
-    }
-    if order.expiry == Expiry::Expired {
-        return Err(ApiError::bad_request(EXPIRED));
-    }
-    let message = if attempt.action.is_some() { AUTHENTICATION_FAILED } else { NOT_COMPLETED };
-    Err(ApiError::PaymentRequired(message.to_owned()))
 }
 
 /// Pays for one of the caller's orders.
@@ -262,65 +273,23 @@ async fn create(
     extract::Json(body): extract::Json<NewPayment>,
 ) -> ApiResult<Response> {
     let (token, order_id, return_url) = body.parse()?;
-
-    let order = state.store.find_order(order_id).await?.ok_or(ApiError::NotFound)?;
-    if order.user_id != user.id {
-        return Err(ApiError::Forbidden);
-    }
+    authorize(&state, user.id, order_id).await?;
     let attempt = state.store.start_attempt(order_id, Timestamp::now(), &state.currency).await?;
-    let request = ChargeRequest {
-        amount: attempt.amount.get(),
-        currency: attempt.currency.clone(),
-        idempotency_key: attempt.idempotency_key.clone(),
-        token,
-        order_id,
-        return_url,
-    };
-    let key = &attempt.idempotency_key;
-    let charge = match state.processor.charge(request).await {
-        Ok(charge) => charge,
-        Err(ChargeError::Unavailable(cause)) => {
-            // The charge may have been made: the attempt stays pending and
-            // reconciliation settles it.
-            tracing::warn!(order.id = %order_id, attempt = key, error = format!("{cause:#}"), "no answer from the processor; reconciliation settles the attempt");
-            return Err(ApiError::Unavailable(cause));
+    match state.settlement.pay(&attempt, token, return_url).await? {
+        Answer::Recorded(Recorded::Paid(payment)) => {
+            Ok((StatusCode::CREATED, Json(PaymentView::from(payment))).into_response())
         }
-        Err(ChargeError::RequiresAction(action)) => {
-            tracing::info!(order.id = %order_id, attempt = key, intent = %action.intent_id, "the card needs authentication: the attempt waits for the buyer");
-            if state.store.require_action(key, &action).await? {
-                let answer = PaymentAction::new(order_id, attempt.number, action);
-                return Ok((StatusCode::ACCEPTED, Json(answer)).into_response());
-            }
-            // Settled meanwhile (a webhook): say how.
-            return standing(&state, &order).await;
+        Answer::Recorded(Recorded::AlreadyPaid) => Err(ApiError::bad_request(ALREADY_PAID)),
+        Answer::Recorded(Recorded::Cancelled) => Err(ApiError::bad_request(CANCELLED)),
+        Answer::Recorded(Recorded::Expired) => Err(ApiError::bad_request(EXPIRED)),
+        Answer::Recorded(Recorded::UnknownAttempt) => {
+            Err(ApiError::internal("a started attempt left the database"))
         }
-        Err(
-            ChargeError::Declined(message)
-            | ChargeError::AuthenticationRequired(message)
-            | ChargeError::Rejected(message),
-        ) => {
-            tracing::info!(order.id = %order_id, reason = %message, "card not charged");
-            state.store.settle_failure(key, AttemptState::Failed).await?;
-            return Err(ApiError::PaymentRequired(message));
-        }
-    };
-    let recorded = state.store.settle_success(key, &charge.id).await?;
-    if recorded.refund_reason().is_some() {
-        state.refunder.step().await;
-    }
-    match recorded {
-        Recorded::Paid(payment) => {
-            tracing::info!(order.id = %order_id, payment.id = %payment.id, "order paid");
-            Ok((
-                StatusCode::CREATED,
-                Json(PaymentView { id: payment.id, order_id, stripe_id: payment.stripe_id }),
-            )
-                .into_response())
-        }
-        Recorded::AlreadyPaid => Err(ApiError::bad_request(ALREADY_PAID)),
-        Recorded::Cancelled => Err(ApiError::bad_request(CANCELLED)),
-        Recorded::Expired => Err(ApiError::bad_request(EXPIRED)),
-        Recorded::UnknownAttempt => Err(ApiError::internal("a started attempt left the database")),
+        Answer::Waiting(action) => Ok(PaymentAction::response(order_id, attempt.number, action)),
+        Answer::Refused(message) => Err(ApiError::PaymentRequired(message)),
+        // Settled meanwhile (a webhook): say how.
+        Answer::SettledMeanwhile => standing(order_id, state.settlement.standing(order_id).await?),
+        Answer::Unanswered(cause) => Err(ApiError::Unavailable(cause)),
     }
 }
 
@@ -353,18 +322,9 @@ async fn settle(
     let mut v = Validator::new();
     let order_id = v.check("orderId", parse_id(body.order_id.as_deref(), ORDER_ID_REQUIRED));
     let (order_id,) = validated!(v, order_id);
-    let order = state.store.find_order(order_id).await?.ok_or(ApiError::NotFound)?;
-    if order.user_id != user.id {
-        return Err(ApiError::Forbidden);
-    }
-    if let Some(attempt) = state.store.latest_attempt(order_id).await? {
-        // Only an attempt known to wait for the buyer: one whose charge
-        // request may still be on its way is left to that request.
-        if attempt.state == AttemptState::Pending && attempt.action.is_some() {
-            state.reconciler.settle(&attempt).await.map_err(ApiError::Unavailable)?;
-        }
-    }
-    standing(&state, &order).await
+    authorize(&state, user.id, order_id).await?;
+    state.reconciler.settle_returned(order_id).await?;
+    standing(order_id, state.settlement.standing(order_id).await?)
 }
 
 /// The fake processor's test authentication page (API.md "payments"): what
@@ -376,7 +336,7 @@ async fn fake_authentication_page(
 ) -> ApiResult<Response> {
     let fake = state.processor.fake().ok_or(ApiError::NotFound)?;
     let authentication = fake.authentication(&intent).ok_or(ApiError::NotFound)?;
-    Ok(html(StatusCode::OK, &authentication_page(&authentication)))
+    html(&AuthenticationPage::new(&authentication))
 }
 
 /// The fake page's form.
@@ -403,65 +363,20 @@ async fn fake_authenticate(
         _ => return Err(ApiError::bad_request(OUTCOME_INVALID)),
     };
     let authentication = fake.authenticate(&intent, complete).ok_or(ApiError::NotFound)?;
-    Ok(match authentication.return_to() {
-        Some(url) => (StatusCode::SEE_OTHER, [(LOCATION, url)]).into_response(),
-        None => html(StatusCode::OK, &authentication_page(&authentication)),
-    })
+    match authentication.return_to() {
+        Some(url) => Ok((StatusCode::SEE_OTHER, [(LOCATION, url)]).into_response()),
+        None => html(&AuthenticationPage::new(&authentication)),
+    }
 }
 
-fn html(status: StatusCode, body: &str) -> Response {
+/// The fake processor's page, on its own: no scripts, styles or framing.
+fn html(page: &AuthenticationPage) -> ApiResult<Response> {
+    let body = page.render().map_err(|error| ApiError::Internal(error.into()))?;
     let headers = [
         (CONTENT_TYPE, "text/html; charset=utf-8"),
         (CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
     ];
-    (status, headers, body.to_owned()).into_response()
-}
-
-fn escape(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '&' => "&amp;".to_owned(),
-            '<' => "&lt;".to_owned(),
-            '>' => "&gt;".to_owned(),
-            '"' => "&quot;".to_owned(),
-            '\'' => "&#39;".to_owned(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
-fn authentication_page(authentication: &Authentication) -> String {
-    let amount = format!(
-        "{}.{:02} {}",
-        authentication.amount / 100,
-        authentication.amount % 100,
-        authentication.currency.to_uppercase()
-    );
-    let intent = escape(&authentication.intent_id);
-    let body = match authentication.status {
-        IntentStatus::RequiresAction => format!(
-            "<form method=\"post\" action=\"{AUTHENTICATION_PATH}/{intent}\">\
-             <button type=\"submit\" name=\"outcome\" value=\"complete\" id=\"complete-authentication\">Complete authentication</button> \
-             <button type=\"submit\" name=\"outcome\" value=\"fail\" id=\"fail-authentication\">Fail authentication</button>\
-             </form>"
-        ),
-        IntentStatus::Succeeded => {
-            "<p id=\"authentication-done\">Authentication completed. You can close this page.</p>"
-                .to_owned()
-        }
-        _ => "<p id=\"authentication-done\">Authentication failed. You can close this page.</p>"
-            .to_owned(),
-    };
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Test authentication · 3-D Secure</title></head><body><main>\
-         <h1>Test authentication (3-D Secure)</h1>\
-         <p>This page stands in for the bank's 3-D Secure check: the payments service uses the \
-         fake processor, so nothing is charged for real.</p>\
-         <p>Payment of <strong>{}</strong> ({intent}).</p>{body}</main></body></html>",
-        escape(&amount)
-    )
+    Ok((StatusCode::OK, headers, body).into_response())
 }
 
 /// Receives an event from Stripe (see docs/API.md, "payments").
@@ -492,29 +407,7 @@ async fn webhook(
     }
     let event: StripeEvent =
         serde_json::from_slice(&payload).map_err(|_| ApiError::InvalidBody { field: None })?;
-    if state.store.webhook_seen(&event.id).await? {
-        return Ok(Json(serde_json::json!({"received": true})));
-    }
-    match event.action() {
-        Action::Succeeded { key, charge_id } => {
-            let recorded = state.store.settle_success(&key, &charge_id).await?;
-            if recorded.refund_reason().is_some() {
-                state.refunder.step().await;
-            }
-        }
-        Action::Failed { key } => {
-            state.store.settle_failure(&key, AttemptState::Failed).await?;
-        }
-        Action::Refunded { charge_id, refund_id } => {
-            let refund_id = refund_id.unwrap_or_else(|| format!("refunded-{charge_id}"));
-            if !state.store.refund_confirmed(&charge_id, &refund_id).await? {
-                tracing::info!(charge = %charge_id, "a charge was refunded (no refund of ours was pending)");
-            }
-        }
-        Action::Ignore => {}
-    }
-    state.store.webhook_handled(&event.id, &event.kind).await?;
-    tracing::info!(event.id = %event.id, event.kind = %event.kind, "webhook handled");
+    webhook::handle(&state.settlement, &event).await?;
     Ok(Json(serde_json::json!({"received": true})))
 }
 
@@ -527,6 +420,15 @@ impl From<StartError> for ApiError {
             StartError::Expired => Self::bad_request(EXPIRED),
             StartError::InProgress => Self::Conflict(IN_PROGRESS.to_owned()),
             StartError::Db(error) => error.into(),
+        }
+    }
+}
+
+impl From<ReturnError> for ApiError {
+    fn from(error: ReturnError) -> Self {
+        match error {
+            ReturnError::Db(error) => error.into(),
+            ReturnError::Unsettled(cause) => Self::Unavailable(cause),
         }
     }
 }

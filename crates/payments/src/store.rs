@@ -352,11 +352,6 @@ impl Store {
         Ok(attempt)
     }
 
-    /// The attempt sent with idempotency key `key`.
-    pub async fn attempt(&self, key: &str) -> Result<Option<Attempt>, DbError> {
-        attempt_in(self.db.reader(), key).await
-    }
-
     /// Attempts pending since before `before`, oldest first: those
     /// reconciliation settles.
     pub async fn stale_attempts(&self, before: Timestamp) -> Result<Vec<Attempt>, DbError> {
@@ -366,18 +361,6 @@ impl Store {
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(before.millis())
-            .fetch_all(self.db.reader())
-            .await?;
-        Ok(rows.iter().map(attempt).collect::<Result<_, _>>()?)
-    }
-
-    /// Every attempt of an order, first first (tests and operators).
-    pub async fn attempts_of(&self, order_id: Uuid) -> Result<Vec<Attempt>, DbError> {
-        let sql = format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE order_id = $1 ORDER BY attempt"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(order_id.to_string())
             .fetch_all(self.db.reader())
             .await?;
         Ok(rows.iter().map(attempt).collect::<Result<_, _>>()?)
@@ -633,16 +616,5 @@ impl Store {
         .execute(self.db.writer())
         .await?;
         Ok(done.rows_affected() > 0)
-    }
-
-    /// Refunds made, as (charge id, refund id) (tests and operators).
-    pub async fn refunds(&self) -> Result<Vec<(String, Option<String>)>, DbError> {
-        let rows = sqlx::query("SELECT charge_id, refund_id FROM refunds ORDER BY created_at")
-            .fetch_all(self.db.reader())
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("charge_id")?, row.try_get("refund_id")?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(DbError::from)
     }
 }

@@ -1,14 +1,18 @@
 //! Stripe webhooks: the `Stripe-Signature` check (HMAC-SHA256 of
 //! `<t>.<payload>` with `STRIPE_WEBHOOK_SECRET`, five minutes' tolerance,
-//! any of several `v1` signatures, compared in constant time) and what
-//! each event means for a payment attempt. Every outcome goes through the
-//! same store calls as the request and reconciliation, under the order's
-//! row lock, so webhooks may arrive in any order, any number of times, and
-//! race either of them.
+//! any of several `v1` signatures, compared in constant time), what each
+//! event means for a payment attempt, and handling it once by its id. Every
+//! outcome is applied by [`Settlement::apply`], as on the request's and
+//! reconciliation's paths, under the order's row lock, so webhooks may
+//! arrive in any order, any number of times, and race either of them.
 
+use common::db::DbError;
 use hmac::{Hmac, Mac as _};
 use serde::Deserialize;
 use sha2::Sha256;
+
+use crate::processor::Charge;
+use crate::settlement::{Outcome, Settlement};
 
 /// How far a signature's time may be from now.
 pub const TOLERANCE_SECONDS: i64 = 300;
@@ -103,10 +107,9 @@ pub struct EventData {
 /// What an event asks of the payments service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// The intent sent for attempt `key` succeeded as `charge_id`.
-    Succeeded { key: String, charge_id: String },
-    /// The intent sent for attempt `key` failed or was cancelled.
-    Failed { key: String },
+    /// The intent sent for attempt `key` succeeded (charged), failed or was
+    /// cancelled (refused).
+    Settle { key: String, outcome: Outcome },
     /// A charge of intent `charge_id` was refunded (`refund_id`, when given).
     Refunded { charge_id: String, refund_id: Option<String> },
     /// Nothing to do with this event.
@@ -121,11 +124,11 @@ impl StripeEvent {
         let text = |value: &serde_json::Value| value.as_str().map(str::to_owned);
         let key = text(&object["metadata"]["attempt"]);
         match (self.kind.as_str(), key, text(&object["id"])) {
-            ("payment_intent.succeeded", Some(key), Some(charge_id)) => {
-                Action::Succeeded { key, charge_id }
+            ("payment_intent.succeeded", Some(key), Some(id)) => {
+                Action::Settle { key, outcome: Outcome::Charged(Charge { id }) }
             }
             ("payment_intent.payment_failed" | "payment_intent.canceled", Some(key), _) => {
-                Action::Failed { key }
+                Action::Settle { key, outcome: Outcome::Refused }
             }
             ("charge.refunded", _, _) => match text(&object["payment_intent"]) {
                 Some(charge_id) => Action::Refunded {
@@ -137,6 +140,30 @@ impl StripeEvent {
             _ => Action::Ignore,
         }
     }
+}
+
+/// Handles a verified `event` once by its id: a settlement applied, a
+/// refund confirmed, or nothing to do.
+pub async fn handle(settlement: &Settlement, event: &StripeEvent) -> Result<(), DbError> {
+    let store = &settlement.store;
+    if store.webhook_seen(&event.id).await? {
+        return Ok(());
+    }
+    match event.action() {
+        Action::Settle { key, outcome } => {
+            settlement.apply(&key, outcome).await?;
+        }
+        Action::Refunded { charge_id, refund_id } => {
+            let refund_id = refund_id.unwrap_or_else(|| format!("refunded-{charge_id}"));
+            if !store.refund_confirmed(&charge_id, &refund_id).await? {
+                tracing::info!(charge = %charge_id, "a charge was refunded (no refund of ours was pending)");
+            }
+        }
+        Action::Ignore => {}
+    }
+    store.webhook_handled(&event.id, &event.kind).await?;
+    tracing::info!(event.id = %event.id, event.kind = %event.kind, "webhook handled");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ mod routes;
 mod settings;
 pub mod store;
 
+use std::sync::Arc;
+
 use common::db::{MigrationFile, Migrations, Sql};
 use messaging::listener::Listener;
 use messaging::outbox;
@@ -49,21 +51,17 @@ pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Ser
         .listen(Listener::with(store.clone(), listeners::order_cancelled))
         .listen(Listener::with(store.clone(), listeners::order_completed))
         .publish_from(store.outbox.clone());
-    let pages = cache::PageCache::new(store.changes.clone(), settings.list_cache(context.alone));
+    let pages =
+        Arc::new(cache::PageCache::new(store.commits.clone(), settings.list_cache(context.alone)));
     let watch = context.bus.watch(&live::SUBJECTS).await?;
     let changes = Changes::new(watch.origin, watch.start);
-    let follow = store.changes.clone().follow(changes.subscribe());
+    let follow = pages.clone().follow(changes.subscribe());
     let live = live::Live {
         changes: changes.clone(),
         limits: live::StreamLimits::new(settings.live_streams_per_address, settings.live_streams),
         shutdown: context.shutdown.clone(),
     };
-    let state = routes::TicketsState {
-        store,
-        sessions: context.sessions.clone(),
-        pages: std::sync::Arc::new(pages),
-        live,
-    };
+    let state = routes::TicketsState { store, sessions: context.sessions.clone(), pages, live };
     Ok(Service {
         name: NAME,
         router: routes::router(state),

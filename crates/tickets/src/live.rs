@@ -41,8 +41,6 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::routes::TicketsState;
-
 /// The subjects the feed watches.
 pub const SUBJECTS: [&str; 2] = [TicketCreated::SUBJECT, TicketUpdated::SUBJECT];
 
@@ -81,7 +79,7 @@ pub struct LiveTicket {
 /// One event of the live stream as it travels (`text/event-stream`): the
 /// stream's description in the OpenAPI document.
 #[derive(Debug, ToSchema)]
-#[allow(dead_code)] // a description: the stream is written by `events`
+#[expect(dead_code, reason = "a description: the stream is written by `events`")]
 pub struct LiveEvent {
     /// `ready` (the stream starts or resumes), `ticket` (a change) or
     /// `reload` (the stream cannot go on: reload what is shown).
@@ -284,20 +282,23 @@ impl Changes {
 
 /// The change an event announces; `None` when it does not decode.
 fn decode(watched: &Watched) -> Option<LiveTicket> {
-    if watched.subject == TicketCreated::SUBJECT {
+    let t = if watched.subject == TicketCreated::SUBJECT {
         let event: Envelope<TicketCreated> = serde_json::from_slice(&watched.payload).ok()?;
         let t = event.data;
-        return Some(LiveTicket {
+        // A new ticket shows as an update that leaves it on sale.
+        TicketUpdated {
             id: t.id,
-            title: t.title,
-            price: Cents::new(t.price),
-            user_id: t.user_id,
             version: t.version,
-            status: LiveStatus::Available,
-        });
-    }
-    let event: Envelope<TicketUpdated> = serde_json::from_slice(&watched.payload).ok()?;
-    let t = event.data;
+            title: t.title,
+            price: t.price,
+            user_id: t.user_id,
+            order_id: None,
+            withdrawn: false,
+        }
+    } else {
+        let event: Envelope<TicketUpdated> = serde_json::from_slice(&watched.payload).ok()?;
+        event.data
+    };
     let status = match (t.withdrawn, t.order_id) {
         (true, _) => LiveStatus::Withdrawn,
         (false, Some(_)) => LiveStatus::Reserved,
@@ -372,7 +373,8 @@ impl Drop for Slot {
     }
 }
 
-/// What the stream route needs.
+/// What the stream route needs (the service's state hands it over:
+/// `FromRef` in `routes.rs`).
 #[derive(Debug, Clone)]
 pub struct Live {
     pub changes: Changes,
@@ -399,18 +401,17 @@ static ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering"
     )
 )]
 pub async fn events(
-    State(state): State<TicketsState>,
+    State(live): State<Live>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
 ) -> Response {
-    let live = &state.live;
     let slot = match live.limits.take(ClientAddr(client).limit_key()) {
         Ok(slot) => slot,
         Err(refused) => return refused.into_response(),
     };
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
     let (start, position) = live.changes.start(last);
-    let stream = stream_of(start, position, live.shutdown.clone(), slot);
+    let stream = stream_of(start, position, live.shutdown, slot);
     let mut response =
         Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response();
     response.headers_mut().insert(ACCEL_BUFFERING.clone(), HeaderValue::from_static("no"));

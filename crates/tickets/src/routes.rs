@@ -1,6 +1,6 @@
 //! The tickets routes (`/api/tickets`, API.md "tickets").
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::header::HeaderName;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
@@ -24,6 +24,7 @@ use crate::domain::{
     Cursor, MAX_SEARCH_CHARS, Search, Sort, TITLE_PATTERN, Ticket, TicketStatus, Title,
     cursor_pattern, words,
 };
+use crate::live::Live;
 use crate::store::{EditError, Store, WithdrawError, Withdrawal};
 
 /// The message for editing a ticket an order holds (or bought).
@@ -59,12 +60,18 @@ static NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
 pub struct TicketsState {
     pub store: Store,
     pub sessions: Sessions,
-    pub live: crate::live::Live,
+    pub live: Live,
     /// The public list's answers (`cache.rs`).
     pub pages: Arc<PageCache>,
 }
 
 common::sessions_in_state!(TicketsState);
+
+impl FromRef<TicketsState> for Live {
+    fn from_ref(state: &TicketsState) -> Self {
+        state.live.clone()
+    }
+}
 
 pub fn router(state: TicketsState) -> Router {
     Router::new()

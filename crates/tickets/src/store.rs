@@ -1,6 +1,10 @@
 //! All SQL of the tickets service. Every change takes the ticket's row lock,
 //! writes the next version (exactly one more than it read) and its event to
-//! the outbox in one transaction.
+//! the outbox in one transaction, and then counts it ([`Commits`]) for
+//! whatever serves answers derived from the tickets.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::db::{Db, DbError, Tx, lock_row, now_millis, parse_uuid, save_version};
 use common::money::Cents;
@@ -11,7 +15,6 @@ use sqlx::Row as _;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use crate::cache::Generation;
 use crate::domain::{Cursor, Search, Sort, Ticket, TicketStatus, Title, title_prefixes};
 
 /// The tickets database and its outbox.
@@ -19,9 +22,27 @@ use crate::domain::{Cursor, Search, Sort, Ticket, TicketStatus, Title, title_pre
 pub struct Store {
     pub db: Db,
     pub outbox: Outbox,
-    /// Bumped after every committed change of a ticket (the list cache's
-    /// clock, `cache::PageCache`).
-    pub changes: Generation,
+    /// Counts the changes this store committed.
+    pub commits: Commits,
+}
+
+/// How many changes of tickets a [`Store`] (and its clones) committed:
+/// bumped after every commit of one, also a failed commit (it may have
+/// happened). A reader that reads the count before reading tickets and
+/// again later knows whether this store changed any since; the list cache
+/// (`cache.rs`) keeps answers that way, without the store knowing of it.
+#[derive(Debug, Clone, Default)]
+pub struct Commits(Arc<AtomicU64>);
+
+impl Commits {
+    /// The count now.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 common::store_error! {
@@ -142,7 +163,7 @@ fn updated_event(ticket: &Ticket) -> Envelope<TicketUpdated> {
 impl Store {
     pub fn new(db: Db) -> Self {
         let outbox = Outbox::new(db.clone());
-        Self { db, outbox, changes: Generation::default() }
+        Self { db, outbox, commits: Commits::default() }
     }
 
     /// Creates a ticket (version 0) and announces it.
@@ -288,7 +309,7 @@ impl Store {
                     .await?;
             }
             tx.commit().await?;
-            self.changes.bump();
+            self.commits.bump();
         }
     }
 
@@ -301,10 +322,9 @@ impl Store {
         price: Cents,
     ) -> Result<Ticket, EditError> {
         let mut tx = self.db.begin().await?;
-        let current = locked(&mut tx, id).await?.ok_or(EditError::NotFound)?;
-        if current.user_id != user_id {
-            return Err(EditError::NotOwner);
-        }
+        let current =
+            locked_for_seller(&mut tx, id, user_id, EditError::NotFound, EditError::NotOwner)
+                .await?;
         match current.status {
             TicketStatus::Available => {}
             TicketStatus::Reserved | TicketStatus::Sold => return Err(EditError::Reserved),
@@ -321,10 +341,14 @@ impl Store {
     /// withdrawn ticket changes nothing.
     pub async fn withdraw(&self, id: Uuid, user_id: Uuid) -> Result<Withdrawal, WithdrawError> {
         let mut tx = self.db.begin().await?;
-        let current = locked(&mut tx, id).await?.ok_or(WithdrawError::NotFound)?;
-        if current.user_id != user_id {
-            return Err(WithdrawError::NotOwner);
-        }
+        let current = locked_for_seller(
+            &mut tx,
+            id,
+            user_id,
+            WithdrawError::NotFound,
+            WithdrawError::NotOwner,
+        )
+        .await?;
         match current.status {
             TicketStatus::Available => {}
             TicketStatus::Reserved => return Err(WithdrawError::Reserved),
@@ -490,11 +514,11 @@ impl Store {
         self.commit(tx).await
     }
 
-    /// Commits a change of a ticket with its event, then tells the list
-    /// cache (also when the commit failed: it may have happened).
+    /// Commits a change of a ticket with its event, then counts it (also
+    /// when the commit failed: it may have happened).
     async fn commit(&self, tx: Tx) -> Result<(), DbError> {
         let committed = self.outbox.commit(tx).await;
-        self.changes.bump();
+        self.commits.bump();
         Ok(committed?)
     }
 }
@@ -541,6 +565,20 @@ async fn is_cancelled(tx: &mut Tx, order_id: Uuid) -> Result<bool, DbError> {
 async fn locked(tx: &mut Tx, id: Uuid) -> Result<Option<Ticket>, DbError> {
     let row = lock_row(tx, "tickets", COLUMNS, id).await?;
     Ok(row.as_ref().map(ticket).transpose()?)
+}
+
+/// Reads a ticket for a change by its seller `user_id`, holding its row
+/// lock; `missing` when there is no such ticket, `not_owner` when it is
+/// someone else's.
+async fn locked_for_seller<E: From<DbError>>(
+    tx: &mut Tx,
+    id: Uuid,
+    user_id: Uuid,
+    missing: E,
+    not_owner: E,
+) -> Result<Ticket, E> {
+    let current = locked(tx, id).await?.ok_or(missing)?;
+    if current.user_id == user_id { Ok(current) } else { Err(not_owner) }
 }
 
 async fn stop_waiting(tx: &mut Tx, order_id: Uuid) -> Result<(), DbError> {

@@ -43,6 +43,21 @@ impl TestApp {
         self.browser.post(self.server.url(path)).json(body).send().await.expect("request sent")
     }
 
+    /// `POST path` with `body` as it is and these `headers` (what a form or
+    /// a broken client sends).
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &'static str,
+    ) -> Response {
+        let mut request = self.browser.post(self.server.url(path)).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("sent")
+    }
+
     pub async fn signup(&self, email: &str, password: &str) -> Response {
         self.post_json("/api/users/signup", &json!({"email": email, "password": password})).await
     }

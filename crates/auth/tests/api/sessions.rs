@@ -6,6 +6,9 @@ use testkit::Backend;
 
 use crate::helpers::{TestApp, error, set_cookie};
 
+/// The content type of an HTML form's body.
+const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+
 async fn current_user_is_null_without_a_session(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let response =
@@ -72,31 +75,15 @@ async fn signout_expires_the_cookie(backend: Backend) {
 async fn a_cross_site_form_cannot_sign_the_visitor_out(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.signed_up_user("victim@example.com").await;
-    let url = app.server.url("/api/users/signout");
-    let host = url.split('/').nth(2).expect("host").to_owned();
+    let path = "/api/users/signout";
+    let host = app.server.url(path).split('/').nth(2).expect("host").to_owned();
     for origin in ["https://evil.example", &format!("https://{host}"), "null"] {
-        let response = app
-            .browser
-            .post(&url)
-            .header("origin", origin)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("")
-            .send()
-            .await
-            .expect("sent");
+        let response = app.post_raw(path, &[("origin", origin), FORM], "").await;
         assert_eq!(response.status(), 403, "{origin}");
         assert!(response.headers().get("set-cookie").is_none(), "{origin}");
         assert_ne!(app.current_user().await, Value::Null, "still signed in after {origin}");
     }
-    let response = app
-        .browser
-        .post(&url)
-        .header("origin", format!("http://{host}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("")
-        .send()
-        .await
-        .expect("sent");
+    let response = app.post_raw(path, &[("origin", &format!("http://{host}")), FORM], "").await;
     assert_eq!(response.status(), 200);
     assert_eq!(app.current_user().await, Value::Null);
 }
@@ -119,26 +106,12 @@ async fn the_session_lifetime_and_secure_flag_are_configurable(backend: Backend)
 async fn signup_and_signin_refuse_bodies_that_are_not_json(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     for path in ["/api/users/signup", "/api/users/signin"] {
-        let response = app
-            .browser
-            .post(app.server.url(path))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("email=a%40b.co&password=password123")
-            .send()
-            .await
-            .expect("sent");
+        let response = app.post_raw(path, &[FORM], "email=a%40b.co&password=password123").await;
         let (status, body) = error(response).await;
         assert_eq!(status, 415);
         assert_eq!(body, json!({"errors": [{"message": "Expected a JSON body"}]}));
-        let response = app
-            .browser
-            .post(app.server.url(path))
-            .header("content-type", "application/json")
-            .body("{\"email\": ")
-            .send()
-            .await
-            .expect("sent");
-        let (status, body) = error(response).await;
+        let json = ("content-type", "application/json");
+        let (status, body) = error(app.post_raw(path, &[json], "{\"email\": ").await).await;
         assert_eq!(status, 400);
         assert_eq!(body, json!({"errors": [{"message": "Invalid request body"}]}));
     }

@@ -3,7 +3,10 @@
 //! idempotency keys, and records charges and refunds (tests read them).
 //! Cards that need 3-D Secure leave their PaymentIntent waiting for the
 //! buyer, who completes or fails the authentication on the fake's own test
-//! page ([`AUTHENTICATION_PATH`]), as on Stripe's test authentication page.
+//! page ([`AUTHENTICATION_PATH`], [`page`]), as on Stripe's test
+//! authentication page.
+
+pub mod page;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -1,17 +1,25 @@
 //! `PaymentsApp`: the payments service on one stack with a fake processor
 //! the test can inspect (and pause in the middle of a charge), acting as
-//! users and as the orders service.
+//! users and as the orders service; and what tests read of the payments
+//! database.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use common::BoxFuture;
-use common::time::Timestamp;
+use common::time::{ManualClock, Timestamp};
 use messaging::events::{
     Envelope, Event, ExpirationComplete, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus,
     OrderTicket, TicketRef,
 };
+use payments::domain::AttemptState;
 use payments::processor::fake::FakeProcessor;
 use payments::processor::{Charge, ChargeError, ChargeRequest, Found, Processor, Refund};
+use payments::reconcile::Reconciler;
+use payments::refunds::Refunder;
+use payments::settlement::Settlement;
+use payments::store::Store;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use testkit::{Recorder, Stack, TestSystem, TestUser};
@@ -19,16 +27,25 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
 /// The fake processor, with an optional pause inside `charge` (the test is
-/// told when a charge is under way and says when it may finish), and
-/// answers it can lose (charged, but the caller hears "unavailable").
+/// told when a charge is under way and says when it may finish), answers
+/// it can lose (charged, but the caller hears "unavailable"), and refunds
+/// it can refuse (as if unreachable).
 #[derive(Debug, Default)]
-pub struct PausingProcessor {
+pub struct TestProcessor {
     pub fake: FakeProcessor,
     pause: Mutex<Option<(mpsc::Sender<()>, oneshot::Receiver<()>)>>,
-    lose_answers: std::sync::atomic::AtomicBool,
+    lose_answers: AtomicBool,
+    refuse_refunds: AtomicUsize,
 }
 
-impl Processor for PausingProcessor {
+impl TestProcessor {
+    /// The next `count` refunds fail as if the processor were unreachable.
+    pub fn refuse_refunds(&self, count: usize) {
+        self.refuse_refunds.store(count, Ordering::Release);
+    }
+}
+
+impl Processor for TestProcessor {
     fn charge(&self, request: ChargeRequest) -> BoxFuture<'_, Result<Charge, ChargeError>> {
         Box::pin(async move {
             let charged = self.fake.charge(request).await;
@@ -36,7 +53,7 @@ impl Processor for PausingProcessor {
                 let _ = started.send(()).await;
                 let _ = resume.await;
             }
-            if self.lose_answers.load(std::sync::atomic::Ordering::Acquire) {
+            if self.lose_answers.load(Ordering::Acquire) {
                 return Err(ChargeError::Unavailable(anyhow::anyhow!("the answer was lost")));
             }
             charged
@@ -69,13 +86,20 @@ impl Processor for PausingProcessor {
         charge_id: &'a str,
         key: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<Refund>> {
-        self.fake.refund(charge_id, key)
+        Box::pin(async move {
+            let down = self
+                .refuse_refunds
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok();
+            anyhow::ensure!(!down, "the processor is unreachable");
+            self.fake.refund(charge_id, key).await
+        })
     }
 }
 
 pub struct PaymentsApp {
     pub system: TestSystem,
-    pub processor: Arc<PausingProcessor>,
+    pub processor: Arc<TestProcessor>,
 }
 
 /// An order as the orders service announced it.
@@ -96,7 +120,7 @@ impl PaymentsApp {
         let mut settings = payments::Settings::default();
         configure(&mut settings);
         let (context, bus) = TestSystem::prepare(stack, |_| {}).await;
-        let processor = Arc::new(PausingProcessor::default());
+        let processor = Arc::new(TestProcessor::default());
         let service = payments::build_with(&context.context, &settings, processor.clone())
             .await
             .expect("payments starts");
@@ -166,7 +190,7 @@ impl PaymentsApp {
         tokio::spawn(async move { request.send().await.expect("sent") })
     }
 
-    pub async fn store(&self) -> payments::store::Store {
+    pub async fn store(&self) -> Store {
         let db = self
             .system
             .context
@@ -175,7 +199,19 @@ impl PaymentsApp {
             .open(payments::NAME, &payments::MIGRATIONS)
             .await
             .expect("db");
-        payments::store::Store::new(db)
+        Store::new(db)
+    }
+
+    /// The states of the order's attempts, first first.
+    pub async fn attempt_states(&self, order: &TestOrder) -> Vec<AttemptState> {
+        let states: Vec<String> = sqlx::query_scalar(
+            "SELECT state FROM payment_attempts WHERE order_id = $1 ORDER BY attempt",
+        )
+        .bind(order.id.to_string())
+        .fetch_all(self.store().await.db.reader())
+        .await
+        .expect("attempts");
+        states.iter().map(|state| AttemptState::parse(state).expect("a state")).collect()
     }
 
     pub async fn pay_raw(&self, user: Option<&TestUser>, body: &Value) -> Response {
@@ -188,30 +224,26 @@ impl PaymentsApp {
 
     /// From now on, charges are made but their answers lost (`false`: kept).
     pub fn lose_answers(&self, lose: bool) {
-        self.processor.lose_answers.store(lose, std::sync::atomic::Ordering::Release);
+        self.processor.lose_answers.store(lose, Ordering::Release);
     }
 
     /// Reconciles every pending attempt now, as the background task does
     /// once they are older than `PAYMENT_RECONCILE_SECONDS`; returns how
     /// many were settled.
     pub async fn reconcile(&self) -> usize {
-        self.reconcile_giving(payments::reconcile::AUTHENTICATION_WINDOW).await
+        self.reconcile_after(Duration::ZERO).await
     }
 
-    /// The same, with `window` for buyers to authenticate (zero: every
+    /// The same, `elapsed` from now (past `AUTHENTICATION_WINDOW`: every
     /// attempt waiting for authentication is abandoned).
-    pub async fn reconcile_giving(&self, window: std::time::Duration) -> usize {
+    pub async fn reconcile_after(&self, elapsed: Duration) -> usize {
         let store = self.store().await;
-        let refunder = payments::refunds::Refunder::new(store.clone(), self.processor.clone());
-        let reconciler = payments::reconcile::Reconciler::new(
-            store,
-            self.processor.clone(),
-            refunder,
-            std::time::Duration::ZERO,
-        )
-        .with_authentication_window(window);
-        // Pending since before now: a millisecond passes first.
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let refunder = Refunder::new(store.clone(), self.processor.clone());
+        let settlement = Settlement::new(store, self.processor.clone(), refunder);
+        let clock = ManualClock::new();
+        // Every attempt pending now is pending since before the clock's now.
+        clock.advance(elapsed + Duration::from_millis(1));
+        let reconciler = Reconciler::new(settlement, Arc::new(clock), Duration::ZERO);
         let settled = reconciler.step().await;
         self.system.drain().await;
         settled
@@ -232,6 +264,14 @@ impl PaymentsApp {
     pub fn refunded_charges(&self) -> Vec<String> {
         self.processor.fake.ledger().refunds.iter().map(|(charge, _)| charge.clone()).collect()
     }
+}
+
+/// The refunds recorded, as (charge id, refund id once made), oldest first.
+pub async fn refunds(store: &Store) -> Vec<(String, Option<String>)> {
+    sqlx::query_as("SELECT charge_id, refund_id FROM refunds ORDER BY created_at")
+        .fetch_all(store.db.reader())
+        .await
+        .expect("refunds")
 }
 
 pub use testkit::{error_of as error, field_error, general_error};

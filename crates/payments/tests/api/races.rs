@@ -58,18 +58,18 @@ async fn a_second_payment_while_one_is_pending_is_refused_with_409(stack: Stack)
     let (mut charging, resume) = app.pause_next_charge().await;
     let paying = app.pay_in_background(&order, "tok_visa");
     charging.recv().await.expect("the charge started");
-    let attempts = app.store().await.attempts_of(order.id).await.expect("attempts");
+    let attempts = app.attempt_states(&order).await;
     assert_eq!(attempts.len(), 1, "the attempt was recorded before the charge");
-    assert_eq!(attempts[0].state, AttemptState::Pending);
+    assert_eq!(attempts[0], AttemptState::Pending);
     assert_eq!(
         error(app.pay(&order, "tok_mastercard").await).await,
         (409, general_error("A payment for this order is already in progress"))
     );
     resume.send(()).expect("resumed");
     assert_eq!(paying.await.expect("answered").status(), 201);
-    let attempts = app.store().await.attempts_of(order.id).await.expect("attempts");
+    let attempts = app.attempt_states(&order).await;
     assert_eq!(attempts.len(), 1);
-    assert_eq!(attempts[0].state, AttemptState::Succeeded);
+    assert_eq!(attempts[0], AttemptState::Succeeded);
     app.system.drain().await;
     assert_eq!(started.data(), [PaymentStarted { order_id: order.id, attempt: 1 }]);
     assert_eq!(app.charges().len(), 1);

@@ -34,23 +34,18 @@ async fn crashed_attempt(app: &PaymentsApp, order: &TestOrder, charge: Option<&s
     }
 }
 
-pub(crate) async fn states(app: &PaymentsApp, order: &TestOrder) -> Vec<AttemptState> {
-    let attempts = app.store().await.attempts_of(order.id).await.expect("attempts");
-    attempts.into_iter().map(|a| a.state).collect()
-}
-
 async fn a_lost_answer_is_reconciled_and_paid_once(stack: Stack) {
     let app = PaymentsApp::spawn(stack).await;
     let created = app.record::<PaymentCreated>().await;
     let order = app.order(1999, 900).await;
     app.lose_answers(true);
     assert_eq!(app.pay(&order, "tok_visa").await.status(), 503, "charged, but no answer came");
-    assert_eq!(states(&app, &order).await, [AttemptState::Pending]);
+    assert_eq!(app.attempt_states(&order).await, [AttemptState::Pending]);
     assert_eq!(app.pay(&order, "tok_visa").await.status(), 409, "the attempt is still open");
     app.lose_answers(false);
 
     assert_eq!(app.reconcile().await, 1);
-    assert_eq!(states(&app, &order).await, [AttemptState::Succeeded]);
+    assert_eq!(app.attempt_states(&order).await, [AttemptState::Succeeded]);
     let charges = app.charges();
     assert_eq!(charges.len(), 1);
     assert_eq!(created.data().len(), 1);
@@ -70,7 +65,7 @@ async fn a_crash_before_the_call_releases_the_attempt(stack: Stack) {
     let order = app.order(1999, 900).await;
     crashed_attempt(&app, &order, None).await;
     assert_eq!(app.reconcile().await, 1);
-    assert_eq!(states(&app, &order).await, [AttemptState::Released]);
+    assert_eq!(app.attempt_states(&order).await, [AttemptState::Released]);
     assert_eq!(failed.data(), [PaymentFailed { order_id: order.id, attempt: 1 }]);
     assert_eq!(app.pay(&order, "tok_visa").await.status(), 201, "payable again");
     assert_eq!(app.charges()[0].0.idempotency_key, idempotency_key(order.id, 2));
@@ -92,7 +87,7 @@ async fn a_declined_charge_whose_answer_was_lost_is_failed(stack: Stack) {
     let order = app.order(1999, 900).await;
     crashed_attempt(&app, &order, Some("tok_chargeDeclined")).await;
     assert_eq!(app.reconcile().await, 1);
-    assert_eq!(states(&app, &order).await, [AttemptState::Failed]);
+    assert_eq!(app.attempt_states(&order).await, [AttemptState::Failed]);
     assert_eq!(app.pay(&order, "tok_visa").await.status(), 201);
 }
 

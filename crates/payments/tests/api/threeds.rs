@@ -9,12 +9,12 @@
 use messaging::events::{PaymentCreated, PaymentExpired, PaymentFailed, PaymentStarted};
 use payments::domain::AttemptState;
 use payments::processor::fake::{AUTHENTICATION_FAILED, IntentStatus};
+use payments::reconcile::AUTHENTICATION_WINDOW;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use testkit::{Stack, TestSystem};
 
 use crate::helpers::{PaymentsApp, TestOrder, error, field_error, general_error};
-use crate::reconcile::states;
 use crate::webhook::{deliver, intent_event};
 
 const RETURN: &str = "http://shop.example/orders/o1/authenticated";
@@ -75,7 +75,7 @@ async fn a_card_needing_authentication_keeps_the_attempt_pending(stack: Stack) {
             "redirectUrl": format!("/api/payments/fake-authentication/{intent}"),
         })
     );
-    assert_eq!(states(&app, &order).await, [AttemptState::Pending]);
+    assert_eq!(app.attempt_states(&order).await, [AttemptState::Pending]);
     assert_eq!(
         error(app.pay(&order, "tok_visa").await).await,
         (409, general_error("A payment for this order is already in progress")),
@@ -111,7 +111,7 @@ async fn completing_authentication_pays_the_order_once(stack: Stack) {
     app.system.drain().await;
     assert_eq!(created.data().len(), 1, "paid once");
     assert_eq!(created.data()[0].stripe_id, intent);
-    assert_eq!(states(&app, &order).await, [AttemptState::Succeeded]);
+    assert_eq!(app.attempt_states(&order).await, [AttemptState::Succeeded]);
     assert_eq!(app.charges().len(), 1, "one charge");
     assert!(app.refunded_charges().is_empty());
     assert_eq!(
@@ -133,7 +133,7 @@ async fn failing_authentication_releases_the_attempt(stack: Stack) {
     );
     app.system.drain().await;
     assert_eq!(failed.data(), [PaymentFailed { order_id: order.id, attempt: 1 }]);
-    assert_eq!(states(&app, &order).await, [AttemptState::Failed]);
+    assert_eq!(app.attempt_states(&order).await, [AttemptState::Failed]);
     assert!(app.charges().is_empty(), "no charge kept");
     assert_eq!(app.pay(&order, "tok_visa").await.status(), 201, "the buyer can pay again");
     assert_eq!(settle(&app, &order).await.status(), 200);
@@ -152,8 +152,8 @@ async fn the_outcome_arrives_by_reconciliation(stack: Stack) {
     authenticate(&app, &answer, "fail").await;
     // The buyers never came back to the shop.
     assert_eq!(app.reconcile().await, 2);
-    assert_eq!(states(&app, &completed).await, [AttemptState::Succeeded]);
-    assert_eq!(states(&app, &abandoned).await, [AttemptState::Failed]);
+    assert_eq!(app.attempt_states(&completed).await, [AttemptState::Succeeded]);
+    assert_eq!(app.attempt_states(&abandoned).await, [AttemptState::Failed]);
     assert_eq!(created.data().len(), 1);
     assert_eq!(created.data()[0].order_id, completed.id);
     assert_eq!(failed.data(), [PaymentFailed { order_id: abandoned.id, attempt: 1 }]);
@@ -237,8 +237,8 @@ async fn an_authentication_never_finished_is_cancelled_and_released(stack: Stack
     let intent = intent_of(&answer);
     app.expire(&order).await;
     assert_eq!(app.reconcile().await, 0, "within the window: left to the buyer");
-    assert_eq!(app.reconcile_giving(std::time::Duration::ZERO).await, 1, "past it: abandoned");
-    assert_eq!(states(&app, &order).await, [AttemptState::Released]);
+    assert_eq!(app.reconcile_after(AUTHENTICATION_WINDOW).await, 1, "past it: abandoned");
+    assert_eq!(app.attempt_states(&order).await, [AttemptState::Released]);
     let authentication = app.processor.fake.authentication(&intent).expect("the intent");
     assert_eq!(authentication.status, IntentStatus::Canceled, "cancelled at the processor");
     app.system.drain().await;

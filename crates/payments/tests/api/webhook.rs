@@ -9,7 +9,7 @@ use reqwest::Response;
 use serde_json::{Value, json};
 use testkit::Stack;
 
-use crate::helpers::{PaymentsApp, TestOrder, error, general_error};
+use crate::helpers::{PaymentsApp, TestOrder, error, general_error, refunds};
 
 const SECRET: &str = "whsec_test_secret";
 
@@ -113,8 +113,7 @@ async fn a_succeeded_intent_records_a_lost_charge_once(stack: Stack) {
     app.system.drain().await;
     assert_eq!(created.data().len(), 1, "recorded once");
     assert_eq!(created.data()[0].stripe_id, charge);
-    let attempts = app.store().await.attempts_of(order.id).await.expect("attempts");
-    assert_eq!(attempts[0].state, AttemptState::Succeeded);
+    assert_eq!(app.attempt_states(&order).await[0], AttemptState::Succeeded);
     assert_eq!(app.reconcile().await, 0, "nothing left for reconciliation");
     assert!(app.refunded_charges().is_empty());
 }
@@ -173,7 +172,7 @@ async fn a_charge_found_by_webhook_after_the_order_expired_is_refunded(stack: St
                             "refunds": {"data": [{"id": "re_1"}]}}},
     });
     assert_eq!(deliver(&app, &refunded).await.status(), 200);
-    let refunds = store.refunds().await.expect("refunds");
+    let refunds = refunds(&store).await;
     assert_eq!(refunds.len(), 1);
     assert!(refunds[0].1.is_some(), "recorded as done");
 }

@@ -142,18 +142,25 @@ impl TicketsApp {
             expires_at,
             ticket: OrderTicket { id: id_of(ticket), price: 100 },
         });
-        self.system.publish(&event).await;
-        self.system.drain().await;
+        self.deliver(&event).await;
     }
 
     /// Delivers `order.completed` for `order_id` on `ticket` and waits.
     pub async fn order_completed(&self, ticket: &Value, order_id: Uuid) {
-        let event = Envelope::new(OrderCompleted {
-            id: order_id,
-            version: 1,
-            ticket: TicketRef { id: id_of(ticket) },
-        });
-        self.system.publish(&event).await;
+        let ticket = TicketRef { id: id_of(ticket) };
+        self.deliver(&Envelope::new(OrderCompleted { id: order_id, version: 1, ticket })).await;
+    }
+
+    /// Delivers `order.cancelled` for `order_id` on `ticket` and waits.
+    pub async fn order_cancelled(&self, ticket: &Value, order_id: Uuid) {
+        let ticket = TicketRef { id: id_of(ticket) };
+        self.deliver(&Envelope::new(OrderCancelled { id: order_id, version: 1, ticket })).await;
+    }
+
+    /// Publishes `event` as the orders service would and waits until it
+    /// was handled.
+    async fn deliver<E: Event>(&self, event: &Envelope<E>) {
+        self.system.publish(event).await;
         self.system.drain().await;
     }
 
@@ -174,17 +181,6 @@ impl TicketsApp {
     pub async fn withdraw(&self, user: Option<&TestUser>, id: &str) -> Response {
         let path = format!("/api/tickets/{id}");
         self.system.send(Method::DELETE, &path, user, None).await
-    }
-
-    /// Delivers `order.cancelled` for `order_id` on `ticket` and waits.
-    pub async fn order_cancelled(&self, ticket: &Value, order_id: Uuid) {
-        let event = Envelope::new(OrderCancelled {
-            id: order_id,
-            version: 1,
-            ticket: TicketRef { id: id_of(ticket) },
-        });
-        self.system.publish(&event).await;
-        self.system.drain().await;
     }
 
     pub async fn dead_letters(&self) -> i64 {

@@ -3,13 +3,21 @@
 
 use messaging::events::TicketUpdated;
 use serde_json::{Value, json};
-use testkit::Stack;
+use testkit::{Stack, TestUser};
 use uuid::Uuid;
 
 use crate::helpers::{TicketsApp, error, general_error};
 
 fn id(ticket: &Value) -> &str {
     ticket["id"].as_str().expect("id")
+}
+
+/// A seller and the ticket they put up for sale and then withdrew.
+async fn withdrawn_ticket(app: &TicketsApp) -> (TestUser, Value) {
+    let seller = app.user("seller");
+    let ticket = app.ticket(&seller, "gig", json!(10)).await;
+    assert_eq!(app.withdraw(Some(&seller), id(&ticket)).await.status(), 204);
+    (seller, ticket)
 }
 
 async fn the_owner_withdraws_a_ticket_and_it_leaves_the_listing(stack: Stack) {
@@ -66,9 +74,7 @@ async fn reserved_and_sold_tickets_cannot_be_withdrawn(stack: Stack) {
 
 async fn a_withdrawn_ticket_cannot_be_edited(stack: Stack) {
     let app = TicketsApp::spawn(stack).await;
-    let seller = app.user("seller");
-    let ticket = app.ticket(&seller, "gig", json!(10)).await;
-    app.withdraw(Some(&seller), id(&ticket)).await;
+    let (seller, ticket) = withdrawn_ticket(&app).await;
     let body = json!({"title": "back", "price": 5});
     let (status, body) = error(app.edit(Some(&seller), id(&ticket), &body).await).await;
     assert_eq!((status, body), (400, general_error("Cannot edit a withdrawn ticket")));
@@ -78,9 +84,7 @@ async fn an_order_for_a_withdrawn_ticket_reserves_nothing(stack: Stack) {
     // The order was placed before the orders service learnt of the
     // withdrawal; it cancels that order when it does.
     let app = TicketsApp::spawn(stack).await;
-    let seller = app.user("seller");
-    let ticket = app.ticket(&seller, "gig", json!(10)).await;
-    app.withdraw(Some(&seller), id(&ticket)).await;
+    let (_, ticket) = withdrawn_ticket(&app).await;
     let order = Uuid::now_v7();
     app.order_created(&ticket, order).await;
     app.order_cancelled(&ticket, order).await;
@@ -92,9 +96,7 @@ async fn an_order_for_a_withdrawn_ticket_reserves_nothing(stack: Stack) {
 
 async fn an_order_paid_before_the_withdrawal_was_known_is_a_sale(stack: Stack) {
     let app = TicketsApp::spawn(stack).await;
-    let seller = app.user("seller");
-    let ticket = app.ticket(&seller, "gig", json!(10)).await;
-    app.withdraw(Some(&seller), id(&ticket)).await;
+    let (_, ticket) = withdrawn_ticket(&app).await;
     let order = Uuid::now_v7();
     app.order_created(&ticket, order).await;
     app.order_completed(&ticket, order).await;
