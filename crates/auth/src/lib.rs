@@ -8,7 +8,7 @@ mod settings;
 mod store;
 
 use common::db::{MigrationFile, Migrations, Sql};
-use platform::service::{Context, Probe, Service};
+use platform::{Context, Probe, Service};
 use store::Store;
 use utoipa::OpenApi as _;
 

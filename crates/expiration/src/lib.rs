@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::db::{MigrationFile, Migrations, Sql};
-use messaging::listener::Listener;
+use messaging::Listener;
 use messaging::outbox::{self, Outbox};
-use platform::service::{Context, Messaging, Probe, Service};
+use platform::{Context, Messaging, Probe, Service};
 
 use crate::store::{DbTimers, RedisTimers, TimerStore};
 use crate::worker::Worker;

@@ -2,7 +2,7 @@
 //! new order, drop it when the order is finished.
 
 use messaging::events::{Envelope, OrderCancelled, OrderCompleted, OrderCreated};
-use messaging::listener::{Handled, HandlerResult};
+use messaging::{Handled, HandlerResult};
 
 use crate::worker::Worker;
 

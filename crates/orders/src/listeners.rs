@@ -8,7 +8,7 @@ use messaging::events::{
     Envelope, PaymentCreated, PaymentExpired, PaymentFailed, PaymentStarted, TicketCreated,
     TicketUpdated,
 };
-use messaging::listener::{Handled, HandlerResult, VersionCheck};
+use messaging::{Handled, HandlerResult, VersionCheck};
 
 use crate::store::{Change, Store};
 

@@ -10,7 +10,7 @@ use messaging::events::{
     Envelope, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
     TicketCreated, TicketRef, TicketUpdated,
 };
-use messaging::listener::VersionCheck;
+use messaging::VersionCheck;
 use messaging::outbox::{self, Outbox};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _};

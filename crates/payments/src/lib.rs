@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use common::db::{MigrationFile, Migrations, Sql};
-use messaging::listener::Listener;
+use messaging::Listener;
 use messaging::outbox;
-use platform::service::{Context, Messaging, Probe, Service};
+use platform::{Context, Messaging, Probe, Service};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi as _;
 

@@ -6,7 +6,7 @@
 use messaging::events::{
     Envelope, ExpirationComplete, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus,
 };
-use messaging::listener::{Handled, HandlerResult, VersionCheck};
+use messaging::{Handled, HandlerResult, VersionCheck};
 
 use crate::refunds::Refunder;
 use crate::store::{Expired, Store};

@@ -13,7 +13,7 @@ use messaging::events::{
     Envelope, OrderCreated, OrderStatus, PaymentCreated, PaymentExpired, PaymentFailed,
     PaymentStarted,
 };
-use messaging::listener::VersionCheck;
+use messaging::VersionCheck;
 use messaging::outbox::{self, Outbox};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _};

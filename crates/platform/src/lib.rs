@@ -15,4 +15,4 @@
 pub mod app;
 pub mod service;
 
-pub use service::{Context, Messaging, Probe, Service};
+pub use service::{BackgroundTask, Context, Messaging, Probe, Service};

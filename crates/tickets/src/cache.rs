@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::HeaderValue;
-use platform::service::BackgroundTask;
+use platform::BackgroundTask;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::store::Commits;

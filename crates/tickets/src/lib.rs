@@ -12,9 +12,9 @@ pub mod store;
 use std::sync::Arc;
 
 use common::db::{MigrationFile, Migrations, Sql};
-use messaging::listener::Listener;
+use messaging::Listener;
 use messaging::outbox;
-use platform::service::{Context, Messaging, Probe, Service};
+use platform::{Context, Messaging, Probe, Service};
 use utoipa::OpenApi as _;
 
 pub use live::Changes;

@@ -3,7 +3,7 @@
 //! order holds it; a paid order makes it sold.
 
 use messaging::events::{Envelope, OrderCancelled, OrderCompleted, OrderCreated};
-use messaging::listener::{Handled, HandlerResult};
+use messaging::{Handled, HandlerResult};
 
 use crate::store::{Reservation, Sale, Store};
 

@@ -34,7 +34,7 @@ use common::money::Cents;
 use futures_util::Stream;
 use messaging::bus::{Watch, WatchEvent, Watched};
 use messaging::events::{Envelope, Event as _, TicketCreated, TicketUpdated};
-use platform::service::BackgroundTask;
+use platform::BackgroundTask;
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
