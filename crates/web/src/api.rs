@@ -183,6 +183,11 @@ impl Failure {
         self.problems.iter().filter(|p| p.field.is_none()).map(|p| p.message.clone()).collect()
     }
 
+    /// All the messages, for a page that shows them together.
+    pub fn messages(&self) -> Vec<String> {
+        self.problems.iter().map(|p| p.message.clone()).collect()
+    }
+
     /// What the API answers for an unknown id, without asking it.
     fn not_found() -> Self {
         Self { status: 404, problems: vec![Problem { message: "Not Found".into(), field: None }] }
@@ -319,46 +324,78 @@ impl HttpApi {
         }
     }
 
-    async fn send(request: reqwest::RequestBuilder) -> ApiResult<reqwest::Response> {
-        let response = request.send().await.map_err(Failure::unreachable)?;
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        let status = response.status().as_u16();
-        let problems = response.json::<ErrorBody>().await.map(|b| b.errors).unwrap_or_else(|_| {
-            vec![Problem { message: "Something went wrong".into(), field: None }]
-        });
-        Err(Failure { status, problems })
+    /// A `POST` of `body` as JSON, as the visitor with `session`.
+    fn post(&self, path: &str, session: &str, body: &Value) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path, Some(session)).json(body)
     }
 
-    async fn json<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> ApiResult<T> {
-        Self::send(request).await?.json().await.map_err(Failure::unreachable)
-    }
-
-    /// A payment's answer: 202 waits for authentication, any other success
-    /// is paid.
-    async fn payment(request: reqwest::RequestBuilder) -> ApiResult<Payment> {
-        let response = Self::send(request).await?;
-        if response.status() == reqwest::StatusCode::ACCEPTED {
-            let authentication = response.json().await.map_err(Failure::unreachable)?;
-            return Ok(Payment::RequiresAction(authentication));
-        }
-        Ok(Payment::Paid)
-    }
-
-    /// A page of tickets and its `X-Next-Cursor`.
-    async fn page(request: reqwest::RequestBuilder) -> ApiResult<TicketPage> {
-        let response = Self::send(request).await?;
-        let next_cursor = response
-            .headers()
-            .get("x-next-cursor")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let tickets = response.json().await.map_err(Failure::unreachable)?;
-        Ok(TicketPage { tickets, next_cursor })
+    /// A request about one resource of `collection`, or the 404 of an id
+    /// that is no UUID ([`resource`]).
+    fn request_for(
+        &self,
+        method: reqwest::Method,
+        collection: &str,
+        id: &str,
+        session: Option<&str>,
+    ) -> ApiResult<reqwest::RequestBuilder> {
+        Ok(self.request(method, &resource(collection, id)?, session))
     }
 }
 
+/// Every call of [`HttpApi`]: sends `request` (or answers its failure to be
+/// built) and reads a successful answer with `read`. The [`Api`] trait
+/// returns boxed futures so that the pages hold it as `dyn Api`.
+fn call<'a, T, R>(
+    request: ApiResult<reqwest::RequestBuilder>,
+    read: impl FnOnce(reqwest::Response) -> R + Send + 'a,
+) -> BoxFuture<'a, ApiResult<T>>
+where
+    R: Future<Output = ApiResult<T>> + Send + 'a,
+{
+    Box::pin(async move { read(send(request?).await?).await })
+}
+
+/// The response to `request`, or the failure it answered with.
+async fn send(request: reqwest::RequestBuilder) -> ApiResult<reqwest::Response> {
+    let response = request.send().await.map_err(Failure::unreachable)?;
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status().as_u16();
+    let problems =
+        response.json::<ErrorBody>().await.map(|b| b.errors).unwrap_or_else(|_| {
+            vec![Problem { message: "Something went wrong".into(), field: None }]
+        });
+    Err(Failure { status, problems })
+}
+
+/// An answer's JSON body.
+async fn json<T: DeserializeOwned>(response: reqwest::Response) -> ApiResult<T> {
+    response.json().await.map_err(Failure::unreachable)
+}
+
+/// An answer that carries nothing more than its success.
+async fn done(_: reqwest::Response) -> ApiResult<()> {
+    Ok(())
+}
+
+/// A payment's answer: 202 waits for authentication, any other success is
+/// paid.
+async fn payment(response: reqwest::Response) -> ApiResult<Payment> {
+    if response.status() == reqwest::StatusCode::ACCEPTED {
+        return Ok(Payment::RequiresAction(json(response).await?));
+    }
+    Ok(Payment::Paid)
+}
+
+/// A page of tickets and its `X-Next-Cursor`.
+async fn page(response: reqwest::Response) -> ApiResult<TicketPage> {
+    let next_cursor =
+        response.headers().get("x-next-cursor").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    Ok(TicketPage { tickets: json(response).await?, next_cursor })
+}
+
+/// The session cookie the API set, to pass on to the browser.
 fn set_cookie(response: &reqwest::Response) -> ApiResult<HeaderValue> {
     response
         .headers()
@@ -373,12 +410,12 @@ fn price_value(price: &str) -> Value {
 }
 
 impl Api for HttpApi {
+    /// The one call whose failures all mean the same: no user.
     fn current_user<'a>(&'a self, session: Option<&'a str>) -> BoxFuture<'a, Option<User>> {
         Box::pin(async move {
-            let session = session?;
-            let request =
-                self.request(reqwest::Method::GET, "/api/users/currentuser", Some(session));
-            Self::json::<CurrentUser>(request).await.ok().and_then(|c| c.current_user)
+            let path = "/api/users/currentuser";
+            let response = send(self.request(reqwest::Method::GET, path, Some(session?))).await;
+            json::<CurrentUser>(response.ok()?).await.ok()?.current_user
         })
     }
 
@@ -389,35 +426,28 @@ impl Api for HttpApi {
         email: &'a str,
         password: &'a str,
     ) -> BoxFuture<'a, ApiResult<(User, HeaderValue)>> {
-        Box::pin(async move {
-            let path = if signup { "/api/users/signup" } else { "/api/users/signin" };
-            let request = self
-                .request(reqwest::Method::POST, path, None)
-                .header(FORWARDED_FOR, client.to_string())
-                .json(&json!({"email": email, "password": password}));
-            let response = Self::send(request).await?;
+        let path = if signup { "/api/users/signup" } else { "/api/users/signin" };
+        let request = self
+            .request(reqwest::Method::POST, path, None)
+            .header(FORWARDED_FOR, client.to_string())
+            .json(&json!({"email": email, "password": password}));
+        call(Ok(request), |response| async move {
             let cookie = set_cookie(&response)?;
-            let user = response.json().await.map_err(Failure::unreachable)?;
-            Ok((user, cookie))
+            Ok((json(response).await?, cookie))
         })
     }
 
     fn sign_out(&self) -> BoxFuture<'_, ApiResult<HeaderValue>> {
-        Box::pin(async move {
-            let response =
-                Self::send(self.request(reqwest::Method::POST, "/api/users/signout", None)).await?;
-            set_cookie(&response)
-        })
+        let request = self.request(reqwest::Method::POST, "/api/users/signout", None);
+        call(Ok(request), |response| async move { set_cookie(&response) })
     }
 
     fn tickets<'a>(&'a self, listing: &'a Listing) -> BoxFuture<'a, ApiResult<TicketPage>> {
-        Box::pin(async move {
-            // The visitor's text goes into the query string encoded.
-            let mut params = listing.params();
-            params.push(("limit", "24"));
-            let path = format!("/api/tickets?{}", query_string(&params));
-            Self::page(self.request(reqwest::Method::GET, &path, None)).await
-        })
+        // The visitor's text goes into the query string encoded.
+        let mut params = listing.params();
+        params.push(("limit", "24"));
+        let path = format!("/api/tickets?{}", query_string(&params));
+        call(Ok(self.request(reqwest::Method::GET, &path, None)), page)
     }
 
     fn my_tickets<'a>(
@@ -425,12 +455,10 @@ impl Api for HttpApi {
         session: &'a str,
         cursor: Option<&'a str>,
     ) -> BoxFuture<'a, ApiResult<TicketPage>> {
-        Box::pin(async move {
-            let mut params = vec![("limit", "1000")];
-            params.extend(cursor.map(|cursor| ("cursor", cursor)));
-            let path = format!("/api/tickets/mine?{}", query_string(&params));
-            Self::page(self.request(reqwest::Method::GET, &path, Some(session))).await
-        })
+        let mut params = vec![("limit", "1000")];
+        params.extend(cursor.map(|cursor| ("cursor", cursor)));
+        let path = format!("/api/tickets/mine?{}", query_string(&params));
+        call(Ok(self.request(reqwest::Method::GET, &path, Some(session))), page)
     }
 
     fn withdraw_ticket<'a>(
@@ -438,18 +466,11 @@ impl Api for HttpApi {
         session: &'a str,
         id: &'a str,
     ) -> BoxFuture<'a, ApiResult<()>> {
-        Box::pin(async move {
-            let path = resource("/api/tickets", id)?;
-            Self::send(self.request(reqwest::Method::DELETE, &path, Some(session))).await?;
-            Ok(())
-        })
+        call(self.request_for(reqwest::Method::DELETE, "/api/tickets", id, Some(session)), done)
     }
 
     fn ticket<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ApiResult<Ticket>> {
-        Box::pin(async move {
-            let path = resource("/api/tickets", id)?;
-            Self::json(self.request(reqwest::Method::GET, &path, None)).await
-        })
+        call(self.request_for(reqwest::Method::GET, "/api/tickets", id, None), json)
     }
 
     fn create_ticket<'a>(
@@ -458,12 +479,8 @@ impl Api for HttpApi {
         title: &'a str,
         price: &'a str,
     ) -> BoxFuture<'a, ApiResult<Ticket>> {
-        Box::pin(async move {
-            let request = self
-                .request(reqwest::Method::POST, "/api/tickets", Some(session))
-                .json(&json!({"title": title, "price": price_value(price)}));
-            Self::json(request).await
-        })
+        let body = json!({"title": title, "price": price_value(price)});
+        call(Ok(self.post("/api/tickets", session, &body)), json)
     }
 
     fn update_ticket<'a>(
@@ -473,13 +490,10 @@ impl Api for HttpApi {
         title: &'a str,
         price: &'a str,
     ) -> BoxFuture<'a, ApiResult<Ticket>> {
-        Box::pin(async move {
-            let path = resource("/api/tickets", id)?;
-            let request = self
-                .request(reqwest::Method::PUT, &path, Some(session))
-                .json(&json!({"title": title, "price": price_value(price)}));
-            Self::json(request).await
-        })
+        let request = self
+            .request_for(reqwest::Method::PUT, "/api/tickets", id, Some(session))
+            .map(|r| r.json(&json!({"title": title, "price": price_value(price)})));
+        call(request, json)
     }
 
     fn create_order<'a>(
@@ -487,33 +501,19 @@ impl Api for HttpApi {
         session: &'a str,
         ticket_id: &'a str,
     ) -> BoxFuture<'a, ApiResult<Order>> {
-        Box::pin(async move {
-            let request = self
-                .request(reqwest::Method::POST, "/api/orders", Some(session))
-                .json(&json!({"ticketId": ticket_id}));
-            Self::json(request).await
-        })
+        call(Ok(self.post("/api/orders", session, &json!({"ticketId": ticket_id}))), json)
     }
 
     fn order<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<Order>> {
-        Box::pin(async move {
-            let path = resource("/api/orders", id)?;
-            Self::json(self.request(reqwest::Method::GET, &path, Some(session))).await
-        })
+        call(self.request_for(reqwest::Method::GET, "/api/orders", id, Some(session)), json)
     }
 
     fn orders<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<Vec<Order>>> {
-        Box::pin(async move {
-            Self::json(self.request(reqwest::Method::GET, "/api/orders", Some(session))).await
-        })
+        call(Ok(self.request(reqwest::Method::GET, "/api/orders", Some(session))), json)
     }
 
     fn cancel_order<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<()>> {
-        Box::pin(async move {
-            let path = resource("/api/orders", id)?;
-            Self::send(self.request(reqwest::Method::DELETE, &path, Some(session))).await?;
-            Ok(())
-        })
+        call(self.request_for(reqwest::Method::DELETE, "/api/orders", id, Some(session)), done)
     }
 
     fn pay<'a>(
@@ -523,15 +523,11 @@ impl Api for HttpApi {
         token: &'a str,
         return_url: Option<&'a str>,
     ) -> BoxFuture<'a, ApiResult<Payment>> {
-        Box::pin(async move {
-            let mut body = json!({"token": token, "orderId": order_id});
-            if let Some(url) = return_url {
-                body["returnUrl"] = json!(url);
-            }
-            let request =
-                self.request(reqwest::Method::POST, "/api/payments", Some(session)).json(&body);
-            Self::payment(request).await
-        })
+        let mut body = json!({"token": token, "orderId": order_id});
+        if let Some(url) = return_url {
+            body["returnUrl"] = json!(url);
+        }
+        call(Ok(self.post("/api/payments", session, &body)), payment)
     }
 
     fn settle_payment<'a>(
@@ -539,12 +535,8 @@ impl Api for HttpApi {
         session: &'a str,
         order_id: &'a str,
     ) -> BoxFuture<'a, ApiResult<Payment>> {
-        Box::pin(async move {
-            let request = self
-                .request(reqwest::Method::POST, "/api/payments/settle", Some(session))
-                .json(&json!({"orderId": order_id}));
-            Self::payment(request).await
-        })
+        let body = json!({"orderId": order_id});
+        call(Ok(self.post("/api/payments/settle", session, &body)), payment)
     }
 }
 

@@ -18,13 +18,13 @@ use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
     X_FRAME_OPTIONS,
 };
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 
 use crate::api::{Api, HttpApi};
-use crate::pages::WebState;
+use crate::pages::{Session, WebState};
 
 pub use settings::Settings;
 
@@ -41,24 +41,9 @@ pub fn build(settings: &Settings, api_url: &str, currency: &str) -> anyhow::Resu
 
 /// The pages over any [`Api`] (tests give a fake one).
 pub fn router(state: WebState) -> Router {
-    let pages = Router::new()
-        .route("/", get(pages::index))
-        .route("/auth/signup", get(pages::signup_page).post(pages::signup))
-        .route("/auth/signin", get(pages::signin_page).post(pages::signin))
-        .route("/auth/signout", get(pages::signout_page).post(pages::signout))
-        .route("/tickets/new", get(pages::new_ticket_page).post(pages::create_ticket))
-        .route("/tickets/mine", get(pages::my_listings))
-        .route("/tickets/{id}", get(pages::show_ticket).post(pages::edit_ticket))
-        .route("/tickets/{id}/purchase", post(pages::purchase))
-        .route("/tickets/{id}/withdraw", post(pages::withdraw_ticket))
-        .route("/orders", get(pages::orders))
-        .route("/orders/{id}", get(pages::show_order))
-        .route("/orders/{id}/pay", post(pages::pay))
-        .route("/orders/{id}/authenticated", get(pages::authenticated))
-        .route("/orders/{id}/cancel", post(pages::cancel_order))
-        .route_layer(middleware::from_fn_with_state(state.clone(), same_origin));
     let policy = content_security_policy(state.stripe_key.is_some());
-    pages
+    pages::router()
+        .route_layer(middleware::from_fn_with_state(state.clone(), same_origin))
         .route("/static/app.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
         .route("/static/app.js", get(|| async { asset("text/javascript; charset=utf-8", JS) }))
         .fallback(fallback)
@@ -98,11 +83,11 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 /// Unknown paths: the contract's JSON 404 under `/api`, the 404 page
 /// elsewhere.
-async fn fallback(state: State<WebState>, request: Request) -> Response {
-    if request.uri().path().starts_with("/api/") || request.uri().path() == "/api" {
+async fn fallback(state: State<WebState>, session: Option<Session>, uri: Uri) -> Response {
+    if uri.path().starts_with("/api/") || uri.path() == "/api" {
         return common::ApiError::NotFound.into_response();
     }
-    pages::not_found(state, request.headers().clone()).await
+    pages::not_found(state, session).await
 }
 
 /// Refuses a form post coming from another site: its `Origin` (or, without

@@ -402,6 +402,19 @@ impl Site {
         let (status, headers) = (response.status(), response.headers().clone());
         (status, response.text().await.expect("text"), headers)
     }
+
+    /// A form post as another site's page sends it: with the visitor's
+    /// cookie and that site's `Origin`.
+    async fn post_from_another_site(&self, path: &str, session: &str) -> StatusCode {
+        testkit::client()
+            .post(format!("{}{path}", self.base))
+            .header("origin", "https://evil.example")
+            .header("cookie", format!("{COOKIE_NAME}={session}"))
+            .send()
+            .await
+            .expect("sent")
+            .status()
+    }
 }
 
 fn location(headers: &reqwest::header::HeaderMap) -> &str {
@@ -734,6 +747,33 @@ async fn with_a_publishable_key_the_order_page_loads_stripes_card_form() {
     assert!(!html.contains("tok_visa"));
 }
 
+/// Every page for signed-in visitors sends a visitor without a session to
+/// sign in and back to the page, never to a form's action.
+#[tokio::test]
+async fn signed_in_pages_send_visitors_to_sign_in_and_back() {
+    let site = Site::start(FakeApi::default(), None).await;
+    let pages = [
+        ("GET", "/tickets/new", "/tickets/new"),
+        ("POST", "/tickets/new", "/tickets/new"),
+        ("GET", "/tickets/mine", "/tickets/mine"),
+        ("POST", "/tickets/t1", "/tickets/t1"),
+        ("POST", "/tickets/t1/purchase", "/tickets/t1"),
+        ("GET", "/orders", "/orders"),
+        ("GET", "/orders/o1", "/orders/o1"),
+        ("POST", "/orders/o1/pay", "/orders/o1"),
+        ("GET", "/orders/o1/authenticated", "/orders/o1"),
+        ("POST", "/orders/o1/cancel", "/orders/o1"),
+    ];
+    for (method, path, page) in pages {
+        let (status, _, headers) = match method {
+            "GET" => site.get(path, None).await,
+            _ => site.post(path, None, &[]).await,
+        };
+        assert_eq!(status, 303, "{method} {path}");
+        assert_eq!(location(&headers), format!("/auth/signin?next={page}"), "{method} {path}");
+    }
+}
+
 #[tokio::test]
 async fn my_orders_lists_statuses_and_requires_signing_in() {
     let api = FakeApi::with(|f| {
@@ -881,14 +921,7 @@ async fn a_withdrawal_posted_from_another_site_is_refused() {
     let api =
         FakeApi::with(|f| f.tickets = vec![ticket("t1", "Opera night", 1999, "seller", None)]);
     let site = Site::start(api, None).await;
-    let response = testkit::client()
-        .post(format!("{}/tickets/t1/withdraw", site.base))
-        .header("origin", "https://evil.example")
-        .header("cookie", format!("{COOKIE_NAME}={SELLER}"))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), 403);
+    assert_eq!(site.post_from_another_site("/tickets/t1/withdraw", SELLER).await, 403);
     assert_eq!(site.api.fake().tickets[0].status, TicketStatus::Available, "nothing withdrawn");
 }
 
@@ -897,14 +930,7 @@ async fn a_form_posted_from_another_site_is_refused() {
     let api =
         FakeApi::with(|f| f.tickets = vec![ticket("t1", "Opera night", 1999, "seller", None)]);
     let site = Site::start(api, None).await;
-    let response = testkit::client()
-        .post(format!("{}/tickets/t1/purchase", site.base))
-        .header("origin", "https://evil.example")
-        .header("cookie", format!("{COOKIE_NAME}={SESSION}"))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(response.status(), 403);
+    assert_eq!(site.post_from_another_site("/tickets/t1/purchase", SESSION).await, 403);
     assert!(site.api.fake().orders.is_empty(), "no order was made");
 }
 
