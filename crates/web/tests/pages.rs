@@ -206,12 +206,15 @@ impl Api for FakeApi {
 
     fn update_ticket<'a>(
         &'a self,
-        _: &'a str,
+        session: &'a str,
         id: &'a str,
         _: &'a str,
         _: &'a str,
     ) -> BoxFuture<'a, ApiResult<Ticket>> {
-        self.ticket(id)
+        match user(session) {
+            Some(_) => self.ticket(id),
+            None => Box::pin(async { Err(unauthorized()) }),
+        }
     }
 
     fn create_order<'a>(
@@ -250,8 +253,9 @@ impl Api for FakeApi {
         })
     }
 
-    fn cancel_order<'a>(&'a self, _: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<()>> {
+    fn cancel_order<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<()>> {
         Box::pin(async move {
+            user(session).ok_or_else(unauthorized)?;
             if let Some(order) = self.fake().orders.get_mut(id) {
                 order.status = OrderStatus::Cancelled;
             }
@@ -914,6 +918,23 @@ async fn the_owner_withdraws_a_ticket_with_a_form() {
     let (_, visitor, _) = site.get("/tickets/t1", Some(SESSION)).await;
     assert!(visitor.contains("The seller has withdrawn this ticket"));
     assert!(!visitor.contains(">Purchase</button>"));
+}
+
+/// A session the API no longer accepts (expired, signed out) sends the
+/// visitor to sign in from every form, editing and cancelling included.
+#[tokio::test]
+async fn a_form_sent_with_a_session_the_api_refuses_asks_to_sign_in() {
+    let api = FakeApi::with(|f| {
+        f.tickets = vec![ticket("t1", "Opera night", 1999, "seller", None)];
+    });
+    let site = Site::start(api, None).await;
+    let stale = Some("expired-session");
+    let edit = [("title", "Opera"), ("price", "20")];
+    for (path, form) in [("/tickets/t1", &edit[..]), ("/orders/o1/cancel", &[][..])] {
+        let (status, _, headers) = site.post(path, stale, form).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{path}");
+        assert!(location(&headers).starts_with("/auth/signin?next="), "{path}");
+    }
 }
 
 #[tokio::test]

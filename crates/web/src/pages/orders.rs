@@ -10,8 +10,8 @@ use axum::routing::{get, post};
 use common::time::Timestamp;
 use serde::Deserialize;
 
-use super::{Session, WebState, failed, failure_page, is_local, redirect, render};
-use crate::api::{Authentication, User};
+use super::{Session, WebState, failed, is_local, redirect, refused, render};
+use crate::api::{Authentication, Failure, User};
 use crate::views::{OrderView, clock};
 
 pub(super) fn router() -> Router<WebState> {
@@ -110,11 +110,13 @@ async fn cancel_order(
 ) -> Response {
     match state.api.cancel_order(session.token(), &id).await {
         Ok(()) => redirect(&format!("/orders/{id}")),
-        Err(failure) if failure.status == 400 => {
-            let notes = Notes { problems: failure.messages(), ..Notes::default() };
-            order_page(&state, &session, &id, notes, StatusCode::BAD_REQUEST).await
+        Err(failure) => {
+            let again = |failure: Failure| {
+                let notes = Notes { problems: failure.messages(), ..Notes::default() };
+                order_page(&state, &session, &id, notes, StatusCode::BAD_REQUEST)
+            };
+            refused(&state, &session, failure, |status| status == 400, again).await
         }
-        Err(failure) => failure_page(&state, Some(session.token()), &failure).await,
     }
 }
 

@@ -161,10 +161,11 @@ async fn edit_ticket(
     let Ok(Form(form)) = form else { return redirect(&format!("/tickets/{id}")) };
     match state.api.update_ticket(session.token(), &id, &form.title, &form.price).await {
         Ok(_) => redirect(&format!("/tickets/{id}")),
-        Err(failure) if failure.status == 400 => {
-            ticket_page(&state, Some(session.token()), &id, Some((form, failure))).await
+        Err(failure) => {
+            let again =
+                |failure| ticket_page(&state, Some(session.token()), &id, Some((form, failure)));
+            refused(&state, &session, failure, |status| status == 400, again).await
         }
-        Err(failure) => failure_page(&state, Some(session.token()), &failure).await,
     }
 }
 
