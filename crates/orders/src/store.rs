@@ -6,11 +6,11 @@ use common::db::{
 };
 use common::money::Cents;
 use common::time::Timestamp;
+use messaging::VersionCheck;
 use messaging::events::{
     Envelope, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
     TicketCreated, TicketRef, TicketUpdated,
 };
-use messaging::VersionCheck;
 use messaging::outbox::{self, Outbox};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _};

@@ -9,11 +9,11 @@ use common::db::{
 };
 use common::money::Cents;
 use common::time::Timestamp;
+use messaging::VersionCheck;
 use messaging::events::{
     Envelope, OrderCreated, OrderStatus, PaymentCreated, PaymentExpired, PaymentFailed,
     PaymentStarted,
 };
-use messaging::VersionCheck;
 use messaging::outbox::{self, Outbox};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _};
