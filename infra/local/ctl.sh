@@ -80,7 +80,7 @@ ready_url() {
   case $name in
     nats-*) echo "http://127.0.0.1:$(port_of "nats-monitor:${name#nats-}")/healthz" ;;
     redis | nginx) ;;
-    *) echo "http://127.0.0.1:$(port_of "${name%-*}:${name##*-}")/readyz" ;;
+    *) echo "http://127.0.0.1:$(admin_port_of "${name%-*}:${name##*-}")/readyz" ;;
   esac
 }
 

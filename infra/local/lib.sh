@@ -50,6 +50,12 @@ port_of() {
   echo $((BASE_PORT + offset + replica))
 }
 
+# The operators' port of a service instance (ADMIN_PORT: metrics,
+# readiness): five above its own, auth:1 → base+6.
+admin_port_of() {
+  echo $(($(port_of "$1") + 5))
+}
+
 # The pid of a process the cluster started, if it still runs: the pid file
 # exists and the process behind it runs the expected program (a pid reused
 # by something else after a reboot is not ours).

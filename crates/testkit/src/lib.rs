@@ -109,7 +109,7 @@ impl Drop for TestContext {
 }
 
 /// Drops every database named `<prefix>_*` (a finished test's databases).
-fn drop_postgres_databases(url: &str, prefix: &str) {
+pub fn drop_postgres_databases(url: &str, prefix: &str) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
         return;
     };

@@ -186,6 +186,8 @@ pub struct Application {
     services: Vec<Service>,
     app: axum::Router,
     listener: TcpListener,
+    /// The operators' routes on `ADMIN_PORT`, when it is set.
+    admin: Option<(axum::Router, TcpListener)>,
 }
 
 impl Application {
@@ -199,6 +201,8 @@ impl Application {
         let started = Instant::now();
         if let Some(url) = &context.config.nats_url {
             let mut options = JetStreamOptions::new(url.expose().to_owned());
+            options.stream = context.config.nats_stream.clone();
+            options.subject_prefix = context.config.subject_prefix();
             options.replicas = usize::from(context.config.nats_stream_replicas);
             context.bus = Arc::new(JetStreamBus::connect(options).await?);
         }
@@ -243,18 +247,42 @@ impl Application {
             startup_ms = started.elapsed().as_millis() as u64,
             "listening on http://localhost:{port}"
         );
-        let app = platform::app::app(&services, web);
-        Ok(Self { context, services, app, listener })
+        let (app, admin) = match context.config.admin_port {
+            None => (platform::app::app(&services, web), None),
+            Some(admin_port) => {
+                let addr = SocketAddr::from(([0, 0, 0, 0], admin_port));
+                let admin = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding ADMIN_PORT {admin_port}"))?;
+                tracing::info!(
+                    "operators' routes on http://localhost:{}",
+                    admin.local_addr()?.port()
+                );
+                let router = platform::app::admin(&services);
+                (platform::app::public(&services, web), Some((router, admin)))
+            }
+        };
+        Ok(Self { context, services, app, listener, admin })
     }
 
     /// Serves until SIGINT / SIGTERM, then lets in-flight requests and
     /// background work finish (up to 10 s) and closes the databases.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { context, services, app, listener } = self;
+        let Self { context, services, app, listener, admin } = self;
         shutdown::cancel_on_signal(context.shutdown.clone());
         let proxies = context.config.trusted_proxies.clone();
         let limits = platform::app::Limits::default();
-        platform::app::serve_with(listener, app, context.shutdown.clone(), limits, proxies).await?;
+        let shutdown = context.shutdown.clone();
+        let admin = admin.map(|(router, listener)| {
+            let (shutdown, proxies) = (shutdown.clone(), proxies.clone());
+            tokio::spawn(async move {
+                platform::app::serve_with(listener, router, shutdown, limits, proxies).await
+            })
+        });
+        platform::app::serve_with(listener, app, shutdown, limits, proxies).await?;
+        if let Some(admin) = admin {
+            admin.await??;
+        }
 
         context.shutdown.cancel();
         context.tasks.close();

@@ -13,7 +13,8 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use support::{
-    Running, free_port, http, order, sell, signup, temp_dir, ticket, ticketing, token_of,
+    OwnDeployment, Running, free_port, http, order, sell, signup, temp_dir, ticket, ticketing,
+    token_of,
 };
 
 /// The variables of `ticketing --help` (shared and every service's own)
@@ -110,8 +111,10 @@ async fn the_all_in_one_runs_with_nothing_configured_and_keeps_its_dev_key() {
 #[ignore = "needs TEST_DATABASE_URL and TEST_NATS_URL"]
 async fn serve_auth_runs_alone_on_postgres_and_jetstream() {
     let dir = temp_dir();
+    let deployment = OwnDeployment::new();
     let mut command = ticketing();
-    command
+    deployment
+        .apply(&mut command)
         .args(["serve", "auth"])
         .env("DATA_DIR", &dir)
         .env("JWT_KEY", "a-shared-secret-of-at-least-32-bytes")
@@ -140,15 +143,16 @@ async fn serve_auth_runs_alone_on_postgres_and_jetstream() {
 async fn serve_tickets_lists_from_the_database_by_default() {
     let dir = temp_dir();
     let key = "a-shared-secret-of-at-least-32-bytes";
-    let prefix = format!("test_cache_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let deployment = OwnDeployment::new();
+    let prefix = deployment.prefix.clone();
     let server = testkit::server_url("TEST_DATABASE_URL");
     let mut command = ticketing();
-    command
+    deployment
+        .apply(&mut command)
         .args(["serve", "tickets"])
         .env("DATA_DIR", &dir)
         .env("JWT_KEY", key)
         .env("DATABASE_URL", &server)
-        .env("DATABASE_PREFIX", &prefix)
         .env("NATS_URL", testkit::server_url("TEST_NATS_URL"));
     let mut running = Running::start(command);
     running.wait_until_healthy().await;
@@ -475,8 +479,10 @@ async fn an_unpaid_order_expires_within_five_seconds_on_postgres_jetstream_and_r
     let [database, nats, redis] =
         ["TEST_DATABASE_URL", "TEST_NATS_URL", "TEST_REDIS_URL"].map(testkit::server_url);
     let dir = temp_dir();
+    let deployment = OwnDeployment::new();
     let mut command = ticketing();
-    command
+    deployment
+        .apply(&mut command)
         .env("DATA_DIR", &dir)
         .env("ORDER_EXPIRATION_SECONDS", "3")
         .env("DATABASE_URL", database)
@@ -668,4 +674,29 @@ async fn json_logs_carry_the_request_span() {
     assert_eq!(request["span"]["http.route"], "/healthz");
     assert_eq!(request["span"]["http.method"], "GET");
     assert!(!logs.contains("Bearer") && !logs.contains("session="), "no secrets in logs");
+}
+
+/// With `ADMIN_PORT`, metrics and readiness are served there and no longer
+/// on `PORT`, which keeps serving the public (liveness included).
+#[tokio::test]
+async fn operators_routes_move_to_the_admin_port() {
+    let dir = temp_dir();
+    let admin = free_port();
+    let mut command = ticketing();
+    command.env("DATA_DIR", &dir).env("ADMIN_PORT", admin.to_string());
+    let mut running = Running::start(command);
+    running.wait_until_healthy().await;
+    let on_admin = |path: &str| format!("http://127.0.0.1:{admin}{path}");
+    for path in ["/metrics", "/readyz"] {
+        let public = http().get(running.url(path)).send().await.expect("sent");
+        assert_eq!(public.status(), 404, "{path} on PORT");
+        let operators = http().get(on_admin(path)).send().await.expect("sent");
+        assert_eq!(operators.status(), 200, "{path} on ADMIN_PORT");
+    }
+    let metrics = http().get(on_admin("/metrics")).send().await.expect("sent");
+    assert!(metrics.text().await.expect("text").contains("http_requests_total"), "Prometheus text");
+    assert_eq!(http().get(on_admin("/healthz")).send().await.expect("sent").status(), 200);
+    assert_eq!(http().get(running.url("/api/tickets")).send().await.expect("sent").status(), 200);
+    assert!(running.terminate(), "both ports stop at SIGTERM");
+    let _ = std::fs::remove_dir_all(dir);
 }

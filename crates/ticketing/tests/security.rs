@@ -543,17 +543,16 @@ mod sqlite {
 }
 
 mod postgres {
-    /// Finding 8 on PostgreSQL, where NUL answered 500. The binary names its
-    /// databases `ticketing_*` (no per-test prefix), so this process joins
-    /// whatever deployment the process tests run there: it runs the tickets
-    /// service alone, on JetStream, as one more replica of that deployment
-    /// (on the in-process bus it would take the others' outbox events).
+    /// Finding 8 on PostgreSQL, where NUL answered 500: the tickets service
+    /// alone, on JetStream, in a deployment of the test's own.
     #[tokio::test]
     #[ignore = "needs PostgreSQL and NATS JetStream at TEST_DATABASE_URL and TEST_NATS_URL"]
     async fn titles_with_control_characters_are_refused() {
         let [database, nats] = ["TEST_DATABASE_URL", "TEST_NATS_URL"].map(testkit::server_url);
+        let deployment = super::support::OwnDeployment::new();
         let site = super::Site::start(|command| {
-            command
+            deployment
+                .apply(command)
                 .args(["serve", "tickets"])
                 .env("DATABASE_URL", database)
                 .env("NATS_URL", nats)

@@ -176,3 +176,50 @@ pub async fn ticket(running: &Running, id: &str) -> Value {
         .await
         .expect("json")
 }
+
+/// A deployment of the test's own on the shared servers: its databases
+/// (`DATABASE_PREFIX`, which also prefixes its Redis keys) and its stream
+/// (`NATS_STREAM`), so that processes of different tests never meet and
+/// run side by side. Its stream and databases go when it is dropped.
+pub struct OwnDeployment {
+    pub prefix: String,
+    pub stream: String,
+}
+
+impl OwnDeployment {
+    pub fn new() -> Self {
+        let unique = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        Self { prefix: format!("test_{unique}"), stream: format!("TEST_{unique}") }
+    }
+
+    /// Points `command` at this deployment.
+    pub fn apply<'a>(&self, command: &'a mut Command) -> &'a mut Command {
+        command.env("DATABASE_PREFIX", &self.prefix).env("NATS_STREAM", &self.stream)
+    }
+}
+
+impl Drop for OwnDeployment {
+    fn drop(&mut self) {
+        let (prefix, stream) = (self.prefix.clone(), self.stream.clone());
+        // Drop runs inside the test's runtime: clean up from a thread.
+        let cleaned = std::thread::spawn(move || {
+            if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+                testkit::drop_postgres_databases(&url, &prefix);
+            }
+            let Ok(url) = std::env::var("TEST_NATS_URL") else { return };
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let mut options = messaging::bus::jetstream::JetStreamOptions::new(url);
+                options.subject_prefix = format!("{}.", stream.to_lowercase());
+                options.stream = stream;
+                if let Ok(bus) = messaging::bus::jetstream::JetStreamBus::connect(options).await {
+                    let _ = bus.delete_stream().await;
+                }
+            });
+        });
+        let _ = cleaned.join();
+    }
+}

@@ -1,0 +1,150 @@
+//! The shipped ingress (`infra/nginx.conf`, which docker-compose and the
+//! local cluster serve as it is) in front of the all-in-one, through a real
+//! nginx: the visitor's address reaches every route, the live stream's
+//! included, so the per-address limits count visitors and not the proxy;
+//! operators' routes are not served to the public.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Running, free_port, http, temp_dir, ticketing};
+
+/// nginx serving `infra/nginx.conf`'s server block on a free port, every
+/// upstream pointing at `backend`; stopped when dropped.
+struct Ingress {
+    child: Child,
+    port: u16,
+}
+
+impl Ingress {
+    fn start(backend: u16) -> Self {
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|path| path.exists())
+            .expect("nginx is not installed: the ingress tests need it (apt-get install nginx; .ci/run does)");
+        let dir = temp_dir();
+        let port = free_port();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(&conf, config(&dir, port, backend)).expect("config written");
+        let child = Command::new(nginx)
+            .args(["-p", &dir.display().to_string(), "-c", &conf.display().to_string()])
+            .args(["-e", &dir.join("error.log").display().to_string(), "-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        Self { child, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn wait_until_serving(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while http().get(self.url("/healthz")).send().await.map(|r| r.status()).ok()
+            != Some(reqwest::StatusCode::OK)
+        {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("nginx exited with {status}");
+            }
+            assert!(Instant::now() < deadline, "nginx did not serve within 10 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Ingress {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `infra/nginx.conf` as `infra/local/up.sh` turns it into a runnable file:
+/// its server block unchanged but for the address it listens on, with
+/// every upstream on `backend` and nginx's own files under `dir`.
+fn config(dir: &Path, port: u16, backend: u16) -> String {
+    let shipped = include_str!("../../../infra/nginx.conf");
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    let mut config = String::new();
+    if root {
+        config.push_str("user root;\n");
+    }
+    config.push_str(&format!(
+        "worker_processes 1;\npid {}/nginx.pid;\nevents {{}}\nhttp {{\n",
+        dir.display()
+    ));
+    config.push_str(&format!("  access_log {}/access.log;\n", dir.display()));
+    for temp in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+        config.push_str(&format!("  {temp}_temp_path {}/{temp};\n", dir.display()));
+    }
+    for line in shipped.lines().map(str::trim).filter(|l| l.starts_with("upstream ")) {
+        let name = line.split_whitespace().nth(1).expect("an upstream's name");
+        config.push_str(&format!("  upstream {name} {{ server 127.0.0.1:{backend}; }}\n"));
+    }
+    let server = shipped.split_once("\n  server {").expect("a server block").1;
+    let server = server.rsplit_once("\n}").expect("the end of http").0;
+    config.push_str("  server {");
+    config.push_str(&server.replace("listen 80;", &format!("listen 127.0.0.1:{port};")));
+    config.push_str("\n}\n");
+    config
+}
+
+/// The all-in-one with `LIVE_STREAMS_PER_ADDRESS=2`, and the ingress.
+async fn deployment() -> (Running, Ingress) {
+    let mut app = ticketing();
+    app.env("DATA_DIR", temp_dir()).env("LIVE_STREAMS_PER_ADDRESS", "2");
+    let mut running = Running::start(app);
+    running.wait_until_healthy().await;
+    let mut ingress = Ingress::start(running.port);
+    ingress.wait_until_serving().await;
+    (running, ingress)
+}
+
+/// Visitors who forge `X-Forwarded-For` on the live stream are still one
+/// address to the per-address cap: the ingress names the visitor itself.
+#[tokio::test]
+async fn forged_forwarded_addresses_do_not_widen_the_live_stream_cap() {
+    let (_app, ingress) = deployment().await;
+    let mut open = Vec::new();
+    for forged in ["198.51.100.1", "198.51.100.2"] {
+        let stream = http()
+            .get(ingress.url("/api/tickets/events"))
+            .header("x-forwarded-for", forged)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(stream.status(), 200, "stream from {forged}");
+        open.push(stream);
+    }
+    let third = http()
+        .get(ingress.url("/api/tickets/events"))
+        .header("x-forwarded-for", "198.51.100.3")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(third.status(), 429, "a third stream from one visitor, whatever it claims");
+    drop(open);
+}
+
+/// Metrics and readiness are the operators': the ingress answers the
+/// contract's 404; the service's own port still serves them.
+#[tokio::test]
+async fn operators_routes_are_not_served_through_the_ingress() {
+    let (app, ingress) = deployment().await;
+    for path in ["/metrics", "/readyz"] {
+        let public = http().get(ingress.url(path)).send().await.expect("sent");
+        assert_eq!(public.status(), 404, "{path} through the ingress");
+        let body: serde_json::Value = public.json().await.expect("the error body");
+        assert_eq!(body["errors"][0]["message"], "Not Found", "{path}");
+        let own = http().get(app.url(path)).send().await.expect("sent");
+        assert_eq!(own.status(), 200, "{path} on the service's port");
+    }
+    let public = http().get(ingress.url("/api/tickets")).send().await.expect("sent");
+    assert_eq!(public.status(), 200, "the API itself is served");
+}
