@@ -61,8 +61,9 @@ ensure_nats() {
   log "starting NATS $("$bin" --version) with JetStream on $NATS_PORT"
   data="${XDG_CACHE_HOME:-$HOME/.cache}/ticketing/nats-data"
   mkdir -p "$data"
-  start-stop-daemon --start --oknodo --background --exec "$bin" -- \
-    -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$data"
+  # By its pid file: the local cluster's servers run the same binary.
+  start-stop-daemon --start --oknodo --background --make-pidfile --pidfile "$data/nats.pid" \
+    --exec "$bin" -- -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$data"
   wait_for_port "$NATS_PORT" NATS
 }
 
