@@ -1,6 +1,12 @@
 //! Dead letters: the messages a service's listeners gave up on, kept in its
 //! `dead_letters` table. Operators list them and replay one once its cause
 //! is fixed (`ticketing dead-letters`).
+//!
+//! The same table is the waiting room: an event whose earlier event is
+//! missing moves there after a few deliveries (reason [`WAITING`]), so the
+//! bus does not hold it, and the runtime runs it again every few seconds
+//! ([`sweep`]) until its earlier event has been applied, or for an hour;
+//! then its reason says it gave up and it is an ordinary dead letter.
 
 use bytes::Bytes;
 use sqlx::Row as _;
@@ -30,6 +36,54 @@ pub enum Replayed {
     Handled,
     /// Still not applicable or failing; the dead letter stays.
     Failed(String),
+}
+
+/// The reason of an event in the waiting room.
+pub const WAITING: &str = "waiting: an earlier event is missing (tried again every few seconds; a \
+                           database restored from a backup older than the stream lacks it for good)";
+
+/// The reason of an event that waited too long.
+pub const GAVE_UP: &str = "gave up waiting: an earlier event never came (a database restored from a \
+                           backup older than the stream? OPERATIONS.md, \"Restoring a database\")";
+
+/// What a sweep of the waiting room did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Swept {
+    /// Handled at last, and gone.
+    pub handled: u64,
+    /// Past the time they may wait: ordinary dead letters now.
+    pub gave_up: u64,
+    /// Still waiting.
+    pub still_waiting: u64,
+}
+
+/// Runs every event of the waiting room through its listener again: a
+/// handled one is removed, one that waited longer than `wait_at_most`
+/// becomes an ordinary dead letter ([`GAVE_UP`]), the others wait on.
+pub async fn sweep(
+    db: &Db,
+    listeners: &[Listener],
+    wait_at_most: std::time::Duration,
+) -> anyhow::Result<Swept> {
+    let waiting: Vec<DeadLetter> =
+        list(db).await?.into_iter().filter(|l| l.error == WAITING).collect();
+    let too_old = now_millis() - i64::try_from(wait_at_most.as_millis()).unwrap_or(i64::MAX);
+    let mut swept = Swept::default();
+    for letter in waiting {
+        if replay_letter(db, listeners, &letter).await? == Replayed::Handled {
+            swept.handled += 1;
+        } else if letter.parked_at.millis() < too_old {
+            sqlx::query("UPDATE dead_letters SET error = $1 WHERE id = $2")
+                .bind(GAVE_UP)
+                .bind(letter.id.to_string())
+                .execute(db.writer())
+                .await?;
+            swept.gave_up += 1;
+        } else {
+            swept.still_waiting += 1;
+        }
+    }
+    Ok(swept)
 }
 
 /// Keeps a message a listener gave up on.
@@ -92,6 +146,15 @@ pub async fn replay(db: &Db, listeners: &[Listener], id: Uuid) -> anyhow::Result
         .into_iter()
         .find(|l| l.id == id)
         .ok_or_else(|| anyhow::anyhow!("no dead letter {id}"))?;
+    replay_letter(db, listeners, &letter).await
+}
+
+async fn replay_letter(
+    db: &Db,
+    listeners: &[Listener],
+    letter: &DeadLetter,
+) -> anyhow::Result<Replayed> {
+    let id = letter.id;
     let listener = listeners
         .iter()
         .find(|l| l.subject == letter.subject)

@@ -151,22 +151,40 @@ impl Listener {
 /// How often and how patiently a failing message is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Deliveries before a message is parked (the first one included).
+    /// Deliveries of a failing message (a fault) before it is parked (the
+    /// first one included).
     pub max_attempts: u32,
     /// The delay after the first failed delivery; doubles each time.
     pub base_delay: Duration,
     /// The longest delay between two deliveries.
     pub max_delay: Duration,
+    /// Deliveries of an event waiting for an earlier one before it moves
+    /// to the waiting room (a dead letter retried by the runtime): the bus
+    /// no longer holds it, so a flood of such events (a database restored
+    /// from a backup older than the stream) does not hold back the
+    /// consumer.
+    pub hold_waiting: u32,
+    /// How often the waiting room is tried again.
+    pub sweep_every: Duration,
+    /// How long an event may wait for its earlier event; then it stays as
+    /// an ordinary dead letter, for an operator.
+    pub wait_at_most: Duration,
 }
 
 impl Default for RetryPolicy {
-    /// 12 deliveries over about two minutes: long enough for a missing
-    /// earlier event to arrive, short enough to surface a poison message.
+    /// A fault: 12 deliveries over about two minutes, long enough for a
+    /// dependency to come back, short enough to surface a poison message.
+    /// An event whose earlier event is missing: 5 deliveries (1.5 s: the
+    /// usual reordering between consumers), then the waiting room, tried
+    /// every 5 s for an hour.
     fn default() -> Self {
         Self {
             max_attempts: 12,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(30),
+            hold_waiting: 5,
+            sweep_every: Duration::from_secs(5),
+            wait_at_most: Duration::from_secs(3600),
         }
     }
 }
@@ -216,10 +234,44 @@ impl Runtime {
             let subscription = bus.subscribe(self.service, listener.subject).await?;
             subscriptions.push((listener, subscription));
         }
+        let all: Vec<Listener> = subscriptions.iter().map(|(l, _)| l.clone()).collect();
         for (listener, subscription) in subscriptions {
             tasks.spawn(self.clone().run(listener, subscription, shutdown.clone()));
         }
+        if !all.is_empty() {
+            tasks.spawn(self.clone().sweep_waiting_room(all, shutdown.clone()));
+        }
         Ok(())
+    }
+
+    /// Every `sweep_every`, runs the events of the waiting room through
+    /// their listeners again ([`crate::dead_letters::sweep`]) until
+    /// `shutdown`.
+    async fn sweep_waiting_room(self, listeners: Vec<Listener>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.policy.sweep_every) => {}
+                () = shutdown.cancelled() => return,
+            }
+            let swept = crate::dead_letters::sweep(&self.db, &listeners, self.policy.wait_at_most);
+            match swept.await {
+                Ok(swept) => {
+                    metrics::gauge!("events_waiting", "service" => self.service)
+                        .set(swept.still_waiting as f64);
+                    if swept.gave_up > 0 {
+                        tracing::error!(
+                            gave_up = swept.gave_up,
+                            "events waited too long for an earlier event: dead letters now"
+                        );
+                        metrics::counter!("events_dead_lettered_total", "consumer" => self.service, "subject" => "waiting")
+                            .increment(swept.gave_up);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), "cannot sweep the waiting room");
+                }
+            }
+        }
     }
 
     /// Takes `subscription`'s deliveries and hands each to the lane of its
@@ -316,6 +368,9 @@ impl Runtime {
                 .unwrap_or_else(|_| Err(Failure::Fault(anyhow::anyhow!("the handler panicked"))));
             let disposition = match result {
                 Ok(Handled::Ack) => Disposition::Ack,
+                Ok(Handled::Retry) if delivery.attempt >= self.policy.hold_waiting => {
+                    self.wait(&consumer, &delivery, event_id).await
+                }
                 Ok(Handled::Retry) => {
                     self.retry_or_park(
                         &consumer,
@@ -371,6 +426,42 @@ impl Runtime {
         let delay = self.policy.delay(delivery.attempt);
         tracing::info!(reason, retry_in_ms = delay.as_millis() as u64, "event not handled yet");
         Disposition::Retry(delay)
+    }
+
+    /// Moves an event that waits for an earlier one to the waiting room;
+    /// if that fails, the bus delivers it again later (nothing is dropped).
+    async fn wait(
+        &self,
+        consumer: &str,
+        delivery: &Delivery,
+        event_id: Option<Uuid>,
+    ) -> Disposition {
+        let stored = crate::dead_letters::park(
+            &self.db,
+            consumer,
+            &delivery.subject,
+            event_id,
+            &delivery.payload,
+            crate::dead_letters::WAITING,
+            delivery.attempt,
+        )
+        .await;
+        match stored {
+            Ok(()) => {
+                tracing::warn!("event moved to the waiting room: an earlier event is missing");
+                metrics::counter!(
+                    "events_waiting_total",
+                    "consumer" => consumer.to_owned(),
+                    "subject" => delivery.subject.clone(),
+                )
+                .increment(1);
+                Disposition::Term
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot move the event to the waiting room; it will be retried");
+                Disposition::Retry(self.policy.max_delay)
+            }
+        }
     }
 
     /// Keeps the message in `dead_letters`; if even that fails, retries it
@@ -465,6 +556,7 @@ mod tests {
             max_attempts: 10,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
+            ..RetryPolicy::default()
         };
         let delays: Vec<u128> = (1..=6).map(|a| policy.delay(a).as_millis()).collect();
         assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);

@@ -26,6 +26,9 @@ const FAST: RetryPolicy = RetryPolicy {
     max_attempts: 3,
     base_delay: Duration::from_millis(20),
     max_delay: Duration::from_millis(100),
+    hold_waiting: 3,
+    sweep_every: Duration::from_millis(100),
+    wait_at_most: Duration::from_secs(3600),
 };
 
 /// A new ticket's event.
@@ -45,9 +48,13 @@ struct Harness {
 
 impl Harness {
     async fn new(bus: TestBus, backend: &Backend) -> Self {
+        Self::with_policy(bus, backend, FAST).await
+    }
+
+    async fn with_policy(bus: TestBus, backend: &Backend, policy: RetryPolicy) -> Self {
         let context = TestContext::new(backend, |_| {});
         let db = context.context.databases.open("toy", &MIGRATIONS).await.expect("database");
-        let runtime = Runtime::new("toy", db.clone(), FAST);
+        let runtime = Runtime::new("toy", db.clone(), policy);
         Self {
             _context: context,
             db,
@@ -129,6 +136,15 @@ impl Harness {
         }
         assert_eq!(self.calls.load(Ordering::SeqCst), calls, "handler calls");
         assert_eq!(self.dead_letters().await.len() as i64, dead, "dead letters");
+    }
+
+    /// Waits up to 10 s until `count` events are in the waiting room.
+    async fn wait_for_waiting(&self, count: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.dead_letters().await.len() < count && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(self.dead_letters().await.len(), count, "waiting events");
     }
 
     async fn dead_letters(&self) -> Vec<(String, Option<String>, String, i64)> {
@@ -346,8 +362,85 @@ async fn one_entitys_events_keep_their_order(bus: TestBus) {
     assert_eq!(seen, (0..6).map(|v| (v, false)).collect::<Vec<_>>(), "in order, one at a time");
 }
 
+/// A listener that waits for `ticket`'s earlier event until `arrived` is
+/// set (every other ticket applies at once), counting what it applied.
+fn waiting_for(
+    ticket: Uuid,
+    arrived: Arc<std::sync::atomic::AtomicBool>,
+    applied: Arc<AtomicU32>,
+) -> Listener {
+    Listener::new(move |event: Envelope<TicketCreated>| {
+        let (arrived, applied) = (arrived.clone(), applied.clone());
+        async move {
+            if event.data.id == ticket && !arrived.load(Ordering::SeqCst) {
+                return Ok(Handled::Retry);
+            }
+            applied.fetch_add(1, Ordering::SeqCst);
+            Ok(Handled::Ack)
+        }
+    })
+}
+
+/// A restored database misses what earlier events made: an event about
+/// such a record moves to the waiting room after `hold_waiting`
+/// deliveries, so the consumer goes on with the others (the bus no longer
+/// holds it), and it applies by itself once its earlier event has.
+async fn an_event_waiting_long_moves_aside_and_applies_when_it_can(bus: TestBus) {
+    let harness = Harness::new(bus, &Backend::Sqlite).await;
+    let orphan = Uuid::now_v7();
+    let arrived = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let applied = Arc::new(AtomicU32::new(0));
+    harness.run(waiting_for(orphan, arrived.clone(), applied.clone())).await;
+    harness.publish_event(&ticket_event(orphan, 0)).await;
+    harness.wait_for_waiting(1).await;
+    let (_, event_id, reason, attempts) = harness.dead_letters().await.remove(0);
+    assert_eq!(reason, messaging::dead_letters::WAITING);
+    assert!(event_id.is_some(), "the waiting event keeps its id");
+    assert_eq!(attempts, i64::from(FAST.hold_waiting));
+
+    for _ in 0..5 {
+        harness.publish().await;
+    }
+    harness.wait_for(|| applied.load(Ordering::SeqCst) == 5).await;
+    assert_eq!(applied.load(Ordering::SeqCst), 5, "the others went on while it waited");
+
+    arrived.store(true, Ordering::SeqCst);
+    harness.wait_for(|| applied.load(Ordering::SeqCst) == 6).await;
+    assert_eq!(applied.load(Ordering::SeqCst), 6, "applied from the waiting room");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !harness.dead_letters().await.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(harness.dead_letters().await.is_empty(), "nothing waits any more");
+}
+
+/// Past `wait_at_most`, a waiting event is an ordinary dead letter: its
+/// reason says so, and it is not run again by itself.
+async fn an_event_that_waits_too_long_becomes_a_dead_letter(bus: TestBus) {
+    let policy = RetryPolicy { wait_at_most: Duration::ZERO, ..FAST };
+    let harness = Harness::with_policy(bus, &Backend::Sqlite, policy).await;
+    let orphan = Uuid::now_v7();
+    let never = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    harness.run(waiting_for(orphan, never, Arc::new(AtomicU32::new(0)))).await;
+    harness.publish_event(&ticket_event(orphan, 0)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let letters = harness.dead_letters().await;
+        if letters.iter().any(|(_, _, reason, _)| reason == messaging::dead_letters::GAVE_UP) {
+            assert_eq!(letters.len(), 1);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never gave up: {letters:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = common::telemetry::metrics_handle().render();
+    assert!(metrics.contains("events_waiting_total{"), "{metrics}");
+}
+
 testkit::bus_tests!(
     a_handled_event_is_acknowledged_once,
+    an_event_waiting_long_moves_aside_and_applies_when_it_can,
+    an_event_that_waits_too_long_becomes_a_dead_letter,
     a_failing_handler_is_retried_then_parked,
     a_handler_that_recovers_is_not_parked,
     an_event_waiting_for_an_earlier_one_is_retried_until_it_applies,

@@ -369,10 +369,15 @@ impl TestSystem {
         };
         let mut context = TestContext::new(&backend, configure);
         context.context.bus = bus.bus.clone();
+        // Fast retries, and long enough a hold that reordering in a test
+        // never reaches the waiting room (its sweeps would slow tests).
         context.context.retry = messaging::listener::RetryPolicy {
             max_attempts: 30,
             base_delay: std::time::Duration::from_millis(10),
             max_delay: std::time::Duration::from_millis(200),
+            hold_waiting: 30,
+            sweep_every: std::time::Duration::from_millis(200),
+            wait_at_most: std::time::Duration::from_secs(3600),
         };
         (context, bus)
     }

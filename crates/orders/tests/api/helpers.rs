@@ -28,6 +28,17 @@ impl OrdersApp {
         Self { system: TestSystem::start(context, bus, vec![service]).await }
     }
 
+    /// The service as after a restore from an older backup: an event whose
+    /// earlier event is missing moves to the waiting room after two
+    /// deliveries (production: five).
+    pub async fn spawn_restored(stack: Stack) -> Self {
+        let (mut context, bus) = TestSystem::prepare(stack, |_| {}).await;
+        context.context.retry.hold_waiting = 2;
+        let settings = orders::Settings::default();
+        let service = orders::build(&context.context, &settings).await.expect("orders starts");
+        Self { system: TestSystem::start(context, bus, vec![service]).await }
+    }
+
     pub fn user(&self, name: &str) -> TestUser {
         self.system.user(name)
     }

@@ -7,4 +7,5 @@ mod create;
 mod helpers;
 mod listeners;
 mod read;
+mod restore;
 mod withdraw;

@@ -2,7 +2,10 @@
 //! of the test's choosing, on a free port, stopped when the test ends. Shared
 //! by the process tests and the security suite (each test binary uses part
 //! of it).
-#![allow(dead_code, reason = "each test binary uses part of it; an expectation would be unfulfilled in the binaries that use all")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses part of it; an expectation would be unfulfilled in the binaries that use all"
+)]
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

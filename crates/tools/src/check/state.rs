@@ -69,7 +69,10 @@ pub struct State {
     /// Payment attempts still pending.
     pub pending_attempts: i64,
     pub outbox: BTreeMap<&'static str, i64>,
+    /// Dead letters, the waiting room's not included.
     pub dead_letters: BTreeMap<&'static str, i64>,
+    /// Events in the waiting room (their earlier event not applied yet).
+    pub waiting: BTreeMap<&'static str, i64>,
 }
 
 /// The pools on the services' databases.
@@ -183,9 +186,14 @@ impl Databases {
         for service in EVENT_SERVICES {
             let pool = self.pool(service);
             state.outbox.insert(service, count(pool, "SELECT COUNT(*) FROM outbox").await?);
-            state
-                .dead_letters
-                .insert(service, count(pool, "SELECT COUNT(*) FROM dead_letters").await?);
+            let waiting: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters WHERE error = $1")
+                    .bind(messaging::dead_letters::WAITING)
+                    .fetch_one(pool)
+                    .await?;
+            let all = count(pool, "SELECT COUNT(*) FROM dead_letters").await?;
+            state.dead_letters.insert(service, all - waiting);
+            state.waiting.insert(service, waiting);
         }
         Ok(state)
     }
@@ -200,6 +208,10 @@ impl State {
         let outbox: i64 = self.outbox.values().sum();
         if outbox > 0 {
             left.push(format!("{outbox} events in outboxes"));
+        }
+        let waiting: i64 = self.waiting.values().sum();
+        if waiting > 0 {
+            left.push(format!("{waiting} events in the waiting room"));
         }
         if self.pending_attempts > 0 {
             left.push(format!("{} payment attempts pending", self.pending_attempts));
