@@ -9,7 +9,7 @@
 //! <sequence>`) means the same on every replica: a client that reconnects
 //! with `Last-Event-ID`, wherever it lands, gets what it missed from the
 //! replica's bounded replay buffer, or a `reload` event when that is older
-//! than the buffer.
+//! than the buffer (or further ahead than the bus can be).
 //!
 //! Each stream is bounded: its backlog is the broadcast channel's window
 //! (a reader that falls [`BACKLOG`] changes behind is sent `reload` and cut
@@ -50,6 +50,13 @@ pub const REPLAY: usize = 1024;
 /// Changes a stream (or any [`Changes::subscribe`]r) may fall behind
 /// before it is cut off.
 pub const BACKLOG: usize = 256;
+
+/// How far ahead of this replica's feed (in bus positions) a
+/// `Last-Event-ID` may be: another replica may have shown a change this one
+/// has not received yet (milliseconds), and then this stream skips live
+/// changes up to it. Further ahead is no position the bus has reached: a
+/// stream resuming there would drop every change, so it gets `reload`.
+pub const AHEAD: u64 = 1024;
 
 /// How often an idle stream sends a keep-alive comment (well within
 /// proxies' read timeouts).
@@ -268,6 +275,7 @@ impl Changes {
             Some(Some(position))
                 if position.origin == feed.origin
                     && position.sequence >= feed.floor
+                    && position.sequence <= feed.head.saturating_add(AHEAD)
                     && !feed.missed =>
             {
                 position.sequence
@@ -394,7 +402,7 @@ static ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering"
         description = "The id of the last event received (browsers send it when they reconnect): the stream replays what followed it, or sends `reload` when it cannot")),
     responses(
         (status = 200, content_type = "text/event-stream",
-            description = "An endless `text/event-stream`. First `ready` (data `{}`; its id is where the stream starts: the current position, or the `Last-Event-ID` it resumes after) or, for a `Last-Event-ID` this replica cannot resume from (unknown, of another stream, older than the replay buffer of 1024 changes), `reload` and the end. Then one `ticket` event per change (data: a `LiveTicket`; id `<origin>-<sequence>`), in the order they happened on any replica. `reload` (data `{}`) also ends a stream that fell 256 changes behind or whose replica missed changes: the client should reload what it shows. A comment every 15 s keeps it open; the stream ends when the server shuts down.",
+            description = "An endless `text/event-stream`. First `ready` (data `{}`; its id is where the stream starts: the current position, or the `Last-Event-ID` it resumes after) or, for a `Last-Event-ID` this replica cannot resume from (unknown, not UTF-8, of another stream, older than the replay buffer of 1024 changes, or more than 1024 positions ahead of the replica's feed), `reload` and the end. Then one `ticket` event per change (data: a `LiveTicket`; id `<origin>-<sequence>`), in the order they happened on any replica. `reload` (data `{}`) also ends a stream that fell 256 changes behind or whose replica missed changes: the client should reload what it shows. A comment every 15 s keeps it open; the stream ends when the server shuts down.",
             body = LiveEvent),
         (status = 429, description = "The client address holds `LIVE_STREAMS_PER_ADDRESS` streams already, or the process `LIVE_STREAMS`; `Retry-After` gives the seconds to wait", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Whole seconds to wait"))),
@@ -409,7 +417,12 @@ pub async fn events(
         Ok(slot) => slot,
         Err(refused) => return refused.into_response(),
     };
-    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    // No (or an empty) `Last-Event-ID` starts afresh; any other value must
+    // be a position, and one that is not even UTF-8 is as unusable as any.
+    let last = headers
+        .get("last-event-id")
+        .filter(|v| !v.is_empty())
+        .map(|v| v.to_str().unwrap_or_default());
     let (start, position) = live.changes.start(last);
     let stream = stream_of(start, position, live.shutdown, slot);
     let mut response =
@@ -528,6 +541,9 @@ mod tests {
         assert_eq!(replayed(&changes, "7-9"), None, "before the feed started");
         assert_eq!(replayed(&changes, "7-10"), Some(vec![]));
         assert_eq!(replayed(&changes, "8-10"), None, "another sequence space");
+        assert_eq!(replayed(&changes, &format!("7-{}", 10 + AHEAD)), Some(vec![]), "behind");
+        assert_eq!(replayed(&changes, &format!("7-{}", 11 + AHEAD)), None, "beyond the bus");
+        assert_eq!(replayed(&changes, &format!("7-{}", u64::MAX)), None, "beyond the bus");
         let count = u64::try_from(REPLAY).expect("small") + 5;
         for sequence in 11..11 + count {
             changes.apply(created(sequence));
