@@ -1,7 +1,8 @@
 //! The HTTP application around one or more services: health, readiness,
 //! metrics and the OpenAPI description at the root, the contract's errors for
 //! unknown routes and wrong methods, the body limit, request ids, one span
-//! per request, request metrics, and graceful serving.
+//! per request, request metrics, the headers of JSON answers, and graceful
+//! serving.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::Method;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -114,6 +115,23 @@ fn layered(router: Router) -> Router {
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone())),
         )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::map_response(json_headers))
+}
+
+/// Every JSON answer is one caller's data at one moment (a session's user,
+/// an order, a page of tickets): no cache keeps it unless its route says
+/// otherwise (`Cache-Control: no-store`), and no browser reads it as
+/// anything but JSON (`X-Content-Type-Options: nosniff`, on every answer).
+async fn json_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let json = headers.get(header::CONTENT_TYPE).is_some_and(|t| {
+        t.as_bytes().starts_with(b"application/json") || t.as_bytes().ends_with(b"+json")
+    });
+    if json && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 /// Refuses a state-changing call that carries the session cookie, is not

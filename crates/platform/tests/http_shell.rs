@@ -302,6 +302,28 @@ async fn every_response_carries_a_request_id_and_keeps_the_callers() {
     }
 }
 
+/// Issue 22: JSON answers (a session's user, errors, the shell's own) are
+/// never stored by a cache nor sniffed as another type.
+#[tokio::test]
+async fn json_answers_are_not_stored_nor_sniffed() {
+    let server = spawn(true).await;
+    let bearer = format!("Bearer {}", token(3600));
+    let whoami = client().get(server.url("/api/whoami")).header("authorization", bearer);
+    for response in [
+        whoami.send().await.expect("send"),
+        client().get(server.url("/api/whoami")).send().await.expect("send"),
+        client().get(server.url("/api/nothing")).send().await.expect("send"),
+        client().get(server.url("/healthz")).send().await.expect("send"),
+        client().get(server.url("/api/openapi.json")).send().await.expect("send"),
+    ] {
+        let url = response.url().clone();
+        assert_eq!(response.headers()["cache-control"], "no-store", "{url}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff", "{url}");
+    }
+    let metrics = client().get(server.url("/metrics")).send().await.expect("send");
+    assert_eq!(metrics.headers()["x-content-type-options"], "nosniff");
+}
+
 #[tokio::test]
 async fn health_readiness_and_metrics_are_served_at_the_root() {
     let server = spawn(true).await;

@@ -150,6 +150,11 @@ async fn wait_for_port(port: u16) {
 
 /// Starts the all-in-one and a headless Chromium.
 async fn session(expiration_seconds: u32) -> Session {
+    session_with(expiration_seconds, &[]).await
+}
+
+/// [`session`] with the all-in-one's `settings` (variable, value) too.
+async fn session_with(expiration_seconds: u32, settings: &[(&str, &str)]) -> Session {
     let (chromium, chromedriver) =
         (PathBuf::from("/usr/bin/chromium"), PathBuf::from("/usr/bin/chromedriver"));
     assert!(
@@ -167,6 +172,7 @@ async fn session(expiration_seconds: u32) -> Session {
             app.env(kept, value);
         }
     }
+    app.envs(settings.iter().copied());
     let app = app
         .env("PORT", app_port.to_string())
         .env("DATA_DIR", &data)
@@ -726,6 +732,55 @@ async fn an_open_home_page_follows_tickets_going_on_and_off_sale() {
     buyer.order(&jazz).await;
     session.see("This ticket has just been reserved by an order.").await;
     session.see("Reserved").await;
+    session.assert_not_reloaded().await;
+    session.browser.clone().close().await.expect("closed");
+}
+
+/// A number of the all-in-one's `/metrics`.
+async fn metric(base: &str, name: &str) -> f64 {
+    let text = testkit::client().get(format!("{base}/metrics")).send().await.expect("sent");
+    let text = text.text().await.expect("text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until the metric `name` satisfies `ok`.
+async fn metric_until(base: &str, name: &str, wait: Duration, ok: impl Fn(f64) -> bool) {
+    let deadline = Instant::now() + wait;
+    while !ok(metric(base, name).await) {
+        assert!(Instant::now() < deadline, "{name} never got there");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Issue 22: a page whose stream was refused (429: too many open from its
+/// address) gave up for good; it tries again later and then follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromium-driver"]
+async fn a_page_refused_a_live_stream_tries_again_later() {
+    let session = session_with(900, &[("LIVE_STREAMS_PER_ADDRESS", "1")]).await;
+    let held = testkit::client()
+        .get(format!("{}/api/tickets/events", session.base))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(held.status(), 200, "this address's one stream");
+    let seller = ApiUser::new(&session.base, None).await;
+    seller.sell("Rock gig", "30").await;
+    session.open("/").await;
+    session.see("Rock gig").await;
+    session.mark_page().await;
+    metric_until(&session.base, "live_streams_refused_total", Duration::from_secs(10), |n| {
+        n >= 1.0
+    })
+    .await;
+    drop(held);
+    metric_until(&session.base, "live_streams_open", Duration::from_secs(10), |n| n == 0.0).await;
+    // The page waits 10 to 20 s, then holds the address's one stream.
+    metric_until(&session.base, "live_streams_open", Duration::from_secs(30), |n| n == 1.0).await;
+    seller.sell("Jazz trio", "12.50").await;
+    session.see("Jazz trio").await;
     session.assert_not_reloaded().await;
     session.browser.clone().close().await.expect("closed");
 }

@@ -783,3 +783,135 @@ async fn prices_at_the_edges_of_arithmetic_are_refused() {
     assert_eq!(create(json!("19.99")).await.expect("sent").status(), 201);
     assert!(site.is_running(), "the process is still up, never restarted");
 }
+
+// Issue 22: tickets and HTTP hardening, replayed against the binary.
+
+/// The search rows the all-in-one stored for the ticket `id`: how many,
+/// and the bytes of their text.
+async fn search_rows(site: &Site, id: &str) -> (usize, usize) {
+    sqlx::any::install_default_drivers();
+    let file = site.data_dir().join("tickets.db");
+    let db = sqlx::AnyPool::connect(&format!("sqlite://{}?mode=ro", file.display()))
+        .await
+        .expect("tickets.db");
+    let prefixes: Vec<String> =
+        sqlx::query_scalar("SELECT prefix FROM title_prefixes WHERE ticket_id = $1")
+            .bind(id)
+            .fetch_all(&db)
+            .await
+            .expect("rows");
+    db.close().await;
+    (prefixes.len(), prefixes.iter().map(String::len).sum())
+}
+
+/// Issue 22, finding 1 (search index amplification): one 200-letter word
+/// of 4-byte letters (an 824-byte request) stored 200 search rows and 80 KB
+/// of text, withdrawn tickets kept theirs, and nothing limited how often a
+/// seller wrote. Now 20 rows (840 bytes), none once withdrawn, and the
+/// 31st creation or edit within a minute is answered 429 (the default).
+#[tokio::test]
+async fn a_title_cannot_amplify_the_search_index() {
+    let site = Site::start(|command| {
+        command.env("TICKET_WRITES_PER_USER_PER_MINUTE", "30");
+    })
+    .await;
+    let (_, token) = site.user("amplifier").await;
+    let body = json!({"title": "\u{10348}".repeat(200), "price": 100});
+    assert_eq!(serde_json::to_vec(&body).expect("json").len(), 824, "the reported request");
+    let create = || http().post(site.url("/api/tickets")).bearer_auth(&token).json(&body).send();
+    let (status, ticket) = answer(create().await.expect("sent")).await;
+    assert_eq!(status, 201);
+    let id = ticket["id"].as_str().expect("id");
+    assert_eq!(search_rows(&site, id).await, (20, 840));
+    let q: String = "\u{10348}".repeat(100).bytes().map(|b| format!("%{b:02X}")).collect();
+    let found = http().get(site.url(&format!("/api/tickets?q={q}"))).send();
+    let (_, found) = answer(found.await.expect("sent")).await;
+    assert_eq!(found.as_array().map(Vec::len), Some(1), "a search of 100 letters finds it");
+    let withdrawn = http().delete(site.url(&format!("/api/tickets/{id}"))).bearer_auth(&token);
+    assert_eq!(withdrawn.send().await.expect("sent").status(), 204);
+    assert_eq!(search_rows(&site, id).await, (0, 0), "a withdrawn ticket is never searched");
+    // 30 at once, then one more every 2 s (the test takes a few).
+    let mut created = 1;
+    let refused = loop {
+        let response = create().await.expect("sent");
+        if response.status() != 201 {
+            break response;
+        }
+        created += 1;
+        assert!(created <= 33, "never limited");
+    };
+    assert_eq!(refused.status(), 429);
+    assert!(created >= 30, "{created}");
+    assert!(refused.headers().contains_key("retry-after"));
+}
+
+/// The first event of the live stream opened with `last` as its
+/// `Last-Event-ID` (none when `None`): its name and id.
+async fn first_event(site: &Site, last: Option<reqwest::header::HeaderValue>) -> (String, String) {
+    let mut request = http().get(site.url("/api/tickets/events"));
+    if let Some(last) = last {
+        request = request.header("last-event-id", last);
+    }
+    let mut response = request.send().await.expect("sent");
+    assert_eq!(response.status(), 200);
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+            .await
+            .expect("an event")
+            .expect("reads")
+            .expect("not ended");
+        text.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+    }
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(": "))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (field("event"), field("id"))
+}
+
+/// Issue 22, finding 2 (live stream positions): `Last-Event-ID:
+/// <origin>-18446744073709551615` was accepted and the stream then dropped
+/// every change; a `Last-Event-ID` that is not UTF-8 started afresh. Both
+/// are positions the stream cannot resume from: `reload`.
+#[tokio::test]
+async fn a_live_stream_position_beyond_the_bus_is_answered_reload() {
+    let site = Site::start(|_| {}).await;
+    let (event, position) = first_event(&site, None).await;
+    assert_eq!(event, "ready");
+    let (origin, _) = position.split_once('-').expect("origin-sequence");
+    let beyond = format!("{origin}-18446744073709551615").parse().expect("header");
+    assert_eq!(first_event(&site, Some(beyond)).await.0, "reload");
+    let mut bytes = position.clone().into_bytes();
+    bytes.push(0xC3);
+    let unreadable = reqwest::header::HeaderValue::from_bytes(&bytes).expect("header");
+    assert_eq!(first_event(&site, Some(unreadable)).await.0, "reload");
+    let own = position.parse().expect("header");
+    assert_eq!(first_event(&site, Some(own)).await, ("ready".to_owned(), position));
+}
+
+/// Issue 22, finding 4 (headers): `GET /api/users/currentuser` and the
+/// pages of a session (My listings, orders) could be kept by a cache, and
+/// JSON answers did not say `nosniff`.
+#[tokio::test]
+async fn personal_answers_are_never_stored_and_json_is_never_sniffed() {
+    let site = Site::start(|_| {}).await;
+    let (_, token) = site.user("private").await;
+    let cookie = format!("session={token}");
+    for path in ["/api/users/currentuser", "/api/tickets/mine", "/api/orders", "/api/nothing"] {
+        let response =
+            http().get(site.url(path)).header("cookie", &cookie).send().await.expect("sent");
+        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff", "{path}");
+    }
+    let signed_out = http().get(site.url("/api/users/currentuser")).send().await.expect("sent");
+    assert_eq!(signed_out.headers()["cache-control"], "no-store", "also for nobody");
+    for path in ["/tickets/mine", "/orders", "/"] {
+        let response =
+            http().get(site.url(path)).header("cookie", &cookie).send().await.expect("sent");
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+    }
+}

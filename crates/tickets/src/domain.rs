@@ -106,11 +106,31 @@ pub fn words(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every prefix of every word of a title: what a search word must equal
+/// The longest word prefix the search index keeps, in characters: longer
+/// prefixes would cost rows and bytes for words nobody types (a 200-letter
+/// word of 4-byte letters stored 80 KB), so a search word is compared on
+/// its first this many characters (DECISIONS.md, "Tickets and HTTP
+/// hardening").
+pub const MAX_PREFIX_CHARS: usize = 20;
+
+/// The first [`MAX_PREFIX_CHARS`] characters of a word.
+fn indexed(word: &str) -> &str {
+    word.char_indices().nth(MAX_PREFIX_CHARS).map_or(word, |(at, _)| &word[..at])
+}
+
+/// The words of a search as the index compares them: lower-cased, each cut
+/// to [`MAX_PREFIX_CHARS`] characters.
+pub fn search_words(q: &str) -> BTreeSet<String> {
+    words(q).iter().map(|word| indexed(word).to_owned()).collect()
+}
+
+/// Every prefix of every word of a title, up to [`MAX_PREFIX_CHARS`]
+/// characters: what a search word (as [`search_words`] cuts it) must equal
 /// for the title to match it.
 pub fn title_prefixes(title: &str) -> BTreeSet<String> {
     words(title)
         .iter()
+        .map(|word| indexed(word))
         .flat_map(|word| word.char_indices().map(|(at, c)| word[..at + c.len_utf8()].to_owned()))
         .collect()
 }
@@ -262,6 +282,17 @@ mod tests {
         assert!(!prefixes.contains("ock"), "only word prefixes");
         assert!(!prefixes.contains("rock-"));
         assert_eq!(words(" Rock, roll!  ROCK "), BTreeSet::from(["rock".into(), "roll".into()]));
+    }
+
+    #[test]
+    fn only_prefixes_a_search_can_ask_for_are_indexed() {
+        let long = "\u{10348}".repeat(200);
+        let prefixes = title_prefixes(&long);
+        assert_eq!(prefixes.len(), MAX_PREFIX_CHARS, "one row per indexed character");
+        assert!(prefixes.iter().all(|p| p.chars().count() <= MAX_PREFIX_CHARS));
+        let typed = search_words(&"\u{10348}".repeat(50));
+        assert!(typed.iter().all(|word| prefixes.contains(word)), "a longer search still finds it");
+        assert_eq!(search_words("Rock ROLL"), words("rock roll"), "short words are unchanged");
     }
 
     #[test]

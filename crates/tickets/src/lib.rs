@@ -37,6 +37,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         description: "sellers",
         sql: Sql::Portable(include_str!("../migrations/0003_sellers.sql")),
     },
+    MigrationFile {
+        version: 4,
+        description: "search rows",
+        sql: Sql::Portable(include_str!("../migrations/0004_search_rows.sql")),
+    },
 ]);
 
 /// Opens the service's database and builds its routes, listeners and live
@@ -61,7 +66,17 @@ pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Ser
         limits: live::StreamLimits::new(settings.live_streams_per_address, settings.live_streams),
         shutdown: context.shutdown.clone(),
     };
-    let state = routes::TicketsState { store, sessions: context.sessions.clone(), pages, live };
+    let writes_per_user = Arc::new(common::limit::RateLimit::new(
+        settings.ticket_writes_per_user_per_minute,
+        std::time::Duration::from_secs(60),
+    ));
+    let state = routes::TicketsState {
+        store,
+        sessions: context.sessions.clone(),
+        pages,
+        live,
+        writes_per_user,
+    };
     Ok(Service {
         name: NAME,
         router: routes::router(state),

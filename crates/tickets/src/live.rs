@@ -9,7 +9,7 @@
 //! <sequence>`) means the same on every replica: a client that reconnects
 //! with `Last-Event-ID`, wherever it lands, gets what it missed from the
 //! replica's bounded replay buffer, or a `reload` event when that is older
-//! than the buffer.
+//! than the buffer (or further ahead than the bus can be).
 //!
 //! Each stream is bounded: its backlog is the broadcast channel's window
 //! (a reader that falls [`BACKLOG`] changes behind is sent `reload` and cut
@@ -50,6 +50,19 @@ pub const REPLAY: usize = 1024;
 /// Changes a stream (or any [`Changes::subscribe`]r) may fall behind
 /// before it is cut off.
 pub const BACKLOG: usize = 256;
+
+/// How far ahead of this replica's feed (in bus positions) a
+/// `Last-Event-ID` may be: another replica may have shown a change this one
+/// has not received yet (milliseconds), and then this stream skips live
+/// changes up to it. Further ahead is no position the bus has reached: a
+/// stream resuming there would drop every change, so it gets `reload`.
+pub const AHEAD: u64 = 1024;
+
+/// How long a stream resuming ahead of the feed waits for the feed to
+/// reach its position (a change at or after it) before it sends `reload`:
+/// a position no replica had reached would otherwise skip changes until
+/// the bus got there.
+pub const CATCH_UP: Duration = Duration::from_secs(5);
 
 /// How often an idle stream sends a keep-alive comment (well within
 /// proxies' read timeouts).
@@ -176,8 +189,14 @@ impl Position {
 
 /// Where a new stream starts.
 enum Start {
-    /// Replay these, then go on from `after`.
-    From { replay: Vec<TicketChange>, after: u64, receiver: broadcast::Receiver<Change> },
+    /// Replay these, then go on from `after` (`ahead`: which the feed has
+    /// not reached yet).
+    From {
+        replay: Vec<TicketChange>,
+        after: u64,
+        ahead: bool,
+        receiver: broadcast::Receiver<Change>,
+    },
     /// The client's position is unknown here or older than the buffer.
     Reload,
 }
@@ -268,6 +287,7 @@ impl Changes {
             Some(Some(position))
                 if position.origin == feed.origin
                     && position.sequence >= feed.floor
+                    && position.sequence <= feed.head.saturating_add(AHEAD)
                     && !feed.missed =>
             {
                 position.sequence
@@ -276,7 +296,8 @@ impl Changes {
         };
         let replay = feed.recent.iter().filter(|c| c.sequence > after).cloned().collect();
         let receiver = self.inner.sender.subscribe();
-        (Start::From { replay, after, receiver }, Position { sequence: after, ..head })
+        let ahead = after > feed.head;
+        (Start::From { replay, after, ahead, receiver }, Position { sequence: after, ..head })
     }
 }
 
@@ -394,7 +415,7 @@ static ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering"
         description = "The id of the last event received (browsers send it when they reconnect): the stream replays what followed it, or sends `reload` when it cannot")),
     responses(
         (status = 200, content_type = "text/event-stream",
-            description = "An endless `text/event-stream`. First `ready` (data `{}`; its id is where the stream starts: the current position, or the `Last-Event-ID` it resumes after) or, for a `Last-Event-ID` this replica cannot resume from (unknown, of another stream, older than the replay buffer of 1024 changes), `reload` and the end. Then one `ticket` event per change (data: a `LiveTicket`; id `<origin>-<sequence>`), in the order they happened on any replica. `reload` (data `{}`) also ends a stream that fell 256 changes behind or whose replica missed changes: the client should reload what it shows. A comment every 15 s keeps it open; the stream ends when the server shuts down.",
+            description = "An endless `text/event-stream`. First `ready` (data `{}`; its id is where the stream starts: the current position, or the `Last-Event-ID` it resumes after) or, for a `Last-Event-ID` this replica cannot resume from (unknown, not UTF-8, of another stream, older than the replay buffer of 1024 changes, or more than 1024 positions ahead of the replica's feed), `reload` and the end; a position ahead of the feed that the feed does not reach within 5 s is followed by `reload` too. Then one `ticket` event per change (data: a `LiveTicket`; id `<origin>-<sequence>`), in the order they happened on any replica. `reload` (data `{}`) also ends a stream that fell 256 changes behind or whose replica missed changes: the client should reload what it shows. A comment every 15 s keeps it open; the stream ends when the server shuts down.",
             body = LiveEvent),
         (status = 429, description = "The client address holds `LIVE_STREAMS_PER_ADDRESS` streams already, or the process `LIVE_STREAMS`; `Retry-After` gives the seconds to wait", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Whole seconds to wait"))),
@@ -409,7 +430,12 @@ pub async fn events(
         Ok(slot) => slot,
         Err(refused) => return refused.into_response(),
     };
-    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    // No (or an empty) `Last-Event-ID` starts afresh; any other value must
+    // be a position, and one that is not even UTF-8 is as unusable as any.
+    let last = headers
+        .get("last-event-id")
+        .filter(|v| !v.is_empty())
+        .map(|v| v.to_str().unwrap_or_default());
     let (start, position) = live.changes.start(last);
     let stream = stream_of(start, position, live.shutdown, slot);
     let mut response =
@@ -424,6 +450,8 @@ struct Streaming {
     receiver: Option<broadcast::Receiver<Change>>,
     /// The last sequence sent (live changes at or below it are skipped).
     after: u64,
+    /// While the feed has not reached `after`: when to give up ([`CATCH_UP`]).
+    catch_up: Option<tokio::time::Instant>,
     origin: u64,
     shutdown: CancellationToken,
     _slot: Slot,
@@ -447,20 +475,21 @@ fn stream_of(
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let origin = position.origin;
     let mut pending = VecDeque::new();
-    let (receiver, after) = match start {
+    let (receiver, after, ahead) = match start {
         Start::Reload => {
             pending.push_back(reload().retry(RECONNECT));
-            (None, 0)
+            (None, 0, false)
         }
-        Start::From { replay, after, receiver } => {
+        Start::From { replay, after, ahead, receiver } => {
             let ready = Event::default().event("ready").id(position.render()).data("{}");
             pending.push_back(ready.retry(RECONNECT));
             pending.extend(replay.iter().map(|change| ticket_event(origin, change)));
             let after = replay.last().map_or(after, |change| change.sequence);
-            (Some(receiver), after)
+            (Some(receiver), after, ahead)
         }
     };
-    let state = Streaming { pending, receiver, after, origin, shutdown, _slot: slot };
+    let catch_up = ahead.then(|| tokio::time::Instant::now() + CATCH_UP);
+    let state = Streaming { pending, receiver, after, catch_up, origin, shutdown, _slot: slot };
     futures_util::stream::unfold(state, |mut state| async move {
         if let Some(event) = state.pending.pop_front() {
             return Some((Ok(event), state));
@@ -470,10 +499,18 @@ fn stream_of(
             let received = tokio::select! {
                 received = receiver.recv() => received,
                 () = state.shutdown.cancelled() => return None,
+                () = expired(state.catch_up) => {
+                    state.receiver = None;
+                    return Some((Ok(reload()), state));
+                }
             };
             match received {
-                Ok(Change::Ticket(change)) if change.sequence <= state.after => {}
+                Ok(Change::Ticket(change)) if change.sequence < state.after => {}
+                Ok(Change::Ticket(change)) if change.sequence == state.after => {
+                    state.catch_up = None;
+                }
                 Ok(Change::Ticket(change)) => {
+                    state.catch_up = None;
                     state.after = change.sequence;
                     let event = ticket_event(state.origin, &change);
                     return Some((Ok(event), state));
@@ -487,6 +524,14 @@ fn stream_of(
             }
         }
     })
+}
+
+/// Resolves at `deadline`; never without one.
+async fn expired(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]
@@ -528,6 +573,9 @@ mod tests {
         assert_eq!(replayed(&changes, "7-9"), None, "before the feed started");
         assert_eq!(replayed(&changes, "7-10"), Some(vec![]));
         assert_eq!(replayed(&changes, "8-10"), None, "another sequence space");
+        assert_eq!(replayed(&changes, &format!("7-{}", 10 + AHEAD)), Some(vec![]), "behind");
+        assert_eq!(replayed(&changes, &format!("7-{}", 11 + AHEAD)), None, "beyond the bus");
+        assert_eq!(replayed(&changes, &format!("7-{}", u64::MAX)), None, "beyond the bus");
         let count = u64::try_from(REPLAY).expect("small") + 5;
         for sequence in 11..11 + count {
             changes.apply(created(sequence));

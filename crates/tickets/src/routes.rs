@@ -9,6 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use common::error::ErrorBody;
 use common::extract::{self, Id, UUID_OR_EMPTY_PATTERN};
+use common::limit::RateLimit;
 use common::money::{Cents, PRICE_PATTERN};
 use common::session::{CurrentUser, Sessions};
 use common::validate::Validator;
@@ -22,7 +23,7 @@ use uuid::Uuid;
 use crate::cache::{Page, PageCache};
 use crate::domain::{
     Cursor, MAX_SEARCH_CHARS, Search, Sort, TITLE_PATTERN, Ticket, TicketStatus, Title,
-    cursor_pattern, words,
+    cursor_pattern, search_words,
 };
 use crate::live::Live;
 use crate::store::{EditError, Store, WithdrawError, Withdrawal};
@@ -63,6 +64,8 @@ pub struct TicketsState {
     pub live: Live,
     /// The public list's answers (`cache.rs`).
     pub pages: Arc<PageCache>,
+    /// Creations and edits per user (`TICKET_WRITES_PER_USER_PER_MINUTE`).
+    pub writes_per_user: Arc<RateLimit<Uuid>>,
 }
 
 common::sessions_in_state!(TicketsState);
@@ -207,9 +210,13 @@ impl ListParams {
         let mut v = Validator::new();
         let limit = parse_limit(&mut v, self.limit.as_ref());
         let q = self.q.as_deref().unwrap_or_default();
-        let search_words = v.check(
+        let terms = v.check(
             "q",
-            if q.chars().count() > MAX_SEARCH_CHARS { Err(SEARCH_TOO_LONG) } else { Ok(words(q)) },
+            if q.chars().count() > MAX_SEARCH_CHARS {
+                Err(SEARCH_TOO_LONG)
+            } else {
+                Ok(search_words(q))
+            },
         );
         let sort = v.check(
             "sort",
@@ -234,16 +241,9 @@ impl ListParams {
             let message = if sort.by_price() { CURSOR_PRICE } else { CURSOR_ID };
             v.check("cursor", Cursor::parse(text, sort).ok_or(message)).map(Some)
         });
-        let (limit, search_words, sort, min_price, max_price) =
-            validated!(v, limit, search_words, sort, min_price, max_price);
-        Ok(Search {
-            words: search_words,
-            min_price,
-            max_price,
-            sort,
-            after: after.flatten(),
-            limit,
-        })
+        let (limit, terms, sort, min_price, max_price) =
+            validated!(v, limit, terms, sort, min_price, max_price);
+        Ok(Search { words: terms, min_price, max_price, sort, after: after.flatten(), limit })
     }
 }
 
@@ -303,6 +303,8 @@ impl IntoResponse for Page {
         (status = 400, description = "Invalid title or price", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "Too many creations and edits from this user in the last minute (`TICKET_WRITES_PER_USER_PER_MINUTE`); `Retry-After` gives the seconds to wait", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 async fn create(
@@ -310,6 +312,7 @@ async fn create(
     CurrentUser(user): CurrentUser,
     extract::Json(body): extract::Json<TicketBody>,
 ) -> ApiResult<(StatusCode, Json<Ticket>)> {
+    state.writes_per_user.take(&user.id)?;
     let (title, price) = body.parse()?;
     let ticket = state.store.create(&title, price, user.id).await?;
     tracing::info!(ticket.id = %ticket.id, "ticket created");
@@ -391,6 +394,8 @@ async fn show(State(state): State<TicketsState>, Id(id): Id) -> ApiResult<Json<T
         (status = 403, description = "Someone else's ticket", body = ErrorBody),
         (status = 404, description = "No such ticket", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "Too many creations and edits from this user in the last minute (`TICKET_WRITES_PER_USER_PER_MINUTE`); `Retry-After` gives the seconds to wait", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 async fn edit(
@@ -399,7 +404,8 @@ async fn edit(
     Path(id): Path<String>,
     extract::Json(body): extract::Json<TicketBody>,
 ) -> ApiResult<Json<Ticket>> {
-    // API.md's order: session, body, exists, owner, not reserved.
+    // API.md's order: session, rate limit, body, exists, owner, not reserved.
+    state.writes_per_user.take(&user.id)?;
     let (title, price) = body.parse()?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     let ticket = state.store.edit(id, user.id, &title, price).await?;

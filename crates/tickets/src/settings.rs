@@ -1,4 +1,5 @@
-//! What only the tickets service reads: the live stream's limits and how
+//! What only the tickets service reads: the live stream's limits, the
+//! sellers' rate limit, and how
 //! long the public list may be answered from memory (flattened into
 //! `ticketing`'s command line).
 
@@ -27,6 +28,11 @@ pub struct Settings {
     /// (0: no limit).
     #[arg(global = true, long, env = "LIVE_STREAMS", default_value_t = 1000)]
     pub live_streams: u32,
+
+    /// Tickets one user may create or edit per minute; past it, 429 (0: no
+    /// limit).
+    #[arg(global = true, long, env = "TICKET_WRITES_PER_USER_PER_MINUTE", default_value_t = 30)]
+    pub ticket_writes_per_user_per_minute: u32,
 
     /// How long the tickets service may answer the public list from
     /// memory, in milliseconds, without hearing of a change (0: never). Its

@@ -293,16 +293,23 @@ impl Store {
     /// when the service starts; a no-op once all are).
     pub async fn index_titles(&self) -> Result<(), DbError> {
         loop {
-            let rows = sqlx::query("SELECT id, title FROM tickets WHERE searchable = 0 LIMIT 500")
-                .fetch_all(self.db.reader())
-                .await?;
+            let rows = sqlx::query(
+                "SELECT id, title, sold_at, withdrawn_at FROM tickets WHERE searchable = 0 \
+                 LIMIT 500",
+            )
+            .fetch_all(self.db.reader())
+            .await?;
             if rows.is_empty() {
                 return Ok(());
             }
             let mut tx = self.db.begin().await?;
             for row in &rows {
                 let id = parse_uuid(&row.try_get::<String, _>("id")?)?;
-                index_title(&mut tx, id, &row.try_get::<String, _>("title")?).await?;
+                let off_sale = row.try_get::<Option<i64>, _>("sold_at")?.is_some()
+                    || row.try_get::<Option<i64>, _>("withdrawn_at")?.is_some();
+                if !off_sale {
+                    index_title(&mut tx, id, &row.try_get::<String, _>("title")?).await?;
+                }
                 sqlx::query("UPDATE tickets SET searchable = 1 WHERE id = $1")
                     .bind(id.to_string())
                     .execute(&mut *tx)
@@ -510,6 +517,9 @@ impl Store {
             },
         )
         .await?;
+        if matches!(changed.status, TicketStatus::Withdrawn | TicketStatus::Sold) {
+            unindex_title(&mut tx, changed.id).await?;
+        }
         outbox::add(&mut tx, &updated_event(changed)).await?;
         self.commit(tx).await
     }
@@ -531,10 +541,7 @@ enum Bind {
 
 /// Replaces the search rows of a ticket's title.
 async fn index_title(tx: &mut Tx, id: Uuid, title: &str) -> Result<(), DbError> {
-    sqlx::query("DELETE FROM title_prefixes WHERE ticket_id = $1")
-        .bind(id.to_string())
-        .execute(&mut **tx)
-        .await?;
+    unindex_title(tx, id).await?;
     let prefixes = title_prefixes(title);
     if prefixes.is_empty() {
         return Ok(());
@@ -549,6 +556,16 @@ async fn index_title(tx: &mut Tx, id: Uuid, title: &str) -> Result<(), DbError> 
         query = query.bind(prefix).bind(id.to_string());
     }
     query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Removes the search rows of a ticket that left sale for good (withdrawn
+/// or sold: neither ever shows in the listing again).
+async fn unindex_title(tx: &mut Tx, id: Uuid) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM title_prefixes WHERE ticket_id = $1")
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
-    X_FRAME_OPTIONS,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, SET_COOKIE,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -47,9 +47,12 @@ pub fn router(state: WebState) -> Router {
         .route("/static/app.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
         .route("/static/app.js", get(|| async { asset("text/javascript; charset=utf-8", JS) }))
         .fallback(fallback)
-        .layer(middleware::map_response(move |response: Response| {
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
             let policy = policy.clone();
-            async move { secure_headers(response, &policy) }
+            async move {
+                let personal = common::session::cookie_token(request.headers()).is_some();
+                secure_headers(next.run(request).await, &policy, personal)
+            }
         }))
         .with_state(state)
 }
@@ -66,8 +69,15 @@ fn content_security_policy(stripe: bool) -> HeaderValue {
     HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("default-src 'self'"))
 }
 
-fn secure_headers(mut response: Response, policy: &HeaderValue) -> Response {
+/// The headers of every answer. One given to a visitor with a session
+/// (their listings, orders, an order's page, any page naming them) or
+/// setting one is kept by no cache (`no-store`): a shared computer's
+/// back button or a proxy would show it to the next person.
+fn secure_headers(mut response: Response, policy: &HeaderValue, personal: bool) -> Response {
     let headers = response.headers_mut();
+    if (personal || headers.contains_key(SET_COOKIE)) && !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     if headers.get(CONTENT_TYPE).is_some_and(|t| t.as_bytes().starts_with(b"text/html")) {
         headers.insert(CONTENT_SECURITY_POLICY, policy.clone());
         headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

@@ -138,21 +138,42 @@
   }
 
   if ((liveList || liveTicket) && window.EventSource) {
-    var events = new EventSource("/api/tickets/events");
-    events.addEventListener("ticket", function (event) {
-      var ticket;
-      try { ticket = JSON.parse(event.data); } catch (e) { return; }
-      if (liveList) { onListChange(ticket); }
-      if (liveTicket) { onTicketChange(ticket); }
-    });
-    // The server cannot say what was missed: start again from the page.
-    events.addEventListener("reload", function () {
-      events.close();
-      location.reload();
-    });
-    // A refused stream (429) is not retried: the page stays as rendered.
+    var events = null;
+    var retry = null;
+    // Opens the stream. The browser reconnects by itself after a dropped
+    // connection, but gives up on an answer that is not a stream (429 when
+    // too many are open, 503): then try again later, waiting longer each
+    // time with jitter so refused pages do not come back together. The
+    // server asks for 10 s (Retry-After, which EventSource cannot read):
+    // 10-20 s, then 20-30 s. The page stays as rendered meanwhile.
+    var follow = function (attempt) {
+      var source = new EventSource("/api/tickets/events");
+      events = source;
+      source.addEventListener("open", function () { attempt = 0; });
+      source.addEventListener("ticket", function (event) {
+        var ticket;
+        try { ticket = JSON.parse(event.data); } catch (e) { return; }
+        if (liveList) { onListChange(ticket); }
+        if (liveTicket) { onTicketChange(ticket); }
+      });
+      // The server cannot say what was missed: start again from the page.
+      source.addEventListener("reload", function () {
+        source.close();
+        location.reload();
+      });
+      source.addEventListener("error", function () {
+        if (source.readyState !== EventSource.CLOSED) { return; }
+        var base = attempt === 0 ? 10 : 20;
+        var seconds = Math.min(30, base * (1 + Math.random()));
+        retry = setTimeout(function () { follow(attempt + 1); }, seconds * 1000);
+      });
+    };
+    follow(0);
     // A page kept by the browser's back/forward cache missed changes.
-    window.addEventListener("pagehide", function () { events.close(); });
+    window.addEventListener("pagehide", function () {
+      clearTimeout(retry);
+      events.close();
+    });
     window.addEventListener("pageshow", function (event) { if (event.persisted) { location.reload(); } });
   }
 

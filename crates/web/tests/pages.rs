@@ -485,6 +485,27 @@ async fn the_home_page_has_an_empty_state_and_shows_who_is_signed_in() {
     assert!(!html.contains(">Sign in<"));
 }
 
+/// Issue 22: what a visitor with a session sees (their listings, their
+/// orders, any page naming them) and an answer setting a session are
+/// stored by no cache; what everyone sees may be.
+#[tokio::test]
+async fn pages_for_a_session_are_never_stored() {
+    let site = Site::start(FakeApi::default(), None).await;
+    for path in ["/", "/tickets/mine", "/orders", "/tickets/new"] {
+        let (status, _, headers) = site.get(path, Some(SESSION)).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(headers["cache-control"], "no-store", "{path}");
+    }
+    let (_, _, headers) = site.get("/", None).await;
+    assert!(headers.get("cache-control").is_none(), "the public home page");
+    let (_, _, headers) = site.get("/static/app.js", Some(SESSION)).await;
+    assert_eq!(headers["cache-control"], "public, max-age=300", "assets are the same for all");
+    let form = [("email", "new@example.com"), ("password", "password1"), ("next", "/")];
+    let (status, _, headers) = site.post("/auth/signin", None, &form).await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["cache-control"], "no-store", "an answer setting a session");
+}
+
 #[tokio::test]
 async fn signing_up_passes_the_session_cookie_on_and_goes_where_asked() {
     let site = Site::start(FakeApi::default(), None).await;

@@ -24,7 +24,10 @@ pub fn ticketing() -> Command {
             command.env(kept, value);
         }
     }
-    command.env("AUTH_REQUESTS_PER_ADDRESS", "0").env("ORDERS_PER_USER_PER_MINUTE", "0");
+    command
+        .env("AUTH_REQUESTS_PER_ADDRESS", "0")
+        .env("ORDERS_PER_USER_PER_MINUTE", "0")
+        .env("TICKET_WRITES_PER_USER_PER_MINUTE", "0");
     command
 }
 

@@ -119,7 +119,41 @@ async fn every_invalid_field_is_reported_at_once(stack: Stack) {
     assert!(listed.is_empty(), "nothing was created");
 }
 
+/// `TICKET_WRITES_PER_USER_PER_MINUTE`: creations and edits count
+/// together; past it, 429 with `Retry-After`, nothing stored; other sellers
+/// unaffected.
+async fn a_seller_creates_and_edits_a_bounded_number_of_tickets_per_minute(stack: Stack) {
+    let app = TicketsApp::spawn_with(stack, |s| s.ticket_writes_per_user_per_minute = 3).await;
+    let seller = app.user("seller");
+    let first = app.ticket(&seller, "one", json!(10)).await;
+    let id = first["id"].as_str().expect("id");
+    assert_eq!(
+        app.edit(Some(&seller), id, &json!({"title": "uno", "price": 10})).await.status(),
+        200
+    );
+    app.ticket(&seller, "two", json!(10)).await;
+    for response in [
+        app.create(Some(&seller), &json!({"title": "three", "price": 10})).await,
+        app.edit(Some(&seller), id, &json!({"title": "eins", "price": 10})).await,
+    ] {
+        let seconds: u64 =
+            response.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+        // One of 3 per minute frees every 20 s, less the time the writes took.
+        assert!((10..=20).contains(&seconds), "{seconds}");
+        let (status, body) = error(response).await;
+        assert_eq!(status, 429);
+        assert_eq!(
+            body,
+            general_error(&format!("Too many requests; try again in {seconds} seconds"))
+        );
+    }
+    assert_eq!(app.mine_listed(&seller).await.len(), 2, "nothing created");
+    assert_eq!(app.shown(id).await["title"], "uno", "nothing edited");
+    app.ticket(&app.user("other"), "three", json!(10)).await;
+}
+
 testkit::stack_tests!(
+    a_seller_creates_and_edits_a_bounded_number_of_tickets_per_minute,
     creating_a_ticket_requires_a_session_even_with_a_bad_body,
     a_created_ticket_has_version_0_and_no_order,
     prices_are_accepted_as_numbers_or_numeric_strings,

@@ -183,19 +183,28 @@ impl TicketsApp {
         self.system.send(Method::DELETE, &path, user, None).await
     }
 
+    async fn db(&self) -> common::db::Db {
+        let databases = &self.system.context.context.databases;
+        databases.open(tickets::NAME, &tickets::MIGRATIONS).await.expect("database")
+    }
+
     pub async fn dead_letters(&self) -> i64 {
-        let db = self
-            .system
-            .context
-            .context
-            .databases
-            .open(tickets::NAME, &tickets::MIGRATIONS)
-            .await
-            .expect("database");
         sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
-            .fetch_one(db.reader())
+            .fetch_one(self.db().await.reader())
             .await
             .expect("count")
+    }
+
+    /// The search rows stored for `ticket`: how many, and the bytes of
+    /// their text.
+    pub async fn search_rows(&self, ticket: &Value) -> (usize, usize) {
+        let prefixes: Vec<String> =
+            sqlx::query_scalar("SELECT prefix FROM title_prefixes WHERE ticket_id = $1")
+                .bind(id_of(ticket).to_string())
+                .fetch_all(self.db().await.reader())
+                .await
+                .expect("rows");
+        (prefixes.len(), prefixes.iter().map(String::len).sum())
     }
 }
 

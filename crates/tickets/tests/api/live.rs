@@ -145,6 +145,60 @@ async fn an_id_this_replica_cannot_resume_from_gets_reload(stack: Stack) {
     ready(&app, Some(&position)).await;
 }
 
+/// Issue 22: a position the bus has not reached (here the largest
+/// sequence) dropped every change; a `Last-Event-ID` that is not UTF-8
+/// started afresh. Both are unusable positions: `reload`.
+async fn a_position_beyond_the_feed_or_an_unreadable_id_gets_reload(stack: Stack) {
+    let app = TicketsApp::spawn(stack).await;
+    let (_, position) = ready(&app, None).await;
+    let (origin, _) = position.split_once('-').expect("origin-sequence");
+    let beyond = format!("{origin}-{}", u64::MAX);
+    let mut stream = app.events(Some(&beyond)).await;
+    let event = stream.expect().await;
+    assert_eq!((event.event.as_str(), event.data.as_str()), ("reload", "{}"));
+    assert_eq!(stream.next().await, None, "the stream ends after reload");
+    let unreadable = format!("{position}\u{e9}");
+    let header =
+        reqwest::header::HeaderValue::from_bytes(&unreadable.as_bytes()[..position.len() + 1])
+            .expect("any bytes but controls");
+    let response = testkit::client()
+        .get(app.system.url("/api/tickets/events"))
+        .header("last-event-id", header)
+        .send()
+        .await
+        .expect("sent");
+    let mut stream = EventStream::open(response);
+    assert_eq!(stream.expect().await.event, "reload", "not UTF-8: not a position");
+    assert_eq!(stream.next().await, None);
+}
+
+/// A position a little ahead of the feed (another replica showed a change
+/// this one has not received yet) skips the changes up to it; when the
+/// feed does not get there within `live::CATCH_UP`, the stream reloads.
+async fn a_position_ahead_of_the_feed_waits_for_it_then_reloads(stack: Stack) {
+    let app = TicketsApp::spawn(stack).await;
+    let (mut observer, position) = ready(&app, None).await;
+    let (origin, _) = position.split_once('-').expect("origin-sequence");
+    let ahead = format!("{origin}-{}", sequence(&position) + 1);
+    let (mut resumed, shown) = ready(&app, Some(&ahead)).await;
+    assert_eq!(shown, ahead, "resumes where the client says");
+    let seller = app.user("seller");
+    app.ticket(&seller, "one", json!(1)).await;
+    app.ticket(&seller, "two", json!(2)).await;
+    let seen = [observer.ticket().await.0, observer.ticket().await.0];
+    let after: Vec<_> =
+        seen.iter().filter(|e| sequence(e.id.as_deref().expect("id")) > sequence(&ahead)).collect();
+    let (first, _) = resumed.ticket().await;
+    assert_eq!(first.id, after[0].id, "the changes up to the position are skipped");
+    let latest = seen[1].id.as_deref().expect("id");
+    let never = format!("{origin}-{}", sequence(latest) + 5);
+    let started = std::time::Instant::now();
+    let (mut waiting, _) = ready(&app, Some(&never)).await;
+    assert_eq!(waiting.expect().await.event, "reload", "the feed never got there");
+    assert!(started.elapsed() >= tickets::live::CATCH_UP, "after waiting for it");
+    assert_eq!(waiting.next().await, None);
+}
+
 async fn streams_per_client_address_are_capped(stack: Stack) {
     let app = TicketsApp::spawn_with(stack, |s| s.live_streams_per_address = 2).await;
     let (first, _) = ready(&app, None).await;
@@ -215,6 +269,8 @@ testkit::stack_tests!(
     a_change_on_one_replica_is_seen_on_another,
     last_event_id_replays_what_was_missed,
     an_id_this_replica_cannot_resume_from_gets_reload,
+    a_position_beyond_the_feed_or_an_unreadable_id_gets_reload,
+    a_position_ahead_of_the_feed_waits_for_it_then_reloads,
     streams_per_client_address_are_capped,
     open_streams_end_when_the_service_shuts_down,
 );

@@ -130,7 +130,45 @@ async fn invalid_search_parameters_are_refused_naming_the_field(stack: Stack) {
     assert_eq!(app.list(&format!("?q={}", "a".repeat(100))).await.status(), 200);
 }
 
+/// Issue 22: one 200-letter word of 4-byte letters (an 824-byte request)
+/// stored 200 rows and 80 KB of text; only prefixes a search can use are
+/// kept now, and a longer search word still finds the title.
+async fn a_title_stores_only_the_prefixes_a_search_can_ask_for(stack: Stack) {
+    let app = TicketsApp::spawn(stack).await;
+    let seller = app.user("seller");
+    let letter = "\u{10348}";
+    let ticket = app.ticket(&seller, &letter.repeat(200), json!(10)).await;
+    assert_eq!(app.search_rows(&ticket).await, (20, 4 * (1..=20).sum::<usize>()));
+    let searched = letter.repeat(100);
+    assert_eq!(titles(&app, &format!("?q={}", urlencode(&searched))).await.len(), 1);
+    let words = app.ticket(&seller, "Rock Festival 2026", json!(10)).await;
+    assert_eq!(app.search_rows(&words).await.0, 4 + 8 + 4, "short words keep every prefix");
+}
+
+/// Withdrawn and sold tickets never show in a search: their rows go.
+async fn tickets_off_sale_for_good_keep_no_search_rows(stack: Stack) {
+    let app = TicketsApp::spawn(stack).await;
+    let seller = app.user("seller");
+    let withdrawn = app.ticket(&seller, "Opera gala", json!(10)).await;
+    let sold = app.ticket(&seller, "Opera night", json!(10)).await;
+    let held = app.ticket(&seller, "Opera matinee", json!(10)).await;
+    app.withdraw(Some(&seller), withdrawn["id"].as_str().expect("id")).await;
+    let order = Uuid::now_v7();
+    app.order_created(&sold, order).await;
+    app.order_completed(&sold, order).await;
+    app.order_created(&held, Uuid::now_v7()).await;
+    assert_eq!(app.search_rows(&withdrawn).await, (0, 0));
+    assert_eq!(app.search_rows(&sold).await, (0, 0));
+    assert_eq!(app.search_rows(&held).await.0, 5 + 7, "a reservation may end: kept");
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
 testkit::stack_tests!(
+    a_title_stores_only_the_prefixes_a_search_can_ask_for,
+    tickets_off_sale_for_good_keep_no_search_rows,
     search_matches_word_prefixes_whatever_the_case,
     an_edited_title_is_searched_by_its_new_words,
     search_shows_only_tickets_on_sale,

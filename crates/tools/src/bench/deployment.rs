@@ -100,7 +100,8 @@ impl Deployment {
             // A few virtual users on one address do what thousands of
             // buyers do: the abuse limits would refuse them.
             .env("AUTH_REQUESTS_PER_ADDRESS", "0")
-            .env("ORDERS_PER_USER_PER_MINUTE", "0");
+            .env("ORDERS_PER_USER_PER_MINUTE", "0")
+            .env("TICKET_WRITES_PER_USER_PER_MINUTE", "0");
         if let Some(servers) = servers {
             command
                 .env("DATABASE_URL", &servers.database)
