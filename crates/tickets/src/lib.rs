@@ -37,6 +37,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         description: "sellers",
         sql: Sql::Portable(include_str!("../migrations/0003_sellers.sql")),
     },
+    MigrationFile {
+        version: 4,
+        description: "order prices",
+        sql: Sql::Portable(include_str!("../migrations/0004_order_prices.sql")),
+    },
 ]);
 
 /// Opens the service's database and builds its routes, listeners and live

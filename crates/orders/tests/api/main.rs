@@ -6,5 +6,6 @@ mod cancel;
 mod create;
 mod helpers;
 mod listeners;
+mod price;
 mod read;
 mod withdraw;
