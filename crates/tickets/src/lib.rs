@@ -38,9 +38,9 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         sql: Sql::Portable(include_str!("../migrations/0003_sellers.sql")),
     },
     MigrationFile {
-        version: 4,
+        version: 5,
         description: "order prices",
-        sql: Sql::Portable(include_str!("../migrations/0004_order_prices.sql")),
+        sql: Sql::Portable(include_str!("../migrations/0005_order_prices.sql")),
     },
 ]);
 
