@@ -402,9 +402,9 @@ impl Store {
     /// nothing when the order was already cancelled or already holds the
     /// ticket. When another order holds it, nothing changes either, but the
     /// order waits: it takes the ticket if the holder releases it (see the
-    /// `waiting_orders` migration). Whatever it does, it remembers the
-    /// order's `price` for its sale; the ticket's own price (the listing's)
-    /// does not change.
+    /// `waiting_orders` migration). Reserved, waiting or refused for a
+    /// withdrawn ticket, the order's `price` is remembered for its sale;
+    /// the ticket's own price (the listing's) does not change.
     pub async fn reserve(
         &self,
         ticket_id: Uuid,
