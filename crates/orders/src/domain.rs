@@ -27,5 +27,8 @@ pub struct Order {
     pub status: OrderStatus,
     pub expires_at: Timestamp,
     pub version: i64,
+    /// The ticket as the replica shows it, but with the order's own price:
+    /// the ticket's when the order was made, which a later edit does not
+    /// change.
     pub ticket: TicketView,
 }

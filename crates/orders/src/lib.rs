@@ -45,6 +45,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         description: "payment attempts",
         sql: Sql::Portable(include_str!("../migrations/0005_payment_attempts.sql")),
     },
+    MigrationFile {
+        version: 6,
+        description: "order prices",
+        sql: Sql::Portable(include_str!("../migrations/0006_order_prices.sql")),
+    },
 ]);
 
 /// Opens the service's database and builds its routes and listeners.

@@ -18,14 +18,17 @@ use uuid::Uuid;
 
 use crate::domain::{Order, TicketView};
 
-/// `SELECT` of orders with their ticket, followed by `$rest`.
+/// `SELECT` of orders with their ticket, followed by `$rest`. The price is
+/// the order's own (the replica's only for a row written without one
+/// during a rolling upgrade), never the ticket's current one.
 macro_rules! select_orders {
     ($rest:literal) => {
         concat!(
             "SELECT o.id, o.user_id, o.expires_at, o.version, ",
             "CASE WHEN o.status = 'created' AND o.payment_pending = 1 ",
             "THEN 'awaiting:payment' ELSE o.status END AS status, ",
-            "t.id AS ticket_id, t.title, t.price, t.version AS ticket_version ",
+            "t.id AS ticket_id, t.title, COALESCE(o.price, t.price) AS price, ",
+            "t.version AS ticket_version ",
             "FROM orders o JOIN tickets t ON t.id = o.ticket_id ",
             $rest
         )
@@ -103,7 +106,10 @@ impl Store {
     /// are those. The write transaction then decides the rest; the unique
     /// index stays the one authority. It holds the replica's ticket row
     /// lock, so a withdrawal applied meanwhile either comes first (and the
-    /// order is refused) or after (and cancels the order).
+    /// order is refused) or after (and cancels the order). The order keeps
+    /// the price read under that lock: an edit applied later changes the
+    /// listing, not the order (DECISIONS.md, "A price edit racing an
+    /// order").
     pub async fn create(
         &self,
         user_id: Uuid,
@@ -167,8 +173,8 @@ impl Store {
             ticket,
         };
         sqlx::query(
-            "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6)",
+            "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version, created_at, \
+             price) VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
         )
         .bind(order.id.to_string())
         .bind(user_id.to_string())
@@ -176,6 +182,7 @@ impl Store {
         .bind(order.status.as_str())
         .bind(expires_at.millis())
         .bind(now_millis())
+        .bind(order.ticket.price.get())
         .execute(&mut *tx)
         .await
         .on_unique_violation(|| CreateError::Reserved)?;

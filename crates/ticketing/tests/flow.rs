@@ -3,7 +3,10 @@
 //! on PostgreSQL + JetStream. The tests drain the event flow instead of
 //! sleeping.
 
+use std::sync::Arc;
+
 use messaging::events::{Envelope, ExpirationComplete, OrderCancelled};
+use payments::processor::fake::FakeProcessor;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use testkit::{Stack, TestSystem, TestUser};
@@ -44,6 +47,8 @@ struct Reservation {
 
 struct Marketplace {
     system: TestSystem,
+    /// The payments service's processor: what was charged.
+    processor: FakeProcessor,
 }
 
 impl Marketplace {
@@ -52,14 +57,17 @@ impl Marketplace {
         let shared = &context.context;
         // Every user signs up from this one address: no per-address limit.
         let auth = auth::Settings { auth_requests_per_address: 0, ..Default::default() };
+        let processor = FakeProcessor::new();
         let services = vec![
             auth::build(shared, &auth).await.expect("auth"),
             tickets::build(shared, &Default::default()).await.expect("tickets"),
             orders::build(shared, &Default::default()).await.expect("orders"),
-            payments::build(shared, &Default::default()).await.expect("payments"),
+            payments::build_with(shared, &Default::default(), Arc::new(processor.clone()))
+                .await
+                .expect("payments"),
             expiration(&context, stack).await,
         ];
-        Self { system: TestSystem::start(context, bus, services).await }
+        Self { system: TestSystem::start(context, bus, services).await, processor }
     }
 
     /// Signs up through the auth service and returns the session.
@@ -495,6 +503,132 @@ async fn orders_racing_a_withdrawal_have_exactly_one_winner(stack: Stack) {
     );
 }
 
+/// A price in a response (currency units) as integer cents.
+fn cents(price: &Value) -> i64 {
+    (price.as_f64().expect("a price") * 100.0).round() as i64
+}
+
+/// How one round of an order racing its seller's price edit went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PriceRace {
+    /// The order's price in cents (the listing's when the orders service
+    /// took the order).
+    price: i64,
+    /// Whether the tickets service accepted the edit (it had not heard of
+    /// the order yet).
+    edited: bool,
+}
+
+/// One round: `seller` lists a ticket at 10.00, `buyer` orders it while
+/// the seller edits it to 500.00 (sent `delay` ms after the order); once
+/// the system is quiet the buyer pays. Whatever the interleaving, the
+/// order's price never moves, the charge is that price and the ticket is
+/// sold at it.
+async fn price_race_once(
+    market: &Marketplace,
+    seller: &TestUser,
+    buyer: &TestUser,
+    delay: u64,
+) -> PriceRace {
+    let body = json!({"title": "Repriced", "price": "10.00"});
+    let ticket = market.json(Method::POST, "/api/tickets", Some(seller), Some(body), 201).await;
+    let ticket_id = ticket["id"].as_str().expect("id").to_owned();
+    let ticket_path = format!("/api/tickets/{ticket_id}");
+    market.system.drain().await;
+    let order = market
+        .system
+        .request(Method::POST, "/api/orders", Some(buyer))
+        .json(&json!({"ticketId": ticket_id}))
+        .send();
+    let edit = market
+        .system
+        .request(Method::PUT, &ticket_path, Some(seller))
+        .json(&json!({"title": "Repriced", "price": "500.00"}))
+        .send();
+    let edit = async move {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        edit.await
+    };
+    let (order, edit) = tokio::join!(order, edit);
+    let order = order.expect("sent");
+    assert_eq!(order.status(), 201, "an order of a ticket on sale is taken");
+    let order: Value = order.json().await.expect("json");
+    let edited = match testkit::error_of(edit.expect("sent")).await {
+        (200, _) => true,
+        (status, body) => {
+            assert_eq!(
+                (status, body),
+                (400, testkit::general_error("Cannot edit a reserved ticket")),
+                "the edit either applies or finds the ticket reserved"
+            );
+            false
+        }
+    };
+    let price = cents(&order["ticket"]["price"]);
+    assert!([1000, 50_000].contains(&price), "made at a listed price: {order}");
+    let order_id = order["id"].as_str().expect("id").to_owned();
+    let order_path = format!("/api/orders/{order_id}");
+    market.system.drain().await;
+    let shown = market.json(Method::GET, &order_path, Some(buyer), None, 200).await;
+    assert_eq!(
+        (shown["status"].as_str(), cents(&shown["ticket"]["price"])),
+        (Some("created"), price),
+        "the order stands at the price it was made at"
+    );
+    assert_eq!(market.pay(buyer, &order_id, "tok_visa").await.status(), 201);
+    market.system.drain().await;
+    let paid = market.json(Method::GET, &order_path, Some(buyer), None, 200).await;
+    assert_eq!(
+        (paid["status"].as_str(), cents(&paid["ticket"]["price"])),
+        (Some("complete"), price)
+    );
+    let charged: Vec<i64> = market
+        .processor
+        .ledger()
+        .charges
+        .iter()
+        .filter(|(request, _)| request.order_id.to_string() == order_id)
+        .map(|(request, _)| request.amount)
+        .collect();
+    assert_eq!(charged, [price], "charged once, the order's price");
+    let sold = market.json(Method::GET, &ticket_path, None, None, 200).await;
+    assert_eq!(
+        (sold["status"].as_str(), sold["orderId"].as_str(), cents(&sold["price"])),
+        (Some("sold"), Some(order_id.as_str()), price),
+        "sold to the order, at its price"
+    );
+    PriceRace { price, edited }
+}
+
+async fn an_order_racing_a_price_edit_is_charged_and_credited_its_own_price(stack: Stack) {
+    let market = Marketplace::start(stack).await;
+    let seller = market.sign_up("seller").await;
+    let buyer = market.sign_up("buyer").await;
+    let mut rounds = Vec::new();
+    // At once, the edit mostly reaches the tickets service before the
+    // order does; sent later, the order's reservation comes first.
+    for delay in [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 5, 10, 50, 200] {
+        rounds.push(price_race_once(&market, &seller, &buyer, delay).await);
+    }
+    // What the seller is credited ("Total earned") is what buyers paid.
+    let mine = market.json(Method::GET, "/api/tickets/mine", Some(&seller), None, 200).await;
+    let earned: i64 = mine
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|t| t["status"] == "sold")
+        .map(|t| cents(&t["price"]))
+        .sum();
+    let charged: i64 = market.processor.ledger().charges.iter().map(|(c, _)| c.amount).sum();
+    let made: i64 = rounds.iter().map(|round| round.price).sum();
+    assert_eq!((earned, charged), (made, made), "credited == charged == ordered: {rounds:?}");
+    let contested = PriceRace { price: 1000, edited: true };
+    assert!(
+        rounds.contains(&contested),
+        "the edit overtook an order made at the old price at least once: {rounds:?}"
+    );
+}
+
 testkit::stack_tests!(
     a_seller_sees_the_sale_in_their_listings,
     a_withdrawn_ticket_can_no_longer_be_ordered,
@@ -504,4 +638,5 @@ testkit::stack_tests!(
     an_unpaid_order_expires_and_its_ticket_is_listed_again,
     a_paid_order_survives_its_timer,
     the_all_in_one_readiness_covers_every_service,
+    an_order_racing_a_price_edit_is_charged_and_credited_its_own_price,
 );

@@ -915,3 +915,109 @@ async fn personal_answers_are_never_stored_and_json_is_never_sniffed() {
         assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
     }
 }
+
+/// Polls `check` until it gives a value (at most 20 s).
+async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A price in a response (currency units) as integer cents.
+fn cents(price: &Value) -> i64 {
+    (price.as_f64().expect("a price") * 100.0).round() as i64
+}
+
+/// Issue 22: an order and its seller's edit of the price (10.00 to 500.00)
+/// sent together both succeeded (28 of 30 rounds); the order's 201 and the
+/// charge said 10.00, but the order, its page ("Pay $500.00") and the
+/// ticket sold said 500.00, and so did the seller's total earned. Now the
+/// order keeps the price it was made at, its page asks for that, and the
+/// ticket is sold at it.
+#[tokio::test]
+async fn an_order_racing_a_price_edit_keeps_its_price_to_the_sale() {
+    let site = Site::start(|_| {}).await;
+    let (_, seller) = site.user("seller").await;
+    let (_, buyer) = site.user("buyer").await;
+    let mut paid = 0;
+    for round in 0..10 {
+        let title = format!("Repriced {round}");
+        let listed = http()
+            .post(site.url("/api/tickets"))
+            .bearer_auth(&seller)
+            .json(&json!({"title": title, "price": "10.00"}))
+            .send()
+            .await
+            .expect("sent");
+        let ticket_id = answer(listed).await.1["id"].as_str().expect("id").to_owned();
+        let ticket_url = site.url(&format!("/api/tickets/{ticket_id}"));
+        let edit = http()
+            .put(&ticket_url)
+            .bearer_auth(&seller)
+            .json(&json!({"title": title, "price": "500.00"}))
+            .send();
+        let (placed, edit) = tokio::join!(order(site.running(), &buyer, &ticket_id), edit);
+        let (status, placed) = answer(placed).await;
+        assert_eq!(status, 201, "{placed}");
+        assert!([200, 400].contains(&edit.expect("sent").status().as_u16()));
+        let price = cents(&placed["ticket"]["price"]);
+        let order_id = placed["id"].as_str().expect("id").to_owned();
+        let order_id = order_id.as_str();
+        eventually("the reservation", || async {
+            let shown = support::ticket(site.running(), &ticket_id).await;
+            (shown["orderId"] == order_id).then_some(())
+        })
+        .await;
+        let shown = http()
+            .get(site.url(&format!("/api/orders/{order_id}")))
+            .bearer_auth(&buyer)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(cents(&answer(shown).await.1["ticket"]["price"]), price, "round {round}");
+        let page = http()
+            .get(site.url(&format!("/orders/{order_id}")))
+            .header("cookie", format!("session={buyer}"))
+            .send()
+            .await
+            .expect("sent")
+            .text()
+            .await
+            .expect("page");
+        let asked = format!("Pay ${}.{:02}", price / 100, price % 100);
+        assert!(page.contains(&asked), "round {round}: the page asks {asked}");
+        let payment = eventually("the payment", || async {
+            let response = http()
+                .post(site.url("/api/payments"))
+                .bearer_auth(&buyer)
+                .json(&json!({"token": "tok_visa", "orderId": order_id}))
+                .send()
+                .await
+                .expect("sent");
+            (response.status() != 404).then_some(response.status())
+        })
+        .await;
+        assert_eq!(payment, 201);
+        paid += price;
+        let sold = eventually("the sale", || async {
+            let shown = support::ticket(site.running(), &ticket_id).await;
+            (shown["status"] == "sold").then_some(shown)
+        })
+        .await;
+        assert_eq!(cents(&sold["price"]), price, "round {round}: sold at the order's price");
+    }
+    let mine =
+        http().get(site.url("/api/tickets/mine")).bearer_auth(&seller).send().await.expect("sent");
+    let earned: i64 =
+        answer(mine).await.1.as_array().expect("array").iter().map(|t| cents(&t["price"])).sum();
+    assert_eq!(earned, paid, "the seller earned what the buyers paid");
+}

@@ -42,6 +42,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         description: "search rows",
         sql: Sql::Portable(include_str!("../migrations/0004_search_rows.sql")),
     },
+    MigrationFile {
+        version: 5,
+        description: "order prices",
+        sql: Sql::Portable(include_str!("../migrations/0005_order_prices.sql")),
+    },
 ]);
 
 /// Opens the service's database and builds its routes, listeners and live

@@ -2,17 +2,19 @@
 //! reserves its ticket; a cancelled order releases it, but only if that very
 //! order holds it; a paid order makes it sold.
 
+use common::money::Cents;
 use messaging::events::{Envelope, OrderCancelled, OrderCompleted, OrderCreated};
 use messaging::{Handled, HandlerResult};
 
 use crate::store::{Reservation, Sale, Store};
 
-/// `order.created`: reserve the ticket for the order. If another order
-/// already holds it, the order waits for its release. A withdrawn ticket
-/// takes no order.
+/// `order.created`: reserve the ticket for the order, at the order's
+/// price. If another order already holds it, the order waits for its
+/// release. A withdrawn ticket takes no order.
 pub async fn order_created(store: Store, event: Envelope<OrderCreated>) -> HandlerResult {
     let order = &event.data;
-    Ok(match store.reserve(order.ticket.id, order.id, order.expires_at).await? {
+    let price = Cents::new(order.ticket.price);
+    Ok(match store.reserve(order.ticket.id, order.id, order.expires_at, price).await? {
         Reservation::Reserved | Reservation::Unchanged => Handled::Ack,
         Reservation::Waiting => {
             tracing::info!(

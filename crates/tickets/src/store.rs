@@ -368,9 +368,13 @@ impl Store {
     }
 
     /// Marks the ticket sold to `order_id` (`order.completed`) when that
-    /// order holds it. A withdrawn ticket is sold too: the payment went
-    /// through before the orders service learnt of the withdrawal, and a
-    /// paid order stands (DECISIONS.md, "Withdrawals").
+    /// order holds it, at the price the order was made at (its
+    /// `order.created`'s, which is what its buyer paid): a sold ticket's
+    /// price is what it sold for, even when its seller's edit reached this
+    /// service before the order did (DECISIONS.md, "A price edit racing an
+    /// order"). A withdrawn ticket is sold too: the payment went through
+    /// before the orders service learnt of the withdrawal, and a paid order
+    /// stands (DECISIONS.md, "Withdrawals").
     pub async fn sell(&self, ticket_id: Uuid, order_id: Uuid) -> Result<Sale, DbError> {
         let mut tx = self.db.begin().await?;
         let Some(current) = locked(&mut tx, ticket_id).await? else {
@@ -389,10 +393,12 @@ impl Store {
             }
             _ => return Ok(Sale::NotYet),
         }
+        let price = order_price(&mut tx, order_id).await?.unwrap_or(current.price);
         let sold = Ticket {
             order_id: Some(order_id),
             status: TicketStatus::Sold,
             reserved_until: None,
+            price,
             ..current.next_version()
         };
         self.save(tx, &sold).await?;
@@ -403,12 +409,15 @@ impl Store {
     /// nothing when the order was already cancelled or already holds the
     /// ticket. When another order holds it, nothing changes either, but the
     /// order waits: it takes the ticket if the holder releases it (see the
-    /// `waiting_orders` migration).
+    /// `waiting_orders` migration). Reserved, waiting or refused for a
+    /// withdrawn ticket, the order's `price` is remembered for its sale;
+    /// the ticket's own price (the listing's) does not change.
     pub async fn reserve(
         &self,
         ticket_id: Uuid,
         order_id: Uuid,
         expires_at: Timestamp,
+        price: Cents,
     ) -> Result<Reservation, DbError> {
         let mut tx = self.db.begin().await?;
         let Some(current) = locked(&mut tx, ticket_id).await? else {
@@ -417,7 +426,17 @@ impl Store {
         if is_cancelled(&mut tx, order_id).await? || current.order_id == Some(order_id) {
             return Ok(Reservation::Unchanged);
         }
+        sqlx::query(
+            "INSERT INTO order_prices (order_id, price) VALUES ($1, $2) \
+             ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(order_id.to_string())
+        .bind(price.get())
+        .execute(&mut *tx)
+        .await?;
         if current.status == TicketStatus::Withdrawn {
+            // Kept for the sale of a paid order that raced the withdrawal.
+            tx.commit().await?;
             return Ok(Reservation::Withdrawn);
         }
         if current.order_id.is_some() {
@@ -567,6 +586,17 @@ async fn unindex_title(tx: &mut Tx, id: Uuid) -> Result<(), DbError> {
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// The price `order_id` was made at, from its `order.created`; `None` for
+/// an order whose `order.created` was handled before prices were kept.
+async fn order_price(tx: &mut Tx, order_id: Uuid) -> Result<Option<Cents>, DbError> {
+    let price: Option<i64> =
+        sqlx::query_scalar("SELECT price FROM order_prices WHERE order_id = $1")
+            .bind(order_id.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(price.map(Cents::new))
 }
 
 async fn is_cancelled(tx: &mut Tx, order_id: Uuid) -> Result<bool, DbError> {

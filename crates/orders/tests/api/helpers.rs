@@ -80,6 +80,21 @@ impl OrdersApp {
         self.send(&Envelope::new(event)).await;
     }
 
+    /// Delivers its seller's edit of `ticket` to `price_cents` as its
+    /// version `version`.
+    pub async fn repriced(&self, ticket: &TicketCreated, version: i64, price_cents: i64) {
+        let event = TicketUpdated {
+            id: ticket.id,
+            version,
+            title: ticket.title.clone(),
+            price: price_cents,
+            user_id: ticket.user_id,
+            order_id: None,
+            withdrawn: false,
+        };
+        self.send(&Envelope::new(event)).await;
+    }
+
     /// Delivers the withdrawal of `ticket` as its version `version`.
     pub async fn withdrawn(&self, ticket: &TicketCreated, version: i64) {
         let event = TicketUpdated {

@@ -6,6 +6,7 @@ mod cancel;
 mod create;
 mod helpers;
 mod listeners;
+mod price;
 mod read;
 mod restore;
 mod withdraw;

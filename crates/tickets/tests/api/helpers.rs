@@ -132,15 +132,34 @@ impl TicketsApp {
     }
 
     /// Delivers `order.created` for `order_id` holding `ticket` until
-    /// `expires_at`, and waits.
+    /// `expires_at`, made at the price `ticket` shows (1.00 when it shows
+    /// none), and waits.
     pub async fn order_created_until(&self, ticket: &Value, order_id: Uuid, expires_at: Timestamp) {
+        let cents = ticket["price"].as_f64().map_or(100, |price| (price * 100.0).round() as i64);
+        self.order_created_with(ticket, order_id, expires_at, cents).await;
+    }
+
+    /// Delivers `order.created` for `order_id` holding `ticket`, made at
+    /// `price_cents` (the orders replica's price then), and waits.
+    pub async fn order_created_at(&self, ticket: &Value, order_id: Uuid, price_cents: i64) {
+        let expires_at = Timestamp::now().plus(std::time::Duration::from_secs(900));
+        self.order_created_with(ticket, order_id, expires_at, price_cents).await;
+    }
+
+    async fn order_created_with(
+        &self,
+        ticket: &Value,
+        order_id: Uuid,
+        expires_at: Timestamp,
+        price: i64,
+    ) {
         let event = Envelope::new(OrderCreated {
             id: order_id,
             version: 0,
             status: OrderStatus::Created,
             user_id: Uuid::now_v7(),
             expires_at,
-            ticket: OrderTicket { id: id_of(ticket), price: 100 },
+            ticket: OrderTicket { id: id_of(ticket), price },
         });
         self.deliver(&event).await;
     }

@@ -8,6 +8,7 @@ mod helpers;
 mod listeners;
 mod live;
 mod mine;
+mod price;
 mod read;
 mod search;
 mod withdraw;
