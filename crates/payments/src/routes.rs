@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use askama::Template as _;
-use axum::extract::rejection::FormRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FormRejection};
 use axum::extract::{Form, Path, State};
 use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, StatusCode};
@@ -383,10 +384,11 @@ fn html(page: &AuthenticationPage) -> ApiResult<Response> {
 #[utoipa::path(
     post, path = "/api/payments/webhook", tag = "payments", operation_id = "stripeWebhook",
     request_body(content = String, description = "A Stripe event (JSON), as Stripe signs it", content_type = "application/json"),
-    params(("Stripe-Signature" = String, Header, description = "`t=<seconds>,v1=<hex HMAC-SHA256 of t.payload>`; several `v1` allowed")),
+    params(("Stripe-Signature" = String, Header, description = "`t=<seconds>,v1=<hex HMAC-SHA256 of t.payload>`; up to 8 `v1`, at most 1024 bytes")),
     responses(
         (status = 200, description = "Handled, already handled, or nothing to do with it"),
-        (status = 400, description = "`Invalid signature` (unsigned, forged, older than five minutes, malformed, or no secret configured), or `Invalid request body`", body = ErrorBody),
+        (status = 400, description = "`Invalid signature` (unsigned, forged, older than five minutes, malformed, more than 8 `v1` or a header over 1024 bytes, or no secret configured), or `Invalid request body`", body = ErrorBody),
+        (status = 413, description = "The body is over the size limit (64 KiB)", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 503, description = "The database is unavailable; Stripe retries", body = ErrorBody),
     )
@@ -394,11 +396,21 @@ fn html(page: &AuthenticationPage) -> ApiResult<Response> {
 async fn webhook(
     State(state): State<PaymentsState>,
     headers: axum::http::HeaderMap,
-    payload: axum::body::Bytes,
+    payload: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
     if !extract::is_json(&headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
+    // The body limit (`DefaultBodyLimit`, applied by `platform::app`)
+    // answers in the contract's format, as for every JSON body.
+    let payload = payload.map_err(|rejection| match rejection {
+        BytesRejection::FailedToBufferBody(inner)
+            if inner.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+        {
+            ApiError::PayloadTooLarge
+        }
+        _ => ApiError::InvalidBody { field: None },
+    })?;
     let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
     let secret = state.webhook_secret.as_ref().map(Secret::expose);
     if let Err(error) = verify(secret, signature, &payload, Timestamp::now().millis() / 1000) {

@@ -1,12 +1,14 @@
 //! Stripe webhooks: the `Stripe-Signature` check (HMAC-SHA256 of
 //! `<t>.<payload>` with `STRIPE_WEBHOOK_SECRET`, five minutes' tolerance,
-//! any of several `v1` signatures, compared in constant time), what each
+//! any of up to eight `v1` signatures, computed once and compared in
+//! constant time), what each
 //! event means for a payment attempt, and handling it once by its id. Every
 //! outcome is applied by [`Settlement::apply`], as on the request's and
 //! reconciliation's paths, under the order's row lock, so webhooks may
 //! arrive in any order, any number of times, and race either of them.
 
 use common::db::DbError;
+use hmac::digest::{CtOutput, Output};
 use hmac::{Hmac, Mac as _};
 use serde::Deserialize;
 use sha2::Sha256;
@@ -17,6 +19,19 @@ use crate::settlement::{Outcome, Settlement};
 /// How far a signature's time may be from now.
 pub const TOLERANCE_SECONDS: i64 = 300;
 
+/// The most `v1` signatures a header may carry (Stripe sends one, two
+/// while a secret is being rolled): more is refused unread, so no header
+/// makes the check cost more than this many comparisons.
+pub const MAX_SIGNATURES: usize = 8;
+
+/// The longest `Stripe-Signature` header accepted, in bytes: a timestamp
+/// and [`MAX_SIGNATURES`] signatures of 64 hex digits, with room for the
+/// other schemes Stripe adds (`v0`).
+pub const MAX_HEADER_LENGTH: usize = 1024;
+
+/// The length of an HMAC-SHA256, in bytes.
+const MAC_LENGTH: usize = 32;
+
 /// Why a webhook call is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -24,6 +39,8 @@ pub enum SignatureError {
     NoSecret,
     #[error("the Stripe-Signature header is missing or malformed")]
     Malformed,
+    #[error("the Stripe-Signature header is too long or has too many signatures")]
+    Oversized,
     #[error("the signature is older or newer than five minutes")]
     Stale,
     #[error("no signature matches")]
@@ -31,7 +48,9 @@ pub enum SignatureError {
 }
 
 /// Checks `header` (`t=...,v1=...[,v1=...]`) for `payload` at `now`
-/// (seconds since the epoch).
+/// (seconds since the epoch). The HMAC of the payload is computed once,
+/// then compared in constant time with each `v1` (at most
+/// [`MAX_SIGNATURES`], in a header of at most [`MAX_HEADER_LENGTH`] bytes).
 pub fn verify(
     secret: Option<&str>,
     header: Option<&str>,
@@ -40,12 +59,16 @@ pub fn verify(
 ) -> Result<(), SignatureError> {
     let secret = secret.ok_or(SignatureError::NoSecret)?;
     let header = header.ok_or(SignatureError::Malformed)?;
+    if header.len() > MAX_HEADER_LENGTH {
+        return Err(SignatureError::Oversized);
+    }
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for item in header.split(',') {
         let (key, value) = item.trim().split_once('=').ok_or(SignatureError::Malformed)?;
         match key {
             "t" => timestamp = Some(value.parse::<i64>().map_err(|_| SignatureError::Malformed)?),
+            "v1" if signatures.len() == MAX_SIGNATURES => return Err(SignatureError::Oversized),
             "v1" => signatures.push(value),
             _ => {}
         }
@@ -57,27 +80,39 @@ pub fn verify(
     if (now - timestamp).abs() > TOLERANCE_SECONDS {
         return Err(SignatureError::Stale);
     }
+    let expected = mac(secret, timestamp, payload).finalize();
     let matches = signatures.iter().filter_map(|hex| decode_hex(hex)).any(|signature| {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-            .expect("HMAC takes keys of any length");
-        mac.update(timestamp.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(payload);
-        // `verify_slice` compares in constant time.
-        mac.verify_slice(&signature).is_ok()
+        if signature.len() != MAC_LENGTH {
+            return false;
+        }
+        let mut candidate = Output::<Hmac<Sha256>>::default();
+        candidate.copy_from_slice(&signature);
+        // `CtOutput` compares in constant time.
+        CtOutput::new(candidate) == expected
     });
     if matches { Ok(()) } else { Err(SignatureError::Mismatch) }
 }
 
-/// The signature Stripe sends for `payload` at `timestamp` (tests and the
-/// local fake Stripe sign with it).
-pub fn sign(secret: &str, timestamp: i64, payload: &[u8]) -> String {
+/// The HMAC-SHA256 of `<timestamp>.<payload>` keyed with `secret`, before
+/// its finalization.
+fn mac(secret: &str, timestamp: i64, payload: &[u8]) -> Hmac<Sha256> {
     let mut mac =
         Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(payload);
-    mac.finalize().into_bytes().iter().map(|byte| format!("{byte:02x}")).collect()
+    mac
+}
+
+/// The signature Stripe sends for `payload` at `timestamp` (tests and the
+/// local fake Stripe sign with it).
+pub fn sign(secret: &str, timestamp: i64, payload: &[u8]) -> String {
+    mac(secret, timestamp, payload)
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
@@ -221,7 +256,29 @@ mod tests {
                 "{malformed}"
             );
         }
-        let not_hex = header(NOW, &["zz".repeat(32)]);
+        let not_hex = header(NOW, &["zz".repeat(32), String::new()]);
         assert_eq!(verify(Some(SECRET), Some(&not_hex), b"{}", NOW), Err(SignatureError::Mismatch));
+    }
+
+    #[test]
+    fn at_most_eight_signatures_in_a_short_header_are_read() {
+        let good = sign(SECRET, NOW, b"{}");
+        let mut eight = vec!["00".repeat(32); 7];
+        eight.push(good.clone());
+        assert_eq!(verify(Some(SECRET), Some(&header(NOW, &eight)), b"{}", NOW), Ok(()));
+        let mut nine = vec!["00".repeat(32); 8];
+        nine.push(good.clone());
+        assert_eq!(
+            verify(Some(SECRET), Some(&header(NOW, &nine)), b"{}", NOW),
+            Err(SignatureError::Oversized),
+            "the ninth v1 is refused, even when it matches"
+        );
+        let amplified = header(NOW, &vec![String::new(); 66_000]);
+        assert_eq!(
+            verify(Some(SECRET), Some(&amplified), b"{}", NOW),
+            Err(SignatureError::Oversized)
+        );
+        let long = format!("{},v0={}", header(NOW, &[good]), "0".repeat(MAX_HEADER_LENGTH));
+        assert_eq!(verify(Some(SECRET), Some(&long), b"{}", NOW), Err(SignatureError::Oversized));
     }
 }

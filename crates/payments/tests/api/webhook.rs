@@ -89,6 +89,37 @@ async fn unsigned_forged_stale_and_malformed_calls_are_refused(stack: Stack) {
     );
 }
 
+/// Issue 22: a header of ~66,000 `v1` (each an HMAC of the body, once)
+/// cost seconds of CPU per unauthenticated call. More than eight are
+/// refused unread, and so is a header over 1024 bytes; a body over the
+/// limit answers in the contract's format.
+async fn oversized_signatures_and_bodies_are_refused_in_the_contract_format(stack: Stack) {
+    let app = app(stack).await;
+    let refused = (400, general_error("Invalid signature"));
+    let payload = format!(
+        r#"{{"id":"evt_big","type":"payment_intent.succeeded","data":{{"object":{{"pad":"{}"}}}}}}"#,
+        "x".repeat(63_000)
+    );
+    let t = now();
+    let good = payments::webhook::sign(SECRET, t, payload.as_bytes());
+    let amplified = format!("t={t}{},v1={good}", ",v1=".repeat(66_000));
+    assert_eq!(error(post(&app, payload.as_bytes(), Some(amplified)).await).await, refused);
+    let nine = format!("t={t}{},v1={good}", format!(",v1={}", "0".repeat(64)).repeat(8));
+    assert_eq!(
+        error(post(&app, payload.as_bytes(), Some(nine)).await).await,
+        refused,
+        "at most eight v1 are read"
+    );
+    let eight = format!("t={t}{},v1={good}", format!(",v1={}", "0".repeat(64)).repeat(7));
+    assert_eq!(post(&app, payload.as_bytes(), Some(eight)).await.status(), 200);
+    let too_large = vec![b' '; 64 * 1024 + 1];
+    let signed = payments::webhook::sign(SECRET, t, &too_large);
+    assert_eq!(
+        error(post(&app, &too_large, Some(format!("t={t},v1={signed}"))).await).await,
+        (413, general_error("Request body too large"))
+    );
+}
+
 async fn without_a_secret_every_call_is_refused(stack: Stack) {
     let app = PaymentsApp::spawn(stack).await;
     let response =
@@ -201,6 +232,7 @@ async fn the_webhook_is_described_in_openapi(stack: Stack) {
 
 testkit::stack_tests!(
     unsigned_forged_stale_and_malformed_calls_are_refused,
+    oversized_signatures_and_bodies_are_refused_in_the_contract_format,
     without_a_secret_every_call_is_refused,
     a_succeeded_intent_records_a_lost_charge_once,
     a_failed_or_cancelled_intent_releases_the_attempt,
