@@ -30,7 +30,7 @@ use crate::processor::{NextAction, Processor};
 use crate::reconcile::{Reconciler, ReturnError};
 use crate::settlement::{Answer, Settlement, Standing};
 use crate::store::{Recorded, StartError, Store};
-use crate::webhook::{self, StripeEvent, verify};
+use crate::webhook::{self, StripeEvent, WebhookError, verify};
 
 const TOKEN_REQUIRED: &str = "Token is required";
 const ORDER_ID_REQUIRED: &str = "OrderId must be provided";
@@ -283,6 +283,11 @@ async fn create(
         Answer::Recorded(Recorded::AlreadyPaid) => Err(ApiError::bad_request(ALREADY_PAID)),
         Answer::Recorded(Recorded::Cancelled) => Err(ApiError::bad_request(CANCELLED)),
         Answer::Recorded(Recorded::Expired) => Err(ApiError::bad_request(EXPIRED)),
+        // Another path ended the attempt before its charge was known: the
+        // charge is refunded; say where the payment stands.
+        Answer::Recorded(Recorded::Ended) => {
+            standing(order_id, state.settlement.standing(order_id).await?)
+        }
         Answer::Recorded(Recorded::UnknownAttempt) => {
             Err(ApiError::internal("a started attempt left the database"))
         }
@@ -390,7 +395,7 @@ fn html(page: &AuthenticationPage) -> ApiResult<Response> {
         (status = 400, description = "`Invalid signature` (unsigned, forged, older than five minutes, malformed, more than 8 `v1` or a header over 1024 bytes, or no secret configured), or `Invalid request body`", body = ErrorBody),
         (status = 413, description = "The body is over the size limit (64 KiB)", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 503, description = "The database is unavailable; Stripe retries", body = ErrorBody),
+        (status = 503, description = "The database or the payment processor is unavailable; Stripe retries", body = ErrorBody),
     )
 )]
 async fn webhook(
@@ -432,6 +437,15 @@ impl From<StartError> for ApiError {
             StartError::Expired => Self::bad_request(EXPIRED),
             StartError::InProgress => Self::Conflict(IN_PROGRESS.to_owned()),
             StartError::Db(error) => error.into(),
+        }
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(error: WebhookError) -> Self {
+        match error {
+            WebhookError::Db(error) => error.into(),
+            WebhookError::Processor(cause) => Self::Unavailable(cause),
         }
     }
 }

@@ -169,7 +169,7 @@ async fn webhook_reconciliation_and_return_racing_record_one_payment(stack: Stac
     let intent = intent_of(&answer);
     authenticate(&app, &answer, "complete").await;
     let key = payments::domain::idempotency_key(order.id, 1);
-    let event = intent_event("evt_3ds_ok", "payment_intent.succeeded", &intent, &key);
+    let event = intent_event("evt_3ds_ok", "payment_intent.succeeded", &intent, &key, 1999);
     let (webhook, reconciled, returned) =
         tokio::join!(deliver(&app, &event), app.reconcile(), settle(&app, &order));
     assert_eq!(webhook.status(), 200);
@@ -186,7 +186,7 @@ async fn webhook_reconciliation_and_return_racing_record_one_payment(stack: Stac
     let intent = intent_of(&answer);
     authenticate(&app, &answer, "fail").await;
     let key = payments::domain::idempotency_key(other.id, 1);
-    let event = intent_event("evt_3ds_failed", "payment_intent.payment_failed", &intent, &key);
+    let event = intent_event("evt_3ds_failed", "payment_intent.payment_failed", &intent, &key, 700);
     let (webhook, _) = tokio::join!(deliver(&app, &event), app.reconcile());
     assert_eq!(webhook.status(), 200);
     assert_eq!(error(settle(&app, &other).await).await.0, 402);
