@@ -335,14 +335,28 @@ async fn settle(
 
 /// The fake processor's test authentication page (API.md "payments"): what
 /// a bank's 3-D Secure page is with Stripe, two buttons that complete or
-/// fail it. Served only while the fake processor is in use.
+/// fail it, for the order's buyer alone. Served only while the fake
+/// processor is in use.
 async fn fake_authentication_page(
     State(state): State<PaymentsState>,
+    CurrentUser(user): CurrentUser,
     Path(intent): Path<String>,
 ) -> ApiResult<Response> {
     let fake = state.processor.fake().ok_or(ApiError::NotFound)?;
+    authorize_intent(&state, user.id, &intent).await?;
     let authentication = fake.authentication(&intent).ok_or(ApiError::NotFound)?;
     html(&AuthenticationPage::new(&authentication))
+}
+
+/// Lets only the buyer of the order whose attempt waits on `intent` see
+/// or settle its test authentication: anyone else is answered 404, as for
+/// an intent that does not exist, so the page tells strangers nothing
+/// (DECISIONS.md, "Payments hardening").
+async fn authorize_intent(state: &PaymentsState, user_id: Uuid, intent: &str) -> ApiResult<()> {
+    match state.store.buyer_of_intent(intent).await? {
+        Some(buyer) if buyer == user_id => Ok(()),
+        _ => Err(ApiError::NotFound),
+    }
 }
 
 /// The fake page's form.
@@ -355,6 +369,7 @@ pub struct AuthenticationForm {
 /// the return URL given with the payment, as Stripe's page does.
 async fn fake_authenticate(
     State(state): State<PaymentsState>,
+    CurrentUser(user): CurrentUser,
     headers: HeaderMap,
     Path(intent): Path<String>,
     form: Result<Form<AuthenticationForm>, FormRejection>,
@@ -363,6 +378,7 @@ async fn fake_authenticate(
     if common::origin::same_origin(&headers) != Some(true) {
         return Err(ApiError::Forbidden);
     }
+    authorize_intent(&state, user.id, &intent).await?;
     let complete = match form.ok().and_then(|Form(f)| f.outcome).as_deref() {
         Some("complete") => true,
         Some("fail") => false,

@@ -401,6 +401,20 @@ impl Store {
         Ok(row.as_ref().map(attempt).transpose()?)
     }
 
+    /// The buyer of the order whose attempt waits on (or was charged as)
+    /// PaymentIntent `intent_id`, if it is one of ours.
+    pub async fn buyer_of_intent(&self, intent_id: &str) -> Result<Option<Uuid>, DbError> {
+        let buyer: Option<String> = sqlx::query_scalar(
+            "SELECT orders.user_id FROM payment_attempts \
+             JOIN orders ON orders.id = payment_attempts.order_id \
+             WHERE payment_attempts.charge_id = $1",
+        )
+        .bind(intent_id)
+        .fetch_optional(self.db.reader())
+        .await?;
+        Ok(buyer.as_deref().map(parse_uuid).transpose()?)
+    }
+
     /// The attempt `key`, if there is one.
     pub async fn attempt(&self, key: &str) -> Result<Option<Attempt>, DbError> {
         attempt_in(self.db.reader(), key).await
