@@ -36,7 +36,7 @@ const TOKEN_REQUIRED: &str = "Token is required";
 const ORDER_ID_REQUIRED: &str = "OrderId must be provided";
 const CANCELLED: &str = "Cannot pay for a cancelled order";
 const ALREADY_PAID: &str = "Order has already been paid";
-const EXPIRED: &str = "Order has expired";
+const EXPIRED: &str = "Cannot pay for an expired order";
 const IN_PROGRESS: &str = "A payment for this order is already in progress";
 const INVALID_SIGNATURE: &str = "Invalid signature";
 const RETURN_URL_INVALID: &str = "ReturnUrl must be an http or https URL";
@@ -103,7 +103,8 @@ pub struct NewPayment {
     #[schema(schema_with = extract::id_schema, required = true)]
     order_id: Option<String>,
     /// Where the buyer comes back after authenticating with their bank
-    /// (3-D Secure): an absolute http(s) URL of at most 2048 characters —
+    /// (3-D Secure): an absolute http(s) URL of at most 2048 characters,
+    /// without a user name or password —
     /// `ReturnUrl must be an http or https URL`. Without it, a card that
     /// needs authentication can only be authenticated with Stripe.js.
     #[schema(value_type = Option<String>, max_length = 2048, pattern = "^https?://[A-Za-z][A-Za-z0-9-]*(\\.[A-Za-z][A-Za-z0-9-]*)*(:[0-9]{1,4})?(/[A-Za-z0-9._~/-]*)?$",
@@ -116,7 +117,11 @@ fn parse_return_url(raw: Option<String>) -> Result<Option<String>, &'static str>
     let Some(raw) = raw else { return Ok(None) };
     let text = raw.trim();
     let url = url::Url::parse(text).map_err(|_| RETURN_URL_INVALID)?;
-    if text.len() > 2048 || !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+    // A user name or password would be sent to wherever the URL leads,
+    // and reads as another site to a hurried eye (`https://shop@evil/`).
+    let userinfo = !url.username().is_empty() || url.password().is_some();
+    if text.len() > 2048 || !matches!(url.scheme(), "http" | "https") || !url.has_host() || userinfo
+    {
         return Err(RETURN_URL_INVALID);
     }
     Ok(Some(url.into()))
@@ -512,7 +517,16 @@ mod tests {
 
     #[test]
     fn return_urls_outside_http_are_refused() {
-        for text in ["0000", "ftp://example.com/", "javascript:alert(1)", "http://", "/orders/1"] {
+        for text in [
+            "0000",
+            "ftp://example.com/",
+            "javascript:alert(1)",
+            "http://",
+            "/orders/1",
+            "https://user:pass@shop.example/back",
+            "http://user@shop.example/",
+            "http://:pass@shop.example/",
+        ] {
             assert_eq!(parse_return_url(Some(text.to_owned())), Err(RETURN_URL_INVALID), "{text}");
         }
     }

@@ -218,10 +218,10 @@ impl Settlement {
         let Some(order) = self.store.find_order(order_id).await? else {
             return Ok(Standing::Unknown);
         };
-        Ok(if order.status == OrderStatus::Cancelled {
-            Standing::Cancelled
-        } else if order.expiry == Expiry::Expired {
+        Ok(if order.expiry == Expiry::Expired {
             Standing::Expired
+        } else if order.status == OrderStatus::Cancelled {
+            Standing::Cancelled
         } else {
             Standing::NotCharged { authentication: attempt.action.is_some() }
         })

@@ -305,6 +305,10 @@ impl Store {
     ) -> Result<Attempt, StartError> {
         let mut tx = self.db.begin().await?;
         let order = locked(&mut tx, order_id).await?.ok_or(StartError::UnknownOrder)?;
+        // An order that expired is cancelled for that reason: say so.
+        if order.expiry == Expiry::Expired && order.status != OrderStatus::Complete {
+            return Err(StartError::Expired);
+        }
         match order.status {
             OrderStatus::Cancelled => return Err(StartError::Cancelled),
             OrderStatus::Complete => return Err(StartError::Paid),
@@ -465,10 +469,10 @@ impl Store {
             } else {
                 Recorded::AlreadyPaid
             }
-        } else if current.status == OrderStatus::Cancelled {
-            Recorded::Cancelled
         } else if current.expiry == Expiry::Expired {
             Recorded::Expired
+        } else if current.status == OrderStatus::Cancelled {
+            Recorded::Cancelled
         } else {
             let payment = Payment { id: Uuid::now_v7(), order_id, stripe_id: charge_id.to_owned() };
             sqlx::query(

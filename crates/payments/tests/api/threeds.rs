@@ -229,13 +229,13 @@ async fn an_expiry_during_authentication_waits_for_its_outcome(stack: Stack) {
     authenticate(&app, &failing, &answer, "fail").await;
     assert_eq!(
         error(settle(&app, &failing).await).await,
-        (400, general_error("Order has expired"))
+        (400, general_error("Cannot pay for an expired order"))
     );
     app.system.drain().await;
     assert_eq!(expired.data(), [PaymentExpired { order_id: failing.id }]);
     assert_eq!(
         error(app.pay(&failing, "tok_visa").await).await,
-        (400, general_error("Order has expired"))
+        (400, general_error("Cannot pay for an expired order"))
     );
     assert_eq!(app.charges().len(), 1);
 }
@@ -293,7 +293,15 @@ async fn a_lost_requires_action_answer_is_found_by_reconciliation(stack: Stack) 
 async fn bad_requests_get_clear_errors(stack: Stack) {
     let app = PaymentsApp::spawn(stack).await;
     let order = app.order(1999, 900).await;
-    for bad in ["javascript:alert(1)", "/orders/1", "ftp://shop.example/x", "http://", ""] {
+    for bad in [
+        "javascript:alert(1)",
+        "/orders/1",
+        "ftp://shop.example/x",
+        "http://",
+        "",
+        "https://user:pass@shop.example/back",
+        "https://shop.example@evil.example/",
+    ] {
         let body = json!({"token": THREE_D_SECURE, "orderId": order.id, "returnUrl": bad});
         assert_eq!(
             error(app.pay_raw(Some(&order.buyer), &body).await).await,
