@@ -117,10 +117,7 @@ impl Reconciler {
     pub async fn settle(&self, attempt: &Attempt) -> anyhow::Result<Option<&'static str>> {
         let key = &attempt.idempotency_key;
         let processor = &self.settlement.processor;
-        let found = match &attempt.intent_id {
-            Some(intent) => processor.retrieve(intent).await?,
-            None => processor.find(attempt.order_id, key, attempt.created_at).await?,
-        };
+        let found = self.settlement.look_up(attempt).await?;
         let settles = match found {
             Found::RequiresAction(action) => {
                 let intent = action.intent_id.clone();

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use askama::Template as _;
-use axum::extract::rejection::FormRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FormRejection};
 use axum::extract::{Form, Path, State};
 use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, StatusCode};
@@ -29,13 +30,13 @@ use crate::processor::{NextAction, Processor};
 use crate::reconcile::{Reconciler, ReturnError};
 use crate::settlement::{Answer, Settlement, Standing};
 use crate::store::{Recorded, StartError, Store};
-use crate::webhook::{self, StripeEvent, verify};
+use crate::webhook::{self, StripeEvent, WebhookError, verify};
 
 const TOKEN_REQUIRED: &str = "Token is required";
 const ORDER_ID_REQUIRED: &str = "OrderId must be provided";
 const CANCELLED: &str = "Cannot pay for a cancelled order";
 const ALREADY_PAID: &str = "Order has already been paid";
-const EXPIRED: &str = "Order has expired";
+const EXPIRED: &str = "Cannot pay for an expired order";
 const IN_PROGRESS: &str = "A payment for this order is already in progress";
 const INVALID_SIGNATURE: &str = "Invalid signature";
 const RETURN_URL_INVALID: &str = "ReturnUrl must be an http or https URL";
@@ -102,7 +103,8 @@ pub struct NewPayment {
     #[schema(schema_with = extract::id_schema, required = true)]
     order_id: Option<String>,
     /// Where the buyer comes back after authenticating with their bank
-    /// (3-D Secure): an absolute http(s) URL of at most 2048 characters —
+    /// (3-D Secure): an absolute http(s) URL of at most 2048 characters,
+    /// without a user name or password —
     /// `ReturnUrl must be an http or https URL`. Without it, a card that
     /// needs authentication can only be authenticated with Stripe.js.
     #[schema(value_type = Option<String>, max_length = 2048, pattern = "^https?://[A-Za-z][A-Za-z0-9-]*(\\.[A-Za-z][A-Za-z0-9-]*)*(:[0-9]{1,4})?(/[A-Za-z0-9._~/-]*)?$",
@@ -115,7 +117,11 @@ fn parse_return_url(raw: Option<String>) -> Result<Option<String>, &'static str>
     let Some(raw) = raw else { return Ok(None) };
     let text = raw.trim();
     let url = url::Url::parse(text).map_err(|_| RETURN_URL_INVALID)?;
-    if text.len() > 2048 || !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+    // A user name or password would be sent to wherever the URL leads,
+    // and reads as another site to a hurried eye (`https://shop@evil/`).
+    let userinfo = !url.username().is_empty() || url.password().is_some();
+    if text.len() > 2048 || !matches!(url.scheme(), "http" | "https") || !url.has_host() || userinfo
+    {
         return Err(RETURN_URL_INVALID);
     }
     Ok(Some(url.into()))
@@ -282,6 +288,11 @@ async fn create(
         Answer::Recorded(Recorded::AlreadyPaid) => Err(ApiError::bad_request(ALREADY_PAID)),
         Answer::Recorded(Recorded::Cancelled) => Err(ApiError::bad_request(CANCELLED)),
         Answer::Recorded(Recorded::Expired) => Err(ApiError::bad_request(EXPIRED)),
+        // Another path ended the attempt before its charge was known: the
+        // charge is refunded; say where the payment stands.
+        Answer::Recorded(Recorded::Ended) => {
+            standing(order_id, state.settlement.standing(order_id).await?)
+        }
         Answer::Recorded(Recorded::UnknownAttempt) => {
             Err(ApiError::internal("a started attempt left the database"))
         }
@@ -329,14 +340,28 @@ async fn settle(
 
 /// The fake processor's test authentication page (API.md "payments"): what
 /// a bank's 3-D Secure page is with Stripe, two buttons that complete or
-/// fail it. Served only while the fake processor is in use.
+/// fail it, for the order's buyer alone. Served only while the fake
+/// processor is in use.
 async fn fake_authentication_page(
     State(state): State<PaymentsState>,
+    CurrentUser(user): CurrentUser,
     Path(intent): Path<String>,
 ) -> ApiResult<Response> {
     let fake = state.processor.fake().ok_or(ApiError::NotFound)?;
+    authorize_intent(&state, user.id, &intent).await?;
     let authentication = fake.authentication(&intent).ok_or(ApiError::NotFound)?;
     html(&AuthenticationPage::new(&authentication))
+}
+
+/// Lets only the buyer of the order whose attempt waits on `intent` see
+/// or settle its test authentication: anyone else is answered 404, as for
+/// an intent that does not exist, so the page tells strangers nothing
+/// (DECISIONS.md, "Payments hardening").
+async fn authorize_intent(state: &PaymentsState, user_id: Uuid, intent: &str) -> ApiResult<()> {
+    match state.store.buyer_of_intent(intent).await? {
+        Some(buyer) if buyer == user_id => Ok(()),
+        _ => Err(ApiError::NotFound),
+    }
 }
 
 /// The fake page's form.
@@ -349,6 +374,7 @@ pub struct AuthenticationForm {
 /// the return URL given with the payment, as Stripe's page does.
 async fn fake_authenticate(
     State(state): State<PaymentsState>,
+    CurrentUser(user): CurrentUser,
     headers: HeaderMap,
     Path(intent): Path<String>,
     form: Result<Form<AuthenticationForm>, FormRejection>,
@@ -357,6 +383,7 @@ async fn fake_authenticate(
     if common::origin::same_origin(&headers) != Some(true) {
         return Err(ApiError::Forbidden);
     }
+    authorize_intent(&state, user.id, &intent).await?;
     let complete = match form.ok().and_then(|Form(f)| f.outcome).as_deref() {
         Some("complete") => true,
         Some("fail") => false,
@@ -383,22 +410,33 @@ fn html(page: &AuthenticationPage) -> ApiResult<Response> {
 #[utoipa::path(
     post, path = "/api/payments/webhook", tag = "payments", operation_id = "stripeWebhook",
     request_body(content = String, description = "A Stripe event (JSON), as Stripe signs it", content_type = "application/json"),
-    params(("Stripe-Signature" = String, Header, description = "`t=<seconds>,v1=<hex HMAC-SHA256 of t.payload>`; several `v1` allowed")),
+    params(("Stripe-Signature" = String, Header, description = "`t=<seconds>,v1=<hex HMAC-SHA256 of t.payload>`; up to 8 `v1`, at most 1024 bytes")),
     responses(
         (status = 200, description = "Handled, already handled, or nothing to do with it"),
-        (status = 400, description = "`Invalid signature` (unsigned, forged, older than five minutes, malformed, or no secret configured), or `Invalid request body`", body = ErrorBody),
+        (status = 400, description = "`Invalid signature` (unsigned, forged, older than five minutes, malformed, more than 8 `v1` or a header over 1024 bytes, or no secret configured), or `Invalid request body`", body = ErrorBody),
+        (status = 413, description = "The body is over the size limit (64 KiB)", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 503, description = "The database is unavailable; Stripe retries", body = ErrorBody),
+        (status = 503, description = "The database or the payment processor is unavailable; Stripe retries", body = ErrorBody),
     )
 )]
 async fn webhook(
     State(state): State<PaymentsState>,
     headers: axum::http::HeaderMap,
-    payload: axum::body::Bytes,
+    payload: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
     if !extract::is_json(&headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
+    // The body limit (`DefaultBodyLimit`, applied by `platform::app`)
+    // answers in the contract's format, as for every JSON body.
+    let payload = payload.map_err(|rejection| match rejection {
+        BytesRejection::FailedToBufferBody(inner)
+            if inner.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+        {
+            ApiError::PayloadTooLarge
+        }
+        _ => ApiError::InvalidBody { field: None },
+    })?;
     let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
     let secret = state.webhook_secret.as_ref().map(Secret::expose);
     if let Err(error) = verify(secret, signature, &payload, Timestamp::now().millis() / 1000) {
@@ -420,6 +458,15 @@ impl From<StartError> for ApiError {
             StartError::Expired => Self::bad_request(EXPIRED),
             StartError::InProgress => Self::Conflict(IN_PROGRESS.to_owned()),
             StartError::Db(error) => error.into(),
+        }
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(error: WebhookError) -> Self {
+        match error {
+            WebhookError::Db(error) => error.into(),
+            WebhookError::Processor(cause) => Self::Unavailable(cause),
         }
     }
 }
@@ -470,7 +517,16 @@ mod tests {
 
     #[test]
     fn return_urls_outside_http_are_refused() {
-        for text in ["0000", "ftp://example.com/", "javascript:alert(1)", "http://", "/orders/1"] {
+        for text in [
+            "0000",
+            "ftp://example.com/",
+            "javascript:alert(1)",
+            "http://",
+            "/orders/1",
+            "https://user:pass@shop.example/back",
+            "http://user@shop.example/",
+            "http://:pass@shop.example/",
+        ] {
             assert_eq!(parse_return_url(Some(text.to_owned())), Err(RETURN_URL_INVALID), "{text}");
         }
     }

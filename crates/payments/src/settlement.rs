@@ -14,7 +14,7 @@ use messaging::events::OrderStatus;
 use uuid::Uuid;
 
 use crate::domain::{Attempt, AttemptState, Expiry, Payment};
-use crate::processor::{Charge, ChargeError, ChargeRequest, NextAction, Processor};
+use crate::processor::{Charge, ChargeError, ChargeRequest, Found, NextAction, Processor};
 use crate::refunds::Refunder;
 use crate::store::{Recorded, Store};
 
@@ -132,6 +132,24 @@ impl Settlement {
         })
     }
 
+    /// What the processor knows of `attempt` now: by its PaymentIntent when
+    /// known, by its idempotency key otherwise. This, not what anyone else
+    /// says of the attempt, is what settles it.
+    pub async fn look_up(&self, attempt: &Attempt) -> anyhow::Result<Found> {
+        match &attempt.intent_id {
+            Some(intent) => self.processor.retrieve(intent).await,
+            None => {
+                let key = &attempt.idempotency_key;
+                self.processor.find(attempt.order_id, key, attempt.created_at).await
+            }
+        }
+    }
+
+    /// Makes the refunds still pending now.
+    pub async fn refund_now(&self) {
+        self.refunder.step().await;
+    }
+
     /// Charges `attempt` (recorded, pending) with `token` and applies the
     /// processor's answer.
     pub async fn pay(
@@ -200,10 +218,10 @@ impl Settlement {
         let Some(order) = self.store.find_order(order_id).await? else {
             return Ok(Standing::Unknown);
         };
-        Ok(if order.status == OrderStatus::Cancelled {
-            Standing::Cancelled
-        } else if order.expiry == Expiry::Expired {
+        Ok(if order.expiry == Expiry::Expired {
             Standing::Expired
+        } else if order.status == OrderStatus::Cancelled {
+            Standing::Cancelled
         } else {
             Standing::NotCharged { authentication: attempt.action.is_some() }
         })

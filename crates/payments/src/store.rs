@@ -37,6 +37,10 @@ pub enum Recorded {
     /// The order expired while no attempt was pending (this charge was
     /// found late): refund it.
     Expired,
+    /// The attempt had ended before this charge was found (refused,
+    /// released, or settled with another charge), and an ended attempt is
+    /// final: refund it.
+    Ended,
     /// No such attempt (a charge this service did not start).
     UnknownAttempt,
 }
@@ -191,6 +195,7 @@ impl Recorded {
             Self::AlreadyPaid => Some("a second charge lost the race to pay the order"),
             Self::Cancelled => Some("the order was cancelled while it was being paid"),
             Self::Expired => Some("the charge was found after the order expired"),
+            Self::Ended => Some("the charge was found after its attempt had ended"),
             Self::Paid(_) | Self::UnknownAttempt => None,
         }
     }
@@ -300,6 +305,10 @@ impl Store {
     ) -> Result<Attempt, StartError> {
         let mut tx = self.db.begin().await?;
         let order = locked(&mut tx, order_id).await?.ok_or(StartError::UnknownOrder)?;
+        // An order that expired is cancelled for that reason: say so.
+        if order.expiry == Expiry::Expired && order.status != OrderStatus::Complete {
+            return Err(StartError::Expired);
+        }
         match order.status {
             OrderStatus::Cancelled => return Err(StartError::Cancelled),
             OrderStatus::Complete => return Err(StartError::Paid),
@@ -396,40 +405,74 @@ impl Store {
         Ok(row.as_ref().map(attempt).transpose()?)
     }
 
+    /// The buyer of the order whose attempt waits on (or was charged as)
+    /// PaymentIntent `intent_id`, if it is one of ours.
+    pub async fn buyer_of_intent(&self, intent_id: &str) -> Result<Option<Uuid>, DbError> {
+        let buyer: Option<String> = sqlx::query_scalar(
+            "SELECT orders.user_id FROM payment_attempts \
+             JOIN orders ON orders.id = payment_attempts.order_id \
+             WHERE payment_attempts.charge_id = $1",
+        )
+        .bind(intent_id)
+        .fetch_optional(self.db.reader())
+        .await?;
+        Ok(buyer.as_deref().map(parse_uuid).transpose()?)
+    }
+
+    /// The attempt `key`, if there is one.
+    pub async fn attempt(&self, key: &str) -> Result<Option<Attempt>, DbError> {
+        attempt_in(self.db.reader(), key).await
+    }
+
     /// The processor charged attempt `key` as `charge_id`: under the
-    /// order's row lock, records it as the order's payment and announces
-    /// `payment.created`, unless the order was cancelled, expired or paid
-    /// by another charge (then the caller refunds it). Whoever settles it
-    /// first (the request, reconciliation, a webhook) records it; the
-    /// others see `Paid` with the same payment.
+    /// order's row lock, a pending attempt succeeds and the charge becomes
+    /// the order's payment, announced with `payment.created`, unless the
+    /// order was cancelled, expired or paid by another charge (then the
+    /// caller refunds it). Whoever settles it first (the request,
+    /// reconciliation, a webhook) records it; the others see `Paid` with
+    /// the same payment. An attempt that ended is final: a charge found
+    /// for it later (or another charge for one that succeeded) is refunded,
+    /// never made the order's payment.
     pub async fn settle_success(&self, key: &str, charge_id: &str) -> Result<Recorded, DbError> {
-        let Some(attempt) = attempt_in(self.db.reader(), key).await? else {
+        let Some(found) = attempt_in(self.db.reader(), key).await? else {
             return Ok(Recorded::UnknownAttempt);
         };
-        let order_id = attempt.order_id;
+        let order_id = found.order_id;
         let mut tx = self.db.begin().await?;
         let Some(current) = locked(&mut tx, order_id).await? else {
             return Err(DbError::from(sqlx::Error::RowNotFound));
         };
-        sqlx::query(
-            "UPDATE payment_attempts SET state = 'succeeded', charge_id = $1, settled_at = $2 \
-             WHERE id = $3",
-        )
-        .bind(charge_id)
-        .bind(now_millis())
-        .bind(attempt.id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let outcome = if let Some(existing) = payment_in(&mut *tx, order_id).await? {
+        // As it is now that the order is locked.
+        let attempt = attempt_in(&mut *tx, key).await?.unwrap_or(found);
+        let this_charge = attempt.intent_id.as_deref().is_none_or(|intent| intent == charge_id);
+        let settles = match attempt.state {
+            AttemptState::Pending => this_charge,
+            AttemptState::Succeeded => attempt.intent_id.as_deref() == Some(charge_id),
+            AttemptState::Failed | AttemptState::Released => false,
+        };
+        if attempt.state == AttemptState::Pending && settles {
+            sqlx::query(
+                "UPDATE payment_attempts SET state = 'succeeded', charge_id = $1, settled_at = $2 \
+                 WHERE id = $3 AND state = 'pending'",
+            )
+            .bind(charge_id)
+            .bind(now_millis())
+            .bind(attempt.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let outcome = if !settles {
+            Recorded::Ended
+        } else if let Some(existing) = payment_in(&mut *tx, order_id).await? {
             if existing.stripe_id == charge_id {
                 Recorded::Paid(existing)
             } else {
                 Recorded::AlreadyPaid
             }
-        } else if current.status == OrderStatus::Cancelled {
-            Recorded::Cancelled
         } else if current.expiry == Expiry::Expired {
             Recorded::Expired
+        } else if current.status == OrderStatus::Cancelled {
+            Recorded::Cancelled
         } else {
             let payment = Payment { id: Uuid::now_v7(), order_id, stripe_id: charge_id.to_owned() };
             sqlx::query(
@@ -599,22 +642,14 @@ impl Store {
         Ok(())
     }
 
-    /// The processor says `charge_id` was refunded: a refund still pending
-    /// for it is done. Returns whether one was.
-    pub async fn refund_confirmed(
-        &self,
-        charge_id: &str,
-        refund_id: &str,
-    ) -> Result<bool, DbError> {
-        let done = sqlx::query(
-            "UPDATE refunds SET refund_id = $1, refunded_at = $2 \
-             WHERE charge_id = $3 AND refund_id IS NULL",
+    /// Whether a refund of `charge_id` is recorded and not made yet.
+    pub async fn refund_pending(&self, charge_id: &str) -> Result<bool, DbError> {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM refunds WHERE charge_id = $1 AND refund_id IS NULL",
         )
-        .bind(refund_id)
-        .bind(now_millis())
         .bind(charge_id)
-        .execute(self.db.writer())
+        .fetch_one(self.db.reader())
         .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(pending > 0)
     }
 }

@@ -59,7 +59,7 @@ async fn an_expiry_during_a_declined_charge_expires_the_order_when_it_fails(stac
     assert_eq!(expired.data(), [PaymentExpired { order_id: order.id }]);
     assert_eq!(
         error(app.pay(&order, "tok_visa").await).await,
-        (400, general_error("Order has expired")),
+        (400, general_error("Cannot pay for an expired order")),
         "never charged again, even before orders cancelled it"
     );
     app.expire(&order).await;
@@ -77,7 +77,7 @@ async fn an_expired_order_is_never_charged(stack: Stack) {
     assert_eq!(expired.data(), [PaymentExpired { order_id: order.id }]);
     assert_eq!(
         error(app.pay(&order, "tok_visa").await).await,
-        (400, general_error("Order has expired"))
+        (400, general_error("Cannot pay for an expired order"))
     );
     assert!(app.charges().is_empty());
 }

@@ -118,7 +118,16 @@ async fn cancelled_completed_and_expired_orders_are_refused(stack: Stack) {
     let expired = app.order(500, -1).await;
     assert_eq!(
         error(app.pay(&expired, "tok_visa").await).await,
-        (400, general_error("Order has expired"))
+        (400, general_error("Cannot pay for an expired order"))
+    );
+    // Issue 22: an order that expired, then cancelled by the orders
+    // service for it, said `Cannot pay for a cancelled order`.
+    let expired_then_cancelled = app.order(500, 900).await;
+    app.expire(&expired_then_cancelled).await;
+    app.cancel(&expired_then_cancelled).await;
+    assert_eq!(
+        error(app.pay(&expired_then_cancelled, "tok_visa").await).await,
+        (400, general_error("Cannot pay for an expired order"))
     );
     assert!(app.charges().is_empty(), "nothing was charged");
 }

@@ -12,7 +12,7 @@ use payments::processor::fake::{AUTHENTICATION_FAILED, IntentStatus};
 use payments::reconcile::AUTHENTICATION_WINDOW;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
-use testkit::{Stack, TestSystem};
+use testkit::{Stack, TestSystem, TestUser};
 
 use crate::helpers::{PaymentsApp, TestOrder, error, field_error, general_error};
 use crate::webhook::{deliver, intent_event};
@@ -35,19 +35,31 @@ fn intent_of(answer: &Value) -> String {
 
 /// The buyer completes or fails the authentication on the fake's page;
 /// returns where the page sends them.
-async fn authenticate(app: &PaymentsApp, answer: &Value, outcome: &str) -> String {
+async fn authenticate(
+    app: &PaymentsApp,
+    order: &TestOrder,
+    answer: &Value,
+    outcome: &str,
+) -> String {
     let page = answer["redirectUrl"].as_str().expect("a redirect URL");
-    let shown = app.system.request(Method::GET, page, None).send().await.expect("sent");
+    let buyer = Some(&order.buyer);
+    let shown = app.system.request(Method::GET, page, buyer).send().await.expect("sent");
     assert_eq!(shown.status(), 200);
     let html = shown.text().await.expect("text");
     assert!(html.contains("Complete authentication") && html.contains("Fail authentication"));
-    let response = post_page(app, page, Some(&app.system.url("")), outcome).await;
+    let response = post_page(app, buyer, page, Some(&app.system.url("")), outcome).await;
     assert_eq!(response.status(), 303);
     response.headers()["location"].to_str().expect("ascii").to_owned()
 }
 
-async fn post_page(app: &PaymentsApp, page: &str, origin: Option<&str>, outcome: &str) -> Response {
-    let mut request = app.system.request(Method::POST, page, None).form(&[("outcome", outcome)]);
+async fn post_page(
+    app: &PaymentsApp,
+    user: Option<&TestUser>,
+    page: &str,
+    origin: Option<&str>,
+    outcome: &str,
+) -> Response {
+    let mut request = app.system.request(Method::POST, page, user).form(&[("outcome", outcome)]);
     if let Some(origin) = origin {
         request = request.header("origin", origin);
     }
@@ -97,7 +109,7 @@ async fn completing_authentication_pays_the_order_once(stack: Stack) {
     let order = app.order(1999, 900).await;
     let answer = pay_needing_authentication(&app, &order).await;
     let intent = intent_of(&answer);
-    let back = authenticate(&app, &answer, "complete").await;
+    let back = authenticate(&app, &order, &answer, "complete").await;
     assert_eq!(back, format!("{RETURN}?payment_intent={intent}&redirect_status=succeeded"));
 
     let paid = settle(&app, &order).await;
@@ -125,7 +137,7 @@ async fn failing_authentication_releases_the_attempt(stack: Stack) {
     let failed = app.record::<PaymentFailed>().await;
     let order = app.order(1999, 900).await;
     let answer = pay_needing_authentication(&app, &order).await;
-    let back = authenticate(&app, &answer, "fail").await;
+    let back = authenticate(&app, &order, &answer, "fail").await;
     assert!(back.ends_with("redirect_status=failed"), "{back}");
     assert_eq!(
         error(settle(&app, &order).await).await,
@@ -146,10 +158,10 @@ async fn the_outcome_arrives_by_reconciliation(stack: Stack) {
     let failed = app.record::<PaymentFailed>().await;
     let completed = app.order(1999, 900).await;
     let answer = pay_needing_authentication(&app, &completed).await;
-    authenticate(&app, &answer, "complete").await;
+    authenticate(&app, &completed, &answer, "complete").await;
     let abandoned = app.order(500, 900).await;
     let answer = pay_needing_authentication(&app, &abandoned).await;
-    authenticate(&app, &answer, "fail").await;
+    authenticate(&app, &abandoned, &answer, "fail").await;
     // The buyers never came back to the shop.
     assert_eq!(app.reconcile().await, 2);
     assert_eq!(app.attempt_states(&completed).await, [AttemptState::Succeeded]);
@@ -167,9 +179,9 @@ async fn webhook_reconciliation_and_return_racing_record_one_payment(stack: Stac
     let order = app.order(1999, 900).await;
     let answer = pay_needing_authentication(&app, &order).await;
     let intent = intent_of(&answer);
-    authenticate(&app, &answer, "complete").await;
+    authenticate(&app, &order, &answer, "complete").await;
     let key = payments::domain::idempotency_key(order.id, 1);
-    let event = intent_event("evt_3ds_ok", "payment_intent.succeeded", &intent, &key);
+    let event = intent_event("evt_3ds_ok", "payment_intent.succeeded", &intent, &key, 1999);
     let (webhook, reconciled, returned) =
         tokio::join!(deliver(&app, &event), app.reconcile(), settle(&app, &order));
     assert_eq!(webhook.status(), 200);
@@ -184,9 +196,9 @@ async fn webhook_reconciliation_and_return_racing_record_one_payment(stack: Stac
     let other = app.order(700, 900).await;
     let answer = pay_needing_authentication(&app, &other).await;
     let intent = intent_of(&answer);
-    authenticate(&app, &answer, "fail").await;
+    authenticate(&app, &other, &answer, "fail").await;
     let key = payments::domain::idempotency_key(other.id, 1);
-    let event = intent_event("evt_3ds_failed", "payment_intent.payment_failed", &intent, &key);
+    let event = intent_event("evt_3ds_failed", "payment_intent.payment_failed", &intent, &key, 700);
     let (webhook, _) = tokio::join!(deliver(&app, &event), app.reconcile());
     assert_eq!(webhook.status(), 200);
     assert_eq!(error(settle(&app, &other).await).await.0, 402);
@@ -204,7 +216,7 @@ async fn an_expiry_during_authentication_waits_for_its_outcome(stack: Stack) {
     app.expire(&paid).await;
     app.system.drain().await;
     assert!(expired.all().is_empty(), "no expiry while the buyer authenticates");
-    authenticate(&app, &answer, "complete").await;
+    authenticate(&app, &paid, &answer, "complete").await;
     assert_eq!(settle(&app, &paid).await.status(), 200, "the payment started in time wins");
     app.expire(&paid).await;
     app.system.drain().await;
@@ -214,16 +226,16 @@ async fn an_expiry_during_authentication_waits_for_its_outcome(stack: Stack) {
     let failing = app.order(1999, 900).await;
     let answer = pay_needing_authentication(&app, &failing).await;
     app.expire(&failing).await;
-    authenticate(&app, &answer, "fail").await;
+    authenticate(&app, &failing, &answer, "fail").await;
     assert_eq!(
         error(settle(&app, &failing).await).await,
-        (400, general_error("Order has expired"))
+        (400, general_error("Cannot pay for an expired order"))
     );
     app.system.drain().await;
     assert_eq!(expired.data(), [PaymentExpired { order_id: failing.id }]);
     assert_eq!(
         error(app.pay(&failing, "tok_visa").await).await,
-        (400, general_error("Order has expired"))
+        (400, general_error("Cannot pay for an expired order"))
     );
     assert_eq!(app.charges().len(), 1);
 }
@@ -246,7 +258,8 @@ async fn an_authentication_never_finished_is_cancelled_and_released(stack: Stack
     assert_eq!(expired.data(), [PaymentExpired { order_id: order.id }], "the ticket is let go");
     // Too late: the page cannot charge a cancelled intent.
     let page = answer["redirectUrl"].as_str().expect("url");
-    let late = post_page(&app, page, Some(&app.system.url("")), "complete").await;
+    let buyer = Some(&order.buyer);
+    let late = post_page(&app, buyer, page, Some(&app.system.url("")), "complete").await;
     assert!(
         late.headers()["location"].to_str().expect("ascii").ends_with("redirect_status=failed")
     );
@@ -270,7 +283,7 @@ async fn a_lost_requires_action_answer_is_found_by_reconciliation(stack: Stack) 
     let answer = settle(&app, &order).await;
     assert_eq!(answer.status(), 202, "reconciliation found the intent waiting");
     let answer: Value = answer.json().await.expect("json");
-    authenticate(&app, &answer, "complete").await;
+    authenticate(&app, &order, &answer, "complete").await;
     assert_eq!(settle(&app, &order).await.status(), 200);
     app.system.drain().await;
     assert_eq!(created.data().len(), 1);
@@ -280,7 +293,15 @@ async fn a_lost_requires_action_answer_is_found_by_reconciliation(stack: Stack) 
 async fn bad_requests_get_clear_errors(stack: Stack) {
     let app = PaymentsApp::spawn(stack).await;
     let order = app.order(1999, 900).await;
-    for bad in ["javascript:alert(1)", "/orders/1", "ftp://shop.example/x", "http://", ""] {
+    for bad in [
+        "javascript:alert(1)",
+        "/orders/1",
+        "ftp://shop.example/x",
+        "http://",
+        "",
+        "https://user:pass@shop.example/back",
+        "https://shop.example@evil.example/",
+    ] {
         let body = json!({"token": THREE_D_SECURE, "orderId": order.id, "returnUrl": bad});
         assert_eq!(
             error(app.pay_raw(Some(&order.buyer), &body).await).await,
@@ -306,18 +327,20 @@ async fn bad_requests_get_clear_errors(stack: Stack) {
     let body = json!({"token": THREE_D_SECURE, "orderId": order.id});
     let answer: Value = app.pay_raw(Some(&order.buyer), &body).await.json().await.expect("json");
     let page = answer["redirectUrl"].as_str().expect("url").to_owned();
+    let buyer = Some(&order.buyer);
     let unknown =
-        app.system.request(Method::GET, "/api/payments/fake-authentication/pi_nope", None);
+        app.system.request(Method::GET, "/api/payments/fake-authentication/pi_nope", buyer);
     assert_eq!(error(unknown.send().await.expect("sent")).await.0, 404);
-    assert_eq!(error(post_page(&app, &page, None, "complete").await).await.0, 403);
-    let forged = post_page(&app, &page, Some("https://evil.example"), "complete").await;
+    assert_eq!(error(post_page(&app, buyer, &page, None, "complete").await).await.0, 403);
+    let forged = post_page(&app, buyer, &page, Some("https://evil.example"), "complete").await;
     assert_eq!(error(forged).await.0, 403);
+    let here = Some(app.system.url(""));
     assert_eq!(
-        error(post_page(&app, &page, Some(&app.system.url("")), "maybe").await).await,
+        error(post_page(&app, buyer, &page, here.as_deref(), "maybe").await).await,
         (400, general_error("Outcome must be complete or fail"))
     );
     assert!(app.charges().is_empty(), "nothing was authenticated");
-    let done = post_page(&app, &page, Some(&app.system.url("")), "complete").await;
+    let done = post_page(&app, buyer, &page, here.as_deref(), "complete").await;
     assert_eq!(done.status(), 200);
     assert!(done.text().await.expect("text").contains("Authentication completed"));
 
@@ -328,6 +351,30 @@ async fn bad_requests_get_clear_errors(stack: Stack) {
         .await;
     assert!(doc["paths"]["/api/payments"]["post"]["responses"]["202"].is_object());
     assert!(doc["components"]["schemas"]["PaymentAction"].is_object());
+}
+
+/// Issue 22: any signed-in user who knew the intent id could complete (or
+/// fail) someone else's authentication. The page is the order's buyer's:
+/// anyone else is answered 404, as for an intent that does not exist.
+async fn only_the_buyer_sees_and_settles_their_authentication(stack: Stack) {
+    let app = PaymentsApp::spawn(stack).await;
+    let order = app.order(1999, 900).await;
+    let answer = pay_needing_authentication(&app, &order).await;
+    let page = answer["redirectUrl"].as_str().expect("url");
+    let here = app.system.url("");
+    let stranger = app.system.user("stranger");
+    let shown = app.system.request(Method::GET, page, Some(&stranger)).send().await.expect("sent");
+    assert_eq!(error(shown).await, (404, general_error("Not Found")));
+    for outcome in ["complete", "fail"] {
+        let theirs = post_page(&app, Some(&stranger), page, Some(&here), outcome).await;
+        assert_eq!(error(theirs).await, (404, general_error("Not Found")), "{outcome}");
+    }
+    let anonymous = post_page(&app, None, page, Some(&here), "complete").await;
+    assert_eq!(error(anonymous).await, (401, general_error("Not authorized")));
+    assert!(app.charges().is_empty(), "nothing was authenticated");
+    assert_eq!(settle(&app, &order).await.status(), 202, "still waiting for its buyer");
+    authenticate(&app, &order, &answer, "complete").await;
+    assert_eq!(settle(&app, &order).await.status(), 200);
 }
 
 /// With Stripe configured, the fake's authentication page does not exist.
@@ -362,5 +409,6 @@ testkit::stack_tests!(
     an_authentication_never_finished_is_cancelled_and_released,
     a_lost_requires_action_answer_is_found_by_reconciliation,
     bad_requests_get_clear_errors,
+    only_the_buyer_sees_and_settles_their_authentication,
     the_test_page_is_never_served_with_stripe,
 );
