@@ -34,6 +34,9 @@ pub struct Order {
     pub version: i64,
     /// `expiresAt`, in ms since 1970.
     pub expires_at: i64,
+    /// The price it was made at (what the buyer pays and the seller is
+    /// credited); `None` for an order made before prices were kept.
+    pub price: Option<i64>,
 }
 
 impl Order {
@@ -137,13 +140,14 @@ impl Databases {
             };
             state.tickets.insert(id(&row, "id")?, ticket);
         }
-        let sql = "SELECT id, ticket_id, status, version, expires_at FROM orders";
+        let sql = "SELECT id, ticket_id, status, version, expires_at, price FROM orders";
         for row in sqlx::query(sql).fetch_all(&self.orders).await? {
             let order = Order {
                 ticket: id(&row, "ticket_id")?,
                 status: row.try_get("status")?,
                 version: row.try_get("version")?,
                 expires_at: row.try_get("expires_at")?,
+                price: row.try_get("price")?,
             };
             state.orders.insert(id(&row, "id")?, order);
         }

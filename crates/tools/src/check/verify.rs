@@ -183,7 +183,9 @@ fn acknowledged(state: &State, ops: &[Op], arrived: &mut Arrived, violations: &m
     }
 
     // The last acknowledged price of each ticket stands, unless an edit
-    // with an unknown outcome may have come after it.
+    // with an unknown outcome may have come after it; a sold ticket was
+    // sold at its order's price, which an edit racing that order does not
+    // change (ARCHITECTURE.md, "Business rules").
     let mut prices: HashMap<Uuid, (Option<i64>, HashSet<i64>)> = HashMap::new();
     for op in ops.iter().filter(|op| op.kind == Kind::Edit) {
         let (Some(ticket), Some(price)) = (op.ticket, op.price) else { continue };
@@ -196,7 +198,26 @@ fn acknowledged(state: &State, ops: &[Op], arrived: &mut Arrived, violations: &m
             Outcome::Failed => {}
         }
     }
-    let edits: Vec<_> = prices.iter().filter_map(|(t, (last, _))| last.map(|p| (t, p))).collect();
+    let sold_at_order_price = |ticket: &Uuid| {
+        state.tickets.get(ticket).filter(|t| t.sold).and_then(|t| {
+            let order = t.order.and_then(|o| state.orders.get(&o))?;
+            Some(order.price.is_none_or(|price| price == t.price))
+        })
+    };
+    for (ticket, row) in state.tickets.iter().filter(|(_, t)| t.sold) {
+        if sold_at_order_price(ticket) == Some(false) {
+            let order = row.order.and_then(|o| state.orders.get(&o)).and_then(|o| o.price);
+            violations.push(format!(
+                "ticket {ticket}: sold at {}, its order was made at {order:?}",
+                row.price
+            ));
+        }
+    }
+    let edits: Vec<_> = prices
+        .iter()
+        .filter(|(t, _)| sold_at_order_price(t).is_none())
+        .filter_map(|(t, (last, _))| last.map(|p| (t, p)))
+        .collect();
     let kept = edits
         .iter()
         .filter(|(t, p)| {
@@ -299,6 +320,7 @@ mod tests {
             status: status.into(),
             version: 1,
             expires_at: 0,
+            price: Some(1000),
         };
         state.orders.insert(paid, order(sold, "complete"));
         state.orders.insert(unpaid, order(held, "created"));
@@ -385,6 +407,27 @@ mod tests {
         state.payments.clear();
         let found = violations(&state, &ops);
         assert!(found.iter().any(|v| v.contains("was acknowledged (201)")), "{found:?}");
+    }
+
+    /// An edit that raced the order does not change what a ticket sold
+    /// for: its order's price stands, and anything else is a violation.
+    #[test]
+    fn a_sold_ticket_is_sold_at_its_orders_price() {
+        let (mut state, mut ops) = consistent();
+        let (sold, _) = state.tickets.iter().find(|(_, t)| t.sold).expect("a sold ticket");
+        let sold = *sold;
+        let mut edit = ops[0].clone();
+        (edit.kind, edit.ticket, edit.price, edit.order) =
+            (Kind::Edit, Some(sold), Some(50_000), None);
+        ops.push(edit);
+        assert_eq!(
+            violations(&state, &ops),
+            Vec::<String>::new(),
+            "the raced edit is not a violation"
+        );
+        state.tickets.get_mut(&sold).expect("sold").price = 50_000;
+        let found = violations(&state, &ops);
+        assert!(found.iter().any(|v| v.contains("its order was made at Some(1000)")), "{found:?}");
     }
 
     #[test]
