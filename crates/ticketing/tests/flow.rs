@@ -55,12 +55,15 @@ impl Marketplace {
     async fn start(stack: Stack) -> Self {
         let (context, bus) = TestSystem::prepare(stack, |_| {}).await;
         let shared = &context.context;
-        // Every user signs up from this one address: no per-address limit.
+        // Every user signs up from this one address, and a few sellers
+        // list and edit many tickets: no per-address or per-seller limit.
         let auth = auth::Settings { auth_requests_per_address: 0, ..Default::default() };
+        let tickets =
+            tickets::Settings { ticket_writes_per_user_per_minute: 0, ..Default::default() };
         let processor = FakeProcessor::new();
         let services = vec![
             auth::build(shared, &auth).await.expect("auth"),
-            tickets::build(shared, &Default::default()).await.expect("tickets"),
+            tickets::build(shared, &tickets).await.expect("tickets"),
             orders::build(shared, &Default::default()).await.expect("orders"),
             payments::build_with(shared, &Default::default(), Arc::new(processor.clone()))
                 .await
