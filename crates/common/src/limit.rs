@@ -232,7 +232,7 @@ impl<K: Hash + Eq + Clone> RateLimit<K> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const MINUTE: Duration = Duration::from_secs(60);
@@ -298,5 +298,55 @@ mod tests {
         assert_eq!(limit.len(), MAX_KEYS);
         limit.take_at(&MAX_KEYS, now + Duration::from_secs(1)).expect("a new key");
         assert_eq!(limit.len(), 1, "every expired key was dropped");
+    }
+
+    /// Two replicas' views of one Redis namespace of their own (each its own
+    /// connection), as two processes of one deployment would have.
+    pub(crate) fn two_replicas() -> (Shared, Shared) {
+        let url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (a Redis to test on)");
+        let namespace = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let replica = || Shared::Redis(Redis::new(crate::config::Secret::new(&url), &namespace));
+        (replica(), replica())
+    }
+
+    #[tokio::test]
+    #[ignore = "needs Redis at TEST_REDIS_URL"]
+    async fn replicas_on_one_redis_share_a_limit() {
+        let (one, two) = two_replicas();
+        let a = Limiter::new(&one, "test", 3, MINUTE);
+        let b = Limiter::new(&two, "test", 3, MINUTE);
+        assert!(matches!(a, Limiter::Redis(_)));
+        a.take(&"mallory").await.expect("first, on one");
+        b.take(&"mallory").await.expect("second, on two");
+        a.take(&"mallory").await.expect("third, on one");
+        let refused = b.take(&"mallory").await.expect_err("the fourth, whichever replica");
+        assert!(refused.retry_after > Duration::from_secs(19), "{refused:?}");
+        assert!(refused.retry_after <= Duration::from_secs(20), "{refused:?}");
+        a.take(&"mallory").await.expect_err("and on the other");
+        b.take(&"alice").await.expect("another key is counted apart");
+        b.forget(&"mallory").await;
+        a.take(&"mallory").await.expect("forgotten on every replica");
+    }
+
+    #[tokio::test]
+    #[ignore = "needs Redis at TEST_REDIS_URL"]
+    async fn a_limit_of_zero_stays_off_with_redis() {
+        let (one, _) = two_replicas();
+        let limit = Limiter::new(&one, "test", 0, MINUTE);
+        assert!(matches!(limit, Limiter::Process(_)), "no round trip for a limit that is off");
+        for _ in 0..100 {
+            limit.take(&"a").await.expect("no limit");
+        }
+    }
+
+    #[tokio::test]
+    async fn when_redis_does_not_answer_the_limit_lets_events_through() {
+        let down =
+            Shared::Redis(Redis::new(crate::config::Secret::new("redis://127.0.0.1:1"), "x"));
+        let limit = Limiter::new(&down, "test", 1, MINUTE);
+        for _ in 0..3 {
+            limit.take(&"a").await.expect("fail-open");
+        }
+        limit.forget(&"a").await;
     }
 }

@@ -459,4 +459,35 @@ mod tests {
         s.0.revoked.revoke(Uuid::new_v4(), now + 60).await.expect("revoked");
         assert_eq!(revoked.lock().expect("lock").len(), 1, "the expired ones were dropped");
     }
+
+    #[tokio::test]
+    #[ignore = "needs Redis at TEST_REDIS_URL"]
+    async fn a_token_signed_out_on_one_replica_is_refused_by_the_others() {
+        let (one, two) = crate::limit::tests::two_replicas();
+        let auth = sessions(60).revoked_in(&one);
+        let orders = sessions(60).revoked_in(&two);
+        let (token, claims) = auth.issue(Uuid::now_v7(), "a@b.co").expect("issue");
+        assert_eq!(orders.verify(&token).await.expect("checked"), Some(claims.clone()));
+        let cookie = with_header(COOKIE, &format!("session={token}"));
+        auth.revoke(&cookie).await.expect("revoked");
+        assert_eq!(orders.verify(&token).await.expect("checked"), None);
+        assert_eq!(auth.verify(&token).await.expect("checked"), None);
+        assert_eq!(
+            sessions(60).verify(&token).await.expect("checked").map(|c| c.id),
+            Some(claims.id),
+            "a process that does not share sign-outs does not see it"
+        );
+    }
+
+    #[tokio::test]
+    async fn when_sign_outs_cannot_be_checked_no_token_is_believed() {
+        let down = Shared::Redis(Redis::new(Secret::new("redis://127.0.0.1:1"), "x"));
+        let s = sessions(60).revoked_in(&down);
+        let (token, _) = s.issue(Uuid::now_v7(), "a@b.co").expect("issue");
+        let refused = s.verify(&token).await.expect_err("refused");
+        assert!(matches!(refused, ApiError::Unavailable(_)), "{refused:?}");
+        let bearer = with_header(AUTHORIZATION, &format!("Bearer {token}"));
+        assert!(matches!(s.revoke(&bearer).await, Err(ApiError::Unavailable(_))));
+        assert_eq!(s.verify("not.a.jwt").await.expect("no token, nothing to check"), None);
+    }
 }

@@ -7,8 +7,8 @@
 //! shares (DECISIONS.md, "Sessions and shared limits").
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
@@ -18,6 +18,10 @@ use crate::config::{Config, Secret, redacted_url};
 /// How long one exchange with Redis may take, connecting included, before
 /// it counts as failed: a request never waits longer on shared state.
 pub const TIMEOUT: Duration = Duration::from_millis(500);
+
+/// After Redis failed to answer, how long requests do without it (fail at
+/// once) rather than each wait for it: one request per pause pays the wait.
+pub const PAUSE: Duration = Duration::from_secs(1);
 
 /// Where shared state lives.
 #[derive(Debug, Clone)]
@@ -53,6 +57,8 @@ struct RedisInner {
     url: Secret,
     namespace: String,
     connection: OnceCell<ConnectionManager>,
+    /// Until when Redis is taken as down (after it failed to answer).
+    down_until: Mutex<Option<Instant>>,
 }
 
 impl fmt::Debug for Redis {
@@ -71,6 +77,23 @@ pub enum SharedError {
     Redis(#[from] redis::RedisError),
     #[error("Redis did not answer within {TIMEOUT:?}")]
     Timeout,
+    #[error("Redis failed to answer less than {PAUSE:?} ago")]
+    Paused,
+}
+
+impl SharedError {
+    /// Whether Redis could not be reached at all (rather than refused one command).
+    fn unreachable(&self) -> bool {
+        match self {
+            Self::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+            }
+            Self::Timeout | Self::Paused => true,
+        }
+    }
 }
 
 impl Redis {
@@ -80,6 +103,7 @@ impl Redis {
             url,
             namespace: namespace.to_owned(),
             connection: OnceCell::new(),
+            down_until: Mutex::new(None),
         }))
     }
 
@@ -89,17 +113,27 @@ impl Redis {
     }
 
     /// Runs `exchange` on the connection (made on first use), within
-    /// [`TIMEOUT`] all told.
+    /// [`TIMEOUT`] all told; for a [`PAUSE`] after Redis could not be
+    /// reached, fails at once.
     pub async fn run<T, F, Fut>(&self, exchange: F) -> Result<T, SharedError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        let down_until = || self.0.down_until.lock().unwrap_or_else(PoisonError::into_inner);
+        if down_until().is_some_and(|until| Instant::now() < until) {
+            return Err(SharedError::Paused);
+        }
         let work = async {
             let connection = self.connection().await?;
-            Ok(exchange(connection.clone()).await?)
+            Ok::<T, SharedError>(exchange(connection.clone()).await?)
         };
-        tokio::time::timeout(TIMEOUT, work).await.map_err(|_| SharedError::Timeout)?
+        let result = tokio::time::timeout(TIMEOUT, work).await.unwrap_or(Err(SharedError::Timeout));
+        match &result {
+            Err(error) if error.unreachable() => *down_until() = Some(Instant::now() + PAUSE),
+            _ => *down_until() = None,
+        }
+        result
     }
 
     /// Checks that Redis answers (`PING`).
@@ -119,7 +153,7 @@ impl Redis {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(TIMEOUT))
                     .set_response_timeout(Some(TIMEOUT))
-                    .set_number_of_retries(2);
+                    .set_number_of_retries(1);
                 ConnectionManager::new_with_config(client, config).await
             })
             .await?;
