@@ -7,6 +7,7 @@ mod routes;
 mod settings;
 mod store;
 
+use anyhow::Context as _;
 use common::db::{MigrationFile, Migrations, Sql};
 use platform::{Context, Probe, Service};
 use store::Store;
@@ -28,9 +29,21 @@ pub const MIGRATIONS: Migrations = Migrations(&[MigrationFile {
 pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Service> {
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
     let limits = routes::AuthLimits::new(
+        &context.shared,
         settings.signin_failures_per_email,
         settings.auth_requests_per_address,
     );
+    match &context.shared {
+        common::shared::Shared::Redis(redis) => {
+            redis.ping().await.context("Redis (REDIS_URL), where sign-outs and limits are kept")?;
+            tracing::info!("sign-outs and rate limits are shared in Redis");
+        }
+        common::shared::Shared::Process if context.alone => tracing::warn!(
+            "REDIS_URL is unset: a sign-out is seen by this process only (other services accept \
+             the token until it expires) and rate limits count per replica"
+        ),
+        common::shared::Shared::Process => {}
+    }
     let secure = settings.cookie_secure.unwrap_or(context.alone);
     let state = routes::AuthState {
         store: Store::new(db.clone()),

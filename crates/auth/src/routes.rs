@@ -5,16 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::client::ClientAddr;
 use common::error::ErrorBody;
 use common::extract;
-use common::limit::RateLimit;
+use common::limit::Limiter;
 use common::session::{Claims, MaybeUser, Sessions};
+use common::shared::Shared;
 use common::validate::Validator;
 use common::{ApiError, ApiResult, validated};
 use serde::{Deserialize, Serialize};
@@ -43,16 +44,27 @@ pub struct AuthState {
 #[derive(Debug)]
 pub struct AuthLimits {
     /// Failed sign-ins per email, per 15 minutes.
-    pub failures_per_email: RateLimit<String>,
+    pub failures_per_email: Limiter<String>,
     /// Sign-ins and sign-ups per client address, per minute.
-    pub requests_per_address: RateLimit<IpAddr>,
+    pub requests_per_address: Limiter<IpAddr>,
 }
 
 impl AuthLimits {
-    pub fn new(failures_per_email: u32, requests_per_address: u32) -> Self {
+    /// The limits, counted in `shared` (Redis: every replica together).
+    pub fn new(shared: &Shared, failures_per_email: u32, requests_per_address: u32) -> Self {
         Self {
-            failures_per_email: RateLimit::new(failures_per_email, Duration::from_secs(15 * 60)),
-            requests_per_address: RateLimit::new(requests_per_address, Duration::from_secs(60)),
+            failures_per_email: Limiter::new(
+                shared,
+                "signin_failures_per_email",
+                failures_per_email,
+                Duration::from_secs(15 * 60),
+            ),
+            requests_per_address: Limiter::new(
+                shared,
+                "auth_requests_per_address",
+                requests_per_address,
+                Duration::from_secs(60),
+            ),
         }
     }
 }
@@ -172,7 +184,7 @@ async fn signup(
     client: ClientAddr,
     extract::Json(body): extract::Json<SignUpBody>,
 ) -> ApiResult<Response> {
-    state.limits.requests_per_address.take(&client.limit_key())?;
+    state.limits.requests_per_address.take(&client.limit_key()).await?;
     let (email, password) = body.parse()?;
     let hash = password::hash(password.expose().to_owned()).await?;
     let user = state.store.insert_user(&email, hash).await?;
@@ -198,12 +210,12 @@ async fn signin(
     extract::Json(body): extract::Json<SignInBody>,
 ) -> ApiResult<Response> {
     let limits = &state.limits;
-    limits.requests_per_address.take(&client.limit_key())?;
+    limits.requests_per_address.take(&client.limit_key()).await?;
     let (email, password) = body.parse()?;
     // Counted as a failure until it succeeds, so that concurrent guesses
     // cannot all pass before the first is counted.
     let email_key = email.as_str().to_owned();
-    limits.failures_per_email.take(&email_key)?;
+    limits.failures_per_email.take(&email_key).await?;
     let user = state.store.find_by_email(&email).await?;
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
     let user = match (password::verify(password.expose().to_owned(), stored_hash).await?, user) {
@@ -213,17 +225,25 @@ async fn signin(
             return Err(ApiError::bad_request(INVALID_CREDENTIALS));
         }
     };
-    limits.failures_per_email.forget(&email_key);
+    limits.failures_per_email.forget(&email_key).await;
     signed_in(&state.sessions, StatusCode::OK, user.id, &user.email)
 }
 
-/// Ends the session (expires the cookie). Always succeeds.
+/// Ends the session: its token is refused by every service from now on,
+/// and the cookie expires. Succeeds without a session too.
 #[utoipa::path(
     post, path = "/api/users/signout", tag = "auth", operation_id = "signOut",
-    responses((status = 200, description = "`{}`; expires the `session` cookie"))
+    responses(
+        (status = 200, description = "`{}`; the session's token is revoked and the `session` cookie expires"),
+        (status = 503, description = "Sign-outs cannot be recorded (Redis down): the token still works; the cookie expires all the same", body = ErrorBody),
+    )
 )]
-async fn signout(State(state): State<AuthState>) -> Response {
-    ([(SET_COOKIE, state.sessions.expired_cookie())], Json(serde_json::json!({}))).into_response()
+async fn signout(State(state): State<AuthState>, headers: HeaderMap) -> Response {
+    let expired = [(SET_COOKIE, state.sessions.expired_cookie())];
+    match state.sessions.revoke(&headers).await {
+        Ok(()) => (expired, Json(serde_json::json!({}))).into_response(),
+        Err(error) => (expired, error).into_response(),
+    }
 }
 
 /// The signed-in user, or `null`.

@@ -153,7 +153,8 @@ pub struct Config {
     /// (`<prefix>_auth`, ...) and of the deployment's Redis keys
     /// (`<prefix>:expiration:*`): two deployments can share one server with
     /// prefixes of their own (lower-case letters, digits and `_`, starting
-    /// with a letter, at most 40 characters).
+    /// with a letter, at most 40 characters). Also the first part of the
+    /// deployment's Redis keys for sign-outs and limits.
     #[arg(global = true, long, env = "DATABASE_PREFIX", default_value = "ticketing",
           value_parser = database_prefix)]
     pub database_prefix: String,
@@ -179,7 +180,10 @@ pub struct Config {
           value_parser = clap::value_parser!(u8).range(1..=5))]
     pub nats_stream_replicas: u8,
 
-    /// Redis for expiration timers. Unset: timers in the expiration service's database.
+    /// Redis for expiration timers, sign-outs and the rate limits every
+    /// replica shares (keys `<DATABASE_PREFIX>:session:*`, `:limit:*`).
+    /// Unset: timers in the expiration service's database; sign-outs and
+    /// limits in each process.
     #[arg(global = true, long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
 

@@ -10,7 +10,8 @@
 //! | [`extract`] | the JSON body and path-id extractors that answer in the contract's format |
 //! | [`session`] | HS256 sessions (cookie or bearer) and the signed-in-user extractors |
 //! | [`client`] | the client's address, through trusted proxies |
-//! | [`limit`] | per-key rate limits (429 with `Retry-After`) |
+//! | [`limit`] | per-key rate limits (429 with `Retry-After`), per process or shared in Redis |
+//! | [`shared`] | where state every replica agrees on lives: Redis when `REDIS_URL` is set, else this process |
 //! | [`origin`] | whether a request comes from this very site (forgery checks) |
 //! | [`validate`] | per-field validation that reports every invalid field at once |
 //! | [`db`] | per-service databases, migrations, [`db::DbError`] and the shared SQL helpers |
@@ -28,6 +29,7 @@ pub mod limit;
 pub mod money;
 pub mod origin;
 pub mod session;
+pub mod shared;
 pub mod status;
 pub mod telemetry;
 pub mod time;

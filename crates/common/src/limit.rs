@@ -4,21 +4,143 @@
 //! burst at window edges. A full window's worth may come at once; after
 //! that, one more every `window / limit`.
 //!
-//! Counts live in this process: with several replicas behind a load
-//! balancer each replica counts on its own (DECISIONS.md, "Rate limits").
+//! A [`Limiter`] counts where the deployment's shared state lives
+//! ([`crate::shared`]): in Redis when `REDIS_URL` is set, so that N
+//! replicas together allow what one would, else in this process
+//! ([`RateLimit`]). DECISIONS.md, "Sessions and shared limits".
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::ApiError;
+use crate::shared::{self, Redis, Shared};
 
 /// Keys kept at most; past this many live keys, new keys are let through
 /// unlimited (and a warning logged) rather than growing without bound.
 const MAX_KEYS: usize = 100_000;
 
-/// A rate limit per key. `limit == 0` turns it off.
+/// A rate limit per key, counted in this process or in Redis.
+#[derive(Debug)]
+pub enum Limiter<K> {
+    Process(RateLimit<K>),
+    Redis(RedisLimit),
+}
+
+impl<K: Hash + Eq + Clone + Display> Limiter<K> {
+    /// At most `limit` events per `window` and key (`0`: no limit), counted
+    /// in `shared` under `name` (`<prefix>:limit:<name>:<key>`).
+    pub fn new(shared: &Shared, name: &'static str, limit: u32, window: Duration) -> Self {
+        match shared {
+            Shared::Redis(redis) if limit > 0 && !window.is_zero() => {
+                Self::Redis(RedisLimit::new(redis.clone(), name, limit, window))
+            }
+            _ => Self::Process(RateLimit::new(limit, window)),
+        }
+    }
+
+    /// [`RateLimit::take`]. When Redis does not answer, the event passes
+    /// uncounted (a warning and `shared_state_errors_total{purpose="limit"}`):
+    /// an abuse limit must not take the service down with it.
+    pub async fn take(&self, key: &K) -> Result<(), Limited> {
+        match self {
+            Self::Process(limit) => limit.take(key),
+            Self::Redis(limit) => limit.take(&key.to_string()).await,
+        }
+    }
+
+    /// [`RateLimit::forget`] (a failure to reach Redis is only logged).
+    pub async fn forget(&self, key: &K) {
+        match self {
+            Self::Process(limit) => limit.forget(key),
+            Self::Redis(limit) => limit.forget(&key.to_string()).await,
+        }
+    }
+}
+
+/// GCRA in one Lua script, atomic and one round trip per event: KEYS[1]
+/// holds the key's theoretical arrival time in microseconds of Redis's own
+/// clock (one clock for every replica) and expires when it is in the past.
+/// ARGV: interval, tolerance (µs). Returns 0 when the event is counted,
+/// otherwise the microseconds to wait.
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local free_at = tonumber(redis.call('GET', KEYS[1]) or now)
+if free_at < now then free_at = now end
+local ahead = free_at - now
+if ahead > tolerance then return ahead - tolerance end
+local next_free = free_at + interval
+local ttl = math.ceil((next_free - now) / 1000)
+redis.call('SET', KEYS[1], string.format('%d', next_free), 'PX', string.format('%d', ttl))
+return 0
+";
+
+/// A rate limit counted in Redis, shared by every replica.
+#[derive(Debug)]
+pub struct RedisLimit {
+    redis: Redis,
+    name: &'static str,
+    interval: u64,
+    tolerance: u64,
+    script: Arc<redis::Script>,
+}
+
+impl RedisLimit {
+    fn new(redis: Redis, name: &'static str, limit: u32, window: Duration) -> Self {
+        let interval = window / limit;
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 4);
+        Self {
+            redis,
+            name,
+            interval: micros(interval).max(1),
+            tolerance: micros(window.saturating_sub(interval)),
+            script: Arc::new(redis::Script::new(GCRA)),
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        self.redis.key(format_args!("limit:{}:{key}", self.name))
+    }
+
+    async fn take(&self, key: &str) -> Result<(), Limited> {
+        let (key, script) = (self.key(key), self.script.clone());
+        let (interval, tolerance) = (self.interval, self.tolerance);
+        let wait = self
+            .redis
+            .run(|mut redis| async move {
+                script.key(key).arg(interval).arg(tolerance).invoke_async::<u64>(&mut redis).await
+            })
+            .await;
+        match wait {
+            Ok(0) => Ok(()),
+            Ok(micros) => Err(Limited { retry_after: Duration::from_micros(micros) }),
+            Err(error) => {
+                shared::failed("limit", &error, "the event passes uncounted");
+                Ok(())
+            }
+        }
+    }
+
+    async fn forget(&self, key: &str) {
+        let key = self.key(key);
+        let deleted = self
+            .redis
+            .run(|mut redis| async move {
+                redis::cmd("DEL").arg(key).query_async::<()>(&mut redis).await
+            })
+            .await;
+        if let Err(error) = deleted {
+            shared::failed("limit", &error, "the key keeps its count");
+        }
+    }
+}
+
+/// A rate limit per key, in this process. `limit == 0` turns it off.
 #[derive(Debug)]
 pub struct RateLimit<K> {
     /// The time one event uses up (`window / limit`).
@@ -110,7 +232,7 @@ impl<K: Hash + Eq + Clone> RateLimit<K> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const MINUTE: Duration = Duration::from_secs(60);
@@ -176,5 +298,55 @@ mod tests {
         assert_eq!(limit.len(), MAX_KEYS);
         limit.take_at(&MAX_KEYS, now + Duration::from_secs(1)).expect("a new key");
         assert_eq!(limit.len(), 1, "every expired key was dropped");
+    }
+
+    /// Two replicas' views of one Redis namespace of their own (each its own
+    /// connection), as two processes of one deployment would have.
+    pub(crate) fn two_replicas() -> (Shared, Shared) {
+        let url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (a Redis to test on)");
+        let namespace = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let replica = || Shared::Redis(Redis::new(crate::config::Secret::new(&url), &namespace));
+        (replica(), replica())
+    }
+
+    #[tokio::test]
+    #[ignore = "needs Redis at TEST_REDIS_URL"]
+    async fn replicas_on_one_redis_share_a_limit() {
+        let (one, two) = two_replicas();
+        let a = Limiter::new(&one, "test", 3, MINUTE);
+        let b = Limiter::new(&two, "test", 3, MINUTE);
+        assert!(matches!(a, Limiter::Redis(_)));
+        a.take(&"mallory").await.expect("first, on one");
+        b.take(&"mallory").await.expect("second, on two");
+        a.take(&"mallory").await.expect("third, on one");
+        let refused = b.take(&"mallory").await.expect_err("the fourth, whichever replica");
+        assert!(refused.retry_after > Duration::from_secs(19), "{refused:?}");
+        assert!(refused.retry_after <= Duration::from_secs(20), "{refused:?}");
+        a.take(&"mallory").await.expect_err("and on the other");
+        b.take(&"alice").await.expect("another key is counted apart");
+        b.forget(&"mallory").await;
+        a.take(&"mallory").await.expect("forgotten on every replica");
+    }
+
+    #[tokio::test]
+    #[ignore = "needs Redis at TEST_REDIS_URL"]
+    async fn a_limit_of_zero_stays_off_with_redis() {
+        let (one, _) = two_replicas();
+        let limit = Limiter::new(&one, "test", 0, MINUTE);
+        assert!(matches!(limit, Limiter::Process(_)), "no round trip for a limit that is off");
+        for _ in 0..100 {
+            limit.take(&"a").await.expect("no limit");
+        }
+    }
+
+    #[tokio::test]
+    async fn when_redis_does_not_answer_the_limit_lets_events_through() {
+        let down =
+            Shared::Redis(Redis::new(crate::config::Secret::new("redis://127.0.0.1:1"), "x"));
+        let limit = Limiter::new(&down, "test", 1, MINUTE);
+        for _ in 0..3 {
+            limit.take(&"a").await.expect("fail-open");
+        }
+        limit.forget(&"a").await;
     }
 }

@@ -2,8 +2,14 @@
 //! `Authorization: Bearer` header, verified by every service itself, and the
 //! extractors for the required ([`CurrentUser`]) and optional ([`MaybeUser`])
 //! signed-in user.
+//!
+//! Each token carries an id (`jti`); signing out records it as revoked until
+//! the token would have expired anyway, where every service looks before it
+//! believes a token ([`crate::shared`]: Redis when `REDIS_URL` is set, else
+//! this process — the all-in-one's services share it).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
@@ -17,6 +23,7 @@ use uuid::Uuid;
 
 use crate::config::Secret;
 use crate::error::ApiError;
+use crate::shared::{self, Redis, Shared, SharedError};
 
 /// How far in the future a session's `iat` may be: the clock skew allowed
 /// between the service that signed it and the one reading it.
@@ -39,6 +46,15 @@ pub struct Claims {
     pub exp: i64,
 }
 
+/// What a token carries: the claims and the token's own id, by which it is
+/// revoked (not part of `currentUser`).
+#[derive(Debug, Serialize, Deserialize)]
+struct Token {
+    #[serde(flatten)]
+    claims: Claims,
+    jti: Uuid,
+}
+
 /// Issues and verifies sessions with the shared secret.
 #[derive(Clone)]
 pub struct Sessions(Arc<Inner>);
@@ -49,6 +65,68 @@ struct Inner {
     validation: Validation,
     lifetime: Duration,
     secure: bool,
+    revoked: Revoked,
+}
+
+/// Where the ids of signed-out tokens are kept until the tokens expire.
+#[derive(Clone)]
+enum Revoked {
+    /// In this process: token id → its `exp`.
+    Process(Arc<Mutex<HashMap<Uuid, i64>>>),
+    /// In Redis, one key per token id that expires with the token.
+    Redis(Redis),
+}
+
+/// Past this many revoked tokens held in a process, the expired ones are dropped.
+const PRUNE_AT: usize = 1024;
+
+impl Revoked {
+    async fn revoke(&self, jti: Uuid, exp: i64) -> Result<(), SharedError> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        match self {
+            Self::Process(revoked) => {
+                let mut revoked = revoked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if revoked.len() >= PRUNE_AT && revoked.len().is_power_of_two() {
+                    revoked.retain(|_, exp| *exp >= now);
+                }
+                revoked.insert(jti, exp);
+                Ok(())
+            }
+            Self::Redis(redis) => {
+                let key = redis.key(format_args!("session:revoked:{jti}"));
+                // Kept a little past `exp`, so that no clock skew revives it.
+                let seconds = exp.saturating_sub(now).max(0) + ISSUED_AT_LEEWAY_SECONDS;
+                redis
+                    .run(|mut redis| async move {
+                        redis::cmd("SET")
+                            .arg(key)
+                            .arg(1)
+                            .arg("EX")
+                            .arg(seconds)
+                            .query_async::<()>(&mut redis)
+                            .await
+                    })
+                    .await
+            }
+        }
+    }
+
+    async fn is_revoked(&self, jti: Uuid) -> Result<bool, SharedError> {
+        match self {
+            Self::Process(revoked) => Ok(revoked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains_key(&jti)),
+            Self::Redis(redis) => {
+                let key = redis.key(format_args!("session:revoked:{jti}"));
+                redis
+                    .run(|mut redis| async move {
+                        redis::cmd("EXISTS").arg(key).query_async::<bool>(&mut redis).await
+                    })
+                    .await
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Sessions {
@@ -73,21 +151,37 @@ impl Sessions {
             validation,
             lifetime,
             secure,
+            revoked: Revoked::Process(Arc::default()),
         }))
+    }
+
+    /// These sessions, their revocations kept in `shared` (every replica
+    /// then refuses a token signed out on any of them).
+    pub fn revoked_in(&self, shared: &Shared) -> Self {
+        let revoked = match shared {
+            Shared::Process => return self.clone(),
+            Shared::Redis(redis) => Revoked::Redis(redis.clone()),
+        };
+        Self(Arc::new(Inner { revoked, ..self.copy() }))
+    }
+
+    fn copy(&self) -> Inner {
+        Inner {
+            encoding: self.0.encoding.clone(),
+            decoding: self.0.decoding.clone(),
+            validation: self.0.validation.clone(),
+            lifetime: self.0.lifetime,
+            secure: self.0.secure,
+            revoked: self.0.revoked.clone(),
+        }
     }
 
     /// Sessions with the same secret that last `lifetime`, their cookie
     /// `Secure` or not: what the service that signs users in issues (its
     /// settings say how long a session lasts); every service verifies with
-    /// either.
+    /// either, and a sign-out through either is seen by both.
     pub fn lasting(&self, lifetime: Duration, secure: bool) -> Self {
-        Self(Arc::new(Inner {
-            encoding: self.0.encoding.clone(),
-            decoding: self.0.decoding.clone(),
-            validation: self.0.validation.clone(),
-            lifetime,
-            secure,
-        }))
+        Self(Arc::new(Inner { lifetime, secure, ..self.copy() }))
     }
 
     /// A signed token for the user, valid from now for the session lifetime.
@@ -98,20 +192,48 @@ impl Sessions {
         Ok((self.sign(&claims)?, claims))
     }
 
-    /// Signs the given claims as they are (tests use it for expired sessions).
+    /// Signs the given claims as they are, with a new token id (tests use
+    /// it for expired sessions).
     pub fn sign(&self, claims: &Claims) -> Result<String, ApiError> {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.0.encoding)
+        let token = Token { claims: claims.clone(), jti: Uuid::new_v4() };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &token, &self.0.encoding)
             .map_err(|e| ApiError::Internal(e.into()))
     }
 
-    /// The claims of a token signed with our key and not expired.
-    pub fn verify(&self, token: &str) -> Option<Claims> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
-            .ok()?
-            .claims;
+    /// The claims of a token signed with our key, not expired and not
+    /// signed out. 503 when where sign-outs are kept does not answer: a
+    /// token that may have been signed out is not believed.
+    pub async fn verify(&self, token: &str) -> Result<Option<Claims>, ApiError> {
+        let Some(token) = self.decode(token) else { return Ok(None) };
+        match self.0.revoked.is_revoked(token.jti).await {
+            Ok(false) => Ok(Some(token.claims)),
+            Ok(true) => Ok(None),
+            Err(error) => {
+                shared::failed("session", &error, "sessions refused (503)");
+                Err(ApiError::Unavailable(error.into()))
+            }
+        }
+    }
+
+    /// A token signed with our key and not expired, signed out or not.
+    fn decode(&self, token: &str) -> Option<Token> {
+        let token =
+            jsonwebtoken::decode::<Token>(token, &self.0.decoding, &self.0.validation).ok()?.claims;
         // Issued in the future: forged, or signed with a clock that is off.
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        (claims.iat <= now.saturating_add(ISSUED_AT_LEEWAY_SECONDS)).then_some(claims)
+        (token.claims.iat <= now.saturating_add(ISSUED_AT_LEEWAY_SECONDS)).then_some(token)
+    }
+
+    /// Ends the request's session, if it has a valid one, for every service:
+    /// its token is refused from now until it expires.
+    pub async fn revoke(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(token) = token_from_headers(headers).and_then(|t| self.decode(&t)) else {
+            return Ok(());
+        };
+        self.0.revoked.revoke(token.jti, token.claims.exp).await.map_err(|error| {
+            shared::failed("session", &error, "sign-out refused (503)");
+            ApiError::Unavailable(error.into())
+        })
     }
 
     /// `Set-Cookie` value that starts a session.
@@ -134,8 +256,11 @@ impl Sessions {
 
     /// The claims of the request's session, if it has a valid one. A bearer
     /// token takes precedence over the cookie.
-    pub fn from_headers(&self, headers: &HeaderMap) -> Option<Claims> {
-        token_from_headers(headers).and_then(|token| self.verify(&token))
+    pub async fn from_headers(&self, headers: &HeaderMap) -> Result<Option<Claims>, ApiError> {
+        match token_from_headers(headers) {
+            Some(token) => self.verify(&token).await,
+            None => Ok(None),
+        }
     }
 }
 
@@ -192,6 +317,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         Sessions::from_ref(state)
             .from_headers(&parts.headers)
+            .await?
             .map(Self)
             .ok_or(ApiError::Unauthorized)
     }
@@ -208,7 +334,8 @@ where
         parts: &mut Parts,
         state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(Sessions::from_ref(state).from_headers(&parts.headers).map(Self))
+        let claims = Sessions::from_ref(state).from_headers(&parts.headers).await;
+        Ok(claims.ok().flatten().map(Self))
     }
 }
 
@@ -219,8 +346,9 @@ where
 {
     type Rejection = std::convert::Infallible;
 
+    /// When sign-outs cannot be checked, the visitor is taken as signed out.
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(Sessions::from_ref(state).from_headers(&parts.headers)))
+        Ok(Self(Sessions::from_ref(state).from_headers(&parts.headers).await.ok().flatten()))
     }
 }
 
@@ -238,54 +366,55 @@ mod tests {
         headers
     }
 
-    #[test]
-    fn an_issued_token_verifies_to_its_claims() {
+    #[tokio::test]
+    async fn an_issued_token_verifies_to_its_claims() {
         let s = sessions(60);
         let id = Uuid::now_v7();
         let (token, claims) = s.issue(id, "a@b.co").expect("issue");
         assert_eq!(claims.exp - claims.iat, 60);
-        assert_eq!(s.verify(&token), Some(claims));
+        assert_eq!(s.verify(&token).await.expect("checked"), Some(claims));
     }
 
-    #[test]
-    fn a_token_signed_with_another_key_is_refused() {
+    #[tokio::test]
+    async fn a_token_signed_with_another_key_is_refused() {
         let other = Sessions::new(&Secret::new("another-secret"), Duration::from_secs(60), false);
         let (token, _) = other.issue(Uuid::now_v7(), "a@b.co").expect("issue");
-        assert_eq!(sessions(60).verify(&token), None);
-        assert_eq!(sessions(60).verify("not.a.jwt"), None);
+        assert_eq!(sessions(60).verify(&token).await.expect("checked"), None);
+        assert_eq!(sessions(60).verify("not.a.jwt").await.expect("checked"), None);
     }
 
-    #[test]
-    fn a_token_issued_in_the_future_is_refused() {
+    #[tokio::test]
+    async fn a_token_issued_in_the_future_is_refused() {
         let s = sessions(60);
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let id = Uuid::now_v7();
         let future = Claims { id, email: "a@b.co".into(), iat: now + 3600, exp: now + 7200 };
-        assert_eq!(s.verify(&s.sign(&future).expect("sign")), None);
+        assert_eq!(s.verify(&s.sign(&future).expect("sign")).await.expect("checked"), None);
         let skewed = Claims { id, email: "a@b.co".into(), iat: now + 10, exp: now + 60 };
-        assert!(s.verify(&s.sign(&skewed).expect("sign")).is_some(), "small clock skew is fine");
+        let skewed = s.verify(&s.sign(&skewed).expect("sign")).await.expect("checked");
+        assert!(skewed.is_some(), "small clock skew is fine");
     }
 
-    #[test]
-    fn an_expired_token_is_refused() {
+    #[tokio::test]
+    async fn an_expired_token_is_refused() {
         let s = sessions(60);
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let claims =
             Claims { id: Uuid::now_v7(), email: "a@b.co".into(), iat: now - 20, exp: now - 1 };
         let token = s.sign(&claims).expect("sign");
-        assert_eq!(s.verify(&token), None);
+        assert_eq!(s.verify(&token).await.expect("checked"), None);
     }
 
-    #[test]
-    fn cookie_and_bearer_are_both_read() {
+    #[tokio::test]
+    async fn cookie_and_bearer_are_both_read() {
         let s = sessions(60);
         let (token, claims) = s.issue(Uuid::now_v7(), "a@b.co").expect("issue");
         let cookie = with_header(COOKIE, &format!("other=1; session={token}; x=y"));
-        assert_eq!(s.from_headers(&cookie), Some(claims.clone()));
+        assert_eq!(s.from_headers(&cookie).await.expect("checked"), Some(claims.clone()));
         let bearer = with_header(AUTHORIZATION, &format!("Bearer {token}"));
-        assert_eq!(s.from_headers(&bearer), Some(claims));
+        assert_eq!(s.from_headers(&bearer).await.expect("checked"), Some(claims));
         let basic = with_header(AUTHORIZATION, "Basic dXNlcjpwdw==");
-        assert_eq!(s.from_headers(&basic), None);
+        assert_eq!(s.from_headers(&basic).await.expect("checked"), None);
     }
 
     #[test]
@@ -301,5 +430,64 @@ mod tests {
         );
         let secure = Sessions::new(&Secret::new("k"), Duration::from_secs(5), true);
         assert!(secure.cookie("abc").to_str().expect("ascii").ends_with("; Secure"));
+    }
+
+    #[tokio::test]
+    async fn a_signed_out_token_is_refused_by_every_service_of_the_process() {
+        let verifier = sessions(60);
+        let issuer = verifier.lasting(Duration::from_secs(600), true);
+        let (token, claims) = issuer.issue(Uuid::now_v7(), "a@b.co").expect("issue");
+        let (other, _) = issuer.issue(claims.id, "a@b.co").expect("issue");
+        issuer
+            .revoke(&with_header(AUTHORIZATION, &format!("Bearer {token}")))
+            .await
+            .expect("revoked");
+        assert_eq!(verifier.verify(&token).await.expect("checked"), None);
+        assert_eq!(issuer.verify(&token).await.expect("checked"), None);
+        assert!(verifier.verify(&other).await.expect("checked").is_some(), "other sessions go on");
+        issuer.revoke(&HeaderMap::new()).await.expect("no session, nothing to revoke");
+    }
+
+    #[tokio::test]
+    async fn revocations_keep_only_live_tokens() {
+        let s = sessions(60);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let Revoked::Process(revoked) = &s.0.revoked else { unreachable!() };
+        for _ in 0..PRUNE_AT {
+            revoked.lock().expect("lock").insert(Uuid::new_v4(), now - 1);
+        }
+        s.0.revoked.revoke(Uuid::new_v4(), now + 60).await.expect("revoked");
+        assert_eq!(revoked.lock().expect("lock").len(), 1, "the expired ones were dropped");
+    }
+
+    #[tokio::test]
+    #[ignore = "needs Redis at TEST_REDIS_URL"]
+    async fn a_token_signed_out_on_one_replica_is_refused_by_the_others() {
+        let (one, two) = crate::limit::tests::two_replicas();
+        let auth = sessions(60).revoked_in(&one);
+        let orders = sessions(60).revoked_in(&two);
+        let (token, claims) = auth.issue(Uuid::now_v7(), "a@b.co").expect("issue");
+        assert_eq!(orders.verify(&token).await.expect("checked"), Some(claims.clone()));
+        let cookie = with_header(COOKIE, &format!("session={token}"));
+        auth.revoke(&cookie).await.expect("revoked");
+        assert_eq!(orders.verify(&token).await.expect("checked"), None);
+        assert_eq!(auth.verify(&token).await.expect("checked"), None);
+        assert_eq!(
+            sessions(60).verify(&token).await.expect("checked").map(|c| c.id),
+            Some(claims.id),
+            "a process that does not share sign-outs does not see it"
+        );
+    }
+
+    #[tokio::test]
+    async fn when_sign_outs_cannot_be_checked_no_token_is_believed() {
+        let down = Shared::Redis(Redis::new(Secret::new("redis://127.0.0.1:1"), "x"));
+        let s = sessions(60).revoked_in(&down);
+        let (token, _) = s.issue(Uuid::now_v7(), "a@b.co").expect("issue");
+        let refused = s.verify(&token).await.expect_err("refused");
+        assert!(matches!(refused, ApiError::Unavailable(_)), "{refused:?}");
+        let bearer = with_header(AUTHORIZATION, &format!("Bearer {token}"));
+        assert!(matches!(s.revoke(&bearer).await, Err(ApiError::Unavailable(_))));
+        assert_eq!(s.verify("not.a.jwt").await.expect("no token, nothing to check"), None);
     }
 }

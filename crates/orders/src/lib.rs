@@ -67,7 +67,9 @@ pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Ser
     let state = routes::OrdersState {
         store,
         sessions: context.sessions.clone(),
-        orders_per_user: std::sync::Arc::new(common::limit::RateLimit::new(
+        orders_per_user: std::sync::Arc::new(common::limit::Limiter::new(
+            &context.shared,
+            "orders_per_user",
             settings.orders_per_user_per_minute,
             Duration::from_secs(60),
         )),

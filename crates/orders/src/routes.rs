@@ -8,7 +8,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use common::error::ErrorBody;
 use common::extract::{self, Id, parse_id};
-use common::limit::RateLimit;
+use common::limit::Limiter;
 use common::session::{CurrentUser, Sessions};
 use common::time::Clock;
 use common::validate::Validator;
@@ -40,7 +40,7 @@ pub struct OrdersState {
     /// The context's clock: an order expires `order_expiration` after it.
     pub clock: Arc<dyn Clock>,
     /// Orders per user per minute (`ORDERS_PER_USER_PER_MINUTE`).
-    pub orders_per_user: Arc<RateLimit<Uuid>>,
+    pub orders_per_user: Arc<Limiter<Uuid>>,
 }
 
 common::sessions_in_state!(OrdersState);
@@ -100,7 +100,7 @@ async fn create(
     extract::Json(body): extract::Json<NewOrder>,
 ) -> ApiResult<(StatusCode, Json<Order>)> {
     let ticket_id = body.parse()?;
-    state.orders_per_user.take(&user.id)?;
+    state.orders_per_user.take(&user.id).await?;
     let expires_at = state.clock.now().plus(state.settings.order_expiration);
     let max_unpaid = state.settings.max_live_orders_per_user;
     let order = state

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use common::config::Config;
 use common::db::{Db, DbTarget};
 use common::session::Sessions;
+use common::shared::Shared;
 use common::time::{Clock, SystemClock};
 use messaging::bus::Bus;
 use messaging::bus::memory::InProcessBus;
@@ -31,8 +32,12 @@ pub struct Context {
     /// require more (no fake processor by accident).
     pub alone: bool,
     /// Verifies sessions (and issues them with the default lifetime; auth
-    /// issues them with its own settings).
+    /// issues them with its own settings); sign-outs are kept in `shared`.
     pub sessions: Sessions,
+    /// Where what every replica must agree on lives (sign-outs, rate
+    /// limits): Redis when `REDIS_URL` is set, else this process, which all
+    /// the services of the all-in-one share.
+    pub shared: Shared,
     /// Where each service's database lives.
     pub databases: DbTarget,
     /// Cancelled when the process shuts down; background work watches it.
@@ -52,7 +57,8 @@ impl Context {
     /// The context of the all-in-one process for `config`, with the session
     /// secret already resolved ([`Self::alone`] for `ticketing serve`).
     pub fn new(config: Config, jwt_key: &common::config::Secret) -> Self {
-        let sessions = Sessions::new(jwt_key, DEFAULT_SESSION, false);
+        let shared = Shared::from_config(&config);
+        let sessions = Sessions::new(jwt_key, DEFAULT_SESSION, false).revoked_in(&shared);
         let databases = match &config.database_url {
             Some(url) => {
                 DbTarget::Postgres { url: url.clone(), prefix: config.database_prefix.clone() }
@@ -63,6 +69,7 @@ impl Context {
             config,
             alone: false,
             sessions,
+            shared,
             databases,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),

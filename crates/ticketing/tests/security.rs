@@ -1249,3 +1249,179 @@ async fn paying_an_expired_order_says_it_expired() {
         (400, json!({"errors": [{"message": "Cannot pay for an expired order"}]}))
     );
 }
+
+// Sessions and shared limits (issue 22): signing out ended nothing (the
+// token worked until it expired), and every limit counted per process, so
+// N replicas allowed N times a limit.
+
+/// Signs out with `token` through `signout_at`, then checks that the token
+/// is no session at `currentuser_at` nor at `tickets_at` (another service).
+async fn signing_out_ends_the_session(
+    token: &str,
+    signout_at: &str,
+    currentuser_at: &str,
+    tickets_at: &str,
+) {
+    let current_user = || http().get(currentuser_at).bearer_auth(token).send();
+    let (status, before) = answer(current_user().await.expect("sent")).await;
+    assert_eq!(status, 200);
+    assert!(before["currentUser"]["id"].is_string(), "{before}");
+    let signed_out = http().post(signout_at).bearer_auth(token).send().await.expect("sent");
+    let cookie = signed_out.headers()["set-cookie"].to_str().expect("ascii").to_owned();
+    assert!(cookie.starts_with("session=;"), "{cookie}");
+    assert_eq!(answer(signed_out).await, (200, json!({})));
+    let after = answer(current_user().await.expect("sent")).await;
+    assert_eq!(after, (200, json!({"currentUser": null})), "the token is no session any more");
+    let sell = http()
+        .post(tickets_at)
+        .header("cookie", format!("session={token}"))
+        .json(&json!({"title": "After sign-out", "price": 10}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(answer(sell).await, (401, json!({"errors": [{"message": "Not authorized"}]})));
+}
+
+/// The all-in-one without Redis: its services share the sign-outs in the
+/// process.
+#[tokio::test]
+async fn a_signed_out_token_is_refused_by_every_service_of_the_all_in_one() {
+    let site = Site::start(|_| {}).await;
+    let (_, token) = site.user("leaving").await;
+    let (_, other) = site.user("staying").await;
+    signing_out_ends_the_session(
+        &token,
+        &site.url("/api/users/signout"),
+        &site.url("/api/users/currentuser"),
+        &site.url("/api/tickets"),
+    )
+    .await;
+    let response = http().get(site.url("/api/orders")).bearer_auth(&other).send().await;
+    assert_eq!(response.expect("sent").status(), 200, "other sessions go on");
+    let ticket = sell(site.running(), &other, "Still signed in").await;
+    assert!(ticket["id"].is_string(), "{ticket}");
+}
+
+/// Signing out with the web client's form ends the session at the API
+/// too: the token the browser held is refused afterwards, not only its
+/// cookie cleared.
+#[tokio::test]
+async fn signing_out_with_the_web_form_revokes_the_token() {
+    let site = Site::start(|_| {}).await;
+    let (_, token) = site.user("web-leaver").await;
+    let form = http()
+        .post(site.url("/auth/signout"))
+        .header("cookie", format!("session={token}"))
+        .header("origin", site.url(""))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(form.status(), 303, "back to the home page");
+    let current = http().get(site.url("/api/users/currentuser")).bearer_auth(&token).send();
+    let after = answer(current.await.expect("sent")).await;
+    assert_eq!(after, (200, json!({"currentUser": null})), "the token is no session any more");
+}
+
+/// Replicas of auth and tickets on one Redis (`TEST_REDIS_URL`), in this
+/// process: each its own databases and bus, one `DATABASE_PREFIX` (the
+/// namespace of their Redis keys), as the replicas of one deployment behind
+/// a load balancer.
+mod replicas {
+    use common::config::Secret;
+    use testkit::{Stack, TestSystem};
+
+    pub struct Replica(pub TestSystem);
+
+    impl Replica {
+        pub fn url(&self, path: &str) -> String {
+            self.0.url(path)
+        }
+    }
+
+    /// `count` replicas sharing a Redis namespace of their own, with the
+    /// default limits.
+    pub async fn start(count: usize) -> Vec<Replica> {
+        let redis = testkit::server_url("TEST_REDIS_URL");
+        let namespace = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let mut replicas = Vec::new();
+        for _ in 0..count {
+            let (context, bus) = TestSystem::prepare(Stack::Embedded, |config| {
+                config.redis_url = Some(Secret::new(&redis));
+                config.database_prefix = namespace.clone();
+            })
+            .await;
+            let services = vec![
+                auth::build(&context.context, &auth::Settings::default()).await.expect("auth"),
+                tickets::build(&context.context, &tickets::Settings::default())
+                    .await
+                    .expect("tickets"),
+            ];
+            replicas.push(Replica(TestSystem::start(context, bus, services).await));
+        }
+        replicas
+    }
+}
+
+/// Signed out on one replica, the token is refused by the others (by auth
+/// and by tickets).
+#[tokio::test]
+#[ignore = "needs Redis at TEST_REDIS_URL"]
+async fn a_token_signed_out_on_one_replica_is_refused_by_every_other() {
+    let replicas = replicas::start(2).await;
+    let [one, two] = [&replicas[0], &replicas[1]];
+    let email = format!("leaving-{}@example.com", uuid::Uuid::new_v4().simple());
+    let signed_up = http()
+        .post(one.url("/api/users/signup"))
+        .json(&json!({"email": email, "password": "password123"}))
+        .send()
+        .await
+        .expect("sent");
+    let token = token_of(signed_up).await;
+    let seen = http().get(two.url("/api/users/currentuser")).bearer_auth(&token).send().await;
+    let (_, seen) = answer(seen.expect("sent")).await;
+    assert_eq!(seen["currentUser"]["email"], json!(email), "the other replica believes it");
+    signing_out_ends_the_session(
+        &token,
+        &one.url("/api/users/signout"),
+        &two.url("/api/users/currentuser"),
+        &two.url("/api/tickets"),
+    )
+    .await;
+    let on_one = http().post(one.url("/api/tickets")).bearer_auth(&token).json(&json!({}));
+    assert_eq!(on_one.send().await.expect("sent").status(), 401);
+}
+
+/// SIGNIN_FAILURES_PER_EMAIL across replicas: the eleventh failure for one
+/// email is 429 whichever replica answers, however the failures were spread.
+#[tokio::test]
+#[ignore = "needs Redis at TEST_REDIS_URL"]
+async fn the_eleventh_failed_sign_in_is_refused_whichever_replica_answers() {
+    let replicas = replicas::start(2).await;
+    let email = format!("guessed-{}@example.com", uuid::Uuid::new_v4().simple());
+    let sign_in = |replica: &replicas::Replica, password: &str| {
+        http()
+            .post(replica.url("/api/users/signin"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+    };
+    for guess in 0..10 {
+        let response = sign_in(&replicas[guess % 2], "wrong-password").await.expect("sent");
+        assert_eq!(response.status(), 400, "guess {guess}");
+    }
+    for replica in &replicas {
+        let response = sign_in(replica, "wrong-password").await.expect("sent");
+        assert!(response.headers().contains_key("retry-after"));
+        let (status, body) = answer(response).await;
+        assert_eq!(status, 429, "{body}");
+    }
+    let other = format!("someone-else-{}@example.com", uuid::Uuid::new_v4().simple());
+    let response = http()
+        .post(replicas[1].url("/api/users/signin"))
+        .json(&json!({"email": other, "password": "wrong-password"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 400, "another email is counted apart");
+}

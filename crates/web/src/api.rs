@@ -229,7 +229,9 @@ pub trait Api: Send + Sync + Debug + 'static {
         email: &'a str,
         password: &'a str,
     ) -> BoxFuture<'a, ApiResult<(User, HeaderValue)>>;
-    fn sign_out(&self) -> BoxFuture<'_, ApiResult<HeaderValue>>;
+    /// Signs `session` out (the API revokes it for every service); the
+    /// cookie that clears it in the browser.
+    fn sign_out<'a>(&'a self, session: Option<&'a str>) -> BoxFuture<'a, ApiResult<HeaderValue>>;
     /// A page of the tickets on sale, searched and sorted as `listing` asks.
     fn tickets<'a>(&'a self, listing: &'a Listing) -> BoxFuture<'a, ApiResult<TicketPage>>;
     /// A page of the signed-in seller's tickets, newest first.
@@ -437,8 +439,8 @@ impl Api for HttpApi {
         })
     }
 
-    fn sign_out(&self) -> BoxFuture<'_, ApiResult<HeaderValue>> {
-        let request = self.request(reqwest::Method::POST, "/api/users/signout", None);
+    fn sign_out<'a>(&'a self, session: Option<&'a str>) -> BoxFuture<'a, ApiResult<HeaderValue>> {
+        let request = self.request(reqwest::Method::POST, "/api/users/signout", session);
         call(Ok(request), |response| async move { set_cookie(&response) })
     }
 

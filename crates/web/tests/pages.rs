@@ -37,6 +37,8 @@ struct Fake {
     return_urls: Vec<Option<String>>,
     /// What settling a payment answers.
     settled: Option<ApiResult<Payment>>,
+    /// The sessions sign-outs were asked for.
+    signed_out: Vec<Option<String>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -106,8 +108,9 @@ impl Api for FakeApi {
         })
     }
 
-    fn sign_out(&self) -> BoxFuture<'_, ApiResult<HeaderValue>> {
-        Box::pin(async {
+    fn sign_out<'a>(&'a self, session: Option<&'a str>) -> BoxFuture<'a, ApiResult<HeaderValue>> {
+        Box::pin(async move {
+            self.fake().signed_out.push(session.map(str::to_owned));
             let cookie = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0");
             Ok(HeaderValue::from_str(&cookie).expect("cookie"))
         })
@@ -956,6 +959,17 @@ async fn a_form_sent_with_a_session_the_api_refuses_asks_to_sign_in() {
         assert_eq!(status, StatusCode::SEE_OTHER, "{path}");
         assert!(location(&headers).starts_with("/auth/signin?next="), "{path}");
     }
+}
+
+/// Signing out through the web client signs the session out at the API
+/// (which revokes it for every service), not only the browser's cookie.
+#[tokio::test]
+async fn signing_out_ends_the_session_at_the_api_too() {
+    let site = Site::start(FakeApi::default(), None).await;
+    let (status, _, headers) = site.post("/auth/signout", Some(SESSION), &[]).await;
+    assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/"));
+    assert!(headers["set-cookie"].to_str().expect("ascii").contains("Max-Age=0"));
+    assert_eq!(site.api.fake().signed_out, [Some(SESSION.to_owned())]);
 }
 
 #[tokio::test]

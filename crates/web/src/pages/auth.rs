@@ -120,8 +120,10 @@ async fn signout_page(State(state): State<WebState>, session: Option<Session>) -
     render(StatusCode::OK, &SignOutPage { user })
 }
 
-async fn signout(State(state): State<WebState>) -> Response {
-    match state.api.sign_out().await {
+/// Signs the visitor's session out at the API (which revokes it for every
+/// service), then clears the cookie.
+async fn signout(State(state): State<WebState>, session: Option<Session>) -> Response {
+    match state.api.sign_out(session.as_ref().map(Session::token)).await {
         Ok(cookie) => with_cookie(cookie, HeaderValue::from_static("/")),
         Err(failure) => failure_page(&state, None, &failure).await,
     }
