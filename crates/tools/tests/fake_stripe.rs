@@ -32,6 +32,7 @@ impl Drop for Fake {
 /// Starts the command on a free port with `state` and `extra` flags; its
 /// first line names its address.
 fn start(state: &Path, extra: &[&str]) -> Fake {
+    common::install_crypto();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ticketing-tools"))
         .args(["fake-stripe", "--port", "0", "--state"])
         .arg(state)
