@@ -15,7 +15,8 @@
 #   pid    print its pid (fails when it does not run)
 #
 # PROCESS: a service instance as in the logs (auth-1, tickets-2, orders-1,
-# payments-1, expiration-1, web-1, ...), nats-1 to nats-3, redis, nginx, or
+# payments-1, expiration-1, web-1, ...), nats-1 to nats-3, redis, nginx,
+# fake-stripe (`ticketing-tools fake-stripe`, when up.sh started it), or
 # postgres: the PostgreSQL server the cluster uses (only stop and start;
 # with LOCAL_CLUSTER_PG_DATA set, the private server of that data directory
 # through pg_ctl, otherwise the machine's server through pg_ctlcluster).
@@ -79,6 +80,7 @@ program=$(program_of "$name")
 ready_url() {
   case $name in
     nats-*) echo "http://127.0.0.1:$(port_of "nats-monitor:${name#nats-}")/healthz" ;;
+    fake-stripe) echo "http://127.0.0.1:$(port_of fake-stripe:0)/healthz" ;;
     redis | nginx) ;;
     *) echo "http://127.0.0.1:$(admin_port_of "${name%-*}:${name##*-}")/readyz" ;;
   esac

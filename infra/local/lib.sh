@@ -45,6 +45,7 @@ port_of() {
     nats) offset=70 ;;
     nats-route) offset=80 ;;
     nats-monitor) offset=90 ;;
+    fake-stripe) offset=95 ;;
     *) echo "no port for $service" >&2; return 1 ;;
   esac
   echo $((BASE_PORT + offset + replica))
@@ -100,6 +101,7 @@ program_of() {
     nginx) echo nginx ;;
     redis) echo redis-server ;;
     nats-*) echo nats-server ;;
+    fake-stripe) echo "ticketing-tools fake-stripe" ;;
     *) echo "serve ${1%-*}" ;;
   esac
 }
@@ -120,10 +122,14 @@ help_or_refuse() {
   esac
 }
 
-# The configuration variables of the binary (common::config::VARIABLES).
+# The configuration variables of the binary: every `env = "NAME"` of the
+# product crates' clap arguments (common::config's shared ones and each
+# service's Settings).
 configuration_variables() {
-  sed -n '/^pub const VARIABLES/,/^];/s/^ *"\([A-Z_]*\)",$/\1/p' \
-    "$LOCAL_ROOT/crates/common/src/config.rs"
+  local crate
+  for crate in common messaging platform auth tickets orders payments expiration web ticketing; do
+    grep -rhoE 'env = "[A-Z][A-Z0-9_]*"' "$LOCAL_ROOT/crates/$crate/src"
+  done | sed 's/env = "\(.*\)"/\1/' | sort -u
 }
 
 # Drops this cluster's databases (<DATABASE_PREFIX>_<service>) on the

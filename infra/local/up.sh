@@ -2,7 +2,9 @@
 # The scaled-out system on one machine, without containers: every service
 # as its own `ticketing serve <service>` process (two replicas each of
 # tickets and orders), a three-node NATS JetStream cluster holding the
-# stream with three replicas, a Redis, the machine's PostgreSQL, and nginx
+# stream with three replicas, a Redis, the machine's PostgreSQL, a fake
+# Stripe (`ticketing-tools fake-stripe`, its state in the cluster's
+# directory) that the payments services charge through, and nginx
 # routing like infra/nginx.conf on http://localhost:8080. Waits until every
 # process answers /readyz, then prints the URL. infra/local/down.sh stops it.
 #
@@ -10,7 +12,8 @@
 #
 #   --clean         start from empty data: drop this cluster's databases
 #                   (<DATABASE_PREFIX>_*, localcluster_* by default) and
-#                   delete its NATS and Redis data. Nothing else is touched.
+#                   delete its NATS and Redis data and the fake Stripe's
+#                   state. Nothing else is touched.
 #   --nats-nodes N  1: a single NATS server, stream with one replica;
 #                   3 (default): a NATS cluster, stream with three replicas.
 #
@@ -19,7 +22,11 @@
 # README's configuration table). PORT is the script's. DATABASE_URL, NATS_URL
 # and REDIS_URL, when set, replace the servers the script would use or start.
 # Script settings: TICKETING_BIN (default: the release build, built when
-# missing), LOCAL_CLUSTER_PORT (8080), LOCAL_CLUSTER_BASE_PORT (7100),
+# missing), TOOLS_BIN (default: ticketing-tools beside TICKETING_BIN),
+# LOCAL_CLUSTER_STRIPE (fake-stripe, the default, unless STRIPE_SECRET_KEY
+# or PAYMENT_PROCESSOR is set; `processor`: PAYMENT_PROCESSOR=fake, the
+# in-process fake that keeps nothing), LOCAL_CLUSTER_PORT (8080),
+# LOCAL_CLUSTER_BASE_PORT (7100),
 # LOCAL_CLUSTER_DIR (./.local-cluster), LOCAL_CLUSTER_TIMEOUT (120 s),
 # LOCAL_CLUSTER_REPLICAS (2: two replicas of every backend service, not
 # only of tickets and orders). infra/local/ctl.sh kills and starts single
@@ -49,7 +56,7 @@ case $nats_nodes in
   *) echo "--nats-nodes takes 1 or 3" >&2; exit 2 ;;
 esac
 
-for name in "${INSTANCES[@]/:/-}" nginx redis nats-1 nats-2 nats-3; do
+for name in "${INSTANCES[@]/:/-}" nginx redis nats-1 nats-2 nats-3 fake-stripe; do
   if running_pid "$name" "$(program_of "$name")" >/dev/null; then
     echo "the local cluster is already running ($name): infra/local/down.sh first" >&2
     exit 1
@@ -128,7 +135,7 @@ export DATABASE_PREFIX="${DATABASE_PREFIX:-localcluster}"
   echo "$DATABASE_PREFIX" >"$STATE_DIR/database_prefix")
 if $clean; then
   drop_databases
-  rm -rf "$STATE_DIR/nats" "$STATE_DIR/redis"
+  rm -rf "$STATE_DIR/nats" "$STATE_DIR/redis" "$STATE_DIR/stripe"
 fi
 
 # Redis: a server of this cluster's own (its keys are fixed names).
@@ -197,10 +204,43 @@ export COOKIE_SECURE="${COOKIE_SECURE:-false}"
 export TRUSTED_PROXIES="${TRUSTED_PROXIES:-127.0.0.0/8}"
 export API_URL="${API_URL:-http://127.0.0.1:$INGRESS_PORT}"
 export DATA_DIR="${DATA_DIR:-$STATE_DIR/data}"
+
+# Payments: through the deployment's fake Stripe, a process of its own
+# whose state outlives the payments processes (a charge made by one killed
+# before it recorded it is there for reconciliation), unless the caller
+# chose a processor.
 payments_env=()
-if [ -z "${STRIPE_SECRET_KEY:-}" ] && [ -z "${PAYMENT_PROCESSOR:-}" ]; then
-  payments_env=(PAYMENT_PROCESSOR=fake)
+stripe_mode=${LOCAL_CLUSTER_STRIPE:-fake-stripe}
+if [ -n "${STRIPE_SECRET_KEY:-}" ] || [ -n "${PAYMENT_PROCESSOR:-}" ]; then
+  stripe_mode=caller
 fi
+case $stripe_mode in
+  caller) ;;
+  processor) payments_env=(PAYMENT_PROCESSOR=fake) ;;
+  fake-stripe)
+    tools="${TOOLS_BIN:-$(dirname "$bin")/ticketing-tools}"
+    if [ ! -x "$tools" ]; then
+      if [ -n "${TICKETING_BIN:-}${TOOLS_BIN:-}" ]; then
+        echo "no binary $tools (cargo build -p tools, or set TOOLS_BIN)" >&2
+        exit 1
+      fi
+      log "building the release tools binary"
+      (cd "$LOCAL_ROOT" && cargo build --release -p tools)
+    fi
+    mkdir -p "$STATE_DIR/stripe"
+    stripe_port=$(port_of fake-stripe:0)
+    launch fake-stripe "$tools" fake-stripe --port "$stripe_port" \
+      --state "$STATE_DIR/stripe/state.json"
+    for _ in $(seq 1 100); do
+      curl -fs "http://127.0.0.1:$stripe_port/healthz" >/dev/null && break
+      sleep 0.1
+    done
+    curl -fs "http://127.0.0.1:$stripe_port/healthz" >/dev/null ||
+      { echo "the fake Stripe does not answer (logs/fake-stripe.log)" >&2; exit 1; }
+    payments_env=(STRIPE_SECRET_KEY=sk_test_local "STRIPE_API_BASE=http://127.0.0.1:$stripe_port")
+    ;;
+  *) echo "LOCAL_CLUSTER_STRIPE takes fake-stripe or processor" >&2; exit 2 ;;
+esac
 
 # The services' environment, for ctl.sh to start one again as up.sh did.
 (
@@ -301,8 +341,9 @@ done
 echo "  NATS          $(redacted "$NATS_URL") (stream replicas: ${NATS_STREAM_REPLICAS:-1})"
 echo "  Redis         $(redacted "$REDIS_URL")"
 echo "  PostgreSQL    $(redacted "$DATABASE_URL"), databases ${DATABASE_PREFIX}_*"
-if [ ${#payments_env[@]} -gt 0 ]; then
-  echo "  payments      PAYMENT_PROCESSOR=fake: no STRIPE_SECRET_KEY set, test cards only (tok_visa), nothing charged"
-fi
+case $stripe_mode in
+  processor) echo "  payments      PAYMENT_PROCESSOR=fake: test cards only (tok_visa), nothing kept" ;;
+  fake-stripe) echo "  fake Stripe   http://127.0.0.1:$stripe_port (state in $STATE_DIR/stripe/state.json; test cards: tok_visa, tok_chargeDeclined)" ;;
+esac
 echo "  from your environment: ${from_caller[*]:-nothing}"
 echo "Logs and pids in $STATE_DIR; stop with infra/local/down.sh"

@@ -436,32 +436,8 @@ impl Runtime {
         delivery: &Delivery,
         event_id: Option<Uuid>,
     ) -> Disposition {
-        let stored = crate::dead_letters::park(
-            &self.db,
-            consumer,
-            &delivery.subject,
-            event_id,
-            &delivery.payload,
-            crate::dead_letters::WAITING,
-            delivery.attempt,
-        )
-        .await;
-        match stored {
-            Ok(()) => {
-                tracing::warn!("event moved to the waiting room: an earlier event is missing");
-                metrics::counter!(
-                    "events_waiting_total",
-                    "consumer" => consumer.to_owned(),
-                    "subject" => delivery.subject.clone(),
-                )
-                .increment(1);
-                Disposition::Term
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot move the event to the waiting room; it will be retried");
-                Disposition::Retry(self.policy.max_delay)
-            }
-        }
+        let reason = crate::dead_letters::WAITING;
+        self.set_aside(consumer, delivery, event_id, reason, "events_waiting_total").await
     }
 
     /// Keeps the message in `dead_letters`; if even that fails, retries it
@@ -472,6 +448,20 @@ impl Runtime {
         delivery: &Delivery,
         event_id: Option<Uuid>,
         reason: &str,
+    ) -> Disposition {
+        self.set_aside(consumer, delivery, event_id, reason, "events_dead_lettered_total").await
+    }
+
+    /// Stores the message in `dead_letters` with `reason` and counts it in
+    /// `counter`: the bus is done with it (`Term`), or, when it cannot be
+    /// stored, delivers it again later.
+    async fn set_aside(
+        &self,
+        consumer: &str,
+        delivery: &Delivery,
+        event_id: Option<Uuid>,
+        reason: &str,
+        counter: &'static str,
     ) -> Disposition {
         let stored = crate::dead_letters::park(
             &self.db,
@@ -484,18 +474,19 @@ impl Runtime {
         )
         .await;
         match stored {
-            Ok(_) => {
-                tracing::error!(reason, "event parked as a dead letter");
-                metrics::counter!(
-                    "events_dead_lettered_total",
-                    "consumer" => consumer.to_owned(),
-                    "subject" => delivery.subject.clone(),
-                )
-                .increment(1);
+            Ok(()) => {
+                if reason == crate::dead_letters::WAITING {
+                    tracing::warn!("event moved to the waiting room: an earlier event is missing");
+                } else {
+                    tracing::error!(reason, "event parked as a dead letter");
+                }
+                let (consumer, subject) = (consumer.to_owned(), delivery.subject.clone());
+                metrics::counter!(counter, "consumer" => consumer, "subject" => subject)
+                    .increment(1);
                 Disposition::Term
             }
             Err(error) => {
-                tracing::warn!(%error, reason, "cannot park the event; it will be retried");
+                tracing::warn!(%error, reason, "cannot set the event aside; it will be retried");
                 Disposition::Retry(self.policy.max_delay)
             }
         }

@@ -11,10 +11,12 @@
 //! | [`bench`] | `ticketing-tools bench`: throughput, latency, lags, memory and CPU of a deployment it starts |
 //! | [`check`] | `ticketing-tools check`: concurrent users and faults against the local cluster, then its invariants |
 //! | [`client`] | one keep-alive HTTP/1.1 connection (hyper), shared by both |
+//! | [`fake_stripe`] | `ticketing-tools fake-stripe`: the deployment's shared fake of Stripe's API, its state in a file |
 
 pub mod bench;
 pub mod check;
 pub mod client;
+pub mod fake_stripe;
 
 use std::time::Duration;
 
@@ -52,6 +54,13 @@ pub enum Command {
     /// converged, every acknowledged request's effect present, no dead
     /// letters. Prints operations, faults and violations; fails on any.
     Check(check::CheckArgs),
+    /// Serve a fake of Stripe's API on 127.0.0.1 (what the payments
+    /// service's Stripe client calls: PaymentIntents created with test
+    /// cards, listed, retrieved, cancelled; refunds; Idempotency-Key;
+    /// sk_test_ keys only), its state kept in a JSON file across restarts.
+    /// Point the payments service at it with STRIPE_API_BASE and
+    /// STRIPE_SECRET_KEY=sk_test_...
+    FakeStripe(fake_stripe::FakeStripeArgs),
 }
 
 /// Runs the command.
@@ -59,6 +68,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(args) => bench::run(args).await,
         Command::Check(args) => check::run(args).await,
+        Command::FakeStripe(args) => fake_stripe::run(args).await,
     }
 }
 

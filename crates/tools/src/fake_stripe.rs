@@ -1,0 +1,500 @@
+//! `ticketing-tools fake-stripe`: the deployment's shared stand-in for
+//! Stripe's API, serving what the payments service's Stripe client calls
+//! (`payments::processor::stripe`), with Stripe's shapes: PaymentIntents
+//! created and confirmed with a test card, listed by `created` range
+//! newest first with `limit` and `starting_after` (how reconciliation
+//! finds an attempt by its `metadata[attempt]`), retrieved and cancelled;
+//! refunds. Every POST honours `Idempotency-Key`: the same key answers
+//! what it answered the first time. Requests without a `sk_test_` bearer
+//! key get Stripe's 401.
+//!
+//! Its state (intents, refunds, idempotent answers) lives in a JSON file
+//! (`--state`), written whole to a temporary file and renamed over the old
+//! one after each change, and read at start: a charge made before the fake
+//! or a payments process restarted is still there for reconciliation and
+//! for the checker. `--delay-ms` answers a creation only after the charge
+//! was stored and the delay passed, so a test can kill a payments process
+//! between the charge and its answer.
+//!
+//! Test cards: `tok_visa`, `pm_card_visa` (and other `tok_`/`pm_card_`
+//! names) succeed; `tok_chargeDeclined` / `pm_card_chargeDeclined` are
+//! declined (402 `card_error`, the intent left `requires_payment_method`);
+//! `tok_threeDSecure2Required` / `pm_card_threeDSecure2Required` leave the
+//! intent `requires_action`, with a redirect to this fake, where
+//! `POST /test/3d_secure_2/<id>/complete` (or `/fail`) finishes it;
+//! `tok_nope` and other unknown tokens are refused (400).
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// `ticketing-tools fake-stripe`'s flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FakeStripeArgs {
+    /// The port to listen on (127.0.0.1); 0 picks a free one, printed at
+    /// start.
+    #[arg(long, env = "FAKE_STRIPE_PORT", default_value_t = 12111)]
+    pub port: u16,
+    /// The JSON file holding the fake's state, read at start and rewritten
+    /// after each change; without it the state lives in memory only.
+    #[arg(long, env = "FAKE_STRIPE_STATE")]
+    pub state: Option<PathBuf>,
+    /// Answer the creation of a PaymentIntent this many milliseconds after
+    /// it was stored (a slow processor; tests kill a client meanwhile).
+    #[arg(long, env = "FAKE_STRIPE_DELAY_MS", default_value_t = 0)]
+    pub delay_ms: u64,
+}
+
+/// What the fake knows, as its state file holds it.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Ledger {
+    /// PaymentIntents, oldest first.
+    pub intents: Vec<Value>,
+    /// Refunds, oldest first.
+    pub refunds: Vec<Value>,
+    /// The answer (status, body) given to each `<path> <Idempotency-Key>`.
+    pub idempotent: BTreeMap<String, (u16, Value)>,
+}
+
+/// The running fake's shared state.
+#[derive(Debug, Clone)]
+pub struct FakeStripe {
+    ledger: Arc<Mutex<Ledger>>,
+    file: Option<PathBuf>,
+    delay: Duration,
+}
+
+/// A form or query: its fields in order.
+type Fields = Vec<(String, String)>;
+
+fn parse_fields(text: &[u8]) -> Fields {
+    url::form_urlencoded::parse(text).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// Stripe's error body.
+fn error(status: StatusCode, kind: &str, code: Option<&str>, message: &str) -> (StatusCode, Value) {
+    let mut body = json!({"type": kind, "message": message});
+    if let Some(code) = code {
+        body["code"] = json!(code);
+    }
+    (status, json!({ "error": body }))
+}
+
+fn invalid(message: &str) -> (StatusCode, Value) {
+    error(StatusCode::BAD_REQUEST, "invalid_request_error", None, message)
+}
+
+fn no_such_intent(id: &str) -> (StatusCode, Value) {
+    error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        Some("resource_missing"),
+        &format!("No such payment_intent: '{id}'"),
+    )
+}
+
+fn now_seconds() -> i64 {
+    common::time::Timestamp::now().millis() / 1000
+}
+
+/// The random part of a new object id.
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+impl FakeStripe {
+    /// A fake whose state is read from `file` (an absent file is an empty
+    /// state) and written back to it, answering creations after `delay`.
+    pub fn open(file: Option<PathBuf>, delay: Duration) -> anyhow::Result<Self> {
+        let ledger = match &file {
+            Some(path) if path.exists() => {
+                let text =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                serde_json::from_slice(&text)
+                    .with_context(|| format!("{} is not a fake-stripe state", path.display()))?
+            }
+            _ => Ledger::default(),
+        };
+        Ok(Self { ledger: Arc::new(Mutex::new(ledger)), file, delay })
+    }
+
+    /// A copy of the current state.
+    pub fn ledger(&self) -> Ledger {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes `ledger` to the state file: a temporary file beside it,
+    /// flushed, renamed over it.
+    fn save(&self, ledger: &Ledger) -> anyhow::Result<()> {
+        let Some(path) = &self.file else { return Ok(()) };
+        write_atomically(path, &serde_json::to_vec_pretty(ledger)?)
+    }
+
+    /// Runs `change` on the state under the lock, saves it, and answers
+    /// what it returns; with a key, the answer is kept for it and a repeat
+    /// gets the same answer without running `change` again.
+    fn change(
+        &self,
+        key: Option<String>,
+        change: impl FnOnce(&mut Ledger) -> (StatusCode, Value),
+    ) -> (StatusCode, Value) {
+        let mut ledger = self.lock();
+        if let Some((status, body)) = key.as_ref().and_then(|k| ledger.idempotent.get(k)) {
+            return (StatusCode::from_u16(*status).unwrap_or(StatusCode::OK), body.clone());
+        }
+        let (status, body) = change(&mut ledger);
+        if let Some(key) = key
+            && !status.is_server_error()
+        {
+            ledger.idempotent.insert(key, (status.as_u16(), body.clone()));
+        }
+        if let Err(error) = self.save(&ledger) {
+            tracing::error!(error = format!("{error:#}"), "cannot write the fake Stripe's state");
+            return error_500();
+        }
+        (status, body)
+    }
+}
+
+fn error_500() -> (StatusCode, Value) {
+    error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", None, "the fake cannot save its state")
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let temporary = path.with_extension("json.tmp");
+    let mut file = std::fs::File::create(&temporary)
+        .with_context(|| format!("creating {}", temporary.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+/// The key's scope: one key per path, as each endpoint has its own.
+fn idempotency(headers: &HeaderMap, path: &str) -> Option<String> {
+    headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(|key| format!("{path} {key}"))
+}
+
+/// What a test card does.
+enum Card {
+    Succeeds,
+    Declined,
+    NeedsAuthentication,
+    Unknown(String),
+}
+
+fn card(form: &[(String, String)]) -> Card {
+    let token = field(form, "payment_method")
+        .or_else(|| field(form, "payment_method_data[card][token]"))
+        .unwrap_or("");
+    match token {
+        "tok_chargeDeclined" | "pm_card_chargeDeclined" => Card::Declined,
+        "tok_threeDSecure2Required" | "pm_card_threeDSecure2Required" => Card::NeedsAuthentication,
+        "tok_nope" | "" => Card::Unknown(token.to_owned()),
+        t if t.starts_with("tok_") || t.starts_with("pm_card_") => Card::Succeeds,
+        other => Card::Unknown(other.to_owned()),
+    }
+}
+
+fn create_intent(
+    ledger: &mut Ledger,
+    form: &[(String, String)],
+    base: &str,
+) -> (StatusCode, Value) {
+    let Some(amount) = field(form, "amount").and_then(|a| a.parse::<i64>().ok()).filter(|a| *a > 0)
+    else {
+        return invalid("Missing required param: amount.");
+    };
+    let Some(currency) = field(form, "currency") else {
+        return invalid("Missing required param: currency.");
+    };
+    let card = card(form);
+    if let Card::Unknown(token) = &card {
+        return invalid(&format!("No such token: '{token}'"));
+    }
+    let id = new_id("pi");
+    let metadata: serde_json::Map<String, Value> = form
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix("metadata[")?.strip_suffix(']')?;
+            Some((name.to_owned(), json!(v)))
+        })
+        .collect();
+    let mut intent = json!({
+        "id": id, "object": "payment_intent", "amount": amount, "currency": currency,
+        "status": "succeeded", "client_secret": format!("{id}_secret_fake"),
+        "created": now_seconds(), "metadata": metadata, "next_action": null,
+        "last_payment_error": null, "livemode": false,
+    });
+    let answer = match card {
+        Card::Succeeds => (StatusCode::OK, intent.clone()),
+        Card::NeedsAuthentication => {
+            intent["status"] = json!("requires_action");
+            intent["next_action"] = json!({"type": "redirect_to_url", "redirect_to_url": {
+                "url": format!("{base}/test/3d_secure_2/{id}"),
+                "return_url": field(form, "return_url")}});
+            (StatusCode::OK, intent.clone())
+        }
+        Card::Declined | Card::Unknown(_) => {
+            let declined = json!({"type": "card_error", "code": "card_declined",
+                "decline_code": "generic_decline", "message": "Your card was declined."});
+            intent["status"] = json!("requires_payment_method");
+            intent["last_payment_error"] = declined.clone();
+            let mut body = declined;
+            body["payment_intent"] = intent.clone();
+            (StatusCode::PAYMENT_REQUIRED, json!({ "error": body }))
+        }
+    };
+    ledger.intents.push(intent);
+    answer
+}
+
+fn refund(ledger: &mut Ledger, form: &[(String, String)]) -> (StatusCode, Value) {
+    let Some(intent_id) = field(form, "payment_intent") else {
+        return invalid("Missing required param: payment_intent.");
+    };
+    let Some(intent) = ledger.intents.iter().find(|i| i["id"] == intent_id) else {
+        return no_such_intent(intent_id);
+    };
+    if intent["status"] != "succeeded" {
+        return invalid(&format!("PaymentIntent {intent_id} has no successful charge to refund."));
+    }
+    if ledger.refunds.iter().any(|r| r["payment_intent"] == intent_id) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("charge_already_refunded"),
+            &format!("Charge for {intent_id} has already been refunded."),
+        );
+    }
+    let refund = json!({"id": new_id("re"), "object": "refund", "amount": intent["amount"],
+        "currency": intent["currency"], "payment_intent": intent_id, "status": "succeeded",
+        "created": now_seconds()});
+    ledger.refunds.push(refund.clone());
+    (StatusCode::OK, refund)
+}
+
+/// Changes the intent `id` with `change`, answering it as Stripe would.
+fn with_intent(
+    ledger: &mut Ledger,
+    id: &str,
+    change: impl FnOnce(&mut Value) -> Result<(), String>,
+) -> (StatusCode, Value) {
+    let Some(intent) = ledger.intents.iter_mut().find(|i| i["id"] == id) else {
+        return no_such_intent(id);
+    };
+    match change(intent) {
+        Ok(()) => (StatusCode::OK, intent.clone()),
+        Err(message) => invalid(&message),
+    }
+}
+
+fn reply((status, body): (StatusCode, Value)) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+/// Refuses a request without a test secret key, as Stripe does.
+async fn authorize(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let key = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match key {
+        Some(key) if key.starts_with("sk_test_") && key.len() > "sk_test_".len() => {
+            next.run(request).await
+        }
+        Some(_) => reply(error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            None,
+            "Invalid API Key provided (the fake Stripe takes sk_test_ keys only).",
+        )),
+        None => reply(error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            None,
+            "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth.",
+        )),
+    }
+}
+
+/// The fake's own address as the client named it, for redirect URLs.
+fn base(headers: &HeaderMap) -> String {
+    let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}
+
+async fn post_intent(State(fake): State<FakeStripe>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = parse_fields(&body);
+    let base = base(&headers);
+    let key = idempotency(&headers, "/v1/payment_intents");
+    let answer = fake.change(key, |ledger| create_intent(ledger, &form, &base));
+    tokio::time::sleep(fake.delay).await;
+    reply(answer)
+}
+
+async fn list_intents(State(fake): State<FakeStripe>, uri: Uri) -> Response {
+    let query = parse_fields(uri.query().unwrap_or("").as_bytes());
+    let number = |name: &str| field(&query, name).and_then(|v| v.parse::<i64>().ok());
+    let limit = number("limit").unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return reply(invalid("limit must be between 1 and 100."));
+    }
+    let gte = number("created[gte]").or(number("created[gt]").map(|n| n + 1)).unwrap_or(i64::MIN);
+    let lte = number("created[lte]").or(number("created[lt]").map(|n| n - 1)).unwrap_or(i64::MAX);
+    let intents = fake.ledger().intents;
+    let mut newest_first: Vec<Value> = intents
+        .into_iter()
+        .rev()
+        .filter(|i| (gte..=lte).contains(&i["created"].as_i64().unwrap_or(0)))
+        .collect();
+    if let Some(after) = field(&query, "starting_after") {
+        let Some(at) = newest_first.iter().position(|i| i["id"] == after) else {
+            return reply(no_such_intent(after));
+        };
+        newest_first.drain(..=at);
+    }
+    let limit = usize::try_from(limit).unwrap_or(100);
+    let has_more = newest_first.len() > limit;
+    newest_first.truncate(limit);
+    reply((
+        StatusCode::OK,
+        json!({"object": "list", "url": "/v1/payment_intents", "data": newest_first, "has_more": has_more}),
+    ))
+}
+
+async fn show_intent(State(fake): State<FakeStripe>, UrlPath(id): UrlPath<String>) -> Response {
+    let ledger = fake.ledger();
+    reply(match ledger.intents.iter().find(|i| i["id"] == id.as_str()) {
+        Some(intent) => (StatusCode::OK, intent.clone()),
+        None => no_such_intent(&id),
+    })
+}
+
+async fn cancel_intent(
+    State(fake): State<FakeStripe>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = parse_fields(&body);
+    let key = idempotency(&headers, &format!("/v1/payment_intents/{id}/cancel"));
+    reply(fake.change(key, |ledger| {
+        with_intent(ledger, &id, |intent| {
+            if intent["status"] == "succeeded" || intent["status"] == "canceled" {
+                let status = intent["status"].as_str().unwrap_or_default().to_owned();
+                return Err(format!(
+                    "You cannot cancel this PaymentIntent because it has a status of {status}."
+                ));
+            }
+            intent["status"] = json!("canceled");
+            intent["next_action"] = Value::Null;
+            intent["cancellation_reason"] = json!(field(&form, "cancellation_reason"));
+            Ok(())
+        })
+    }))
+}
+
+async fn post_refund(State(fake): State<FakeStripe>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = parse_fields(&body);
+    reply(fake.change(idempotency(&headers, "/v1/refunds"), |ledger| refund(ledger, &form)))
+}
+
+async fn list_refunds(State(fake): State<FakeStripe>, uri: Uri) -> Response {
+    let query = parse_fields(uri.query().unwrap_or("").as_bytes());
+    let refunds: Vec<Value> = fake
+        .ledger()
+        .refunds
+        .into_iter()
+        .rev()
+        .filter(|r| field(&query, "payment_intent").is_none_or(|pi| r["payment_intent"] == pi))
+        .collect();
+    reply((StatusCode::OK, json!({"object": "list", "data": refunds, "has_more": false})))
+}
+
+/// Stripe's test authentication page: the buyer completes or fails it.
+async fn authenticate(
+    State(fake): State<FakeStripe>,
+    UrlPath((id, outcome)): UrlPath<(String, String)>,
+) -> Response {
+    reply(fake.change(None, |ledger| {
+        with_intent(ledger, &id, |intent| {
+            if intent["status"] != "requires_action" {
+                return Err("This PaymentIntent is not waiting for authentication.".to_owned());
+            }
+            intent["next_action"] = Value::Null;
+            if outcome == "complete" {
+                intent["status"] = json!("succeeded");
+            } else {
+                intent["status"] = json!("requires_payment_method");
+                intent["last_payment_error"] = json!({"type": "card_error",
+                    "code": "payment_intent_authentication_failure",
+                    "message": "We are unable to authenticate your payment method. Please choose a different payment method and try again."});
+            }
+            Ok(())
+        })
+    }))
+}
+
+/// The fake's routes.
+pub fn router(fake: FakeStripe) -> Router {
+    let api = Router::new()
+        .route("/v1/payment_intents", post(post_intent).get(list_intents))
+        .route("/v1/payment_intents/{id}", get(show_intent))
+        .route("/v1/payment_intents/{id}/cancel", post(cancel_intent))
+        .route("/v1/refunds", post(post_refund).get(list_refunds))
+        .layer(axum::middleware::from_fn(authorize));
+    Router::new()
+        .merge(api)
+        .route("/test/3d_secure_2/{id}/{outcome}", post(authenticate))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(fake)
+}
+
+/// Serves the fake until interrupted (SIGINT or SIGTERM).
+#[expect(clippy::print_stdout, reason = "its address is the command's output")]
+pub async fn run(args: FakeStripeArgs) -> anyhow::Result<()> {
+    let fake = FakeStripe::open(args.state.clone(), Duration::from_millis(args.delay_ms))?;
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)))
+            .await
+            .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
+    let addr = listener.local_addr()?;
+    let intents = fake.ledger().intents.len();
+    println!("fake Stripe on http://{addr} ({intents} PaymentIntents known)");
+    tracing::info!(%addr, state = ?args.state, intents, "fake Stripe listening");
+    axum::serve(listener, router(fake)).with_graceful_shutdown(shutdown()).await?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
