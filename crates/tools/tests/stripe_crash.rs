@@ -174,15 +174,26 @@ async fn a_charge_whose_process_was_killed_before_recording_it_completes_the_ord
     let order_id = order["id"].as_str().expect("an order id").to_owned();
 
     // The payment request waits for the fake's answer; the charge is made.
+    // (Asked again while the payments service does not know the order yet:
+    // its replica may lag the order's 201 on a busy machine.)
     let paying = tokio::spawn({
         let (http, api, buyer, order_id) =
             (http.clone(), api.clone(), buyer.clone(), order_id.clone());
         async move {
-            http.post(format!("{api}/api/payments"))
-                .header("authorization", &buyer)
-                .json(&json!({"token": "tok_visa", "orderId": order_id}))
-                .send()
-                .await
+            loop {
+                let answer = http
+                    .post(format!("{api}/api/payments"))
+                    .header("authorization", &buyer)
+                    .json(&json!({"token": "tok_visa", "orderId": order_id}))
+                    .send()
+                    .await;
+                match answer {
+                    Ok(answer) if answer.status() == 404 => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    other => return other,
+                }
+            }
         }
     });
     let charged = until("the charge at the fake", Duration::from_secs(30), || async {
