@@ -183,8 +183,10 @@ fn scenario(
     let back = fault.at + fault.down;
     match nemesis {
         NemesisKind::KillOrders => {
-            // The other services keep answering.
-            for op in ops.iter().filter(|op| op.kind == Kind::Sell && op.outcome != Outcome::Ok) {
+            // The other services keep answering (a seller's own rate
+            // limit, 429, is an answer).
+            let refused = |op: &&history::Op| op.outcome != Outcome::Ok && op.status != Some(429);
+            for op in ops.iter().filter(|op| op.kind == Kind::Sell).filter(refused) {
                 violations.push(format!(
                     "selling a ticket at +{:.1} s answered {:?} while orders was down",
                     op.at.as_secs_f64(),
