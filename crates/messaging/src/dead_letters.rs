@@ -65,8 +65,7 @@ pub async fn sweep(
     listeners: &[Listener],
     wait_at_most: std::time::Duration,
 ) -> anyhow::Result<Swept> {
-    let waiting: Vec<DeadLetter> =
-        list(db).await?.into_iter().filter(|l| l.error == WAITING).collect();
+    let waiting = read(db, Some(WAITING)).await?;
     let too_old = now_millis() - i64::try_from(wait_at_most.as_millis()).unwrap_or(i64::MAX);
     let mut swept = Swept::default();
     for letter in waiting {
@@ -116,10 +115,18 @@ pub async fn park(
 
 /// Every dead letter of the service whose database is `db`, oldest first.
 pub async fn list(db: &Db) -> anyhow::Result<Vec<DeadLetter>> {
+    read(db, None).await
+}
+
+/// The dead letters whose reason is `reason` (all: `None`), oldest first:
+/// the sweep every few seconds reads only the waiting room, not every
+/// parked payload.
+async fn read(db: &Db, reason: Option<&str>) -> anyhow::Result<Vec<DeadLetter>> {
     let rows = sqlx::query(
         "SELECT id, consumer, subject, event_id, payload, error, attempts, created_at \
-         FROM dead_letters ORDER BY created_at, id",
+         FROM dead_letters WHERE $1 IS NULL OR error = $1 ORDER BY created_at, id",
     )
+    .bind(reason)
     .fetch_all(db.reader())
     .await?;
     rows.iter()
