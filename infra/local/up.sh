@@ -230,7 +230,7 @@ case $stripe_mode in
     mkdir -p "$STATE_DIR/stripe"
     stripe_port=$(port_of fake-stripe:0)
     launch fake-stripe "$tools" fake-stripe --port "$stripe_port" \
-      --state "$STATE_DIR/stripe/state.json"
+      --state "$STATE_DIR/stripe/journal.jsonl"
     for _ in $(seq 1 100); do
       curl -fs "http://127.0.0.1:$stripe_port/healthz" >/dev/null && break
       sleep 0.1
@@ -343,7 +343,7 @@ echo "  Redis         $(redacted "$REDIS_URL")"
 echo "  PostgreSQL    $(redacted "$DATABASE_URL"), databases ${DATABASE_PREFIX}_*"
 case $stripe_mode in
   processor) echo "  payments      PAYMENT_PROCESSOR=fake: test cards only (tok_visa), nothing kept" ;;
-  fake-stripe) echo "  fake Stripe   http://127.0.0.1:$stripe_port (state in $STATE_DIR/stripe/state.json; test cards: tok_visa, tok_chargeDeclined)" ;;
+  fake-stripe) echo "  fake Stripe   http://127.0.0.1:$stripe_port (state in $STATE_DIR/stripe/journal.jsonl; test cards: tok_visa, tok_chargeDeclined)" ;;
 esac
 echo "  from your environment: ${from_caller[*]:-nothing}"
 echo "Logs and pids in $STATE_DIR; stop with infra/local/down.sh"

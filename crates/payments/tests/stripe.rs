@@ -275,15 +275,29 @@ async fn the_configuration_selects_stripe_at_its_api_base() {
 /// succeeded, with its metadata) and lists them like Stripe, newest first,
 /// `limit` per page, after `starting_after`, within `created[gte/lte]`.
 /// It answers a creation only after `delay`: longer than the client waits,
-/// the answer is lost although the charge was made.
+/// the answer is lost although the charge was made. Its search API finds
+/// by `metadata['attempt']`, or lags behind (finds nothing yet), or is not
+/// offered, as `search` says.
 /// A form or query: its fields in order.
 type Fields = Vec<(String, String)>;
 
 #[derive(Clone, Default)]
 struct StatefulStripe {
     intents: Arc<Mutex<Vec<Value>>>,
+    /// The list queries received.
     queries: Arc<Mutex<Vec<Fields>>>,
+    /// The search queries received.
+    searches: Arc<Mutex<Vec<String>>>,
     delay: std::time::Duration,
+    search: Search,
+}
+
+#[derive(Clone, Copy, Default, PartialEq)]
+enum Search {
+    #[default]
+    Indexed,
+    Lagging,
+    Unavailable,
 }
 
 /// The test cards that need 3-D Secure, as Stripe's test mode has them.
@@ -349,6 +363,35 @@ async fn list_intents(State(fake): State<StatefulStripe>, uri: Uri) -> axum::Jso
     let has_more = newest_first.len() > limit;
     newest_first.truncate(limit);
     axum::Json(json!({"object": "list", "data": newest_first, "has_more": has_more}))
+}
+
+async fn search_intents(
+    State(fake): State<StatefulStripe>,
+    uri: Uri,
+) -> (StatusCode, axum::Json<Value>) {
+    let query: Fields = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let text = field(&query, "query").expect("a search query").to_owned();
+    fake.searches.lock().expect("lock").push(text.clone());
+    if fake.search == Search::Unavailable {
+        let error = json!({"error": {"type": "invalid_request_error", "message": "Search is not available for this account."}});
+        return (StatusCode::BAD_REQUEST, axum::Json(error));
+    }
+    let key = text
+        .strip_prefix("metadata['attempt']:'")
+        .and_then(|rest| rest.strip_suffix('\''))
+        .expect("a search by attempt");
+    let data: Vec<Value> = if fake.search == Search::Indexed {
+        let intents = fake.intents.lock().expect("lock");
+        intents.iter().filter(|i| i["metadata"]["attempt"] == key).cloned().collect()
+    } else {
+        Vec::new()
+    };
+    (
+        StatusCode::OK,
+        axum::Json(json!({"object": "search_result", "data": data, "has_more": false})),
+    )
 }
 
 /// Changes a stored intent with `change`, answering it as Stripe would.
@@ -418,6 +461,7 @@ async fn authenticate_intent(
 async fn serve_stateful_stripe(fake: StatefulStripe) -> String {
     let app = Router::new()
         .route("/v1/payment_intents", post(create_intent).get(list_intents))
+        .route("/v1/payment_intents/search", axum::routing::get(search_intents))
         .route("/v1/payment_intents/{id}", axum::routing::get(show_intent))
         .route("/v1/payment_intents/{id}/cancel", post(cancel_intent))
         .route("/test/3d_secure_2/{id}/{outcome}", post(authenticate_intent))
@@ -445,35 +489,98 @@ async fn a_lost_answer_is_found_afterwards_by_the_attempt_key() {
         "the client gave up waiting"
     );
     assert_eq!(fake.intents.lock().expect("lock").len(), 1, "but Stripe charged");
-    let found = stripe.find(request.order_id, "pay-lost-1", sent_at).await.expect("listed");
+    let found = stripe.find(request.order_id, "pay-lost-1", sent_at).await.expect("searched");
     assert_eq!(found, Found::Succeeded(payments::processor::Charge { id: "pi_1".into() }));
+    assert_eq!(*fake.searches.lock().expect("lock"), ["metadata['attempt']:'pay-lost-1'"]);
+    assert!(fake.queries.lock().expect("lock").is_empty(), "search found it: nothing listed");
     let absent = stripe.find(request.order_id, "pay-never-sent", sent_at).await.expect("listed");
-    assert_eq!(absent, Found::Absent);
+    assert_eq!(absent, Found::Absent, "a search miss is checked against the list, read whole");
     let query = fake.queries.lock().expect("lock")[0].clone();
     let seconds = sent_at.millis() / 1000;
     assert_eq!(field(&query, "limit"), Some("100"));
-    assert_eq!(field(&query, "created[gte]"), Some((seconds - 600).to_string().as_str()));
-    assert_eq!(field(&query, "created[lte]"), Some((seconds + 600).to_string().as_str()));
+    assert_eq!(
+        field(&query, "created[gte]"),
+        Some((seconds - 60).to_string().as_str()),
+        "from a minute of clock skew before the attempt"
+    );
+    assert_eq!(
+        field(&query, "created[lte]"),
+        Some((seconds + 1 + 1 + 60).to_string().as_str()),
+        "to the client's timeout and a minute of skew after it"
+    );
 }
 
 #[tokio::test]
-async fn finding_an_intent_reads_every_page() {
-    let fake = StatefulStripe::default();
+async fn finding_an_intent_reads_every_page_while_search_lags() {
+    let fake = StatefulStripe { search: Search::Lagging, ..Default::default() };
     let base = serve_stateful_stripe(fake.clone()).await;
     let stripe = Stripe::new(&base, Secret::new("sk"), TIMEOUT).expect("client");
     let sent_at = common::time::Timestamp::now();
     stripe.charge(attempt_request("pay-oldest")).await.expect("charged");
-    for n in 0..150 {
-        fake.intents.lock().expect("lock").push(json!({
-            "id": format!("pi_other_{n}"), "status": "requires_payment_method",
-            "created": sent_at.millis() / 1000, "metadata": {"attempt": format!("pay-other-{n}")},
-        }));
-    }
+    crowd(&fake, sent_at, 150);
     let found = stripe.find(Uuid::now_v7(), "pay-oldest", sent_at).await.expect("listed");
     assert_eq!(found, Found::Succeeded(payments::processor::Charge { id: "pi_1".into() }));
     assert_eq!(fake.queries.lock().expect("lock").len(), 2, "two pages of 100");
     let failed = stripe.find(Uuid::now_v7(), "pay-other-3", sent_at).await.expect("listed");
     assert_eq!(failed, Found::Failed);
+}
+
+/// Adds `count` refused PaymentIntents created at `at` to the fake.
+fn crowd(fake: &StatefulStripe, at: common::time::Timestamp, count: usize) {
+    let mut intents = fake.intents.lock().expect("lock");
+    for n in 0..count {
+        intents.push(json!({
+            "id": format!("pi_other_{n}"), "status": "requires_payment_method",
+            "created": at.millis() / 1000, "metadata": {"attempt": format!("pay-other-{n}")},
+        }));
+    }
+}
+
+/// The soak's finding: with more PaymentIntents around an attempt than
+/// twenty pages, listing alone gave up ("too many PaymentIntents") and the
+/// attempt stayed pending for good.
+#[tokio::test]
+async fn a_crowded_window_is_decided_by_search() {
+    let fake = StatefulStripe::default();
+    let base = serve_stateful_stripe(fake.clone()).await;
+    let stripe = Stripe::new(&base, Secret::new("sk"), TIMEOUT).expect("client");
+    let sent_at = common::time::Timestamp::now();
+    stripe.charge(attempt_request("pay-crowded")).await.expect("charged");
+    crowd(&fake, sent_at, 2_500);
+    let found = stripe.find(Uuid::now_v7(), "pay-crowded", sent_at).await.expect("searched");
+    assert_eq!(found, Found::Succeeded(payments::processor::Charge { id: "pi_1".into() }));
+    assert!(fake.queries.lock().expect("lock").is_empty(), "found in one call, nothing listed");
+}
+
+#[tokio::test]
+async fn a_search_miss_in_a_crowded_window_waits_until_search_has_settled() {
+    let fake = StatefulStripe { search: Search::Lagging, ..Default::default() };
+    let base = serve_stateful_stripe(fake.clone()).await;
+    let stripe = Stripe::new(&base, Secret::new("sk"), TIMEOUT).expect("client");
+    let sent_at = common::time::Timestamp::now();
+    stripe.charge(attempt_request("pay-unindexed")).await.expect("charged");
+    crowd(&fake, sent_at, 2_500);
+    let young = stripe.find(Uuid::now_v7(), "pay-unindexed", sent_at).await.expect("looked for");
+    assert_eq!(young, Found::Pending, "a real charge, not yet searchable, is never called absent");
+    assert_eq!(fake.queries.lock().expect("lock").len(), 20, "twenty pages, then search decides");
+
+    let two_hours_ago = common::time::Timestamp::from_millis(sent_at.millis() - 7_200_000);
+    crowd(&fake, two_hours_ago, 2_500);
+    let old = stripe.find(Uuid::now_v7(), "pay-never-sent", two_hours_ago).await.expect("looked");
+    assert_eq!(old, Found::Absent, "an hour on, search's miss is believed");
+}
+
+#[tokio::test]
+async fn without_search_the_list_still_answers() {
+    let fake = StatefulStripe { search: Search::Unavailable, ..Default::default() };
+    let base = serve_stateful_stripe(fake.clone()).await;
+    let stripe = Stripe::new(&base, Secret::new("sk"), TIMEOUT).expect("client");
+    let sent_at = common::time::Timestamp::now();
+    stripe.charge(attempt_request("pay-listed")).await.expect("charged");
+    let found = stripe.find(Uuid::now_v7(), "pay-listed", sent_at).await.expect("listed");
+    assert_eq!(found, Found::Succeeded(payments::processor::Charge { id: "pi_1".into() }));
+    let absent = stripe.find(Uuid::now_v7(), "pay-never-sent", sent_at).await.expect("listed");
+    assert_eq!(absent, Found::Absent);
 }
 
 async fn authenticate(base: &str, intent: &str, outcome: &str) {

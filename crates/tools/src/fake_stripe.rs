@@ -1,18 +1,24 @@
 //! `ticketing-tools fake-stripe`: the deployment's shared stand-in for
 //! Stripe's API, serving what the payments service's Stripe client calls
 //! (`payments::processor::stripe`), with Stripe's shapes: PaymentIntents
-//! created and confirmed with a test card, listed by `created` range
-//! newest first with `limit` and `starting_after` (how reconciliation
-//! finds an attempt by its `metadata[attempt]`), retrieved and cancelled;
+//! created and confirmed with a test card, searched by
+//! `metadata['attempt']` and listed by `created` range newest first with
+//! `limit` and `starting_after` (how reconciliation finds an attempt),
+//! retrieved and cancelled;
 //! refunds. Every POST honours `Idempotency-Key`: the same key answers
 //! what it answered the first time. Requests without a `sk_test_` bearer
 //! key get Stripe's 401.
 //!
-//! Its state (intents, refunds, idempotent answers) lives in a JSON file
-//! (`--state`), written whole to a temporary file and renamed over the old
-//! one after each change, and read at start: a charge made before the fake
+//! Its state (intents, refunds, idempotent answers) lives in a journal
+//! (`--state`, JSON Lines): each change appends the objects it wrote, one
+//! `{"intent": …}`, `{"refund": …}` or `{"answer": [key, status, body]}`
+//! per line (an intent's later line replaces its earlier one), flushed to
+//! disk before the answer; at start the journal is read back (a torn last
+//! line, from a crash mid-write, is skipped). A charge made before the fake
 //! or a payments process restarted is still there for reconciliation and
-//! for the checker. `--delay-ms` answers a creation only after the charge
+//! for the checker, and a change costs the size of what it changed, not of
+//! everything known (the whole-file rewrite it replaced cost O(intents)
+//! per charge, tens of milliseconds an hour into a soak). `--delay-ms` answers a creation only after the charge
 //! was stored and the delay passed, so a test can kill a payments process
 //! between the charge and its answer.
 //!
@@ -24,7 +30,7 @@
 //! `POST /test/3d_secure_2/<id>/complete` (or `/fail`) finishes it;
 //! `tok_nope` and other unknown tokens are refused (400).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -57,15 +63,95 @@ pub struct FakeStripeArgs {
     pub delay_ms: u64,
 }
 
-/// What the fake knows, as its state file holds it.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+/// What the fake knows.
+#[derive(Debug, Default)]
 pub struct Ledger {
     /// PaymentIntents, oldest first.
     pub intents: Vec<Value>,
+    /// Where each intent is in `intents`, by id.
+    positions: HashMap<String, usize>,
     /// Refunds, oldest first.
     pub refunds: Vec<Value>,
     /// The answer (status, body) given to each `<path> <Idempotency-Key>`.
-    pub idempotent: BTreeMap<String, (u16, Value)>,
+    pub idempotent: HashMap<String, (u16, Value)>,
+    /// What changed since the journal was last written.
+    unwritten: Vec<Entry>,
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Entry {
+    /// An intent as it is now (new, or replacing the one with its id).
+    Intent(Value),
+    /// A new refund.
+    Refund(Value),
+    /// The answer kept for an idempotency key.
+    Answer(String, u16, Value),
+}
+
+impl Ledger {
+    fn apply(&mut self, entry: Entry) {
+        match entry {
+            Entry::Intent(intent) => {
+                let id = intent["id"].as_str().unwrap_or_default().to_owned();
+                match self.positions.get(&id) {
+                    Some(&at) => self.intents[at] = intent,
+                    None => {
+                        self.positions.insert(id, self.intents.len());
+                        self.intents.push(intent);
+                    }
+                }
+            }
+            Entry::Refund(refund) => self.refunds.push(refund),
+            Entry::Answer(key, status, body) => {
+                self.idempotent.insert(key, (status, body));
+            }
+        }
+    }
+
+    /// Applies `entry` and keeps it for the journal.
+    fn record(&mut self, entry: Entry) {
+        self.unwritten.push(entry.clone());
+        self.apply(entry);
+    }
+
+    /// The intent `id`.
+    pub fn intent(&self, id: &str) -> Option<&Value> {
+        self.positions.get(id).map(|&at| &self.intents[at])
+    }
+
+    /// Reads a journal back; a last line cut short by a crash is cut off
+    /// the file, so that the next line starts afresh.
+    fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut ledger = Self::default();
+        let lines: Vec<&[u8]> =
+            text.split(|b| *b == b'\n').filter(|line| !line.is_empty()).collect();
+        let torn = !text.ends_with(b"\n");
+        for (n, line) in lines.iter().enumerate() {
+            match serde_json::from_slice::<Entry>(line) {
+                Ok(entry) => ledger.apply(entry),
+                Err(_) if torn && n + 1 == lines.len() => {
+                    tracing::warn!(path = %path.display(), "cutting off the journal's torn last line");
+                    let whole = text.len() - line.len();
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .and_then(|file| file.set_len(whole as u64))
+                        .with_context(|| format!("truncating {}", path.display()))?;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "line {} of {} is not a fake-stripe journal entry",
+                        n + 1,
+                        path.display()
+                    )));
+                }
+            }
+        }
+        Ok(ledger)
+    }
 }
 
 /// The running fake's shared state.
@@ -119,38 +205,42 @@ fn new_id(prefix: &str) -> String {
 }
 
 impl FakeStripe {
-    /// A fake whose state is read from `file` (an absent file is an empty
-    /// state) and written back to it, answering creations after `delay`.
+    /// A fake whose state is read from the journal `file` (an absent file
+    /// is an empty state) and appended to, answering creations after
+    /// `delay`.
     pub fn open(file: Option<PathBuf>, delay: Duration) -> anyhow::Result<Self> {
         let ledger = match &file {
-            Some(path) if path.exists() => {
-                let text =
-                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-                serde_json::from_slice(&text)
-                    .with_context(|| format!("{} is not a fake-stripe state", path.display()))?
-            }
+            Some(path) if path.exists() => Ledger::read(path)?,
             _ => Ledger::default(),
         };
         Ok(Self { ledger: Arc::new(Mutex::new(ledger)), file, delay })
     }
 
-    /// A copy of the current state.
-    pub fn ledger(&self) -> Ledger {
-        self.lock().clone()
+    /// How many PaymentIntents the fake knows.
+    pub fn intents(&self) -> usize {
+        self.lock().intents.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Writes `ledger` to the state file: a temporary file beside it,
-    /// flushed, renamed over it.
-    fn save(&self, ledger: &Ledger) -> anyhow::Result<()> {
+    /// Appends what changed to the journal and flushes it to disk.
+    fn save(&self, ledger: &mut Ledger) -> anyhow::Result<()> {
+        let entries = std::mem::take(&mut ledger.unwritten);
         let Some(path) = &self.file else { return Ok(()) };
-        write_atomically(path, &serde_json::to_vec_pretty(ledger)?)
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut lines = Vec::new();
+        for entry in &entries {
+            serde_json::to_writer(&mut lines, entry)?;
+            lines.push(b'\n');
+        }
+        append(path, &lines)
     }
 
-    /// Runs `change` on the state under the lock, saves it, and answers
+    /// Runs `change` on the state under the lock, journals it, and answers
     /// what it returns; with a key, the answer is kept for it and a repeat
     /// gets the same answer without running `change` again.
     fn change(
@@ -166,9 +256,9 @@ impl FakeStripe {
         if let Some(key) = key
             && !status.is_server_error()
         {
-            ledger.idempotent.insert(key, (status.as_u16(), body.clone()));
+            ledger.record(Entry::Answer(key, status.as_u16(), body.clone()));
         }
-        if let Err(error) = self.save(&ledger) {
+        if let Err(error) = self.save(&mut ledger) {
             tracing::error!(error = format!("{error:#}"), "cannot write the fake Stripe's state");
             return error_500();
         }
@@ -180,14 +270,15 @@ fn error_500() -> (StatusCode, Value) {
     error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", None, "the fake cannot save its state")
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+fn append(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let temporary = path.with_extension("json.tmp");
-    let mut file = std::fs::File::create(&temporary)
-        .with_context(|| format!("creating {}", temporary.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path).with_context(|| format!("renaming to {}", path.display()))
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.write_all(bytes).with_context(|| format!("appending to {}", path.display()))?;
+    file.sync_data().with_context(|| format!("flushing {}", path.display()))
 }
 
 /// The key's scope: one key per path, as each endpoint has its own.
@@ -265,7 +356,7 @@ fn create_intent(
             (StatusCode::PAYMENT_REQUIRED, json!({ "error": body }))
         }
     };
-    ledger.intents.push(intent);
+    ledger.record(Entry::Intent(intent));
     answer
 }
 
@@ -273,7 +364,7 @@ fn refund(ledger: &mut Ledger, form: &[(String, String)]) -> (StatusCode, Value)
     let Some(intent_id) = field(form, "payment_intent") else {
         return invalid("Missing required param: payment_intent.");
     };
-    let Some(intent) = ledger.intents.iter().find(|i| i["id"] == intent_id) else {
+    let Some(intent) = ledger.intent(intent_id) else {
         return no_such_intent(intent_id);
     };
     if intent["status"] != "succeeded" {
@@ -290,7 +381,7 @@ fn refund(ledger: &mut Ledger, form: &[(String, String)]) -> (StatusCode, Value)
     let refund = json!({"id": new_id("re"), "object": "refund", "amount": intent["amount"],
         "currency": intent["currency"], "payment_intent": intent_id, "status": "succeeded",
         "created": now_seconds()});
-    ledger.refunds.push(refund.clone());
+    ledger.record(Entry::Refund(refund.clone()));
     (StatusCode::OK, refund)
 }
 
@@ -300,11 +391,14 @@ fn with_intent(
     id: &str,
     change: impl FnOnce(&mut Value) -> Result<(), String>,
 ) -> (StatusCode, Value) {
-    let Some(intent) = ledger.intents.iter_mut().find(|i| i["id"] == id) else {
+    let Some(mut intent) = ledger.intent(id).cloned() else {
         return no_such_intent(id);
     };
-    match change(intent) {
-        Ok(()) => (StatusCode::OK, intent.clone()),
+    match change(&mut intent) {
+        Ok(()) => {
+            ledger.record(Entry::Intent(intent.clone()));
+            (StatusCode::OK, intent)
+        }
         Err(message) => invalid(&message),
     }
 }
@@ -363,11 +457,13 @@ async fn list_intents(State(fake): State<FakeStripe>, uri: Uri) -> Response {
     }
     let gte = number("created[gte]").or(number("created[gt]").map(|n| n + 1)).unwrap_or(i64::MIN);
     let lte = number("created[lte]").or(number("created[lt]").map(|n| n - 1)).unwrap_or(i64::MAX);
-    let intents = fake.ledger().intents;
-    let mut newest_first: Vec<Value> = intents
-        .into_iter()
+    let mut newest_first: Vec<Value> = fake
+        .lock()
+        .intents
+        .iter()
         .rev()
         .filter(|i| (gte..=lte).contains(&i["created"].as_i64().unwrap_or(0)))
+        .cloned()
         .collect();
     if let Some(after) = field(&query, "starting_after") {
         let Some(at) = newest_first.iter().position(|i| i["id"] == after) else {
@@ -384,10 +480,48 @@ async fn list_intents(State(fake): State<FakeStripe>, uri: Uri) -> Response {
     ))
 }
 
+/// Stripe's search API, for the one query this system makes:
+/// `metadata['attempt']:'<key>'`. Unlike Stripe's, the fake's index is never
+/// behind.
+async fn search_intents(State(fake): State<FakeStripe>, uri: Uri) -> Response {
+    let query = parse_fields(uri.query().unwrap_or("").as_bytes());
+    let Some(key) = field(&query, "query").and_then(attempt_searched) else {
+        return reply(invalid("The fake Stripe searches by metadata['attempt']:'<key>' only."));
+    };
+    let data: Vec<Value> = fake
+        .lock()
+        .intents
+        .iter()
+        .rev()
+        .filter(|i| i["metadata"]["attempt"].as_str() == Some(key.as_str()))
+        .cloned()
+        .collect();
+    reply((
+        StatusCode::OK,
+        json!({"object": "search_result", "url": "/v1/payment_intents/search", "data": data, "has_more": false, "next_page": null}),
+    ))
+}
+
+/// The key of a `metadata['attempt']:'<key>'` search (`\'` and `\\` are
+/// unescaped).
+fn attempt_searched(query: &str) -> Option<String> {
+    let quoted = query.trim().strip_prefix("metadata['attempt']:'")?.strip_suffix('\'')?;
+    let mut key = String::with_capacity(quoted.len());
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => key.push(chars.next()?),
+            '\'' => return None,
+            c => key.push(c),
+        }
+    }
+    Some(key)
+}
+
 async fn show_intent(State(fake): State<FakeStripe>, UrlPath(id): UrlPath<String>) -> Response {
-    let ledger = fake.ledger();
-    reply(match ledger.intents.iter().find(|i| i["id"] == id.as_str()) {
-        Some(intent) => (StatusCode::OK, intent.clone()),
+    let found = fake.lock().intent(&id).cloned();
+    reply(match found {
+        Some(intent) => (StatusCode::OK, intent),
         None => no_such_intent(&id),
     })
 }
@@ -424,11 +558,12 @@ async fn post_refund(State(fake): State<FakeStripe>, headers: HeaderMap, body: B
 async fn list_refunds(State(fake): State<FakeStripe>, uri: Uri) -> Response {
     let query = parse_fields(uri.query().unwrap_or("").as_bytes());
     let refunds: Vec<Value> = fake
-        .ledger()
+        .lock()
         .refunds
-        .into_iter()
+        .iter()
         .rev()
         .filter(|r| field(&query, "payment_intent").is_none_or(|pi| r["payment_intent"] == pi))
+        .cloned()
         .collect();
     reply((StatusCode::OK, json!({"object": "list", "data": refunds, "has_more": false})))
 }
@@ -461,6 +596,7 @@ async fn authenticate(
 pub fn router(fake: FakeStripe) -> Router {
     let api = Router::new()
         .route("/v1/payment_intents", post(post_intent).get(list_intents))
+        .route("/v1/payment_intents/search", get(search_intents))
         .route("/v1/payment_intents/{id}", get(show_intent))
         .route("/v1/payment_intents/{id}/cancel", post(cancel_intent))
         .route("/v1/refunds", post(post_refund).get(list_refunds))
@@ -481,7 +617,7 @@ pub async fn run(args: FakeStripeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding 127.0.0.1:{}", args.port))?;
     let addr = listener.local_addr()?;
-    let intents = fake.ledger().intents.len();
+    let intents = fake.intents();
     println!("fake Stripe on http://{addr} ({intents} PaymentIntents known)");
     tracing::info!(%addr, state = ?args.state, intents, "fake Stripe listening");
     axum::serve(listener, router(fake)).with_graceful_shutdown(shutdown()).await?;

@@ -1,13 +1,11 @@
 //! `ticketing-tools fake-stripe` as a process, driven by the payments
 //! service's own Stripe client where it can be: test cards charged and
 //! declined, `Idempotency-Key` answering the same intent or refund, an
-//! attempt found by listing as reconciliation does, refunds, cancelling,
-//! Stripe's 401 for a key that is not a test key, and the state file
-//! surviving a restart of the command.
+//! attempt found by search and by listing as reconciliation does, refunds, cancelling,
+//! Stripe's 401 for a key that is not a test key, and the journal
+//! surviving a restart of the command, even with a torn last line.
 
-use std::io::BufRead as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::config::Secret;
@@ -16,45 +14,17 @@ use payments::processor::{Charge, ChargeError, ChargeRequest, Found, Processor};
 use serde_json::Value;
 use uuid::Uuid;
 
-/// A running `ticketing-tools fake-stripe`, killed on drop.
-pub struct Fake {
-    pub base: String,
-    child: Child,
-}
+mod support;
 
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{Fake, journal};
 
-/// Starts the command on a free port with `state` and `extra` flags; its
-/// first line names its address.
 fn start(state: &Path, extra: &[&str]) -> Fake {
     common::install_crypto();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ticketing-tools"))
-        .args(["fake-stripe", "--port", "0", "--state"])
-        .arg(state)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ticketing-tools fake-stripe starts");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("the address line");
-    let base = line
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    Fake { base, child }
+    support::start_fake(state, extra)
 }
 
 fn state_file() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("fake-stripe-{}.json", Uuid::new_v4().simple()))
+    std::env::temp_dir().join(format!("fake-stripe-{}.jsonl", Uuid::new_v4().simple()))
 }
 
 fn client(fake: &Fake) -> Stripe {
@@ -106,6 +76,32 @@ async fn a_test_card_is_charged_once_per_idempotency_key_and_found_by_listing() 
     assert_eq!(found, Found::Succeeded(first.clone()));
     let absent = stripe.find(Uuid::now_v7(), "pay-never", sent_at).await.expect("listed");
     assert_eq!(absent, Found::Absent);
+    let search = |query: &str| {
+        let url = url::Url::parse_with_params(
+            &format!("{}/v1/payment_intents/search", fake.base),
+            &[("query", query)],
+        )
+        .expect("a URL");
+        reqwest::Client::new().get(url).bearer_auth("sk_test_tools").send()
+    };
+    let found: Value =
+        search("metadata['attempt']:'pay-1'").await.expect("sent").json().await.expect("json");
+    assert_eq!(found["object"], "search_result");
+    assert_eq!(found["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(found["data"][0]["id"], first.id.as_str());
+    let none: Value =
+        search("metadata['attempt']:'pay-\\'1'").await.expect("sent").json().await.expect("json");
+    assert_eq!(
+        none["data"].as_array().map(Vec::len),
+        Some(0),
+        "an escaped quote is part of the key"
+    );
+    let unsupported = search("amount>100").await.expect("sent");
+    assert_eq!(
+        unsupported.status(),
+        400,
+        "a search the fake cannot do is refused, not answered empty"
+    );
     assert_eq!(stripe.retrieve(&first.id).await.expect("shown"), Found::Succeeded(first.clone()));
     assert!(stripe.retrieve("pi_unknown").await.is_err());
 
@@ -193,12 +189,8 @@ async fn a_key_that_is_not_a_test_key_gets_stripes_401() {
         .await
         .expect("sent");
     assert_eq!(unauthenticated.status(), 401);
-    assert!(fake_ledger(&state)["intents"].as_array().is_none_or(Vec::is_empty));
+    assert!(journal(&state).is_empty(), "nothing was written");
     let _ = std::fs::remove_file(&state);
-}
-
-fn fake_ledger(state: &Path) -> Value {
-    std::fs::read(state).map_or(Value::Null, |bytes| serde_json::from_slice(&bytes).expect("JSON"))
 }
 
 #[tokio::test]
@@ -209,7 +201,15 @@ async fn the_state_file_survives_a_restart() {
         let fake = start(&state, &[]);
         client(&fake).charge(request("tok_visa", "pay-kept")).await.expect("charged")
     };
-    assert_eq!(fake_ledger(&state)["intents"][0]["id"], charge.id.as_str(), "written at once");
+    assert_eq!(journal(&state)[0]["intent"]["id"], charge.id.as_str(), "written at once");
+    // A crash while appending leaves a torn last line: it is skipped.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&state)
+        .and_then(|mut file| {
+            std::io::Write::write_all(&mut file, b"{\"intent\": {\"id\": \"pi_torn")
+        })
+        .expect("appended");
     let fake = start(&state, &[]);
     let stripe = client(&fake);
     assert_eq!(
@@ -218,6 +218,7 @@ async fn the_state_file_survives_a_restart() {
     );
     let again = stripe.charge(request("tok_visa", "pay-kept")).await.expect("the same answer");
     assert_eq!(again, charge, "idempotency keys survive the restart too");
-    assert_eq!(fake_ledger(&state)["intents"].as_array().map(Vec::len), Some(1));
+    let intents = journal(&state).iter().filter(|line| line.get("intent").is_some()).count();
+    assert_eq!(intents, 1, "the repeat was answered from the kept answer");
     let _ = std::fs::remove_file(&state);
 }

@@ -7,7 +7,6 @@
 //! at the fake by the attempt's key and the order completes, charged once,
 //! as the public API shows.
 
-use std::io::BufRead as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +16,8 @@ use common::config::Secret;
 use common::session::Sessions;
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+mod support;
 
 const SECRET_KEY: &str = "sk_test_crash";
 
@@ -32,23 +33,6 @@ impl Drop for Process {
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-/// `ticketing-tools fake-stripe` answering creations after a minute.
-fn start_fake(state: &Path) -> (Process, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ticketing-tools"))
-        .args(["fake-stripe", "--port", "0", "--delay-ms", "60000", "--state"])
-        .arg(state)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ticketing-tools fake-stripe starts");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("the address line");
-    let base = line.split_whitespace().find(|w| w.starts_with("http://")).expect("an address");
-    (Process(child), base.to_owned())
 }
 
 fn ticketing_binary() -> PathBuf {
@@ -134,7 +118,9 @@ async fn a_charge_whose_process_was_killed_before_recording_it_completes_the_ord
         std::env::temp_dir().join(format!("ticketing-stripe-crash-{}", Uuid::new_v4().simple()));
     let data = dir.join("data");
     std::fs::create_dir_all(&data).expect("data dir");
-    let (_fake, stripe) = start_fake(&dir.join("stripe.json"));
+    // The fake answers creations only after a minute.
+    let fake = support::start_fake(&dir.join("stripe.jsonl"), &["--delay-ms", "60000"]);
+    let stripe = fake.base.clone();
     let key = Secret::new(format!("{:064x}", Uuid::new_v4().as_u128()));
     let sessions = Sessions::new(&key, Duration::from_secs(3600), false);
     let bearer = |name: &str| {

@@ -22,11 +22,19 @@ use uuid::Uuid;
 
 use super::{Charge, ChargeError, ChargeRequest, Found, NextAction, Processor, Refund};
 
-/// How far around an attempt's time its PaymentIntent is looked for
+/// How far our clock and Stripe's may disagree: an attempt's PaymentIntent
+/// is listed among those created from this long before the attempt was
+/// recorded to this long after the client stopped waiting for the answer
 /// (Stripe's `created` is when it received the request).
-const FIND_WINDOW_SECONDS: i64 = 600;
-/// At most this many pages of 100 PaymentIntents are read to find one.
+const CLOCK_SKEW_SECONDS: i64 = 60;
+/// At most this many pages of 100 PaymentIntents are listed to find one;
+/// past that, the search API alone decides (see [`Stripe::find`]).
 const FIND_PAGES: usize = 20;
+/// How long after an attempt the search API's not finding it is believed
+/// when the list is too long to read: Stripe indexes an object for search
+/// "generally within a minute", later during an incident, and believing a
+/// miss too early would orphan a real charge.
+const SEARCH_SETTLED_SECONDS: i64 = 3600;
 
 /// The Stripe client.
 #[derive(Debug, Clone)]
@@ -34,6 +42,7 @@ pub struct Stripe {
     http: reqwest::Client,
     base: String,
     key: Secret,
+    timeout: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +86,10 @@ impl PaymentIntent {
     }
 
     /// What the intent's status means for its attempt.
+    fn is_attempt(&self, key: &str) -> bool {
+        self.metadata.get("attempt").map(String::as_str) == Some(key)
+    }
+
     fn found(&self) -> Found {
         match self.status.as_str() {
             "succeeded" => Found::Succeeded(Charge { id: self.id.clone() }),
@@ -126,7 +139,7 @@ impl Stripe {
             .timeout(timeout)
             .build()
             .context("building the Stripe HTTP client")?;
-        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), key })
+        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), key, timeout })
     }
 
     /// `/v1/payment_intents/<id>[/<action>]`, the id escaped as a path
@@ -144,6 +157,57 @@ impl Stripe {
             }
         }
         Ok(url)
+    }
+
+    /// The PaymentIntent whose `metadata[attempt]` is `key`, as the search
+    /// API knows it now (`None`: not indexed, or never made).
+    async fn search(&self, key: &str) -> anyhow::Result<Option<Found>> {
+        let query =
+            format!("metadata['attempt']:'{}'", key.replace('\\', "\\\\").replace('\'', "\\'"));
+        let url = url::Url::parse_with_params(
+            &format!("{}/v1/payment_intents/search", self.base),
+            &[("query", query.as_str()), ("limit", "10")],
+        )
+        .context("the Stripe API base is not a URL")?;
+        let response = self.get(url).send().await.context("calling Stripe")?;
+        let page: IntentList =
+            success_body(response, "to search PaymentIntents", "a search result").await?;
+        Ok(page.data.iter().find(|intent| intent.is_attempt(key)).map(PaymentIntent::found))
+    }
+
+    /// The PaymentIntent of the attempt `key` among those created while it
+    /// could have reached Stripe: `Some(Absent)` when the whole list was
+    /// read without it, `None` when the list is too long to read.
+    async fn list_around(&self, key: &str, sent_at: Timestamp) -> anyhow::Result<Option<Found>> {
+        let seconds = sent_at.millis() / 1000;
+        let waited = i64::try_from(self.timeout.as_secs()).unwrap_or(i64::MAX / 2);
+        let from = (seconds - CLOCK_SKEW_SECONDS).to_string();
+        let to = seconds.saturating_add(waited + 1 + CLOCK_SKEW_SECONDS).to_string();
+        let mut after: Option<String> = None;
+        for _ in 0..FIND_PAGES {
+            let mut query = vec![
+                ("limit", "100"),
+                ("created[gte]", from.as_str()),
+                ("created[lte]", to.as_str()),
+            ];
+            if let Some(after) = &after {
+                query.push(("starting_after", after.as_str()));
+            }
+            let url =
+                url::Url::parse_with_params(&format!("{}/v1/payment_intents", self.base), &query)
+                    .context("the Stripe API base is not a URL")?;
+            let response = self.get(url).send().await.context("calling Stripe")?;
+            let page: IntentList =
+                success_body(response, "to list PaymentIntents", "a PaymentIntent list").await?;
+            if let Some(intent) = page.data.iter().find(|intent| intent.is_attempt(key)) {
+                return Ok(Some(intent.found()));
+            }
+            match page.data.last() {
+                Some(last) if page.has_more => after = Some(last.id.clone()),
+                _ => return Ok(Some(Found::Absent)),
+            }
+        }
+        Ok(None)
     }
 
     fn get(&self, url: url::Url) -> reqwest::RequestBuilder {
@@ -248,9 +312,16 @@ impl Processor for Stripe {
         })
     }
 
-    /// Lists the PaymentIntents created around `sent_at` (the list is
-    /// strongly consistent, unlike the search API, which may miss an intent
-    /// for a minute) and picks the one whose `metadata[attempt]` is the key.
+    /// Finds the attempt's PaymentIntent by its `metadata[attempt]`:
+    /// 1. the search API, one call whatever the volume — but eventually
+    ///    consistent, so a miss proves nothing yet;
+    /// 2. the list of PaymentIntents created while the attempt could have
+    ///    reached Stripe (strongly consistent): read to its end, it decides
+    ///    either way;
+    /// 3. a list too long to read (more than `FIND_PAGES` pages in that
+    ///    window): the search's miss decides once the attempt is older than
+    ///    `SEARCH_SETTLED_SECONDS`; before that the attempt stays pending
+    ///    and is looked for again.
     fn find<'a>(
         &'a self,
         _order_id: Uuid,
@@ -258,37 +329,29 @@ impl Processor for Stripe {
         sent_at: Timestamp,
     ) -> BoxFuture<'a, anyhow::Result<Found>> {
         Box::pin(async move {
-            let seconds = sent_at.millis() / 1000;
-            let mut after: Option<String> = None;
-            for _ in 0..FIND_PAGES {
-                let mut query = vec![
-                    ("limit", "100".to_owned()),
-                    ("created[gte]", (seconds - FIND_WINDOW_SECONDS).to_string()),
-                    ("created[lte]", (seconds + FIND_WINDOW_SECONDS).to_string()),
-                ];
-                if let Some(after) = &after {
-                    query.push(("starting_after", after.clone()));
-                }
-                let url = url::Url::parse_with_params(
-                    &format!("{}/v1/payment_intents", self.base),
-                    &query,
-                )
-                .context("the Stripe API base is not a URL")?;
-                let response = self.get(url).send().await.context("calling Stripe")?;
-                let page: IntentList =
-                    success_body(response, "to list PaymentIntents", "a PaymentIntent list")
-                        .await?;
-                if let Some(intent) = page.data.iter().find(|intent| {
-                    intent.metadata.get("attempt").map(String::as_str) == Some(idempotency_key)
-                }) {
-                    return Ok(intent.found());
-                }
-                match page.data.last() {
-                    Some(last) if page.has_more => after = Some(last.id.clone()),
-                    _ => return Ok(Found::Absent),
-                }
+            match self.search(idempotency_key).await {
+                Ok(Some(found)) => return Ok(found),
+                Ok(None) => {}
+                // Search is not offered everywhere (e.g. accounts in India):
+                // the list still answers.
+                Err(error) => tracing::warn!(
+                    attempt = idempotency_key,
+                    error = format!("{error:#}"),
+                    "searching Stripe failed; listing instead"
+                ),
             }
-            anyhow::bail!("too many PaymentIntents around {sent_at} to find {idempotency_key}")
+            if let Some(found) = self.list_around(idempotency_key, sent_at).await? {
+                return Ok(found);
+            }
+            let age = Timestamp::now().millis().saturating_sub(sent_at.millis()) / 1000;
+            if age > SEARCH_SETTLED_SECONDS {
+                return Ok(Found::Absent);
+            }
+            tracing::info!(
+                attempt = idempotency_key,
+                "too many PaymentIntents around the attempt to list; it stays pending until search can decide"
+            );
+            Ok(Found::Pending)
         })
     }
 
