@@ -53,19 +53,36 @@ pub struct Swept {
     pub handled: u64,
     /// Past the time they may wait: ordinary dead letters now.
     pub gave_up: u64,
-    /// Still waiting.
+    /// Still waiting, in the whole waiting room (not only the batch).
     pub still_waiting: u64,
 }
 
-/// Runs every event of the waiting room through its listener again: a
-/// handled one is removed, one that waited longer than `wait_at_most`
-/// becomes an ordinary dead letter ([`GAVE_UP`]), the others wait on.
+/// Where the last sweep stopped: the next one goes on after it (the
+/// `(created_at, id)` of the last letter it tried), or starts at the oldest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepCursor(Option<(i64, String)>);
+
+/// Runs the next `batch` events of the waiting room, after `cursor`,
+/// through their listeners again: a handled one is removed, one that
+/// waited longer than `wait_at_most` becomes an ordinary dead letter
+/// ([`GAVE_UP`]), the others wait on. The cursor moves past the batch, and
+/// back to the start after the last one, so a waiting room of any size
+/// costs at most `batch` handlings per sweep, and an event that can never
+/// apply does not keep the ones behind it from being tried.
 pub async fn sweep(
     db: &Db,
     listeners: &[Listener],
     wait_at_most: std::time::Duration,
+    batch: u32,
+    cursor: &mut SweepCursor,
 ) -> anyhow::Result<Swept> {
-    let waiting = read(db, Some(WAITING)).await?;
+    let waiting = read_after(db, cursor, batch).await?;
+    *cursor = match waiting.last() {
+        Some(last) if waiting.len() >= batch as usize => {
+            SweepCursor(Some((last.parked_at.millis(), last.id.to_string())))
+        }
+        _ => SweepCursor::default(),
+    };
     let too_old = now_millis() - i64::try_from(wait_at_most.as_millis()).unwrap_or(i64::MAX);
     let mut swept = Swept::default();
     for letter in waiting {
@@ -78,10 +95,13 @@ pub async fn sweep(
                 .execute(db.writer())
                 .await?;
             swept.gave_up += 1;
-        } else {
-            swept.still_waiting += 1;
         }
     }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters WHERE error = $1")
+        .bind(WAITING)
+        .fetch_one(db.reader())
+        .await?;
+    swept.still_waiting = u64::try_from(count).unwrap_or(0);
     Ok(swept)
 }
 
@@ -129,6 +149,28 @@ async fn read(db: &Db, reason: Option<&str>) -> anyhow::Result<Vec<DeadLetter>> 
     .bind(reason)
     .fetch_all(db.reader())
     .await?;
+    letters(&rows)
+}
+
+/// The next `batch` letters of the waiting room after `cursor`, oldest
+/// first.
+async fn read_after(db: &Db, cursor: &SweepCursor, batch: u32) -> anyhow::Result<Vec<DeadLetter>> {
+    let (after_time, after_id) = cursor.0.clone().unwrap_or((i64::MIN, String::new()));
+    let rows = sqlx::query(
+        "SELECT id, consumer, subject, event_id, payload, error, attempts, created_at \
+         FROM dead_letters WHERE error = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
+         ORDER BY created_at, id LIMIT $4",
+    )
+    .bind(WAITING)
+    .bind(after_time)
+    .bind(after_id)
+    .bind(i64::from(batch))
+    .fetch_all(db.reader())
+    .await?;
+    letters(&rows)
+}
+
+fn letters(rows: &[sqlx::any::AnyRow]) -> anyhow::Result<Vec<DeadLetter>> {
     rows.iter()
         .map(|row| {
             Ok(DeadLetter {

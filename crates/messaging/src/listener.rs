@@ -166,6 +166,9 @@ pub struct RetryPolicy {
     pub hold_waiting: u32,
     /// How often the waiting room is tried again.
     pub sweep_every: Duration,
+    /// At most this many events of the waiting room are tried per sweep
+    /// (the next sweep goes on after them).
+    pub sweep_batch: u32,
     /// How long an event may wait for its earlier event; then it stays as
     /// an ordinary dead letter, for an operator.
     pub wait_at_most: Duration,
@@ -184,6 +187,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(30),
             hold_waiting: 5,
             sweep_every: Duration::from_secs(5),
+            sweep_batch: 200,
             wait_at_most: Duration::from_secs(3600),
         }
     }
@@ -248,12 +252,19 @@ impl Runtime {
     /// their listeners again ([`crate::dead_letters::sweep`]) until
     /// `shutdown`.
     async fn sweep_waiting_room(self, listeners: Vec<Listener>, shutdown: CancellationToken) {
+        let mut cursor = crate::dead_letters::SweepCursor::default();
         loop {
             tokio::select! {
                 () = tokio::time::sleep(self.policy.sweep_every) => {}
                 () = shutdown.cancelled() => return,
             }
-            let swept = crate::dead_letters::sweep(&self.db, &listeners, self.policy.wait_at_most);
+            let swept = crate::dead_letters::sweep(
+                &self.db,
+                &listeners,
+                self.policy.wait_at_most,
+                self.policy.sweep_batch,
+                &mut cursor,
+            );
             match swept.await {
                 Ok(swept) => {
                     metrics::gauge!("events_waiting", "service" => self.service)

@@ -28,6 +28,7 @@ const FAST: RetryPolicy = RetryPolicy {
     max_delay: Duration::from_millis(100),
     hold_waiting: 3,
     sweep_every: Duration::from_millis(100),
+    sweep_batch: 200,
     wait_at_most: Duration::from_secs(3600),
 };
 
@@ -360,6 +361,42 @@ async fn one_entitys_events_keep_their_order(bus: TestBus) {
     harness.wait_for(|| seen.lock().expect("lock").len() == 6).await;
     let seen = seen.lock().expect("lock").clone();
     assert_eq!(seen, (0..6).map(|v| (v, false)).collect::<Vec<_>>(), "in order, one at a time");
+}
+
+/// The waiting room is swept in batches, in turns: with two per sweep, two
+/// events that can never apply (the oldest) do not keep the three behind
+/// them from being tried; the sweep goes on after its last batch and wraps
+/// around.
+#[tokio::test]
+async fn the_waiting_room_is_swept_in_batches_in_turns() {
+    use messaging::dead_letters::{SweepCursor, WAITING, park, sweep};
+    let context = TestContext::new(&Backend::Sqlite, |_| {});
+    let db = context.context.databases.open("toy", &MIGRATIONS).await.expect("database");
+    let stuck = Uuid::now_v7();
+    let applied = Arc::new(AtomicU32::new(0));
+    let never = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = waiting_for(stuck, never, applied.clone());
+    for n in 0..5 {
+        let event = if n < 2 { ticket_event(stuck, n) } else { ticket_created() };
+        let payload = serde_json::to_vec(&event).expect("json");
+        park(&db, "toy", TicketCreated::SUBJECT, Some(event.id), &payload, WAITING, 5)
+            .await
+            .expect("parked");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let hour = Duration::from_secs(3600);
+    let listeners = std::slice::from_ref(&listener);
+    let mut cursor = SweepCursor::default();
+    let mut handled = Vec::new();
+    for _ in 0..3 {
+        let swept = sweep(&db, listeners, hour, 2, &mut cursor).await.expect("swept");
+        handled.push((swept.handled, swept.still_waiting));
+    }
+    assert_eq!(handled, [(0, 5), (2, 3), (1, 2)], "(handled, still waiting) per sweep");
+    assert_eq!(applied.load(Ordering::SeqCst), 3);
+    assert_eq!(cursor, SweepCursor::default(), "past the last one, the next sweep starts over");
+    let again = sweep(&db, listeners, hour, 2, &mut cursor).await.expect("swept");
+    assert_eq!((again.handled, again.still_waiting), (0, 2), "the stuck ones are tried again");
 }
 
 /// A listener that waits for `ticket`'s earlier event until `arrived` is

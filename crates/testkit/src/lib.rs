@@ -377,6 +377,7 @@ impl TestSystem {
             max_delay: std::time::Duration::from_millis(200),
             hold_waiting: 30,
             sweep_every: std::time::Duration::from_millis(200),
+            sweep_batch: 200,
             wait_at_most: std::time::Duration::from_secs(3600),
         };
         (context, bus)
