@@ -4,6 +4,7 @@
 
 pub mod domain;
 pub mod listeners;
+pub mod outcomes;
 mod routes;
 mod settings;
 pub mod store;
@@ -64,7 +65,11 @@ pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Ser
         .listen(Listener::with(store.clone(), listeners::payment_created))
         .listen(Listener::with(store.clone(), listeners::payment_expired))
         .publish_from(store.outbox.clone());
+    let outcomes = std::sync::Arc::new(outcomes::Outcomes::default());
+    let watch = context.bus.watch(&outcomes::SUBJECTS).await?;
     let state = routes::OrdersState {
+        outcomes: outcomes.clone(),
+        shutdown: context.shutdown.clone(),
         store,
         sessions: context.sessions.clone(),
         orders_per_user: std::sync::Arc::new(common::limit::Limiter::new(
@@ -83,6 +88,6 @@ pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Ser
         probes: vec![Probe::database(NAME, db.clone())],
         databases: vec![db],
         messaging: Some(messaging),
-        background: Vec::new(),
+        background: vec![outcomes.follow(watch)],
     })
 }

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -19,7 +20,11 @@ use uuid::Uuid;
 
 use crate::Settings;
 use crate::domain::Order;
+use crate::outcomes::Outcomes;
 use crate::store::{Change, CreateError, Store};
+use common::error::ErrorItem;
+use common::status::OrderStatus;
+use tokio_util::sync::CancellationToken;
 
 /// The message for a missing or invalid ticket id.
 const TICKET_ID_REQUIRED: &str = "TicketId must be provided";
@@ -31,6 +36,11 @@ const CANNOT_CANCEL_COMPLETE: &str = "Cannot cancel a completed order";
 const OWN_TICKET: &str = "You cannot order your own ticket";
 /// The message for ordering a ticket its seller withdrew.
 const WITHDRAWN: &str = "Ticket is no longer for sale";
+/// The longest `wait` of `GET /api/orders/:id`, in seconds: below the web
+/// client's 25 s and the server's 30 s request limits.
+pub const WAIT_AT_MOST_SECONDS: u64 = 20;
+/// The message for a `wait` that is not one.
+const WAIT_INVALID: &str = "wait must be a whole number of seconds from 0 to 20";
 
 #[derive(Debug, Clone)]
 pub struct OrdersState {
@@ -41,6 +51,10 @@ pub struct OrdersState {
     pub clock: Arc<dyn Clock>,
     /// Orders per user per minute (`ORDERS_PER_USER_PER_MINUTE`).
     pub orders_per_user: Arc<Limiter<Uuid>>,
+    /// The requests waiting for an order's outcome.
+    pub outcomes: Arc<Outcomes>,
+    /// Cancelled at shutdown: waiting requests answer at once.
+    pub shutdown: CancellationToken,
 }
 
 common::sessions_in_state!(OrdersState);
@@ -142,13 +156,40 @@ async fn list(
     Ok(Json(state.store.list_for_user(user.id).await?))
 }
 
-/// One of the caller's orders.
+/// `GET /api/orders/:id`'s query.
+#[derive(Debug, Deserialize)]
+struct ShowParams {
+    wait: Option<String>,
+}
+
+/// How long to wait for the order's outcome: `None` without `wait` or with
+/// `wait=0`.
+fn parse_wait(wait: Option<&str>) -> ApiResult<Option<std::time::Duration>> {
+    let Some(wait) = wait else { return Ok(None) };
+    match wait.parse::<u64>() {
+        Ok(0) => Ok(None),
+        Ok(seconds) if seconds <= WAIT_AT_MOST_SECONDS => {
+            Ok(Some(std::time::Duration::from_secs(seconds)))
+        }
+        _ => Err(ApiError::Validation(vec![ErrorItem::field("wait", WAIT_INVALID)])),
+    }
+}
+
+/// One of the caller's orders. With `wait=N` (seconds, at most 20) and the
+/// order still open (`created` or `awaiting:payment`), the answer waits
+/// until it is settled (`complete`, or `cancelled` by its buyer or expiry)
+/// or `N` seconds pass, then gives the order as it is: a client learns the
+/// outcome without polling.
 #[utoipa::path(
     get, path = "/api/orders/{id}", tag = "orders", operation_id = "showOrder",
     security(("bearer" = []), ("session" = [])),
-    params(("id" = Uuid, Path, description = "The order id")),
+    params(
+        ("id" = Uuid, Path, description = "The order id"),
+        ("wait" = Option<u64>, Query, description = "Seconds (0-20) to wait for an open order to be settled (complete or cancelled) before answering"),
+    ),
     responses(
-        (status = 200, description = "The order", body = Order),
+        (status = 200, description = "The order (once settled, or when the wait is over)", body = Order),
+        (status = 400, description = "Invalid `wait`", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Someone else's order", body = ErrorBody),
         (status = 404, description = "No such order", body = ErrorBody),
@@ -158,7 +199,37 @@ async fn show(
     State(state): State<OrdersState>,
     CurrentUser(user): CurrentUser,
     Id(id): Id,
+    params: Result<Query<ShowParams>, QueryRejection>,
 ) -> ApiResult<Json<Order>> {
+    let Query(params) = params.map_err(|_| ApiError::InvalidBody { field: None })?;
+    let Some(wait) = parse_wait(params.wait.as_deref())? else {
+        return owned_order(&state, user.id, id).await.map(Json);
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    // Registered before the read: an outcome between the read and the wait
+    // still wakes this request.
+    let waiter = state.outcomes.wait_for(id);
+    let mut woken = std::pin::pin!(waiter.notify().notified());
+    woken.as_mut().enable();
+    let settled =
+        |order: &Order| matches!(order.status, OrderStatus::Complete | OrderStatus::Cancelled);
+    let first = owned_order(&state, user.id, id).await?;
+    if settled(&first) {
+        return Ok(Json(first));
+    }
+    loop {
+        tokio::select! {
+            () = woken.as_mut() => {}
+            () = tokio::time::sleep_until(deadline) => break,
+            () = state.shutdown.cancelled() => break,
+        }
+        woken.set(waiter.notify().notified());
+        woken.as_mut().enable();
+        let now = owned_order(&state, user.id, id).await?;
+        if settled(&now) {
+            return Ok(Json(now));
+        }
+    }
     owned_order(&state, user.id, id).await.map(Json)
 }
 

@@ -178,7 +178,9 @@
   }
 
   // The order page follows its order until it is paid or cancelled (the
-  // payment completes it through events, a moment after the charge).
+  // payment completes it through events, a moment after the charge): each
+  // request waits up to 20 s for the outcome (`?wait=20`), so the page
+  // learns it when it happens, without polling.
   var orderStatus = document.getElementById("order-status");
   var FINAL = { complete: "Paid", cancelled: "Cancelled", expired: "Expired" };
   if (orderStatus && window.fetch && !FINAL[orderStatus.dataset.status] && orderStatus.dataset.status !== "expired") {
@@ -205,7 +207,7 @@
     };
     var poll = function () {
       polls += 1;
-      fetch("/api/orders/" + encodeURIComponent(orderStatus.dataset.orderId), { credentials: "same-origin" })
+      fetch("/api/orders/" + encodeURIComponent(orderStatus.dataset.orderId) + "?wait=20", { credentials: "same-origin" })
         .then(function (response) { return response.ok ? response.json() : null; })
         .then(function (order) {
           if (order && (order.status === "complete" || order.status === "cancelled")) { showFinal(order.status); return; }
@@ -213,11 +215,11 @@
             orderStatus.textContent = "Payment in progress";
             orderStatus.className = "status status-processing";
           }
-          if (order) { setTimeout(poll, polls < 30 ? 2000 : 10000); }
+          if (order && polls < 180) { setTimeout(poll, 250); }
         })
         .catch(function () { setTimeout(poll, 10000); });
     };
-    setTimeout(poll, 2000);
+    poll();
   }
 
   // Stripe's card form, on the order page only when a publishable key is set.

@@ -9,4 +9,5 @@ mod listeners;
 mod price;
 mod read;
 mod restore;
+mod wait;
 mod withdraw;
