@@ -295,23 +295,39 @@ impl Relay {
         Ok(unsent)
     }
 
-    /// Publishes `rows` in order. Returns how many were published, the seqs
-    /// the bus stored for good, and the first failure.
+    /// Publishes `rows` in order, as one batch ([`Bus::publish_all`]).
+    /// Returns how many were published before the first failure, the seqs
+    /// the bus stored for good (a row after the failure may be stored too:
+    /// it is deleted, and the failed one is sent again), and the first
+    /// failure.
     async fn publish(&mut self, rows: Vec<Row>) -> (usize, Vec<i64>, Option<anyhow::Error>) {
         let mut published = 0;
         let mut stored = Vec::new();
-        for row in rows {
-            let message = OutgoingMessage {
+        let seqs: Vec<i64> = rows.iter().map(|row| row.seq).collect();
+        let messages = rows
+            .into_iter()
+            .map(|row| OutgoingMessage {
                 id: row.id,
                 subject: row.subject,
                 payload: Bytes::from(row.payload),
-            };
-            match self.bus.publish(message).await {
-                Ok(Receipt::Stored) => stored.push(row.seq),
+            })
+            .collect();
+        let receipts = self.bus.publish_all(messages).await;
+        let mut failure = None;
+        for (seq, receipt) in seqs.into_iter().zip(receipts) {
+            if failure.is_some() {
+                // Past the first failure: keep what the bus stored, but the
+                // cursor stays below the failed row.
+                if let Ok(Receipt::Stored) = receipt {
+                    stored.push(seq);
+                }
+                continue;
+            }
+            match receipt {
+                Ok(Receipt::Stored) => stored.push(seq),
                 Ok(Receipt::Pending(receipt)) => {
-                    self.in_flight.insert(row.seq);
+                    self.in_flight.insert(seq);
                     let (settled, wake) = (self.settled_tx.clone(), self.settled_wake.clone());
-                    let seq = row.seq;
                     tokio::spawn(async move {
                         let outcome = match receipt.await {
                             Ok(()) => Settled::Done(seq),
@@ -321,12 +337,15 @@ impl Relay {
                         wake.notify_one();
                     });
                 }
-                Err(error) => return (published, stored, Some(error)),
+                Err(error) => {
+                    failure = Some(error);
+                    continue;
+                }
             }
-            self.cursor = self.cursor.max(row.seq);
+            self.cursor = self.cursor.max(seq);
             published += 1;
         }
-        (published, stored, None)
+        (published, stored, failure)
     }
 
     async fn delete_settled(&mut self) -> Result<(), sqlx::Error> {

@@ -62,6 +62,22 @@ async fn a_subscriber_receives_what_is_published_in_order(bus: TestBus) {
     }
 }
 
+/// A batch (`publish_all`, how the outbox relay publishes) answers one
+/// receipt per message and is delivered in order, like one-by-one.
+async fn a_batch_is_published_in_order_with_a_receipt_each(bus: TestBus) {
+    let mut subscription = bus.bus.subscribe("orders", SUBJECT).await.expect("subscribed");
+    let batch: Vec<OutgoingMessage> = (0..20).map(|i| message(SUBJECT, &format!("b{i}"))).collect();
+    let receipts = bus.bus.publish_all(batch).await;
+    assert_eq!(receipts.len(), 20);
+    assert!(receipts.iter().all(Result::is_ok), "every message accepted");
+    for i in 0..20 {
+        let delivery = next(&mut subscription).await;
+        assert_eq!(body(&delivery), format!("b{i}"));
+        delivery.ack().await.expect("acked");
+    }
+    assert_nothing(&mut subscription, Duration::from_millis(300)).await;
+}
+
 async fn a_subscriber_receives_only_its_subject(bus: TestBus) {
     let mut subscription = bus.bus.subscribe("orders", SUBJECT).await.expect("subscribed");
     publish(&bus, message("order.created", "other")).await;
@@ -245,6 +261,7 @@ testkit::bus_tests!(
     acknowledged_messages_are_not_delivered_again,
     a_republished_event_id_is_delivered_once,
     a_pending_receipt_resolves_once_every_group_settled,
+    a_batch_is_published_in_order_with_a_receipt_each,
 );
 
 /// JetStream only: a consumer created after messages were published gets

@@ -128,6 +128,87 @@ impl Bus for RecordingBus {
     }
 }
 
+/// A bus that sends a whole batch and loses the acknowledgement of its
+/// second message (as JetStream may: the later ones are stored anyway).
+#[derive(Debug, Default)]
+struct LossyBatchBus {
+    lose_second: std::sync::atomic::AtomicBool,
+    published: Mutex<Vec<OutgoingMessage>>,
+}
+
+impl Bus for LossyBatchBus {
+    fn publish(&self, message: OutgoingMessage) -> BoxFuture<'_, anyhow::Result<Receipt>> {
+        Box::pin(async move {
+            self.published.lock().expect("lock").push(message);
+            Ok(Receipt::Stored)
+        })
+    }
+
+    fn publish_all(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> BoxFuture<'_, Vec<anyhow::Result<Receipt>>> {
+        Box::pin(async move {
+            let lose = self.lose_second.swap(false, Ordering::AcqRel);
+            let mut receipts = Vec::new();
+            for (n, message) in messages.into_iter().enumerate() {
+                if lose && n == 1 {
+                    receipts.push(Err(anyhow::anyhow!("no acknowledgement")));
+                } else {
+                    self.published.lock().expect("lock").push(message);
+                    receipts.push(Ok(Receipt::Stored));
+                }
+            }
+            receipts
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Subscription>> {
+        Box::pin(async { anyhow::bail!("no subscribers") })
+    }
+
+    fn watch<'a>(&'a self, _: &'a [&'a str]) -> BoxFuture<'a, anyhow::Result<Watch>> {
+        Box::pin(async { anyhow::bail!("no watchers") })
+    }
+
+    fn check(&self) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn idle(&self) -> BoxFuture<'_, anyhow::Result<bool>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    fn kind(&self) -> &'static str {
+        "lossy batch"
+    }
+}
+
+/// The relay publishes a batch at once; a message of the batch the bus did
+/// not acknowledge stays in the outbox and is sent again, while the stored
+/// ones after it are removed (not sent twice).
+async fn a_batch_with_one_lost_acknowledgement_sends_only_that_one_again(backend: Backend) {
+    let (_context, db) = database(&backend).await;
+    let bus = Arc::new(LossyBatchBus::default());
+    bus.lose_second.store(true, Ordering::Release);
+    let outbox = Outbox::new(db.clone());
+    let mut relay = outbox.relay("toy", bus.clone());
+    for title in ["one", "two", "three"] {
+        save(&outbox, &db, title).await;
+    }
+    assert!(relay.step().await.is_err(), "the lost acknowledgement is reported");
+    assert_eq!(outbox.pending().await.expect("count"), 1, "only the unacknowledged row is left");
+    assert_eq!(relay.step().await.expect("step"), 1, "and it is sent again");
+    assert_eq!(outbox.pending().await.expect("count"), 0);
+    let titles: Vec<String> =
+        bus.published.lock().expect("lock").iter().map(|m| title_of(&m.payload)).collect();
+    assert_eq!(titles, ["one", "three", "two"], "each stored once");
+}
+
 async fn committed_events_are_published_and_then_removed(backend: Backend) {
     let (_context, db) = database(&backend).await;
     let bus = InProcessBus::new();
@@ -282,6 +363,7 @@ async fn replicas_relaying_one_outbox_publish_each_event_once(backend: Backend) 
 
 testkit::backend_tests!(
     committed_events_are_published_and_then_removed,
+    a_batch_with_one_lost_acknowledgement_sends_only_that_one_again,
     events_of_a_rolled_back_transaction_are_never_published,
     the_relay_wakes_at_once_after_a_commit,
     rows_stay_until_every_subscriber_settled_them,

@@ -166,19 +166,64 @@ impl JetStreamBus {
     }
 }
 
+impl JetStreamBus {
+    /// Sends `message` with its event id as `Nats-Msg-Id`; the answer is
+    /// the acknowledgement to await.
+    async fn send(
+        &self,
+        message: OutgoingMessage,
+    ) -> anyhow::Result<async_nats::jetstream::context::PublishAckFuture> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, message.id.to_string().as_str());
+        let subject = format!("{}{}", self.options.subject_prefix, message.subject);
+        self.context
+            .publish_with_headers(subject, headers, message.payload)
+            .await
+            .context("publishing to JetStream")
+    }
+}
+
 impl Bus for JetStreamBus {
     fn publish(&self, message: OutgoingMessage) -> BoxFuture<'_, anyhow::Result<Receipt>> {
         Box::pin(async move {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(async_nats::header::NATS_MESSAGE_ID, message.id.to_string().as_str());
-            let subject = format!("{}{}", self.options.subject_prefix, message.subject);
-            self.context
-                .publish_with_headers(subject, headers, message.payload)
-                .await
-                .context("publishing to JetStream")?
+            self.send(message)
+                .await?
                 .await
                 .context("waiting for JetStream to store the message")?;
             Ok(Receipt::Stored)
+        })
+    }
+
+    /// Sends every message (stopping at the first that cannot be sent),
+    /// then awaits their acknowledgements: they were all on the wire before
+    /// the first is awaited, so the batch costs about one round trip.
+    fn publish_all(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> BoxFuture<'_, Vec<anyhow::Result<Receipt>>> {
+        Box::pin(async move {
+            let mut sent = Vec::with_capacity(messages.len());
+            let mut failure = None;
+            for message in messages {
+                match self.send(message).await {
+                    Ok(acknowledgement) => sent.push(acknowledgement),
+                    Err(error) => {
+                        failure = Some(error);
+                        break;
+                    }
+                }
+            }
+            let mut receipts = Vec::with_capacity(sent.len() + 1);
+            for acknowledgement in sent {
+                receipts.push(
+                    acknowledgement
+                        .await
+                        .map(|_| Receipt::Stored)
+                        .context("waiting for JetStream to store the message"),
+                );
+            }
+            receipts.extend(failure.map(Err));
+            receipts
         })
     }
 

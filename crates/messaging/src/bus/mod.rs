@@ -215,6 +215,30 @@ pub trait Bus: Send + Sync + Debug + 'static {
     /// Publishes a message; resolves once the bus has accepted it.
     fn publish(&self, message: OutgoingMessage) -> BoxFuture<'_, anyhow::Result<Receipt>>;
 
+    /// Publishes `messages` in order and answers one receipt per message
+    /// sent, in order; after a failure the rest may not be sent (fewer
+    /// answers than messages). By default one at a time; a bus whose
+    /// acknowledgements come back over the network (JetStream) sends them
+    /// all and then awaits the acknowledgements together: one round trip
+    /// for the batch, not one per message.
+    fn publish_all(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> BoxFuture<'_, Vec<anyhow::Result<Receipt>>> {
+        Box::pin(async move {
+            let mut receipts = Vec::with_capacity(messages.len());
+            for message in messages {
+                let receipt = self.publish(message).await;
+                let failed = receipt.is_err();
+                receipts.push(receipt);
+                if failed {
+                    break;
+                }
+            }
+            receipts
+        })
+    }
+
     /// Joins consumer group `group` on `subject`. Members of one group share
     /// its messages (each goes to one member); every group gets every
     /// message, including those published while no member was listening.
