@@ -466,10 +466,19 @@ impl Store {
     /// Releases the ticket if `order_id` holds it (`order.cancelled`), and
     /// remembers the cancellation. A cancellation of any other order changes
     /// the ticket not at all: an old order must not release a newer
-    /// reservation. A released ticket goes to the newest waiting order, if
-    /// one is not cancelled.
+    /// reservation. A released ticket goes to the newest waiting order that
+    /// is not cancelled.
+    ///
+    /// The ticket's row lock comes first, as in [`Store::reserve`]: the
+    /// cancellation of an order and its `order.created` (two consumers,
+    /// maybe two replicas) are then decided one after the other. Taken
+    /// last, a cancellation could miss the waiting row of a concurrent
+    /// `reserve` not yet committed, leaving a cancelled order waiting — and
+    /// the ticket was later handed to it, while orders sold it to the next
+    /// buyer (the checker saw it once after a SIGKILL, issue 22).
     pub async fn release(&self, ticket_id: Uuid, order_id: Uuid) -> Result<(), DbError> {
         let mut tx = self.db.begin().await?;
+        let current = locked(&mut tx, ticket_id).await?;
         sqlx::query(
             "INSERT INTO cancelled_orders (order_id, cancelled_at) VALUES ($1, $2) \
              ON CONFLICT (order_id) DO NOTHING",
@@ -479,7 +488,6 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         stop_waiting(&mut tx, order_id).await?;
-        let current = locked(&mut tx, ticket_id).await?;
         let Some(current) =
             current.filter(|t| t.order_id == Some(order_id) && t.status == TicketStatus::Reserved)
         else {
@@ -488,6 +496,7 @@ impl Store {
         };
         let next = sqlx::query(
             "SELECT order_id, expires_at FROM waiting_orders WHERE ticket_id = $1 \
+             AND order_id NOT IN (SELECT order_id FROM cancelled_orders) \
              ORDER BY order_id DESC LIMIT 1",
         )
         .bind(ticket_id.to_string())

@@ -202,7 +202,7 @@ impl TicketsApp {
         self.system.send(Method::DELETE, &path, user, None).await
     }
 
-    async fn db(&self) -> common::db::Db {
+    pub async fn db(&self) -> common::db::Db {
         let databases = &self.system.context.context.databases;
         databases.open(tickets::NAME, &tickets::MIGRATIONS).await.expect("database")
     }

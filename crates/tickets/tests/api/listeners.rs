@@ -103,7 +103,53 @@ async fn an_order_overtaking_the_previous_cancellation_gets_the_ticket_after_it(
     assert_eq!(app.holder(&ticket).await, (Value::Null, 3));
 }
 
+/// What the race below left behind before the fix: an order cancelled but
+/// still waiting for the ticket. Released, the ticket must not go to it
+/// (the orders service has moved on to the next buyer).
+async fn a_cancelled_order_left_waiting_never_gets_the_ticket(stack: Stack) {
+    let app = TicketsApp::spawn(stack).await;
+    let ticket = app.ticket_for_sale().await;
+    let (holder, cancelled) = (Uuid::now_v7(), Uuid::now_v7());
+    app.order_created(&ticket, holder).await;
+    app.order_created(&ticket, cancelled).await;
+    sqlx::query("INSERT INTO cancelled_orders (order_id, cancelled_at) VALUES ($1, 0)")
+        .bind(cancelled.to_string())
+        .execute(app.db().await.writer())
+        .await
+        .expect("the race's outcome");
+    app.order_cancelled(&ticket, holder).await;
+    assert_eq!(app.holder(&ticket).await, (Value::Null, 2), "free, not held by a cancelled order");
+}
+
+/// An order's `order.created` and `order.cancelled` (two consumers, maybe
+/// two replicas) handled at the same time while another order holds the
+/// ticket: whichever commits first, the cancelled order never gets it.
+async fn an_order_created_and_cancelled_at_once_never_gets_the_ticket(stack: Stack) {
+    let app = TicketsApp::spawn(stack).await;
+    let store = tickets::Store::new(app.db().await);
+    let ticket = app.ticket_for_sale().await;
+    let ticket_id = Uuid::parse_str(ticket["id"].as_str().expect("id")).expect("uuid");
+    let until = common::time::Timestamp::from_millis(i64::MAX / 2);
+    let price = common::money::Cents::new(1000);
+    for round in 0..30 {
+        let holder = Uuid::now_v7();
+        store.reserve(ticket_id, holder, until, price).await.expect("reserved");
+        let racer = Uuid::now_v7();
+        let (reserved, released) = tokio::join!(
+            store.reserve(ticket_id, racer, until, price),
+            store.release(ticket_id, racer)
+        );
+        reserved.expect("reserve");
+        released.expect("release");
+        store.release(ticket_id, holder).await.expect("released");
+        let shown = app.shown(ticket["id"].as_str().expect("id")).await;
+        assert_eq!(shown["orderId"], Value::Null, "round {round}: {shown}");
+    }
+}
+
 testkit::stack_tests!(
+    a_cancelled_order_left_waiting_never_gets_the_ticket,
+    an_order_created_and_cancelled_at_once_never_gets_the_ticket,
     an_order_overtaking_the_previous_cancellation_gets_the_ticket_after_it,
     an_order_reserves_its_ticket_and_announces_it,
     a_duplicate_order_created_changes_nothing,
