@@ -109,9 +109,13 @@ case $action in
     url=$(ready_url)
     [ -n "$url" ] || exit 0
     deadline=$(($(date +%s) + timeout))
+    pid=$(cat "$STATE_DIR/pids/$name.pid")
     until [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 200 ]; do
-      running_pid "$name" "$program" >/dev/null ||
-        { echo "$name exited; see logs/$name.log" >&2; exit 1; }
+      # Whether the process is still there, not whether it already runs the
+      # program: between fork and exec (long on a loaded machine) its
+      # command line is still this script's (the one-hour soak once called
+      # a process that had not exec'd yet "exited").
+      alive "$pid" || { echo "$name exited; see logs/$name.log" >&2; exit 1; }
       [ "$(date +%s)" -lt "$deadline" ] || { echo "$name is not ready after $timeout s" >&2; exit 1; }
       sleep 0.1
     done
