@@ -64,6 +64,6 @@ impl Store {
                 password_hash: row.try_get("password_hash")?,
             })
         });
-        Ok(user.transpose()?)
+        user.transpose()
     }
 }

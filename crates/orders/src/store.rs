@@ -203,7 +203,7 @@ impl Store {
             .bind(id.to_string())
             .fetch_optional(self.db.reader())
             .await?;
-        Ok(row.as_ref().map(order).transpose()?)
+        row.as_ref().map(order).transpose()
     }
 
     /// The user's orders, oldest first.
@@ -212,7 +212,7 @@ impl Store {
             .bind(user_id.to_string())
             .fetch_all(self.db.reader())
             .await?;
-        Ok(rows.iter().map(order).collect::<Result<_, _>>()?)
+        rows.iter().map(order).collect::<Result<_, _>>()
     }
 
     /// Cancels the order (buyer's request or expiry) unless it is complete;
@@ -363,7 +363,7 @@ impl Store {
 
     /// The replica's copy of a ticket.
     pub async fn find_ticket(&self, id: Uuid) -> Result<Option<TicketView>, DbError> {
-        Ok(find_ticket(self.db.reader(), id).await?)
+        find_ticket(self.db.reader(), id).await
     }
 }
 

@@ -131,7 +131,7 @@ where
 {
     let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE idempotency_key = $1");
     let row = query(sql).bind(key).fetch_optional(executor).await?;
-    Ok(row.as_ref().map(attempt).transpose()?)
+    row.as_ref().map(attempt).transpose()
 }
 
 async fn has_pending(tx: &mut Tx, order_id: Uuid) -> Result<bool, DbError> {
@@ -166,7 +166,7 @@ async fn expire_now(tx: &mut Tx, order_id: Uuid) -> Result<(), DbError> {
 /// cancellations of one order queue up, so each sees what the other did.
 async fn locked(tx: &mut Tx, id: Uuid) -> Result<Option<OrderView>, DbError> {
     let row = lock_row(tx, "orders", ORDER_COLUMNS, id).await?;
-    Ok(row.as_ref().map(order).transpose()?)
+    row.as_ref().map(order).transpose()
 }
 
 async fn payment_in<'e, E>(executor: E, order_id: Uuid) -> Result<Option<Payment>, DbError>
@@ -239,7 +239,7 @@ impl Store {
     pub async fn find_order(&self, id: Uuid) -> Result<Option<OrderView>, DbError> {
         let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
         let row = query(sql).bind(id.to_string()).fetch_optional(self.db.reader()).await?;
-        Ok(row.as_ref().map(order).transpose()?)
+        row.as_ref().map(order).transpose()
     }
 
     pub async fn payment_for(&self, order_id: Uuid) -> Result<Option<Payment>, DbError> {
@@ -365,7 +365,7 @@ impl Store {
              WHERE state = 'pending' AND created_at < $1 ORDER BY created_at LIMIT 100"
         );
         let rows = query(sql).bind(before.millis()).fetch_all(self.db.reader()).await?;
-        Ok(rows.iter().map(attempt).collect::<Result<_, _>>()?)
+        rows.iter().map(attempt).collect::<Result<_, _>>()
     }
 
     /// The processor left attempt `key` waiting for the buyer's
@@ -392,7 +392,7 @@ impl Store {
              ORDER BY attempt DESC LIMIT 1"
         );
         let row = query(sql).bind(order_id.to_string()).fetch_optional(self.db.reader()).await?;
-        Ok(row.as_ref().map(attempt).transpose()?)
+        row.as_ref().map(attempt).transpose()
     }
 
     /// The buyer of the order whose attempt waits on (or was charged as)
@@ -406,7 +406,7 @@ impl Store {
         .bind(intent_id)
         .fetch_optional(self.db.reader())
         .await?;
-        Ok(buyer.as_deref().map(parse_uuid).transpose()?)
+        buyer.as_deref().map(parse_uuid).transpose()
     }
 
     /// The attempt `key`, if there is one.
@@ -587,7 +587,6 @@ impl Store {
                 })
             })
             .collect::<Result<_, DbError>>()
-            .map_err(DbError::from)
     }
 
     pub async fn refund_done(&self, id: Uuid, refund_id: &str) -> Result<(), DbError> {

@@ -212,7 +212,7 @@ impl Store {
     pub async fn find(&self, id: Uuid) -> Result<Option<Ticket>, DbError> {
         let sql = format!("SELECT {COLUMNS} FROM tickets WHERE id = $1");
         let row = query(sql).bind(id.to_string()).fetch_optional(self.db.reader()).await?;
-        Ok(row.as_ref().map(ticket).transpose()?)
+        row.as_ref().map(ticket).transpose()
     }
 
     /// Up to `search.limit` tickets on sale that match `search`, after its
@@ -545,7 +545,7 @@ impl Store {
     async fn commit(&self, tx: Tx) -> Result<(), DbError> {
         let committed = self.outbox.commit(tx).await;
         self.commits.bump();
-        Ok(committed?)
+        committed
     }
 }
 
@@ -607,7 +607,7 @@ async fn is_cancelled(tx: &mut Tx, order_id: Uuid) -> Result<bool, DbError> {
 /// Reads a ticket for a change, holding its row lock.
 async fn locked(tx: &mut Tx, id: Uuid) -> Result<Option<Ticket>, DbError> {
     let row = lock_row(tx, "tickets", COLUMNS, id).await?;
-    Ok(row.as_ref().map(ticket).transpose()?)
+    row.as_ref().map(ticket).transpose()
 }
 
 /// Reads a ticket for a change by its seller `user_id`, holding its row
