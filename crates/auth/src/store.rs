@@ -1,7 +1,6 @@
 //! All SQL of the auth service.
 
-use common::db::{Db, DbError, OnUniqueViolation as _, now_millis, parse_uuid};
-use sqlx::Row as _;
+use common::db::{Db, DbError, OnUniqueViolation as _, now_millis, parse_uuid, query};
 use uuid::Uuid;
 
 use crate::domain::Email;
@@ -41,32 +40,30 @@ impl Store {
         password_hash: String,
     ) -> Result<User, SignUpError> {
         let id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id.to_string())
-        .bind(email.as_str())
-        .bind(&password_hash)
-        .bind(now_millis())
-        .execute(self.db.writer())
-        .await
-        .on_unique_violation(|| SignUpError::EmailInUse)?;
+        query("INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(id.to_string())
+            .bind(email.as_str())
+            .bind(&password_hash)
+            .bind(now_millis())
+            .execute(self.db.writer())
+            .await
+            .on_unique_violation(|| SignUpError::EmailInUse)?;
         Ok(User { id, email: email.as_str().to_owned(), password_hash })
     }
 
     /// The user with this (normalised) email, if any.
     pub async fn find_by_email(&self, email: &Email) -> Result<Option<User>, DbError> {
-        let row = sqlx::query("SELECT id, email, password_hash FROM users WHERE email = $1")
+        let row = query("SELECT id, email, password_hash FROM users WHERE email = $1")
             .bind(email.as_str())
             .fetch_optional(self.db.reader())
             .await?;
         let user = row.map(|row| {
-            Ok::<_, sqlx::Error>(User {
+            Ok::<_, DbError>(User {
                 id: parse_uuid(&row.try_get::<String, _>("id")?)?,
                 email: row.try_get("email")?,
                 password_hash: row.try_get("password_hash")?,
             })
         });
-        Ok(user.transpose()?)
+        user.transpose()
     }
 }

@@ -205,12 +205,9 @@ impl From<DbError> for ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> Self {
-        match error.downcast::<sqlx::Error>() {
-            Ok(db) => DbError::from(db).into(),
-            Err(other) => match other.downcast::<DbError>() {
-                Ok(db) => db.into(),
-                Err(other) => Self::Internal(other),
-            },
+        match error.downcast::<DbError>() {
+            Ok(db) => db.into(),
+            Err(other) => Self::Internal(other),
         }
     }
 }

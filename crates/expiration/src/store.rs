@@ -12,10 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::BoxFuture;
-use common::db::{Db, DbError, parse_uuid};
+use common::db::{Db, DbError, parse_uuid, query, query_scalar};
 use common::time::Timestamp;
 use messaging::outbox::{self, Outbox};
-use sqlx::Row as _;
 use uuid::Uuid;
 
 use crate::domain::{Timer, expiration, later};
@@ -41,12 +40,6 @@ pub enum TimerError {
     /// A timer in Redis names no order (something else wrote the key).
     #[error("a Redis timer is not an order id: {0:?}")]
     NotAnOrder(String),
-}
-
-impl From<sqlx::Error> for TimerError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Db(DbError::from(error))
-    }
 }
 
 /// What [`TimerStore::take_due`] took.
@@ -104,7 +97,7 @@ impl DbTimers {
 impl TimerStore for DbTimers {
     fn schedule(&self, order_id: Uuid, due: Timestamp) -> BoxFuture<'_, Result<(), TimerError>> {
         Box::pin(async move {
-            sqlx::query(
+            query(
                 "INSERT INTO timers (order_id, due_at) VALUES ($1, $2) \
                  ON CONFLICT (order_id) DO UPDATE SET due_at = excluded.due_at",
             )
@@ -118,7 +111,7 @@ impl TimerStore for DbTimers {
 
     fn cancel(&self, order_id: Uuid) -> BoxFuture<'_, Result<(), TimerError>> {
         Box::pin(async move {
-            sqlx::query("DELETE FROM timers WHERE order_id = $1")
+            query("DELETE FROM timers WHERE order_id = $1")
                 .bind(order_id.to_string())
                 .execute(self.db.writer())
                 .await?;
@@ -128,9 +121,8 @@ impl TimerStore for DbTimers {
 
     fn next_due(&self) -> BoxFuture<'_, Result<Option<Timestamp>, TimerError>> {
         Box::pin(async move {
-            let due: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM timers")
-                .fetch_one(self.db.reader())
-                .await?;
+            let due: Option<i64> =
+                query_scalar("SELECT MIN(due_at) FROM timers").fetch_one(self.db.reader()).await?;
             Ok(due.map(Timestamp::from_millis))
         })
     }
@@ -140,14 +132,14 @@ impl TimerStore for DbTimers {
             let mut tx = self.db.begin().await?;
             // Claimed by deleting: a concurrent replica on PostgreSQL waits
             // for these rows and then finds them gone.
-            let rows = sqlx::query(
+            let rows = query(
                 "DELETE FROM timers WHERE order_id IN \
                  (SELECT order_id FROM timers WHERE due_at <= $1 ORDER BY due_at LIMIT $2) \
                  RETURNING order_id, due_at",
             )
             .bind(now.millis())
             .bind(BATCH)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut tx)
             .await?;
             let mut taken = Vec::with_capacity(rows.len());
             for row in rows {
@@ -167,9 +159,8 @@ impl TimerStore for DbTimers {
 
     fn pending(&self) -> BoxFuture<'_, Result<u64, TimerError>> {
         Box::pin(async move {
-            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM timers")
-                .fetch_one(self.db.reader())
-                .await?;
+            let count: i64 =
+                query_scalar("SELECT COUNT(*) FROM timers").fetch_one(self.db.reader()).await?;
             Ok(u64::try_from(count).unwrap_or(0))
         })
     }

@@ -9,11 +9,10 @@
 //! then its reason says it gave up and it is an ordinary dead letter.
 
 use bytes::Bytes;
-use sqlx::Row as _;
 use uuid::Uuid;
 
 use crate::listener::{Handled, Listener};
-use common::db::{Db, DbError, now_millis, parse_uuid};
+use common::db::{Db, DbError, Row, now_millis, parse_uuid, query, query_scalar};
 use common::time::Timestamp;
 
 /// One parked message.
@@ -89,7 +88,7 @@ pub async fn sweep(
         if replay_letter(db, listeners, &letter).await? == Replayed::Handled {
             swept.handled += 1;
         } else if letter.parked_at.millis() < too_old {
-            sqlx::query("UPDATE dead_letters SET error = $1 WHERE id = $2")
+            query("UPDATE dead_letters SET error = $1 WHERE id = $2")
                 .bind(GAVE_UP)
                 .bind(letter.id.to_string())
                 .execute(db.writer())
@@ -97,7 +96,7 @@ pub async fn sweep(
             swept.gave_up += 1;
         }
     }
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters WHERE error = $1")
+    let count: i64 = query_scalar("SELECT COUNT(*) FROM dead_letters WHERE error = $1")
         .bind(WAITING)
         .fetch_one(db.reader())
         .await?;
@@ -115,7 +114,7 @@ pub async fn park(
     error: &str,
     attempts: u32,
 ) -> Result<(), DbError> {
-    sqlx::query(
+    query(
         "INSERT INTO dead_letters \
          (id, consumer, subject, event_id, payload, error, attempts, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -142,7 +141,7 @@ pub async fn list(db: &Db) -> anyhow::Result<Vec<DeadLetter>> {
 /// the sweep every few seconds reads only the waiting room, not every
 /// parked payload.
 async fn read(db: &Db, reason: Option<&str>) -> anyhow::Result<Vec<DeadLetter>> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT id, consumer, subject, event_id, payload, error, attempts, created_at \
          FROM dead_letters WHERE $1 IS NULL OR error = $1 ORDER BY created_at, id",
     )
@@ -156,7 +155,7 @@ async fn read(db: &Db, reason: Option<&str>) -> anyhow::Result<Vec<DeadLetter>> 
 /// first.
 async fn read_after(db: &Db, cursor: &SweepCursor, batch: u32) -> anyhow::Result<Vec<DeadLetter>> {
     let (after_time, after_id) = cursor.0.clone().unwrap_or((i64::MIN, String::new()));
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT id, consumer, subject, event_id, payload, error, attempts, created_at \
          FROM dead_letters WHERE error = $1 AND (created_at > $2 OR (created_at = $2 AND id > $3)) \
          ORDER BY created_at, id LIMIT $4",
@@ -170,7 +169,7 @@ async fn read_after(db: &Db, cursor: &SweepCursor, batch: u32) -> anyhow::Result
     letters(&rows)
 }
 
-fn letters(rows: &[sqlx::any::AnyRow]) -> anyhow::Result<Vec<DeadLetter>> {
+fn letters(rows: &[Row]) -> anyhow::Result<Vec<DeadLetter>> {
     rows.iter()
         .map(|row| {
             Ok(DeadLetter {
@@ -214,7 +213,7 @@ async fn replay_letter(
         Ok(Handled::Reject(reason)) | Err(reason) => Replayed::Failed(reason),
     };
     if outcome == Replayed::Handled {
-        sqlx::query("DELETE FROM dead_letters WHERE id = $1")
+        query("DELETE FROM dead_letters WHERE id = $1")
             .bind(id.to_string())
             .execute(db.writer())
             .await?;

@@ -19,14 +19,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sqlx::{Any, Row as _, Transaction};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::bus::{Bus, OutgoingMessage, Receipt};
 use crate::events::{Envelope, Event};
-use common::db::{Backend, Db, MigrationFile, Sql, now_millis};
+use common::db::{
+    Backend, Db, DbError, Executor, MigrationFile, Sql, Tx, now_millis, parse_uuid, query,
+    query_scalar,
+};
 
 /// The messaging migration (outbox and dead letters), version 1 of every
 /// event-driven service; the service's own migrations start at 2.
@@ -50,20 +52,15 @@ const MAX_IN_FLIGHT: usize = 1000;
 const RELAY_LOCK: i64 = 0x7469_636b_6574_0001;
 
 /// Writes `event` into the outbox inside the caller's transaction.
-pub async fn add<E: Event>(
-    tx: &mut Transaction<'static, Any>,
-    event: &Envelope<E>,
-) -> Result<(), sqlx::Error> {
-    let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(e.into()))?;
-    sqlx::query(
-        "INSERT INTO outbox (event_id, subject, payload, created_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(event.id.to_string())
-    .bind(E::SUBJECT)
-    .bind(payload)
-    .bind(now_millis())
-    .execute(&mut **tx)
-    .await?;
+pub async fn add<E: Event>(tx: &mut Tx, event: &Envelope<E>) -> Result<(), DbError> {
+    let payload = serde_json::to_string(event).map_err(DbError::decode)?;
+    query("INSERT INTO outbox (event_id, subject, payload, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(event.id.to_string())
+        .bind(E::SUBJECT)
+        .bind(payload)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -80,15 +77,15 @@ impl Outbox {
     }
 
     /// Commits a transaction that wrote to the outbox and wakes the relay.
-    pub async fn commit(&self, tx: Transaction<'static, Any>) -> Result<(), sqlx::Error> {
+    pub async fn commit(&self, tx: Tx) -> Result<(), DbError> {
         tx.commit().await?;
         self.wake.notify_one();
         Ok(())
     }
 
     /// The number of rows not yet handed over to the bus for good.
-    pub async fn pending(&self) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(self.db.reader()).await
+    pub async fn pending(&self) -> Result<i64, DbError> {
+        query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(self.db.reader()).await
     }
 
     /// The relay publishing this outbox to `bus`.
@@ -225,14 +222,11 @@ impl Relay {
                 failure.map_or(Ok(published), Err)?
             }
             Backend::Postgres => {
-                let mut tx = self.outbox.db.writer().begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(RELAY_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
-                let rows = self.unsent(&mut *tx).await?;
+                let mut tx = self.outbox.db.begin().await?;
+                query("SELECT pg_advisory_xact_lock($1)").bind(RELAY_LOCK).execute(&mut tx).await?;
+                let rows = self.unsent(&mut tx).await?;
                 let (published, stored, failure) = self.publish(rows).await;
-                delete(&mut *tx, &stored).await?;
+                delete(&mut tx, &stored).await?;
                 tx.commit().await?;
                 failure.map_or(Ok(published), Err)?
             }
@@ -260,9 +254,9 @@ impl Relay {
         }
     }
 
-    async fn unsent<'e, E>(&self, executor: E) -> Result<Vec<Row>, sqlx::Error>
+    async fn unsent<'e, E>(&self, executor: E) -> Result<Vec<Row>, DbError>
     where
-        E: sqlx::Executor<'e, Database = Any>,
+        E: Executor<'e>,
     {
         let (after, limit) = match self.outbox.db.backend() {
             Backend::Sqlite => (self.cursor, BATCH),
@@ -270,7 +264,7 @@ impl Relay {
                 (0, BATCH + i64::try_from(self.in_flight.len()).unwrap_or(i64::MAX / 2))
             }
         };
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT seq, event_id, subject, payload FROM outbox WHERE seq > $1 \
              ORDER BY seq LIMIT $2",
         )
@@ -287,7 +281,7 @@ impl Relay {
             let id: String = row.try_get("event_id")?;
             unsent.push(Row {
                 seq,
-                id: Uuid::parse_str(&id).map_err(|e| sqlx::Error::Decode(e.into()))?,
+                id: parse_uuid(&id)?,
                 subject: row.try_get("subject")?,
                 payload: row.try_get("payload")?,
             });
@@ -348,7 +342,7 @@ impl Relay {
         (published, stored, failure)
     }
 
-    async fn delete_settled(&mut self) -> Result<(), sqlx::Error> {
+    async fn delete_settled(&mut self) -> Result<(), DbError> {
         let mut done = Vec::new();
         while let Ok(settled) = self.settled_rx.try_recv() {
             match settled {
@@ -367,9 +361,9 @@ impl Relay {
     }
 }
 
-async fn delete<'e, E>(executor: E, seqs: &[i64]) -> Result<(), sqlx::Error>
+async fn delete<'e, E>(executor: E, seqs: &[i64]) -> Result<(), DbError>
 where
-    E: sqlx::Executor<'e, Database = Any>,
+    E: Executor<'e>,
 {
     if seqs.is_empty() {
         return Ok(());
@@ -377,6 +371,6 @@ where
     // Seqs are integers from the table itself: safe to inline.
     let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     let sql = format!("DELETE FROM outbox WHERE seq IN ({list})");
-    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(executor).await?;
+    query(sql).execute(executor).await?;
     Ok(())
 }

@@ -14,7 +14,6 @@ use messaging::bus::{Acker, Delivery, Disposition, OutgoingMessage};
 use messaging::events::{Envelope, Event, TicketCreated};
 use messaging::listener::{Handled, Listener, RetryPolicy, Runtime};
 use messaging::outbox;
-use sqlx::Row as _;
 use testkit::{Backend, TestBus, TestContext};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -149,17 +148,17 @@ impl Harness {
     }
 
     async fn dead_letters(&self) -> Vec<(String, Option<String>, String, i64)> {
-        sqlx::query("SELECT consumer, event_id, error, attempts FROM dead_letters")
+        common::db::query("SELECT consumer, event_id, error, attempts FROM dead_letters")
             .fetch_all(self.db.reader())
             .await
             .expect("dead letters")
             .into_iter()
             .map(|row| {
                 (
-                    row.get::<String, _>("consumer"),
-                    row.get::<Option<String>, _>("event_id"),
-                    row.get::<String, _>("error"),
-                    row.get::<i64, _>("attempts"),
+                    row.try_get::<String, _>("consumer").expect("consumer"),
+                    row.try_get::<Option<String>, _>("event_id").expect("event_id"),
+                    row.try_get::<String, _>("error").expect("error"),
+                    row.try_get::<i64, _>("attempts").expect("attempts"),
                 )
             })
             .collect()

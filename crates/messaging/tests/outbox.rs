@@ -46,10 +46,10 @@ fn event(title: &str) -> Envelope<TicketCreated> {
 async fn save(outbox: &Outbox, db: &Db, title: &str) -> Envelope<TicketCreated> {
     let event = event(title);
     let mut tx = db.begin().await.expect("begin");
-    sqlx::query("INSERT INTO notes (id, title) VALUES ($1, $2)")
+    common::db::query("INSERT INTO notes (id, title) VALUES ($1, $2)")
         .bind(event.data.id.to_string())
         .bind(title)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await
         .expect("insert");
     outbox::add(&mut tx, &event).await.expect("outbox");

@@ -2,7 +2,8 @@
 //! with its event in the outbox) and the replica of tickets (version rule).
 
 use common::db::{
-    Db, DbError, OnUniqueViolation as _, Tx, lock_row, now_millis, parse_uuid, save_version,
+    Db, DbError, Executor, OnUniqueViolation as _, Row, Tx, lock_row, now_millis, parse_uuid,
+    query, query_scalar, save_version,
 };
 use common::money::Cents;
 use common::time::Timestamp;
@@ -12,8 +13,6 @@ use messaging::events::{
     TicketCreated, TicketRef, TicketUpdated,
 };
 use messaging::outbox::{self, Outbox};
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row as _};
 use uuid::Uuid;
 
 use crate::domain::{Order, TicketView};
@@ -71,13 +70,13 @@ pub enum Change {
     Unknown,
 }
 
-fn order(row: &AnyRow) -> Result<Order, sqlx::Error> {
+fn order(row: &Row) -> Result<Order, DbError> {
     let status: String = row.try_get("status")?;
     Ok(Order {
         id: parse_uuid(&row.try_get::<String, _>("id")?)?,
         user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
         status: OrderStatus::parse(&status)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown status {status}").into()))?,
+            .ok_or_else(|| DbError::decode(format!("unknown status {status}")))?,
         expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
         version: row.try_get("version")?,
         ticket: TicketView {
@@ -117,7 +116,7 @@ impl Store {
         expires_at: Timestamp,
         max_unpaid: u32,
     ) -> Result<Order, CreateError> {
-        let seen = sqlx::query(
+        let seen = query(
             "SELECT t.user_id, t.withdrawn, (SELECT o.id FROM orders o WHERE o.ticket_id = t.id \
              AND o.status <> 'cancelled' LIMIT 1) AS holder FROM tickets t WHERE t.id = $1",
         )
@@ -138,19 +137,19 @@ impl Store {
         let mut tx = self.db.begin().await?;
         if max_unpaid > 0 {
             // Writing the buyer's row locks it until this transaction ends.
-            sqlx::query(
+            query(
                 "INSERT INTO buyers (id, version) VALUES ($1, 0) \
                  ON CONFLICT (id) DO UPDATE SET version = buyers.version + 1",
             )
             .bind(user_id.to_string())
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
-            let unpaid: i64 = sqlx::query_scalar(
+            let unpaid: i64 = query_scalar(
                 "SELECT COUNT(*) FROM orders WHERE user_id = $1 \
                  AND (status = 'created' OR status = 'awaiting:payment')",
             )
             .bind(user_id.to_string())
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
             if unpaid >= i64::from(max_unpaid) {
                 return Err(CreateError::TooManyUnpaid);
@@ -172,7 +171,7 @@ impl Store {
             version: 0,
             ticket,
         };
-        sqlx::query(
+        query(
             "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version, created_at, \
              price) VALUES ($1, $2, $3, $4, $5, 0, $6, $7)",
         )
@@ -183,7 +182,7 @@ impl Store {
         .bind(expires_at.millis())
         .bind(now_millis())
         .bind(order.ticket.price.get())
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await
         .on_unique_violation(|| CreateError::Reserved)?;
         let event = Envelope::new(OrderCreated {
@@ -200,20 +199,20 @@ impl Store {
     }
 
     pub async fn find(&self, id: Uuid) -> Result<Option<Order>, DbError> {
-        let row = sqlx::query(select_orders!("WHERE o.id = $1"))
+        let row = query(select_orders!("WHERE o.id = $1"))
             .bind(id.to_string())
             .fetch_optional(self.db.reader())
             .await?;
-        Ok(row.as_ref().map(order).transpose()?)
+        row.as_ref().map(order).transpose()
     }
 
     /// The user's orders, oldest first.
     pub async fn list_for_user(&self, user_id: Uuid) -> Result<Vec<Order>, DbError> {
-        let rows = sqlx::query(select_orders!("WHERE o.user_id = $1 ORDER BY o.id"))
+        let rows = query(select_orders!("WHERE o.user_id = $1 ORDER BY o.id"))
             .bind(user_id.to_string())
             .fetch_all(self.db.reader())
             .await?;
-        Ok(rows.iter().map(order).collect::<Result<_, _>>()?)
+        rows.iter().map(order).collect::<Result<_, _>>()
     }
 
     /// Cancels the order (buyer's request or expiry) unless it is complete;
@@ -252,7 +251,7 @@ impl Store {
         };
         let status: String = row.try_get("status")?;
         let status = OrderStatus::parse(&status)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown status {status}").into()))?;
+            .ok_or_else(|| DbError::decode(format!("unknown status {status}")))?;
         if let Err(change) = allowed(status) {
             return Ok(change);
         }
@@ -289,7 +288,7 @@ impl Store {
         attempt: i64,
         pending: bool,
     ) -> Result<bool, DbError> {
-        let changed = sqlx::query(
+        let changed = query(
             "UPDATE orders SET payment_attempt = $1, payment_pending = $2 \
              WHERE id = $3 AND (payment_attempt < $1 OR (payment_attempt = $1 AND $2 = 0))",
         )
@@ -302,7 +301,7 @@ impl Store {
         if changed == 1 {
             return Ok(true);
         }
-        let known: Option<String> = sqlx::query_scalar("SELECT id FROM orders WHERE id = $1")
+        let known: Option<String> = query_scalar("SELECT id FROM orders WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(self.db.reader())
             .await?;
@@ -312,7 +311,7 @@ impl Store {
     /// `ticket.created`: adds the ticket to the replica (a duplicate changes
     /// nothing).
     pub async fn add_ticket(&self, ticket: &TicketCreated) -> Result<(), DbError> {
-        sqlx::query(
+        query(
             "INSERT INTO tickets (id, title, price, version, user_id) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (id) DO NOTHING",
         )
@@ -364,19 +363,19 @@ impl Store {
 
     /// The replica's copy of a ticket.
     pub async fn find_ticket(&self, id: Uuid) -> Result<Option<TicketView>, DbError> {
-        Ok(find_ticket(self.db.reader(), id).await?)
+        find_ticket(self.db.reader(), id).await
     }
 }
 
 /// Cancels the unpaid orders of a withdrawn ticket, each under its row
 /// lock, and announces each cancellation.
 async fn cancel_unpaid(tx: &mut Tx, ticket_id: Uuid) -> Result<(), DbError> {
-    let unpaid: Vec<String> = sqlx::query_scalar(
+    let unpaid: Vec<String> = query_scalar(
         "SELECT id FROM orders WHERE ticket_id = $1 \
          AND (status = 'created' OR status = 'awaiting:payment')",
     )
     .bind(ticket_id.to_string())
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     for id in unpaid {
         let id = parse_uuid(&id)?;
@@ -393,7 +392,7 @@ async fn cancel_unpaid(tx: &mut Tx, ticket_id: Uuid) -> Result<(), DbError> {
     Ok(())
 }
 
-fn ticket_view(row: &AnyRow) -> Result<TicketView, sqlx::Error> {
+fn ticket_view(row: &Row) -> Result<TicketView, DbError> {
     Ok(TicketView {
         id: parse_uuid(&row.try_get::<String, _>("id")?)?,
         title: row.try_get("title")?,
@@ -402,11 +401,11 @@ fn ticket_view(row: &AnyRow) -> Result<TicketView, sqlx::Error> {
     })
 }
 
-async fn find_ticket<'e, E>(executor: E, id: Uuid) -> Result<Option<TicketView>, sqlx::Error>
+async fn find_ticket<'e, E>(executor: E, id: Uuid) -> Result<Option<TicketView>, DbError>
 where
-    E: sqlx::Executor<'e, Database = Any>,
+    E: Executor<'e>,
 {
-    let row = sqlx::query("SELECT id, title, price, version FROM tickets WHERE id = $1")
+    let row = query("SELECT id, title, price, version FROM tickets WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(executor)
         .await?;

@@ -5,7 +5,8 @@
 //! processor is asked).
 
 use common::db::{
-    Db, DbError, OnUniqueViolation as _, Tx, lock_row, now_millis, parse_uuid, save_version,
+    Db, DbError, Executor, OnUniqueViolation as _, Row, Tx, lock_row, now_millis, parse_uuid,
+    query, query_scalar, save_version,
 };
 use common::money::Cents;
 use common::time::Timestamp;
@@ -15,8 +16,6 @@ use messaging::events::{
     PaymentStarted,
 };
 use messaging::outbox::{self, Outbox};
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row as _};
 use uuid::Uuid;
 
 use crate::domain::{
@@ -85,22 +84,22 @@ pub struct Store {
     pub outbox: Outbox,
 }
 
-fn order(row: &AnyRow) -> Result<OrderView, sqlx::Error> {
+fn order(row: &Row) -> Result<OrderView, DbError> {
     let status: String = row.try_get("status")?;
     Ok(OrderView {
         id: parse_uuid(&row.try_get::<String, _>("id")?)?,
         user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
         status: OrderStatus::parse(&status)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown status {status}").into()))?,
+            .ok_or_else(|| DbError::decode(format!("unknown status {status}")))?,
         price: Cents::new(row.try_get("price")?),
         expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
         version: row.try_get("version")?,
         expiry: Expiry::parse(row.try_get::<Option<String>, _>("expiry")?.as_deref())
-            .ok_or_else(|| sqlx::Error::Decode("unknown expiry".into()))?,
+            .ok_or_else(|| DbError::decode("unknown expiry"))?,
     })
 }
 
-fn attempt(row: &AnyRow) -> Result<Attempt, sqlx::Error> {
+fn attempt(row: &Row) -> Result<Attempt, DbError> {
     let state: String = row.try_get("state")?;
     let intent_id: Option<String> = row.try_get("charge_id")?;
     let client_secret: Option<String> = row.try_get("client_secret")?;
@@ -112,7 +111,7 @@ fn attempt(row: &AnyRow) -> Result<Attempt, sqlx::Error> {
         amount: Cents::new(row.try_get("amount")?),
         currency: row.try_get("currency")?,
         state: AttemptState::parse(&state)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown state {state}").into()))?,
+            .ok_or_else(|| DbError::decode(format!("unknown state {state}")))?,
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
         intent_id: intent_id.clone(),
         action: match (intent_id, client_secret) {
@@ -128,28 +127,28 @@ fn attempt(row: &AnyRow) -> Result<Attempt, sqlx::Error> {
 
 async fn attempt_in<'e, E>(executor: E, key: &str) -> Result<Option<Attempt>, DbError>
 where
-    E: sqlx::Executor<'e, Database = Any>,
+    E: Executor<'e>,
 {
     let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE idempotency_key = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key).fetch_optional(executor).await?;
-    Ok(row.as_ref().map(attempt).transpose()?)
+    let row = query(sql).bind(key).fetch_optional(executor).await?;
+    row.as_ref().map(attempt).transpose()
 }
 
 async fn has_pending(tx: &mut Tx, order_id: Uuid) -> Result<bool, DbError> {
-    let pending: i64 = sqlx::query_scalar(
+    let pending: i64 = query_scalar(
         "SELECT COUNT(*) FROM payment_attempts WHERE order_id = $1 AND state = 'pending'",
     )
     .bind(order_id.to_string())
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?;
     Ok(pending > 0)
 }
 
 async fn set_expiry(tx: &mut Tx, order_id: Uuid, expiry: Expiry) -> Result<(), DbError> {
-    sqlx::query("UPDATE orders SET expiry = $1 WHERE id = $2")
+    query("UPDATE orders SET expiry = $1 WHERE id = $2")
         .bind(expiry.as_sql())
         .bind(order_id.to_string())
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
@@ -167,14 +166,14 @@ async fn expire_now(tx: &mut Tx, order_id: Uuid) -> Result<(), DbError> {
 /// cancellations of one order queue up, so each sees what the other did.
 async fn locked(tx: &mut Tx, id: Uuid) -> Result<Option<OrderView>, DbError> {
     let row = lock_row(tx, "orders", ORDER_COLUMNS, id).await?;
-    Ok(row.as_ref().map(order).transpose()?)
+    row.as_ref().map(order).transpose()
 }
 
 async fn payment_in<'e, E>(executor: E, order_id: Uuid) -> Result<Option<Payment>, DbError>
 where
-    E: sqlx::Executor<'e, Database = Any>,
+    E: Executor<'e>,
 {
-    let row = sqlx::query("SELECT id, order_id, stripe_id FROM payments WHERE order_id = $1")
+    let row = query("SELECT id, order_id, stripe_id FROM payments WHERE order_id = $1")
         .bind(order_id.to_string())
         .fetch_optional(executor)
         .await?;
@@ -212,9 +211,9 @@ async fn add_refund<'e, E>(
     reason: &str,
 ) -> Result<(), DbError>
 where
-    E: sqlx::Executor<'e, Database = Any>,
+    E: Executor<'e>,
 {
-    sqlx::query(
+    query(
         "INSERT INTO refunds (id, charge_id, order_id, amount, currency, reason, refund_id, \
          attempts, created_at, refunded_at) \
          VALUES ($1, $2, $3, $4, $5, $6, NULL, 0, $7, NULL) ON CONFLICT (charge_id) DO NOTHING",
@@ -239,11 +238,8 @@ impl Store {
 
     pub async fn find_order(&self, id: Uuid) -> Result<Option<OrderView>, DbError> {
         let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .fetch_optional(self.db.reader())
-            .await?;
-        Ok(row.as_ref().map(order).transpose()?)
+        let row = query(sql).bind(id.to_string()).fetch_optional(self.db.reader()).await?;
+        row.as_ref().map(order).transpose()
     }
 
     pub async fn payment_for(&self, order_id: Uuid) -> Result<Option<Payment>, DbError> {
@@ -253,7 +249,7 @@ impl Store {
     /// `order.created`: adds the order to the replica (a duplicate changes
     /// nothing).
     pub async fn add_order(&self, order: &OrderCreated) -> Result<(), DbError> {
-        sqlx::query(
+        query(
             "INSERT INTO orders (id, user_id, status, price, expires_at, version) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
         )
@@ -314,7 +310,7 @@ impl Store {
             OrderStatus::Complete => return Err(StartError::Paid),
             OrderStatus::Created | OrderStatus::AwaitingPayment => {}
         }
-        if payment_in(&mut *tx, order_id).await?.is_some() {
+        if payment_in(&mut tx, order_id).await?.is_some() {
             return Err(StartError::Paid);
         }
         if has_pending(&mut tx, order_id).await? {
@@ -324,9 +320,9 @@ impl Store {
             return Err(StartError::Expired);
         }
         let last: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(attempt) FROM payment_attempts WHERE order_id = $1")
+            query_scalar("SELECT MAX(attempt) FROM payment_attempts WHERE order_id = $1")
                 .bind(order_id.to_string())
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut tx)
                 .await?;
         let number = last.unwrap_or(0) + 1;
         let attempt = Attempt {
@@ -341,7 +337,7 @@ impl Store {
             intent_id: None,
             action: None,
         };
-        sqlx::query(
+        query(
             "INSERT INTO payment_attempts (id, order_id, attempt, idempotency_key, amount, \
              currency, state, charge_id, created_at, settled_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 'pending', NULL, $7, NULL)",
@@ -353,7 +349,7 @@ impl Store {
         .bind(attempt.amount.get())
         .bind(currency)
         .bind(attempt.created_at.millis())
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await
         .on_unique_violation(|| StartError::InProgress)?;
         outbox::add(&mut tx, &Envelope::new(PaymentStarted { order_id, attempt: number })).await?;
@@ -368,18 +364,15 @@ impl Store {
             "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts \
              WHERE state = 'pending' AND created_at < $1 ORDER BY created_at LIMIT 100"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(before.millis())
-            .fetch_all(self.db.reader())
-            .await?;
-        Ok(rows.iter().map(attempt).collect::<Result<_, _>>()?)
+        let rows = query(sql).bind(before.millis()).fetch_all(self.db.reader()).await?;
+        rows.iter().map(attempt).collect::<Result<_, _>>()
     }
 
     /// The processor left attempt `key` waiting for the buyer's
     /// authentication: it stays pending and keeps what the buyer's page
     /// needs. Returns whether it was still pending.
     pub async fn require_action(&self, key: &str, action: &NextAction) -> Result<bool, DbError> {
-        let changed = sqlx::query(
+        let changed = query(
             "UPDATE payment_attempts SET charge_id = $1, client_secret = $2, redirect_url = $3 \
              WHERE idempotency_key = $4 AND state = 'pending'",
         )
@@ -398,17 +391,14 @@ impl Store {
             "SELECT {ATTEMPT_COLUMNS} FROM payment_attempts WHERE order_id = $1 \
              ORDER BY attempt DESC LIMIT 1"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(order_id.to_string())
-            .fetch_optional(self.db.reader())
-            .await?;
-        Ok(row.as_ref().map(attempt).transpose()?)
+        let row = query(sql).bind(order_id.to_string()).fetch_optional(self.db.reader()).await?;
+        row.as_ref().map(attempt).transpose()
     }
 
     /// The buyer of the order whose attempt waits on (or was charged as)
     /// PaymentIntent `intent_id`, if it is one of ours.
     pub async fn buyer_of_intent(&self, intent_id: &str) -> Result<Option<Uuid>, DbError> {
-        let buyer: Option<String> = sqlx::query_scalar(
+        let buyer: Option<String> = query_scalar(
             "SELECT orders.user_id FROM payment_attempts \
              JOIN orders ON orders.id = payment_attempts.order_id \
              WHERE payment_attempts.charge_id = $1",
@@ -416,7 +406,7 @@ impl Store {
         .bind(intent_id)
         .fetch_optional(self.db.reader())
         .await?;
-        Ok(buyer.as_deref().map(parse_uuid).transpose()?)
+        buyer.as_deref().map(parse_uuid).transpose()
     }
 
     /// The attempt `key`, if there is one.
@@ -440,10 +430,10 @@ impl Store {
         let order_id = found.order_id;
         let mut tx = self.db.begin().await?;
         let Some(current) = locked(&mut tx, order_id).await? else {
-            return Err(DbError::from(sqlx::Error::RowNotFound));
+            return Err(DbError::row_not_found());
         };
         // As it is now that the order is locked.
-        let attempt = attempt_in(&mut *tx, key).await?.unwrap_or(found);
+        let attempt = attempt_in(&mut tx, key).await?.unwrap_or(found);
         let this_charge = attempt.intent_id.as_deref().is_none_or(|intent| intent == charge_id);
         let settles = match attempt.state {
             AttemptState::Pending => this_charge,
@@ -451,19 +441,19 @@ impl Store {
             AttemptState::Failed | AttemptState::Released => false,
         };
         if attempt.state == AttemptState::Pending && settles {
-            sqlx::query(
+            query(
                 "UPDATE payment_attempts SET state = 'succeeded', charge_id = $1, settled_at = $2 \
                  WHERE id = $3 AND state = 'pending'",
             )
             .bind(charge_id)
             .bind(now_millis())
             .bind(attempt.id.to_string())
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         }
         let outcome = if !settles {
             Recorded::Ended
-        } else if let Some(existing) = payment_in(&mut *tx, order_id).await? {
+        } else if let Some(existing) = payment_in(&mut tx, order_id).await? {
             if existing.stripe_id == charge_id {
                 Recorded::Paid(existing)
             } else {
@@ -475,7 +465,7 @@ impl Store {
             Recorded::Cancelled
         } else {
             let payment = Payment { id: Uuid::now_v7(), order_id, stripe_id: charge_id.to_owned() };
-            sqlx::query(
+            query(
                 "INSERT INTO payments (id, order_id, stripe_id, amount, currency, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
             )
@@ -485,7 +475,7 @@ impl Store {
             .bind(attempt.amount.get())
             .bind(&attempt.currency)
             .bind(now_millis())
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
             let event = Envelope::new(PaymentCreated {
                 id: payment.id,
@@ -498,7 +488,7 @@ impl Store {
         if let Some(reason) = outcome.refund_reason() {
             // Money the order must not keep is recorded for refund in the
             // same transaction: no crash can forget it.
-            add_refund(&mut *tx, charge_id, order_id, attempt.amount, &attempt.currency, reason)
+            add_refund(&mut tx, charge_id, order_id, attempt.amount, &attempt.currency, reason)
                 .await?;
         }
         self.outbox.commit(tx).await?;
@@ -519,14 +509,14 @@ impl Store {
         let Some(current) = locked(&mut tx, order_id).await? else {
             return Ok(false);
         };
-        let changed = sqlx::query(
+        let changed = query(
             "UPDATE payment_attempts SET state = $1, settled_at = $2 \
              WHERE id = $3 AND state = 'pending'",
         )
         .bind(state.as_str())
         .bind(now_millis())
         .bind(attempt.id.to_string())
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?
         .rows_affected()
             == 1;
@@ -535,7 +525,7 @@ impl Store {
         }
         outbox::add(&mut tx, &Envelope::new(PaymentFailed { order_id, attempt: attempt.number }))
             .await?;
-        if current.expiry == Expiry::Due && payment_in(&mut *tx, order_id).await?.is_none() {
+        if current.expiry == Expiry::Due && payment_in(&mut tx, order_id).await?.is_none() {
             expire_now(&mut tx, order_id).await?;
         }
         self.outbox.commit(tx).await?;
@@ -554,7 +544,7 @@ impl Store {
         };
         if current.status != OrderStatus::Created && current.status != OrderStatus::AwaitingPayment
             || current.expiry == Expiry::Expired
-            || payment_in(&mut *tx, order_id).await?.is_some()
+            || payment_in(&mut tx, order_id).await?.is_some()
         {
             return Ok(Expired::Nothing);
         }
@@ -584,7 +574,7 @@ impl Store {
     }
 
     pub async fn pending_refunds(&self) -> Result<Vec<PendingRefund>, DbError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT id, charge_id FROM refunds WHERE refund_id IS NULL ORDER BY created_at LIMIT 100",
         )
         .fetch_all(self.db.reader())
@@ -596,12 +586,11 @@ impl Store {
                     charge_id: row.try_get("charge_id")?,
                 })
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(DbError::from)
+            .collect::<Result<_, DbError>>()
     }
 
     pub async fn refund_done(&self, id: Uuid, refund_id: &str) -> Result<(), DbError> {
-        sqlx::query("UPDATE refunds SET refund_id = $1, refunded_at = $2 WHERE id = $3")
+        query("UPDATE refunds SET refund_id = $1, refunded_at = $2 WHERE id = $3")
             .bind(refund_id)
             .bind(now_millis())
             .bind(id.to_string())
@@ -611,7 +600,7 @@ impl Store {
     }
 
     pub async fn refund_failed(&self, id: Uuid) -> Result<(), DbError> {
-        sqlx::query("UPDATE refunds SET attempts = attempts + 1 WHERE id = $1")
+        query("UPDATE refunds SET attempts = attempts + 1 WHERE id = $1")
             .bind(id.to_string())
             .execute(self.db.writer())
             .await?;
@@ -620,17 +609,16 @@ impl Store {
 
     /// Whether the webhook event `id` was handled already.
     pub async fn webhook_seen(&self, id: &str) -> Result<bool, DbError> {
-        let seen: Option<String> =
-            sqlx::query_scalar("SELECT id FROM webhook_events WHERE id = $1")
-                .bind(id)
-                .fetch_optional(self.db.reader())
-                .await?;
+        let seen: Option<String> = query_scalar("SELECT id FROM webhook_events WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.db.reader())
+            .await?;
         Ok(seen.is_some())
     }
 
     /// Records that the webhook event `id` was handled (once).
     pub async fn webhook_handled(&self, id: &str, kind: &str) -> Result<(), DbError> {
-        sqlx::query(
+        query(
             "INSERT INTO webhook_events (id, type, received_at) VALUES ($1, $2, $3) \
              ON CONFLICT (id) DO NOTHING",
         )
@@ -644,12 +632,11 @@ impl Store {
 
     /// Whether a refund of `charge_id` is recorded and not made yet.
     pub async fn refund_pending(&self, charge_id: &str) -> Result<bool, DbError> {
-        let pending: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM refunds WHERE charge_id = $1 AND refund_id IS NULL",
-        )
-        .bind(charge_id)
-        .fetch_one(self.db.reader())
-        .await?;
+        let pending: i64 =
+            query_scalar("SELECT COUNT(*) FROM refunds WHERE charge_id = $1 AND refund_id IS NULL")
+                .bind(charge_id)
+                .fetch_one(self.db.reader())
+                .await?;
         Ok(pending > 0)
     }
 }

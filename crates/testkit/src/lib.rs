@@ -114,8 +114,7 @@ pub fn drop_postgres_databases(url: &str, prefix: &str) {
         return;
     };
     runtime.block_on(async {
-        sqlx::any::install_default_drivers();
-        let Ok(pool) = sqlx::AnyPool::connect(url).await else { return };
+        let Ok(pool) = sqlx::PgPool::connect(url).await else { return };
         let names: Vec<String> =
             sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE $1")
                 .bind(format!("{prefix}\\_%"))

@@ -522,19 +522,17 @@ async fn a_dead_letter_is_listed_and_replayed() {
         "data": {"id": order_id, "version": 0, "status": "created", "userId": uuid::Uuid::now_v7(),
                  "expiresAt": "2026-11-21T10:15:00.000Z", "ticket": {"id": ticket["id"], "price": 300}},
     });
-    sqlx::any::install_default_drivers();
-    let db =
-        sqlx::AnyPool::connect(&format!("sqlite://{}?mode=rw", dir.join("tickets.db").display()))
-            .await
-            .expect("tickets.db");
-    sqlx::query(
-        "INSERT INTO dead_letters (id, consumer, subject, event_id, payload, error, attempts, created_at) \
-         VALUES ($1, 'tickets-order-created', 'order.created', NULL, $2, 'a bug', 12, 0)",
+    let db = rusqlite::Connection::open_with_flags(
+        dir.join("tickets.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE,
     )
-    .bind(letter_id.to_string())
-    .bind(event.to_string())
-    .execute(&db)
-    .await
+    .expect("tickets.db");
+    db.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
+    db.execute(
+        "INSERT INTO dead_letters (id, consumer, subject, event_id, payload, error, attempts, created_at) \
+         VALUES (?1, 'tickets-order-created', 'order.created', NULL, ?2, 'a bug', 12, 0)",
+        [letter_id.to_string(), event.to_string()],
+    )
     .expect("parked");
 
     let listed = ticketing().arg("dead-letters").env("DATA_DIR", &dir).output().expect("runs");
@@ -548,16 +546,16 @@ async fn a_dead_letter_is_listed_and_replayed() {
         .output()
         .expect("runs");
     assert!(replayed.status.success(), "{}", String::from_utf8_lossy(&replayed.stderr));
-    let held: Option<String> = sqlx::query_scalar("SELECT order_id FROM tickets WHERE id = $1")
-        .bind(ticket["id"].as_str().expect("id"))
-        .fetch_one(&db)
-        .await
+    let held: Option<String> = db
+        .query_row(
+            "SELECT order_id FROM tickets WHERE id = ?1",
+            [ticket["id"].as_str().expect("id")],
+            |row| row.get(0),
+        )
         .expect("ticket");
     assert_eq!(held, Some(order_id.to_string()), "the replayed event was applied");
-    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
-        .fetch_one(&db)
-        .await
-        .expect("count");
+    let left: i64 =
+        db.query_row("SELECT COUNT(*) FROM dead_letters", [], |row| row.get(0)).expect("count");
     assert_eq!(left, 0, "and its dead letter is gone");
     let again = ticketing()
         .args(["dead-letters", "--service", "tickets", "--replay", &letter_id.to_string()])

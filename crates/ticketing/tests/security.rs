@@ -789,18 +789,19 @@ async fn prices_at_the_edges_of_arithmetic_are_refused() {
 /// The search rows the all-in-one stored for the ticket `id`: how many,
 /// and the bytes of their text.
 async fn search_rows(site: &Site, id: &str) -> (usize, usize) {
-    sqlx::any::install_default_drivers();
     let file = site.data_dir().join("tickets.db");
-    let db = sqlx::AnyPool::connect(&format!("sqlite://{}?mode=ro", file.display()))
-        .await
-        .expect("tickets.db");
-    let prefixes: Vec<String> =
-        sqlx::query_scalar("SELECT prefix FROM title_prefixes WHERE ticket_id = $1")
-            .bind(id)
-            .fetch_all(&db)
-            .await
-            .expect("rows");
-    db.close().await;
+    let db =
+        rusqlite::Connection::open_with_flags(&file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("tickets.db");
+    db.busy_timeout(std::time::Duration::from_secs(10)).expect("busy timeout");
+    let prefixes: Vec<String> = db
+        .prepare("SELECT prefix FROM title_prefixes WHERE ticket_id = ?1")
+        .expect("statement")
+        .query_map([id], |row| row.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    drop(db);
     (prefixes.len(), prefixes.iter().map(String::len).sum())
 }
 

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::db::{Db, DbError, Tx, lock_row, now_millis, parse_uuid, save_version};
+use common::db::{
+    Db, DbError, Row, Tx, lock_row, now_millis, parse_uuid, query, query_scalar, save_version,
+};
 use common::money::Cents;
 use common::time::Timestamp;
 use messaging::events::{Envelope, TicketCreated, TicketUpdated};
 use messaging::outbox::{self, Outbox};
-use sqlx::Row as _;
-use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use crate::domain::{Cursor, Search, Sort, Ticket, TicketStatus, Title, title_prefixes};
@@ -115,7 +115,7 @@ pub enum Reservation {
 const COLUMNS: &str =
     "id, title, price, user_id, version, order_id, reserved_until, sold_at, withdrawn_at";
 
-fn ticket(row: &AnyRow) -> Result<Ticket, sqlx::Error> {
+fn ticket(row: &Row) -> Result<Ticket, DbError> {
     let order_id: Option<String> = row.try_get("order_id")?;
     let order_id = order_id.as_deref().map(parse_uuid).transpose()?;
     let sold = row.try_get::<Option<i64>, _>("sold_at")?.is_some();
@@ -141,7 +141,7 @@ fn ticket(row: &AnyRow) -> Result<Ticket, sqlx::Error> {
     })
 }
 
-fn tickets(rows: &[AnyRow], limit: i64) -> Result<(Vec<Ticket>, bool), DbError> {
+fn tickets(rows: &[Row], limit: i64) -> Result<(Vec<Ticket>, bool), DbError> {
     let mut tickets = rows.iter().map(ticket).collect::<Result<Vec<_>, _>>()?;
     let more = tickets.len() as i64 > limit;
     tickets.truncate(usize::try_from(limit).unwrap_or(0));
@@ -184,7 +184,7 @@ impl Store {
             reserved_until: None,
         };
         let mut tx = self.db.begin().await?;
-        sqlx::query(
+        query(
             "INSERT INTO tickets (id, title, price, user_id, version, order_id, created_at, \
              searchable) VALUES ($1, $2, $3, $4, 0, NULL, $5, 1)",
         )
@@ -193,7 +193,7 @@ impl Store {
         .bind(price.get())
         .bind(user_id.to_string())
         .bind(now_millis())
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         index_title(&mut tx, ticket.id, &ticket.title).await?;
         let event = Envelope::new(TicketCreated {
@@ -211,11 +211,8 @@ impl Store {
     /// One ticket, reserved or not.
     pub async fn find(&self, id: Uuid) -> Result<Option<Ticket>, DbError> {
         let sql = format!("SELECT {COLUMNS} FROM tickets WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.to_string())
-            .fetch_optional(self.db.reader())
-            .await?;
-        Ok(row.as_ref().map(ticket).transpose()?)
+        let row = query(sql).bind(id.to_string()).fetch_optional(self.db.reader()).await?;
+        row.as_ref().map(ticket).transpose()
     }
 
     /// Up to `search.limit` tickets on sale that match `search`, after its
@@ -257,7 +254,7 @@ impl Store {
         }
         let limit = next(Bind::Int(search.limit + 1), &mut binds);
         sql.push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut query = query(sql);
         for bind in binds {
             query = match bind {
                 Bind::Text(text) => query.bind(text),
@@ -280,7 +277,7 @@ impl Store {
             "SELECT {COLUMNS} FROM tickets WHERE user_id = $1 AND ($2 = '' OR id < $2) \
              ORDER BY id DESC LIMIT $3"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = query(sql)
             .bind(user_id.to_string())
             .bind(cursor.map(|c| c.to_string()).unwrap_or_default())
             .bind(limit + 1)
@@ -293,7 +290,7 @@ impl Store {
     /// when the service starts; a no-op once all are).
     pub async fn index_titles(&self) -> Result<(), DbError> {
         loop {
-            let rows = sqlx::query(
+            let rows = query(
                 "SELECT id, title, sold_at, withdrawn_at FROM tickets WHERE searchable = 0 \
                  LIMIT 500",
             )
@@ -310,9 +307,9 @@ impl Store {
                 if !off_sale {
                     index_title(&mut tx, id, &row.try_get::<String, _>("title")?).await?;
                 }
-                sqlx::query("UPDATE tickets SET searchable = 1 WHERE id = $1")
+                query("UPDATE tickets SET searchable = 1 WHERE id = $1")
                     .bind(id.to_string())
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
             }
             tx.commit().await?;
@@ -426,13 +423,13 @@ impl Store {
         if is_cancelled(&mut tx, order_id).await? || current.order_id == Some(order_id) {
             return Ok(Reservation::Unchanged);
         }
-        sqlx::query(
+        query(
             "INSERT INTO order_prices (order_id, price) VALUES ($1, $2) \
              ON CONFLICT (order_id) DO NOTHING",
         )
         .bind(order_id.to_string())
         .bind(price.get())
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         if current.status == TicketStatus::Withdrawn {
             // Kept for the sale of a paid order that raced the withdrawal.
@@ -440,7 +437,7 @@ impl Store {
             return Ok(Reservation::Withdrawn);
         }
         if current.order_id.is_some() {
-            sqlx::query(
+            query(
                 "INSERT INTO waiting_orders (order_id, ticket_id, since, expires_at) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT (order_id) DO NOTHING",
             )
@@ -448,7 +445,7 @@ impl Store {
             .bind(ticket_id.to_string())
             .bind(now_millis())
             .bind(expires_at.millis())
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
             tx.commit().await?;
             return Ok(Reservation::Waiting);
@@ -479,13 +476,13 @@ impl Store {
     pub async fn release(&self, ticket_id: Uuid, order_id: Uuid) -> Result<(), DbError> {
         let mut tx = self.db.begin().await?;
         let current = locked(&mut tx, ticket_id).await?;
-        sqlx::query(
+        query(
             "INSERT INTO cancelled_orders (order_id, cancelled_at) VALUES ($1, $2) \
              ON CONFLICT (order_id) DO NOTHING",
         )
         .bind(order_id.to_string())
         .bind(now_millis())
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         stop_waiting(&mut tx, order_id).await?;
         let Some(current) =
@@ -494,13 +491,13 @@ impl Store {
             tx.commit().await?;
             return Ok(());
         };
-        let next = sqlx::query(
+        let next = query(
             "SELECT order_id, expires_at FROM waiting_orders WHERE ticket_id = $1 \
              AND order_id NOT IN (SELECT order_id FROM cancelled_orders) \
              ORDER BY order_id DESC LIMIT 1",
         )
         .bind(ticket_id.to_string())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?;
         let released = match next {
             Some(next) => {
@@ -557,7 +554,7 @@ impl Store {
     async fn commit(&self, tx: Tx) -> Result<(), DbError> {
         let committed = self.outbox.commit(tx).await;
         self.commits.bump();
-        Ok(committed?)
+        committed
     }
 }
 
@@ -579,20 +576,20 @@ async fn index_title(tx: &mut Tx, id: Uuid, title: &str) -> Result<(), DbError> 
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!("INSERT INTO title_prefixes (prefix, ticket_id) VALUES {values}");
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut query = query(sql);
     for prefix in prefixes {
         query = query.bind(prefix).bind(id.to_string());
     }
-    query.execute(&mut **tx).await?;
+    query.execute(&mut *tx).await?;
     Ok(())
 }
 
 /// Removes the search rows of a ticket that left sale for good (withdrawn
 /// or sold: neither ever shows in the listing again).
 async fn unindex_title(tx: &mut Tx, id: Uuid) -> Result<(), DbError> {
-    sqlx::query("DELETE FROM title_prefixes WHERE ticket_id = $1")
+    query("DELETE FROM title_prefixes WHERE ticket_id = $1")
         .bind(id.to_string())
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
@@ -600,19 +597,18 @@ async fn unindex_title(tx: &mut Tx, id: Uuid) -> Result<(), DbError> {
 /// The price `order_id` was made at, from its `order.created`; `None` for
 /// an order whose `order.created` was handled before prices were kept.
 async fn order_price(tx: &mut Tx, order_id: Uuid) -> Result<Option<Cents>, DbError> {
-    let price: Option<i64> =
-        sqlx::query_scalar("SELECT price FROM order_prices WHERE order_id = $1")
-            .bind(order_id.to_string())
-            .fetch_optional(&mut **tx)
-            .await?;
+    let price: Option<i64> = query_scalar("SELECT price FROM order_prices WHERE order_id = $1")
+        .bind(order_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
     Ok(price.map(Cents::new))
 }
 
 async fn is_cancelled(tx: &mut Tx, order_id: Uuid) -> Result<bool, DbError> {
     let found: Option<String> =
-        sqlx::query_scalar("SELECT order_id FROM cancelled_orders WHERE order_id = $1")
+        query_scalar("SELECT order_id FROM cancelled_orders WHERE order_id = $1")
             .bind(order_id.to_string())
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
     Ok(found.is_some())
 }
@@ -620,7 +616,7 @@ async fn is_cancelled(tx: &mut Tx, order_id: Uuid) -> Result<bool, DbError> {
 /// Reads a ticket for a change, holding its row lock.
 async fn locked(tx: &mut Tx, id: Uuid) -> Result<Option<Ticket>, DbError> {
     let row = lock_row(tx, "tickets", COLUMNS, id).await?;
-    Ok(row.as_ref().map(ticket).transpose()?)
+    row.as_ref().map(ticket).transpose()
 }
 
 /// Reads a ticket for a change by its seller `user_id`, holding its row
@@ -638,9 +634,9 @@ async fn locked_for_seller<E: From<DbError>>(
 }
 
 async fn stop_waiting(tx: &mut Tx, order_id: Uuid) -> Result<(), DbError> {
-    sqlx::query("DELETE FROM waiting_orders WHERE order_id = $1")
+    query("DELETE FROM waiting_orders WHERE order_id = $1")
         .bind(order_id.to_string())
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }

@@ -48,12 +48,14 @@ async fn orders_placed_before_prices_were_kept_take_the_replicas(backend: Backen
     let before = Migrations(&orders::MIGRATIONS.0[..5]);
     let db = databases.open(orders::NAME, &before).await.expect("old schema");
     let (ticket, order) = (Uuid::now_v7(), Uuid::now_v7());
-    sqlx::query("INSERT INTO tickets (id, title, price, version) VALUES ($1, 'Old', 1999, 0)")
-        .bind(ticket.to_string())
-        .execute(db.writer())
-        .await
-        .expect("ticket");
-    sqlx::query(
+    common::db::query(
+        "INSERT INTO tickets (id, title, price, version) VALUES ($1, 'Old', 1999, 0)",
+    )
+    .bind(ticket.to_string())
+    .execute(db.writer())
+    .await
+    .expect("ticket");
+    common::db::query(
         "INSERT INTO orders (id, user_id, ticket_id, status, expires_at, version, created_at) \
          VALUES ($1, $2, $3, 'created', 0, 0, 0)",
     )

@@ -204,7 +204,7 @@ impl PaymentsApp {
 
     /// The states of the order's attempts, first first.
     pub async fn attempt_states(&self, order: &TestOrder) -> Vec<AttemptState> {
-        let states: Vec<String> = sqlx::query_scalar(
+        let states: Vec<String> = common::db::query_scalar(
             "SELECT state FROM payment_attempts WHERE order_id = $1 ORDER BY attempt",
         )
         .bind(order.id.to_string())
@@ -268,10 +268,15 @@ impl PaymentsApp {
 
 /// The refunds recorded, as (charge id, refund id once made), oldest first.
 pub async fn refunds(store: &Store) -> Vec<(String, Option<String>)> {
-    sqlx::query_as("SELECT charge_id, refund_id FROM refunds ORDER BY created_at")
+    common::db::query("SELECT charge_id, refund_id FROM refunds ORDER BY created_at")
         .fetch_all(store.db.reader())
         .await
         .expect("refunds")
+        .iter()
+        .map(|row| {
+            (row.try_get("charge_id").expect("charge"), row.try_get("refund_id").expect("refund"))
+        })
+        .collect()
 }
 
 pub use testkit::{error_of as error, field_error, general_error};

@@ -208,7 +208,7 @@ impl TicketsApp {
     }
 
     pub async fn dead_letters(&self) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
+        common::db::query_scalar("SELECT COUNT(*) FROM dead_letters")
             .fetch_one(self.db().await.reader())
             .await
             .expect("count")
@@ -218,7 +218,7 @@ impl TicketsApp {
     /// their text.
     pub async fn search_rows(&self, ticket: &Value) -> (usize, usize) {
         let prefixes: Vec<String> =
-            sqlx::query_scalar("SELECT prefix FROM title_prefixes WHERE ticket_id = $1")
+            common::db::query_scalar("SELECT prefix FROM title_prefixes WHERE ticket_id = $1")
                 .bind(id_of(ticket).to_string())
                 .fetch_all(self.db().await.reader())
                 .await

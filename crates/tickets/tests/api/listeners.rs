@@ -112,7 +112,7 @@ async fn a_cancelled_order_left_waiting_never_gets_the_ticket(stack: Stack) {
     let (holder, cancelled) = (Uuid::now_v7(), Uuid::now_v7());
     app.order_created(&ticket, holder).await;
     app.order_created(&ticket, cancelled).await;
-    sqlx::query("INSERT INTO cancelled_orders (order_id, cancelled_at) VALUES ($1, 0)")
+    common::db::query("INSERT INTO cancelled_orders (order_id, cancelled_at) VALUES ($1, 0)")
         .bind(cancelled.to_string())
         .execute(app.db().await.writer())
         .await

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::ConnectOptions as _;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use messaging::bus::jetstream::{JetStreamBus, JetStreamOptions};
 
@@ -88,12 +88,11 @@ fn url_from_env(name: &str) -> anyhow::Result<String> {
 /// Drops every database whose name is `LIKE` the pattern on the server at
 /// `server_url`.
 pub async fn drop_databases(server_url: &str, like: &str) -> anyhow::Result<()> {
-    sqlx::any::install_default_drivers();
     // Dropping a database takes over a second: not a slow statement to warn of.
-    let options = AnyConnectOptions::from_str(server_url)
+    let options = PgConnectOptions::from_str(server_url)
         .context("the PostgreSQL URL")?
         .disable_statement_logging();
-    let pool = AnyPoolOptions::new()
+    let pool = PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)

@@ -87,12 +87,17 @@ pub struct Databases {
     expiration: PgPool,
 }
 
+/// Parses an id stored as text (a corrupt one is a decoding error).
+fn parse_uuid(text: &str) -> Result<Uuid, sqlx::Error> {
+    Uuid::parse_str(text).map_err(|e| sqlx::Error::Decode(e.into()))
+}
+
 fn id(row: &PgRow, column: &str) -> Result<Uuid, sqlx::Error> {
-    common::db::parse_uuid(&row.try_get::<String, _>(column)?)
+    parse_uuid(&row.try_get::<String, _>(column)?)
 }
 
 fn optional_id(row: &PgRow, column: &str) -> Result<Option<Uuid>, sqlx::Error> {
-    row.try_get::<Option<String>, _>(column)?.map(|text| common::db::parse_uuid(&text)).transpose()
+    row.try_get::<Option<String>, _>(column)?.map(|text| parse_uuid(&text)).transpose()
 }
 
 async fn count(pool: &PgPool, sql: &'static str) -> Result<i64, sqlx::Error> {
