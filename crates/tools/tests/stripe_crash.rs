@@ -98,9 +98,10 @@ async fn ready(http: &reqwest::Client, api: &str) {
     .await;
 }
 
-async fn intents_at_fake(http: &reqwest::Client, stripe: &str) -> Vec<Value> {
+/// The `data` of a list the fake Stripe answers at `path`.
+async fn listed_at_fake(http: &reqwest::Client, stripe: &str, path: &str) -> Vec<Value> {
     let list: Value = http
-        .get(format!("{stripe}/v1/payment_intents?limit=100"))
+        .get(format!("{stripe}{path}"))
         .bearer_auth(SECRET_KEY)
         .send()
         .await
@@ -183,7 +184,7 @@ async fn a_charge_whose_process_was_killed_before_recording_it_completes_the_ord
         }
     });
     let charged = until("the charge at the fake", Duration::from_secs(30), || async {
-        intents_at_fake(&http, &stripe).await.into_iter().next()
+        listed_at_fake(&http, &stripe, "/v1/payment_intents?limit=100").await.into_iter().next()
     })
     .await;
     assert_eq!(charged["metadata"]["order_id"], order_id.as_str());
@@ -212,18 +213,10 @@ async fn a_charge_whose_process_was_killed_before_recording_it_completes_the_ord
     })
     .await;
     assert_eq!(completed["ticket"]["price"], 25);
-    let intents = intents_at_fake(&http, &stripe).await;
+    let intents = listed_at_fake(&http, &stripe, "/v1/payment_intents?limit=100").await;
     assert_eq!(intents.len(), 1, "charged once: {intents:?}");
-    let refunds: Value = http
-        .get(format!("{stripe}/v1/refunds"))
-        .bearer_auth(SECRET_KEY)
-        .send()
-        .await
-        .expect("listed")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(refunds["data"], json!([]), "nothing refunded");
+    let refunds = listed_at_fake(&http, &stripe, "/v1/refunds").await;
+    assert!(refunds.is_empty(), "nothing refunded: {refunds:?}");
     let log = std::fs::read_to_string(data.join("server.log")).unwrap_or_default();
     assert!(log.contains("payment attempt reconciled"), "reconciliation settled it:\n{log}");
     let _ = std::fs::remove_dir_all(&dir);
