@@ -113,7 +113,9 @@ async fn ceiling(bench: &Bench<'_>) -> anyhow::Result<Throughput> {
         None => {
             let _ = std::fs::remove_dir_all(&dir);
         }
-        Some(servers) => drop_databases(&servers.database, &database).await?,
+        Some(servers) => {
+            drop_databases(&servers.database, &database).await?;
+        }
     }
     measured
 }
