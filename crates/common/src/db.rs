@@ -1246,6 +1246,28 @@ pub async fn save_version(
     }
 }
 
+/// Writes version `version` of the row `id` of `table` if the row is at
+/// the version before it, without locking it first: the same guarded
+/// `UPDATE` as [`save_version`], one round trip where [`lock_row`] and
+/// [`save_version`] take two. Answers whether it wrote. For a replica's
+/// change that usually arrives in order: when it did not write, the caller
+/// locks the row and decides as before (on PostgreSQL the guard is checked
+/// again after waiting for a concurrent writer of the row, so a miss is
+/// never a race lost to the previous version's writer).
+pub async fn save_next_version(
+    tx: &mut Tx,
+    table: &'static str,
+    columns: &'static str,
+    id: Uuid,
+    version: i64,
+    bind: impl FnOnce(Query) -> Query,
+) -> Result<bool, DbError> {
+    let sql =
+        format!("UPDATE {table} SET {columns}, version = $1 WHERE id = $2 AND version = $1 - 1");
+    let saved = bind(query(sql).bind(version).bind(id.to_string())).execute(tx).await?;
+    Ok(saved.rows_affected() == 1)
+}
+
 /// Turns the unique-index violation of an insert into a store's refusal
 /// (realworld-axum-sqlx's `on_constraint`): `insert.await.on_unique_violation(|| CreateError::Reserved)?`.
 pub trait OnUniqueViolation<T> {

@@ -2,8 +2,8 @@
 //! with its event in the outbox) and the replica of tickets (version rule).
 
 use common::db::{
-    Db, DbError, Executor, OnUniqueViolation as _, Row, Tx, lock_row, now_millis, parse_uuid,
-    query, query_scalar, save_version,
+    Db, DbError, Executor, OnUniqueViolation as _, Query, Row, Tx, lock_row, now_millis,
+    parse_uuid, query, query_scalar, save_next_version, save_version,
 };
 use common::money::Cents;
 use common::time::Timestamp;
@@ -330,29 +330,36 @@ impl Store {
     /// unpaid orders (those created before the replica knew of it), in the
     /// same transaction; a paid one stands.
     pub async fn update_ticket(&self, ticket: &TicketUpdated) -> Result<VersionCheck, DbError> {
-        let mut tx = self.db.begin().await?;
-        let Some(row) = lock_row(&mut tx, "tickets", "version", ticket.id).await? else {
-            // Not in the replica yet: `ticket.created` is still on its way.
-            return Ok(VersionCheck::Ahead);
+        const COLUMNS: &str = "title = $3, price = $4, user_id = $5, withdrawn = $6";
+        let bind = |query: Query| {
+            query
+                .bind(ticket.title.clone())
+                .bind(ticket.price)
+                .bind(ticket.user_id.to_string())
+                .bind(i64::from(ticket.withdrawn))
         };
-        let stored: i64 = row.try_get("version")?;
-        let check = VersionCheck::of(Some(stored), ticket.version);
+        let mut tx = self.db.begin().await?;
+        // Changes mostly arrive in order: the next version is written in one
+        // statement, and only a change that is not next is looked at closer.
+        let check =
+            if save_next_version(&mut tx, "tickets", COLUMNS, ticket.id, ticket.version, bind)
+                .await?
+            {
+                VersionCheck::Apply
+            } else {
+                let Some(row) = lock_row(&mut tx, "tickets", "version", ticket.id).await? else {
+                    // Not in the replica yet: `ticket.created` is still on its way.
+                    return Ok(VersionCheck::Ahead);
+                };
+                let stored: i64 = row.try_get("version")?;
+                let check = VersionCheck::of(Some(stored), ticket.version);
+                if check == VersionCheck::Apply {
+                    save_version(&mut tx, "tickets", COLUMNS, ticket.id, ticket.version, bind)
+                        .await?;
+                }
+                check
+            };
         if check == VersionCheck::Apply {
-            save_version(
-                &mut tx,
-                "tickets",
-                "title = $3, price = $4, user_id = $5, withdrawn = $6",
-                ticket.id,
-                ticket.version,
-                |query| {
-                    query
-                        .bind(ticket.title.clone())
-                        .bind(ticket.price)
-                        .bind(ticket.user_id.to_string())
-                        .bind(i64::from(ticket.withdrawn))
-                },
-            )
-            .await?;
             if ticket.withdrawn {
                 cancel_unpaid(&mut tx, ticket.id).await?;
             }
