@@ -39,7 +39,16 @@
   // rendered, and a reload shows the same.
   var liveList = document.querySelector("[data-live-list], [data-live-empty]");
   var liveTicket = document.querySelector("[data-live-ticket]");
-  var OFF_SALE = { reserved: "Reserved", withdrawn: "Withdrawn" };
+  var OFF_SALE = { reserved: "Reserved", withdrawn: "Withdrawn", ended: "Event started" };
+
+  // The sell form's UTC offset, when left empty: the browser's.
+  var offsetField = document.querySelector("[data-utc-offset]");
+  if (offsetField && !offsetField.value) {
+    var minutes = -new Date().getTimezoneOffset();
+    var sign = minutes < 0 ? "-" : "+";
+    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
+    offsetField.value = sign + pad(Math.floor(Math.abs(minutes) / 60)) + ":" + pad(Math.abs(minutes) % 60);
+  }
 
   function money(price, currency) {
     var value = Number(price).toFixed(2);
@@ -133,7 +142,9 @@
     } else {
       note.textContent = ticket.status === "withdrawn"
         ? "The seller has just withdrawn this ticket."
-        : "This ticket has just been reserved by an order.";
+        : ticket.status === "ended"
+          ? "The event has started: this ticket is no longer for sale."
+          : "This ticket has just been reserved by an order.";
     }
   }
 
