@@ -633,8 +633,16 @@ impl Store {
         .execute(&mut tx)
         .await?;
         stop_waiting(&mut tx, order_id).await?;
-        let Some(current) =
-            current.filter(|t| t.order_id == Some(order_id) && t.status == TicketStatus::Reserved)
+        let holds = |t: &Ticket| t.order_id == Some(order_id);
+        if let Some(ended) =
+            current.as_ref().filter(|t| holds(t) && t.status == TicketStatus::Ended)
+        {
+            // Its event started while the order held it: it lets go, and
+            // the ticket stays off sale.
+            let released = Ticket { order_id: None, reserved_until: None, ..ended.next_version() };
+            return self.save(tx, &released).await;
+        }
+        let Some(current) = current.filter(|t| holds(t) && t.status == TicketStatus::Reserved)
         else {
             tx.commit().await?;
             return Ok(());

@@ -257,6 +257,23 @@ async fn a_sale_wins_over_the_end_of_sale(stack: Stack) {
     assert_eq!((sold["status"].clone(), sold["orderId"].clone()), (json!("sold"), json!(order)));
 }
 
+/// The order that held a ticket when its event started lets go of it when
+/// cancelled (it expired unpaid): the ticket stays ended, held by nobody.
+async fn a_cancelled_order_lets_go_of_an_ended_ticket(stack: Stack) {
+    let app = TicketsApp::spawn(stack).await;
+    let seller = app.user("seller");
+    let body = json!({"title": "Gig", "price": 10, "startsAt": starts(&app, HOUR, 0)});
+    let ticket = listed(&app, &seller, body).await;
+    let order = Uuid::now_v7();
+    app.order_created(&ticket, order).await;
+    start_event_of(&app, &ticket, 2 * HOUR).await;
+    app.order_cancelled(&ticket, order).await;
+    let shown = app.shown(id(&ticket)).await;
+    assert_eq!((shown["status"].clone(), shown.get("orderId")), (json!("ended"), None));
+    assert_eq!(shown["version"], 3);
+    assert!(app.listed_ids().await.is_empty(), "still off sale");
+}
+
 async fn search_words_match_the_venue_too(stack: Stack) {
     let app = TicketsApp::spawn(stack).await;
     let seller = app.user("seller");
@@ -349,6 +366,7 @@ testkit::stack_tests!(
     an_earlier_start_wakes_the_end_of_sale,
     an_order_arriving_after_the_start_does_not_take_the_ticket,
     a_sale_wins_over_the_end_of_sale,
+    a_cancelled_order_lets_go_of_an_ended_ticket,
     search_words_match_the_venue_too,
     the_listing_filters_by_date_and_sorts_by_the_soonest_start,
 );
