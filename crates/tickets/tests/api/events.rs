@@ -66,7 +66,7 @@ async fn a_listing_shows_its_event_with_the_offset_the_seller_gave(stack: Stack)
     assert_eq!((ticket["seat"].clone(), ticket["faceValue"].clone()), (json!("12"), json!(50)));
     let shown = app.shown(id(&ticket)).await;
     assert_eq!(shown, ticket, "shown as created");
-    assert_eq!(app.mine_listed(&seller).await, [ticket.clone()]);
+    assert_eq!(app.mine_listed(&seller).await, std::slice::from_ref(&ticket));
     app.system.drain().await;
     let event = &created.data()[0];
     assert_eq!(event.details.venue.as_deref(), Some("Vicar Street, Dublin"));
