@@ -30,8 +30,8 @@ struct TicketForm {
     price: String,
     #[serde(default)]
     venue: String,
-    /// The event's local date and time (`datetime-local`:
-    /// `2026-03-14T20:00`).
+    /// The event's local date and time (`2026-03-14 20:00`; a
+    /// `datetime-local`'s `2026-03-14T20:00` too).
     #[serde(default)]
     starts_on: String,
     /// Its UTC offset (`+01:00`; the page's script fills in the browser's).
@@ -71,7 +71,7 @@ impl TicketForm {
             title: ticket.title.clone(),
             price: units(ticket.price),
             venue: event.venue.clone().unwrap_or_default(),
-            starts_on: starts_at.get(..16).unwrap_or_default().to_owned(),
+            starts_on: starts_at.get(..16).unwrap_or_default().replacen('T', " ", 1),
             offset: starts_at.get(19..).unwrap_or_default().to_owned(),
             section: event.section.clone().unwrap_or_default(),
             row: event.row.clone().unwrap_or_default(),
@@ -81,10 +81,11 @@ impl TicketForm {
     }
 }
 
-/// A local date and time (`2026-03-14T20:00`) and an offset (`+01:00`;
-/// UTC when empty) as RFC 3339; anything else as typed.
+/// A local date and time (`2026-03-14 20:00` or `2026-03-14T20:00`) and an
+/// offset (`+01:00`; UTC when empty) as RFC 3339; anything else as typed.
 fn starts_at(date: &str, offset: &str) -> String {
-    let (date, offset) = (date.trim(), offset.trim());
+    let date = date.trim().replacen(' ', "T", 1);
+    let offset = offset.trim();
     let offset = if offset.is_empty() { "+00:00" } else { offset };
     match date.len() {
         0 => String::new(),
@@ -113,7 +114,7 @@ struct EventField {
     /// The form's name and the input's id.
     name: &'static str,
     label: &'static str,
-    /// `text`, `datetime-local`.
+    /// The input's `type`.
     kind: &'static str,
     value: String,
     hint: &'static str,
@@ -140,7 +141,14 @@ impl TicketFields {
         };
         let event = vec![
             field("venue", "Venue", "text", form.venue, "", "venue"),
-            field("starts_on", "Date and time", "datetime-local", form.starts_on, "", "startsAt"),
+            field(
+                "starts_on",
+                "Date and time",
+                "text",
+                form.starts_on,
+                "Local time, e.g. 2026-03-14 20:00",
+                "startsAt",
+            ),
             field("offset", "UTC offset", "text", form.offset, "e.g. +01:00; UTC when empty", ""),
             field("section", "Section", "text", form.section, "", "section"),
             field("row", "Row", "text", form.row, "", "row"),
