@@ -681,6 +681,7 @@ async fn every_page_with_a_ticket_shows_its_event_in_the_sellers_time() {
     let when = "Sat 14 Mar 2026, 20:00 +01:00";
     let (_, listing, _) = site.get("/", None).await;
     assert!(listing.contains(when) && listing.contains("Vicar Street"), "{listing}");
+    assert!(listing.contains("$45.00 <span class=\"face-value\">(face value $50.00)</span>"));
     let (_, page, _) = site.get("/tickets/t1", None).await;
     assert!(page.contains(when) && page.contains("Section Balcony · Row C · Seat 12"));
     assert!(page.contains("Face value $50.00"), "{page}");
