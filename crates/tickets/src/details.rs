@@ -38,6 +38,19 @@ pub struct Details {
 }
 
 impl Details {
+    /// The details an event carries (a start that does not parse is left
+    /// out: the tickets service wrote it, so it always does).
+    pub fn from_event(event: &messaging::events::EventDetails) -> Self {
+        Self {
+            venue: event.venue.clone(),
+            starts_at: event.starts_at.as_deref().and_then(LocalTime::parse),
+            section: event.section.clone(),
+            row: event.row.clone(),
+            seat: event.seat.clone(),
+            face_value: event.face_value.map(Cents::new),
+        }
+    }
+
     /// The details as events carry them.
     pub fn to_event(&self) -> messaging::events::EventDetails {
         messaging::events::EventDetails {

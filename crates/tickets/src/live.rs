@@ -87,6 +87,9 @@ pub struct LiveTicket {
     /// The version the change brought it to.
     pub version: i64,
     pub status: LiveStatus,
+    /// Its event and seat, as the ticket shows them (issue 24).
+    #[serde(flatten)]
+    pub details: crate::details::Details,
 }
 
 /// One event of the live stream as it travels (`text/event-stream`): the
@@ -337,6 +340,7 @@ fn decode(watched: &Watched) -> Option<LiveTicket> {
         user_id: t.user_id,
         version: t.version,
         status,
+        details: crate::details::Details::from_event(&t.details),
     })
 }
 

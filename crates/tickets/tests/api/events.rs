@@ -176,12 +176,19 @@ async fn when_the_event_starts_the_ticket_leaves_the_sale(stack: Stack) {
     let mut stream = app.events(None).await;
     assert_eq!(stream.expect().await.event, "ready");
     let seller = app.user("seller");
-    let soon = json!({"title": "Soon", "price": 10, "startsAt": starts(&app, HOUR, 0)});
+    let start = starts(&app, HOUR, 0);
+    let soon = json!({"title": "Soon", "price": 10, "startsAt": start, "venue": "Olympia"});
     let ticket = listed(&app, &seller, soon).await;
     let later = json!({"title": "Later", "price": 10, "startsAt": starts(&app, 5 * HOUR, 0)});
     let other = listed(&app, &seller, later).await;
     let undated = app.ticket(&seller, "Undated", json!(10)).await;
-    assert_eq!(stream.ticket().await.1["status"], "available");
+    let (_, created) = stream.ticket().await;
+    assert_eq!(created["status"], "available");
+    assert_eq!(
+        (created["startsAt"].as_str(), created["venue"].clone()),
+        (Some(start.as_str()), json!("Olympia")),
+        "the live stream shows the event"
+    );
 
     let ended = start_event_of(&app, &ticket, 2 * HOUR).await;
     assert_eq!((ended["status"].clone(), ended["version"].clone()), (json!("ended"), json!(1)));
