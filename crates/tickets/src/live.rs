@@ -87,9 +87,10 @@ pub struct LiveTicket {
     /// The version the change brought it to.
     pub version: i64,
     pub status: LiveStatus,
-    /// Its event and seat, as the ticket shows them (issue 24).
+    /// Its event and seat, as the ticket shows them (issue 24); boxed, so
+    /// that a change without them stays small.
     #[serde(flatten)]
-    pub details: crate::details::Details,
+    pub details: Box<crate::details::Details>,
 }
 
 /// One event of the live stream as it travels (`text/event-stream`): the
@@ -340,7 +341,7 @@ fn decode(watched: &Watched) -> Option<LiveTicket> {
         user_id: t.user_id,
         version: t.version,
         status,
-        details: crate::details::Details::from_event(&t.details),
+        details: Box::new(crate::details::Details::from_event(&t.details)),
     })
 }
 

@@ -91,7 +91,7 @@ fn starts_at(date: &str, offset: &str) -> String {
         0 => String::new(),
         16 => format!("{date}:00{offset}"),
         19 => format!("{date}{offset}"),
-        _ => date.to_owned(),
+        _ => date,
     }
 }
 
