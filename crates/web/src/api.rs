@@ -64,6 +64,66 @@ pub struct Ticket {
     /// When the holding order's reservation ends, while reserved.
     #[serde(default)]
     pub reserved_until: Option<String>,
+    /// Its event and seat (issue 24).
+    #[serde(flatten)]
+    pub event: EventDetails,
+}
+
+/// What a listing says about its event, as the API renders it (each
+/// absent when the seller gave none).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventDetails {
+    #[serde(default)]
+    pub venue: Option<String>,
+    /// RFC 3339 with the seller's offset.
+    #[serde(default)]
+    pub starts_at: Option<String>,
+    #[serde(default)]
+    pub section: Option<String>,
+    #[serde(default)]
+    pub row: Option<String>,
+    #[serde(default)]
+    pub seat: Option<String>,
+    #[serde(default, deserialize_with = "optional_price")]
+    pub face_value: Option<Cents>,
+}
+
+/// A ticket as a seller submits it: every field as typed (the API checks
+/// them). Empty event fields are left out of a new ticket and removed from
+/// an edited one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TicketInput {
+    pub title: String,
+    pub price: String,
+    pub venue: String,
+    /// RFC 3339, or as typed.
+    pub starts_at: String,
+    pub section: String,
+    pub row: String,
+    pub seat: String,
+    pub face_value: String,
+}
+
+impl TicketInput {
+    /// The JSON body of `POST` (`editing`: `PUT`) `/api/tickets`.
+    pub fn body(&self, editing: bool) -> Value {
+        let mut body = json!({"title": self.title, "price": price_value(&self.price)});
+        let fields = [
+            ("venue", Value::String(self.venue.trim().to_owned())),
+            ("startsAt", Value::String(self.starts_at.trim().to_owned())),
+            ("section", Value::String(self.section.trim().to_owned())),
+            ("row", Value::String(self.row.trim().to_owned())),
+            ("seat", Value::String(self.seat.trim().to_owned())),
+            ("faceValue", price_value(&self.face_value)),
+        ];
+        for (name, value) in fields {
+            if editing || value != Value::String(String::new()) {
+                body[name] = value;
+            }
+        }
+        body
+    }
 }
 
 /// Where a ticket stands (API.md "tickets").
@@ -75,6 +135,8 @@ pub enum TicketStatus {
     Reserved,
     Sold,
     Withdrawn,
+    /// Its event started before it sold.
+    Ended,
 }
 
 /// What the listing asks for: the visitor's search words, order and price
@@ -90,6 +152,12 @@ pub struct Listing {
     pub min_price: String,
     #[serde(default)]
     pub max_price: String,
+    /// Events from this date (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub from: String,
+    /// Events up to this date, inclusive.
+    #[serde(default)]
+    pub to: String,
     #[serde(default)]
     pub cursor: String,
 }
@@ -103,6 +171,8 @@ impl Listing {
             ("sort", self.sort.as_str()),
             ("minPrice", self.min_price.as_str()),
             ("maxPrice", self.max_price.as_str()),
+            ("from", self.from.as_str()),
+            ("to", self.to.as_str()),
             ("cursor", self.cursor.as_str()),
         ]
         .into_iter()
@@ -128,6 +198,9 @@ pub struct OrderTicket {
     pub title: String,
     #[serde(deserialize_with = "price")]
     pub price: Cents,
+    /// Its event and seat (issue 24).
+    #[serde(flatten)]
+    pub event: EventDetails,
 }
 
 /// An order, as the API renders it.
@@ -145,6 +218,14 @@ pub struct Order {
 fn price<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Cents, D::Error> {
     let value = Value::deserialize(deserializer)?;
     Cents::parse_price(Some(&value)).map_err(serde::de::Error::custom)
+}
+
+/// An optional price, as [`price`] reads one.
+fn optional_price<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Cents>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => Cents::parse_price(Some(&value)).map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 /// One message of an API error, possibly about a field.
@@ -247,15 +328,13 @@ pub trait Api: Send + Sync + Debug + 'static {
     fn create_ticket<'a>(
         &'a self,
         session: &'a str,
-        title: &'a str,
-        price: &'a str,
+        ticket: &'a TicketInput,
     ) -> BoxFuture<'a, ApiResult<Ticket>>;
     fn update_ticket<'a>(
         &'a self,
         session: &'a str,
         id: &'a str,
-        title: &'a str,
-        price: &'a str,
+        ticket: &'a TicketInput,
     ) -> BoxFuture<'a, ApiResult<Ticket>>;
     fn create_order<'a>(
         &'a self,
@@ -478,23 +557,20 @@ impl Api for HttpApi {
     fn create_ticket<'a>(
         &'a self,
         session: &'a str,
-        title: &'a str,
-        price: &'a str,
+        ticket: &'a TicketInput,
     ) -> BoxFuture<'a, ApiResult<Ticket>> {
-        let body = json!({"title": title, "price": price_value(price)});
-        call(Ok(self.post("/api/tickets", session, &body)), json)
+        call(Ok(self.post("/api/tickets", session, &ticket.body(false))), json)
     }
 
     fn update_ticket<'a>(
         &'a self,
         session: &'a str,
         id: &'a str,
-        title: &'a str,
-        price: &'a str,
+        ticket: &'a TicketInput,
     ) -> BoxFuture<'a, ApiResult<Ticket>> {
         let request = self
             .request_for(reqwest::Method::PUT, "/api/tickets", id, Some(session))
-            .map(|r| r.json(&json!({"title": title, "price": price_value(price)})));
+            .map(|r| r.json(&ticket.body(true)));
         call(request, json)
     }
 
@@ -560,7 +636,9 @@ mod tests {
                 404,
                 "{id}"
             );
-            let edit = api.update_ticket("s", id, "t", "1").await;
+            let input =
+                TicketInput { title: "t".into(), price: "1".into(), ..TicketInput::default() };
+            let edit = api.update_ticket("s", id, &input).await;
             assert_eq!(edit.expect_err("refused").status, 404, "{id}");
         }
         let id = uuid::Uuid::now_v7().to_string();

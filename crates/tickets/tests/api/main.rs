@@ -4,6 +4,7 @@
 
 mod create;
 mod edit;
+mod events;
 mod helpers;
 mod listeners;
 mod live;

@@ -135,7 +135,16 @@ impl Workload {
                 op.price = Some(cents);
                 self.history.record(op);
             } else {
-                let body = format!(r#"{{"title":"check ticket","price":"{}"}}"#, price_text(cents));
+                let mut body =
+                    format!(r#"{{"title":"check ticket","price":"{}""#, price_text(cents));
+                // One in four is for an event starting within seconds: its
+                // sale ends while buyers race for it (issue 24).
+                if rng.below(4) == 0 {
+                    let starts = common::time::Timestamp::now()
+                        .plus(std::time::Duration::from_secs(2 + rng.below(15)));
+                    body.push_str(&format!(r#","startsAt":"{starts}""#));
+                }
+                body.push('}');
                 let answer = client.call(Method::POST, "/api/tickets", &auth, body).await;
                 let mut op = self.op(Kind::Sell, at, answer.as_ref());
                 op.price = Some(cents);

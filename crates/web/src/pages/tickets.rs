@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::{Session, WebState, failure_page, redirect, refused, render};
-use crate::api::{Failure, User};
+use crate::api::{Failure, Ticket, TicketInput, User};
 use crate::views::{TicketCard, status_words, units};
 
 pub(super) fn router() -> Router<WebState> {
@@ -28,6 +28,71 @@ struct TicketForm {
     title: String,
     #[serde(default)]
     price: String,
+    #[serde(default)]
+    venue: String,
+    /// The event's local date and time (`2026-03-14 20:00`; a
+    /// `datetime-local`'s `2026-03-14T20:00` too).
+    #[serde(default)]
+    starts_on: String,
+    /// Its UTC offset (`+01:00`; the page's script fills in the browser's).
+    #[serde(default)]
+    offset: String,
+    #[serde(default)]
+    section: String,
+    #[serde(default)]
+    row: String,
+    #[serde(default)]
+    seat: String,
+    #[serde(default)]
+    face_value: String,
+}
+
+impl TicketForm {
+    /// The ticket as the API takes it: the date and offset joined into
+    /// RFC 3339 (the API says what is wrong with them).
+    fn input(&self) -> TicketInput {
+        TicketInput {
+            title: self.title.clone(),
+            price: self.price.clone(),
+            venue: self.venue.clone(),
+            starts_at: starts_at(&self.starts_on, &self.offset),
+            section: self.section.clone(),
+            row: self.row.clone(),
+            seat: self.seat.clone(),
+            face_value: self.face_value.clone(),
+        }
+    }
+
+    /// The form filled with `ticket` (the edit form).
+    fn of(ticket: &Ticket) -> Self {
+        let event = &ticket.event;
+        let starts_at = event.starts_at.clone().unwrap_or_default();
+        Self {
+            title: ticket.title.clone(),
+            price: units(ticket.price),
+            venue: event.venue.clone().unwrap_or_default(),
+            starts_on: starts_at.get(..16).unwrap_or_default().replacen('T', " ", 1),
+            offset: starts_at.get(19..).unwrap_or_default().to_owned(),
+            section: event.section.clone().unwrap_or_default(),
+            row: event.row.clone().unwrap_or_default(),
+            seat: event.seat.clone().unwrap_or_default(),
+            face_value: event.face_value.map(units).unwrap_or_default(),
+        }
+    }
+}
+
+/// A local date and time (`2026-03-14 20:00` or `2026-03-14T20:00`) and an
+/// offset (`+01:00`; UTC when empty) as RFC 3339; anything else as typed.
+fn starts_at(date: &str, offset: &str) -> String {
+    let date = date.trim().replacen(' ', "T", 1);
+    let offset = offset.trim();
+    let offset = if offset.is_empty() { "+00:00" } else { offset };
+    match date.len() {
+        0 => String::new(),
+        16 => format!("{date}:00{offset}"),
+        19 => format!("{date}{offset}"),
+        _ => date,
+    }
 }
 
 /// The ticket form's fields as they are shown: as the visitor typed them,
@@ -38,17 +103,72 @@ struct TicketFields {
     price: String,
     title_error: Option<String>,
     price_error: Option<String>,
+    /// Venue, date and time, offset, section, row, seat, face value.
+    event: Vec<EventField>,
     general: Vec<String>,
+}
+
+/// One of the event's fields on the form.
+#[derive(Debug, Default)]
+struct EventField {
+    /// The form's name and the input's id.
+    name: &'static str,
+    label: &'static str,
+    /// The input's `type`.
+    kind: &'static str,
+    value: String,
+    hint: &'static str,
+    error: Option<String>,
 }
 
 impl TicketFields {
     fn refused(form: TicketForm, failure: &Failure) -> Self {
+        let mut fields = Self::filled(form, Some(failure));
+        fields.general = failure.general();
+        fields
+    }
+
+    /// The fields holding `form`, with `failure`'s messages on them.
+    fn filled(form: TicketForm, failure: Option<&Failure>) -> Self {
+        let error = |field: &str| failure.and_then(|f| f.field(field)).map(str::to_owned);
+        let field = |name, label, kind, value, hint, api_field| EventField {
+            name,
+            label,
+            kind,
+            value,
+            hint,
+            error: error(api_field),
+        };
+        let event = vec![
+            field("venue", "Venue", "text", form.venue, "", "venue"),
+            field(
+                "starts_on",
+                "Date and time",
+                "text",
+                form.starts_on,
+                "Local time, e.g. 2026-03-14 20:00",
+                "startsAt",
+            ),
+            field("offset", "UTC offset", "text", form.offset, "e.g. +01:00; UTC when empty", ""),
+            field("section", "Section", "text", form.section, "", "section"),
+            field("row", "Row", "text", form.row, "", "row"),
+            field("seat", "Seat", "text", form.seat, "", "seat"),
+            field(
+                "face_value",
+                "Face value",
+                "text",
+                form.face_value,
+                "The price printed on the ticket",
+                "faceValue",
+            ),
+        ];
         Self {
             title: form.title,
             price: form.price,
-            title_error: failure.field("title").map(str::to_owned),
-            price_error: failure.field("price").map(str::to_owned),
-            general: failure.general(),
+            title_error: error("title"),
+            price_error: error("price"),
+            event,
+            general: Vec::new(),
         }
     }
 }
@@ -64,7 +184,8 @@ async fn new_ticket_page(State(state): State<WebState>, session: Session) -> Res
     let Some(user) = state.api.current_user(Some(session.token())).await else {
         return session.sign_in_first();
     };
-    render(StatusCode::OK, &NewTicketPage { user: Some(user), fields: TicketFields::default() })
+    let fields = TicketFields::filled(TicketForm::default(), None);
+    render(StatusCode::OK, &NewTicketPage { user: Some(user), fields })
 }
 
 async fn create_ticket(
@@ -73,7 +194,7 @@ async fn create_ticket(
     form: Result<Form<TicketForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else { return redirect("/tickets/new") };
-    match state.api.create_ticket(session.token(), &form.title, &form.price).await {
+    match state.api.create_ticket(session.token(), &form.input()).await {
         Ok(ticket) => redirect(&format!("/tickets/{}", ticket.id)),
         // Any refusal, even "unavailable", keeps what the visitor typed.
         Err(failure) => {
@@ -103,7 +224,7 @@ struct TicketPage {
     ticket: TicketCard,
     signed_in: bool,
     owner: bool,
-    /// `available`, `reserved`, `sold` or `withdrawn`.
+    /// `available`, `reserved`, `sold`, `withdrawn` or `ended`.
     status: &'static str,
     /// The status in words, for the badge.
     status_label: String,
@@ -126,10 +247,7 @@ async fn ticket_page(
     let owner = user.as_ref().is_some_and(|u| u.id == ticket.user_id);
     let (status, fields) = match edit {
         Some((form, failure)) => (StatusCode::BAD_REQUEST, TicketFields::refused(form, &failure)),
-        None => {
-            let (title, price) = (ticket.title.clone(), units(ticket.price));
-            (StatusCode::OK, TicketFields { title, price, ..TicketFields::default() })
-        }
+        None => (StatusCode::OK, TicketFields::filled(TicketForm::of(&ticket), None)),
     };
     let (status_class, status_label) = status_words(&ticket);
     let page = TicketPage {
@@ -159,7 +277,7 @@ async fn edit_ticket(
     form: Result<Form<TicketForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else { return redirect(&format!("/tickets/{id}")) };
-    match state.api.update_ticket(session.token(), &id, &form.title, &form.price).await {
+    match state.api.update_ticket(session.token(), &id, &form.input()).await {
         Ok(_) => redirect(&format!("/tickets/{id}")),
         Err(failure) => {
             let again =
