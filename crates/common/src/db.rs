@@ -1235,10 +1235,7 @@ pub async fn save_version(
     version: i64,
     bind: impl FnOnce(Query) -> Query,
 ) -> Result<(), DbError> {
-    let sql =
-        format!("UPDATE {table} SET {columns}, version = $1 WHERE id = $2 AND version = $1 - 1");
-    let saved = bind(query(sql).bind(version).bind(id.to_string())).execute(tx).await?;
-    if saved.rows_affected() == 1 {
+    if save_next_version(tx, table, columns, id, version, bind).await? {
         Ok(())
     } else {
         tracing::error!(table, %id, version, "a locked row was not at the version it was read at");

@@ -115,6 +115,18 @@ fn starts_at_millis(details: &EventDetails) -> Option<i64> {
     details.starts_at.as_deref().and_then(Timestamp::parse).map(Timestamp::millis)
 }
 
+/// Binds a ticket's event (venue, start as epoch ms and as given, section,
+/// row, seat), in that order: the replica's columns after the ticket's own.
+fn bind_details(query: Query, details: &EventDetails) -> Query {
+    query
+        .bind(details.venue.clone())
+        .bind(starts_at_millis(details))
+        .bind(details.starts_at.clone())
+        .bind(details.section.clone())
+        .bind(details.row.clone())
+        .bind(details.seat.clone())
+}
+
 impl Store {
     pub fn new(db: Db) -> Self {
         let outbox = Outbox::new(db.clone());
@@ -348,8 +360,7 @@ impl Store {
     /// `ticket.created`: adds the ticket to the replica (a duplicate changes
     /// nothing).
     pub async fn add_ticket(&self, ticket: &TicketCreated) -> Result<(), DbError> {
-        let details = &ticket.details;
-        query(
+        let insert = query(
             "INSERT INTO tickets (id, title, price, version, user_id, venue, starts_at, \
              starts_at_text, section, seat_row, seat) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
@@ -358,15 +369,8 @@ impl Store {
         .bind(&ticket.title)
         .bind(ticket.price)
         .bind(ticket.version)
-        .bind(ticket.user_id.to_string())
-        .bind(details.venue.clone())
-        .bind(starts_at_millis(details))
-        .bind(details.starts_at.clone())
-        .bind(details.section.clone())
-        .bind(details.row.clone())
-        .bind(details.seat.clone())
-        .execute(self.db.writer())
-        .await?;
+        .bind(ticket.user_id.to_string());
+        bind_details(insert, &ticket.details).execute(self.db.writer()).await?;
         Ok(())
     }
 
@@ -381,20 +385,14 @@ impl Store {
         const COLUMNS: &str = "title = $3, price = $4, user_id = $5, withdrawn = $6, ended = $7, \
                                venue = $8, starts_at = $9, starts_at_text = $10, section = $11, \
                                seat_row = $12, seat = $13";
-        let details = &ticket.details;
         let bind = |query: Query| {
-            query
+            let query = query
                 .bind(ticket.title.clone())
                 .bind(ticket.price)
                 .bind(ticket.user_id.to_string())
                 .bind(i64::from(ticket.withdrawn))
-                .bind(i64::from(ticket.ended))
-                .bind(details.venue.clone())
-                .bind(starts_at_millis(details))
-                .bind(details.starts_at.clone())
-                .bind(details.section.clone())
-                .bind(details.row.clone())
-                .bind(details.seat.clone())
+                .bind(i64::from(ticket.ended));
+            bind_details(query, &ticket.details)
         };
         let mut tx = self.db.begin().await?;
         // Changes mostly arrive in order: the next version is written in one
