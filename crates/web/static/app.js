@@ -98,12 +98,24 @@
       if (seat) { event.appendChild(element("span", "event-seat", seat)); }
       card.appendChild(event);
     }
-    card.appendChild(element("p", "price", money(ticket.price, currency)));
+    var price = element("p", "price");
+    showPrice(price, ticket, currency);
+    card.appendChild(price);
     var view = element("a", "button secondary", "View");
     view.href = href;
     view.setAttribute("aria-label", "View " + ticket.title);
     card.appendChild(view);
     return card;
+  }
+
+  // Writes a card's price, with the face value beside it when the ticket
+  // has one (as the server renders it).
+  function showPrice(price, ticket, currency) {
+    price.textContent = money(ticket.price, currency);
+    if (ticket.faceValue !== undefined && ticket.faceValue !== null) {
+      price.appendChild(document.createTextNode(" "));
+      price.appendChild(element("span", "face-value", "(face value " + money(ticket.faceValue, currency) + ")"));
+    }
   }
 
   // Shows a card's state: a badge while off sale, none while on sale.
@@ -122,7 +134,7 @@
     var card = document.querySelector("[data-ticket-id='" + ticket.id + "']");
     if (card) {
       card.querySelector(".ticket-title a").textContent = ticket.title;
-      card.querySelector(".price").textContent = money(ticket.price, (list || liveList).dataset.currency);
+      showPrice(card.querySelector(".price"), ticket, (list || liveList).dataset.currency);
       showCardState(card, ticket.status);
       return;
     }
