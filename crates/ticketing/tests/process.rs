@@ -152,6 +152,7 @@ async fn serve_tickets_lists_from_the_database_by_default() {
         .args(["serve", "tickets"])
         .env("DATA_DIR", &dir)
         .env("JWT_KEY", key)
+        .env("TICKET_VAULT_KEY", "ab".repeat(32))
         .env("DATABASE_URL", &server)
         .env("NATS_URL", testkit::server_url("TEST_NATS_URL"));
     let mut running = Running::start(command);
@@ -205,7 +206,12 @@ fn serve_refuses_to_start_without_what_the_service_needs() {
     let key = "a-shared-secret-of-at-least-32-bytes";
     /// The command line, the variables set, and the one reported missing.
     type Case = (&'static [&'static str], &'static [(&'static str, &'static str)], &'static str);
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
+        (
+            &["serve", "tickets"],
+            &[("DATABASE_URL", "postgres://127.0.0.1:1/x"), ("NATS_URL", "nats://127.0.0.1:1")],
+            "TICKET_VAULT_KEY",
+        ),
         (&["serve", "orders"], &[], "DATABASE_URL"),
         (&["serve", "orders"], &[("DATABASE_URL", "postgres://127.0.0.1:1/x")], "NATS_URL"),
         (

@@ -3,11 +3,14 @@
 
 pub mod cache;
 pub mod domain;
+mod escrow;
 pub mod listeners;
 pub mod live;
+pub mod passes;
 mod routes;
 mod settings;
 pub mod store;
+pub mod vault;
 
 use std::sync::Arc;
 
@@ -47,6 +50,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         description: "order prices",
         sql: Sql::Portable(include_str!("../migrations/0005_order_prices.sql")),
     },
+    MigrationFile {
+        version: 7,
+        description: "passes",
+        sql: Sql::Portable(include_str!("../migrations/0007_passes.sql")),
+    },
 ]);
 
 /// Opens the service's database and builds its routes, listeners and live
@@ -54,7 +62,7 @@ pub const MIGRATIONS: Migrations = Migrations(&[
 /// on every replica subscribes to it here).
 pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Service> {
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
-    let store = Store::new(db.clone());
+    let store = Store::with_vault(db.clone(), settings.vault(context.alone)?);
     store.index_titles().await?;
     let messaging = Messaging::new(context, NAME, &db)
         .listen(Listener::with(store.clone(), listeners::order_created))
@@ -85,7 +93,11 @@ pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Ser
     Ok(Service {
         name: NAME,
         router: routes::router(state),
-        openapi: routes::TicketsApi::openapi(),
+        openapi: {
+            let mut api = routes::TicketsApi::openapi();
+            api.merge(escrow::EscrowApi::openapi());
+            api
+        },
         probes: vec![Probe::database(NAME, db.clone())],
         databases: vec![db],
         messaging: Some(messaging),

@@ -1,6 +1,6 @@
 //! The tickets routes (`/api/tickets`, API.md "tickets").
 
-use axum::extract::{FromRef, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::header::HeaderName;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
@@ -26,6 +26,7 @@ use crate::domain::{
     cursor_pattern, search_words,
 };
 use crate::live::Live;
+use crate::passes::{Barcode, NewPass};
 use crate::store::{EditError, Store, WithdrawError, Withdrawal};
 
 /// The message for editing a ticket an order holds (or bought).
@@ -78,10 +79,14 @@ impl FromRef<TicketsState> for Live {
 
 pub fn router(state: TicketsState) -> Router {
     Router::new()
-        .route("/api/tickets", get(list).post(create))
+        .route(
+            "/api/tickets",
+            get(list).post(create).layer(DefaultBodyLimit::max(crate::escrow::UPLOAD_LIMIT)),
+        )
         .route("/api/tickets/mine", get(mine))
         .route("/api/tickets/events", get(crate::live::events))
         .route("/api/tickets/{id}", get(show).put(edit).delete(withdraw))
+        .merge(crate::escrow::router())
         .with_state(state)
 }
 
@@ -93,7 +98,8 @@ pub fn router(state: TicketsState) -> Router {
 )]
 pub struct TicketsApi;
 
-/// The body of create and edit.
+/// The body of create and edit (sent as JSON, or as `multipart/form-data`
+/// on create, with the same fields as text and a `file`).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TicketBody {
     /// 1 to 200 characters (trimmed), no control characters.
@@ -103,6 +109,28 @@ pub struct TicketBody {
     /// a plain decimal string.
     #[schema(schema_with = Cents::price_schema, required = true)]
     price: Option<Value>,
+    /// Create only: the ticket's barcode content as printed under the code,
+    /// 4 to 512 characters once trimmed (`Barcode must be between 4 and
+    /// 512 characters`); held in escrow, never shown in listings. A
+    /// barcode on another live listing or holding is 409.
+    #[schema(value_type = Option<String>, min_length = 4, max_length = 512)]
+    barcode: Option<String>,
+}
+
+/// A listing sent as `multipart/form-data` (a browser form with a file).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code, reason = "describes the multipart body for the OpenAPI document")]
+pub struct TicketUpload {
+    /// As in the JSON body.
+    title: String,
+    /// As in the JSON body, as text.
+    price: String,
+    /// As in the JSON body.
+    barcode: Option<String>,
+    /// The ticket's file: a PDF, PNG or JPEG (checked from its bytes) of at
+    /// most 2 MiB; held in escrow for the buyer.
+    #[schema(value_type = Option<String>, format = Binary)]
+    file: Option<Vec<u8>>,
 }
 
 /// The schema of a submitted title.
@@ -126,6 +154,15 @@ impl TicketBody {
         let title = v.check("title", Title::parse(self.title.as_deref()));
         let price = v.check("price", Cents::parse_price(self.price.as_ref()));
         Ok(validated!(v, title, price))
+    }
+
+    /// The title, price and barcode of a new listing.
+    fn parse_listing(&self) -> ApiResult<(Title, Cents, Option<Barcode>)> {
+        let mut v = Validator::new();
+        let title = v.check("title", Title::parse(self.title.as_deref()));
+        let price = v.check("price", Cents::parse_price(self.price.as_ref()));
+        let barcode = v.check("barcode", Barcode::parse(self.barcode.as_deref()));
+        Ok(validated!(v, title, price, barcode))
     }
 }
 
@@ -297,12 +334,17 @@ impl IntoResponse for Page {
 #[utoipa::path(
     post, path = "/api/tickets", tag = "tickets", operation_id = "createTicket",
     security(("bearer" = []), ("session" = [])),
-    request_body = TicketBody,
+    request_body(content(
+        (TicketBody = "application/json"),
+        (TicketUpload = "multipart/form-data"),
+    )),
     responses(
         (status = 201, description = "Created (version 0)", body = Ticket),
-        (status = 400, description = "Invalid title or price", body = ErrorBody),
+        (status = 400, description = "Invalid title, price or barcode", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 409, description = "The barcode is on another live listing or holding (field `barcode`)", body = ErrorBody),
+        (status = 413, description = "The body is over its limit, or the file over 2 MiB (field `file`)", body = ErrorBody),
+        (status = 415, description = "The body is neither `application/json` nor `multipart/form-data`, or the file is not a PDF, PNG or JPEG (field `file`, from its bytes)", body = ErrorBody),
         (status = 429, description = "Too many creations and edits from this user in the last minute (`TICKET_WRITES_PER_USER_PER_MINUTE`); `Retry-After` gives the seconds to wait", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
@@ -310,11 +352,13 @@ impl IntoResponse for Page {
 async fn create(
     State(state): State<TicketsState>,
     CurrentUser(user): CurrentUser,
-    extract::Json(body): extract::Json<TicketBody>,
+    request: Request,
 ) -> ApiResult<(StatusCode, Json<Ticket>)> {
     state.writes_per_user.take(&user.id)?;
-    let (title, price) = body.parse()?;
-    let ticket = state.store.create(&title, price, user.id).await?;
+    let (body, file) = crate::escrow::read_listing(request).await?;
+    let (title, price, barcode) = body.parse_listing()?;
+    let pass = NewPass { barcode, file };
+    let ticket = state.store.create(&title, price, user.id, &pass).await?;
     tracing::info!(ticket.id = %ticket.id, "ticket created");
     Ok((StatusCode::CREATED, Json(ticket)))
 }

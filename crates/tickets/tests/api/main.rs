@@ -4,6 +4,7 @@
 
 mod create;
 mod edit;
+mod escrow;
 mod helpers;
 mod listeners;
 mod live;

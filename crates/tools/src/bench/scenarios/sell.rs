@@ -138,7 +138,11 @@ impl Workload for Create {
 
     fn once<'a>(&'a self, seller: &'a mut Seller, _: bool) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            match self.store.create(&self.title, Cents::new(1000), seller.id).await {
+            match self
+                .store
+                .create(&self.title, Cents::new(1000), seller.id, &Default::default())
+                .await
+            {
                 Ok(_) => Outcome::Done,
                 Err(_) => {
                     seller.tally.failed_call();
