@@ -740,7 +740,10 @@ async fn my_tickets_show_the_qr_code_the_file_and_sell_again() {
         ),
         "{html}"
     );
-    assert!(html.contains(r#"<figcaption class="barcode">ABCD-1234&#60;&#38;&#62;</figcaption>"#), "{html}");
+    assert!(
+        html.contains(r#"<figcaption class="barcode">ABCD-1234&#60;&#38;&#62;</figcaption>"#),
+        "{html}"
+    );
     assert!(html.contains(r#"href="/tickets/t1/pass/file" download>Download t.pdf (2 KiB)"#));
     assert!(html.contains(r#"action="/tickets/t1/resale""#));
     assert!(!html.contains(r#"action="/tickets/t2/resale""#), "on sale again already");
