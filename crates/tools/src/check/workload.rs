@@ -135,7 +135,13 @@ impl Workload {
                 op.price = Some(cents);
                 self.history.record(op);
             } else {
-                let body = format!(r#"{{"title":"check ticket","price":"{}"}}"#, price_text(cents));
+                // Each listing carries its ticket in escrow (issue 24), so
+                // the checker can see it handed to the buyer.
+                let barcode = Uuid::now_v7().simple();
+                let body = format!(
+                    r#"{{"title":"check ticket","price":"{}","barcode":"CHK-{barcode}"}}"#,
+                    price_text(cents)
+                );
                 let answer = client.call(Method::POST, "/api/tickets", &auth, body).await;
                 let mut op = self.op(Kind::Sell, at, answer.as_ref());
                 op.price = Some(cents);
