@@ -75,6 +75,11 @@ pub enum Command {
         #[arg(long, requires = "service")]
         replay: Option<uuid::Uuid>,
     },
+    /// After a rotation of TICKET_VAULT_KEY (the old key in
+    /// TICKET_VAULT_PREVIOUS_KEYS): re-encrypt the tickets held in escrow
+    /// under the new key, in batches, so the previous keys can be dropped
+    /// (OPERATIONS.md, "Rotating the ticket vault key").
+    ResealTickets,
 }
 
 impl Cli {
@@ -182,6 +187,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DeadLetters { service, replay } => {
             return dead_letters(config, settings, service, replay).await;
         }
+        Command::ResealTickets => return reseal_tickets(config, settings).await,
     };
     application.run_until_stopped().await
 }
@@ -349,6 +355,28 @@ async fn dead_letters(
         }
         db.close().await;
     }
+    Ok(())
+}
+
+/// `ticketing reseal-tickets`: every pass a previous vault key sealed,
+/// sealed again under the current one.
+#[expect(clippy::print_stdout, reason = "the count is the command's output")]
+async fn reseal_tickets(config: Config, settings: Settings) -> anyhow::Result<()> {
+    let vault = settings.tickets.vault(true)?;
+    let key = config.jwt_key.clone().unwrap_or_else(|| Secret::new("unused"));
+    let context = Context::new(config, &key);
+    let db = context.databases.open(tickets::NAME, &tickets::MIGRATIONS).await?;
+    let (mut after, mut read, mut rewritten) = (None, 0, 0);
+    loop {
+        let batch = tickets::passes::reseal(&db, &vault, after, 200).await?;
+        (read, rewritten) = (read + batch.read, rewritten + batch.rewritten);
+        match batch.last {
+            Some(last) => after = Some(last),
+            None => break,
+        }
+    }
+    db.close().await;
+    println!("{rewritten} of {read} tickets held in escrow re-encrypted under TICKET_VAULT_KEY");
     Ok(())
 }
 

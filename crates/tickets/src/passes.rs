@@ -9,7 +9,7 @@
 //! the database and are opened only for the pass's holder; they never go
 //! into events, logs or errors (not even their `Debug`).
 
-use common::db::{DbError, Executor, Row, Tx, now_millis, parse_uuid, query, query_scalar};
+use common::db::{Db, DbError, Executor, Row, Tx, now_millis, parse_uuid, query, query_scalar};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -454,4 +454,66 @@ pub async fn relist(tx: &mut Tx, resold: &Pass, ticket_id: Uuid) -> Result<(), D
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// What [`reseal`] did to one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resealed {
+    /// Passes read.
+    pub read: usize,
+    /// Passes rewritten under the current key.
+    pub rewritten: usize,
+    /// The last pass read: where the next batch starts (`None`: done).
+    pub last: Option<Uuid>,
+}
+
+/// After a key rotation: re-seals, under the vault's current key, the
+/// passes after `after` (up to `limit`) that a previous key sealed, and
+/// gives them their barcode's hash under the current key. Run until
+/// `last` is `None`; then the previous keys can be dropped.
+pub async fn reseal(
+    db: &Db,
+    vault: &Vault,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Resealed, DbError> {
+    let mut tx = db.begin().await?;
+    let sql = format!(
+        "SELECT {PASS_COLUMNS} FROM passes WHERE ticket_id > $1 ORDER BY ticket_id LIMIT $2"
+    );
+    let rows = query(sql)
+        .bind(after.map(|a| a.to_string()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&mut tx)
+        .await?;
+    let mut done = Resealed { read: rows.len(), ..Resealed::default() };
+    for row in &rows {
+        let pass = pass(row)?;
+        done.last = Some(pass.ticket_id);
+        let stale = |sealed: &Option<Vec<u8>>| sealed.as_deref().is_some_and(|s| vault.is_stale(s));
+        if !stale(&pass.barcode) && !stale(&pass.file) {
+            continue;
+        }
+        let unreadable = |_| DbError::decode(format!("pass {}: {Unreadable}", pass.ticket_id));
+        let barcode = pass.barcode(vault).map_err(unreadable)?;
+        let file = pass.file(vault).map_err(unreadable)?;
+        let seal = |what, bytes: &[u8]| vault.seal(what, bytes).map_err(DbError::decode);
+        query(
+            "UPDATE passes SET barcode = $2, barcode_hash = $3, file = $4, updated_at = $5 \
+             WHERE ticket_id = $1",
+        )
+        .bind(pass.ticket_id.to_string())
+        .bind(barcode.as_ref().map(|b| seal(Sealed::Barcode, b.as_bytes())).transpose()?)
+        .bind(barcode.as_ref().map(|b| vault.barcode_hash(b)))
+        .bind(file.as_ref().map(|(_, bytes)| seal(Sealed::File, bytes)).transpose()?)
+        .bind(now_millis())
+        .execute(&mut tx)
+        .await?;
+        done.rewritten += 1;
+    }
+    tx.commit().await?;
+    if done.read < usize::try_from(limit).unwrap_or(usize::MAX) {
+        done.last = None;
+    }
+    Ok(done)
 }

@@ -325,7 +325,67 @@ async fn a_resale_withdrawn_unsold_gives_the_ticket_back_to_its_holder(stack: St
     );
 }
 
+/// A key rotation: a replica with the new key (the old one as previous)
+/// reads what the old key sealed and still refuses its barcodes; after
+/// `reseal`, the new key alone reads everything.
+async fn a_rotated_vault_key_reads_the_old_tickets_and_reseals_them(stack: Stack) {
+    let (old, new) = ("11".repeat(32), "22".repeat(32));
+    let mut app = TicketsApp::spawn_with(stack, |s| {
+        s.ticket_vault_key = Some(common::config::Secret::new(old.clone()));
+    })
+    .await;
+    let seller = app.user("seller");
+    let code = barcode();
+    let ticket = listed(&app, &seller, form(&code, Some(("t.pdf", PDF.to_vec())))).await;
+
+    app.settings.ticket_vault_key = Some(common::config::Secret::new(new.clone()));
+    app.settings.ticket_vault_previous_keys = Some(common::config::Secret::new(old.clone()));
+    let rotated = app.replica().await;
+    let pass = testkit::client()
+        .get(rotated.url(&format!("/api/tickets/{}/pass", id(&ticket))))
+        .bearer_auth(&seller.token)
+        .send()
+        .await
+        .expect("sent");
+    let pass: Value = pass.json().await.expect("json");
+    assert_eq!(pass["barcode"], json!(code), "the previous key still opens it");
+    let again = testkit::client()
+        .post(rotated.url("/api/tickets"))
+        .bearer_auth(&app.user("other").token)
+        .multipart(form(&code, None))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(again.status(), 409, "its barcode hashed under the old key is still live");
+
+    let vault = tickets::vault::Vault::from_settings(
+        &common::config::Secret::new(new.clone()),
+        Some(&common::config::Secret::new(old)),
+    )
+    .expect("vault");
+    let db = app.db().await;
+    let (mut after, mut rewritten) = (None, 0);
+    loop {
+        let batch = tickets::passes::reseal(&db, &vault, after, 1).await.expect("resealed");
+        rewritten += batch.rewritten;
+        let Some(last) = batch.last else { break };
+        after = Some(last);
+    }
+    assert_eq!(rewritten, 1);
+    let only_new = tickets::vault::Vault::from_settings(&common::config::Secret::new(new), None)
+        .expect("vault");
+    let ticket_id = crate::helpers::id_of(&ticket);
+    let stored = tickets::passes::readable(db.reader(), ticket_id, seller.id)
+        .await
+        .expect("read")
+        .expect("a pass");
+    assert_eq!(stored.barcode(&only_new).expect("opens").as_deref(), Some(code.as_str()));
+    assert_eq!(stored.file(&only_new).expect("opens").expect("a file").1, PDF);
+    assert_eq!(stored.barcode_hash, Some(only_new.barcode_hash(&code)));
+}
+
 testkit::stack_tests!(
+    a_rotated_vault_key_reads_the_old_tickets_and_reseals_them,
     a_ticket_with_a_barcode_and_a_file_is_handed_to_its_buyer_alone,
     a_json_client_lists_with_the_barcode_alone,
     the_barcode_and_file_never_leave_the_escrow,
