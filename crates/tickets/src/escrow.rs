@@ -207,7 +207,9 @@ async fn pass(
     security(("bearer" = []), ("session" = [])),
     params(("id" = Uuid, Path, description = "The ticket id")),
     responses(
-        (status = 200, description = "The file (`application/pdf`, `image/png` or `image/jpeg`), as an attachment", content_type = "application/octet-stream"),
+        (status = 200, description = "The file, as an attachment, with the type read from its bytes", content(
+            (Vec<u8> = "application/pdf"), (Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"),
+        )),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "No such ticket, no file, or not the caller's to read", body = ErrorBody),
     )

@@ -27,6 +27,20 @@ pub const FILE_TYPE: &str = "File must be a PDF, PNG or JPEG";
 /// The message for a file over [`MAX_FILE_BYTES`].
 pub const FILE_TOO_LARGE: &str = "File must be at most 2 MiB";
 
+/// The barcodes [`Barcode::parse`] accepts, as a pattern: blank (no
+/// barcode), or 4 to 512 characters once trimmed.
+pub const BARCODE_PATTERN: &str = concat!(
+    "^[",
+    common::trimmed_space!(),
+    "]*(?:[^",
+    common::trimmed_space!(),
+    r"][\s\S]{2,510}[^",
+    common::trimmed_space!(),
+    "][",
+    common::trimmed_space!(),
+    "]*)?$"
+);
+
 /// A barcode's content as printed under the code: trimmed, 4 to 512
 /// characters. Its `Debug` does not show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -516,4 +530,46 @@ pub async fn reseal(
         done.last = None;
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_barcode_pattern_accepts_what_the_parser_accepts() {
+        let pattern = regex::Regex::new(BARCODE_PATTERN).expect("regex");
+        let long = "x".repeat(512);
+        let too_long = "x".repeat(513);
+        for text in [
+            "",
+            "   ",
+            "abcd",
+            " ab d ",
+            "a\u{0}\u{1}b",
+            "\u{3000}abcd\u{3000}",
+            "abc",
+            " abc ",
+            &long,
+            &too_long,
+            "a  b",
+            "a \n b",
+        ] {
+            let parsed = Barcode::parse(Some(text)).is_ok();
+            assert_eq!(pattern.is_match(text), parsed, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn file_types_come_from_the_bytes_and_names_are_made_safe() {
+        assert_eq!(FileType::sniff(b"%PDF-1.7"), Some(FileType::Pdf));
+        assert_eq!(FileType::sniff(b"\x89PNG\r\n\x1a\n"), Some(FileType::Png));
+        assert_eq!(FileType::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some(FileType::Jpeg));
+        assert_eq!(FileType::sniff(b"<html>%PDF-"), None);
+        let file = PassFile::new(Some("C:\\tickets\\my \"gig\";\n.pdf"), b"%PDF-".to_vec());
+        assert_eq!(file.expect("a PDF").name, "my gig.pdf");
+        let unnamed = PassFile::new(Some("../"), vec![0xFF, 0xD8, 0xFF]).expect("a JPEG");
+        assert_eq!(unnamed.name, "ticket.jpg");
+        assert!(!format!("{:?}", Barcode::parse(Some("SECRET-1")).expect("ok")).contains("SECRET"));
+    }
 }

@@ -113,8 +113,30 @@ pub struct TicketBody {
     /// 4 to 512 characters once trimmed (`Barcode must be between 4 and
     /// 512 characters`); held in escrow, never shown in listings. A
     /// barcode on another live listing or holding is 409.
-    #[schema(value_type = Option<String>, min_length = 4, max_length = 512)]
+    #[schema(schema_with = barcode_schema)]
     barcode: Option<String>,
+}
+
+/// The schema of a submitted barcode: null or blank is none.
+fn barcode_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    let mut schema = common::validate::pattern_schema(
+        crate::passes::BARCODE_PATTERN,
+        "Null or blank (no barcode), or 4 to 512 characters once trimmed (`Barcode must be \
+         between 4 and 512 characters`)",
+        "1234 5678 9012",
+    );
+    schema.schema_type = SchemaType::from_iter([Type::String, Type::Null]);
+    schema
+}
+
+/// The schema of a price sent as a text part.
+fn price_text_schema() -> utoipa::openapi::Object {
+    common::validate::pattern_schema(
+        PRICE_PATTERN,
+        "A price: greater than 0, at most 1,000,000, at most two decimals",
+        "19.99",
+    )
 }
 
 /// A listing sent as `multipart/form-data` (a browser form with a file).
@@ -122,10 +144,13 @@ pub struct TicketBody {
 #[allow(dead_code, reason = "describes the multipart body for the OpenAPI document")]
 pub struct TicketUpload {
     /// As in the JSON body.
+    #[schema(schema_with = title_schema)]
     title: String,
     /// As in the JSON body, as text.
+    #[schema(schema_with = price_text_schema)]
     price: String,
     /// As in the JSON body.
+    #[schema(schema_with = barcode_schema)]
     barcode: Option<String>,
     /// The ticket's file: a PDF, PNG or JPEG (checked from its bytes) of at
     /// most 2 MiB; held in escrow for the buyer.
