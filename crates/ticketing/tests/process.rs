@@ -79,6 +79,12 @@ async fn the_all_in_one_runs_with_nothing_configured_and_keeps_its_dev_key() {
     assert!(!cookie.contains("Secure"), "the local process serves plain HTTP: {cookie}");
     assert!(Path::new(&dir).join("jwt.key").is_file(), "the dev key is kept in DATA_DIR");
     assert!(Path::new(&dir).join("auth.db").is_file(), "auth keeps a SQLite file in DATA_DIR");
+    assert!(Path::new(&dir).join("ticket-vault.key").is_file(), "so is the ticket vault's key");
+    let session = cookie.trim_start_matches("session=").split(';').next().expect("token");
+    let listing = serde_json::json!({"title": "Gig", "price": 10, "barcode": "KEPT-1234"});
+    let sent = http().post(running.url("/api/tickets")).bearer_auth(session).json(&listing);
+    let ticket: Value = sent.send().await.expect("sent").json().await.expect("json");
+    let pass_path = format!("/api/tickets/{}/pass", ticket["id"].as_str().expect("id"));
     let ready: Value =
         http().get(running.url("/readyz")).send().await.expect("sent").json().await.expect("json");
     assert_eq!(ready["checks"]["auth.database"], "ok");
@@ -102,6 +108,16 @@ async fn the_all_in_one_runs_with_nothing_configured_and_keeps_its_dev_key() {
         current["currentUser"]["email"], "newcomer@example.com",
         "sessions survive restarts"
     );
+    let pass: Value = http()
+        .get(again.url(&pass_path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(pass["barcode"], "KEPT-1234", "the tickets in escrow survive restarts");
     assert_eq!(signup(&browser, &again, "newcomer@example.com").await.status(), 400);
     assert!(again.terminate());
     let _ = std::fs::remove_dir_all(dir);
