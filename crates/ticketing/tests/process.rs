@@ -720,3 +720,61 @@ async fn operators_routes_move_to_the_admin_port() {
     assert!(running.terminate(), "both ports stop at SIGTERM");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Issue 24: the ticket held in escrow never reaches the logs, even at
+/// `debug`: neither a barcode listed, refused (duplicate, too long) or
+/// read back, nor a file's content or a refused file's.
+#[tokio::test]
+async fn the_ticket_in_escrow_never_reaches_the_logs() {
+    let dir = temp_dir();
+    let port = free_port();
+    let mut command = ticketing();
+    command.env("DATA_DIR", &dir).env("PORT", port.to_string()).env("RUST_LOG", "debug");
+    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starts");
+    let mut running = Running { child, port };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http().get(running.url("/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "never healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let token = token_of(signup(&http(), &running, "escrow@example.com").await).await;
+    let other = token_of(signup(&http(), &running, "other@example.com").await).await;
+    let (barcode, file) = ("SECRETBARCODE-7731", b"%PDF-1.4 SECRETFILE-9917".to_vec());
+    let form = |barcode: &str, file: Vec<u8>| {
+        reqwest::multipart::Form::new()
+            .text("title", "Gig")
+            .text("price", "10")
+            .text("barcode", barcode.to_owned())
+            .part("file", reqwest::multipart::Part::bytes(file).file_name("t.pdf"))
+    };
+    let post = |token: &str, form| {
+        http().post(running.url("/api/tickets")).bearer_auth(token.to_owned()).multipart(form)
+    };
+    let listed = post(&token, form(barcode, file.clone())).send().await.expect("sent");
+    assert_eq!(listed.status(), 201);
+    let ticket: Value = listed.json().await.expect("json");
+    let duplicate = post(&other, form(barcode, file)).send().await.expect("sent");
+    assert_eq!(duplicate.status(), 409);
+    let long = format!("SECRETLONG-{}", "x".repeat(600));
+    assert_eq!(post(&other, form(&long, b"%PDF-".to_vec())).send().await.expect("s").status(), 400);
+    let html = b"<html>SECRETHTML-4412</html>".to_vec();
+    assert_eq!(post(&other, form("SECRETTYPE-1", html)).send().await.expect("s").status(), 415);
+    let pass_path = format!("/api/tickets/{}/pass", ticket["id"].as_str().expect("id"));
+    let pass = http().get(running.url(&pass_path)).bearer_auth(&token).send().await.expect("s");
+    assert_eq!(pass.json::<Value>().await.expect("json")["barcode"], barcode);
+
+    let pid = running.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let mut logs = String::new();
+    if let Some(mut pipe) = running.child.stdout.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut logs).expect("the logs");
+    }
+    if let Some(mut pipe) = running.child.stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut logs).expect("the logs");
+    }
+    assert!(logs.contains("ticket created"), "the logs were captured: {logs}");
+    for secret in ["SECRETBARCODE", "SECRETFILE", "SECRETLONG", "SECRETHTML", "SECRETTYPE"] {
+        assert!(!logs.contains(secret), "{secret} is in the logs:\n{logs}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
