@@ -367,33 +367,49 @@ async fn barcode_is_live(tx: &mut Tx, vault: &Vault, barcode: &Barcode) -> Resul
     Ok(false)
 }
 
-/// The sale of the listing `ticket_id` to `buyer`: its pass goes to the
-/// buyer, and the pass it resold (if any) to nobody. `None` as the buyer
-/// (an order whose `order.created` was handled before buyers were kept)
-/// hands it to nobody.
+/// The sale of the listing `ticket_id` to `buyer`: the pass it resold (if
+/// any: relisted, or held again after a withdrawal the sale overtook) goes
+/// to nobody, and its own pass to the buyer — also when its seller
+/// withdrew it meanwhile (a paid order stands, DECISIONS.md
+/// "Withdrawals"), unless its barcode went on another live listing since
+/// (then it stays with nobody, logged, and the checker reports it). `None`
+/// as the buyer (an order whose `order.created` was handled before buyers
+/// were kept) hands it to nobody.
 pub async fn hand_over(tx: &mut Tx, ticket_id: Uuid, buyer: Option<Uuid>) -> Result<(), DbError> {
-    let (state, holder) = match buyer {
-        Some(buyer) => (PassState::Held, buyer.to_string()),
-        None => (PassState::Gone, String::new()),
-    };
-    query(
-        "UPDATE passes SET state = $2, holder_id = CASE WHEN $3 = '' THEN holder_id ELSE $3 END, \
-         updated_at = $4 WHERE ticket_id = $1 AND state = 'listed'",
-    )
-    .bind(ticket_id.to_string())
-    .bind(state.as_str())
-    .bind(holder)
-    .bind(now_millis())
-    .execute(&mut *tx)
-    .await?;
     query(
         "UPDATE passes SET state = 'gone', resold_as = NULL, updated_at = $2 \
-         WHERE resold_as = $1 AND state = 'relisted'",
+         WHERE ticket_id = (SELECT resale_of FROM passes WHERE ticket_id = $1) \
+         AND state IN ('relisted', 'held') AND (resold_as IS NULL OR resold_as = $1)",
     )
     .bind(ticket_id.to_string())
     .bind(now_millis())
     .execute(&mut *tx)
     .await?;
+    let Some(buyer) = buyer else {
+        query("UPDATE passes SET state = 'gone', updated_at = $2 WHERE ticket_id = $1")
+            .bind(ticket_id.to_string())
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await?;
+        return Ok(());
+    };
+    let handed = query(
+        "UPDATE passes SET state = 'held', holder_id = $2, updated_at = $3 \
+         WHERE ticket_id = $1 AND state IN ('listed', 'gone') AND NOT EXISTS ( \
+         SELECT 1 FROM passes AS other WHERE other.barcode_hash = passes.barcode_hash \
+         AND other.state IN ('listed', 'held') AND other.ticket_id <> passes.ticket_id)",
+    )
+    .bind(ticket_id.to_string())
+    .bind(buyer.to_string())
+    .bind(now_millis())
+    .execute(&mut *tx)
+    .await?;
+    if handed.rows_affected() == 0 && find(tx, ticket_id).await?.is_some() {
+        tracing::error!(
+            ticket.id = %ticket_id,
+            "a sold ticket's barcode is on another live listing: its buyer does not get it"
+        );
+    }
     Ok(())
 }
 

@@ -384,7 +384,32 @@ async fn a_rotated_vault_key_reads_the_old_tickets_and_reseals_them(stack: Stack
     assert_eq!(stored.barcode_hash, Some(only_new.barcode_hash(&code)));
 }
 
+/// A paid order stands even when the seller's withdrawal reached the
+/// tickets service first: its buyer gets the ticket, and a resale
+/// withdrawn and then sold anyway takes the ticket from its reseller.
+async fn a_sale_that_overtook_a_withdrawal_still_hands_the_ticket_over(stack: Stack) {
+    let app = TicketsApp::spawn(stack).await;
+    let (seller, buyer, third) = (app.user("seller"), app.user("buyer"), app.user("third"));
+    let code = barcode();
+    let first = listed(&app, &seller, form(&code, Some(("t.pdf", PDF.to_vec())))).await;
+    assert_eq!(app.withdraw(Some(&seller), id(&first)).await.status(), 204);
+    app.sold_to(&first, &buyer).await;
+    let pass: Value = app.pass(Some(&buyer), id(&first)).await.json().await.expect("json");
+    assert_eq!(pass["barcode"], json!(code));
+
+    let again: Value =
+        app.resell(Some(&buyer), id(&first), json!(20)).await.json().await.expect("json");
+    assert_eq!(app.withdraw(Some(&buyer), id(&again)).await.status(), 204);
+    assert_eq!(app.held(&buyer).await[0]["passState"], "held", "back with its holder");
+    app.sold_to(&again, &third).await;
+    let pass: Value = app.pass(Some(&third), id(&again)).await.json().await.expect("json");
+    assert_eq!(pass["barcode"], json!(code));
+    assert_eq!(app.pass(Some(&buyer), id(&first)).await.status(), 404);
+    assert!(app.held(&buyer).await.is_empty());
+}
+
 testkit::stack_tests!(
+    a_sale_that_overtook_a_withdrawal_still_hands_the_ticket_over,
     a_rotated_vault_key_reads_the_old_tickets_and_reseals_them,
     a_ticket_with_a_barcode_and_a_file_is_handed_to_its_buyer_alone,
     a_json_client_lists_with_the_barcode_alone,
