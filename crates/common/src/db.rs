@@ -372,7 +372,7 @@ impl Query {
     /// Runs the statement; the rows it returns, if any, are dropped.
     pub async fn execute<'e>(self, executor: impl Executor<'e>) -> Result<Done, DbError> {
         match executor.target() {
-            Target::Tx(tx) => match &mut tx.0 {
+            Target::Tx(tx) => match &mut tx.inner {
                 TxInner::Sqlite(tx) => sqlite::execute(tx.conn()?, &self),
                 TxInner::Postgres(tx) => pg::execute(&mut **tx, self).await,
             },
@@ -393,7 +393,7 @@ impl Query {
     /// Every row.
     pub async fn fetch_all<'e>(self, executor: impl Executor<'e>) -> Result<Vec<Row>, DbError> {
         match executor.target() {
-            Target::Tx(tx) => match &mut tx.0 {
+            Target::Tx(tx) => match &mut tx.inner {
                 TxInner::Sqlite(tx) => sqlite::fetch(tx.conn()?, &self),
                 TxInner::Postgres(tx) => pg::fetch(&mut **tx, self).await,
             },
@@ -504,11 +504,15 @@ impl<'e> Executor<'e> for &'e mut Tx {
 /// A transaction of a service's database: its statements run with
 /// `&mut tx`; it ends with [`Tx::commit`], and rolls back when dropped
 /// uncommitted.
-pub struct Tx(TxInner);
+pub struct Tx {
+    inner: TxInner,
+    /// It wrote rows its commit announces (the outbox's): see [`Tx::announce`].
+    announces: bool,
+}
 
 impl std::fmt::Debug for Tx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let backend = match self.0 {
+        let backend = match self.inner {
             TxInner::Sqlite(_) => Backend::Sqlite,
             TxInner::Postgres(_) => Backend::Postgres,
         };
@@ -554,7 +558,7 @@ impl Tx {
     /// Makes the transaction's changes durable (as durable as the database
     /// makes them) and visible.
     pub async fn commit(self) -> Result<(), DbError> {
-        match self.0 {
+        match self.inner {
             TxInner::Sqlite(mut tx) => {
                 sqlite::run_simple(tx.conn()?, "COMMIT")?;
                 // Committed: nothing left to roll back when it drops.
@@ -567,7 +571,7 @@ impl Tx {
 
     /// Drops the transaction's changes (dropping it does too).
     pub async fn rollback(self) -> Result<(), DbError> {
-        match self.0 {
+        match self.inner {
             TxInner::Sqlite(mut tx) => {
                 sqlite::run_simple(tx.conn()?, "ROLLBACK")?;
                 tx.open = false;
@@ -575,6 +579,18 @@ impl Tx {
             }
             TxInner::Postgres(tx) => Ok(tx.rollback().await?),
         }
+    }
+
+    /// Notes that the transaction wrote something its commit should wake a
+    /// reader for (an outbox row: `messaging::outbox::add`), so that a
+    /// commit that wrote none wakes nobody.
+    pub fn announce(&mut self) {
+        self.announces = true;
+    }
+
+    /// Whether [`Tx::announce`] was called.
+    pub fn announces(&self) -> bool {
+        self.announces
     }
 }
 
@@ -833,9 +849,11 @@ impl Db {
                     sqlite::run_simple(writer, "ROLLBACK")?;
                 }
                 sqlite::run_simple(writer, "BEGIN IMMEDIATE")?;
-                Ok(Tx(TxInner::Sqlite(SqliteTx { conn, open: true })))
+                Ok(Tx { inner: TxInner::Sqlite(SqliteTx { conn, open: true }), announces: false })
             }
-            Conns::Postgres(pool) => Ok(Tx(TxInner::Postgres(pool.begin().await?))),
+            Conns::Postgres(pool) => {
+                Ok(Tx { inner: TxInner::Postgres(pool.begin().await?), announces: false })
+            }
         }
     }
 
@@ -1226,6 +1244,28 @@ pub async fn save_version(
         tracing::error!(table, %id, version, "a locked row was not at the version it was read at");
         Err(DbError::row_not_found())
     }
+}
+
+/// Writes version `version` of the row `id` of `table` if the row is at
+/// the version before it, without locking it first: the same guarded
+/// `UPDATE` as [`save_version`], one round trip where [`lock_row`] and
+/// [`save_version`] take two. Answers whether it wrote. For a replica's
+/// change that usually arrives in order: when it did not write, the caller
+/// locks the row and decides as before (on PostgreSQL the guard is checked
+/// again after waiting for a concurrent writer of the row, so a miss is
+/// never a race lost to the previous version's writer).
+pub async fn save_next_version(
+    tx: &mut Tx,
+    table: &'static str,
+    columns: &'static str,
+    id: Uuid,
+    version: i64,
+    bind: impl FnOnce(Query) -> Query,
+) -> Result<bool, DbError> {
+    let sql =
+        format!("UPDATE {table} SET {columns}, version = $1 WHERE id = $2 AND version = $1 - 1");
+    let saved = bind(query(sql).bind(version).bind(id.to_string())).execute(tx).await?;
+    Ok(saved.rows_affected() == 1)
 }
 
 /// Turns the unique-index violation of an insert into a store's refusal

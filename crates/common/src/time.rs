@@ -38,6 +38,13 @@ impl Timestamp {
                 .ok()?;
         i64::try_from(parsed.unix_timestamp_nanos() / 1_000_000).ok().map(Self)
     }
+
+    /// The start (UTC midnight) of a day written `YYYY-MM-DD`.
+    pub fn parse_day(text: &str) -> Option<Self> {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        let date = time::Date::parse(text, format).ok()?;
+        Some(Self(date.midnight().assume_utc().unix_timestamp().checked_mul(1000)?))
+    }
 }
 
 impl fmt::Display for Timestamp {
@@ -80,6 +87,82 @@ impl utoipa::PartialSchema for Timestamp {
 }
 
 impl utoipa::ToSchema for Timestamp {}
+
+/// A moment as someone wrote it: the instant (to the second) and the UTC
+/// offset they gave, so that it reads back in their time zone (an event's
+/// start, issue 24). Rendered as RFC 3339 with that offset
+/// (`2026-03-14T20:00:00+01:00`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTime {
+    at: Timestamp,
+    offset_minutes: i16,
+}
+
+impl LocalTime {
+    /// Parses RFC 3339 with any offset (`Z` is `+00:00`); fractions of a
+    /// second are dropped.
+    pub fn parse(text: &str) -> Option<Self> {
+        let parsed =
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .ok()?;
+        let seconds = parsed.unix_timestamp();
+        Some(Self {
+            at: Timestamp::from_millis(seconds.checked_mul(1000)?),
+            offset_minutes: parsed.offset().whole_minutes(),
+        })
+    }
+
+    /// The stored form: the instant and the offset in minutes east of UTC.
+    pub fn from_parts(at: Timestamp, offset_minutes: i64) -> Option<Self> {
+        let offset_minutes = i16::try_from(offset_minutes).ok()?;
+        let local = Self { at, offset_minutes };
+        local.in_its_zone()?;
+        Some(local)
+    }
+
+    /// The instant.
+    pub const fn at(self) -> Timestamp {
+        self.at
+    }
+
+    /// The offset it was given, in minutes east of UTC.
+    pub const fn offset_minutes(self) -> i64 {
+        self.offset_minutes as i64
+    }
+
+    fn in_its_zone(self) -> Option<time::OffsetDateTime> {
+        let offset =
+            time::UtcOffset::from_whole_seconds(i32::from(self.offset_minutes) * 60).ok()?;
+        let utc =
+            time::OffsetDateTime::from_unix_timestamp(self.at.millis().div_euclid(1000)).ok()?;
+        Some(utc.to_offset(offset))
+    }
+
+    /// For people: `Sat 14 Mar 2026, 20:00 +01:00` (the day and time in
+    /// the zone it was given, and that zone's offset).
+    pub fn human(self) -> String {
+        let format = time::macros::format_description!(
+            "[weekday repr:short] [day padding:none] [month repr:short] [year], [hour]:[minute] [offset_hour sign:mandatory]:[offset_minute]"
+        );
+        self.in_its_zone().and_then(|t| t.format(format).ok()).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for LocalTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let format = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory]:[offset_minute]"
+        );
+        let rendered = self.in_its_zone().and_then(|t| t.format(format).ok()).ok_or(fmt::Error)?;
+        f.write_str(&rendered)
+    }
+}
+
+impl Serialize for LocalTime {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
 
 /// The time as a service sees it: the system's clock in production, a
 /// clock the test moves by hand in tests (no test sleeps for a timeout).
@@ -176,6 +259,29 @@ mod tests {
         let json = serde_json::to_string(&t).expect("serialises");
         assert_eq!(serde_json::from_str::<Timestamp>(&json).expect("parses"), t);
         assert_eq!(t.plus(std::time::Duration::from_secs(2)).millis(), 1_795_255_202_123);
+    }
+}
+
+#[cfg(test)]
+mod local_time_tests {
+    use super::*;
+
+    #[test]
+    fn a_local_time_keeps_the_offset_it_was_given() {
+        let t = LocalTime::parse("2026-03-14T20:00:00.250+01:00").expect("parses");
+        assert_eq!(t.to_string(), "2026-03-14T20:00:00+01:00");
+        assert_eq!(t.at(), Timestamp::parse("2026-03-14T19:00:00Z").expect("utc"));
+        assert_eq!(t.human(), "Sat 14 Mar 2026, 20:00 +01:00");
+        let stored = LocalTime::from_parts(t.at(), t.offset_minutes()).expect("stored");
+        assert_eq!(stored, t);
+        let west = LocalTime::parse("2026-12-01T19:30:00-05:30").expect("parses");
+        assert_eq!(west.to_string(), "2026-12-01T19:30:00-05:30");
+        assert_eq!(
+            LocalTime::parse("2026-03-14T20:00:00Z").expect("utc").to_string(),
+            "2026-03-14T20:00:00+00:00"
+        );
+        assert!(LocalTime::parse("2026-03-14 20:00").is_none());
+        assert!(LocalTime::parse("2026-03-14T20:00:00").is_none(), "an offset is required");
     }
 }
 

@@ -70,6 +70,32 @@ pub struct TicketCreated {
     /// Integer cents.
     pub price: i64,
     pub user_id: Uuid,
+    /// The event the ticket is for (absent in events of senders that
+    /// predate event details, and for listings without them).
+    #[serde(flatten)]
+    pub details: EventDetails,
+}
+
+/// What a listing says about its event and seat (issue 24); every field
+/// optional and omitted when unset, so payloads without them still parse
+/// and old samples round-trip.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventDetails {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue: Option<String>,
+    /// RFC 3339 with the offset the seller gave, as the API shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seat: Option<String>,
+    /// Integer cents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub face_value: Option<i64>,
 }
 
 impl Event for TicketCreated {
@@ -94,6 +120,12 @@ pub struct TicketUpdated {
     /// (false) in events of senders that predate withdrawals.
     #[serde(default, skip_serializing_if = "is_false")]
     pub withdrawn: bool,
+    /// Its event started while it was not sold: no order may take it any
+    /// more. Absent (false) in events of senders that predate it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ended: bool,
+    #[serde(flatten)]
+    pub details: EventDetails,
 }
 
 /// Whether a flag is unset (omitted from the JSON).
@@ -112,6 +144,10 @@ pub struct OrderTicket {
     pub id: Uuid,
     /// Integer cents.
     pub price: i64,
+    /// When the ticket's event starts (RFC 3339), when the listing says:
+    /// payments charges no order after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<String>,
 }
 
 /// A reference to a ticket.
@@ -273,9 +309,36 @@ mod tests {
                 title: "Concert".into(),
                 price: 1999,
                 user_id: id(USER),
+                details: EventDetails::default(),
             },
             json!({"id": TICKET, "version": 0, "title": "Concert", "price": 1999, "userId": USER}),
         );
+        assert_round_trip(
+            TicketCreated {
+                id: id(TICKET),
+                version: 0,
+                title: "Concert".into(),
+                price: 5000,
+                user_id: id(USER),
+                details: details(),
+            },
+            json!({
+                "id": TICKET, "version": 0, "title": "Concert", "price": 5000, "userId": USER,
+                "venue": "Vicar Street", "startsAt": "2026-03-14T20:00:00+01:00",
+                "section": "Balcony", "row": "C", "seat": "12", "faceValue": 5000,
+            }),
+        );
+    }
+
+    fn details() -> EventDetails {
+        EventDetails {
+            venue: Some("Vicar Street".into()),
+            starts_at: Some("2026-03-14T20:00:00+01:00".into()),
+            section: Some("Balcony".into()),
+            row: Some("C".into()),
+            seat: Some("12".into()),
+            face_value: Some(5000),
+        }
     }
 
     #[test]
@@ -289,6 +352,8 @@ mod tests {
                 user_id: id(USER),
                 order_id: Some(id(ORDER)),
                 withdrawn: false,
+                ended: false,
+                details: EventDetails::default(),
             },
             json!({"id": TICKET, "version": 1, "title": "Concert", "price": 2000, "userId": USER, "orderId": ORDER}),
         );
@@ -301,6 +366,8 @@ mod tests {
                 user_id: id(USER),
                 order_id: None,
                 withdrawn: false,
+                ended: false,
+                details: EventDetails::default(),
             },
             json!({"id": TICKET, "version": 2, "title": "Concert", "price": 2000, "userId": USER}),
         );
@@ -313,8 +380,28 @@ mod tests {
                 user_id: id(USER),
                 order_id: None,
                 withdrawn: true,
+                ended: false,
+                details: EventDetails::default(),
             },
             json!({"id": TICKET, "version": 3, "title": "Concert", "price": 2000, "userId": USER, "withdrawn": true}),
+        );
+        assert_round_trip(
+            TicketUpdated {
+                id: id(TICKET),
+                version: 4,
+                title: "Concert".into(),
+                price: 2000,
+                user_id: id(USER),
+                order_id: None,
+                withdrawn: false,
+                ended: true,
+                details: EventDetails { section: None, row: None, seat: None, ..details() },
+            },
+            json!({
+                "id": TICKET, "version": 4, "title": "Concert", "price": 2000, "userId": USER,
+                "ended": true, "venue": "Vicar Street", "startsAt": "2026-03-14T20:00:00+01:00",
+                "faceValue": 5000,
+            }),
         );
     }
 
@@ -327,12 +414,31 @@ mod tests {
                 status: OrderStatus::Created,
                 user_id: id(USER),
                 expires_at: Timestamp::parse("2026-11-21T10:15:00.000Z").expect("time"),
-                ticket: OrderTicket { id: id(TICKET), price: 1999 },
+                ticket: OrderTicket { id: id(TICKET), price: 1999, starts_at: None },
             },
             json!({
                 "id": ORDER, "version": 0, "status": "created", "userId": USER,
                 "expiresAt": "2026-11-21T10:15:00.000Z",
                 "ticket": {"id": TICKET, "price": 1999},
+            }),
+        );
+        assert_round_trip(
+            OrderCreated {
+                id: id(ORDER),
+                version: 0,
+                status: OrderStatus::Created,
+                user_id: id(USER),
+                expires_at: Timestamp::parse("2026-11-21T10:15:00.000Z").expect("time"),
+                ticket: OrderTicket {
+                    id: id(TICKET),
+                    price: 1999,
+                    starts_at: Some("2026-12-01T19:30:00-05:00".into()),
+                },
+            },
+            json!({
+                "id": ORDER, "version": 0, "status": "created", "userId": USER,
+                "expiresAt": "2026-11-21T10:15:00.000Z",
+                "ticket": {"id": TICKET, "price": 1999, "startsAt": "2026-12-01T19:30:00-05:00"},
             }),
         );
     }

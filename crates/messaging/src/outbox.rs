@@ -61,6 +61,7 @@ pub async fn add<E: Event>(tx: &mut Tx, event: &Envelope<E>) -> Result<(), DbErr
         .bind(now_millis())
         .execute(&mut *tx)
         .await?;
+    tx.announce();
     Ok(())
 }
 
@@ -76,10 +77,15 @@ impl Outbox {
         Self { db, wake: Arc::new(Notify::new()) }
     }
 
-    /// Commits a transaction that wrote to the outbox and wakes the relay.
+    /// Commits a transaction and, if it wrote to the outbox, wakes the
+    /// relay (a listener's transaction that changed a replica and announced
+    /// nothing costs the relay no turn).
     pub async fn commit(&self, tx: Tx) -> Result<(), DbError> {
+        let wake = tx.announces();
         tx.commit().await?;
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
         Ok(())
     }
 
@@ -101,6 +107,7 @@ impl Outbox {
             settled_wake: Arc::new(Notify::new()),
             poll: DEFAULT_POLL,
             cursor: 0,
+            more: false,
         }
     }
 }
@@ -138,6 +145,8 @@ pub struct Relay {
     /// below it later; rows handed over are not read again while in flight.
     /// (PostgreSQL replicas commit out of order: they read every row.)
     cursor: i64,
+    /// The last turn read as many rows as it asked for: more may wait.
+    more: bool,
 }
 
 impl std::fmt::Debug for Relay {
@@ -158,20 +167,40 @@ impl Relay {
 
     /// Publishes until `shutdown`: at once after a local commit, every
     /// second otherwise, with backoff while the bus or database is down.
+    ///
+    /// A turn that read fewer rows than it asked for is followed by a wait,
+    /// not by another turn: a row committed since it started has woken the
+    /// relay (the wake-up is kept until it waits), and a row of another
+    /// process is found by the poll. A turn that found a full batch is
+    /// followed at once by the next. (Each turn is a transaction with
+    /// three statements on PostgreSQL: the empty turn after every batch
+    /// and the count behind the gauge were two-fifths of a purchase's
+    /// round trips to its databases.)
     pub async fn run(mut self, shutdown: CancellationToken) {
         let wake = self.outbox.wake.clone();
         let settled = self.settled_wake.clone();
         let mut backoff = Duration::from_millis(50);
+        let mut after_error = false;
         loop {
             match self.step().await {
                 Ok(published) => {
                     backoff = Duration::from_millis(50);
-                    if published > 0 {
+                    if published > 0 && self.more {
                         continue;
                     }
-                    self.report_pending().await;
+                    if after_error {
+                        // The backlog that built up is gone: count it once.
+                        self.report_pending().await;
+                        after_error = false;
+                    } else {
+                        // Nothing left unread: what is pending is what the
+                        // bus has not settled yet.
+                        metrics::gauge!("outbox_pending", "service" => self.service)
+                            .set(self.in_flight.len() as f64);
+                    }
                 }
                 Err(error) => {
+                    after_error = true;
                     self.report_pending().await;
                     tracing::warn!(
                         service = self.service,
@@ -216,7 +245,8 @@ impl Relay {
             // One process owns a SQLite file: no lock, and no write lock held
             // while publishing.
             Backend::Sqlite => {
-                let rows = self.unsent(self.outbox.db.reader()).await?;
+                let (rows, more) = self.unsent(self.outbox.db.reader()).await?;
+                self.more = more;
                 let (published, stored, failure) = self.publish(rows).await;
                 delete(self.outbox.db.writer(), &stored).await?;
                 failure.map_or(Ok(published), Err)?
@@ -224,7 +254,8 @@ impl Relay {
             Backend::Postgres => {
                 let mut tx = self.outbox.db.begin().await?;
                 query("SELECT pg_advisory_xact_lock($1)").bind(RELAY_LOCK).execute(&mut tx).await?;
-                let rows = self.unsent(&mut tx).await?;
+                let (rows, more) = self.unsent(&mut tx).await?;
+                self.more = more;
                 let (published, stored, failure) = self.publish(rows).await;
                 delete(&mut tx, &stored).await?;
                 tx.commit().await?;
@@ -254,7 +285,8 @@ impl Relay {
         }
     }
 
-    async fn unsent<'e, E>(&self, executor: E) -> Result<Vec<Row>, DbError>
+    /// The unsent rows, and whether the batch was full (more may wait).
+    async fn unsent<'e, E>(&self, executor: E) -> Result<(Vec<Row>, bool), DbError>
     where
         E: Executor<'e>,
     {
@@ -272,6 +304,7 @@ impl Relay {
         .bind(limit)
         .fetch_all(executor)
         .await?;
+        let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit;
         let mut unsent = Vec::with_capacity(rows.len());
         for row in rows {
             let seq: i64 = row.try_get("seq")?;
@@ -286,7 +319,7 @@ impl Relay {
                 payload: row.try_get("payload")?,
             });
         }
-        Ok(unsent)
+        Ok((unsent, more))
     }
 
     /// Publishes `rows` in order, as one batch ([`Bus::publish_all`]).

@@ -294,6 +294,7 @@ fn ticket_event(id: Uuid, version: i64) -> Envelope<TicketCreated> {
         title: "t".into(),
         price: 100,
         user_id: Uuid::now_v7(),
+        details: messaging::events::EventDetails::default(),
     })
 }
 

@@ -39,6 +39,7 @@ fn event(title: &str) -> Envelope<TicketCreated> {
         title: title.to_owned(),
         price: 1000,
         user_id: Uuid::now_v7(),
+        details: messaging::events::EventDetails::default(),
     })
 }
 

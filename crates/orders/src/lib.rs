@@ -51,6 +51,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         description: "order prices",
         sql: Sql::Portable(include_str!("../migrations/0006_order_prices.sql")),
     },
+    MigrationFile {
+        version: 7,
+        description: "events",
+        sql: Sql::Portable(include_str!("../migrations/0007_events.sql")),
+    },
 ]);
 
 /// Opens the service's database and builds its routes and listeners.

@@ -36,6 +36,8 @@ const CANNOT_CANCEL_COMPLETE: &str = "Cannot cancel a completed order";
 const OWN_TICKET: &str = "You cannot order your own ticket";
 /// The message for ordering a ticket its seller withdrew.
 const WITHDRAWN: &str = "Ticket is no longer for sale";
+/// The message for ordering a ticket whose event started.
+const STARTED: &str = "Tickets for an event that has started cannot be ordered";
 /// The longest `wait` of `GET /api/orders/:id`, in seconds: below the web
 /// client's 25 s and the server's 30 s request limits.
 pub const WAIT_AT_MOST_SECONDS: u64 = 20;
@@ -100,7 +102,7 @@ impl NewOrder {
     request_body = NewOrder,
     responses(
         (status = 201, description = "Created, status `created`", body = Order),
-        (status = 400, description = "Invalid `ticketId`, `Ticket is already reserved`, `You cannot order your own ticket`, `Ticket is no longer for sale` (its seller withdrew it), or `You can hold at most N unpaid orders at a time`", body = ErrorBody),
+        (status = 400, description = "Invalid `ticketId`, `Ticket is already reserved`, `You cannot order your own ticket`, `Ticket is no longer for sale` (its seller withdrew it), `Tickets for an event that has started cannot be ordered`, or `You can hold at most N unpaid orders at a time`", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "No such ticket", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
@@ -115,11 +117,12 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Order>)> {
     let ticket_id = body.parse()?;
     state.orders_per_user.take(&user.id).await?;
-    let expires_at = state.clock.now().plus(state.settings.order_expiration);
+    let now = state.clock.now();
+    let expires_at = now.plus(state.settings.order_expiration);
     let max_unpaid = state.settings.max_live_orders_per_user;
     let order = state
         .store
-        .create(user.id, ticket_id, expires_at, max_unpaid)
+        .create(user.id, ticket_id, (now, expires_at), max_unpaid)
         .await
         .map_err(|refused| create_refused(refused, max_unpaid))?;
     tracing::info!(order.id = %order.id, ticket.id = %ticket_id, "order created");
@@ -133,6 +136,7 @@ fn create_refused(error: CreateError, max_unpaid: u32) -> ApiError {
         CreateError::Reserved => ApiError::bad_request(ALREADY_RESERVED),
         CreateError::OwnTicket => ApiError::bad_request(OWN_TICKET),
         CreateError::Withdrawn => ApiError::bad_request(WITHDRAWN),
+        CreateError::Started => ApiError::bad_request(STARTED),
         CreateError::TooManyUnpaid => ApiError::bad_request(format!(
             "You can hold at most {max_unpaid} unpaid orders at a time"
         )),

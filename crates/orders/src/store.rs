@@ -2,20 +2,20 @@
 //! with its event in the outbox) and the replica of tickets (version rule).
 
 use common::db::{
-    Db, DbError, Executor, OnUniqueViolation as _, Row, Tx, lock_row, now_millis, parse_uuid,
-    query, query_scalar, save_version,
+    Db, DbError, Executor, OnUniqueViolation as _, Query, Row, Tx, lock_row, now_millis,
+    parse_uuid, query, query_scalar, save_next_version, save_version,
 };
 use common::money::Cents;
 use common::time::Timestamp;
 use messaging::VersionCheck;
 use messaging::events::{
-    Envelope, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
+    Envelope, EventDetails, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
     TicketCreated, TicketRef, TicketUpdated,
 };
 use messaging::outbox::{self, Outbox};
 use uuid::Uuid;
 
-use crate::domain::{Order, TicketView};
+use crate::domain::{Order, TicketDetails, TicketView};
 
 /// `SELECT` of orders with their ticket, followed by `$rest`. The price is
 /// the order's own (the replica's only for a row written without one
@@ -27,7 +27,8 @@ macro_rules! select_orders {
             "CASE WHEN o.status = 'created' AND o.payment_pending = 1 ",
             "THEN 'awaiting:payment' ELSE o.status END AS status, ",
             "t.id AS ticket_id, t.title, COALESCE(o.price, t.price) AS price, ",
-            "t.version AS ticket_version ",
+            "t.version AS ticket_version, t.venue, t.starts_at_text, t.section, t.seat_row, ",
+            "t.seat ",
             "FROM orders o JOIN tickets t ON t.id = o.ticket_id ",
             $rest
         )
@@ -54,6 +55,8 @@ common::store_error! {
         Withdrawn,
         #[error("the buyer holds as many unpaid orders as allowed")]
         TooManyUnpaid,
+        #[error("the ticket's event has started")]
+        Started,
     }
 }
 
@@ -84,8 +87,32 @@ fn order(row: &Row) -> Result<Order, DbError> {
             title: row.try_get("title")?,
             price: Cents::new(row.try_get("price")?),
             version: row.try_get("ticket_version")?,
+            details: ticket_details(row)?,
         },
     })
+}
+
+/// The event details of a replica row.
+fn ticket_details(row: &Row) -> Result<TicketDetails, DbError> {
+    Ok(TicketDetails {
+        venue: row.try_get("venue")?,
+        starts_at: row.try_get("starts_at_text")?,
+        section: row.try_get("section")?,
+        row: row.try_get("seat_row")?,
+        seat: row.try_get("seat")?,
+    })
+}
+
+/// Whether a replica row's event has started by `now` (or tickets said
+/// its sale ended).
+fn started(row: &Row, now: Timestamp) -> Result<bool, DbError> {
+    let starts_at: Option<i64> = row.try_get("starts_at")?;
+    Ok(row.try_get::<i64, _>("ended")? != 0 || starts_at.is_some_and(|at| at <= now.millis()))
+}
+
+/// When an event's details say it starts, in ms since the epoch.
+fn starts_at_millis(details: &EventDetails) -> Option<i64> {
+    details.starts_at.as_deref().and_then(Timestamp::parse).map(Timestamp::millis)
 }
 
 impl Store {
@@ -108,17 +135,18 @@ impl Store {
     /// order is refused) or after (and cancels the order). The order keeps
     /// the price read under that lock: an edit applied later changes the
     /// listing, not the order (DECISIONS.md, "A price edit racing an
-    /// order").
+    /// order"). No order is made for a ticket whose event started by `now`.
     pub async fn create(
         &self,
         user_id: Uuid,
         ticket_id: Uuid,
-        expires_at: Timestamp,
+        (now, expires_at): (Timestamp, Timestamp),
         max_unpaid: u32,
     ) -> Result<Order, CreateError> {
         let seen = query(
-            "SELECT t.user_id, t.withdrawn, (SELECT o.id FROM orders o WHERE o.ticket_id = t.id \
-             AND o.status <> 'cancelled' LIMIT 1) AS holder FROM tickets t WHERE t.id = $1",
+            "SELECT t.user_id, t.withdrawn, t.ended, t.starts_at, (SELECT o.id FROM orders o \
+             WHERE o.ticket_id = t.id AND o.status <> 'cancelled' LIMIT 1) AS holder \
+             FROM tickets t WHERE t.id = $1",
         )
         .bind(ticket_id.to_string())
         .fetch_optional(self.db.reader())
@@ -130,6 +158,9 @@ impl Store {
         }
         if seen.try_get::<i64, _>("withdrawn")? != 0 {
             return Err(CreateError::Withdrawn);
+        }
+        if started(&seen, now)? {
+            return Err(CreateError::Started);
         }
         if seen.try_get::<Option<String>, _>("holder")?.is_some() {
             return Err(CreateError::Reserved);
@@ -155,12 +186,14 @@ impl Store {
                 return Err(CreateError::TooManyUnpaid);
             }
         }
-        let locked =
-            lock_row(&mut tx, "tickets", "id, title, price, version, withdrawn", ticket_id)
-                .await?
-                .ok_or(CreateError::UnknownTicket)?;
+        let locked = lock_row(&mut tx, "tickets", TICKET_COLUMNS, ticket_id)
+            .await?
+            .ok_or(CreateError::UnknownTicket)?;
         if locked.try_get::<i64, _>("withdrawn")? != 0 {
             return Err(CreateError::Withdrawn);
+        }
+        if started(&locked, now)? {
+            return Err(CreateError::Started);
         }
         let ticket = ticket_view(&locked)?;
         let order = Order {
@@ -191,7 +224,11 @@ impl Store {
             status: order.status,
             user_id,
             expires_at,
-            ticket: OrderTicket { id: ticket_id, price: order.ticket.price.get() },
+            ticket: OrderTicket {
+                id: ticket_id,
+                price: order.ticket.price.get(),
+                starts_at: order.ticket.details.starts_at.clone(),
+            },
         });
         outbox::add(&mut tx, &event).await?;
         self.outbox.commit(tx).await?;
@@ -311,15 +348,23 @@ impl Store {
     /// `ticket.created`: adds the ticket to the replica (a duplicate changes
     /// nothing).
     pub async fn add_ticket(&self, ticket: &TicketCreated) -> Result<(), DbError> {
+        let details = &ticket.details;
         query(
-            "INSERT INTO tickets (id, title, price, version, user_id) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO tickets (id, title, price, version, user_id, venue, starts_at, \
+             starts_at_text, section, seat_row, seat) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
         )
         .bind(ticket.id.to_string())
         .bind(&ticket.title)
         .bind(ticket.price)
         .bind(ticket.version)
         .bind(ticket.user_id.to_string())
+        .bind(details.venue.clone())
+        .bind(starts_at_millis(details))
+        .bind(details.starts_at.clone())
+        .bind(details.section.clone())
+        .bind(details.row.clone())
+        .bind(details.seat.clone())
         .execute(self.db.writer())
         .await?;
         Ok(())
@@ -328,33 +373,55 @@ impl Store {
     /// `ticket.updated`: applies the change if it is the replica's next
     /// version; says what it made of it. A withdrawal cancels the ticket's
     /// unpaid orders (those created before the replica knew of it), in the
-    /// same transaction; a paid one stands.
+    /// same transaction; a paid one stands. The end of sale (`ended`: the
+    /// event started) cancels those no payment is under way for: payments
+    /// charges no order after the start, but an attempt that began before
+    /// it may still succeed, and a sale stands.
     pub async fn update_ticket(&self, ticket: &TicketUpdated) -> Result<VersionCheck, DbError> {
-        let mut tx = self.db.begin().await?;
-        let Some(row) = lock_row(&mut tx, "tickets", "version", ticket.id).await? else {
-            // Not in the replica yet: `ticket.created` is still on its way.
-            return Ok(VersionCheck::Ahead);
+        const COLUMNS: &str = "title = $3, price = $4, user_id = $5, withdrawn = $6, ended = $7, \
+                               venue = $8, starts_at = $9, starts_at_text = $10, section = $11, \
+                               seat_row = $12, seat = $13";
+        let details = &ticket.details;
+        let bind = |query: Query| {
+            query
+                .bind(ticket.title.clone())
+                .bind(ticket.price)
+                .bind(ticket.user_id.to_string())
+                .bind(i64::from(ticket.withdrawn))
+                .bind(i64::from(ticket.ended))
+                .bind(details.venue.clone())
+                .bind(starts_at_millis(details))
+                .bind(details.starts_at.clone())
+                .bind(details.section.clone())
+                .bind(details.row.clone())
+                .bind(details.seat.clone())
         };
-        let stored: i64 = row.try_get("version")?;
-        let check = VersionCheck::of(Some(stored), ticket.version);
+        let mut tx = self.db.begin().await?;
+        // Changes mostly arrive in order: the next version is written in one
+        // statement, and only a change that is not next is looked at closer.
+        let check =
+            if save_next_version(&mut tx, "tickets", COLUMNS, ticket.id, ticket.version, bind)
+                .await?
+            {
+                VersionCheck::Apply
+            } else {
+                let Some(row) = lock_row(&mut tx, "tickets", "version", ticket.id).await? else {
+                    // Not in the replica yet: `ticket.created` is still on its way.
+                    return Ok(VersionCheck::Ahead);
+                };
+                let stored: i64 = row.try_get("version")?;
+                let check = VersionCheck::of(Some(stored), ticket.version);
+                if check == VersionCheck::Apply {
+                    save_version(&mut tx, "tickets", COLUMNS, ticket.id, ticket.version, bind)
+                        .await?;
+                }
+                check
+            };
         if check == VersionCheck::Apply {
-            save_version(
-                &mut tx,
-                "tickets",
-                "title = $3, price = $4, user_id = $5, withdrawn = $6",
-                ticket.id,
-                ticket.version,
-                |query| {
-                    query
-                        .bind(ticket.title.clone())
-                        .bind(ticket.price)
-                        .bind(ticket.user_id.to_string())
-                        .bind(i64::from(ticket.withdrawn))
-                },
-            )
-            .await?;
             if ticket.withdrawn {
-                cancel_unpaid(&mut tx, ticket.id).await?;
+                cancel_unpaid(&mut tx, ticket.id, UNPAID).await?;
+            } else if ticket.ended {
+                cancel_unpaid(&mut tx, ticket.id, UNPAID_NOT_PAYING).await?;
             }
             self.outbox.commit(tx).await?;
         }
@@ -367,16 +434,25 @@ impl Store {
     }
 }
 
-/// Cancels the unpaid orders of a withdrawn ticket, each under its row
-/// lock, and announces each cancellation.
-async fn cancel_unpaid(tx: &mut Tx, ticket_id: Uuid) -> Result<(), DbError> {
-    let unpaid: Vec<String> = query_scalar(
-        "SELECT id FROM orders WHERE ticket_id = $1 \
-         AND (status = 'created' OR status = 'awaiting:payment')",
-    )
-    .bind(ticket_id.to_string())
-    .fetch_all(&mut *tx)
-    .await?;
+/// The orders of a ticket that a withdrawal cancels: every unpaid one.
+const UNPAID: &str = "(status = 'created' OR status = 'awaiting:payment')";
+/// The orders of a ticket that the end of sale cancels: unpaid, and no
+/// attempt to pay them under way.
+const UNPAID_NOT_PAYING: &str = "status = 'created' AND payment_pending = 0";
+
+/// The replica's columns an order's creation reads under the lock.
+const TICKET_COLUMNS: &str = "id, title, price, version, withdrawn, ended, starts_at, venue, \
+     starts_at_text, section, seat_row, seat";
+
+/// Cancels the orders of a ticket that `which` selects (withdrawn, or its
+/// event started), each under its row lock, and announces each
+/// cancellation.
+async fn cancel_unpaid(tx: &mut Tx, ticket_id: Uuid, which: &str) -> Result<(), DbError> {
+    let unpaid: Vec<String> =
+        query_scalar(format!("SELECT id FROM orders WHERE ticket_id = $1 AND {which}"))
+            .bind(ticket_id.to_string())
+            .fetch_all(&mut *tx)
+            .await?;
     for id in unpaid {
         let id = parse_uuid(&id)?;
         let Some(row) = lock_row(tx, "orders", "version", id).await? else { continue };
@@ -387,7 +463,7 @@ async fn cancel_unpaid(tx: &mut Tx, ticket_id: Uuid) -> Result<(), DbError> {
         .await?;
         let ticket = TicketRef { id: ticket_id };
         outbox::add(tx, &Envelope::new(OrderCancelled { id, version, ticket })).await?;
-        tracing::info!(order.id = %id, ticket.id = %ticket_id, "order cancelled: its ticket was withdrawn");
+        tracing::info!(order.id = %id, ticket.id = %ticket_id, "order cancelled: its ticket is off sale");
     }
     Ok(())
 }
@@ -398,6 +474,7 @@ fn ticket_view(row: &Row) -> Result<TicketView, DbError> {
         title: row.try_get("title")?,
         price: Cents::new(row.try_get("price")?),
         version: row.try_get("version")?,
+        details: ticket_details(row)?,
     })
 }
 
@@ -405,7 +482,7 @@ async fn find_ticket<'e, E>(executor: E, id: Uuid) -> Result<Option<TicketView>,
 where
     E: Executor<'e>,
 {
-    let row = query("SELECT id, title, price, version FROM tickets WHERE id = $1")
+    let row = query(format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = $1"))
         .bind(id.to_string())
         .fetch_optional(executor)
         .await?;

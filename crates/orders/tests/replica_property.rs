@@ -31,6 +31,7 @@ fn events(history: &History) -> (Vec<Event>, Vec<TicketUpdated>) {
             title: "t0".into(),
             price: 100,
             user_id: Uuid::now_v7(),
+            details: messaging::events::EventDetails::default(),
         };
         let mut last = TicketUpdated {
             id: created.id,
@@ -40,6 +41,8 @@ fn events(history: &History) -> (Vec<Event>, Vec<TicketUpdated>) {
             user_id: created.user_id,
             order_id: None,
             withdrawn: false,
+            ended: false,
+            details: messaging::events::EventDetails::default(),
         };
         events.push(Event::Created(created));
         for (version, (title, price)) in (1..).zip(edits) {

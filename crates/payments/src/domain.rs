@@ -17,6 +17,9 @@ pub struct OrderView {
     pub status: OrderStatus,
     pub price: Cents,
     pub expires_at: Timestamp,
+    /// When the ticket's event starts, if its listing says: no attempt to
+    /// pay starts after it.
+    pub starts_at: Option<Timestamp>,
     pub version: i64,
     /// Where the expiry decision stands (payments' own, not replicated).
     pub expiry: Expiry,

@@ -54,6 +54,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         description: "payment authentication",
         sql: Sql::Portable(include_str!("../migrations/0004_payment_authentication.sql")),
     },
+    MigrationFile {
+        version: 5,
+        description: "event starts",
+        sql: Sql::Portable(include_str!("../migrations/0005_event_starts.sql")),
+    },
 ]);
 
 /// The processor the settings choose (`PAYMENT_PROCESSOR`): Stripe when

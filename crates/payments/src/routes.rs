@@ -38,6 +38,7 @@ const CANCELLED: &str = "Cannot pay for a cancelled order";
 const ALREADY_PAID: &str = "Order has already been paid";
 const EXPIRED: &str = "Cannot pay for an expired order";
 const IN_PROGRESS: &str = "A payment for this order is already in progress";
+const STARTED: &str = "Cannot pay for a ticket whose event has started";
 const INVALID_SIGNATURE: &str = "Invalid signature";
 const RETURN_URL_INVALID: &str = "ReturnUrl must be an http or https URL";
 /// Return URLs the description promises are accepted (a subset of what
@@ -263,7 +264,7 @@ fn standing(order_id: Uuid, standing: Standing) -> ApiResult<Response> {
     responses(
         (status = 201, description = "Charged; the order completes shortly", body = PaymentView),
         (status = 202, description = "The card needs 3-D Secure: the buyer must authenticate (Stripe.js with `clientSecret`, or by following `redirectUrl`); the attempt stays pending until the outcome arrives (webhook, reconciliation, or `POST /api/payments/settle`)", body = PaymentAction),
-        (status = 400, description = "Invalid fields; or the order is cancelled, already paid or expired", body = ErrorBody),
+        (status = 400, description = "Invalid fields; or the order is cancelled, already paid or expired, or its ticket's event has started (`Cannot pay for a ticket whose event has started`; nothing is charged)", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 402, description = "The card was declined (the processor's message)", body = ErrorBody),
         (status = 403, description = "Someone else's order", body = ErrorBody),
@@ -456,6 +457,7 @@ impl From<StartError> for ApiError {
             StartError::Cancelled => Self::bad_request(CANCELLED),
             StartError::Paid => Self::bad_request(ALREADY_PAID),
             StartError::Expired => Self::bad_request(EXPIRED),
+            StartError::Started => Self::bad_request(STARTED),
             StartError::InProgress => Self::Conflict(IN_PROGRESS.to_owned()),
             StartError::Db(error) => error.into(),
         }

@@ -57,6 +57,8 @@ common::store_error! {
         Expired,
         #[error("another attempt is pending")]
         InProgress,
+        #[error("the ticket's event has started")]
+        Started,
     }
 }
 
@@ -73,7 +75,7 @@ pub enum Expired {
     UnknownOrder,
 }
 
-const ORDER_COLUMNS: &str = "id, user_id, status, price, expires_at, version, expiry";
+const ORDER_COLUMNS: &str = "id, user_id, status, price, expires_at, starts_at, version, expiry";
 const ATTEMPT_COLUMNS: &str = "id, order_id, attempt, idempotency_key, amount, currency, state, \
      created_at, charge_id, client_secret, redirect_url";
 
@@ -93,6 +95,7 @@ fn order(row: &Row) -> Result<OrderView, DbError> {
             .ok_or_else(|| DbError::decode(format!("unknown status {status}")))?,
         price: Cents::new(row.try_get("price")?),
         expires_at: Timestamp::from_millis(row.try_get("expires_at")?),
+        starts_at: row.try_get::<Option<i64>, _>("starts_at")?.map(Timestamp::from_millis),
         version: row.try_get("version")?,
         expiry: Expiry::parse(row.try_get::<Option<String>, _>("expiry")?.as_deref())
             .ok_or_else(|| DbError::decode("unknown expiry"))?,
@@ -250,8 +253,8 @@ impl Store {
     /// nothing).
     pub async fn add_order(&self, order: &OrderCreated) -> Result<(), DbError> {
         query(
-            "INSERT INTO orders (id, user_id, status, price, expires_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO orders (id, user_id, status, price, expires_at, version, starts_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
         )
         .bind(order.id.to_string())
         .bind(order.user_id.to_string())
@@ -259,6 +262,7 @@ impl Store {
         .bind(order.ticket.price)
         .bind(order.expires_at.millis())
         .bind(order.version)
+        .bind(order.ticket.starts_at.as_deref().and_then(Timestamp::parse).map(Timestamp::millis))
         .execute(self.db.writer())
         .await?;
         Ok(())
@@ -290,7 +294,7 @@ impl Store {
 
     /// Starts attempt number n+1 to pay the order at `now`: checks, under
     /// the order's row lock, that it can be paid (not cancelled, paid or
-    /// expired, no attempt pending), records the attempt as `pending` and
+    /// expired, no attempt pending, its event not started), records the attempt as `pending` and
     /// announces `payment.started`, all in one transaction committed
     /// before the processor is called.
     pub async fn start_attempt(
@@ -315,6 +319,10 @@ impl Store {
         }
         if has_pending(&mut tx, order_id).await? {
             return Err(StartError::InProgress);
+        }
+        // The event started: the ticket is worth nothing now (issue 24).
+        if order.starts_at.is_some_and(|starts_at| now >= starts_at) {
+            return Err(StartError::Started);
         }
         if order.expiry != Expiry::Open || now >= order.expires_at {
             return Err(StartError::Expired);

@@ -684,7 +684,115 @@ async fn an_order_racing_a_price_edit_is_charged_and_credited_its_own_price(stac
     );
 }
 
+/// The start of an event an hour from the test's clock, in UTC+1.
+fn starts_in_an_hour(market: &Marketplace) -> String {
+    use common::time::Clock as _;
+    let at = market.system.context.clock.now().plus(std::time::Duration::from_secs(3600));
+    let at = common::time::Timestamp::from_millis(at.millis() / 1000 * 1000);
+    common::time::LocalTime::from_parts(at, 60).expect("in range").to_string()
+}
+
+/// Moves the test's clock past the start and waits until `ticket_path`
+/// shows `status` (the tickets service's end of sale is woken by the
+/// clock).
+async fn start_the_event(market: &Marketplace, ticket_path: &str, status: &'static str) {
+    market.system.context.clock.advance(std::time::Duration::from_secs(2 * 3600));
+    eventually(&format!("{ticket_path} is {status}"), || async {
+        market.json(Method::GET, ticket_path, None, None, 200).await["status"] == status
+    })
+    .await;
+    market.system.drain().await;
+}
+
+/// An event's ticket bought before the start: the order carries the
+/// event, the sale stands after the start, and nobody can order it then.
+async fn a_ticket_sold_before_its_event_stays_sold(stack: Stack) {
+    let market = Marketplace::start(stack).await;
+    let seller = market.sign_up("seller").await;
+    let buyer = market.sign_up("buyer").await;
+    let starts_at = starts_in_an_hour(&market);
+    let body = json!({"title": "Gig", "price": 40, "venue": "Olympia", "startsAt": starts_at,
+                      "faceValue": 40});
+    let ticket = market.json(Method::POST, "/api/tickets", Some(&seller), Some(body), 201).await;
+    let path = format!("/api/tickets/{}", ticket["id"].as_str().expect("id"));
+    market.system.drain().await;
+    let body = json!({"ticketId": ticket["id"]});
+    let order = market.json(Method::POST, "/api/orders", Some(&buyer), Some(body), 201).await;
+    assert_eq!(order["ticket"]["startsAt"], starts_at.as_str());
+    assert_eq!(order["ticket"]["venue"], "Olympia");
+    market.system.drain().await;
+    let order_id = order["id"].as_str().expect("id");
+    assert_eq!(market.pay(&buyer, order_id, "tok_visa").await.status(), 201);
+    market.system.drain().await;
+    market.system.context.clock.advance(std::time::Duration::from_secs(2 * 3600));
+    market.system.drain().await;
+    let shown = market.json(Method::GET, &path, None, None, 200).await;
+    assert_eq!(
+        (shown["status"].clone(), shown["orderId"].clone()),
+        (json!("sold"), json!(order_id))
+    );
+    let late = market.sign_up("late").await;
+    let refused = market
+        .call(Method::POST, "/api/orders", Some(&late), Some(json!({"ticketId": ticket["id"]})))
+        .await;
+    assert_eq!(
+        testkit::error_of(refused).await,
+        (400, testkit::general_error("Tickets for an event that has started cannot be ordered"))
+    );
+}
+
+/// Buyers order a ticket at the very moment its event starts: whichever
+/// orders get in before the start, once every event is handled the ticket
+/// is off sale for good, held by nobody, and no order is left to pay.
+async fn orders_racing_the_start_of_the_event_sell_nothing(stack: Stack) {
+    let market = Marketplace::start(stack).await;
+    let seller = market.sign_up("seller").await;
+    let mut buyers = Vec::new();
+    for _ in 0..4 {
+        buyers.push(market.sign_up("buyer").await);
+    }
+    let body = json!({"title": "Gig", "price": 10, "startsAt": starts_in_an_hour(&market)});
+    let ticket = market.json(Method::POST, "/api/tickets", Some(&seller), Some(body), 201).await;
+    let ticket_id = ticket["id"].as_str().expect("id").to_owned();
+    let path = format!("/api/tickets/{ticket_id}");
+    market.system.drain().await;
+    let mut attempts = tokio::task::JoinSet::new();
+    for buyer in &buyers {
+        let request = market
+            .system
+            .request(Method::POST, "/api/orders", Some(buyer))
+            .json(&json!({"ticketId": ticket_id}));
+        attempts.spawn(async move {
+            let response = request.send().await.expect("sent");
+            (response.status().as_u16(), response.json::<Value>().await.unwrap_or(Value::Null))
+        });
+    }
+    start_the_event(&market, &path, "ended").await;
+    let mut placed = Vec::new();
+    for (buyer, (status, body)) in buyers.iter().zip(attempts.join_all().await) {
+        match status {
+            201 => placed.push((buyer, body)),
+            400 => {}
+            other => panic!("an order answered {other}: {body}"),
+        }
+    }
+    market.system.drain().await;
+    for (buyer, order) in &placed {
+        let order_id = order["id"].as_str().expect("id");
+        let shown = market
+            .json(Method::GET, &format!("/api/orders/{order_id}"), Some(buyer), None, 200)
+            .await;
+        assert_eq!(shown["status"], "cancelled", "an order that raced the start: {shown}");
+    }
+    let shown = market.json(Method::GET, &path, None, None, 200).await;
+    assert_eq!((shown["status"].clone(), shown.get("orderId")), (json!("ended"), None));
+    assert!(market.processor.ledger().charges.is_empty(), "nothing charged");
+    assert!(!market.listed().await.contains(&ticket_id));
+}
+
 testkit::stack_tests!(
+    a_ticket_sold_before_its_event_stays_sold,
+    orders_racing_the_start_of_the_event_sell_nothing,
     a_seller_sees_the_sale_in_their_listings,
     a_withdrawn_ticket_can_no_longer_be_ordered,
     the_buyer_of_a_paid_order_gets_the_ticket_and_sells_it_again,

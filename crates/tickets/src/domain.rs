@@ -9,6 +9,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::details::Details;
+
 /// A ticket as stored and as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -30,6 +32,9 @@ pub struct Ticket {
     /// reserved, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reserved_until: Option<Timestamp>,
+    /// The event and seat (issue 24), each shown when the seller gave it.
+    #[serde(flatten)]
+    pub details: Details,
 }
 
 /// Where a ticket stands.
@@ -44,6 +49,8 @@ pub enum TicketStatus {
     Sold,
     /// Its seller took it off sale.
     Withdrawn,
+    /// Its event started before it sold: off sale for good.
+    Ended,
 }
 
 impl Ticket {
@@ -146,6 +153,8 @@ pub enum Sort {
     PriceAsc,
     /// Dearest first, then newest.
     PriceDesc,
+    /// The event starting soonest first, then oldest; undated last.
+    Soonest,
 }
 
 impl Sort {
@@ -156,6 +165,7 @@ impl Sort {
             "newest" => Some(Self::Newest),
             "price_asc" => Some(Self::PriceAsc),
             "price_desc" => Some(Self::PriceDesc),
+            "soonest" => Some(Self::Soonest),
             _ => None,
         }
     }
@@ -164,44 +174,57 @@ impl Sort {
     pub fn by_price(self) -> bool {
         matches!(self, Self::PriceAsc | Self::PriceDesc)
     }
+
+    /// Whether a key (the price, or the start) comes before the id in the
+    /// order and in the cursor.
+    pub fn keyed(self) -> bool {
+        self.by_price() || self == Self::Soonest
+    }
 }
 
+/// The `soonest` order's key of a listing without a date: after every
+/// date (18 digits, as a cursor's key may have).
+pub const UNDATED: i64 = 999_999_999_999_999_999;
+
 /// Where a page of the listing starts: after this ticket, in the page's
-/// order. Rendered in `X-Next-Cursor` as the ticket id, or, for the price
-/// orders, `<price in cents>.<id>`; opaque to clients.
+/// order. Rendered in `X-Next-Cursor` as the ticket id, or, for the keyed
+/// orders, `<key>.<id>` (the price in cents, or the start in ms since the
+/// epoch); opaque to clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
-    pub price: Cents,
+    /// The price in cents (price orders) or the start's ms ([`UNDATED`]
+    /// for none; `soonest`); 0 otherwise.
+    pub key: i64,
     pub id: Uuid,
 }
 
 impl Cursor {
     /// The cursor after `ticket` in `sort`'s order.
-    pub fn after(ticket: &Ticket) -> Self {
-        Self { price: ticket.price, id: ticket.id }
+    pub fn after(ticket: &Ticket, sort: Sort) -> Self {
+        let key = match sort {
+            Sort::Soonest => ticket.details.starts_at.map_or(UNDATED, |s| s.at().millis()),
+            _ => ticket.price.get(),
+        };
+        Self { key, id: ticket.id }
     }
 
     /// Parses a cursor rendered for `sort` (see [`cursor_pattern`]).
     pub fn parse(text: &str, sort: Sort) -> Option<Self> {
-        if sort.by_price() {
+        if sort.keyed() {
             let (price, id) = text.split_once('.')?;
             if !(1..=18).contains(&price.len()) || !price.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
-            let price = price.parse::<i64>().ok()?;
-            Some(Self { price: Cents::new(price), id: Uuid::parse_str(id).ok()? })
+            let key = price.parse::<i64>().ok()?;
+            Some(Self { key, id: Uuid::parse_str(id).ok()? })
         } else {
-            Some(Self { price: Cents::new(0), id: Uuid::parse_str(text).ok()? })
+            Some(Self { key: 0, id: Uuid::parse_str(text).ok()? })
         }
     }
 
     /// The cursor as `X-Next-Cursor` shows it for `sort`.
     pub fn render(&self, sort: Sort) -> String {
-        if sort.by_price() {
-            format!("{}.{}", self.price.get(), self.id)
-        } else {
-            self.id.to_string()
-        }
+        if sort.keyed() { format!("{}.{}", self.key, self.id) } else { self.id.to_string() }
     }
 }
 
@@ -214,7 +237,8 @@ pub fn cursor_pattern() -> String {
 }
 
 /// What the listing shows: tickets on sale matching every search word
-/// (each a prefix of a word of the title) within the price bounds.
+/// (each a prefix of a word of the title or the venue) within the price
+/// and date bounds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Search {
     pub words: BTreeSet<String>,
@@ -223,6 +247,11 @@ pub struct Search {
     pub sort: Sort,
     pub after: Option<Cursor>,
     pub limit: i64,
+    /// Only events starting at or after this (listings without a date
+    /// are left out).
+    pub from: Option<Timestamp>,
+    /// Only events starting at or before this (likewise).
+    pub to: Option<Timestamp>,
 }
 
 #[cfg(test)]
@@ -298,7 +327,7 @@ mod tests {
     #[test]
     fn cursors_round_trip_in_their_sort_order() {
         let id = Uuid::now_v7();
-        let cursor = Cursor { price: Cents::new(1999), id };
+        let cursor = Cursor { key: 1999, id };
         assert_eq!(Cursor::parse(&cursor.render(Sort::PriceAsc), Sort::PriceAsc), Some(cursor));
         assert_eq!(cursor.render(Sort::Newest), id.to_string());
         assert_eq!(Cursor::parse(&id.to_string(), Sort::PriceDesc), None);

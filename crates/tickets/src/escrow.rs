@@ -33,6 +33,8 @@ use crate::store::{Held, ResaleError};
 pub const UPLOAD_LIMIT: usize = MAX_FILE_BYTES + BODY_LIMIT;
 /// The message for reselling a ticket that is on sale again already.
 const ALREADY_RELISTED: &str = "This ticket is already on sale again";
+/// The message for reselling a ticket whose event has started.
+const RESALE_STARTED: &str = "Cannot sell again a ticket whose event has started";
 
 pub fn router() -> Router<TicketsState> {
     Router::new()
@@ -146,6 +148,10 @@ impl From<ResaleError> for ApiError {
         match error {
             ResaleError::NotHeld => Self::NotFound,
             ResaleError::AlreadyRelisted => Self::bad_request(ALREADY_RELISTED),
+            ResaleError::Started => Self::bad_request(RESALE_STARTED),
+            ResaleError::OverCap(message) => {
+                Self::Validation(vec![common::error::ErrorItem::field("price", message)])
+            }
             ResaleError::Db(error) => error.into(),
         }
     }
@@ -163,7 +169,8 @@ pub struct PassBody {
 }
 
 /// My tickets: the tickets the caller bought and holds (also while selling
-/// them again), newest first.
+/// them again), with their event: upcoming first (the soonest first), then
+/// past events (the latest first), then undated ones.
 #[utoipa::path(
     get, path = "/api/tickets/held", tag = "tickets", operation_id = "heldTickets",
     security(("bearer" = []), ("session" = [])),
@@ -176,7 +183,7 @@ async fn held(
     State(state): State<TicketsState>,
     CurrentUser(user): CurrentUser,
 ) -> ApiResult<Json<Vec<Held>>> {
-    Ok(Json(state.store.held(user.id).await?))
+    Ok(Json(state.store.held(user.id, state.clock.now()).await?))
 }
 
 /// The ticket itself (barcode and file): for the holder of its pass — the
@@ -253,7 +260,7 @@ pub struct ResaleBody {
     request_body = ResaleBody,
     responses(
         (status = 201, description = "The new listing (version 0)", body = Ticket),
-        (status = 400, description = "Invalid price, or `This ticket is already on sale again`", body = ErrorBody),
+        (status = 400, description = "Invalid price, a price over the cap of the original face value (`Price must be at most 50.00 (face value 50.00 plus 0%)`), `This ticket is already on sale again` or `Cannot sell again a ticket whose event has started`", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "No such ticket, or the caller does not hold it", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
@@ -271,7 +278,8 @@ async fn resale(
     let mut v = Validator::new();
     let price = v.check("price", Cents::parse_price(body.price.as_ref()));
     let (price,) = validated!(v, price);
-    let ticket = state.store.resell(id, user.id, price).await?;
+    let (now, markup) = (state.clock.now(), state.max_markup_percent);
+    let ticket = state.store.resell(id, user.id, price, now, markup).await?;
     tracing::info!(ticket.id = %ticket.id, resale.of = %id, "ticket put on sale again");
     Ok((StatusCode::CREATED, Json(ticket)))
 }

@@ -2,7 +2,9 @@
 //! reservation by orders (API.md "tickets"; ARCHITECTURE.md "Services").
 
 pub mod cache;
+pub mod details;
 pub mod domain;
+pub mod ending;
 mod escrow;
 pub mod listeners;
 pub mod live;
@@ -51,6 +53,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         sql: Sql::Portable(include_str!("../migrations/0005_order_prices.sql")),
     },
     MigrationFile {
+        version: 6,
+        description: "events",
+        sql: Sql::Portable(include_str!("../migrations/0006_events.sql")),
+    },
+    MigrationFile {
         version: 7,
         description: "passes",
         sql: Sql::Portable(include_str!("../migrations/0007_passes.sql")),
@@ -83,12 +90,15 @@ pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Ser
         settings.ticket_writes_per_user_per_minute,
         std::time::Duration::from_secs(60),
     ));
+    let end_of_sale = ending::EndOfSale::new(store.clone(), context.clock.clone());
     let state = routes::TicketsState {
         store,
         sessions: context.sessions.clone(),
         pages,
         live,
         writes_per_user,
+        clock: context.clock.clone(),
+        max_markup_percent: settings.resale_max_markup_percent,
     };
     Ok(Service {
         name: NAME,
@@ -101,6 +111,10 @@ pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Ser
         probes: vec![Probe::database(NAME, db.clone())],
         databases: vec![db],
         messaging: Some(messaging),
-        background: vec![changes.feed(watch), follow],
+        background: vec![
+            changes.feed(watch),
+            follow,
+            Box::new(move |shutdown| Box::pin(end_of_sale.run(shutdown))),
+        ],
     })
 }

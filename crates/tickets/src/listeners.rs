@@ -10,7 +10,7 @@ use crate::store::{Reservation, Sale, Store};
 
 /// `order.created`: reserve the ticket for the order, at the order's
 /// price. If another order already holds it, the order waits for its
-/// release. A withdrawn ticket takes no order.
+/// release. A withdrawn ticket, or one whose event started, takes no order.
 pub async fn order_created(store: Store, event: Envelope<OrderCreated>) -> HandlerResult {
     let order = &event.data;
     let price = Cents::new(order.ticket.price);
@@ -31,6 +31,13 @@ pub async fn order_created(store: Store, event: Envelope<OrderCreated>) -> Handl
                 tracing::info!(
                     ticket.id = %order.ticket.id, order.id = %order.id,
                     "order for a withdrawn ticket; the orders service cancels it"
+                );
+                Handled::Ack
+            }
+            Reservation::Ended => {
+                tracing::info!(
+                    ticket.id = %order.ticket.id, order.id = %order.id,
+                    "order for a ticket whose event started; the orders service cancels it"
                 );
                 Handled::Ack
             }

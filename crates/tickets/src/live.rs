@@ -87,6 +87,10 @@ pub struct LiveTicket {
     /// The version the change brought it to.
     pub version: i64,
     pub status: LiveStatus,
+    /// Its event and seat, as the ticket shows them (issue 24); boxed, so
+    /// that a change without them stays small.
+    #[serde(flatten)]
+    pub details: Box<crate::details::Details>,
 }
 
 /// One event of the live stream as it travels (`text/event-stream`): the
@@ -118,6 +122,8 @@ pub enum LiveStatus {
     Reserved,
     /// Its seller took it off sale.
     Withdrawn,
+    /// Its event started before it sold: off sale for good.
+    Ended,
 }
 
 /// One ticket change, with its place in the bus's order.
@@ -315,15 +321,18 @@ fn decode(watched: &Watched) -> Option<LiveTicket> {
             user_id: t.user_id,
             order_id: None,
             withdrawn: false,
+            ended: false,
+            details: t.details,
         }
     } else {
         let event: Envelope<TicketUpdated> = serde_json::from_slice(&watched.payload).ok()?;
         event.data
     };
-    let status = match (t.withdrawn, t.order_id) {
-        (true, _) => LiveStatus::Withdrawn,
-        (false, Some(_)) => LiveStatus::Reserved,
-        (false, None) => LiveStatus::Available,
+    let status = match (t.withdrawn, t.ended, t.order_id) {
+        (true, _, _) => LiveStatus::Withdrawn,
+        (false, true, _) => LiveStatus::Ended,
+        (false, false, Some(_)) => LiveStatus::Reserved,
+        (false, false, None) => LiveStatus::Available,
     };
     Some(LiveTicket {
         id: t.id,
@@ -332,6 +341,7 @@ fn decode(watched: &Watched) -> Option<LiveTicket> {
         user_id: t.user_id,
         version: t.version,
         status,
+        details: Box::new(crate::details::Details::from_event(&t.details)),
     })
 }
 
@@ -554,6 +564,7 @@ mod tests {
             title: format!("t{sequence}"),
             price: 100,
             user_id: Uuid::now_v7(),
+            details: messaging::events::EventDetails::default(),
         });
         let payload = serde_json::to_vec(&event).expect("encodes").into();
         WatchEvent::Message(Watched { sequence, subject: TicketCreated::SUBJECT.into(), payload })

@@ -8,10 +8,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use common::error::ErrorBody;
+use common::error::ErrorItem;
 use common::extract::{self, Id, UUID_OR_EMPTY_PATTERN};
 use common::limit::RateLimit;
 use common::money::{Cents, PRICE_PATTERN};
 use common::session::{CurrentUser, Sessions};
+use common::time::{Clock, Timestamp};
 use common::validate::Validator;
 use common::{ApiError, ApiResult, validated};
 use serde::Deserialize;
@@ -21,6 +23,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::cache::{Page, PageCache};
+use crate::details::{self, Details, DetailsChange, over_cap};
 use crate::domain::{
     Cursor, MAX_SEARCH_CHARS, Search, Sort, TITLE_PATTERN, Ticket, TicketStatus, Title,
     cursor_pattern, search_words,
@@ -46,7 +49,17 @@ const CURSOR_PRICE: &str = "Cursor must be the X-Next-Cursor of a page in this o
 /// The message for a search that is too long.
 const SEARCH_TOO_LONG: &str = "Search must be at most 100 characters";
 /// The message for an unknown `sort`.
-const SORT: &str = "Sort must be one of oldest, newest, price_asc, price_desc";
+const SORT: &str = "Sort must be one of oldest, newest, price_asc, price_desc, soonest";
+/// The message for a bad `from`.
+const FROM: &str = "From must be a date (YYYY-MM-DD) or an RFC 3339 date and time";
+/// The message for a bad `to`.
+const TO: &str = "To must be a date (YYYY-MM-DD) or an RFC 3339 date and time";
+/// The message for dates the wrong way round.
+const DATE_BOUNDS: &str = "From must not be later than To";
+/// The message for editing a ticket whose event started.
+const EDIT_ENDED: &str = "Cannot edit a ticket whose event has started";
+/// The message for withdrawing a ticket whose event started.
+const WITHDRAW_ENDED: &str = "Cannot withdraw a ticket whose event has started";
 /// The message for a bad `minPrice`.
 const MIN_PRICE: &str = "MinPrice must be a valid price";
 /// The message for a bad `maxPrice`.
@@ -67,6 +80,10 @@ pub struct TicketsState {
     pub pages: Arc<PageCache>,
     /// Creations and edits per user (`TICKET_WRITES_PER_USER_PER_MINUTE`).
     pub writes_per_user: Arc<RateLimit<Uuid>>,
+    /// The context's clock: an event must start after now.
+    pub clock: Arc<dyn Clock>,
+    /// `RESALE_MAX_MARKUP_PERCENT`: the face-value cap.
+    pub max_markup_percent: u32,
 }
 
 common::sessions_in_state!(TicketsState);
@@ -93,7 +110,7 @@ pub fn router(state: TicketsState) -> Router {
 #[derive(OpenApi)]
 #[openapi(
     paths(create, list, mine, show, edit, withdraw, crate::live::events),
-    components(schemas(ErrorBody, Ticket, TicketStatus, crate::live::LiveEvent, crate::live::LiveTicket, crate::live::LiveStatus)),
+    components(schemas(ErrorBody, Ticket, TicketStatus, Details, crate::live::LiveEvent, crate::live::LiveTicket, crate::live::LiveStatus)),
     tags((name = "tickets", description = "Tickets for sale"))
 )]
 pub struct TicketsApi;
@@ -109,6 +126,30 @@ pub struct TicketBody {
     /// a plain decimal string.
     #[schema(schema_with = Cents::price_schema, required = true)]
     price: Option<Value>,
+    /// Where the event is: 1 to 120 characters (trimmed), no control
+    /// characters — `Venue must be 1 to 120 characters`.
+    #[schema(value_type = Option<String>, example = "Vicar Street, Dublin")]
+    venue: Option<Value>,
+    /// When the event starts: RFC 3339 with an offset, in the future, at
+    /// most two years ahead; shown back with the same offset. The sale
+    /// stops then.
+    #[serde(rename = "startsAt")]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-03-14T20:00:00+01:00")]
+    starts_at: Option<Value>,
+    /// 1 to 20 characters (trimmed).
+    #[schema(value_type = Option<String>, example = "Balcony")]
+    section: Option<Value>,
+    /// 1 to 20 characters (trimmed).
+    #[schema(value_type = Option<String>, example = "C")]
+    row: Option<Value>,
+    /// 1 to 20 characters (trimmed).
+    #[schema(value_type = Option<String>, example = "12")]
+    seat: Option<Value>,
+    /// The price printed on the ticket, as `price`; when given, `price` may
+    /// be at most `faceValue × (100 + RESALE_MAX_MARKUP_PERCENT) / 100`.
+    #[serde(rename = "faceValue")]
+    #[schema(value_type = Option<f64>, example = 50)]
+    face_value: Option<Value>,
     /// Create only: the ticket's barcode content as printed under the code,
     /// 4 to 512 characters once trimmed (`Barcode must be between 4 and
     /// 512 characters`); held in escrow, never shown in listings. A
@@ -149,6 +190,26 @@ pub struct TicketUpload {
     /// As in the JSON body, as text.
     #[schema(schema_with = price_text_schema)]
     price: String,
+    /// As in the JSON body (an empty part is none).
+    #[schema(value_type = Option<String>, example = "Vicar Street, Dublin")]
+    venue: Option<String>,
+    /// As in the JSON body (an empty part is none).
+    #[serde(rename = "startsAt")]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-03-14T20:00:00+01:00")]
+    starts_at: Option<String>,
+    /// As in the JSON body (an empty part is none).
+    #[schema(value_type = Option<String>, example = "Balcony")]
+    section: Option<String>,
+    /// As in the JSON body (an empty part is none).
+    #[schema(value_type = Option<String>, example = "C")]
+    row: Option<String>,
+    /// As in the JSON body (an empty part is none).
+    #[schema(value_type = Option<String>, example = "12")]
+    seat: Option<String>,
+    /// As in the JSON body, as text (an empty part is none).
+    #[serde(rename = "faceValue")]
+    #[schema(value_type = Option<String>, example = "50.00")]
+    face_value: Option<String>,
     /// As in the JSON body.
     #[schema(schema_with = barcode_schema)]
     barcode: Option<String>,
@@ -174,21 +235,58 @@ fn cursor_schema() -> utoipa::openapi::Object {
 }
 
 impl TicketBody {
-    fn parse(&self) -> ApiResult<(Title, Cents)> {
+    /// The title, price and event details asked for (on an edit, a detail
+    /// left out or `null` stays as it is; `""` removes it).
+    fn parse(&self, now: Timestamp) -> ApiResult<(Title, Cents, DetailsChange)> {
         let mut v = Validator::new();
-        let title = v.check("title", Title::parse(self.title.as_deref()));
-        let price = v.check("price", Cents::parse_price(self.price.as_ref()));
-        Ok(validated!(v, title, price))
+        let parsed = self.check(&mut v, now);
+        v.finish()?;
+        parsed.ok_or_else(|| ApiError::internal("a validator accepted a field without a value"))
     }
 
-    /// The title, price and barcode of a new listing.
-    fn parse_listing(&self) -> ApiResult<(Title, Cents, Option<Barcode>)> {
-        let mut v = Validator::new();
+    /// Checks the title, price and event details into `v`: `None` when
+    /// any is invalid (`v` names each).
+    fn check(&self, v: &mut Validator, now: Timestamp) -> Option<(Title, Cents, DetailsChange)> {
         let title = v.check("title", Title::parse(self.title.as_deref()));
         let price = v.check("price", Cents::parse_price(self.price.as_ref()));
-        let barcode = v.check("barcode", Barcode::parse(self.barcode.as_deref()));
-        Ok(validated!(v, title, price, barcode))
+        let venue = v.check("venue", details::parse_venue(self.venue.as_ref()));
+        let starts_at = v.check("startsAt", details::parse_starts_at(self.starts_at.as_ref(), now));
+        let section = v.check("section", details::parse_section(self.section.as_ref()));
+        let row = v.check("row", details::parse_row(self.row.as_ref()));
+        let seat = v.check("seat", details::parse_seat(self.seat.as_ref()));
+        let face_value = v.check("faceValue", details::parse_face_value(self.face_value.as_ref()));
+        Some((
+            title?,
+            price?,
+            DetailsChange {
+                venue: venue?,
+                starts_at: starts_at?,
+                section: section?,
+                row: row?,
+                seat: seat?,
+                face_value: face_value?,
+            },
+        ))
     }
+
+    /// The title, price, event details and barcode of a new listing (JSON
+    /// or multipart: the same rules, every invalid field named at once).
+    fn parse_listing(
+        &self,
+        now: Timestamp,
+    ) -> ApiResult<(Title, Cents, DetailsChange, Option<Barcode>)> {
+        let mut v = Validator::new();
+        let fields = self.check(&mut v, now);
+        let barcode = v.check("barcode", Barcode::parse(self.barcode.as_deref()));
+        let (fields, barcode) = validated!(v, fields, barcode);
+        let (title, price, change) = fields;
+        Ok((title, price, change, barcode))
+    }
+}
+
+/// The 400 of a price over the face-value cap.
+fn over_cap_error(message: String) -> ApiError {
+    ApiError::Validation(vec![ErrorItem::field("price", message)])
 }
 
 /// Search, order and paging of the listing.
@@ -223,6 +321,18 @@ pub struct ListParams {
     /// must be a valid price`.
     #[param(schema_with = price_bound_schema, required = false)]
     max_price: Option<String>,
+    /// Only events starting on or after this: a date (`YYYY-MM-DD`, from
+    /// the start of that UTC day) or an RFC 3339 date and time; listings
+    /// without a date are left out — `From must be a date (YYYY-MM-DD) or
+    /// an RFC 3339 date and time`, `From must not be later than To`.
+    #[param(value_type = String, required = false, example = "2026-03-14")]
+    from: Option<String>,
+    /// Only events starting on or before this: a date (to the end of that
+    /// UTC day, inclusive) or an RFC 3339 date and time; listings without a
+    /// date are left out — `To must be a date (YYYY-MM-DD) or an RFC 3339
+    /// date and time`.
+    #[param(value_type = String, required = false, example = "2026-03-31")]
+    to: Option<String>,
 }
 
 /// The schema of the listing's cursor.
@@ -237,8 +347,9 @@ fn list_cursor_schema() -> utoipa::openapi::Object {
 /// The schema of `sort`.
 fn sort_schema() -> utoipa::openapi::Object {
     common::validate::pattern_schema(
-        "^(?:oldest|newest|price_asc|price_desc)?$",
-        "oldest (default), newest, price_asc or price_desc",
+        "^(?:oldest|newest|price_asc|price_desc|soonest)?$",
+        "oldest (default), newest, price_asc, price_desc or soonest (the event starting soonest \
+         first, undated listings last)",
         "price_asc",
     )
 }
@@ -298,14 +409,33 @@ impl ListParams {
         {
             v.check::<(), _>("minPrice", Err(PRICE_BOUNDS));
         }
+        let bound = |text: Option<&String>, end_of_day, message| {
+            given(text).map(|t| details::parse_bound(t, end_of_day).ok_or(message)).transpose()
+        };
+        let from = v.check("from", bound(self.from.as_ref(), false, FROM));
+        let to = v.check("to", bound(self.to.as_ref(), true, TO));
+        if let (Some(Some(from)), Some(Some(to))) = (from, to)
+            && from > to
+        {
+            v.check::<(), _>("from", Err(DATE_BOUNDS));
+        }
         let after = sort.and_then(|sort| {
             let text = given(self.cursor.as_ref())?;
-            let message = if sort.by_price() { CURSOR_PRICE } else { CURSOR_ID };
+            let message = if sort.keyed() { CURSOR_PRICE } else { CURSOR_ID };
             v.check("cursor", Cursor::parse(text, sort).ok_or(message)).map(Some)
         });
-        let (limit, terms, sort, min_price, max_price) =
-            validated!(v, limit, terms, sort, min_price, max_price);
-        Ok(Search { words: terms, min_price, max_price, sort, after: after.flatten(), limit })
+        let (limit, terms, sort, min_price, max_price, from, to) =
+            validated!(v, limit, terms, sort, min_price, max_price, from, to);
+        Ok(Search {
+            words: terms,
+            min_price,
+            max_price,
+            sort,
+            after: after.flatten(),
+            limit,
+            from,
+            to,
+        })
     }
 }
 
@@ -337,7 +467,7 @@ impl MineParams {
 /// A page of tickets with `X-Next-Cursor` when more follow.
 fn page(tickets: &[Ticket], more: bool, sort: Sort) -> ApiResult<Page> {
     let next_cursor = match (more, tickets.last()) {
-        (true, Some(last)) => HeaderValue::from_str(&Cursor::after(last).render(sort)).ok(),
+        (true, Some(last)) => HeaderValue::from_str(&Cursor::after(last, sort).render(sort)).ok(),
         _ => None,
     };
     let body = serde_json::to_vec(tickets).map_err(ApiError::fault)?;
@@ -365,7 +495,7 @@ impl IntoResponse for Page {
     )),
     responses(
         (status = 201, description = "Created (version 0)", body = Ticket),
-        (status = 400, description = "Invalid title, price or barcode", body = ErrorBody),
+        (status = 400, description = "Invalid title, price, barcode or event detail (`venue`, `startsAt`: `StartsAt must be in the future`, `StartsAt must be at most two years ahead`, `section`, `row`, `seat`, `faceValue`), or a price over the face-value cap (`Price must be at most 50.00 (face value 50.00 plus 0%)`)", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 409, description = "The barcode is on another live listing or holding (field `barcode`)", body = ErrorBody),
         (status = 413, description = "The body is over its limit, or the file over 2 MiB (field `file`)", body = ErrorBody),
@@ -381,22 +511,27 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Ticket>)> {
     state.writes_per_user.take(&user.id)?;
     let (body, file) = crate::escrow::read_listing(request).await?;
-    let (title, price, barcode) = body.parse_listing()?;
+    let (title, price, change, barcode) = body.parse_listing(state.clock.now())?;
+    let details = change.apply(&Details::default());
+    if let Some(message) = over_cap(price, &details, state.max_markup_percent) {
+        return Err(over_cap_error(message));
+    }
     let pass = NewPass { barcode, file };
-    let ticket = state.store.create(&title, price, user.id, &pass).await?;
+    let ticket = state.store.create(&title, price, &details, user.id, &pass).await?;
     tracing::info!(ticket.id = %ticket.id, "ticket created");
     Ok((StatusCode::CREATED, Json(ticket)))
 }
 
-/// Tickets on sale (neither reserved, sold nor withdrawn), searched,
-/// filtered by price and sorted; oldest first by default.
+/// Tickets on sale (neither reserved, sold, withdrawn nor ended), searched
+/// (title and venue), filtered by price and date and sorted; oldest first
+/// by default.
 #[utoipa::path(
     get, path = "/api/tickets", tag = "tickets", operation_id = "listTickets",
     params(ListParams),
     responses(
         (status = 200, description = "A page of tickets on sale; `X-Next-Cursor` when more follow", body = [Ticket],
             headers(("X-Next-Cursor" = String, description = "Where the next page starts (pass it as `cursor`, with the same `sort`)"))),
-        (status = 400, description = "Invalid `limit`, `cursor`, `q` (`Search must be at most 100 characters`), `sort`, `minPrice`, `maxPrice`, or `MinPrice must not be greater than MaxPrice`", body = ErrorBody),
+        (status = 400, description = "Invalid `limit`, `cursor`, `q` (`Search must be at most 100 characters`), `sort`, `minPrice`, `maxPrice`, `from`, `to`, `MinPrice must not be greater than MaxPrice` or `From must not be later than To`", body = ErrorBody),
     )
 )]
 async fn list(State(state): State<TicketsState>, uri: Uri) -> ApiResult<Page> {
@@ -458,7 +593,7 @@ async fn show(State(state): State<TicketsState>, Id(id): Id) -> ApiResult<Json<T
     request_body = TicketBody,
     responses(
         (status = 200, description = "The edited ticket (version + 1)", body = Ticket),
-        (status = 400, description = "Invalid title or price, `Cannot edit a reserved ticket` (also a sold one) or `Cannot edit a withdrawn ticket`", body = ErrorBody),
+        (status = 400, description = "Invalid title, price or event detail, a price over the face-value cap, `Cannot edit a reserved ticket` (also a sold one), `Cannot edit a withdrawn ticket` or `Cannot edit a ticket whose event has started`", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Someone else's ticket", body = ErrorBody),
         (status = 404, description = "No such ticket", body = ErrorBody),
@@ -475,9 +610,10 @@ async fn edit(
 ) -> ApiResult<Json<Ticket>> {
     // API.md's order: session, rate limit, body, exists, owner, not reserved.
     state.writes_per_user.take(&user.id)?;
-    let (title, price) = body.parse()?;
+    let (title, price, change) = body.parse(state.clock.now())?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
-    let ticket = state.store.edit(id, user.id, &title, price).await?;
+    let markup = state.max_markup_percent;
+    let ticket = state.store.edit(id, user.id, (&title, price), &change, markup).await?;
     tracing::info!(ticket.id = %ticket.id, ticket.version = ticket.version, "ticket edited");
     Ok(Json(ticket))
 }
@@ -490,7 +626,7 @@ async fn edit(
     params(("id" = Uuid, Path, description = "The ticket id")),
     responses(
         (status = 204, description = "The ticket is withdrawn (also when it already was; nothing is announced again)"),
-        (status = 400, description = "`Cannot withdraw a reserved ticket` or `Cannot withdraw a sold ticket`", body = ErrorBody),
+        (status = 400, description = "`Cannot withdraw a reserved ticket`, `Cannot withdraw a sold ticket` or `Cannot withdraw a ticket whose event has started`", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Someone else's ticket", body = ErrorBody),
         (status = 404, description = "No such ticket", body = ErrorBody),
@@ -514,6 +650,8 @@ impl From<EditError> for ApiError {
             EditError::NotOwner => Self::Forbidden,
             EditError::Reserved => Self::bad_request(RESERVED),
             EditError::Withdrawn => Self::bad_request(EDIT_WITHDRAWN),
+            EditError::Ended => Self::bad_request(EDIT_ENDED),
+            EditError::OverCap(message) => over_cap_error(message),
             EditError::Db(error) => error.into(),
         }
     }
@@ -526,6 +664,7 @@ impl From<WithdrawError> for ApiError {
             WithdrawError::NotOwner => Self::Forbidden,
             WithdrawError::Reserved => Self::bad_request(WITHDRAW_RESERVED),
             WithdrawError::Sold => Self::bad_request(WITHDRAW_SOLD),
+            WithdrawError::Ended => Self::bad_request(WITHDRAW_ENDED),
             WithdrawError::Db(error) => error.into(),
         }
     }

@@ -36,6 +36,14 @@ pub struct Settings {
     #[arg(global = true, long, env = "TICKET_WRITES_PER_USER_PER_MINUTE", default_value_t = 30)]
     pub ticket_writes_per_user_per_minute: u32,
 
+    /// How far above its face value a ticket may be listed, in percent
+    /// (0 to 1000): the price may be at most face value × (100 + this) /
+    /// 100. 0: at most the face value. Listings without a face value are
+    /// not capped.
+    #[arg(global = true, long, env = "RESALE_MAX_MARKUP_PERCENT", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub resale_max_markup_percent: u32,
+
     /// How long the tickets service may answer the public list from
     /// memory, in milliseconds, without hearing of a change (0: never). Its
     /// own changes make its answers out of date at once, so the all-in-one

@@ -6,16 +6,19 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio::sync::Notify;
+
 use common::db::{
     Db, DbError, Row, Tx, lock_row, now_millis, parse_uuid, query, query_scalar, save_version,
 };
 use common::money::Cents;
-use common::time::Timestamp;
+use common::time::{LocalTime, Timestamp};
 use messaging::events::{Envelope, TicketCreated, TicketUpdated};
 use messaging::outbox::{self, Outbox};
 use uuid::Uuid;
 
-use crate::domain::{Cursor, Search, Sort, Ticket, TicketStatus, Title, title_prefixes};
+use crate::details::{Details, DetailsChange, over_cap};
+use crate::domain::{Cursor, Search, Sort, Ticket, TicketStatus, Title, UNDATED, title_prefixes};
 use crate::passes::{self, ListError, NewPass, Pass, PassState, PassSummary};
 use crate::vault::Vault;
 
@@ -28,6 +31,9 @@ pub struct Store {
     pub commits: Commits,
     /// Seals and opens the tickets held in escrow (`passes.rs`).
     pub vault: Vault,
+    /// Woken when a ticket with a start is created or edited: the end of
+    /// sale (`ending.rs`) may have to wake earlier.
+    pub starts: Arc<Notify>,
 }
 
 /// How many changes of tickets a [`Store`] (and its clones) committed:
@@ -49,18 +55,25 @@ impl Commits {
     }
 }
 
-common::store_error! {
-    /// Why an edit was refused.
-    pub enum EditError {
-        #[error("no such ticket")]
-        NotFound,
-        #[error("the ticket is someone else's")]
-        NotOwner,
-        #[error("an order holds the ticket")]
-        Reserved,
-        #[error("the ticket was withdrawn")]
-        Withdrawn,
-    }
+/// Why an edit was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("no such ticket")]
+    NotFound,
+    #[error("the ticket is someone else's")]
+    NotOwner,
+    #[error("an order holds the ticket")]
+    Reserved,
+    #[error("the ticket was withdrawn")]
+    Withdrawn,
+    #[error("the event has started")]
+    Ended,
+    /// The price is over the face-value cap (the message names the limit).
+    #[error("{0}")]
+    OverCap(String),
+    /// The database failed (503 or 500, by `ApiError`'s one rule).
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 common::store_error! {
@@ -74,17 +87,27 @@ common::store_error! {
         Reserved,
         #[error("the ticket is sold")]
         Sold,
+        #[error("the event has started")]
+        Ended,
     }
 }
 
-common::store_error! {
-    /// Why a resale was refused.
-    pub enum ResaleError {
-        #[error("the user holds no such ticket")]
-        NotHeld,
-        #[error("the ticket is on sale again already")]
-        AlreadyRelisted,
-    }
+/// Why a resale was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ResaleError {
+    #[error("the user holds no such ticket")]
+    NotHeld,
+    #[error("the ticket is on sale again already")]
+    AlreadyRelisted,
+    #[error("the event has started")]
+    Started,
+    /// The price is over the cap of the original face value (the message
+    /// names the limit).
+    #[error("{0}")]
+    OverCap(String),
+    /// The database failed (503 or 500, by `ApiError`'s one rule).
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 /// A ticket the caller holds (My tickets): the listing it was bought on,
@@ -139,21 +162,48 @@ pub enum Reservation {
     /// Its seller withdrew it: no order takes it (the orders service
     /// cancels this one when it learns of the withdrawal).
     Withdrawn,
+    /// Its event started: no order takes it (the orders service cancels
+    /// this one when it learns of the end).
+    Ended,
 }
 
-const COLUMNS: &str =
-    "id, title, price, user_id, version, order_id, reserved_until, sold_at, withdrawn_at";
+const COLUMNS: &str = "id, title, price, user_id, version, order_id, reserved_until, sold_at, \
+     withdrawn_at, venue, starts_at, starts_at_offset, section, seat_row, seat, face_value, ended_at";
+
+fn details(row: &Row) -> Result<Details, DbError> {
+    let starts_at = match (
+        row.try_get::<Option<i64>, _>("starts_at")?,
+        row.try_get::<Option<i64>, _>("starts_at_offset")?,
+    ) {
+        (Some(at), offset) => Some(
+            LocalTime::from_parts(Timestamp::from_millis(at), offset.unwrap_or(0))
+                .ok_or_else(|| DbError::decode("a start out of range"))?,
+        ),
+        (None, _) => None,
+    };
+    Ok(Details {
+        venue: row.try_get("venue")?,
+        starts_at,
+        section: row.try_get("section")?,
+        row: row.try_get("seat_row")?,
+        seat: row.try_get("seat")?,
+        face_value: row.try_get::<Option<i64>, _>("face_value")?.map(Cents::new),
+    })
+}
 
 fn ticket(row: &Row) -> Result<Ticket, DbError> {
     let order_id: Option<String> = row.try_get("order_id")?;
     let order_id = order_id.as_deref().map(parse_uuid).transpose()?;
     let sold = row.try_get::<Option<i64>, _>("sold_at")?.is_some();
     let withdrawn = row.try_get::<Option<i64>, _>("withdrawn_at")?.is_some();
-    let status = match (withdrawn, sold, order_id) {
-        (true, _, _) => TicketStatus::Withdrawn,
-        (false, true, _) => TicketStatus::Sold,
-        (false, false, Some(_)) => TicketStatus::Reserved,
-        (false, false, None) => TicketStatus::Available,
+    let ended = row.try_get::<Option<i64>, _>("ended_at")?.is_some();
+    // A sale stands whenever it arrives, so it reads before the end.
+    let status = match (withdrawn, sold, ended, order_id) {
+        (true, _, _, _) => TicketStatus::Withdrawn,
+        (false, true, _, _) => TicketStatus::Sold,
+        (false, false, true, _) => TicketStatus::Ended,
+        (false, false, false, Some(_)) => TicketStatus::Reserved,
+        (false, false, false, None) => TicketStatus::Available,
     };
     let reserved_until: Option<i64> = row.try_get("reserved_until")?;
     Ok(Ticket {
@@ -167,6 +217,7 @@ fn ticket(row: &Row) -> Result<Ticket, DbError> {
         reserved_until: reserved_until
             .filter(|_| status == TicketStatus::Reserved)
             .map(Timestamp::from_millis),
+        details: details(row)?,
     })
 }
 
@@ -186,6 +237,8 @@ fn updated_event(ticket: &Ticket) -> Envelope<TicketUpdated> {
         user_id: ticket.user_id,
         order_id: ticket.order_id,
         withdrawn: ticket.status == TicketStatus::Withdrawn,
+        ended: ticket.status == TicketStatus::Ended,
+        details: ticket.details.to_event(),
     })
 }
 
@@ -199,21 +252,22 @@ impl Store {
     /// The service's store, sealing with `vault`.
     pub fn with_vault(db: Db, vault: Vault) -> Self {
         let outbox = Outbox::new(db.clone());
-        Self { db, outbox, commits: Commits::default(), vault }
+        Self { db, outbox, commits: Commits::default(), vault, starts: Arc::default() }
     }
 
-    /// Creates a ticket (version 0) with its pass, if it carries one, and
-    /// announces it (never the pass). A barcode already live elsewhere
-    /// refuses the whole listing: nothing is stored.
+    /// Creates a ticket (version 0) with its event `details` and its pass,
+    /// if it carries one, and announces it (never the pass). A barcode
+    /// already live elsewhere refuses the whole listing: nothing is stored.
     pub async fn create(
         &self,
         title: &Title,
         price: Cents,
+        details: &Details,
         user_id: Uuid,
         pass: &NewPass,
     ) -> Result<Ticket, ListError> {
         let mut tx = self.db.begin().await?;
-        let ticket = self.insert_ticket(&mut tx, title, price, user_id).await?;
+        let ticket = self.insert_ticket(&mut tx, title, price, details, user_id).await?;
         if !pass.is_empty() {
             passes::list(&mut tx, &self.vault, ticket.id, user_id, pass).await?;
         }
@@ -227,6 +281,7 @@ impl Store {
         tx: &mut Tx,
         title: &Title,
         price: Cents,
+        details: &Details,
         user_id: Uuid,
     ) -> Result<Ticket, DbError> {
         let ticket = Ticket {
@@ -238,19 +293,28 @@ impl Store {
             order_id: None,
             status: TicketStatus::Available,
             reserved_until: None,
+            details: details.clone(),
         };
         query(
             "INSERT INTO tickets (id, title, price, user_id, version, order_id, created_at, \
-             searchable) VALUES ($1, $2, $3, $4, 0, NULL, $5, 1)",
+             searchable, venue, starts_at, starts_at_offset, section, seat_row, seat, face_value) \
+             VALUES ($1, $2, $3, $4, 0, NULL, $5, 1, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(ticket.id.to_string())
         .bind(&ticket.title)
         .bind(price.get())
         .bind(user_id.to_string())
         .bind(now_millis())
+        .bind(details.venue.clone())
+        .bind(details.starts_at.map(|s| s.at().millis()))
+        .bind(details.starts_at.map(LocalTime::offset_minutes))
+        .bind(details.section.clone())
+        .bind(details.row.clone())
+        .bind(details.seat.clone())
+        .bind(details.face_value.map(Cents::get))
         .execute(&mut *tx)
         .await?;
-        index_title(tx, ticket.id, &ticket.title).await?;
+        index_title(tx, &ticket).await?;
         Ok(ticket)
     }
 
@@ -262,9 +326,14 @@ impl Store {
             title: ticket.title.clone(),
             price: ticket.price.get(),
             user_id: ticket.user_id,
+            details: ticket.details.to_event(),
         });
         outbox::add(&mut tx, &event).await?;
-        self.commit(tx).await
+        self.commit(tx).await?;
+        if ticket.details.starts_at.is_some() {
+            self.starts.notify_one();
+        }
+        Ok(())
     }
 
     /// One ticket, reserved or not.
@@ -278,7 +347,8 @@ impl Store {
     /// cursor in its order, and whether more follow.
     pub async fn list_on_sale(&self, search: &Search) -> Result<(Vec<Ticket>, bool), DbError> {
         let mut sql = format!(
-            "SELECT {COLUMNS} FROM tickets WHERE order_id IS NULL AND withdrawn_at IS NULL"
+            "SELECT {COLUMNS} FROM tickets WHERE order_id IS NULL AND withdrawn_at IS NULL \
+             AND ended_at IS NULL"
         );
         let mut binds: Vec<Bind> = Vec::new();
         let next = |bind: Bind, binds: &mut Vec<Bind>| {
@@ -297,16 +367,36 @@ impl Store {
         if let Some(max) = search.max_price {
             sql.push_str(&format!(" AND price <= {}", next(Bind::Int(max.get()), &mut binds)));
         }
+        if let Some(from) = search.from {
+            sql.push_str(&format!(
+                " AND starts_at >= {}",
+                next(Bind::Int(from.millis()), &mut binds)
+            ));
+        }
+        if let Some(to) = search.to {
+            sql.push_str(&format!(
+                " AND starts_at <= {}",
+                next(Bind::Int(to.millis()), &mut binds)
+            ));
+        }
+        // Both databases sort NULL differently: undated listings take a
+        // key after every date instead.
+        let soonest = format!("COALESCE(starts_at, {UNDATED})");
         let (after, order) = match search.sort {
-            Sort::Oldest => ("id > {id}", "id"),
-            Sort::Newest => ("id < {id}", "id DESC"),
-            Sort::PriceAsc => ("(price, id) > ({price}, {id})", "price, id"),
-            Sort::PriceDesc => ("(price, id) < ({price}, {id})", "price DESC, id DESC"),
+            Sort::Oldest => ("id > {id}".to_owned(), "id".to_owned()),
+            Sort::Newest => ("id < {id}".to_owned(), "id DESC".to_owned()),
+            Sort::PriceAsc => ("(price, id) > ({key}, {id})".to_owned(), "price, id".to_owned()),
+            Sort::PriceDesc => {
+                ("(price, id) < ({key}, {id})".to_owned(), "price DESC, id DESC".to_owned())
+            }
+            Sort::Soonest => {
+                (format!("({soonest}, id) > ({{key}}, {{id}})"), format!("{soonest}, id"))
+            }
         };
-        if let Some(Cursor { price, id }) = search.after {
-            let mut condition = after.to_owned();
-            if search.sort.by_price() {
-                condition = condition.replace("{price}", &next(Bind::Int(price.get()), &mut binds));
+        if let Some(Cursor { key, id }) = search.after {
+            let mut condition = after;
+            if search.sort.keyed() {
+                condition = condition.replace("{key}", &next(Bind::Int(key), &mut binds));
             }
             condition = condition.replace("{id}", &next(Bind::Text(id.to_string()), &mut binds));
             sql.push_str(&format!(" AND {condition}"));
@@ -350,7 +440,7 @@ impl Store {
     pub async fn index_titles(&self) -> Result<(), DbError> {
         loop {
             let rows = query(
-                "SELECT id, title, sold_at, withdrawn_at FROM tickets WHERE searchable = 0 \
+                "SELECT id, title, venue, sold_at, withdrawn_at FROM tickets WHERE searchable = 0 \
                  LIMIT 500",
             )
             .fetch_all(self.db.reader())
@@ -364,7 +454,8 @@ impl Store {
                 let off_sale = row.try_get::<Option<i64>, _>("sold_at")?.is_some()
                     || row.try_get::<Option<i64>, _>("withdrawn_at")?.is_some();
                 if !off_sale {
-                    index_title(&mut tx, id, &row.try_get::<String, _>("title")?).await?;
+                    let title: String = row.try_get("title")?;
+                    index_words(&mut tx, id, &title, row.try_get("venue")?).await?;
                 }
                 query("UPDATE tickets SET searchable = 1 WHERE id = $1")
                     .bind(id.to_string())
@@ -377,12 +468,16 @@ impl Store {
     }
 
     /// Edits a ticket the user owns and nobody holds, and announces it.
+    /// Details the edit leaves out stay as they are; the price must keep
+    /// within the face-value cap (`markup_percent`) of the details after
+    /// the edit.
     pub async fn edit(
         &self,
         id: Uuid,
         user_id: Uuid,
-        title: &Title,
-        price: Cents,
+        (title, price): (&Title, Cents),
+        change: &DetailsChange,
+        markup_percent: u32,
     ) -> Result<Ticket, EditError> {
         let mut tx = self.db.begin().await?;
         let current =
@@ -392,11 +487,70 @@ impl Store {
             TicketStatus::Available => {}
             TicketStatus::Reserved | TicketStatus::Sold => return Err(EditError::Reserved),
             TicketStatus::Withdrawn => return Err(EditError::Withdrawn),
+            TicketStatus::Ended => return Err(EditError::Ended),
         }
-        let changed = Ticket { title: title.as_str().to_owned(), price, ..current.next_version() };
-        index_title(&mut tx, id, &changed.title).await?;
+        let details = change.apply(&current.details);
+        if let Some(message) = over_cap(price, &details, markup_percent) {
+            return Err(EditError::OverCap(message));
+        }
+        let changed =
+            Ticket { title: title.as_str().to_owned(), price, details, ..current.next_version() };
+        index_title(&mut tx, &changed).await?;
         self.save(tx, &changed).await?;
+        if changed.details.starts_at.is_some() {
+            self.starts.notify_one();
+        }
         Ok(changed)
+    }
+
+    /// When the next event of a ticket that may still sell starts (the
+    /// first row of the `tickets_to_end` index).
+    pub async fn next_start(&self) -> Result<Option<Timestamp>, DbError> {
+        let next: Option<i64> = query_scalar(
+            "SELECT MIN(starts_at) FROM tickets WHERE starts_at IS NOT NULL \
+             AND ended_at IS NULL AND sold_at IS NULL AND withdrawn_at IS NULL",
+        )
+        .fetch_one(self.db.reader())
+        .await?;
+        Ok(next.map(Timestamp::from_millis))
+    }
+
+    /// Ends the sale of up to `batch` tickets whose event started by
+    /// `now` (neither sold nor withdrawn), each under its row lock, and
+    /// announces each (`ticket.updated` with `ended`). A reserved ticket
+    /// ends too: its order can no longer be paid, and if it was paid just
+    /// before, the sale still stands ([`Store::sell`]). Returns how many
+    /// ended.
+    pub async fn end_started(&self, now: Timestamp, batch: i64) -> Result<usize, DbError> {
+        let due: Vec<String> = query_scalar(
+            "SELECT id FROM tickets WHERE starts_at IS NOT NULL AND starts_at <= $1 \
+             AND ended_at IS NULL AND sold_at IS NULL AND withdrawn_at IS NULL \
+             ORDER BY starts_at LIMIT $2",
+        )
+        .bind(now.millis())
+        .bind(batch)
+        .fetch_all(self.db.reader())
+        .await?;
+        let mut ended = 0;
+        for id in due {
+            let id = parse_uuid(&id)?;
+            let mut tx = self.db.begin().await?;
+            let Some(current) = locked(&mut tx, id).await? else { continue };
+            let started = current.details.starts_at.is_some_and(|s| s.at() <= now);
+            if !started
+                || !matches!(current.status, TicketStatus::Available | TicketStatus::Reserved)
+            {
+                continue;
+            }
+            // Unsold: its pass goes to nobody, and a resold one back to
+            // its holder, as on a withdrawal.
+            passes::left_sale(&mut tx, id).await?;
+            self.save(tx, &Ticket { status: TicketStatus::Ended, ..current.next_version() })
+                .await?;
+            tracing::info!(ticket.id = %id, "the event started: the ticket is off sale");
+            ended += 1;
+        }
+        Ok(ended)
     }
 
     /// Takes a ticket the user owns and nobody holds off sale, and
@@ -417,6 +571,7 @@ impl Store {
             TicketStatus::Reserved => return Err(WithdrawError::Reserved),
             TicketStatus::Sold => return Err(WithdrawError::Sold),
             TicketStatus::Withdrawn => return Ok(Withdrawal::Already),
+            TicketStatus::Ended => return Err(WithdrawError::Ended),
         }
         passes::left_sale(&mut tx, id).await?;
         self.save(tx, &Ticket { status: TicketStatus::Withdrawn, ..current.next_version() })
@@ -441,7 +596,7 @@ impl Store {
         match current.status {
             TicketStatus::Sold if holds => return Ok(Sale::Already),
             TicketStatus::Reserved if holds => {}
-            TicketStatus::Withdrawn => {
+            TicketStatus::Withdrawn | TicketStatus::Ended => {
                 tracing::warn!(
                     ticket.id = %ticket_id, order.id = %order_id,
                     "an order for a withdrawn ticket was paid; the sale stands"
@@ -500,6 +655,11 @@ impl Store {
             tx.commit().await?;
             return Ok(Reservation::Withdrawn);
         }
+        if current.status == TicketStatus::Ended {
+            // Likewise for an order made just before the start.
+            tx.commit().await?;
+            return Ok(Reservation::Ended);
+        }
         if current.order_id.is_some() {
             query(
                 "INSERT INTO waiting_orders (order_id, ticket_id, since, expires_at) \
@@ -549,8 +709,16 @@ impl Store {
         .execute(&mut tx)
         .await?;
         stop_waiting(&mut tx, order_id).await?;
-        let Some(current) =
-            current.filter(|t| t.order_id == Some(order_id) && t.status == TicketStatus::Reserved)
+        let holds = |t: &Ticket| t.order_id == Some(order_id);
+        if let Some(ended) =
+            current.as_ref().filter(|t| holds(t) && t.status == TicketStatus::Ended)
+        {
+            // Its event started while the order held it: it lets go, and
+            // the ticket stays off sale.
+            let released = Ticket { order_id: None, reserved_until: None, ..ended.next_version() };
+            return self.save(tx, &released).await;
+        }
+        let Some(current) = current.filter(|t| holds(t) && t.status == TicketStatus::Reserved)
         else {
             tx.commit().await?;
             return Ok(());
@@ -594,19 +762,29 @@ impl Store {
         passes::readable(self.db.reader(), ticket_id, user).await
     }
 
-    /// The tickets `user` bought and holds (My tickets), newest first.
-    // issue 24 merge: order upcoming first, then past, then undated, by the
-    // events branch's `starts_at` (`ORDER BY` below).
-    pub async fn held(&self, user: Uuid) -> Result<Vec<Held>, DbError> {
+    /// The tickets `user` bought and holds (My tickets): upcoming events
+    /// first (the soonest first), then past ones (the latest first), then
+    /// undated ones (the newest first).
+    pub async fn held(&self, user: Uuid, now: Timestamp) -> Result<Vec<Held>, DbError> {
         let columns = COLUMNS.split(", ").map(|c| format!("tickets.{c}")).collect::<Vec<_>>();
+        // Both databases sort NULL differently: the group comes first, and
+        // within it a key that is ascending for each group.
         let sql = format!(
             "SELECT {}, {} FROM passes JOIN tickets ON tickets.id = passes.ticket_id \
              WHERE passes.holder_id = $1 AND passes.state IN ('held', 'relisted') \
-             ORDER BY tickets.id DESC LIMIT 1000",
+             ORDER BY CASE WHEN tickets.starts_at IS NULL THEN 2 \
+             WHEN tickets.starts_at >= $2 THEN 0 ELSE 1 END, \
+             CASE WHEN tickets.starts_at IS NULL THEN 0 \
+             WHEN tickets.starts_at >= $2 THEN tickets.starts_at ELSE -tickets.starts_at END, \
+             tickets.id DESC LIMIT 1000",
             columns.join(", "),
             passes::PASS_COLUMNS
         );
-        let rows = query(sql).bind(user.to_string()).fetch_all(self.db.reader()).await?;
+        let rows = query(sql)
+            .bind(user.to_string())
+            .bind(now.millis())
+            .fetch_all(self.db.reader())
+            .await?;
         rows.iter()
             .map(|row| {
                 let ticket = ticket(row)?;
@@ -625,12 +803,16 @@ impl Store {
     /// ("Sell again"): a new listing of the same ticket at `price`, whose
     /// pass is the same sealed content; the bought pass is `relisted`
     /// until the new listing sells (then nobody's) or leaves sale unsold
-    /// (then the holder's again).
+    /// (then the holder's again). The event, seat and face value carry
+    /// over; `price` must keep within the cap (`markup_percent`) of the
+    /// original face value, and the event must not have started by `now`.
     pub async fn resell(
         &self,
         ticket_id: Uuid,
         user: Uuid,
         price: Cents,
+        now: Timestamp,
+        markup_percent: u32,
     ) -> Result<Ticket, ResaleError> {
         let mut tx = self.db.begin().await?;
         let bought = locked(&mut tx, ticket_id).await?.ok_or(ResaleError::NotHeld)?;
@@ -643,11 +825,14 @@ impl Store {
             PassState::Relisted => return Err(ResaleError::AlreadyRelisted),
             PassState::Listed | PassState::Gone => return Err(ResaleError::NotHeld),
         }
-        // issue 24 merge: carry the event fields (venue, startsAt, seat,
-        // faceValue) of `bought` over, and apply the face-value cap of the
-        // original face value to `price`, once the events branch has them.
+        if bought.details.starts_at.is_some_and(|s| s.at() <= now) {
+            return Err(ResaleError::Started);
+        }
+        if let Some(message) = over_cap(price, &bought.details, markup_percent) {
+            return Err(ResaleError::OverCap(message));
+        }
         let title = Title::parse(Some(&bought.title)).map_err(DbError::decode)?;
-        let ticket = self.insert_ticket(&mut tx, &title, price, user).await?;
+        let ticket = self.insert_ticket(&mut tx, &title, price, &bought.details, user).await?;
         passes::relist(&mut tx, &pass, ticket.id).await?;
         self.announce_created(tx, &ticket).await?;
         Ok(ticket)
@@ -660,7 +845,8 @@ impl Store {
             &mut tx,
             "tickets",
             "title = $3, price = $4, order_id = $5, reserved_until = $6, sold_at = $7, \
-             withdrawn_at = $8",
+             withdrawn_at = $8, ended_at = $9, venue = $10, starts_at = $11, \
+             starts_at_offset = $12, section = $13, seat_row = $14, seat = $15, face_value = $16",
             changed.id,
             changed.version,
             |query| {
@@ -672,10 +858,21 @@ impl Store {
                     .bind(changed.reserved_until.map(Timestamp::millis))
                     .bind(since(TicketStatus::Sold))
                     .bind(since(TicketStatus::Withdrawn))
+                    .bind(since(TicketStatus::Ended))
+                    .bind(changed.details.venue.clone())
+                    .bind(changed.details.starts_at.map(|s| s.at().millis()))
+                    .bind(changed.details.starts_at.map(LocalTime::offset_minutes))
+                    .bind(changed.details.section.clone())
+                    .bind(changed.details.row.clone())
+                    .bind(changed.details.seat.clone())
+                    .bind(changed.details.face_value.map(Cents::get))
             },
         )
         .await?;
-        if matches!(changed.status, TicketStatus::Withdrawn | TicketStatus::Sold) {
+        if matches!(
+            changed.status,
+            TicketStatus::Withdrawn | TicketStatus::Sold | TicketStatus::Ended
+        ) {
             unindex_title(&mut tx, changed.id).await?;
         }
         outbox::add(&mut tx, &updated_event(changed)).await?;
@@ -697,10 +894,22 @@ enum Bind {
     Int(i64),
 }
 
-/// Replaces the search rows of a ticket's title.
-async fn index_title(tx: &mut Tx, id: Uuid, title: &str) -> Result<(), DbError> {
+/// Replaces the search rows of a ticket's title and venue.
+async fn index_title(tx: &mut Tx, ticket: &Ticket) -> Result<(), DbError> {
+    index_words(tx, ticket.id, &ticket.title, ticket.details.venue.clone()).await
+}
+
+/// Replaces the search rows of a ticket: the word prefixes of its title
+/// and its venue, in one table (a search word may match either).
+async fn index_words(
+    tx: &mut Tx,
+    id: Uuid,
+    title: &str,
+    venue: Option<String>,
+) -> Result<(), DbError> {
     unindex_title(tx, id).await?;
-    let prefixes = title_prefixes(title);
+    let mut prefixes = title_prefixes(title);
+    prefixes.extend(title_prefixes(venue.as_deref().unwrap_or_default()));
     if prefixes.is_empty() {
         return Ok(());
     }
@@ -717,8 +926,8 @@ async fn index_title(tx: &mut Tx, id: Uuid, title: &str) -> Result<(), DbError> 
     Ok(())
 }
 
-/// Removes the search rows of a ticket that left sale for good (withdrawn
-/// or sold: neither ever shows in the listing again).
+/// Removes the search rows of a ticket that left sale for good (withdrawn,
+/// sold or ended: none ever shows in the listing again).
 async fn unindex_title(tx: &mut Tx, id: Uuid) -> Result<(), DbError> {
     query("DELETE FROM title_prefixes WHERE ticket_id = $1")
         .bind(id.to_string())

@@ -47,7 +47,7 @@ async fn deliver(store: &Store, ticket: Uuid, event: &Event) -> Handled {
                 status: OrderStatus::Created,
                 user_id: Uuid::now_v7(),
                 expires_at: Timestamp::now(),
-                ticket: OrderTicket { id: ticket, price: 100 },
+                ticket: OrderTicket { id: ticket, price: 100, starts_at: None },
             };
             tickets::listeners::order_created(store.clone(), Envelope::new(event)).await
         }
@@ -64,8 +64,9 @@ async fn check(orders: usize, live: bool, schedule: Vec<usize>) -> Result<(), Te
     let db = context.context.databases.open(tickets::NAME, &tickets::MIGRATIONS).await.expect("db");
     let store = Store::new(db);
     let title = Title::parse(Some("t")).expect("title");
+    let details = tickets::details::Details::default();
     let ticket = store
-        .create(&title, Cents::new(100), Uuid::now_v7(), &Default::default())
+        .create(&title, Cents::new(100), &details, Uuid::now_v7(), &Default::default())
         .await
         .expect("ticket");
 

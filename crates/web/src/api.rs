@@ -64,16 +64,70 @@ pub struct Ticket {
     /// When the holding order's reservation ends, while reserved.
     #[serde(default)]
     pub reserved_until: Option<String>,
+    /// Its event and seat (issue 24).
+    #[serde(flatten)]
+    pub event: EventDetails,
 }
 
-/// A ticket to sell, as the sell form sent it (the API checks it).
-#[derive(Debug, Clone, Default)]
-pub struct NewTicket {
+/// What a listing says about its event, as the API renders it (each
+/// absent when the seller gave none).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventDetails {
+    #[serde(default)]
+    pub venue: Option<String>,
+    /// RFC 3339 with the seller's offset.
+    #[serde(default)]
+    pub starts_at: Option<String>,
+    #[serde(default)]
+    pub section: Option<String>,
+    #[serde(default)]
+    pub row: Option<String>,
+    #[serde(default)]
+    pub seat: Option<String>,
+    #[serde(default, deserialize_with = "optional_price")]
+    pub face_value: Option<Cents>,
+}
+
+/// A ticket as a seller submits it: every field as typed (the API checks
+/// them). Empty event fields are left out of a new ticket and removed from
+/// an edited one. The barcode and file go with a new ticket only (sent as
+/// `multipart/form-data`); an edit (JSON) leaves them out.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TicketInput {
     pub title: String,
     pub price: String,
+    pub venue: String,
+    /// RFC 3339, or as typed.
+    pub starts_at: String,
+    pub section: String,
+    pub row: String,
+    pub seat: String,
+    pub face_value: String,
     /// The barcode's content (empty: none).
     pub barcode: String,
     pub file: Option<Upload>,
+}
+
+impl TicketInput {
+    /// The JSON body of `POST` (`editing`: `PUT`) `/api/tickets`.
+    pub fn body(&self, editing: bool) -> Value {
+        let mut body = json!({"title": self.title, "price": price_value(&self.price)});
+        let fields = [
+            ("venue", Value::String(self.venue.trim().to_owned())),
+            ("startsAt", Value::String(self.starts_at.trim().to_owned())),
+            ("section", Value::String(self.section.trim().to_owned())),
+            ("row", Value::String(self.row.trim().to_owned())),
+            ("seat", Value::String(self.seat.trim().to_owned())),
+            ("faceValue", price_value(&self.face_value)),
+        ];
+        for (name, value) in fields {
+            if editing || value != Value::String(String::new()) {
+                body[name] = value;
+            }
+        }
+        body
+    }
 }
 
 /// A file the visitor attached. Its `Debug` shows its size alone.
@@ -159,6 +213,8 @@ pub enum TicketStatus {
     Reserved,
     Sold,
     Withdrawn,
+    /// Its event started before it sold.
+    Ended,
 }
 
 /// What the listing asks for: the visitor's search words, order and price
@@ -174,6 +230,12 @@ pub struct Listing {
     pub min_price: String,
     #[serde(default)]
     pub max_price: String,
+    /// Events from this date (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub from: String,
+    /// Events up to this date, inclusive.
+    #[serde(default)]
+    pub to: String,
     #[serde(default)]
     pub cursor: String,
 }
@@ -187,6 +249,8 @@ impl Listing {
             ("sort", self.sort.as_str()),
             ("minPrice", self.min_price.as_str()),
             ("maxPrice", self.max_price.as_str()),
+            ("from", self.from.as_str()),
+            ("to", self.to.as_str()),
             ("cursor", self.cursor.as_str()),
         ]
         .into_iter()
@@ -212,6 +276,9 @@ pub struct OrderTicket {
     pub title: String,
     #[serde(deserialize_with = "price")]
     pub price: Cents,
+    /// Its event and seat (issue 24).
+    #[serde(flatten)]
+    pub event: EventDetails,
 }
 
 /// An order, as the API renders it.
@@ -229,6 +296,14 @@ pub struct Order {
 fn price<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Cents, D::Error> {
     let value = Value::deserialize(deserializer)?;
     Cents::parse_price(Some(&value)).map_err(serde::de::Error::custom)
+}
+
+/// An optional price, as [`price`] reads one.
+fn optional_price<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Cents>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => Cents::parse_price(Some(&value)).map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 /// One message of an API error, possibly about a field.
@@ -332,7 +407,7 @@ pub trait Api: Send + Sync + Debug + 'static {
     fn create_ticket<'a>(
         &'a self,
         session: &'a str,
-        ticket: &'a NewTicket,
+        ticket: &'a TicketInput,
     ) -> BoxFuture<'a, ApiResult<Ticket>>;
     /// The tickets the visitor bought and holds (My tickets).
     fn held_tickets<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<Vec<HeldTicket>>>;
@@ -352,8 +427,7 @@ pub trait Api: Send + Sync + Debug + 'static {
         &'a self,
         session: &'a str,
         id: &'a str,
-        title: &'a str,
-        price: &'a str,
+        ticket: &'a TicketInput,
     ) -> BoxFuture<'a, ApiResult<Ticket>>;
     fn create_order<'a>(
         &'a self,
@@ -576,12 +650,14 @@ impl Api for HttpApi {
     fn create_ticket<'a>(
         &'a self,
         session: &'a str,
-        ticket: &'a NewTicket,
+        ticket: &'a TicketInput,
     ) -> BoxFuture<'a, ApiResult<Ticket>> {
-        let price = price_value(&ticket.price);
-        let mut form = reqwest::multipart::Form::new()
-            .text("title", ticket.title.clone())
-            .text("price", price.as_str().unwrap_or_default().to_owned());
+        let mut form = reqwest::multipart::Form::new();
+        if let Value::Object(fields) = ticket.body(false) {
+            for (name, value) in fields {
+                form = form.text(name, value.as_str().unwrap_or_default().to_owned());
+            }
+        }
         if !ticket.barcode.trim().is_empty() {
             form = form.text("barcode", ticket.barcode.clone());
         }
@@ -639,12 +715,11 @@ impl Api for HttpApi {
         &'a self,
         session: &'a str,
         id: &'a str,
-        title: &'a str,
-        price: &'a str,
+        ticket: &'a TicketInput,
     ) -> BoxFuture<'a, ApiResult<Ticket>> {
         let request = self
             .request_for(reqwest::Method::PUT, "/api/tickets", id, Some(session))
-            .map(|r| r.json(&json!({"title": title, "price": price_value(price)})));
+            .map(|r| r.json(&ticket.body(true)));
         call(request, json)
     }
 
@@ -710,7 +785,9 @@ mod tests {
                 404,
                 "{id}"
             );
-            let edit = api.update_ticket("s", id, "t", "1").await;
+            let input =
+                TicketInput { title: "t".into(), price: "1".into(), ..TicketInput::default() };
+            let edit = api.update_ticket("s", id, &input).await;
             assert_eq!(edit.expect_err("refused").status, 404, "{id}");
         }
         let id = uuid::Uuid::now_v7().to_string();

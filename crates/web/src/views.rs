@@ -2,9 +2,9 @@
 //! statuses in words, the time left to pay.
 
 use common::money::Cents;
-use common::time::Timestamp;
+use common::time::{LocalTime, Timestamp};
 
-use crate::api::{Order, OrderStatus, Ticket, TicketStatus};
+use crate::api::{EventDetails, Order, OrderStatus, Ticket, TicketStatus};
 
 /// An amount in currency units with two decimals, always (`19.99`, `20.00`),
 /// where [`Cents`]' own `Display` drops them from whole amounts (`20`).
@@ -42,12 +42,52 @@ pub fn seconds_left(expires_at: &str, now: Timestamp) -> i64 {
     Timestamp::parse(expires_at).map_or(0, |t| (t.millis() - now.millis()).div_euclid(1000))
 }
 
+/// A ticket's event as people read it; each part empty when the listing
+/// gives none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventView {
+    pub venue: String,
+    /// `Sat 14 Mar 2026, 20:00 +01:00`: the seller's time and offset.
+    pub when: String,
+    /// The start as the API gives it, for `<time datetime>`.
+    pub starts_at: String,
+    /// `Section Balcony · Row C · Seat 12`.
+    pub seat: String,
+    /// The face value as money.
+    pub face_value: String,
+}
+
+impl EventView {
+    pub fn new(event: &EventDetails, currency: &str) -> Self {
+        let starts_at = event.starts_at.clone().unwrap_or_default();
+        let when = LocalTime::parse(&starts_at).map_or_else(|| starts_at.clone(), LocalTime::human);
+        let seat = [("Section", &event.section), ("Row", &event.row), ("Seat", &event.seat)]
+            .into_iter()
+            .filter_map(|(name, value)| value.as_ref().map(|value| format!("{name} {value}")))
+            .collect::<Vec<_>>()
+            .join(" · ");
+        Self {
+            venue: event.venue.clone().unwrap_or_default(),
+            when,
+            starts_at,
+            seat,
+            face_value: event.face_value.map(|f| money(f, currency)).unwrap_or_default(),
+        }
+    }
+
+    /// Whether there is anything to show.
+    pub fn is_empty(&self) -> bool {
+        self.venue.is_empty() && self.when.is_empty() && self.seat.is_empty()
+    }
+}
+
 /// A ticket on the listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TicketCard {
     pub id: String,
     pub title: String,
     pub price: String,
+    pub event: EventView,
 }
 
 impl TicketCard {
@@ -56,6 +96,7 @@ impl TicketCard {
             id: ticket.id.clone(),
             title: ticket.title.clone(),
             price: money(ticket.price, currency),
+            event: EventView::new(&ticket.event, currency),
         }
     }
 }
@@ -71,6 +112,7 @@ pub fn status_words(ticket: &Ticket) -> (&'static str, String) {
         }
         TicketStatus::Sold => ("sold", "Sold".to_owned()),
         TicketStatus::Withdrawn => ("withdrawn", "Withdrawn".to_owned()),
+        TicketStatus::Ended => ("ended", "Event started".to_owned()),
     }
 }
 
@@ -82,6 +124,7 @@ pub struct ListingView {
     pub price: String,
     pub status_class: &'static str,
     pub status_label: String,
+    pub event: EventView,
 }
 
 impl ListingView {
@@ -93,6 +136,7 @@ impl ListingView {
             price: money(ticket.price, currency),
             status_class,
             status_label,
+            event: EventView::new(&ticket.event, currency),
         }
     }
 }
@@ -109,6 +153,7 @@ pub struct OrderView {
     pub status_class: &'static str,
     pub status_label: &'static str,
     pub seconds_left: i64,
+    pub event: EventView,
 }
 
 impl OrderView {
@@ -131,6 +176,7 @@ impl OrderView {
             status_class,
             status_label,
             seconds_left,
+            event: EventView::new(&order.ticket.event, currency),
         }
     }
 
@@ -156,6 +202,23 @@ mod tests {
     }
 
     #[test]
+    fn an_event_reads_in_the_sellers_time_zone() {
+        let event = EventDetails {
+            venue: Some("Vicar Street".into()),
+            starts_at: Some("2026-03-14T20:00:00+01:00".into()),
+            section: Some("Balcony".into()),
+            row: None,
+            seat: Some("12".into()),
+            face_value: Some(Cents::new(5000)),
+        };
+        let view = EventView::new(&event, "eur");
+        assert_eq!(view.when, "Sat 14 Mar 2026, 20:00 +01:00");
+        assert_eq!(view.seat, "Section Balcony · Seat 12");
+        assert_eq!(view.face_value, "€50.00");
+        assert!(EventView::new(&EventDetails::default(), "eur").is_empty());
+    }
+
+    #[test]
     fn the_time_left_is_minutes_and_seconds() {
         assert_eq!(clock(272), "4:32");
         assert_eq!(clock(59), "0:59");
@@ -172,7 +235,12 @@ mod tests {
             id: "o".into(),
             status,
             expires_at: expires.into(),
-            ticket: OrderTicket { id: "t".into(), title: "T".into(), price: Cents::new(150) },
+            ticket: OrderTicket {
+                id: "t".into(),
+                title: "T".into(),
+                price: Cents::new(150),
+                event: EventDetails::default(),
+            },
         };
         let later = "2026-11-21T10:15:00.000Z";
         let earlier = "2026-11-21T09:45:00.000Z";

@@ -39,12 +39,32 @@
   // rendered, and a reload shows the same.
   var liveList = document.querySelector("[data-live-list], [data-live-empty]");
   var liveTicket = document.querySelector("[data-live-ticket]");
-  var OFF_SALE = { reserved: "Reserved", withdrawn: "Withdrawn" };
+  var OFF_SALE = { reserved: "Reserved", withdrawn: "Withdrawn", ended: "Event started" };
+
+  // The sell form's UTC offset, when left empty: the browser's.
+  var offsetField = document.querySelector("[data-utc-offset]");
+  if (offsetField && !offsetField.value) {
+    var minutes = -new Date().getTimezoneOffset();
+    var sign = minutes < 0 ? "-" : "+";
+    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
+    offsetField.value = sign + pad(Math.floor(Math.abs(minutes) / 60)) + ":" + pad(Math.abs(minutes) % 60);
+  }
 
   function money(price, currency) {
     var value = Number(price).toFixed(2);
     var symbol = { usd: "$", eur: "€", gbp: "£" }[currency];
     return symbol ? symbol + value : value + " " + String(currency).toUpperCase();
+  }
+
+  // An event's start as the pages show it, in the seller's own time and
+  // offset: "Sat 14 Mar 2026, 20:00 +01:00" (the wall time is in the text).
+  function eventWhen(startsAt) {
+    var m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::\d{2})?([+-]\d{2}:\d{2})$/.exec(startsAt || "");
+    if (!m) { return startsAt || ""; }
+    var days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    var months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    var day = new Date(Date.UTC(+m[1], +m[2] - 1, +m[3])).getUTCDay();
+    return days[day] + " " + (+m[3]) + " " + months[+m[2] - 1] + " " + m[1] + ", " + m[4] + ":" + m[5] + " " + m[6];
   }
 
   function element(tag, className, text) {
@@ -63,6 +83,21 @@
     link.href = href;
     title.appendChild(link);
     card.appendChild(title);
+    var when = eventWhen(ticket.startsAt);
+    var seat = [["Section", ticket.section], ["Row", ticket.row], ["Seat", ticket.seat]]
+      .filter(function (part) { return part[1]; })
+      .map(function (part) { return part[0] + " " + part[1]; }).join(" · ");
+    if (when || ticket.venue || seat) {
+      var event = element("p", "event");
+      if (when) {
+        var time = element("time", "event-when", when);
+        time.setAttribute("datetime", ticket.startsAt);
+        event.appendChild(time);
+      }
+      if (ticket.venue) { event.appendChild(element("span", "event-venue", ticket.venue)); }
+      if (seat) { event.appendChild(element("span", "event-seat", seat)); }
+      card.appendChild(event);
+    }
     card.appendChild(element("p", "price", money(ticket.price, currency)));
     var view = element("a", "button secondary", "View");
     view.href = href;
@@ -133,7 +168,9 @@
     } else {
       note.textContent = ticket.status === "withdrawn"
         ? "The seller has just withdrawn this ticket."
-        : "This ticket has just been reserved by an order.";
+        : ticket.status === "ended"
+          ? "The event has started: this ticket is no longer for sale."
+          : "This ticket has just been reserved by an order.";
     }
   }
 

@@ -13,9 +13,9 @@ use common::session::COOKIE_NAME;
 use common::time::Timestamp;
 use reqwest::StatusCode;
 use web::api::{
-    Api, ApiResult, Authentication, Download, Failure, HeldTicket, Listing, NewTicket, Order,
-    OrderStatus, OrderTicket, Pass, PassFile, PassSummary, Payment, Problem, Ticket, TicketPage,
-    TicketStatus, User,
+    Api, ApiResult, Authentication, Download, EventDetails, Failure, HeldTicket, Listing, Order,
+    OrderStatus, OrderTicket, Pass, PassFile, PassSummary, Payment, Problem, Ticket, TicketInput,
+    TicketPage, TicketStatus, User,
 };
 use web::pages::WebState;
 
@@ -41,11 +41,13 @@ struct Fake {
     /// The sessions sign-outs were asked for.
     signed_out: Vec<Option<String>>,
     /// The tickets put up for sale, as the sell form sent them.
-    sold: Vec<NewTicket>,
+    sold: Vec<TicketInput>,
     /// The buyer's tickets (My tickets) and their barcodes.
     held: Vec<(HeldTicket, Option<String>)>,
     /// The "Sell again"s asked for: ticket and price.
     resales: Vec<(String, String)>,
+    /// The bodies of ticket creations and edits, as sent to the API.
+    submitted: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -246,23 +248,25 @@ impl Api for FakeApi {
     fn create_ticket<'a>(
         &'a self,
         session: &'a str,
-        new: &'a NewTicket,
+        input: &'a TicketInput,
     ) -> BoxFuture<'a, ApiResult<Ticket>> {
         Box::pin(async move {
             let owner = user(session).ok_or_else(unauthorized)?;
+            self.fake().submitted.push(input.body(false));
             if let Some(refusal) = self.refusal() {
                 return Err(refusal);
             }
-            self.fake().sold.push(new.clone());
+            self.fake().sold.push(input.clone());
             let ticket = Ticket {
                 id: "new-ticket".into(),
-                title: new.title.clone(),
+                title: input.title.clone(),
                 price: Cents::new(1000),
                 user_id: owner.id,
                 version: 0,
                 order_id: None,
                 status: TicketStatus::Available,
                 reserved_until: None,
+                event: EventDetails::default(),
             };
             self.fake().tickets.push(ticket.clone());
             Ok(ticket)
@@ -273,11 +277,13 @@ impl Api for FakeApi {
         &'a self,
         session: &'a str,
         id: &'a str,
-        _: &'a str,
-        _: &'a str,
+        input: &'a TicketInput,
     ) -> BoxFuture<'a, ApiResult<Ticket>> {
         match user(session) {
-            Some(_) => self.ticket(id),
+            Some(_) => {
+                self.fake().submitted.push(input.body(true));
+                self.ticket(id)
+            }
             None => Box::pin(async { Err(unauthorized()) }),
         }
     }
@@ -295,7 +301,12 @@ impl Api for FakeApi {
                 id: "new-order".into(),
                 status: OrderStatus::Created,
                 expires_at: Timestamp::now().plus(std::time::Duration::from_secs(900)).to_string(),
-                ticket: OrderTicket { id: ticket.id, title: ticket.title, price: ticket.price },
+                ticket: OrderTicket {
+                    id: ticket.id,
+                    title: ticket.title,
+                    price: ticket.price,
+                    event: ticket.event,
+                },
             };
             self.fake().orders.insert(order.id.clone(), order.clone());
             Ok(order)
@@ -394,6 +405,7 @@ fn ticket(id: &str, title: &str, cents: i64, owner: &str, order: Option<&str>) -
         order_id: order.map(str::to_owned),
         status: if order.is_some() { TicketStatus::Reserved } else { TicketStatus::Available },
         reserved_until: None,
+        event: EventDetails::default(),
     }
 }
 
@@ -412,6 +424,7 @@ fn order(id: &str, status: OrderStatus, expires_in_seconds: i64) -> Order {
             id: "t1".into(),
             title: "Opera night".into(),
             price: Cents::new(1999),
+            event: EventDetails::default(),
         },
     }
 }
@@ -456,7 +469,9 @@ impl Site {
     ) -> (StatusCode, String, reqwest::header::HeaderMap) {
         let body: String = form
             .iter()
-            .map(|(k, v)| format!("{k}={}", v.replace('@', "%40").replace(' ', "+")))
+            .map(|(k, v)| {
+                format!("{k}={}", v.replace('+', "%2B").replace('@', "%40").replace(' ', "+"))
+            })
             .collect::<Vec<_>>()
             .join("&");
         let mut request = testkit::client()
@@ -776,6 +791,107 @@ async fn a_created_ticket_leads_to_its_page() {
         site.post("/tickets/new", Some(SELLER), &[("title", "Gig"), ("price", "12.50")]).await;
     assert_eq!(status, 303);
     assert_eq!(location(&headers), "/tickets/new-ticket");
+}
+
+/// A ticket for an event at Vicar Street on Saturday 14 March 2026 at
+/// 20:00 in its seller's zone (UTC+1), with a seat and a face value.
+fn ticket_with_event(id: &str, status: TicketStatus) -> Ticket {
+    Ticket {
+        event: EventDetails {
+            venue: Some("Vicar Street".into()),
+            starts_at: Some("2026-03-14T20:00:00+01:00".into()),
+            section: Some("Balcony".into()),
+            row: Some("C".into()),
+            seat: Some("12".into()),
+            face_value: Some(Cents::new(5000)),
+        },
+        ..ticket_in(id, "Concert", 4500, "seller", status)
+    }
+}
+
+#[tokio::test]
+async fn the_sell_form_sends_the_event_and_shows_its_errors() {
+    let api = FakeApi::with(|f| {
+        f.refuse = Some(failure(400, &[("StartsAt must be in the future", Some("startsAt"))]))
+    });
+    let site = Site::start(api, None).await;
+    let (_, html, _) = site.get("/tickets/new", Some(SELLER)).await;
+    for label in ["Venue", "Date and time", "UTC offset", "Section", "Row", "Seat", "Face value"] {
+        assert!(html.contains(&format!(">{label}</label>")), "{label}");
+    }
+    assert!(html.contains("e.g. 2026-03-14 20:00"));
+    let form = [
+        ("title", "Gig"),
+        ("price", "45"),
+        ("venue", "Vicar Street"),
+        ("starts_on", "2026-03-14 20:00"),
+        ("offset", "+01:00"),
+        ("section", ""),
+        ("row", "C"),
+        ("seat", "12"),
+        ("face_value", "50"),
+    ];
+    let (status, html, _) = site.post("/tickets/new", Some(SELLER), &form).await;
+    assert_eq!(status, 400);
+    assert!(html.contains(r#"id="starts_on-error">StartsAt must be in the future</p>"#), "{html}");
+    assert!(html.contains(r#"value="Vicar Street""#), "what was typed stays");
+    assert_eq!(
+        site.api.fake().submitted,
+        [serde_json::json!({
+            "title": "Gig", "price": "45", "venue": "Vicar Street",
+            "startsAt": "2026-03-14T20:00:00+01:00", "row": "C", "seat": "12", "faceValue": "50",
+        })],
+        "empty event fields are left out of a new ticket"
+    );
+}
+
+#[tokio::test]
+async fn every_page_with_a_ticket_shows_its_event_in_the_sellers_time() {
+    let api = FakeApi::with(|f| f.tickets = vec![ticket_with_event("t1", TicketStatus::Available)]);
+    let site = Site::start(api, None).await;
+    let when = "Sat 14 Mar 2026, 20:00 +01:00";
+    let (_, listing, _) = site.get("/", None).await;
+    assert!(listing.contains(when) && listing.contains("Vicar Street"), "{listing}");
+    assert!(listing.contains("$45.00 <span class=\"face-value\">(face value $50.00)</span>"));
+    let (_, page, _) = site.get("/tickets/t1", None).await;
+    assert!(page.contains(when) && page.contains("Section Balcony · Row C · Seat 12"));
+    assert!(page.contains("Face value $50.00"), "{page}");
+    let (_, mine, _) = site.get("/tickets/mine", Some(SELLER)).await;
+    assert!(mine.contains(when));
+    let (_, owner, _) = site.get("/tickets/t1", Some(SELLER)).await;
+    assert!(owner.contains(r#"value="2026-03-14 20:00""#) && owner.contains(r#"value="+01:00""#));
+    site.post("/tickets/t1", Some(SELLER), &[("title", "Concert"), ("price", "45"), ("seat", "")])
+        .await;
+    let edited = site.api.fake().submitted[0].clone();
+    assert_eq!(edited["seat"], "", "an emptied field is removed from an edited ticket");
+    let (status, html, _) = site.post("/tickets/t1/purchase", Some(SESSION), &[]).await;
+    assert_eq!(status, 303, "{html}");
+    let (_, order, _) = site.get("/orders/new-order", Some(SESSION)).await;
+    assert!(order.contains(when) && order.contains("Vicar Street"), "{order}");
+    let (_, orders, _) = site.get("/orders", Some(SESSION)).await;
+    assert!(orders.contains(when));
+}
+
+#[tokio::test]
+async fn a_ticket_whose_event_started_is_off_sale() {
+    let api = FakeApi::with(|f| f.tickets = vec![ticket_with_event("t1", TicketStatus::Ended)]);
+    let site = Site::start(api, None).await;
+    let (_, page, _) = site.get("/tickets/t1", Some(SESSION)).await;
+    assert!(page.contains("The event has started") && !page.contains(">Purchase</button>"));
+    let (_, owner, _) = site.get("/tickets/t1", Some(SELLER)).await;
+    assert!(owner.contains("The event has started") && !owner.contains("Edit your ticket"));
+    let (_, mine, _) = site.get("/tickets/mine", Some(SELLER)).await;
+    assert!(mine.contains("Event started"));
+}
+
+#[tokio::test]
+async fn the_search_form_filters_by_date_and_sorts_by_the_soonest() {
+    let site = Site::start(FakeApi::default(), None).await;
+    let (_, html, _) = site.get("/?sort=soonest&from=2026-03-01&to=2026-03-31", None).await;
+    assert!(html.contains(r#"<option value="soonest" selected>"#), "{html}");
+    assert!(html.contains(r#"name="from" value="2026-03-01""#));
+    let asked = site.api.fake().searches.last().cloned().expect("a search");
+    assert_eq!(asked.params(), [("sort", "soonest"), ("from", "2026-03-01"), ("to", "2026-03-31")]);
 }
 
 #[tokio::test]

@@ -146,6 +146,12 @@ impl JetStreamBus {
         Ok(Self { client, context, options })
     }
 
+    /// The version the connected NATS server reports (benchmark reports
+    /// name it).
+    pub fn server_version(&self) -> String {
+        self.client.server_info().version
+    }
+
     /// Deletes the stream and its consumers (tests clean up with it).
     pub async fn delete_stream(&self) -> anyhow::Result<()> {
         self.context.delete_stream(&self.options.stream).await?;

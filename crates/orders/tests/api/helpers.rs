@@ -56,6 +56,7 @@ impl OrdersApp {
             title: title.to_owned(),
             price: price_cents,
             user_id: Uuid::now_v7(),
+            details: messaging::events::EventDetails::default(),
         };
         self.send(&Envelope::new(ticket.clone())).await;
         ticket
@@ -76,6 +77,8 @@ impl OrdersApp {
             user_id: ticket.user_id,
             order_id: None,
             withdrawn: false,
+            ended: false,
+            details: messaging::events::EventDetails::default(),
         };
         self.send(&Envelope::new(event)).await;
     }
@@ -91,6 +94,8 @@ impl OrdersApp {
             user_id: ticket.user_id,
             order_id: None,
             withdrawn: false,
+            ended: false,
+            details: messaging::events::EventDetails::default(),
         };
         self.send(&Envelope::new(event)).await;
     }
@@ -105,6 +110,8 @@ impl OrdersApp {
             user_id: ticket.user_id,
             order_id: None,
             withdrawn: true,
+            ended: false,
+            details: messaging::events::EventDetails::default(),
         };
         self.send(&Envelope::new(event)).await;
     }

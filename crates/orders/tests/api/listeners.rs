@@ -30,6 +30,8 @@ async fn updates_apply_in_version_order_whatever_the_delivery_order(stack: Stack
         user_id: ticket.user_id,
         order_id: None,
         withdrawn: false,
+        ended: false,
+        details: messaging::events::EventDetails::default(),
     };
     let handled = orders::listeners::ticket_updated(app.store().await, Envelope::new(v2.clone()))
         .await
@@ -57,6 +59,7 @@ async fn an_update_before_the_creation_waits_for_it(stack: Stack) {
         title: "v0".into(),
         price: 100,
         user_id: uuid::Uuid::now_v7(),
+        details: messaging::events::EventDetails::default(),
     };
     let v1 = messaging::events::TicketUpdated {
         id: ticket.id,
@@ -66,6 +69,8 @@ async fn an_update_before_the_creation_waits_for_it(stack: Stack) {
         user_id: ticket.user_id,
         order_id: None,
         withdrawn: false,
+        ended: false,
+        details: messaging::events::EventDetails::default(),
     };
     app.system.publish(&Envelope::new(v1)).await;
     app.send(&Envelope::new(ticket.clone())).await;

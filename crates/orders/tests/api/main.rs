@@ -4,6 +4,7 @@
 
 mod cancel;
 mod create;
+mod events;
 mod helpers;
 mod listeners;
 mod price;

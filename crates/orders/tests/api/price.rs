@@ -76,6 +76,8 @@ async fn orders_placed_before_prices_were_kept_take_the_replicas(backend: Backen
         user_id: Uuid::now_v7(),
         order_id: None,
         withdrawn: false,
+        ended: false,
+        details: messaging::events::EventDetails::default(),
     };
     store.update_ticket(&edit).await.expect("applied");
     let found = store.find(order).await.expect("read").expect("order");

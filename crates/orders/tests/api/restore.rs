@@ -25,6 +25,8 @@ async fn events_about_records_the_restored_database_lacks_wait_aside(stack: Stac
             user_id: Uuid::now_v7(),
             order_id: None,
             withdrawn: false,
+            ended: false,
+            details: messaging::events::EventDetails::default(),
         };
         app.system.publish(&Envelope::new(update)).await;
     }

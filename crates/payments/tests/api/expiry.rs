@@ -97,7 +97,11 @@ async fn an_expiry_before_the_order_reached_the_replica_waits_for_it(stack: Stac
         status: messaging::events::OrderStatus::Created,
         user_id: uuid::Uuid::now_v7(),
         expires_at: common::time::Timestamp::now(),
-        ticket: messaging::events::OrderTicket { id: uuid::Uuid::now_v7(), price: 100 },
+        ticket: messaging::events::OrderTicket {
+            id: uuid::Uuid::now_v7(),
+            price: 100,
+            starts_at: None,
+        },
     })
     .await;
     app.system.drain().await;

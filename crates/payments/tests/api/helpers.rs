@@ -139,16 +139,29 @@ impl PaymentsApp {
     /// An order of `price_cents` by a new buyer, expiring `expires_in`
     /// seconds from now (negative: already expired).
     pub async fn order(&self, price_cents: i64, expires_in: i64) -> TestOrder {
+        self.order_for_event(price_cents, expires_in, None).await
+    }
+
+    /// The same, for a ticket whose event starts `starts_in` seconds from
+    /// now (negative: it has started) when given.
+    pub async fn order_for_event(
+        &self,
+        price_cents: i64,
+        expires_in: i64,
+        starts_in: Option<i64>,
+    ) -> TestOrder {
         let buyer = self.system.user("buyer");
         let id = Uuid::now_v7();
-        let expires_at = Timestamp::from_millis(Timestamp::now().millis() + expires_in * 1000);
+        let in_seconds =
+            |seconds: i64| Timestamp::from_millis(Timestamp::now().millis() + seconds * 1000);
+        let starts_at = starts_in.map(|seconds| in_seconds(seconds).to_string());
         self.send(OrderCreated {
             id,
             version: 0,
             status: OrderStatus::Created,
             user_id: buyer.id,
-            expires_at,
-            ticket: OrderTicket { id: Uuid::now_v7(), price: price_cents },
+            expires_at: in_seconds(expires_in),
+            ticket: OrderTicket { id: Uuid::now_v7(), price: price_cents, starts_at },
         })
         .await;
         TestOrder { id, buyer }

@@ -3,6 +3,7 @@
 //! kept), on SQLite + in-process bus and PostgreSQL + JetStream; and the
 //! refunder against a processor that refuses refunds, on both databases.
 
+mod events;
 mod expiry;
 mod helpers;
 mod pay;

@@ -159,7 +159,11 @@ impl TicketsApp {
             status: OrderStatus::Created,
             user_id: Uuid::now_v7(),
             expires_at,
-            ticket: OrderTicket { id: id_of(ticket), price },
+            ticket: OrderTicket {
+                id: id_of(ticket),
+                price,
+                starts_at: ticket["startsAt"].as_str().map(str::to_owned),
+            },
         });
         self.deliver(&event).await;
     }
@@ -223,7 +227,11 @@ impl TicketsApp {
             status: OrderStatus::Created,
             user_id: buyer.id,
             expires_at,
-            ticket: OrderTicket { id: id_of(ticket), price: 1000 },
+            ticket: OrderTicket {
+                id: id_of(ticket),
+                price: 1000,
+                starts_at: ticket["startsAt"].as_str().map(str::to_owned),
+            },
         });
         self.deliver(&event).await;
         self.order_completed(ticket, order).await;

@@ -5,6 +5,7 @@
 mod create;
 mod edit;
 mod escrow;
+mod events;
 mod helpers;
 mod listeners;
 mod live;

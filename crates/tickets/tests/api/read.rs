@@ -106,7 +106,10 @@ async fn the_routes_are_described_in_openapi(stack: Stack) {
             .map(|p| p["name"].as_str().expect("name").to_owned())
             .collect()
     };
-    assert_eq!(names("/api/tickets"), ["limit", "cursor", "q", "sort", "minPrice", "maxPrice"]);
+    assert_eq!(
+        names("/api/tickets"),
+        ["limit", "cursor", "q", "sort", "minPrice", "maxPrice", "from", "to"]
+    );
     assert_eq!(names("/api/tickets/mine"), ["limit", "cursor"]);
     let statuses = |path: &str, method: &str| -> Vec<String> {
         doc["paths"][path][method]["responses"]
@@ -121,8 +124,12 @@ async fn the_routes_are_described_in_openapi(stack: Stack) {
     assert_eq!(statuses("/api/tickets", "get"), ["200", "400"]);
     assert_eq!(
         doc["components"]["schemas"]["TicketStatus"]["enum"],
-        json!(["available", "reserved", "sold", "withdrawn"])
+        json!(["available", "reserved", "sold", "withdrawn", "ended"])
     );
+    let body = &doc["components"]["schemas"]["TicketBody"]["properties"];
+    for field in ["venue", "startsAt", "section", "row", "seat", "faceValue"] {
+        assert!(body.get(field).is_some(), "{field} is described: {body}");
+    }
     for path in ["/api/tickets", "/api/tickets/mine"] {
         for parameter in doc["paths"][path]["get"]["parameters"].as_array().expect("parameters") {
             assert_eq!(parameter["in"], "query", "{parameter}");

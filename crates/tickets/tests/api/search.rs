@@ -103,7 +103,7 @@ async fn invalid_search_parameters_are_refused_naming_the_field(stack: Stack) {
         (
             "?sort=cheap".to_owned(),
             "sort",
-            "Sort must be one of oldest, newest, price_asc, price_desc",
+            "Sort must be one of oldest, newest, price_asc, price_desc, soonest",
         ),
         ("?minPrice=abc".to_owned(), "minPrice", "MinPrice must be a valid price"),
         ("?minPrice=-1".to_owned(), "minPrice", "MinPrice must be a valid price"),

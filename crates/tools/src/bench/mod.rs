@@ -134,13 +134,13 @@ impl Stack {
 #[expect(clippy::print_stdout, reason = "the report is the command's output")]
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let binary = ticketing_binary(args.binary.as_deref())?;
-    let servers = match args.stack {
-        Stack::Embedded => None,
+    let (servers, versions) = match args.stack {
+        Stack::Embedded => (None, servers::Versions::default()),
         Stack::Scaled => {
             let servers = servers::Servers::from_env()?;
             servers.ensure_local()?;
-            servers.wipe().await.context("wiping what an earlier run left")?;
-            Some(servers)
+            let versions = servers.wipe().await.context("wiping what an earlier run left")?;
+            (Some(servers), versions)
         }
     };
     let machine = procfs::Machine::read();
@@ -150,6 +150,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = report::Report::new(
         &args,
         machine,
+        versions,
         deployment.footprint(footprint_start),
         results,
         deployment.log_summary(),

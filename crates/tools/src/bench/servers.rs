@@ -20,6 +20,15 @@ pub struct Servers {
     pub redis: String,
 }
 
+/// The versions the servers report, for the report: figures of one NATS
+/// or PostgreSQL release do not carry over to another.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Versions {
+    pub postgresql: Option<String>,
+    pub nats: Option<String>,
+    pub redis: Option<String>,
+}
+
 /// What a run leaves on the servers, and the bench removes first.
 const DATABASES: &str = "ticketing\\_%";
 const STREAM: &str = "TICKETING";
@@ -55,13 +64,15 @@ impl Servers {
     }
 
     /// Removes what an earlier run left: the databases `ticketing_*`, the
-    /// stream `TICKETING`, the keys `ticketing:expiration:*`.
-    pub async fn wipe(&self) -> anyhow::Result<()> {
-        drop_databases(&self.database, DATABASES).await?;
+    /// stream `TICKETING`, the keys `ticketing:expiration:*`; answers the
+    /// servers' versions, read on the way.
+    pub async fn wipe(&self) -> anyhow::Result<Versions> {
+        let postgresql = drop_databases(&self.database, DATABASES).await?;
         let mut options = JetStreamOptions::new(self.nats.clone());
         options.stream = STREAM.to_owned();
         // Connecting creates the stream when it is missing; then it goes.
-        JetStreamBus::connect(options).await?.delete_stream().await?;
+        let bus = JetStreamBus::connect(options).await?;
+        bus.delete_stream().await?;
         let client = redis::Client::open(self.redis.as_str()).context("the Redis URL")?;
         let mut redis =
             client.get_multiplexed_async_connection().await.context("connecting to Redis")?;
@@ -69,8 +80,18 @@ impl Servers {
         if !keys.is_empty() {
             let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await?;
         }
-        Ok(())
+        let info: String = redis::cmd("INFO").arg("server").query_async(&mut redis).await?;
+        Ok(Versions {
+            postgresql: Some(postgresql),
+            nats: Some(bus.server_version()),
+            redis: redis_version(&info),
+        })
     }
+}
+
+/// `redis_version` of Redis's `INFO server` answer.
+fn redis_version(info: &str) -> Option<String> {
+    info.lines().find_map(|line| line.strip_prefix("redis_version:")).map(|v| v.trim().to_owned())
 }
 
 /// `BENCH_<name>`, else `TEST_<name>`.
@@ -86,8 +107,8 @@ fn url_from_env(name: &str) -> anyhow::Result<String> {
 }
 
 /// Drops every database whose name is `LIKE` the pattern on the server at
-/// `server_url`.
-pub async fn drop_databases(server_url: &str, like: &str) -> anyhow::Result<()> {
+/// `server_url`; answers the server's version.
+pub async fn drop_databases(server_url: &str, like: &str) -> anyhow::Result<String> {
     // Dropping a database takes over a second: not a slow statement to warn of.
     let options = PgConnectOptions::from_str(server_url)
         .context("the PostgreSQL URL")?
@@ -110,6 +131,19 @@ pub async fn drop_databases(server_url: &str, like: &str) -> anyhow::Result<()> 
             .await
             .with_context(|| format!("dropping the database {name}"))?;
     }
+    let version: String = sqlx::query_scalar("SHOW server_version").fetch_one(&pool).await?;
     pool.close().await;
-    Ok(())
+    Ok(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redis_version_is_read_from_info() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:00000000\r\n";
+        assert_eq!(redis_version(info).as_deref(), Some("7.0.15"));
+        assert_eq!(redis_version("# Server\r\n"), None);
+    }
 }

@@ -39,6 +39,11 @@ pub struct Order {
     /// The price it was made at (what the buyer pays and the seller is
     /// credited); `None` for an order made before prices were kept.
     pub price: Option<i64>,
+    /// When it was made, in ms since 1970.
+    pub created_at: i64,
+    /// When its ticket's event starts (the orders replica's), if the
+    /// listing says.
+    pub event_starts: Option<i64>,
 }
 
 impl Order {
@@ -81,6 +86,9 @@ pub struct State {
     pub payments_orders: HashMap<Uuid, (String, i64)>,
     /// Successful charges: (order, charge id).
     pub charges: Vec<(Uuid, String)>,
+    /// When the attempt of each successful charge started, by charge id
+    /// (ms since 1970).
+    pub charge_started: HashMap<String, i64>,
     /// The payment recorded per order: (payment id, charge id).
     pub payments: HashMap<Uuid, (Uuid, String)>,
     /// Refunds by charge id.
@@ -171,7 +179,9 @@ impl Databases {
             };
             state.passes.insert(id(&row, "ticket_id")?, pass);
         }
-        let sql = "SELECT id, ticket_id, user_id, status, version, expires_at, price FROM orders";
+        let sql = "SELECT o.id, o.ticket_id, o.user_id, o.status, o.version, o.expires_at, \
+                   o.price, o.created_at, t.starts_at FROM orders o \
+                   LEFT JOIN tickets t ON t.id = o.ticket_id";
         for row in sqlx::query(sql).fetch_all(&self.orders).await? {
             let order = Order {
                 ticket: id(&row, "ticket_id")?,
@@ -180,6 +190,8 @@ impl Databases {
                 version: row.try_get("version")?,
                 expires_at: row.try_get("expires_at")?,
                 price: row.try_get("price")?,
+                created_at: row.try_get("created_at")?,
+                event_starts: row.try_get("starts_at")?,
             };
             state.orders.insert(id(&row, "id")?, order);
         }
@@ -197,11 +209,12 @@ impl Databases {
                 .payments_orders
                 .insert(id(&row, "id")?, (row.try_get("status")?, row.try_get("version")?));
         }
-        let sql = "SELECT order_id, charge_id FROM payment_attempts \
+        let sql = "SELECT order_id, charge_id, created_at FROM payment_attempts \
                    WHERE state = 'succeeded' ORDER BY order_id, attempt";
         for row in sqlx::query(sql).fetch_all(&self.payments).await? {
-            let charge: Option<String> = row.try_get("charge_id")?;
-            state.charges.push((id(&row, "order_id")?, charge.unwrap_or_default()));
+            let charge = row.try_get::<Option<String>, _>("charge_id")?.unwrap_or_default();
+            state.charge_started.insert(charge.clone(), row.try_get("created_at")?);
+            state.charges.push((id(&row, "order_id")?, charge));
         }
         for row in sqlx::query("SELECT id, order_id, stripe_id FROM payments")
             .fetch_all(&self.payments)

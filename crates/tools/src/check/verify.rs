@@ -24,6 +24,7 @@ pub fn check(state: &State, ops: &[Op], arrived: &mut Arrived) -> Vec<String> {
     reservations(state, &mut violations);
     replicas(state, &mut violations);
     escrow(state, &mut violations);
+    no_sale_after_the_start(state, &mut violations);
     acknowledged(state, ops, arrived, &mut violations);
     for (service, count) in &state.dead_letters {
         if *count > 0 {
@@ -40,6 +41,34 @@ pub fn check(state: &State, ops: &[Op], arrived: &mut Arrived) -> Vec<String> {
         ));
     }
     violations
+}
+
+/// No sale after its event started (issue 24): a complete order was made
+/// before its ticket's event started, and the attempt of every charge it
+/// keeps began before then (an attempt under way at the start may finish
+/// after it: the sale stands).
+fn no_sale_after_the_start(state: &State, violations: &mut Vec<String>) {
+    for (id, order) in &state.orders {
+        let Some(starts) = order.event_starts.filter(|_| order.status == "complete") else {
+            continue;
+        };
+        if order.created_at >= starts {
+            violations.push(format!(
+                "complete order {id} was made {} ms after its event started",
+                order.created_at - starts
+            ));
+        }
+        for (_, charge) in state.charges.iter().filter(|(order, _)| order == id) {
+            let refunded = state.refunds.get(charge).is_some_and(|r| r.done);
+            match state.charge_started.get(charge) {
+                Some(&started) if started >= starts && !refunded => violations.push(format!(
+                    "complete order {id}: charge {charge} began {} ms after its event started",
+                    started - starts
+                )),
+                _ => {}
+            }
+        }
+    }
 }
 
 fn one_live_order_per_ticket(state: &State, violations: &mut Vec<String>) {
@@ -378,6 +407,8 @@ mod tests {
             version: 1,
             expires_at: 0,
             price: Some(1000),
+            created_at: 1_000,
+            event_starts: Some(5_000),
         };
         state.orders.insert(paid, order(sold, "complete"));
         state.orders.insert(unpaid, order(held, "created"));
@@ -389,6 +420,7 @@ mod tests {
             state.payments_orders.insert(*id, (order.status.clone(), order.version));
         }
         state.charges = vec![(paid, "pi_1".into()), (cancelled, "pi_2".into())];
+        state.charge_started = HashMap::from([("pi_1".into(), 2_000), ("pi_2".into(), 2_000)]);
         state.payments.insert(paid, (payment, "pi_1".into()));
         state.refunds.insert("pi_2".into(), Refund { order: cancelled, done: true });
         let pass = |state: &str, barcode: &str| Pass {
@@ -425,6 +457,22 @@ mod tests {
 
     fn order_with(state: &State, status: &str) -> Uuid {
         *state.orders.iter().find(|(_, o)| o.status == status).map(|(id, _)| id).expect("an order")
+    }
+
+    #[test]
+    fn a_sale_after_its_event_started_is_a_violation() {
+        let (mut state, ops) = consistent();
+        state.charge_started.insert("pi_1".into(), 5_000);
+        let found = violations(&state, &ops);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("began 0 ms after its event started"), "{found:?}");
+        let (mut state, ops) = consistent();
+        state.orders.get_mut(&order_with(&state, "complete")).expect("order").created_at = 6_000;
+        let found = violations(&state, &ops);
+        assert!(
+            found.iter().any(|v| v.contains("was made 1000 ms after its event started")),
+            "{found:?}"
+        );
     }
 
     #[test]

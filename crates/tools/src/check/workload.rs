@@ -138,10 +138,18 @@ impl Workload {
                 // Each listing carries its ticket in escrow (issue 24), so
                 // the checker can see it handed to the buyer.
                 let barcode = Uuid::now_v7().simple();
-                let body = format!(
-                    r#"{{"title":"check ticket","price":"{}","barcode":"CHK-{barcode}"}}"#,
+                let mut body = format!(
+                    r#"{{"title":"check ticket","price":"{}","barcode":"CHK-{barcode}""#,
                     price_text(cents)
                 );
+                // One in four is for an event starting within seconds: its
+                // sale ends while buyers race for it (issue 24).
+                if rng.below(4) == 0 {
+                    let starts = common::time::Timestamp::now()
+                        .plus(std::time::Duration::from_secs(2 + rng.below(15)));
+                    body.push_str(&format!(r#","startsAt":"{starts}""#));
+                }
+                body.push('}');
                 let answer = client.call(Method::POST, "/api/tickets", &auth, body).await;
                 let mut op = self.op(Kind::Sell, at, answer.as_ref());
                 op.price = Some(cents);

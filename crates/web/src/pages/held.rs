@@ -14,7 +14,8 @@ use serde::Deserialize;
 
 use super::{Session, WebState, failed, redirect, refused, render};
 use crate::api::{Failure, HeldTicket, User};
-use crate::views::money;
+use crate::views::{EventView, money};
+use common::time::{LocalTime, Timestamp};
 
 pub(super) fn router() -> Router<WebState> {
     Router::new()
@@ -28,6 +29,10 @@ pub(super) fn router() -> Router<WebState> {
 struct HeldView {
     id: String,
     title: String,
+    /// Its event: when, where, which seat.
+    event: EventView,
+    /// Whether its event has started (shown under "Past events").
+    past: bool,
     paid: String,
     order_id: Option<String>,
     /// The barcode's text and its QR code (inline SVG), when it has one.
@@ -45,7 +50,10 @@ struct HeldView {
 #[template(path = "held.html")]
 struct HeldPage {
     user: Option<User>,
+    /// Upcoming (and undated) tickets.
     tickets: Vec<HeldView>,
+    /// Tickets whose event has started, the latest first.
+    past: Vec<HeldView>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,6 +101,7 @@ async fn held_page(
         Ok(held) => held,
         Err(failure) => return failed(state, session, &failure).await,
     };
+    let now = Timestamp::now();
     let mut tickets = Vec::with_capacity(held.len());
     for HeldTicket { ticket, pass, resale_id, .. } in held {
         let barcode = if pass.barcode {
@@ -110,7 +119,10 @@ async fn held_page(
             ),
             _ => (String::new(), None),
         };
+        let starts = ticket.event.starts_at.as_deref().and_then(LocalTime::parse);
         tickets.push(HeldView {
+            event: EventView::new(&ticket.event, &state.currency),
+            past: starts.is_some_and(|s| s.at() <= now),
             paid: money(ticket.price, &state.currency),
             order_id: ticket.order_id.clone(),
             file: pass.file.map(|f| (f.name, (f.size + 1023) / 1024)),
@@ -122,9 +134,12 @@ async fn held_page(
             price_error,
         });
     }
+    // The API gives upcoming events first, then past ones, then undated
+    // ones: the undated go with the upcoming, the past below them.
+    let (past, tickets): (Vec<_>, Vec<_>) = tickets.into_iter().partition(|t| t.past);
     let status = if refusal.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let user = state.api.current_user(Some(session.token())).await;
-    render(status, &HeldPage { user, tickets })
+    render(status, &HeldPage { user, tickets, past })
 }
 
 async fn my_tickets(State(state): State<WebState>, session: Session) -> Response {

@@ -36,11 +36,12 @@ struct IndexPage {
 }
 
 /// The sort options of the home page.
-const SORTS: [(&str, &str); 4] = [
+const SORTS: [(&str, &str); 5] = [
     ("oldest", "Oldest first"),
     ("newest", "Newest first"),
     ("price_asc", "Price: low to high"),
     ("price_desc", "Price: high to low"),
+    ("soonest", "Date: soonest first"),
 ];
 
 /// `/?<listing's parameters>`, encoded.

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::{Session, WebState, failure_page, redirect, refused, render};
-use crate::api::{Failure, NewTicket, Upload, User};
+use crate::api::{Failure, Ticket, TicketInput, Upload, User};
 use crate::views::{TicketCard, status_words, units};
 
 pub(super) fn router() -> Router<WebState> {
@@ -38,7 +38,61 @@ struct TicketForm {
     #[serde(default)]
     price: String,
     #[serde(default)]
+    venue: String,
+    /// The event's local date and time (`2026-03-14 20:00`; a
+    /// `datetime-local`'s `2026-03-14T20:00` too).
+    #[serde(default)]
+    starts_on: String,
+    /// Its UTC offset (`+01:00`; the page's script fills in the browser's).
+    #[serde(default)]
+    offset: String,
+    #[serde(default)]
+    section: String,
+    #[serde(default)]
+    row: String,
+    #[serde(default)]
+    seat: String,
+    #[serde(default)]
+    face_value: String,
+    #[serde(default)]
     barcode: String,
+}
+
+impl TicketForm {
+    /// The ticket as the API takes it: the date and offset joined into
+    /// RFC 3339 (the API says what is wrong with them).
+    fn input(&self) -> TicketInput {
+        TicketInput {
+            title: self.title.clone(),
+            price: self.price.clone(),
+            venue: self.venue.clone(),
+            starts_at: starts_at(&self.starts_on, &self.offset),
+            section: self.section.clone(),
+            row: self.row.clone(),
+            seat: self.seat.clone(),
+            face_value: self.face_value.clone(),
+            barcode: self.barcode.clone(),
+            file: None,
+        }
+    }
+
+    /// The form filled with `ticket` (the edit form).
+    fn of(ticket: &Ticket) -> Self {
+        let event = &ticket.event;
+        let starts_at = event.starts_at.clone().unwrap_or_default();
+        Self {
+            title: ticket.title.clone(),
+            price: units(ticket.price),
+            venue: event.venue.clone().unwrap_or_default(),
+            starts_on: starts_at.get(..16).unwrap_or_default().replacen('T', " ", 1),
+            offset: starts_at.get(19..).unwrap_or_default().to_owned(),
+            section: event.section.clone().unwrap_or_default(),
+            row: event.row.clone().unwrap_or_default(),
+            seat: event.seat.clone().unwrap_or_default(),
+            face_value: event.face_value.map(units).unwrap_or_default(),
+            barcode: String::new(),
+        }
+    }
 }
 
 /// The sell form as sent: `multipart/form-data` with the ticket's file (the
@@ -81,12 +135,33 @@ async fn read_sell_form(
             "title" => form.title = text(),
             "price" => form.price = text(),
             "barcode" => form.barcode = text(),
+            "venue" => form.venue = text(),
+            "starts_on" => form.starts_on = text(),
+            "offset" => form.offset = text(),
+            "section" => form.section = text(),
+            "row" => form.row = text(),
+            "seat" => form.seat = text(),
+            "face_value" => form.face_value = text(),
             // A file input left empty sends an empty part.
             "file" if !bytes.is_empty() => {
                 file = Some(Upload { name: file_name, bytes: bytes.to_vec() });
             }
             _ => {}
         }
+    }
+}
+
+/// A local date and time (`2026-03-14 20:00` or `2026-03-14T20:00`) and an
+/// offset (`+01:00`; UTC when empty) as RFC 3339; anything else as typed.
+fn starts_at(date: &str, offset: &str) -> String {
+    let date = date.trim().replacen(' ', "T", 1);
+    let offset = offset.trim();
+    let offset = if offset.is_empty() { "+00:00" } else { offset };
+    match date.len() {
+        0 => String::new(),
+        16 => format!("{date}:00{offset}"),
+        19 => format!("{date}{offset}"),
+        _ => date,
     }
 }
 
@@ -101,20 +176,75 @@ struct TicketFields {
     price_error: Option<String>,
     barcode_error: Option<String>,
     file_error: Option<String>,
+    /// Venue, date and time, offset, section, row, seat, face value.
+    event: Vec<EventField>,
     general: Vec<String>,
+}
+
+/// One of the event's fields on the form.
+#[derive(Debug, Default)]
+struct EventField {
+    /// The form's name and the input's id.
+    name: &'static str,
+    label: &'static str,
+    /// The input's `type`.
+    kind: &'static str,
+    value: String,
+    hint: &'static str,
+    error: Option<String>,
 }
 
 impl TicketFields {
     fn refused(form: TicketForm, failure: &Failure) -> Self {
+        let mut fields = Self::filled(form, Some(failure));
+        fields.general = failure.general();
+        fields
+    }
+
+    /// The fields holding `form`, with `failure`'s messages on them.
+    fn filled(form: TicketForm, failure: Option<&Failure>) -> Self {
+        let error = |field: &str| failure.and_then(|f| f.field(field)).map(str::to_owned);
+        let field = |name, label, kind, value, hint, api_field| EventField {
+            name,
+            label,
+            kind,
+            value,
+            hint,
+            error: error(api_field),
+        };
+        let event = vec![
+            field("venue", "Venue", "text", form.venue, "", "venue"),
+            field(
+                "starts_on",
+                "Date and time",
+                "text",
+                form.starts_on,
+                "Local time, e.g. 2026-03-14 20:00",
+                "startsAt",
+            ),
+            field("offset", "UTC offset", "text", form.offset, "e.g. +01:00; UTC when empty", ""),
+            field("section", "Section", "text", form.section, "", "section"),
+            field("row", "Row", "text", form.row, "", "row"),
+            field("seat", "Seat", "text", form.seat, "", "seat"),
+            field(
+                "face_value",
+                "Face value",
+                "text",
+                form.face_value,
+                "The price printed on the ticket",
+                "faceValue",
+            ),
+        ];
         Self {
             title: form.title,
             price: form.price,
             barcode: form.barcode,
-            title_error: failure.field("title").map(str::to_owned),
-            price_error: failure.field("price").map(str::to_owned),
-            barcode_error: failure.field("barcode").map(str::to_owned),
-            file_error: failure.field("file").map(str::to_owned),
-            general: failure.general(),
+            title_error: error("title"),
+            price_error: error("price"),
+            barcode_error: error("barcode"),
+            file_error: error("file"),
+            event,
+            general: Vec::new(),
         }
     }
 }
@@ -130,7 +260,8 @@ async fn new_ticket_page(State(state): State<WebState>, session: Session) -> Res
     let Some(user) = state.api.current_user(Some(session.token())).await else {
         return session.sign_in_first();
     };
-    render(StatusCode::OK, &NewTicketPage { user: Some(user), fields: TicketFields::default() })
+    let fields = TicketFields::filled(TicketForm::default(), None);
+    render(StatusCode::OK, &NewTicketPage { user: Some(user), fields })
 }
 
 async fn create_ticket(
@@ -152,12 +283,7 @@ async fn create_ticket(
         }
         Err(None) => return redirect("/tickets/new"),
     };
-    let ticket = NewTicket {
-        title: form.title.clone(),
-        price: form.price.clone(),
-        barcode: form.barcode.clone(),
-        file,
-    };
+    let ticket = TicketInput { file, ..form.input() };
     match state.api.create_ticket(session.token(), &ticket).await {
         Ok(ticket) => redirect(&format!("/tickets/{}", ticket.id)),
         // Any refusal, even "unavailable", keeps what the visitor typed.
@@ -188,7 +314,7 @@ struct TicketPage {
     ticket: TicketCard,
     signed_in: bool,
     owner: bool,
-    /// `available`, `reserved`, `sold` or `withdrawn`.
+    /// `available`, `reserved`, `sold`, `withdrawn` or `ended`.
     status: &'static str,
     /// The status in words, for the badge.
     status_label: String,
@@ -211,10 +337,7 @@ async fn ticket_page(
     let owner = user.as_ref().is_some_and(|u| u.id == ticket.user_id);
     let (status, fields) = match edit {
         Some((form, failure)) => (StatusCode::BAD_REQUEST, TicketFields::refused(form, &failure)),
-        None => {
-            let (title, price) = (ticket.title.clone(), units(ticket.price));
-            (StatusCode::OK, TicketFields { title, price, ..TicketFields::default() })
-        }
+        None => (StatusCode::OK, TicketFields::filled(TicketForm::of(&ticket), None)),
     };
     let (status_class, status_label) = status_words(&ticket);
     let page = TicketPage {
@@ -244,7 +367,7 @@ async fn edit_ticket(
     form: Result<Form<TicketForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else { return redirect(&format!("/tickets/{id}")) };
-    match state.api.update_ticket(session.token(), &id, &form.title, &form.price).await {
+    match state.api.update_ticket(session.token(), &id, &form.input()).await {
         Ok(_) => redirect(&format!("/tickets/{id}")),
         Err(failure) => {
             let again =

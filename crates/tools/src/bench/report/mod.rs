@@ -13,6 +13,7 @@ use super::Stack;
 use super::deployment::{Footprint, LogSummary};
 use super::procfs::Machine;
 use super::scenarios::{Results, Scenario};
+use super::servers::Versions;
 
 pub use targets::{Check, Target};
 
@@ -23,6 +24,8 @@ pub struct Report {
     pub format: u32,
     pub stack: Stack,
     pub machine: Machine,
+    /// The versions of PostgreSQL, NATS and Redis (scaled stack only).
+    pub servers: Versions,
     pub settings: Settings,
     pub footprint: Footprint,
     pub scenarios: Results,
@@ -47,6 +50,7 @@ impl Report {
     pub fn new(
         args: &BenchArgs,
         machine: Machine,
+        servers: Versions,
         footprint: Footprint,
         scenarios: Results,
         server_log: LogSummary,
@@ -66,6 +70,7 @@ impl Report {
             format: 1,
             stack: args.stack,
             machine,
+            servers,
             settings,
             footprint,
             scenarios,

@@ -39,10 +39,14 @@ pub fn render(report: &Report) -> String {
         latency(w, "  lag", "order 201 → payments accepts it", &p.order_to_payment);
         latency(w, "  lag", "payment 201 → order complete", &p.payment_to_complete);
         let per_flow = |ms: Option<f64>| ms.map_or("n/a".to_owned(), |ms| format!("{ms:.2} ms"));
+        let servers = &p.servers_cpu_ms_per_flow;
         let cpu = format!(
-            "{} (other processes {})",
+            "{} (other processes {}: PostgreSQL {}, NATS {}, Redis {})",
             per_flow(p.server_cpu_ms_per_flow),
-            per_flow(p.other_cpu_ms_per_flow)
+            per_flow(p.other_cpu_ms_per_flow),
+            per_flow(servers.postgresql),
+            per_flow(servers.nats),
+            per_flow(servers.redis)
         );
         line(
             w,
@@ -128,6 +132,19 @@ fn head(w: &mut String, report: &Report) {
             m.load_average.map_or("?".to_owned(), |l| format!("{l:.2}")),
         ),
     );
+    let v = &report.servers;
+    if v.postgresql.is_some() || v.nats.is_some() || v.redis.is_some() {
+        let version = |name: &Option<String>| name.as_deref().unwrap_or("?").to_owned();
+        line(
+            w,
+            &format!(
+                "servers   PostgreSQL {}, NATS {}, Redis {}",
+                version(&v.postgresql),
+                version(&v.nats),
+                version(&v.redis)
+            ),
+        );
+    }
     let st = &report.settings;
     line(
         w,

@@ -154,6 +154,7 @@ async fn bus_loop(bus: &dyn Bus, warmup: usize, samples: usize) -> anyhow::Resul
             title: format!("bench ticket {index}"),
             price: 1000,
             user_id: Uuid::now_v7(),
+            details: messaging::events::EventDetails::default(),
         });
         let message = OutgoingMessage {
             id: event.id,

@@ -2,9 +2,9 @@
 //! /api/orders` for a ticket of a prepared pool (201), `POST /api/payments`
 //! with `tok_visa` (retried after a short pause while it answers 404: the
 //! payments replica has not got the order yet) until 201, then `GET
-//! /api/orders/{id}?wait=20` (what the web client's order page asks: the
-//! answer comes when the order is settled) until it reads `complete`. Each flow has its own buyer
-//! (a minted session) and its own ticket; the pool is created, and the
+//! /api/orders/{id}?wait=10` (the long poll the web client's order page
+//! uses: the answer comes when the order is settled) until it reads
+//! `complete`. Each flow has its own buyer (a minted session) and its own ticket; the pool is created, and the
 //! orders replica caught up with it, before the clock starts. Besides the
 //! flow, the two lags inside it are measured: order 201 → payments accepts
 //! the order, and payment 201 → the order reads complete.
@@ -51,8 +51,18 @@ pub struct PurchaseFigures {
     /// Every other process's CPU time per flow done (PostgreSQL, NATS and
     /// Redis on the scaled stack).
     pub other_cpu_ms_per_flow: Option<f64>,
+    /// The part of it spent by the PostgreSQL, NATS and Redis servers.
+    pub servers_cpu_ms_per_flow: ServersCpu,
     /// Requests per flow done, the retried 404s included.
     pub requests_per_flow: f64,
+}
+
+/// CPU time of each server of the scaled stack, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ServersCpu {
+    pub postgresql: Option<f64>,
+    pub nats: Option<f64>,
+    pub redis: Option<f64>,
 }
 
 pub async fn run(bench: &Bench<'_>) -> anyhow::Result<PurchaseFigures> {
@@ -79,12 +89,18 @@ pub async fn run(bench: &Bench<'_>) -> anyhow::Result<PurchaseFigures> {
         |ms: Option<f64>| ms.filter(|_| flows.count > 0).map(|ms| ms / flows.count as f64);
     let server_cpu_ms_per_flow = per_flow(flows.cpu.server_ms);
     let other_cpu_ms_per_flow = per_flow(flows.cpu.other_ms);
+    let servers_cpu_ms_per_flow = ServersCpu {
+        postgresql: per_flow(Some(flows.cpu.postgresql_ms)),
+        nats: per_flow(Some(flows.cpu.nats_ms)),
+        redis: per_flow(Some(flows.cpu.redis_ms)),
+    };
     Ok(PurchaseFigures {
         pool: purchase.pool.len(),
         order_to_payment: lags.order_to_payment.summary(),
         payment_to_complete: lags.payment_to_complete.summary(),
         server_cpu_ms_per_flow,
         other_cpu_ms_per_flow,
+        servers_cpu_ms_per_flow,
         requests_per_flow: ratio(flows.answers.answers as f64, flows.count as f64),
         flows,
     })

@@ -113,7 +113,9 @@ async fn ceiling(bench: &Bench<'_>) -> anyhow::Result<Throughput> {
         None => {
             let _ = std::fs::remove_dir_all(&dir);
         }
-        Some(servers) => drop_databases(&servers.database, &database).await?,
+        Some(servers) => {
+            drop_databases(&servers.database, &database).await?;
+        }
     }
     measured
 }
@@ -138,9 +140,10 @@ impl Workload for Create {
 
     fn once<'a>(&'a self, seller: &'a mut Seller, _: bool) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
+            let details = tickets::details::Details::default();
             match self
                 .store
-                .create(&self.title, Cents::new(1000), seller.id, &Default::default())
+                .create(&self.title, Cents::new(1000), &details, seller.id, &Default::default())
                 .await
             {
                 Ok(_) => Outcome::Done,
