@@ -1312,3 +1312,70 @@ async fn the_home_page_marks_where_live_changes_may_appear() {
     let (_, html, _) = site.get("/", None).await;
     assert!(html.contains("data-live-empty"), "the empty state: {html}");
 }
+
+#[tokio::test]
+async fn the_sell_form_sent_with_a_file_carries_the_event_too() {
+    let api = FakeApi::default();
+    let site = Site::start(api.clone(), None).await;
+    let form = reqwest::multipart::Form::new()
+        .text("title", "Gig")
+        .text("price", "45")
+        .text("venue", "Vicar Street")
+        .text("starts_on", "2026-03-14 20:00")
+        .text("offset", "+01:00")
+        .text("seat", "12")
+        .text("face_value", "50")
+        .text("barcode", "ABCD-1234")
+        .part("file", reqwest::multipart::Part::bytes(b"%PDF-1.4".to_vec()).file_name("t.pdf"));
+    let response = testkit::client()
+        .post(format!("{}/tickets/new", site.base))
+        .header("origin", site.base.clone())
+        .header("cookie", format!("{COOKIE_NAME}={SELLER}"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 303);
+    let sold = api.fake().sold.clone();
+    assert_eq!(
+        (sold[0].venue.as_str(), sold[0].starts_at.as_str(), sold[0].seat.as_str()),
+        ("Vicar Street", "2026-03-14T20:00:00+01:00", "12")
+    );
+    assert_eq!((sold[0].face_value.as_str(), sold[0].barcode.as_str()), ("50", "ABCD-1234"));
+    assert!(sold[0].file.is_some());
+    let (_, html, _) = site.get("/tickets/new", Some(SELLER)).await;
+    assert!(
+        html.contains(r#"<label for="venue">Venue</label>"#) && html.contains(r#"id="barcode""#)
+    );
+}
+
+#[tokio::test]
+async fn my_tickets_show_each_event_and_the_past_ones_below() {
+    let upcoming = HeldTicket {
+        ticket: Ticket {
+            event: EventDetails {
+                starts_at: Some("2099-03-14T20:00:00+01:00".into()),
+                ..ticket_with_event("t1", TicketStatus::Sold).event
+            },
+            ..ticket_with_event("t1", TicketStatus::Sold)
+        },
+        ..held("t1", true, false, None)
+    };
+    let past = HeldTicket {
+        ticket: Ticket { title: "Old gig".into(), ..ticket_with_event("t2", TicketStatus::Sold) },
+        ..held("t2", true, false, None)
+    };
+    let api = FakeApi::with(|f| {
+        f.held = vec![(upcoming, Some("CODE-1".into())), (past, Some("CODE-2".into()))];
+    });
+    let site = Site::start(api, None).await;
+    let (status, html, _) = site.get("/tickets/held", Some(SESSION)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Sat 14 Mar 2099, 20:00 +01:00"), "{html}");
+    assert!(html.contains("Vicar Street") && html.contains("Section Balcony · Row C · Seat 12"));
+    let heading = html.find("<h2>Past events</h2>").expect("a past events heading");
+    assert!(html.find("Sat 14 Mar 2099").expect("upcoming") < heading);
+    assert!(html.find("Sat 14 Mar 2026, 20:00 +01:00").expect("past") > heading);
+    assert!(html.contains(r#"action="/tickets/t1/resale""#));
+    assert!(!html.contains(r#"action="/tickets/t2/resale""#), "no sale after the start");
+}

@@ -12,5 +12,6 @@ mod live;
 mod mine;
 mod price;
 mod read;
+mod resale_events;
 mod search;
 mod withdraw;
