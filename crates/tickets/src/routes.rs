@@ -128,27 +128,27 @@ pub struct TicketBody {
     price: Option<Value>,
     /// Where the event is: 1 to 120 characters (trimmed), no control
     /// characters — `Venue must be 1 to 120 characters`.
-    #[schema(value_type = Option<String>, example = "Vicar Street, Dublin")]
+    #[schema(schema_with = venue_json_schema)]
     venue: Option<Value>,
     /// When the event starts: RFC 3339 with an offset, in the future, at
     /// most two years ahead; shown back with the same offset. The sale
     /// stops then.
     #[serde(rename = "startsAt")]
-    #[schema(value_type = Option<String>, format = DateTime, example = "2026-03-14T20:00:00+01:00")]
+    #[schema(schema_with = starts_at_schema)]
     starts_at: Option<Value>,
     /// 1 to 20 characters (trimmed).
-    #[schema(value_type = Option<String>, example = "Balcony")]
+    #[schema(schema_with = short_json_schema)]
     section: Option<Value>,
     /// 1 to 20 characters (trimmed).
-    #[schema(value_type = Option<String>, example = "C")]
+    #[schema(schema_with = short_json_schema)]
     row: Option<Value>,
     /// 1 to 20 characters (trimmed).
-    #[schema(value_type = Option<String>, example = "12")]
+    #[schema(schema_with = short_json_schema)]
     seat: Option<Value>,
     /// The price printed on the ticket, as `price`; when given, `price` may
     /// be at most `faceValue × (100 + RESALE_MAX_MARKUP_PERCENT) / 100`.
     #[serde(rename = "faceValue")]
-    #[schema(value_type = Option<f64>, example = 50)]
+    #[schema(schema_with = face_value_schema)]
     face_value: Option<Value>,
     /// Create only: the ticket's barcode content as printed under the code,
     /// 4 to 512 characters once trimmed (`Barcode must be between 4 and
@@ -191,24 +191,24 @@ pub struct TicketUpload {
     #[schema(schema_with = price_text_schema)]
     price: String,
     /// As in the JSON body (an empty part is none).
-    #[schema(value_type = Option<String>, example = "Vicar Street, Dublin")]
+    #[schema(schema_with = venue_text_schema)]
     venue: Option<String>,
     /// As in the JSON body (an empty part is none).
     #[serde(rename = "startsAt")]
-    #[schema(value_type = Option<String>, format = DateTime, example = "2026-03-14T20:00:00+01:00")]
+    #[schema(schema_with = starts_at_text_schema)]
     starts_at: Option<String>,
     /// As in the JSON body (an empty part is none).
-    #[schema(value_type = Option<String>, example = "Balcony")]
+    #[schema(schema_with = short_text_schema)]
     section: Option<String>,
     /// As in the JSON body (an empty part is none).
-    #[schema(value_type = Option<String>, example = "C")]
+    #[schema(schema_with = short_text_schema)]
     row: Option<String>,
     /// As in the JSON body (an empty part is none).
-    #[schema(value_type = Option<String>, example = "12")]
+    #[schema(schema_with = short_text_schema)]
     seat: Option<String>,
     /// As in the JSON body, as text (an empty part is none).
     #[serde(rename = "faceValue")]
-    #[schema(value_type = Option<String>, example = "50.00")]
+    #[schema(schema_with = price_bound_schema)]
     face_value: Option<String>,
     /// As in the JSON body.
     #[schema(schema_with = barcode_schema)]
@@ -217,6 +217,119 @@ pub struct TicketUpload {
     /// most 2 MiB; held in escrow for the buyer.
     #[schema(value_type = Option<String>, format = Binary)]
     file: Option<Vec<u8>>,
+}
+
+/// The pattern of a trimmed text of 1 to `max` characters without control
+/// characters (as a title's), or empty.
+fn text_pattern(max: usize) -> String {
+    format!("^$|{}", TITLE_PATTERN.replace("{0,198}", &format!("{{0,{}}}", max - 2)))
+}
+
+/// A text field's schema; `json`: null is none too.
+fn text_schema(max: usize, json: bool, example: &str) -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    let description = format!(
+        "1 to {max} characters once trimmed, without control characters; empty: none{}",
+        if json { " (on an edit: removes it; null or absent keeps it)" } else { "" }
+    );
+    let mut schema = common::validate::pattern_schema(&text_pattern(max), &description, example);
+    if json {
+        schema.schema_type = SchemaType::from_iter([Type::String, Type::Null]);
+    }
+    schema
+}
+
+fn venue_json_schema() -> utoipa::openapi::Object {
+    text_schema(120, true, "Vicar Street, Dublin")
+}
+
+fn venue_text_schema() -> utoipa::openapi::Object {
+    text_schema(120, false, "Vicar Street, Dublin")
+}
+
+fn short_json_schema() -> utoipa::openapi::Object {
+    text_schema(20, true, "12")
+}
+
+fn short_text_schema() -> utoipa::openapi::Object {
+    text_schema(20, false, "12")
+}
+
+/// The schema of a submitted face value: a price as `price` takes it, or
+/// empty or null (none).
+fn face_value_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, Type};
+    let any_of = AnyOfBuilder::new()
+        .item(Cents::price_schema())
+        .item(ObjectBuilder::new().schema_type(Type::String).max_length(Some(0)))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "The price printed on the ticket, as `price` (`FaceValue must be greater than 0`); \
+             empty or null: none",
+        ))
+        .build();
+    Schema::AnyOf(any_of)
+}
+
+/// A string of one of `formats`, or empty.
+fn formatted_or_empty(
+    formats: &[utoipa::openapi::KnownFormat],
+    nullable: bool,
+    description: &str,
+    example: &str,
+) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
+    let mut any_of = AnyOfBuilder::new();
+    if nullable {
+        any_of = any_of.item(ObjectBuilder::new().schema_type(Type::Null));
+    }
+    for format in formats {
+        any_of = any_of.item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(format.clone()))),
+        );
+    }
+    let empty = ObjectBuilder::new().schema_type(Type::String).max_length(Some(0));
+    let any_of = any_of
+        .item(empty)
+        .description(Some(description))
+        .examples([serde_json::json!(example)])
+        .build();
+    Schema::AnyOf(any_of)
+}
+
+/// The schema of a submitted start: RFC 3339 with an offset; empty is none
+/// (on an edit: removes it), null or absent too (on an edit: keeps it).
+fn starts_at_schema() -> utoipa::openapi::schema::Schema {
+    formatted_or_empty(
+        &[utoipa::openapi::KnownFormat::DateTime],
+        true,
+        "RFC 3339 with an offset, in the future (`StartsAt must be in the future`), at most two \
+         years ahead (`StartsAt must be at most two years ahead`); empty: none",
+        "2026-03-14T20:00:00+01:00",
+    )
+}
+
+/// The schema of a start sent as a text part: as in JSON, without null.
+fn starts_at_text_schema() -> utoipa::openapi::schema::Schema {
+    formatted_or_empty(
+        &[utoipa::openapi::KnownFormat::DateTime],
+        false,
+        "RFC 3339 with an offset, in the future, at most two years ahead; empty: none",
+        "2026-03-14T20:00:00+01:00",
+    )
+}
+
+/// The schema of `from` and `to`: a date or an RFC 3339 date and time, or
+/// empty.
+fn date_bound_schema() -> utoipa::openapi::schema::Schema {
+    formatted_or_empty(
+        &[utoipa::openapi::KnownFormat::Date, utoipa::openapi::KnownFormat::DateTime],
+        false,
+        "A date (YYYY-MM-DD) or an RFC 3339 date and time, or empty",
+        "2026-03-14",
+    )
 }
 
 /// The schema of a submitted title.
@@ -325,13 +438,13 @@ pub struct ListParams {
     /// the start of that UTC day) or an RFC 3339 date and time; listings
     /// without a date are left out — `From must be a date (YYYY-MM-DD) or
     /// an RFC 3339 date and time`, `From must not be later than To`.
-    #[param(value_type = String, required = false, example = "2026-03-14")]
+    #[param(schema_with = date_bound_schema, required = false)]
     from: Option<String>,
     /// Only events starting on or before this: a date (to the end of that
     /// UTC day, inclusive) or an RFC 3339 date and time; listings without a
     /// date are left out — `To must be a date (YYYY-MM-DD) or an RFC 3339
     /// date and time`.
-    #[param(value_type = String, required = false, example = "2026-03-31")]
+    #[param(schema_with = date_bound_schema, required = false)]
     to: Option<String>,
 }
 
