@@ -200,6 +200,13 @@ if [ -z "${JWT_KEY:-}" ]; then
   JWT_KEY=$(cat "$STATE_DIR/jwt.key")
   export JWT_KEY
 fi
+if [ -z "${TICKET_VAULT_KEY:-}" ]; then
+  if [ ! -s "$STATE_DIR/ticket-vault.key" ]; then
+    (umask 077 && openssl rand -hex 32 >"$STATE_DIR/ticket-vault.key")
+  fi
+  TICKET_VAULT_KEY=$(cat "$STATE_DIR/ticket-vault.key")
+  export TICKET_VAULT_KEY
+fi
 export COOKIE_SECURE="${COOKIE_SECURE:-false}"
 export TRUSTED_PROXIES="${TRUSTED_PROXIES:-127.0.0.0/8}"
 export API_URL="${API_URL:-http://127.0.0.1:$INGRESS_PORT}"

@@ -82,6 +82,10 @@ pub enum ApiError {
     /// 415: the body is not `application/json`.
     #[error("expected a JSON body")]
     UnsupportedMediaType,
+    /// A refusal about one field with a status of its own (409 a
+    /// duplicate, 413 a file too large, 415 a file of another type).
+    #[error("{}", .1.message)]
+    OnField(StatusCode, ErrorItem),
     /// 429: the caller is over a rate limit; `Retry-After` says for how long.
     #[error("too many requests")]
     TooManyRequests { retry_after: std::time::Duration },
@@ -97,6 +101,11 @@ impl ApiError {
     /// A 400 with a business-rule message.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::BadRequest(message.into())
+    }
+
+    /// A refusal about `field` with `status`.
+    pub fn on_field(status: StatusCode, field: &str, message: impl Into<String>) -> Self {
+        Self::OnField(status, ErrorItem::field(field, message))
     }
 
     /// A fault caused by `error` (kept as the logged cause).
@@ -124,6 +133,7 @@ impl ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::OnField(status, _) => *status,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -142,6 +152,7 @@ impl ApiError {
             | Self::Conflict(message) => {
                 vec![ErrorItem::general(message.clone())]
             }
+            Self::OnField(_, item) => vec![item.clone()],
             Self::Unauthorized => vec![ErrorItem::general("Not authorized")],
             Self::Forbidden => vec![ErrorItem::general("Forbidden")],
             Self::NotFound => vec![ErrorItem::general("Not Found")],

@@ -75,6 +75,11 @@ pub enum Command {
         #[arg(long, requires = "service")]
         replay: Option<uuid::Uuid>,
     },
+    /// After a rotation of TICKET_VAULT_KEY (the old key in
+    /// TICKET_VAULT_PREVIOUS_KEYS): re-encrypt the tickets held in escrow
+    /// under the new key, in batches, so the previous keys can be dropped
+    /// (OPERATIONS.md, "Rotating the ticket vault key").
+    ResealTickets,
 }
 
 impl Cli {
@@ -139,6 +144,9 @@ impl ServiceName {
         if self == Self::Payments {
             settings.payments.processor(true)?;
         }
+        if self == Self::Tickets {
+            settings.tickets.vault(true)?;
+        }
         Ok(key)
     }
 
@@ -157,13 +165,16 @@ impl ServiceName {
 
 /// Runs the process described by `cli` until SIGINT / SIGTERM.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let Cli { command, config, settings } = cli;
+    let Cli { command, config, mut settings } = cli;
     let application = match command.unwrap_or(Command::All) {
         Command::All => {
             let key = match &config.jwt_key {
                 Some(key) => key.clone(),
                 None => dev_jwt_key(&config.data_dir).await?,
             };
+            if settings.tickets.ticket_vault_key.is_none() {
+                settings.tickets.ticket_vault_key = Some(dev_vault_key(&config.data_dir).await?);
+            }
             let context = Context::new(config, &key);
             Application::build(context, settings, ServiceName::value_variants()).await?
         }
@@ -176,6 +187,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DeadLetters { service, replay } => {
             return dead_letters(config, settings, service, replay).await;
         }
+        Command::ResealTickets => return reseal_tickets(config, settings).await,
     };
     application.run_until_stopped().await
 }
@@ -346,6 +358,28 @@ async fn dead_letters(
     Ok(())
 }
 
+/// `ticketing reseal-tickets`: every pass a previous vault key sealed,
+/// sealed again under the current one.
+#[expect(clippy::print_stdout, reason = "the count is the command's output")]
+async fn reseal_tickets(config: Config, settings: Settings) -> anyhow::Result<()> {
+    let vault = settings.tickets.vault(true)?;
+    let key = config.jwt_key.clone().unwrap_or_else(|| Secret::new("unused"));
+    let context = Context::new(config, &key);
+    let db = context.databases.open(tickets::NAME, &tickets::MIGRATIONS).await?;
+    let (mut after, mut read, mut rewritten) = (None, 0, 0);
+    loop {
+        let batch = tickets::passes::reseal(&db, &vault, after, 200).await?;
+        (read, rewritten) = (read + batch.read, rewritten + batch.rewritten);
+        match batch.last {
+            Some(last) => after = Some(last),
+            None => break,
+        }
+    }
+    db.close().await;
+    println!("{rewritten} of {read} tickets held in escrow re-encrypted under TICKET_VAULT_KEY");
+    Ok(())
+}
+
 /// The all-in-one's session secret when JWT_KEY is unset: generated once and
 /// kept in `DATA_DIR/jwt.key`, so sessions survive restarts.
 pub async fn dev_jwt_key(data_dir: &Path) -> anyhow::Result<Secret> {
@@ -367,6 +401,26 @@ pub async fn dev_jwt_key(data_dir: &Path) -> anyhow::Result<Secret> {
     let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     write_private(&path, &key).await?;
     tracing::info!(path = %path.display(), "generated a development JWT key (set JWT_KEY in production)");
+    Ok(Secret::new(key))
+}
+
+/// The all-in-one's ticket vault key when TICKET_VAULT_KEY is unset:
+/// generated once and kept in `DATA_DIR/ticket-vault.key`, like the JWT
+/// key, so the tickets held in escrow stay readable across restarts.
+pub async fn dev_vault_key(data_dir: &Path) -> anyhow::Result<Secret> {
+    let path = data_dir.join("ticket-vault.key");
+    match tokio::fs::read_to_string(&path).await {
+        Ok(key) if !key.trim().is_empty() => return Ok(Secret::new(key.trim())),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    tokio::fs::create_dir_all(data_dir)
+        .await
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let key = tickets::vault::new_key_text()?;
+    write_private(&path, &key).await?;
+    tracing::info!(path = %path.display(), "generated a ticket vault key (set TICKET_VAULT_KEY in production)");
     Ok(Secret::new(key))
 }
 
@@ -419,6 +473,30 @@ mod tests {
     }
 
     #[test]
+    fn tickets_alone_refuses_to_start_without_a_valid_vault_key() {
+        let missing = refusal(ServiceName::Tickets, &SCALED).expect("refused");
+        assert!(missing.starts_with("TICKET_VAULT_KEY must be set"), "{missing}");
+        let short = [&SCALED[..], &["--ticket-vault-key", "0123abcd"]].concat();
+        let refused = refusal(ServiceName::Tickets, &short).expect("refused");
+        assert!(
+            refused.starts_with("TICKET_VAULT_KEY must be 32 bytes")
+                && !refused.contains("0123abcd")
+        );
+        let key = "ab".repeat(32);
+        let keyed = [&SCALED[..], &["--ticket-vault-key", &key]].concat();
+        assert_eq!(refusal(ServiceName::Tickets, &keyed), None);
+    }
+
+    #[tokio::test]
+    async fn the_all_in_one_generates_its_vault_key_once() {
+        let dir = std::env::temp_dir().join(format!("vault-key-{}", uuid::Uuid::new_v4()));
+        let first = dev_vault_key(&dir).await.expect("generated");
+        assert!(tickets::vault::parse_key(first.expose()).is_ok());
+        assert_eq!(dev_vault_key(&dir).await.expect("read"), first, "kept in DATA_DIR");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn the_web_client_alone_needs_the_api_url_only() {
         let missing = refusal(ServiceName::Web, &[]).expect("refused");
         assert!(missing.starts_with("API_URL must be set for `ticketing serve web`"), "{missing}");
@@ -451,6 +529,10 @@ mod tests {
             "sk_test_stripe-s3cret",
             "--stripe-webhook-secret",
             "whsec_hook-s3cret",
+            "--ticket-vault-key",
+            "vault-s3cret",
+            "--ticket-vault-previous-keys",
+            "old-vault-s3cret",
         ]);
         let key = parsed.config.jwt_key.clone().expect("set");
         let context = Context::new(parsed.config.clone(), &key);

@@ -897,6 +897,7 @@ async fn every_page_passes_the_accessibility_audit() {
         .await;
 
     session.sign_up("buyer").await;
+    session.audit_page("/tickets/held", "No tickets yet", "My tickets, empty").await;
     session.purchase("String quartet").await;
     session.purchase("Piano recital").await;
     session.click("#pay-button").await;
@@ -912,6 +913,66 @@ async fn every_page_passes_the_accessibility_audit() {
     session.open(&reserved).await;
     session.reload_until("Someone has reserved your ticket").await;
     session.audit("a reserved ticket's page as its owner").await;
+    session.browser.clone().close().await.expect("closed");
+}
+
+/// Issue 24's purchase story: a seller sells with a barcode and a PDF; a
+/// buyer pays, finds it on My tickets with its QR code and downloads the
+/// PDF; sells it again; a third user buys it and the second loses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromium-driver"]
+async fn a_ticket_sold_with_a_file_reaches_its_buyer_and_is_sold_again() {
+    let session = session(900).await;
+    let pdf = session.dirs[0].join("my-ticket.pdf");
+    std::fs::write(&pdf, b"%PDF-1.4\n% the ticket\n%%EOF\n").expect("a PDF");
+    let barcode = format!("DOOR-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+
+    session.sign_up("seller").await;
+    session.open("/tickets/new").await;
+    session.fill("#title", "Jazz at the Dome").await;
+    session.fill("#price", "40").await;
+    session.fill("#barcode", &barcode).await;
+    let file = session.browser.find(Locator::Css("#file")).await.expect("the file input");
+    file.send_keys(&pdf.display().to_string()).await.expect("file chosen");
+    session.click("form.form button[type=submit]").await;
+    session.see("Edit your ticket").await;
+    session.sign_out().await;
+
+    let second = session.sign_up("second").await;
+    session.purchase("Jazz at the Dome").await;
+    session.click("#pay-button").await;
+    session.see("Payment received").await;
+    session.open("/tickets/held").await;
+    session.reload_until(&barcode).await;
+    session.see("Download my-ticket.pdf").await;
+    let qr = session.browser.find(Locator::Css("svg.qr[role=img]")).await.expect("the QR code");
+    assert!(qr.attr("aria-label").await.expect("label").is_some_and(|l| l.contains(&barcode)));
+    session.audit("My tickets with a QR code and a file").await;
+    session.screenshot("my-tickets").await;
+    let fetch = r#"const done = arguments[arguments.length - 1];
+        fetch(document.querySelector("a[download]").href)
+          .then(async (r) => done([r.headers.get("content-type"), (await r.text()).slice(0, 8)]));"#;
+    let got = session.browser.execute_async(fetch, vec![]).await.expect("downloaded");
+    assert_eq!(got, json!(["application/pdf", "%PDF-1.4"]));
+
+    session.fill("form.sell-again input[name=price]", "45").await;
+    session.click("form.sell-again button").await;
+    session.see("Edit your ticket").await;
+    session.open("/tickets/held").await;
+    session.see("On sale again").await;
+    session.audit("My tickets with a ticket on sale again").await;
+    session.sign_out().await;
+
+    session.sign_up("third").await;
+    session.purchase("Jazz at the Dome").await;
+    session.click("#pay-button").await;
+    session.see("Payment received").await;
+    session.open("/tickets/held").await;
+    session.reload_until(&barcode).await;
+    session.sign_out().await;
+    session.sign_in(&second).await;
+    session.open("/tickets/held").await;
+    session.reload_until("No tickets yet").await;
     session.browser.clone().close().await.expect("closed");
 }
 

@@ -315,6 +315,10 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
             ("/api/tickets/{id}", "delete"),
             ("/api/tickets/mine", "get"),
             ("/api/tickets/events", "get"),
+            ("/api/tickets/held", "get"),
+            ("/api/tickets/{id}/pass", "get"),
+            ("/api/tickets/{id}/pass/file", "get"),
+            ("/api/tickets/{id}/resale", "post"),
             ("/api/orders", "post"),
             ("/api/orders/{id}", "delete"),
             ("/api/payments", "post"),
@@ -349,8 +353,8 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
         }
     }
     assert_eq!(
-        with_bodies, 8,
-        "signup, signin, sell, edit, order, pay, settle a payment, Stripe's webhook"
+        with_bodies, 9,
+        "signup, signin, sell, edit, sell again, order, pay, settle a payment, Stripe's webhook"
     );
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["bearer"]["scheme"], "bearer", "{schemes}");
@@ -388,6 +392,51 @@ async fn a_seller_sees_the_sale_in_their_listings(stack: Stack) {
         (mine[0]["id"].as_str(), mine[0]["status"].as_str()),
         (Some(ticket_id.as_str()), Some("sold"))
     );
+}
+
+/// Issue 24: the buyer of a paid order holds the ticket (the tickets
+/// service learns the buyer from `order.created`), sells it again, and
+/// loses it when that sells.
+async fn the_buyer_of_a_paid_order_gets_the_ticket_and_sells_it_again(stack: Stack) {
+    let market = Marketplace::start(stack).await;
+    let seller = market.sign_up("seller").await;
+    let buyer = market.sign_up("buyer").await;
+    let barcode = format!("E2E-{}", uuid::Uuid::now_v7().simple());
+    let body = json!({"title": "Gig", "price": 10, "barcode": barcode});
+    let ticket = market.json(Method::POST, "/api/tickets", Some(&seller), Some(body), 201).await;
+    let id = ticket["id"].as_str().expect("id").to_owned();
+    market.system.drain().await;
+    let order = json!({"ticketId": id});
+    let order = market.json(Method::POST, "/api/orders", Some(&buyer), Some(order), 201).await;
+    market.system.drain().await;
+    let pass_path = format!("/api/tickets/{id}/pass");
+    assert_eq!(market.call(Method::GET, &pass_path, Some(&buyer), None).await.status(), 404);
+    let order_id = order["id"].as_str().expect("id");
+    assert_eq!(market.pay(&buyer, order_id, "tok_visa").await.status(), 201);
+    market.system.drain().await;
+    let pass = market.json(Method::GET, &pass_path, Some(&buyer), None, 200).await;
+    assert_eq!(pass["barcode"], json!(barcode));
+    assert_eq!(market.call(Method::GET, &pass_path, Some(&seller), None).await.status(), 404);
+    let held = market.json(Method::GET, "/api/tickets/held", Some(&buyer), None, 200).await;
+    assert_eq!(held[0]["orderId"], json!(order_id));
+
+    let resale = format!("/api/tickets/{id}/resale");
+    let again =
+        market.json(Method::POST, &resale, Some(&buyer), Some(json!({"price": 12})), 201).await;
+    market.system.drain().await;
+    let third = market.sign_up("third").await;
+    let order = json!({"ticketId": again["id"]});
+    let order = market.json(Method::POST, "/api/orders", Some(&third), Some(order), 201).await;
+    market.system.drain().await;
+    assert_eq!(
+        market.pay(&third, order["id"].as_str().expect("id"), "tok_visa").await.status(),
+        201
+    );
+    market.system.drain().await;
+    let again_path = format!("/api/tickets/{}/pass", again["id"].as_str().expect("id"));
+    let pass = market.json(Method::GET, &again_path, Some(&third), None, 200).await;
+    assert_eq!(pass["barcode"], json!(barcode));
+    assert_eq!(market.call(Method::GET, &pass_path, Some(&buyer), None).await.status(), 404);
 }
 
 async fn a_withdrawn_ticket_can_no_longer_be_ordered(stack: Stack) {
@@ -746,6 +795,7 @@ testkit::stack_tests!(
     orders_racing_the_start_of_the_event_sell_nothing,
     a_seller_sees_the_sale_in_their_listings,
     a_withdrawn_ticket_can_no_longer_be_ordered,
+    the_buyer_of_a_paid_order_gets_the_ticket_and_sells_it_again,
     orders_racing_a_withdrawal_have_exactly_one_winner,
     sell_reserve_cancel_and_reserve_again,
     sell_reserve_and_pay,

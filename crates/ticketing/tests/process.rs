@@ -79,6 +79,12 @@ async fn the_all_in_one_runs_with_nothing_configured_and_keeps_its_dev_key() {
     assert!(!cookie.contains("Secure"), "the local process serves plain HTTP: {cookie}");
     assert!(Path::new(&dir).join("jwt.key").is_file(), "the dev key is kept in DATA_DIR");
     assert!(Path::new(&dir).join("auth.db").is_file(), "auth keeps a SQLite file in DATA_DIR");
+    assert!(Path::new(&dir).join("ticket-vault.key").is_file(), "so is the ticket vault's key");
+    let session = cookie.trim_start_matches("session=").split(';').next().expect("token");
+    let listing = serde_json::json!({"title": "Gig", "price": 10, "barcode": "KEPT-1234"});
+    let sent = http().post(running.url("/api/tickets")).bearer_auth(session).json(&listing);
+    let ticket: Value = sent.send().await.expect("sent").json().await.expect("json");
+    let pass_path = format!("/api/tickets/{}/pass", ticket["id"].as_str().expect("id"));
     let ready: Value =
         http().get(running.url("/readyz")).send().await.expect("sent").json().await.expect("json");
     assert_eq!(ready["checks"]["auth.database"], "ok");
@@ -102,6 +108,16 @@ async fn the_all_in_one_runs_with_nothing_configured_and_keeps_its_dev_key() {
         current["currentUser"]["email"], "newcomer@example.com",
         "sessions survive restarts"
     );
+    let pass: Value = http()
+        .get(again.url(&pass_path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(pass["barcode"], "KEPT-1234", "the tickets in escrow survive restarts");
     assert_eq!(signup(&browser, &again, "newcomer@example.com").await.status(), 400);
     assert!(again.terminate());
     let _ = std::fs::remove_dir_all(dir);
@@ -152,6 +168,7 @@ async fn serve_tickets_lists_from_the_database_by_default() {
         .args(["serve", "tickets"])
         .env("DATA_DIR", &dir)
         .env("JWT_KEY", key)
+        .env("TICKET_VAULT_KEY", "ab".repeat(32))
         .env("DATABASE_URL", &server)
         .env("NATS_URL", testkit::server_url("TEST_NATS_URL"));
     let mut running = Running::start(command);
@@ -205,7 +222,12 @@ fn serve_refuses_to_start_without_what_the_service_needs() {
     let key = "a-shared-secret-of-at-least-32-bytes";
     /// The command line, the variables set, and the one reported missing.
     type Case = (&'static [&'static str], &'static [(&'static str, &'static str)], &'static str);
-    let cases: [Case; 4] = [
+    let cases: [Case; 5] = [
+        (
+            &["serve", "tickets"],
+            &[("DATABASE_URL", "postgres://127.0.0.1:1/x"), ("NATS_URL", "nats://127.0.0.1:1")],
+            "TICKET_VAULT_KEY",
+        ),
         (&["serve", "orders"], &[], "DATABASE_URL"),
         (&["serve", "orders"], &[("DATABASE_URL", "postgres://127.0.0.1:1/x")], "NATS_URL"),
         (
@@ -696,5 +718,63 @@ async fn operators_routes_move_to_the_admin_port() {
     assert_eq!(http().get(on_admin("/healthz")).send().await.expect("sent").status(), 200);
     assert_eq!(http().get(running.url("/api/tickets")).send().await.expect("sent").status(), 200);
     assert!(running.terminate(), "both ports stop at SIGTERM");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Issue 24: the ticket held in escrow never reaches the logs, even at
+/// `debug`: neither a barcode listed, refused (duplicate, too long) or
+/// read back, nor a file's content or a refused file's.
+#[tokio::test]
+async fn the_ticket_in_escrow_never_reaches_the_logs() {
+    let dir = temp_dir();
+    let port = free_port();
+    let mut command = ticketing();
+    command.env("DATA_DIR", &dir).env("PORT", port.to_string()).env("RUST_LOG", "debug");
+    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starts");
+    let mut running = Running { child, port };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http().get(running.url("/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "never healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let token = token_of(signup(&http(), &running, "escrow@example.com").await).await;
+    let other = token_of(signup(&http(), &running, "other@example.com").await).await;
+    let (barcode, file) = ("SECRETBARCODE-7731", b"%PDF-1.4 SECRETFILE-9917".to_vec());
+    let form = |barcode: &str, file: Vec<u8>| {
+        reqwest::multipart::Form::new()
+            .text("title", "Gig")
+            .text("price", "10")
+            .text("barcode", barcode.to_owned())
+            .part("file", reqwest::multipart::Part::bytes(file).file_name("t.pdf"))
+    };
+    let post = |token: &str, form| {
+        http().post(running.url("/api/tickets")).bearer_auth(token.to_owned()).multipart(form)
+    };
+    let listed = post(&token, form(barcode, file.clone())).send().await.expect("sent");
+    assert_eq!(listed.status(), 201);
+    let ticket: Value = listed.json().await.expect("json");
+    let duplicate = post(&other, form(barcode, file)).send().await.expect("sent");
+    assert_eq!(duplicate.status(), 409);
+    let long = format!("SECRETLONG-{}", "x".repeat(600));
+    assert_eq!(post(&other, form(&long, b"%PDF-".to_vec())).send().await.expect("s").status(), 400);
+    let html = b"<html>SECRETHTML-4412</html>".to_vec();
+    assert_eq!(post(&other, form("SECRETTYPE-1", html)).send().await.expect("s").status(), 415);
+    let pass_path = format!("/api/tickets/{}/pass", ticket["id"].as_str().expect("id"));
+    let pass = http().get(running.url(&pass_path)).bearer_auth(&token).send().await.expect("s");
+    assert_eq!(pass.json::<Value>().await.expect("json")["barcode"], barcode);
+
+    let pid = running.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let mut logs = String::new();
+    if let Some(mut pipe) = running.child.stdout.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut logs).expect("the logs");
+    }
+    if let Some(mut pipe) = running.child.stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut logs).expect("the logs");
+    }
+    assert!(logs.contains("ticket created"), "the logs were captured: {logs}");
+    for secret in ["SECRETBARCODE", "SECRETFILE", "SECRETLONG", "SECRETHTML", "SECRETTYPE"] {
+        assert!(!logs.contains(secret), "{secret} is in the logs:\n{logs}");
+    }
     let _ = std::fs::remove_dir_all(dir);
 }

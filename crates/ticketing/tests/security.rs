@@ -556,6 +556,7 @@ mod postgres {
                 .args(["serve", "tickets"])
                 .env("DATABASE_URL", database)
                 .env("NATS_URL", nats)
+                .env("TICKET_VAULT_KEY", "cd".repeat(32))
                 .env("JWT_KEY", super::JWT_KEY);
         })
         .await;

@@ -5,11 +5,14 @@ pub mod cache;
 pub mod details;
 pub mod domain;
 pub mod ending;
+mod escrow;
 pub mod listeners;
 pub mod live;
+pub mod passes;
 mod routes;
 mod settings;
 pub mod store;
+pub mod vault;
 
 use std::sync::Arc;
 
@@ -54,6 +57,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         description: "events",
         sql: Sql::Portable(include_str!("../migrations/0006_events.sql")),
     },
+    MigrationFile {
+        version: 7,
+        description: "passes",
+        sql: Sql::Portable(include_str!("../migrations/0007_passes.sql")),
+    },
 ]);
 
 /// Opens the service's database and builds its routes, listeners and live
@@ -61,7 +69,7 @@ pub const MIGRATIONS: Migrations = Migrations(&[
 /// on every replica subscribes to it here).
 pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Service> {
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
-    let store = Store::new(db.clone());
+    let store = Store::with_vault(db.clone(), settings.vault(context.alone)?);
     store.index_titles().await?;
     let messaging = Messaging::new(context, NAME, &db)
         .listen(Listener::with(store.clone(), listeners::order_created))
@@ -95,7 +103,11 @@ pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Ser
     Ok(Service {
         name: NAME,
         router: routes::router(state),
-        openapi: routes::TicketsApi::openapi(),
+        openapi: {
+            let mut api = routes::TicketsApi::openapi();
+            api.merge(escrow::EscrowApi::openapi());
+            api
+        },
         probes: vec![Probe::database(NAME, db.clone())],
         databases: vec![db],
         messaging: Some(messaging),

@@ -14,33 +14,38 @@ use crate::store::{Reservation, Sale, Store};
 pub async fn order_created(store: Store, event: Envelope<OrderCreated>) -> HandlerResult {
     let order = &event.data;
     let price = Cents::new(order.ticket.price);
-    Ok(match store.reserve(order.ticket.id, order.id, order.expires_at, price).await? {
-        Reservation::Reserved | Reservation::Unchanged => Handled::Ack,
-        Reservation::Waiting => {
-            tracing::info!(
-                ticket.id = %order.ticket.id, order.id = %order.id,
-                "ticket held by another order; the order waits for its release"
-            );
-            Handled::Ack
-        }
-        Reservation::Withdrawn => {
-            tracing::info!(
-                ticket.id = %order.ticket.id, order.id = %order.id,
-                "order for a withdrawn ticket; the orders service cancels it"
-            );
-            Handled::Ack
-        }
-        Reservation::Ended => {
-            tracing::info!(
-                ticket.id = %order.ticket.id, order.id = %order.id,
-                "order for a ticket whose event started; the orders service cancels it"
-            );
-            Handled::Ack
-        }
-        Reservation::UnknownTicket => {
-            Handled::Reject(format!("unknown ticket {}", order.ticket.id))
-        }
-    })
+    Ok(
+        match store
+            .reserve(order.ticket.id, order.id, order.expires_at, price, order.user_id)
+            .await?
+        {
+            Reservation::Reserved | Reservation::Unchanged => Handled::Ack,
+            Reservation::Waiting => {
+                tracing::info!(
+                    ticket.id = %order.ticket.id, order.id = %order.id,
+                    "ticket held by another order; the order waits for its release"
+                );
+                Handled::Ack
+            }
+            Reservation::Withdrawn => {
+                tracing::info!(
+                    ticket.id = %order.ticket.id, order.id = %order.id,
+                    "order for a withdrawn ticket; the orders service cancels it"
+                );
+                Handled::Ack
+            }
+            Reservation::Ended => {
+                tracing::info!(
+                    ticket.id = %order.ticket.id, order.id = %order.id,
+                    "order for a ticket whose event started; the orders service cancels it"
+                );
+                Handled::Ack
+            }
+            Reservation::UnknownTicket => {
+                Handled::Reject(format!("unknown ticket {}", order.ticket.id))
+            }
+        },
+    )
 }
 
 /// `order.cancelled`: release the ticket if this order holds it.

@@ -1,6 +1,6 @@
 //! The tickets routes (`/api/tickets`, API.md "tickets").
 
-use axum::extract::{FromRef, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::header::HeaderName;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
@@ -29,6 +29,7 @@ use crate::domain::{
     cursor_pattern, search_words,
 };
 use crate::live::Live;
+use crate::passes::{Barcode, NewPass};
 use crate::store::{EditError, Store, WithdrawError, Withdrawal};
 
 /// The message for editing a ticket an order holds (or bought).
@@ -95,10 +96,14 @@ impl FromRef<TicketsState> for Live {
 
 pub fn router(state: TicketsState) -> Router {
     Router::new()
-        .route("/api/tickets", get(list).post(create))
+        .route(
+            "/api/tickets",
+            get(list).post(create).layer(DefaultBodyLimit::max(crate::escrow::UPLOAD_LIMIT)),
+        )
         .route("/api/tickets/mine", get(mine))
         .route("/api/tickets/events", get(crate::live::events))
         .route("/api/tickets/{id}", get(show).put(edit).delete(withdraw))
+        .merge(crate::escrow::router())
         .with_state(state)
 }
 
@@ -110,7 +115,8 @@ pub fn router(state: TicketsState) -> Router {
 )]
 pub struct TicketsApi;
 
-/// The body of create and edit.
+/// The body of create and edit (sent as JSON, or as `multipart/form-data`
+/// on create, with the same fields as text and a `file`).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TicketBody {
     /// 1 to 200 characters (trimmed), no control characters.
@@ -122,28 +128,208 @@ pub struct TicketBody {
     price: Option<Value>,
     /// Where the event is: 1 to 120 characters (trimmed), no control
     /// characters — `Venue must be 1 to 120 characters`.
-    #[schema(value_type = Option<String>, example = "Vicar Street, Dublin")]
+    #[schema(schema_with = venue_json_schema)]
     venue: Option<Value>,
     /// When the event starts: RFC 3339 with an offset, in the future, at
     /// most two years ahead; shown back with the same offset. The sale
     /// stops then.
     #[serde(rename = "startsAt")]
-    #[schema(value_type = Option<String>, format = DateTime, example = "2026-03-14T20:00:00+01:00")]
+    #[schema(schema_with = starts_at_schema)]
     starts_at: Option<Value>,
     /// 1 to 20 characters (trimmed).
-    #[schema(value_type = Option<String>, example = "Balcony")]
+    #[schema(schema_with = short_json_schema)]
     section: Option<Value>,
     /// 1 to 20 characters (trimmed).
-    #[schema(value_type = Option<String>, example = "C")]
+    #[schema(schema_with = short_json_schema)]
     row: Option<Value>,
     /// 1 to 20 characters (trimmed).
-    #[schema(value_type = Option<String>, example = "12")]
+    #[schema(schema_with = short_json_schema)]
     seat: Option<Value>,
     /// The price printed on the ticket, as `price`; when given, `price` may
     /// be at most `faceValue × (100 + RESALE_MAX_MARKUP_PERCENT) / 100`.
     #[serde(rename = "faceValue")]
-    #[schema(value_type = Option<f64>, example = 50)]
+    #[schema(schema_with = face_value_schema)]
     face_value: Option<Value>,
+    /// Create only: the ticket's barcode content as printed under the code,
+    /// 4 to 512 characters once trimmed (`Barcode must be between 4 and
+    /// 512 characters`); held in escrow, never shown in listings. A
+    /// barcode on another live listing or holding is 409.
+    #[schema(schema_with = barcode_schema)]
+    barcode: Option<String>,
+}
+
+/// The schema of a submitted barcode: null or blank is none.
+fn barcode_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    let mut schema = common::validate::pattern_schema(
+        crate::passes::BARCODE_PATTERN,
+        "Null or blank (no barcode), or 4 to 512 characters once trimmed (`Barcode must be \
+         between 4 and 512 characters`)",
+        "1234 5678 9012",
+    );
+    schema.schema_type = SchemaType::from_iter([Type::String, Type::Null]);
+    schema
+}
+
+/// The schema of a price sent as a text part.
+fn price_text_schema() -> utoipa::openapi::Object {
+    common::validate::pattern_schema(
+        PRICE_PATTERN,
+        "A price: greater than 0, at most 1,000,000, at most two decimals",
+        "19.99",
+    )
+}
+
+/// A listing sent as `multipart/form-data` (a browser form with a file).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code, reason = "describes the multipart body for the OpenAPI document")]
+pub struct TicketUpload {
+    /// As in the JSON body.
+    #[schema(schema_with = title_schema)]
+    title: String,
+    /// As in the JSON body, as text.
+    #[schema(schema_with = price_text_schema)]
+    price: String,
+    /// As in the JSON body (an empty part is none).
+    #[schema(schema_with = venue_text_schema)]
+    venue: Option<String>,
+    /// As in the JSON body (an empty part is none).
+    #[serde(rename = "startsAt")]
+    #[schema(schema_with = starts_at_text_schema)]
+    starts_at: Option<String>,
+    /// As in the JSON body (an empty part is none).
+    #[schema(schema_with = short_text_schema)]
+    section: Option<String>,
+    /// As in the JSON body (an empty part is none).
+    #[schema(schema_with = short_text_schema)]
+    row: Option<String>,
+    /// As in the JSON body (an empty part is none).
+    #[schema(schema_with = short_text_schema)]
+    seat: Option<String>,
+    /// As in the JSON body, as text (an empty part is none).
+    #[serde(rename = "faceValue")]
+    #[schema(schema_with = price_bound_schema)]
+    face_value: Option<String>,
+    /// As in the JSON body.
+    #[schema(schema_with = barcode_schema)]
+    barcode: Option<String>,
+    /// The ticket's file: a PDF, PNG or JPEG (checked from its bytes) of at
+    /// most 2 MiB; held in escrow for the buyer.
+    #[schema(value_type = Option<String>, format = Binary)]
+    file: Option<Vec<u8>>,
+}
+
+/// The pattern of a trimmed text of 1 to `max` characters without control
+/// characters (as a title's), or empty.
+fn text_pattern(max: usize) -> String {
+    format!("^$|{}", TITLE_PATTERN.replace("{0,198}", &format!("{{0,{}}}", max - 2)))
+}
+
+/// A text field's schema; `json`: null is none too.
+fn text_schema(max: usize, json: bool, example: &str) -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    let description = format!(
+        "1 to {max} characters once trimmed, without control characters; empty: none{}",
+        if json { " (on an edit: removes it; null or absent keeps it)" } else { "" }
+    );
+    let mut schema = common::validate::pattern_schema(&text_pattern(max), &description, example);
+    if json {
+        schema.schema_type = SchemaType::from_iter([Type::String, Type::Null]);
+    }
+    schema
+}
+
+fn venue_json_schema() -> utoipa::openapi::Object {
+    text_schema(120, true, "Vicar Street, Dublin")
+}
+
+fn venue_text_schema() -> utoipa::openapi::Object {
+    text_schema(120, false, "Vicar Street, Dublin")
+}
+
+fn short_json_schema() -> utoipa::openapi::Object {
+    text_schema(20, true, "12")
+}
+
+fn short_text_schema() -> utoipa::openapi::Object {
+    text_schema(20, false, "12")
+}
+
+/// The schema of a submitted face value: a price as `price` takes it, or
+/// empty or null (none).
+fn face_value_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, Type};
+    let any_of = AnyOfBuilder::new()
+        .item(Cents::price_schema())
+        .item(ObjectBuilder::new().schema_type(Type::String).max_length(Some(0)))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(
+            "The price printed on the ticket, as `price` (`FaceValue must be greater than 0`); \
+             empty or null: none",
+        ))
+        .build();
+    Schema::AnyOf(any_of)
+}
+
+/// A string of one of `formats`, or empty.
+fn formatted_or_empty(
+    formats: &[utoipa::openapi::KnownFormat],
+    nullable: bool,
+    description: &str,
+    example: &str,
+) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
+    let mut any_of = AnyOfBuilder::new();
+    if nullable {
+        any_of = any_of.item(ObjectBuilder::new().schema_type(Type::Null));
+    }
+    for format in formats {
+        any_of = any_of.item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(format.clone()))),
+        );
+    }
+    let empty = ObjectBuilder::new().schema_type(Type::String).max_length(Some(0));
+    let any_of = any_of
+        .item(empty)
+        .description(Some(description))
+        .examples([serde_json::json!(example)])
+        .build();
+    Schema::AnyOf(any_of)
+}
+
+/// The schema of a submitted start: RFC 3339 with an offset; empty is none
+/// (on an edit: removes it), null or absent too (on an edit: keeps it).
+fn starts_at_schema() -> utoipa::openapi::schema::Schema {
+    formatted_or_empty(
+        &[utoipa::openapi::KnownFormat::DateTime],
+        true,
+        "RFC 3339 with an offset, in the future (`StartsAt must be in the future`), at most two \
+         years ahead (`StartsAt must be at most two years ahead`); empty: none",
+        "2026-03-14T20:00:00+01:00",
+    )
+}
+
+/// The schema of a start sent as a text part: as in JSON, without null.
+fn starts_at_text_schema() -> utoipa::openapi::schema::Schema {
+    formatted_or_empty(
+        &[utoipa::openapi::KnownFormat::DateTime],
+        false,
+        "RFC 3339 with an offset, in the future, at most two years ahead; empty: none",
+        "2026-03-14T20:00:00+01:00",
+    )
+}
+
+/// The schema of `from` and `to`: a date or an RFC 3339 date and time, or
+/// empty.
+fn date_bound_schema() -> utoipa::openapi::schema::Schema {
+    formatted_or_empty(
+        &[utoipa::openapi::KnownFormat::Date, utoipa::openapi::KnownFormat::DateTime],
+        false,
+        "A date (YYYY-MM-DD) or an RFC 3339 date and time, or empty",
+        "2026-03-14",
+    )
 }
 
 /// The schema of a submitted title.
@@ -166,6 +352,14 @@ impl TicketBody {
     /// left out or `null` stays as it is; `""` removes it).
     fn parse(&self, now: Timestamp) -> ApiResult<(Title, Cents, DetailsChange)> {
         let mut v = Validator::new();
+        let parsed = self.check(&mut v, now);
+        v.finish()?;
+        parsed.ok_or_else(|| ApiError::internal("a validator accepted a field without a value"))
+    }
+
+    /// Checks the title, price and event details into `v`: `None` when
+    /// any is invalid (`v` names each).
+    fn check(&self, v: &mut Validator, now: Timestamp) -> Option<(Title, Cents, DetailsChange)> {
         let title = v.check("title", Title::parse(self.title.as_deref()));
         let price = v.check("price", Cents::parse_price(self.price.as_ref()));
         let venue = v.check("venue", details::parse_venue(self.venue.as_ref()));
@@ -174,9 +368,32 @@ impl TicketBody {
         let row = v.check("row", details::parse_row(self.row.as_ref()));
         let seat = v.check("seat", details::parse_seat(self.seat.as_ref()));
         let face_value = v.check("faceValue", details::parse_face_value(self.face_value.as_ref()));
-        let (title, price, venue, starts_at, section, row, seat, face_value) =
-            validated!(v, title, price, venue, starts_at, section, row, seat, face_value);
-        Ok((title, price, DetailsChange { venue, starts_at, section, row, seat, face_value }))
+        Some((
+            title?,
+            price?,
+            DetailsChange {
+                venue: venue?,
+                starts_at: starts_at?,
+                section: section?,
+                row: row?,
+                seat: seat?,
+                face_value: face_value?,
+            },
+        ))
+    }
+
+    /// The title, price, event details and barcode of a new listing (JSON
+    /// or multipart: the same rules, every invalid field named at once).
+    fn parse_listing(
+        &self,
+        now: Timestamp,
+    ) -> ApiResult<(Title, Cents, DetailsChange, Option<Barcode>)> {
+        let mut v = Validator::new();
+        let fields = self.check(&mut v, now);
+        let barcode = v.check("barcode", Barcode::parse(self.barcode.as_deref()));
+        let (fields, barcode) = validated!(v, fields, barcode);
+        let (title, price, change) = fields;
+        Ok((title, price, change, barcode))
     }
 }
 
@@ -221,13 +438,13 @@ pub struct ListParams {
     /// the start of that UTC day) or an RFC 3339 date and time; listings
     /// without a date are left out — `From must be a date (YYYY-MM-DD) or
     /// an RFC 3339 date and time`, `From must not be later than To`.
-    #[param(value_type = String, required = false, example = "2026-03-14")]
+    #[param(schema_with = date_bound_schema, required = false)]
     from: Option<String>,
     /// Only events starting on or before this: a date (to the end of that
     /// UTC day, inclusive) or an RFC 3339 date and time; listings without a
     /// date are left out — `To must be a date (YYYY-MM-DD) or an RFC 3339
     /// date and time`.
-    #[param(value_type = String, required = false, example = "2026-03-31")]
+    #[param(schema_with = date_bound_schema, required = false)]
     to: Option<String>,
 }
 
@@ -385,12 +602,17 @@ impl IntoResponse for Page {
 #[utoipa::path(
     post, path = "/api/tickets", tag = "tickets", operation_id = "createTicket",
     security(("bearer" = []), ("session" = [])),
-    request_body = TicketBody,
+    request_body(content(
+        (TicketBody = "application/json"),
+        (TicketUpload = "multipart/form-data"),
+    )),
     responses(
         (status = 201, description = "Created (version 0)", body = Ticket),
-        (status = 400, description = "Invalid title, price or event detail (`venue`, `startsAt`: `StartsAt must be in the future`, `StartsAt must be at most two years ahead`, `section`, `row`, `seat`, `faceValue`), or a price over the face-value cap (`Price must be at most 50.00 (face value 50.00 plus 0%)`)", body = ErrorBody),
+        (status = 400, description = "Invalid title, price, barcode or event detail (`venue`, `startsAt`: `StartsAt must be in the future`, `StartsAt must be at most two years ahead`, `section`, `row`, `seat`, `faceValue`), or a price over the face-value cap (`Price must be at most 50.00 (face value 50.00 plus 0%)`)", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 409, description = "The barcode is on another live listing or holding (field `barcode`)", body = ErrorBody),
+        (status = 413, description = "The body is over its limit, or the file over 2 MiB (field `file`)", body = ErrorBody),
+        (status = 415, description = "The body is neither `application/json` nor `multipart/form-data`, or the file is not a PDF, PNG or JPEG (field `file`, from its bytes)", body = ErrorBody),
         (status = 429, description = "Too many creations and edits from this user in the last minute (`TICKET_WRITES_PER_USER_PER_MINUTE`); `Retry-After` gives the seconds to wait", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
@@ -398,15 +620,17 @@ impl IntoResponse for Page {
 async fn create(
     State(state): State<TicketsState>,
     CurrentUser(user): CurrentUser,
-    extract::Json(body): extract::Json<TicketBody>,
+    request: Request,
 ) -> ApiResult<(StatusCode, Json<Ticket>)> {
     state.writes_per_user.take(&user.id)?;
-    let (title, price, change) = body.parse(state.clock.now())?;
+    let (body, file) = crate::escrow::read_listing(request).await?;
+    let (title, price, change, barcode) = body.parse_listing(state.clock.now())?;
     let details = change.apply(&Details::default());
     if let Some(message) = over_cap(price, &details, state.max_markup_percent) {
         return Err(over_cap_error(message));
     }
-    let ticket = state.store.create(&title, price, &details, user.id).await?;
+    let pass = NewPass { barcode, file };
+    let ticket = state.store.create(&title, price, &details, user.id, &pass).await?;
     tracing::info!(ticket.id = %ticket.id, "ticket created");
     Ok((StatusCode::CREATED, Json(ticket)))
 }

@@ -1,13 +1,15 @@
 //! What only the tickets service reads: the live stream's limits, the
-//! sellers' rate limit, and how
-//! long the public list may be answered from memory (flattened into
+//! sellers' rate limit, how long the public list may be answered from
+//! memory, and the ticket vault's keys (flattened into
 //! `ticketing`'s command line).
 
 use std::time::Duration;
 
 use clap::Args;
 
-use common::config::milliseconds;
+use common::config::{Secret, milliseconds};
+
+use crate::vault::Vault;
 
 /// How long the all-in-one keeps an answer of the public list at most
 /// (its own changes end it at once, so this bounds only a change written by
@@ -50,9 +52,35 @@ pub struct Settings {
     #[arg(global = true, long = "tickets-list-cache-ms", env = "TICKETS_LIST_CACHE_MS",
           value_parser = milliseconds)]
     pub tickets_list_cache: Option<Duration>,
+
+    /// The ticket vault's key: 32 bytes, hex or base64 (`openssl rand -hex
+    /// 32`); tickets' barcodes and files are encrypted under it. All-in-one:
+    /// generated once and kept in `DATA_DIR`; `serve tickets`: required.
+    #[arg(global = true, long, env = "TICKET_VAULT_KEY", hide_env_values = true)]
+    pub ticket_vault_key: Option<Secret>,
+
+    /// Earlier vault keys, comma-separated: what was encrypted under them
+    /// is still read after a rotation (OPERATIONS.md).
+    #[arg(global = true, long, env = "TICKET_VAULT_PREVIOUS_KEYS", hide_env_values = true)]
+    pub ticket_vault_previous_keys: Option<Secret>,
 }
 
 impl Settings {
+    /// The ticket vault of these settings. A service alone refuses to start
+    /// without its key; a process that embeds the service without one
+    /// (tests) gets a random key, so what it escrows is readable until it
+    /// stops (the all-in-one binary always sets one: `DATA_DIR`'s).
+    pub fn vault(&self, alone: bool) -> anyhow::Result<Vault> {
+        match &self.ticket_vault_key {
+            Some(key) => Vault::from_settings(key, self.ticket_vault_previous_keys.as_ref()),
+            None if alone => anyhow::bail!(
+                "TICKET_VAULT_KEY must be set for `ticketing serve tickets`: tickets held in \
+                 escrow are encrypted under it (32 bytes, e.g. `openssl rand -hex 32`)"
+            ),
+            None => Vault::random(),
+        }
+    }
+
     /// How long the list may be answered from memory in this process:
     /// replicas do not see each other's changes, so none unless asked for
     /// (DECISIONS.md, "The list cache").

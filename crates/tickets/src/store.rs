@@ -19,6 +19,8 @@ use uuid::Uuid;
 
 use crate::details::{Details, DetailsChange, over_cap};
 use crate::domain::{Cursor, Search, Sort, Ticket, TicketStatus, Title, UNDATED, title_prefixes};
+use crate::passes::{self, ListError, NewPass, Pass, PassState, PassSummary};
+use crate::vault::Vault;
 
 /// The tickets database and its outbox.
 #[derive(Debug, Clone)]
@@ -27,6 +29,8 @@ pub struct Store {
     pub outbox: Outbox,
     /// Counts the changes this store committed.
     pub commits: Commits,
+    /// Seals and opens the tickets held in escrow (`passes.rs`).
+    pub vault: Vault,
     /// Woken when a ticket with a start is created or edited: the end of
     /// sale (`ending.rs`) may have to wake earlier.
     pub starts: Arc<Notify>,
@@ -86,6 +90,39 @@ common::store_error! {
         #[error("the event has started")]
         Ended,
     }
+}
+
+/// Why a resale was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ResaleError {
+    #[error("the user holds no such ticket")]
+    NotHeld,
+    #[error("the ticket is on sale again already")]
+    AlreadyRelisted,
+    #[error("the event has started")]
+    Started,
+    /// The price is over the cap of the original face value (the message
+    /// names the limit).
+    #[error("{0}")]
+    OverCap(String),
+    /// The database failed (503 or 500, by `ApiError`'s one rule).
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// A ticket the caller holds (My tickets): the listing it was bought on,
+/// what its pass carries, and where it stands.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Held {
+    #[serde(flatten)]
+    pub ticket: Ticket,
+    pub pass: PassSummary,
+    /// `held`, or `relisted` while its holder sells it again.
+    pub pass_state: PassState,
+    /// The listing that sells it again, while `relisted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resale_id: Option<Uuid>,
 }
 
 /// What a withdrawal did.
@@ -206,15 +243,42 @@ fn updated_event(ticket: &Ticket) -> Envelope<TicketUpdated> {
 }
 
 impl Store {
+    /// A store whose vault has a random key (benchmarks; what it escrows
+    /// is lost with it).
     pub fn new(db: Db) -> Self {
-        let outbox = Outbox::new(db.clone());
-        Self { db, outbox, commits: Commits::default(), starts: Arc::default() }
+        Self::with_vault(db, Vault::random().expect("randomness"))
     }
 
-    /// Creates a ticket (version 0) with its event `details` and announces
-    /// it.
+    /// The service's store, sealing with `vault`.
+    pub fn with_vault(db: Db, vault: Vault) -> Self {
+        let outbox = Outbox::new(db.clone());
+        Self { db, outbox, commits: Commits::default(), vault, starts: Arc::default() }
+    }
+
+    /// Creates a ticket (version 0) with its event `details` and its pass,
+    /// if it carries one, and announces it (never the pass). A barcode
+    /// already live elsewhere refuses the whole listing: nothing is stored.
     pub async fn create(
         &self,
+        title: &Title,
+        price: Cents,
+        details: &Details,
+        user_id: Uuid,
+        pass: &NewPass,
+    ) -> Result<Ticket, ListError> {
+        let mut tx = self.db.begin().await?;
+        let ticket = self.insert_ticket(&mut tx, title, price, details, user_id).await?;
+        if !pass.is_empty() {
+            passes::list(&mut tx, &self.vault, ticket.id, user_id, pass).await?;
+        }
+        self.announce_created(tx, &ticket).await?;
+        Ok(ticket)
+    }
+
+    /// Writes a new ticket (version 0) and its search rows in `tx`.
+    async fn insert_ticket(
+        &self,
+        tx: &mut Tx,
         title: &Title,
         price: Cents,
         details: &Details,
@@ -231,7 +295,6 @@ impl Store {
             reserved_until: None,
             details: details.clone(),
         };
-        let mut tx = self.db.begin().await?;
         query(
             "INSERT INTO tickets (id, title, price, user_id, version, order_id, created_at, \
              searchable, venue, starts_at, starts_at_offset, section, seat_row, seat, face_value) \
@@ -249,23 +312,28 @@ impl Store {
         .bind(details.row.clone())
         .bind(details.seat.clone())
         .bind(details.face_value.map(Cents::get))
-        .execute(&mut tx)
+        .execute(&mut *tx)
         .await?;
-        index_title(&mut tx, &ticket).await?;
+        index_title(tx, &ticket).await?;
+        Ok(ticket)
+    }
+
+    /// Announces a ticket [`Store::insert_ticket`] wrote, and commits.
+    async fn announce_created(&self, mut tx: Tx, ticket: &Ticket) -> Result<(), DbError> {
         let event = Envelope::new(TicketCreated {
             id: ticket.id,
             version: 0,
             title: ticket.title.clone(),
-            price: price.get(),
-            user_id,
-            details: details.to_event(),
+            price: ticket.price.get(),
+            user_id: ticket.user_id,
+            details: ticket.details.to_event(),
         });
         outbox::add(&mut tx, &event).await?;
         self.commit(tx).await?;
-        if details.starts_at.is_some() {
+        if ticket.details.starts_at.is_some() {
             self.starts.notify_one();
         }
-        Ok(ticket)
+        Ok(())
     }
 
     /// One ticket, reserved or not.
@@ -474,6 +542,9 @@ impl Store {
             {
                 continue;
             }
+            // Unsold: its pass goes to nobody, and a resold one back to
+            // its holder, as on a withdrawal.
+            passes::left_sale(&mut tx, id).await?;
             self.save(tx, &Ticket { status: TicketStatus::Ended, ..current.next_version() })
                 .await?;
             tracing::info!(ticket.id = %id, "the event started: the ticket is off sale");
@@ -502,6 +573,7 @@ impl Store {
             TicketStatus::Withdrawn => return Ok(Withdrawal::Already),
             TicketStatus::Ended => return Err(WithdrawError::Ended),
         }
+        passes::left_sale(&mut tx, id).await?;
         self.save(tx, &Ticket { status: TicketStatus::Withdrawn, ..current.next_version() })
             .await?;
         Ok(Withdrawal::Done)
@@ -533,7 +605,9 @@ impl Store {
             }
             _ => return Ok(Sale::NotYet),
         }
-        let price = order_price(&mut tx, order_id).await?.unwrap_or(current.price);
+        let (price, buyer) = order_terms(&mut tx, order_id).await?;
+        let price = price.unwrap_or(current.price);
+        passes::hand_over(&mut tx, ticket_id, buyer).await?;
         let sold = Ticket {
             order_id: Some(order_id),
             status: TicketStatus::Sold,
@@ -558,6 +632,7 @@ impl Store {
         order_id: Uuid,
         expires_at: Timestamp,
         price: Cents,
+        buyer: Uuid,
     ) -> Result<Reservation, DbError> {
         let mut tx = self.db.begin().await?;
         let Some(current) = locked(&mut tx, ticket_id).await? else {
@@ -567,11 +642,12 @@ impl Store {
             return Ok(Reservation::Unchanged);
         }
         query(
-            "INSERT INTO order_prices (order_id, price) VALUES ($1, $2) \
+            "INSERT INTO order_prices (order_id, price, buyer_id) VALUES ($1, $2, $3) \
              ON CONFLICT (order_id) DO NOTHING",
         )
         .bind(order_id.to_string())
         .bind(price.get())
+        .bind(buyer.to_string())
         .execute(&mut tx)
         .await?;
         if current.status == TicketStatus::Withdrawn {
@@ -676,6 +752,92 @@ impl Store {
         self.save(tx, &released).await
     }
 
+    /// The pass of `ticket_id` if `user` may read it (its seller while
+    /// unsold, its buyer once sold).
+    pub async fn readable_pass(
+        &self,
+        ticket_id: Uuid,
+        user: Uuid,
+    ) -> Result<Option<Pass>, DbError> {
+        passes::readable(self.db.reader(), ticket_id, user).await
+    }
+
+    /// The tickets `user` bought and holds (My tickets): upcoming events
+    /// first (the soonest first), then past ones (the latest first), then
+    /// undated ones (the newest first).
+    pub async fn held(&self, user: Uuid, now: Timestamp) -> Result<Vec<Held>, DbError> {
+        let columns = COLUMNS.split(", ").map(|c| format!("tickets.{c}")).collect::<Vec<_>>();
+        // Both databases sort NULL differently: the group comes first, and
+        // within it a key that is ascending for each group.
+        let sql = format!(
+            "SELECT {}, {} FROM passes JOIN tickets ON tickets.id = passes.ticket_id \
+             WHERE passes.holder_id = $1 AND passes.state IN ('held', 'relisted') \
+             ORDER BY CASE WHEN tickets.starts_at IS NULL THEN 2 \
+             WHEN tickets.starts_at >= $2 THEN 0 ELSE 1 END, \
+             CASE WHEN tickets.starts_at IS NULL THEN 0 \
+             WHEN tickets.starts_at >= $2 THEN tickets.starts_at ELSE -tickets.starts_at END, \
+             tickets.id DESC LIMIT 1000",
+            columns.join(", "),
+            passes::PASS_COLUMNS
+        );
+        let rows = query(sql)
+            .bind(user.to_string())
+            .bind(now.millis())
+            .fetch_all(self.db.reader())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let ticket = ticket(row)?;
+                let pass = passes::pass(row)?;
+                Ok(Held {
+                    pass: pass.summary(),
+                    pass_state: pass.state,
+                    resale_id: pass.resold_as,
+                    ticket,
+                })
+            })
+            .collect()
+    }
+
+    /// Sells again the ticket `user` bought on the listing `ticket_id`
+    /// ("Sell again"): a new listing of the same ticket at `price`, whose
+    /// pass is the same sealed content; the bought pass is `relisted`
+    /// until the new listing sells (then nobody's) or leaves sale unsold
+    /// (then the holder's again). The event, seat and face value carry
+    /// over; `price` must keep within the cap (`markup_percent`) of the
+    /// original face value, and the event must not have started by `now`.
+    pub async fn resell(
+        &self,
+        ticket_id: Uuid,
+        user: Uuid,
+        price: Cents,
+        now: Timestamp,
+        markup_percent: u32,
+    ) -> Result<Ticket, ResaleError> {
+        let mut tx = self.db.begin().await?;
+        let bought = locked(&mut tx, ticket_id).await?.ok_or(ResaleError::NotHeld)?;
+        let pass = passes::find(&mut tx, ticket_id)
+            .await?
+            .filter(|p| p.holder_id == user)
+            .ok_or(ResaleError::NotHeld)?;
+        match pass.state {
+            PassState::Held => {}
+            PassState::Relisted => return Err(ResaleError::AlreadyRelisted),
+            PassState::Listed | PassState::Gone => return Err(ResaleError::NotHeld),
+        }
+        if bought.details.starts_at.is_some_and(|s| s.at() <= now) {
+            return Err(ResaleError::Started);
+        }
+        if let Some(message) = over_cap(price, &bought.details, markup_percent) {
+            return Err(ResaleError::OverCap(message));
+        }
+        let title = Title::parse(Some(&bought.title)).map_err(DbError::decode)?;
+        let ticket = self.insert_ticket(&mut tx, &title, price, &bought.details, user).await?;
+        passes::relist(&mut tx, &pass, ticket.id).await?;
+        self.announce_created(tx, &ticket).await?;
+        Ok(ticket)
+    }
+
     /// Writes `changed` (the next version of a ticket locked in `tx`),
     /// announces it and commits.
     async fn save(&self, mut tx: Tx, changed: &Ticket) -> Result<(), DbError> {
@@ -774,14 +936,20 @@ async fn unindex_title(tx: &mut Tx, id: Uuid) -> Result<(), DbError> {
     Ok(())
 }
 
-/// The price `order_id` was made at, from its `order.created`; `None` for
-/// an order whose `order.created` was handled before prices were kept.
-async fn order_price(tx: &mut Tx, order_id: Uuid) -> Result<Option<Cents>, DbError> {
-    let price: Option<i64> = query_scalar("SELECT price FROM order_prices WHERE order_id = $1")
+/// The price `order_id` was made at and its buyer, from its
+/// `order.created`; `None` for an order whose `order.created` was handled
+/// before prices (or buyers) were kept.
+async fn order_terms(
+    tx: &mut Tx,
+    order_id: Uuid,
+) -> Result<(Option<Cents>, Option<Uuid>), DbError> {
+    let row = query("SELECT price, buyer_id FROM order_prices WHERE order_id = $1")
         .bind(order_id.to_string())
         .fetch_optional(&mut *tx)
         .await?;
-    Ok(price.map(Cents::new))
+    let Some(row) = row else { return Ok((None, None)) };
+    let buyer: Option<String> = row.try_get("buyer_id")?;
+    Ok((Some(Cents::new(row.try_get("price")?)), buyer.as_deref().map(parse_uuid).transpose()?))
 }
 
 async fn is_cancelled(tx: &mut Tx, order_id: Uuid) -> Result<bool, DbError> {

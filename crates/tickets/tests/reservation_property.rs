@@ -65,8 +65,10 @@ async fn check(orders: usize, live: bool, schedule: Vec<usize>) -> Result<(), Te
     let store = Store::new(db);
     let title = Title::parse(Some("t")).expect("title");
     let details = tickets::details::Details::default();
-    let ticket =
-        store.create(&title, Cents::new(100), &details, Uuid::now_v7()).await.expect("ticket");
+    let ticket = store
+        .create(&title, Cents::new(100), &details, Uuid::now_v7(), &Default::default())
+        .await
+        .expect("ticket");
 
     let ids: Vec<Uuid> = (0..orders).map(|_| Uuid::now_v7()).collect();
     let mut events = Vec::new();

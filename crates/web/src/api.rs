@@ -91,7 +91,8 @@ pub struct EventDetails {
 
 /// A ticket as a seller submits it: every field as typed (the API checks
 /// them). Empty event fields are left out of a new ticket and removed from
-/// an edited one.
+/// an edited one. The barcode and file go with a new ticket only (sent as
+/// `multipart/form-data`); an edit (JSON) leaves them out.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TicketInput {
     pub title: String,
@@ -103,6 +104,9 @@ pub struct TicketInput {
     pub row: String,
     pub seat: String,
     pub face_value: String,
+    /// The barcode's content (empty: none).
+    pub barcode: String,
+    pub file: Option<Upload>,
 }
 
 impl TicketInput {
@@ -123,6 +127,80 @@ impl TicketInput {
             }
         }
         body
+    }
+}
+
+/// A file the visitor attached. Its `Debug` shows its size alone.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload").field("size", &self.bytes.len()).finish_non_exhaustive()
+    }
+}
+
+/// The file a ticket's pass carries, described (`{type, size, name}`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PassFile {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub size: i64,
+    pub name: String,
+}
+
+/// What a held ticket's pass carries.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+pub struct PassSummary {
+    pub barcode: bool,
+    #[serde(default)]
+    pub file: Option<PassFile>,
+}
+
+/// A ticket the visitor bought and holds (`GET /api/tickets/held`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldTicket {
+    #[serde(flatten)]
+    pub ticket: Ticket,
+    pub pass: PassSummary,
+    /// `held`, or `relisted` while the visitor sells it again.
+    pub pass_state: String,
+    /// The listing selling it again, while relisted.
+    #[serde(default)]
+    pub resale_id: Option<String>,
+}
+
+/// The ticket itself, for its holder (`GET /api/tickets/:id/pass`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pass {
+    #[serde(default)]
+    pub barcode: Option<String>,
+    #[serde(default)]
+    pub file: Option<PassFile>,
+}
+
+impl Debug for Pass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pass").field("file", &self.file).finish_non_exhaustive()
+    }
+}
+
+/// A pass's file as the API sent it, to hand on to the browser.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Download {
+    pub content_type: String,
+    pub disposition: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download").field("content_type", &self.content_type).finish_non_exhaustive()
     }
 }
 
@@ -325,10 +403,25 @@ pub trait Api: Send + Sync + Debug + 'static {
     /// Takes one of the seller's tickets off sale.
     fn withdraw_ticket<'a>(&'a self, session: &'a str, id: &'a str)
     -> BoxFuture<'a, ApiResult<()>>;
+    /// Puts a ticket up for sale with its barcode and file (multipart).
     fn create_ticket<'a>(
         &'a self,
         session: &'a str,
         ticket: &'a TicketInput,
+    ) -> BoxFuture<'a, ApiResult<Ticket>>;
+    /// The tickets the visitor bought and holds (My tickets).
+    fn held_tickets<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<Vec<HeldTicket>>>;
+    /// The ticket itself, for its holder.
+    fn pass<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<Pass>>;
+    /// The ticket's file, for its holder.
+    fn pass_file<'a>(&'a self, session: &'a str, id: &'a str)
+    -> BoxFuture<'a, ApiResult<Download>>;
+    /// Sells again a ticket the visitor bought, at `price`.
+    fn resell<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        price: &'a str,
     ) -> BoxFuture<'a, ApiResult<Ticket>>;
     fn update_ticket<'a>(
         &'a self,
@@ -559,7 +652,63 @@ impl Api for HttpApi {
         session: &'a str,
         ticket: &'a TicketInput,
     ) -> BoxFuture<'a, ApiResult<Ticket>> {
-        call(Ok(self.post("/api/tickets", session, &ticket.body(false))), json)
+        let mut form = reqwest::multipart::Form::new();
+        if let Value::Object(fields) = ticket.body(false) {
+            for (name, value) in fields {
+                form = form.text(name, value.as_str().unwrap_or_default().to_owned());
+            }
+        }
+        if !ticket.barcode.trim().is_empty() {
+            form = form.text("barcode", ticket.barcode.clone());
+        }
+        if let Some(file) = &ticket.file {
+            let part =
+                reqwest::multipart::Part::bytes(file.bytes.clone()).file_name(file.name.clone());
+            form = form.part("file", part);
+        }
+        let request = self.request(reqwest::Method::POST, "/api/tickets", Some(session));
+        call(Ok(request.multipart(form)), json)
+    }
+
+    fn held_tickets<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<Vec<HeldTicket>>> {
+        call(Ok(self.request(reqwest::Method::GET, "/api/tickets/held", Some(session))), json)
+    }
+
+    fn pass<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<Pass>> {
+        let request = resource("/api/tickets", id)
+            .map(|path| self.request(reqwest::Method::GET, &format!("{path}/pass"), Some(session)));
+        call(request, json)
+    }
+
+    fn pass_file<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Download>> {
+        let request = resource("/api/tickets", id).map(|path| {
+            self.request(reqwest::Method::GET, &format!("{path}/pass/file"), Some(session))
+        });
+        call(request, |response| async move {
+            let header = |name: &str| {
+                response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+            };
+            let content_type = header("content-type").unwrap_or_default();
+            let disposition = header("content-disposition").unwrap_or_else(|| "attachment".into());
+            let bytes = response.bytes().await.map_err(Failure::unreachable)?.to_vec();
+            Ok(Download { content_type, disposition, bytes })
+        })
+    }
+
+    fn resell<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        price: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Ticket>> {
+        let request = resource("/api/tickets", id).map(|path| {
+            self.post(&format!("{path}/resale"), session, &json!({"price": price_value(price)}))
+        });
+        call(request, json)
     }
 
     fn update_ticket<'a>(

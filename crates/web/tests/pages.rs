@@ -13,8 +13,9 @@ use common::session::COOKIE_NAME;
 use common::time::Timestamp;
 use reqwest::StatusCode;
 use web::api::{
-    Api, ApiResult, Authentication, EventDetails, Failure, Listing, Order, OrderStatus,
-    OrderTicket, Payment, Problem, Ticket, TicketInput, TicketPage, TicketStatus, User,
+    Api, ApiResult, Authentication, Download, EventDetails, Failure, HeldTicket, Listing, Order,
+    OrderStatus, OrderTicket, Pass, PassFile, PassSummary, Payment, Problem, Ticket, TicketInput,
+    TicketPage, TicketStatus, User,
 };
 use web::pages::WebState;
 
@@ -39,6 +40,12 @@ struct Fake {
     settled: Option<ApiResult<Payment>>,
     /// The sessions sign-outs were asked for.
     signed_out: Vec<Option<String>>,
+    /// The tickets put up for sale, as the sell form sent them.
+    sold: Vec<TicketInput>,
+    /// The buyer's tickets (My tickets) and their barcodes.
+    held: Vec<(HeldTicket, Option<String>)>,
+    /// The "Sell again"s asked for: ticket and price.
+    resales: Vec<(String, String)>,
     /// The bodies of ticket creations and edits, as sent to the API.
     submitted: Vec<serde_json::Value>,
 }
@@ -183,6 +190,61 @@ impl Api for FakeApi {
         })
     }
 
+    fn held_tickets<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<Vec<HeldTicket>>> {
+        Box::pin(async move {
+            user(session).ok_or_else(unauthorized)?;
+            Ok(self.fake().held.iter().map(|(held, _)| held.clone()).collect())
+        })
+    }
+
+    fn pass<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<Pass>> {
+        Box::pin(async move {
+            user(session).ok_or_else(unauthorized)?;
+            let fake = self.fake();
+            let (held, barcode) = fake
+                .held
+                .iter()
+                .find(|(held, _)| held.ticket.id == id)
+                .ok_or_else(|| failure(404, &[("Not Found", None)]))?;
+            Ok(Pass { barcode: barcode.clone(), file: held.pass.file.clone() })
+        })
+    }
+
+    fn pass_file<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Download>> {
+        Box::pin(async move {
+            user(session).ok_or_else(unauthorized)?;
+            let known = self.fake().held.iter().any(|(held, _)| held.ticket.id == id);
+            if !known {
+                return Err(failure(404, &[("Not Found", None)]));
+            }
+            Ok(Download {
+                content_type: "application/pdf".into(),
+                disposition: "attachment; filename=\"t.pdf\"".into(),
+                bytes: b"%PDF-1.4 fake".to_vec(),
+            })
+        })
+    }
+
+    fn resell<'a>(
+        &'a self,
+        session: &'a str,
+        id: &'a str,
+        price: &'a str,
+    ) -> BoxFuture<'a, ApiResult<Ticket>> {
+        Box::pin(async move {
+            let owner = user(session).ok_or_else(unauthorized)?;
+            if let Some(refusal) = self.refusal() {
+                return Err(refusal);
+            }
+            self.fake().resales.push((id.into(), price.into()));
+            Ok(ticket("resale", "Again", 1000, &owner.id, None))
+        })
+    }
+
     fn create_ticket<'a>(
         &'a self,
         session: &'a str,
@@ -194,6 +256,7 @@ impl Api for FakeApi {
             if let Some(refusal) = self.refusal() {
                 return Err(refusal);
             }
+            self.fake().sold.push(input.clone());
             let ticket = Ticket {
                 id: "new-ticket".into(),
                 title: input.title.clone(),
@@ -611,6 +674,114 @@ async fn selling_requires_signing_in_and_shows_errors() {
     assert_eq!(status, 400);
     assert!(html.contains(r#"id="price-error">Price must be greater than 0</p>"#));
     assert!(html.contains(r#"value="Gig""#));
+}
+
+#[tokio::test]
+async fn the_sell_form_sends_the_barcode_and_file_and_shows_their_errors() {
+    let api = FakeApi::default();
+    let site = Site::start(api.clone(), None).await;
+    let (_, html, _) = site.get("/tickets/new", Some(SELLER)).await;
+    assert!(html.contains(r#"enctype="multipart/form-data""#), "{html}");
+    assert!(html.contains(r#"<label for="barcode">"#) && html.contains(r#"type="file""#));
+    let form = reqwest::multipart::Form::new()
+        .text("title", "Gig")
+        .text("price", "12")
+        .text("barcode", "ABCD-1234")
+        .part("file", reqwest::multipart::Part::bytes(b"%PDF-1.4".to_vec()).file_name("t.pdf"));
+    let response = testkit::client()
+        .post(format!("{}/tickets/new", site.base))
+        .header("origin", site.base.clone())
+        .header("cookie", format!("{COOKIE_NAME}={SELLER}"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 303);
+    let sold = api.fake().sold.clone();
+    assert_eq!((sold[0].title.as_str(), sold[0].barcode.as_str()), ("Gig", "ABCD-1234"));
+    let file = sold[0].file.clone().expect("the file");
+    assert_eq!((file.name.as_str(), file.bytes.as_slice()), ("t.pdf", &b"%PDF-1.4"[..]));
+
+    let api = FakeApi::with(|f| {
+        f.refuse = Some(failure(
+            409,
+            &[("This ticket is already listed or held by someone", Some("barcode"))],
+        ))
+    });
+    let site = Site::start(api, None).await;
+    let sent = [("title", "Gig"), ("price", "1"), ("barcode", "ABCD-1234")];
+    let (status, html, _) = site.post("/tickets/new", Some(SELLER), &sent).await;
+    assert_eq!(status, 400);
+    assert!(
+        html.contains(r#"id="barcode-error">This ticket is already listed or held by someone</p>"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"value="ABCD-1234""#));
+}
+
+fn held(id: &str, barcode: bool, file: bool, resale: Option<&str>) -> HeldTicket {
+    HeldTicket {
+        ticket: ticket(id, "Opera night", 1999, "seller", Some("o1")),
+        pass: PassSummary {
+            barcode,
+            file: file.then(|| PassFile {
+                kind: "application/pdf".into(),
+                size: 2048,
+                name: "t.pdf".into(),
+            }),
+        },
+        pass_state: if resale.is_some() { "relisted" } else { "held" }.into(),
+        resale_id: resale.map(str::to_owned),
+    }
+}
+
+#[tokio::test]
+async fn my_tickets_show_the_qr_code_the_file_and_sell_again() {
+    let api = FakeApi::with(|f| {
+        f.held = vec![
+            (held("t1", true, true, None), Some("ABCD-1234<&>".into())),
+            (held("t2", false, true, Some("t9")), None),
+        ];
+    });
+    let site = Site::start(api.clone(), None).await;
+    let (status, _, headers) = site.get("/tickets/held", None).await;
+    assert_eq!((status.as_u16(), location(&headers)), (303, "/auth/signin?next=/tickets/held"));
+    let (status, html, _) = site.get("/tickets/held", Some(SESSION)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"<a href="/tickets/held">My tickets</a>"#), "in the nav");
+    assert!(
+        html.contains(
+            r#"<svg role="img" aria-label="QR code of barcode ABCD-1234&lt;&amp;&gt;" class="qr""#
+        ),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<figcaption class="barcode">ABCD-1234&#60;&#38;&#62;</figcaption>"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"href="/tickets/t1/pass/file" download>Download t.pdf (2 KiB)"#));
+    assert!(html.contains(r#"action="/tickets/t1/resale""#));
+    assert!(!html.contains(r#"action="/tickets/t2/resale""#), "on sale again already");
+    assert!(html.contains(r#"On sale again: <a href="/tickets/t9">"#));
+
+    let response = testkit::client()
+        .get(format!("{}/tickets/t1/pass/file", site.base))
+        .header("cookie", format!("{COOKIE_NAME}={SESSION}"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.headers()["content-type"], "application/pdf");
+    assert_eq!(response.headers()["cache-control"], "private, no-store");
+    assert_eq!(response.bytes().await.expect("bytes").as_ref(), b"%PDF-1.4 fake");
+
+    let (status, _, headers) =
+        site.post("/tickets/t1/resale", Some(SESSION), &[("price", "25")]).await;
+    assert_eq!((status.as_u16(), location(&headers)), (303, "/tickets/resale"));
+    assert_eq!(api.fake().resales, [("t1".to_owned(), "25".to_owned())]);
+
+    let (_, empty, _) =
+        Site::start(FakeApi::default(), None).await.get("/tickets/held", Some(SESSION)).await;
+    assert!(empty.contains("No tickets yet"));
 }
 
 #[tokio::test]
@@ -1140,4 +1311,71 @@ async fn the_home_page_marks_where_live_changes_may_appear() {
     let site = Site::start(FakeApi::default(), None).await;
     let (_, html, _) = site.get("/", None).await;
     assert!(html.contains("data-live-empty"), "the empty state: {html}");
+}
+
+#[tokio::test]
+async fn the_sell_form_sent_with_a_file_carries_the_event_too() {
+    let api = FakeApi::default();
+    let site = Site::start(api.clone(), None).await;
+    let form = reqwest::multipart::Form::new()
+        .text("title", "Gig")
+        .text("price", "45")
+        .text("venue", "Vicar Street")
+        .text("starts_on", "2026-03-14 20:00")
+        .text("offset", "+01:00")
+        .text("seat", "12")
+        .text("face_value", "50")
+        .text("barcode", "ABCD-1234")
+        .part("file", reqwest::multipart::Part::bytes(b"%PDF-1.4".to_vec()).file_name("t.pdf"));
+    let response = testkit::client()
+        .post(format!("{}/tickets/new", site.base))
+        .header("origin", site.base.clone())
+        .header("cookie", format!("{COOKIE_NAME}={SELLER}"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 303);
+    let sold = api.fake().sold.clone();
+    assert_eq!(
+        (sold[0].venue.as_str(), sold[0].starts_at.as_str(), sold[0].seat.as_str()),
+        ("Vicar Street", "2026-03-14T20:00:00+01:00", "12")
+    );
+    assert_eq!((sold[0].face_value.as_str(), sold[0].barcode.as_str()), ("50", "ABCD-1234"));
+    assert!(sold[0].file.is_some());
+    let (_, html, _) = site.get("/tickets/new", Some(SELLER)).await;
+    assert!(
+        html.contains(r#"<label for="venue">Venue</label>"#) && html.contains(r#"id="barcode""#)
+    );
+}
+
+#[tokio::test]
+async fn my_tickets_show_each_event_and_the_past_ones_below() {
+    let upcoming = HeldTicket {
+        ticket: Ticket {
+            event: EventDetails {
+                starts_at: Some("2099-03-14T20:00:00+01:00".into()),
+                ..ticket_with_event("t1", TicketStatus::Sold).event
+            },
+            ..ticket_with_event("t1", TicketStatus::Sold)
+        },
+        ..held("t1", true, false, None)
+    };
+    let past = HeldTicket {
+        ticket: Ticket { title: "Old gig".into(), ..ticket_with_event("t2", TicketStatus::Sold) },
+        ..held("t2", true, false, None)
+    };
+    let api = FakeApi::with(|f| {
+        f.held = vec![(upcoming, Some("CODE-1".into())), (past, Some("CODE-2".into()))];
+    });
+    let site = Site::start(api, None).await;
+    let (status, html, _) = site.get("/tickets/held", Some(SESSION)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Sat 14 Mar 2099, 20:00 +01:00"), "{html}");
+    assert!(html.contains("Vicar Street") && html.contains("Section Balcony · Row C · Seat 12"));
+    let heading = html.find("<h2>Past events</h2>").expect("a past events heading");
+    assert!(html.find("Sat 14 Mar 2099").expect("upcoming") < heading);
+    assert!(html.find("Sat 14 Mar 2026, 20:00 +01:00").expect("past") > heading);
+    assert!(html.contains(r#"action="/tickets/t1/resale""#));
+    assert!(!html.contains(r#"action="/tickets/t2/resale""#), "no sale after the start");
 }

@@ -206,6 +206,63 @@ impl TicketsApp {
         self.system.send(Method::DELETE, &path, user, None).await
     }
 
+    /// `POST /api/tickets` with a `multipart/form-data` body, as `user`.
+    pub async fn sell_form(
+        &self,
+        user: Option<&TestUser>,
+        form: reqwest::multipart::Form,
+    ) -> Response {
+        let request = self.system.request(Method::POST, "/api/tickets", user).multipart(form);
+        request.send().await.expect("sent")
+    }
+
+    /// `order.created` of `buyer`'s order for `ticket`, then its
+    /// `order.completed`: the ticket is sold to `buyer`. Returns the order.
+    pub async fn sold_to(&self, ticket: &Value, buyer: &TestUser) -> Uuid {
+        let order = Uuid::now_v7();
+        let expires_at = Timestamp::now().plus(std::time::Duration::from_secs(900));
+        let event = Envelope::new(OrderCreated {
+            id: order,
+            version: 0,
+            status: OrderStatus::Created,
+            user_id: buyer.id,
+            expires_at,
+            ticket: OrderTicket {
+                id: id_of(ticket),
+                price: 1000,
+                starts_at: ticket["startsAt"].as_str().map(str::to_owned),
+            },
+        });
+        self.deliver(&event).await;
+        self.order_completed(ticket, order).await;
+        order
+    }
+
+    /// `GET /api/tickets/:id/pass`, as `user`.
+    pub async fn pass(&self, user: Option<&TestUser>, id: &str) -> Response {
+        let path = format!("/api/tickets/{id}/pass");
+        self.system.send(Method::GET, &path, user, None).await
+    }
+
+    /// `GET /api/tickets/:id/pass/file`, as `user`.
+    pub async fn pass_file(&self, user: Option<&TestUser>, id: &str) -> Response {
+        let path = format!("/api/tickets/{id}/pass/file");
+        self.system.send(Method::GET, &path, user, None).await
+    }
+
+    /// `GET /api/tickets/held` as `user`, as JSON.
+    pub async fn held(&self, user: &TestUser) -> Vec<Value> {
+        let response = self.system.send(Method::GET, "/api/tickets/held", Some(user), None).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("json")
+    }
+
+    /// `POST /api/tickets/:id/resale` as `user` at `price`.
+    pub async fn resell(&self, user: Option<&TestUser>, id: &str, price: Value) -> Response {
+        let path = format!("/api/tickets/{id}/resale");
+        self.system.send(Method::POST, &path, user, Some(&json!({"price": price}))).await
+    }
+
     pub async fn db(&self) -> common::db::Db {
         let databases = &self.system.context.context.databases;
         databases.open(tickets::NAME, &tickets::MIGRATIONS).await.expect("database")

@@ -133,10 +133,10 @@ async fn an_order_created_and_cancelled_at_once_never_gets_the_ticket(stack: Sta
     let price = common::money::Cents::new(1000);
     for round in 0..30 {
         let holder = Uuid::now_v7();
-        store.reserve(ticket_id, holder, until, price).await.expect("reserved");
+        store.reserve(ticket_id, holder, until, price, Uuid::now_v7()).await.expect("reserved");
         let racer = Uuid::now_v7();
         let (reserved, released) = tokio::join!(
-            store.reserve(ticket_id, racer, until, price),
+            store.reserve(ticket_id, racer, until, price, Uuid::now_v7()),
             store.release(ticket_id, racer)
         );
         reserved.expect("reserve");

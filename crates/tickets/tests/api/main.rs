@@ -4,6 +4,7 @@
 
 mod create;
 mod edit;
+mod escrow;
 mod events;
 mod helpers;
 mod listeners;
@@ -11,5 +12,6 @@ mod live;
 mod mine;
 mod price;
 mod read;
+mod resale_events;
 mod search;
 mod withdraw;

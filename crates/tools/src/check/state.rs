@@ -30,6 +30,8 @@ pub struct Ticket {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
     pub ticket: Uuid,
+    /// The buyer.
+    pub user: Uuid,
     pub status: String,
     pub version: i64,
     /// `expiresAt`, in ms since 1970.
@@ -51,6 +53,18 @@ impl Order {
     }
 }
 
+/// A ticket held in escrow (the tickets service's `passes`), without its
+/// content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pass {
+    pub holder: Uuid,
+    /// `listed`, `held`, `relisted` or `gone`.
+    pub state: String,
+    pub barcode_hash: Option<String>,
+    /// The listing it resells, if any.
+    pub resale_of: Option<Uuid>,
+}
+
 /// A refund the payments service recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refund {
@@ -64,6 +78,8 @@ pub struct Refund {
 pub struct State {
     pub tickets: HashMap<Uuid, Ticket>,
     pub orders: HashMap<Uuid, Order>,
+    /// The passes, by listing.
+    pub passes: HashMap<Uuid, Pass>,
     /// The orders service's replica of the tickets: (version, price).
     pub orders_tickets: HashMap<Uuid, (i64, i64)>,
     /// The payments service's replica of the orders: (status, version).
@@ -153,11 +169,23 @@ impl Databases {
             };
             state.tickets.insert(id(&row, "id")?, ticket);
         }
-        let sql = "SELECT o.id, o.ticket_id, o.status, o.version, o.expires_at, o.price, \
-                   o.created_at, t.starts_at FROM orders o LEFT JOIN tickets t ON t.id = o.ticket_id";
+        let sql = "SELECT ticket_id, holder_id, state, barcode_hash, resale_of FROM passes";
+        for row in sqlx::query(sql).fetch_all(&self.tickets).await? {
+            let pass = Pass {
+                holder: id(&row, "holder_id")?,
+                state: row.try_get("state")?,
+                barcode_hash: row.try_get("barcode_hash")?,
+                resale_of: optional_id(&row, "resale_of")?,
+            };
+            state.passes.insert(id(&row, "ticket_id")?, pass);
+        }
+        let sql = "SELECT o.id, o.ticket_id, o.user_id, o.status, o.version, o.expires_at, \
+                   o.price, o.created_at, t.starts_at FROM orders o \
+                   LEFT JOIN tickets t ON t.id = o.ticket_id";
         for row in sqlx::query(sql).fetch_all(&self.orders).await? {
             let order = Order {
                 ticket: id(&row, "ticket_id")?,
+                user: id(&row, "user_id")?,
                 status: row.try_get("status")?,
                 version: row.try_get("version")?,
                 expires_at: row.try_get("expires_at")?,

@@ -23,6 +23,7 @@ pub fn check(state: &State, ops: &[Op], arrived: &mut Arrived) -> Vec<String> {
     money(state, &mut violations);
     reservations(state, &mut violations);
     replicas(state, &mut violations);
+    escrow(state, &mut violations);
     no_sale_after_the_start(state, &mut violations);
     acknowledged(state, ops, arrived, &mut violations);
     for (service, count) in &state.dead_letters {
@@ -125,6 +126,61 @@ fn money(state: &State, violations: &mut Vec<String>) {
     for (order, charges) in kept {
         violations
             .push(format!("charges {charges:?} of order {order}, unknown to the orders service"));
+    }
+}
+
+/// The tickets held in escrow (issue 24): every complete order's buyer can
+/// fetch exactly one ticket, its own (the pass of the ticket it bought is
+/// theirs, unless they sold it on and that sale went through), no pass is
+/// held by the buyer of an order that is not complete, and no barcode is on
+/// two live listings or holdings at once. Listings without a pass (sold
+/// before issue 24, or without a barcode or file) are not checked.
+fn escrow(state: &State, violations: &mut Vec<String>) {
+    let mut live: HashMap<&str, Vec<Uuid>> = HashMap::new();
+    for (ticket, pass) in &state.passes {
+        if let (Some(hash), "listed" | "held") = (&pass.barcode_hash, pass.state.as_str()) {
+            live.entry(hash).or_default().push(*ticket);
+        }
+    }
+    for (_, tickets) in live.into_iter().filter(|(_, t)| t.len() > 1) {
+        violations.push(format!("one barcode is on {} live listings: {tickets:?}", tickets.len()));
+    }
+    let resold = |ticket: &Uuid| {
+        state.passes.iter().any(|(next, pass)| {
+            pass.resale_of == Some(*ticket) && state.tickets.get(next).is_some_and(|t| t.sold)
+        })
+    };
+    for (id, order) in &state.orders {
+        let Some(pass) = state.passes.get(&order.ticket) else { continue };
+        let fetchable =
+            pass.holder == order.user && matches!(pass.state.as_str(), "held" | "relisted");
+        if order.status == "complete"
+            && !fetchable
+            && !(pass.state == "gone" && resold(&order.ticket))
+        {
+            violations.push(format!(
+                "complete order {id}: its buyer {} cannot fetch ticket {} (pass {} of {})",
+                order.user, order.ticket, pass.state, pass.holder
+            ));
+        }
+        if order.status != "complete" && fetchable {
+            let sold_to_it = state.tickets.get(&order.ticket).is_some_and(|t| t.order == Some(*id));
+            if sold_to_it {
+                violations.push(format!(
+                    "{} order {id}: its buyer holds ticket {}",
+                    order.status, order.ticket
+                ));
+            }
+        }
+    }
+    for (ticket, pass) in &state.passes {
+        let sold = state.tickets.get(ticket).is_some_and(|t| t.sold);
+        if pass.state == "listed" && sold {
+            violations.push(format!("ticket {ticket} is sold and its pass still its seller's"));
+        }
+        if pass.state == "held" && !sold {
+            violations.push(format!("ticket {ticket} is not sold and its pass is held by a buyer"));
+        }
     }
 }
 
@@ -330,7 +386,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::check::state::{Order, Refund, Ticket};
+    use crate::check::state::{Order, Pass, Refund, Ticket};
 
     /// A ticket sold to a paid order, one on sale, one held by an unpaid
     /// order, and a cancelled order whose charge was refunded.
@@ -346,6 +402,7 @@ mod tests {
         state.tickets.insert(held, ticket(Some(unpaid), false));
         let order = |ticket, status: &str| Order {
             ticket,
+            user: Uuid::nil(),
             status: status.into(),
             version: 1,
             expires_at: 0,
@@ -366,6 +423,15 @@ mod tests {
         state.charge_started = HashMap::from([("pi_1".into(), 2_000), ("pi_2".into(), 2_000)]);
         state.payments.insert(paid, (payment, "pi_1".into()));
         state.refunds.insert("pi_2".into(), Refund { order: cancelled, done: true });
+        let pass = |state: &str, barcode: &str| Pass {
+            holder: Uuid::nil(),
+            state: state.into(),
+            barcode_hash: Some(barcode.into()),
+            resale_of: None,
+        };
+        state.passes.insert(sold, pass("held", "b1"));
+        state.passes.insert(on_sale, pass("listed", "b2"));
+        state.passes.insert(held, pass("listed", "b3"));
         let op = |kind, ticket, order, payment| Op {
             kind,
             outcome: Outcome::Ok,
@@ -413,6 +479,29 @@ mod tests {
     fn a_consistent_state_has_no_violation() {
         let (state, ops) = consistent();
         assert_eq!(violations(&state, &ops), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_complete_order_whose_buyer_cannot_fetch_the_ticket_is_a_violation() {
+        let (mut state, ops) = consistent();
+        let paid = order_with(&state, "complete");
+        let ticket = state.orders[&paid].ticket;
+        state.passes.get_mut(&ticket).expect("a pass").holder = Uuid::now_v7();
+        let found = violations(&state, &ops);
+        assert!(found.iter().any(|v| v.contains("cannot fetch ticket")), "{found:?}");
+        state.passes.get_mut(&ticket).expect("a pass").state = "listed".into();
+        let found = violations(&state, &ops);
+        assert!(found.iter().any(|v| v.contains("is sold and its pass still its seller's")));
+    }
+
+    #[test]
+    fn one_barcode_on_two_live_listings_is_a_violation() {
+        let (mut state, ops) = consistent();
+        for pass in state.passes.values_mut() {
+            pass.barcode_hash = Some("same".into());
+        }
+        let found = violations(&state, &ops);
+        assert!(found.iter().any(|v| v.contains("one barcode is on 3 live listings")), "{found:?}");
     }
 
     #[test]

@@ -135,8 +135,13 @@ impl Workload {
                 op.price = Some(cents);
                 self.history.record(op);
             } else {
-                let mut body =
-                    format!(r#"{{"title":"check ticket","price":"{}""#, price_text(cents));
+                // Each listing carries its ticket in escrow (issue 24), so
+                // the checker can see it handed to the buyer.
+                let barcode = Uuid::now_v7().simple();
+                let mut body = format!(
+                    r#"{{"title":"check ticket","price":"{}","barcode":"CHK-{barcode}""#,
+                    price_text(cents)
+                );
                 // One in four is for an event starting within seconds: its
                 // sale ends while buyers race for it (issue 24).
                 if rng.below(4) == 0 {

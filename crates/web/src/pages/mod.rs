@@ -1,6 +1,7 @@
 //! The pages, one module an area, each with its own router merged here:
 //! `auth` (sign up, in and out), `listings` (the tickets on sale and the
 //! seller's own), `tickets` (a ticket's page: selling, editing, buying),
+//! `held` (My tickets: the tickets bought, their QR codes and files),
 //! `orders` and `payments`; `session` reads the visitor's session. Each
 //! handler calls the API as the visitor and renders a template; forms post
 //! back here and redirect (303) on success, or re-render with the API's
@@ -10,6 +11,7 @@
 //! the pages that say what went wrong, and how a refused form is answered.
 
 mod auth;
+mod held;
 mod listings;
 mod orders;
 mod payments;
@@ -43,6 +45,7 @@ pub fn router() -> Router<WebState> {
         .merge(listings::router())
         .merge(auth::router())
         .merge(tickets::router())
+        .merge(held::router())
         .merge(orders::router())
         .merge(payments::router())
 }

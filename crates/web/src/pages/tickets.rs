@@ -4,23 +4,32 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, State};
+use axum::extract::{DefaultBodyLimit, Form, FromRequest, Multipart, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::{Session, WebState, failure_page, redirect, refused, render};
-use crate::api::{Failure, Ticket, TicketInput, User};
+use crate::api::{Failure, Ticket, TicketInput, Upload, User};
 use crate::views::{TicketCard, status_words, units};
 
 pub(super) fn router() -> Router<WebState> {
     Router::new()
-        .route("/tickets/new", get(new_ticket_page).post(create_ticket))
+        .route(
+            "/tickets/new",
+            get(new_ticket_page).post(create_ticket).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)),
+        )
         .route("/tickets/{id}", get(show_ticket).post(edit_ticket))
         .route("/tickets/{id}/purchase", post(purchase))
         .route("/tickets/{id}/withdraw", post(withdraw_ticket))
 }
+
+/// The most the sell form may send: a 2 MiB file and the other fields (the
+/// API checks the file's own limit).
+const UPLOAD_LIMIT: usize = 2 * 1024 * 1024 + 64 * 1024;
+/// The message for a sell form too large to read.
+const FILE_TOO_LARGE: &str = "File must be at most 2 MiB";
 
 #[derive(Debug, Default, Deserialize)]
 struct TicketForm {
@@ -45,6 +54,8 @@ struct TicketForm {
     seat: String,
     #[serde(default)]
     face_value: String,
+    #[serde(default)]
+    barcode: String,
 }
 
 impl TicketForm {
@@ -60,6 +71,8 @@ impl TicketForm {
             row: self.row.clone(),
             seat: self.seat.clone(),
             face_value: self.face_value.clone(),
+            barcode: self.barcode.clone(),
+            file: None,
         }
     }
 
@@ -77,6 +90,63 @@ impl TicketForm {
             row: event.row.clone().unwrap_or_default(),
             seat: event.seat.clone().unwrap_or_default(),
             face_value: event.face_value.map(units).unwrap_or_default(),
+            barcode: String::new(),
+        }
+    }
+}
+
+/// The sell form as sent: `multipart/form-data` with the ticket's file (the
+/// page's form), or URL-encoded without one. `Err(None)` for a body that is
+/// neither; `Err(Some(form))` for one too large to read.
+async fn read_sell_form(
+    request: Request,
+) -> Result<(TicketForm, Option<Upload>), Option<TicketForm>> {
+    let multipart = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if !multipart {
+        let Form(form) = Form::<TicketForm>::from_request(request, &()).await.map_err(|_| None)?;
+        return Ok((form, None));
+    }
+    let mut parts = Multipart::from_request(request, &()).await.map_err(|_| None)?;
+    let (mut form, mut file) = (TicketForm::default(), None);
+    loop {
+        let field = match parts.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => return Ok((form, file)),
+            Err(error) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(Some(form));
+            }
+            Err(_) => return Err(None),
+        };
+        let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().unwrap_or_default().to_owned();
+        let bytes = match field.bytes().await {
+            Ok(bytes) => bytes,
+            Err(error) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(Some(form));
+            }
+            Err(_) => return Err(None),
+        };
+        let text = || String::from_utf8_lossy(&bytes).into_owned();
+        match name.as_str() {
+            "title" => form.title = text(),
+            "price" => form.price = text(),
+            "barcode" => form.barcode = text(),
+            "venue" => form.venue = text(),
+            "starts_on" => form.starts_on = text(),
+            "offset" => form.offset = text(),
+            "section" => form.section = text(),
+            "row" => form.row = text(),
+            "seat" => form.seat = text(),
+            "face_value" => form.face_value = text(),
+            // A file input left empty sends an empty part.
+            "file" if !bytes.is_empty() => {
+                file = Some(Upload { name: file_name, bytes: bytes.to_vec() });
+            }
+            _ => {}
         }
     }
 }
@@ -101,8 +171,11 @@ fn starts_at(date: &str, offset: &str) -> String {
 struct TicketFields {
     title: String,
     price: String,
+    barcode: String,
     title_error: Option<String>,
     price_error: Option<String>,
+    barcode_error: Option<String>,
+    file_error: Option<String>,
     /// Venue, date and time, offset, section, row, seat, face value.
     event: Vec<EventField>,
     general: Vec<String>,
@@ -165,8 +238,11 @@ impl TicketFields {
         Self {
             title: form.title,
             price: form.price,
+            barcode: form.barcode,
             title_error: error("title"),
             price_error: error("price"),
+            barcode_error: error("barcode"),
+            file_error: error("file"),
             event,
             general: Vec::new(),
         }
@@ -191,10 +267,24 @@ async fn new_ticket_page(State(state): State<WebState>, session: Session) -> Res
 async fn create_ticket(
     State(state): State<WebState>,
     session: Session,
-    form: Result<Form<TicketForm>, FormRejection>,
+    request: Request,
 ) -> Response {
-    let Ok(Form(form)) = form else { return redirect("/tickets/new") };
-    match state.api.create_ticket(session.token(), &form.input()).await {
+    let (form, file) = match read_sell_form(request).await {
+        Ok(sent) => sent,
+        Err(Some(form)) => {
+            let failure = Failure {
+                status: 413,
+                problems: vec![crate::api::Problem {
+                    message: FILE_TOO_LARGE.into(),
+                    field: Some("file".into()),
+                }],
+            };
+            return new_ticket_refused(&state, &session, form, failure).await;
+        }
+        Err(None) => return redirect("/tickets/new"),
+    };
+    let ticket = TicketInput { file, ..form.input() };
+    match state.api.create_ticket(session.token(), &ticket).await {
         Ok(ticket) => redirect(&format!("/tickets/{}", ticket.id)),
         // Any refusal, even "unavailable", keeps what the visitor typed.
         Err(failure) => {

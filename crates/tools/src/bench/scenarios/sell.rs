@@ -141,7 +141,11 @@ impl Workload for Create {
     fn once<'a>(&'a self, seller: &'a mut Seller, _: bool) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             let details = tickets::details::Details::default();
-            match self.store.create(&self.title, Cents::new(1000), &details, seller.id).await {
+            match self
+                .store
+                .create(&self.title, Cents::new(1000), &details, seller.id, &Default::default())
+                .await
+            {
                 Ok(_) => Outcome::Done,
                 Err(_) => {
                     seller.tally.failed_call();
