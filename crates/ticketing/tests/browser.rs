@@ -931,6 +931,17 @@ async fn a_ticket_sold_with_a_file_reaches_its_buyer_and_is_sold_again() {
     session.open("/tickets/new").await;
     session.fill("#title", "Jazz at the Dome").await;
     session.fill("#price", "40").await;
+    // The event: a year ahead, in the seller's time zone, with its face value.
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970");
+    // The Gregorian year's mean length: the year is right to within hours.
+    let year = 1970 + since_epoch.as_secs() / 31_556_952 + 1;
+    session.fill("#venue", "The Dome").await;
+    session.fill("#starts_on", &format!("{year}-03-14 20:00")).await;
+    session.fill("#offset", "+01:00").await;
+    session.fill("#seat", "12").await;
+    session.fill("#face_value", "50").await;
     session.fill("#barcode", &barcode).await;
     let file = session.browser.find(Locator::Css("#file")).await.expect("the file input");
     file.send_keys(&pdf.display().to_string()).await.expect("file chosen");
@@ -945,6 +956,8 @@ async fn a_ticket_sold_with_a_file_reaches_its_buyer_and_is_sold_again() {
     session.open("/tickets/held").await;
     session.reload_until(&barcode).await;
     session.see("Download my-ticket.pdf").await;
+    session.see("The Dome").await;
+    session.see(&format!("14 Mar {year}, 20:00")).await;
     let qr = session.browser.find(Locator::Css("svg.qr[role=img]")).await.expect("the QR code");
     assert!(qr.attr("aria-label").await.expect("label").is_some_and(|l| l.contains(&barcode)));
     session.audit("My tickets with a QR code and a file").await;
