@@ -30,7 +30,7 @@ pub struct TicketDetails {
     pub venue: Option<String>,
     /// RFC 3339, with the offset the seller gave.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime, example = "2026-03-14T20:00:00+01:00")]
+    #[schema(format = DateTime, example = "2027-03-14T20:00:00+01:00")]
     pub starts_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub section: Option<String>,

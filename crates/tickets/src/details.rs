@@ -19,7 +19,7 @@ pub struct Details {
     pub venue: Option<String>,
     /// When it starts, with the offset the seller gave; the sale stops then.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, format = DateTime, example = "2026-03-14T20:00:00+01:00")]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2027-03-14T20:00:00+01:00")]
     pub starts_at: Option<LocalTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "Balcony")]
@@ -115,7 +115,7 @@ pub const SECTION: &str = "Section must be 1 to 20 characters without control ch
 pub const ROW: &str = "Row must be 1 to 20 characters without control characters";
 pub const SEAT: &str = "Seat must be 1 to 20 characters without control characters";
 pub const STARTS_AT: &str =
-    "StartsAt must be a date and time with an offset (RFC 3339, e.g. 2026-03-14T20:00:00+01:00)";
+    "StartsAt must be a date and time with an offset (RFC 3339, e.g. 2027-03-14T20:00:00+01:00)";
 pub const STARTS_AT_PAST: &str = "StartsAt must be in the future";
 pub const STARTS_AT_FAR: &str = "StartsAt must be at most two years ahead";
 pub const FACE_VALUE: &str = "FaceValue must be greater than 0";

@@ -307,7 +307,7 @@ fn starts_at_schema() -> utoipa::openapi::schema::Schema {
         true,
         "RFC 3339 with an offset, in the future (`StartsAt must be in the future`), at most two \
          years ahead (`StartsAt must be at most two years ahead`); empty: none",
-        "2026-03-14T20:00:00+01:00",
+        "2027-03-14T20:00:00+01:00",
     )
 }
 
@@ -317,7 +317,7 @@ fn starts_at_text_schema() -> utoipa::openapi::schema::Schema {
         &[utoipa::openapi::KnownFormat::DateTime],
         false,
         "RFC 3339 with an offset, in the future, at most two years ahead; empty: none",
-        "2026-03-14T20:00:00+01:00",
+        "2027-03-14T20:00:00+01:00",
     )
 }
 
@@ -328,7 +328,7 @@ fn date_bound_schema() -> utoipa::openapi::schema::Schema {
         &[utoipa::openapi::KnownFormat::Date, utoipa::openapi::KnownFormat::DateTime],
         false,
         "A date (YYYY-MM-DD) or an RFC 3339 date and time, or empty",
-        "2026-03-14",
+        "2027-03-14",
     )
 }
 

@@ -819,7 +819,7 @@ async fn the_sell_form_sends_the_event_and_shows_its_errors() {
     for label in ["Venue", "Date and time", "UTC offset", "Section", "Row", "Seat", "Face value"] {
         assert!(html.contains(&format!(">{label}</label>")), "{label}");
     }
-    assert!(html.contains("e.g. 2026-03-14 20:00"));
+    assert!(html.contains("e.g. 2027-03-14 20:00"));
     let form = [
         ("title", "Gig"),
         ("price", "45"),

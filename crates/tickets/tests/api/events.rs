@@ -92,7 +92,7 @@ async fn invalid_event_details_are_refused_on_their_field_and_store_nothing(stac
         (
             json!({"startsAt": "2030-03-14T20:00:00"}),
             "startsAt",
-            "StartsAt must be a date and time with an offset (RFC 3339, e.g. 2026-03-14T20:00:00+01:00)",
+            "StartsAt must be a date and time with an offset (RFC 3339, e.g. 2027-03-14T20:00:00+01:00)",
         ),
         (
             json!({"seat": "s".repeat(21)}),

@@ -219,7 +219,7 @@ impl TicketFields {
                 "Date and time",
                 "text",
                 form.starts_on,
-                "Local time, e.g. 2026-03-14 20:00",
+                "Local time, e.g. 2027-03-14 20:00",
                 "startsAt",
             ),
             field("offset", "UTC offset", "text", form.offset, "e.g. +01:00; UTC when empty", ""),
