@@ -757,19 +757,23 @@ async fn orders_racing_the_start_of_the_event_sell_nothing(stack: Stack) {
     let path = format!("/api/tickets/{ticket_id}");
     market.system.drain().await;
     let mut attempts = tokio::task::JoinSet::new();
-    for buyer in &buyers {
+    for (index, buyer) in buyers.iter().enumerate() {
         let request = market
             .system
             .request(Method::POST, "/api/orders", Some(buyer))
             .json(&json!({"ticketId": ticket_id}));
         attempts.spawn(async move {
             let response = request.send().await.expect("sent");
-            (response.status().as_u16(), response.json::<Value>().await.unwrap_or(Value::Null))
+            let status = response.status().as_u16();
+            (index, status, response.json::<Value>().await.unwrap_or(Value::Null))
         });
     }
     start_the_event(&market, &path, "ended").await;
     let mut placed = Vec::new();
-    for (buyer, (status, body)) in buyers.iter().zip(attempts.join_all().await) {
+    // `join_all` answers in the order the attempts finished: each carries
+    // its buyer's index.
+    for (index, status, body) in attempts.join_all().await {
+        let buyer = &buyers[index];
         match status {
             201 => placed.push((buyer, body)),
             400 => {}
