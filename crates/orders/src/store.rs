@@ -378,9 +378,7 @@ impl Store {
     /// version; says what it made of it. A withdrawal cancels the ticket's
     /// unpaid orders (those created before the replica knew of it), in the
     /// same transaction; a paid one stands. The end of sale (`ended`: the
-    /// event started) cancels those no payment is under way for: payments
-    /// charges no order after the start, but an attempt that began before
-    /// it may still succeed, and a sale stands.
+    /// event started) cancels nothing (see below).
     pub async fn update_ticket(&self, ticket: &TicketUpdated) -> Result<VersionCheck, DbError> {
         const COLUMNS: &str = "title = $3, price = $4, user_id = $5, withdrawn = $6, ended = $7, \
                                venue = $8, starts_at = $9, starts_at_text = $10, section = $11, \
@@ -418,9 +416,13 @@ impl Store {
         if check == VersionCheck::Apply {
             if ticket.withdrawn {
                 cancel_unpaid(&mut tx, ticket.id, UNPAID).await?;
-            } else if ticket.ended {
-                cancel_unpaid(&mut tx, ticket.id, UNPAID_NOT_PAYING).await?;
             }
+            // The end of sale (`ended`) cancels nothing here: whether an
+            // unpaid order was paid or expired is decided in the payments
+            // database alone (DECISIONS.md, "Money"), and a payment can be
+            // under way before its `payment.started` reaches this replica.
+            // Payments charges no order after the start; the order ends
+            // through its expiry like any unpaid one.
             self.outbox.commit(tx).await?;
         }
         Ok(check)
@@ -434,9 +436,6 @@ impl Store {
 
 /// The orders of a ticket that a withdrawal cancels: every unpaid one.
 const UNPAID: &str = "(status = 'created' OR status = 'awaiting:payment')";
-/// The orders of a ticket that the end of sale cancels: unpaid, and no
-/// attempt to pay them under way.
-const UNPAID_NOT_PAYING: &str = "status = 'created' AND payment_pending = 0";
 
 /// The replica's columns an order's creation reads under the lock.
 const TICKET_COLUMNS: &str = "id, title, price, version, withdrawn, ended, starts_at, venue, \

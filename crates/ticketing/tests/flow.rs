@@ -786,7 +786,18 @@ async fn orders_racing_the_start_of_the_event_sell_nothing(stack: Stack) {
         let shown = market
             .json(Method::GET, &format!("/api/orders/{order_id}"), Some(buyer), None, 200)
             .await;
+        // Not paid, never payable now, and ended by its expiry (the clock
+        // moved past the start, an hour on, and so past its expiry).
         assert_eq!(shown["status"], "cancelled", "an order that raced the start: {shown}");
+        let paid = market
+            .call(
+                Method::POST,
+                "/api/payments",
+                Some(*buyer),
+                Some(json!({"orderId": order_id, "token": "tok_visa"})),
+            )
+            .await;
+        assert_eq!(paid.status(), 400, "paying an order after the start");
     }
     let shown = market.json(Method::GET, &path, None, None, 200).await;
     assert_eq!((shown["status"].clone(), shown.get("orderId")), (json!("ended"), None));

@@ -210,7 +210,17 @@ async fn the_eleventh_failed_sign_in_behind_the_ingress_is_refused_by_either_rep
     let other = format!("someone-else-{}@example.com", uuid::Uuid::new_v4().simple());
     assert_eq!(sign_in(other).await.expect("sent").status(), 400, "another email is apart");
 
-    let answered = ingress.answered();
+    // nginx writes a request's log line when it finishes the request, which
+    // can be just after the client has read the answer: wait for the last.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let answered = loop {
+        let answered = ingress.answered();
+        let count = answered.iter().filter(|l| l.starts_with("POST /api/users/signin")).count();
+        if count >= 13 || Instant::now() > deadline {
+            break answered;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let signins: Vec<&String> =
         answered.iter().filter(|line| line.starts_with("POST /api/users/signin")).collect();
     assert_eq!(signins.len(), 13, "{answered:?}");
