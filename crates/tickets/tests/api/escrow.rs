@@ -8,14 +8,10 @@ use serde_json::{Value, json};
 use testkit::{Stack, TestUser};
 use uuid::Uuid;
 
-use crate::helpers::TicketsApp;
+use crate::helpers::{TicketsApp, id};
 
 /// A small PDF.
 const PDF: &[u8] = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n";
-
-fn id(ticket: &Value) -> &str {
-    ticket["id"].as_str().expect("id")
-}
 
 /// A fresh barcode (unique per test run: the scaled stack's database may be
 /// shared by several runs).

@@ -4,27 +4,14 @@
 
 use std::time::Duration;
 
-use common::time::{Clock as _, LocalTime, Timestamp};
 use messaging::events::{TicketCreated, TicketUpdated};
 use serde_json::{Value, json};
 use testkit::Stack;
 use uuid::Uuid;
 
-use crate::helpers::{TicketsApp, error, field_error, general_error};
+use crate::helpers::{TicketsApp, error, field_error, general_error, id, starts};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-/// The start `after` from the test's clock, written with a UTC offset of
-/// `offset_minutes` (as a seller in that zone would).
-fn starts(app: &TicketsApp, after: Duration, offset_minutes: i64) -> String {
-    let at = app.system.context.clock.now().plus(after);
-    let at = Timestamp::from_millis(at.millis() / 1000 * 1000);
-    LocalTime::from_parts(at, offset_minutes).expect("in range").to_string()
-}
-
-fn id(ticket: &Value) -> &str {
-    ticket["id"].as_str().expect("id")
-}
 
 /// Creates a ticket from `body` as `seller`; it must be accepted.
 async fn listed(app: &TicketsApp, seller: &testkit::TestUser, body: Value) -> Value {

@@ -1,7 +1,7 @@
 //! `TicketsApp`: the tickets service on one stack, acting as users and as
 //! the orders service (by publishing its events).
 
-use common::time::Timestamp;
+use common::time::{Clock as _, LocalTime, Timestamp};
 use messaging::events::{
     Envelope, Event, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
     TicketRef,
@@ -366,3 +366,16 @@ pub fn id_of(ticket: &Value) -> Uuid {
 }
 
 pub use testkit::{error_of as error, field_error, general_error};
+
+/// The start `after` from the test's clock, written with a UTC offset of
+/// `offset_minutes` (as a seller in that zone would), to the second.
+pub fn starts(app: &TicketsApp, after: std::time::Duration, offset_minutes: i64) -> String {
+    let at = app.system.context.clock.now().plus(after);
+    let at = Timestamp::from_millis(at.millis() / 1000 * 1000);
+    LocalTime::from_parts(at, offset_minutes).expect("in range").to_string()
+}
+
+/// A ticket's id as the API shows it.
+pub fn id(ticket: &Value) -> &str {
+    ticket["id"].as_str().expect("id")
+}

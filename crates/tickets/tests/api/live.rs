@@ -5,11 +5,7 @@ use serde_json::{Value, json};
 use testkit::Stack;
 use uuid::Uuid;
 
-use crate::helpers::{EventStream, TicketsApp, error, general_error};
-
-fn id(ticket: &Value) -> &str {
-    ticket["id"].as_str().expect("id")
-}
+use crate::helpers::{EventStream, TicketsApp, error, general_error, id};
 
 /// The sequence of an event id (`<origin>-<sequence>`).
 fn sequence(event_id: &str) -> u64 {

@@ -6,27 +6,14 @@
 
 use std::time::Duration;
 
-use common::time::{Clock as _, LocalTime, Timestamp};
 use reqwest::multipart::Form;
 use serde_json::{Value, json};
 use testkit::{Stack, TestUser, error_of as error, field_error, general_error};
 use uuid::Uuid;
 
-use crate::helpers::TicketsApp;
+use crate::helpers::{TicketsApp, id, starts};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-/// The start `after` from the test's clock, with a UTC offset of
-/// `offset_minutes`.
-fn starts(app: &TicketsApp, after: Duration, offset_minutes: i64) -> String {
-    let at = app.system.context.clock.now().plus(after);
-    let at = Timestamp::from_millis(at.millis() / 1000 * 1000);
-    LocalTime::from_parts(at, offset_minutes).expect("in range").to_string()
-}
-
-fn id(ticket: &Value) -> &str {
-    ticket["id"].as_str().expect("id")
-}
 
 fn barcode() -> String {
     format!("EV-{}", Uuid::now_v7().simple())

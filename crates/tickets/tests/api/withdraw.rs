@@ -6,11 +6,7 @@ use serde_json::{Value, json};
 use testkit::{Stack, TestUser};
 use uuid::Uuid;
 
-use crate::helpers::{TicketsApp, error, general_error};
-
-fn id(ticket: &Value) -> &str {
-    ticket["id"].as_str().expect("id")
-}
+use crate::helpers::{TicketsApp, error, general_error, id};
 
 /// A seller and the ticket they put up for sale and then withdrew.
 async fn withdrawn_ticket(app: &TicketsApp) -> (TestUser, Value) {
