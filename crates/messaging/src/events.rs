@@ -23,7 +23,7 @@ pub trait Event: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 's
 }
 
 /// Every subject of the system.
-pub const SUBJECTS: [&str; 10] = [
+pub const SUBJECTS: [&str; 13] = [
     TicketCreated::SUBJECT,
     TicketUpdated::SUBJECT,
     OrderCreated::SUBJECT,
@@ -34,6 +34,9 @@ pub const SUBJECTS: [&str; 10] = [
     PaymentStarted::SUBJECT,
     PaymentFailed::SUBJECT,
     PaymentExpired::SUBJECT,
+    PaymentRefunded::SUBJECT,
+    PayoutFrozen::SUBJECT,
+    PayoutPaid::SUBJECT,
 ];
 
 /// An event as it travels: id, subject, time, payload.
@@ -148,6 +151,14 @@ pub struct OrderTicket {
     /// payments charges no order after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starts_at: Option<String>,
+    /// The seller (the listing's `userId`), whom payments pays the sale's
+    /// share (issue 25); absent from senders that predate it, and for
+    /// tickets the orders replica learnt before it kept sellers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seller_id: Option<Uuid>,
+    /// The listing's title, for the seller's earnings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
 }
 
 /// A reference to a ticket.
@@ -266,6 +277,62 @@ impl Event for PaymentExpired {
     const SUBJECT: &'static str = "payment.expired";
 }
 
+/// `payment.refunded`: a charge of the order was given back to its buyer
+/// (`reason`: `dispute` when an operator upheld the buyer's problem
+/// report, `operator` for an operator's refund of a paid order,
+/// `cancelled` or `duplicate` for a charge the order could not keep).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRefunded {
+    pub order_id: Uuid,
+    pub buyer_id: Uuid,
+    /// Integer cents.
+    pub amount: i64,
+    pub currency: String,
+    pub reason: String,
+    /// The processor's refund id.
+    pub refund_id: String,
+}
+
+impl Event for PaymentRefunded {
+    const SUBJECT: &'static str = "payment.refunded";
+}
+
+/// `payout.frozen`: the buyer of the order reported a problem with their
+/// ticket; the seller's payout waits until an operator resolves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PayoutFrozen {
+    pub order_id: Uuid,
+    pub seller_id: Uuid,
+    pub buyer_id: Uuid,
+    pub reason: String,
+}
+
+impl Event for PayoutFrozen {
+    const SUBJECT: &'static str = "payout.frozen";
+}
+
+/// `payout.paid`: the seller's share of the order (its price less the
+/// platform's `fee`) was transferred to their payout account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PayoutPaid {
+    pub order_id: Uuid,
+    pub seller_id: Uuid,
+    /// What the seller got, integer cents.
+    pub amount: i64,
+    /// What the platform kept, integer cents.
+    pub fee: i64,
+    pub currency: String,
+    /// The processor's transfer id.
+    pub transfer_id: String,
+}
+
+impl Event for PayoutPaid {
+    const SUBJECT: &'static str = "payout.paid";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +343,7 @@ mod tests {
     const USER: &str = "019aa5c2-0000-7000-8000-000000000002";
     const ORDER: &str = "019aa5c2-0000-7000-8000-000000000003";
     const PAYMENT: &str = "019aa5c2-0000-7000-8000-000000000004";
+    const SELLER: &str = "019aa5c2-0000-7000-8000-000000000005";
 
     fn id(text: &str) -> Uuid {
         Uuid::parse_str(text).expect("a UUID")
@@ -414,7 +482,13 @@ mod tests {
                 status: OrderStatus::Created,
                 user_id: id(USER),
                 expires_at: Timestamp::parse("2026-11-21T10:15:00.000Z").expect("time"),
-                ticket: OrderTicket { id: id(TICKET), price: 1999, starts_at: None },
+                ticket: OrderTicket {
+                    id: id(TICKET),
+                    price: 1999,
+                    starts_at: None,
+                    seller_id: None,
+                    title: None,
+                },
             },
             json!({
                 "id": ORDER, "version": 0, "status": "created", "userId": USER,
@@ -433,13 +507,54 @@ mod tests {
                     id: id(TICKET),
                     price: 1999,
                     starts_at: Some("2026-12-01T19:30:00-05:00".into()),
+                    seller_id: Some(id(SELLER)),
+                    title: Some("Concert".into()),
                 },
             },
             json!({
                 "id": ORDER, "version": 0, "status": "created", "userId": USER,
                 "expiresAt": "2026-11-21T10:15:00.000Z",
-                "ticket": {"id": TICKET, "price": 1999, "startsAt": "2026-12-01T19:30:00-05:00"},
+                "ticket": {"id": TICKET, "price": 1999, "startsAt": "2026-12-01T19:30:00-05:00",
+                    "sellerId": SELLER, "title": "Concert"},
             }),
+        );
+    }
+
+    #[test]
+    fn refunds_and_payouts_match_their_samples() {
+        assert_round_trip(
+            PaymentRefunded {
+                order_id: id(ORDER),
+                buyer_id: id(USER),
+                amount: 1999,
+                currency: "usd".into(),
+                reason: "dispute".into(),
+                refund_id: "re_1".into(),
+            },
+            json!({"orderId": ORDER, "buyerId": USER, "amount": 1999, "currency": "usd",
+                "reason": "dispute", "refundId": "re_1"}),
+        );
+        assert_round_trip(
+            PayoutFrozen {
+                order_id: id(ORDER),
+                seller_id: id(SELLER),
+                buyer_id: id(USER),
+                reason: "The barcode was refused at the door".into(),
+            },
+            json!({"orderId": ORDER, "sellerId": SELLER, "buyerId": USER,
+                "reason": "The barcode was refused at the door"}),
+        );
+        assert_round_trip(
+            PayoutPaid {
+                order_id: id(ORDER),
+                seller_id: id(SELLER),
+                amount: 1799,
+                fee: 200,
+                currency: "usd".into(),
+                transfer_id: "tr_1".into(),
+            },
+            json!({"orderId": ORDER, "sellerId": SELLER, "amount": 1799, "fee": 200,
+                "currency": "usd", "transferId": "tr_1"}),
         );
     }
 

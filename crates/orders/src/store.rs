@@ -240,6 +240,8 @@ impl Store {
                 id: ticket_id,
                 price: order.ticket.price.get(),
                 starts_at: order.ticket.details.starts_at.clone(),
+                seller_id: None,
+                title: Some(order.ticket.title.clone()),
             },
         });
         outbox::add(&mut tx, &event).await?;

@@ -696,7 +696,13 @@ async fn the_service_settles_3d_secure_payments_through_stripe() {
                 status: OrderStatus::Created,
                 user_id: buyer.id,
                 expires_at,
-                ticket: OrderTicket { id: Uuid::now_v7(), price: 1999, starts_at: None },
+                ticket: OrderTicket {
+                    id: Uuid::now_v7(),
+                    price: 1999,
+                    starts_at: None,
+                    seller_id: None,
+                    title: None,
+                },
             }))
             .await;
         orders.push(id);

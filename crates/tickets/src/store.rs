@@ -593,10 +593,15 @@ impl Store {
             return Ok(Sale::UnknownTicket);
         };
         let holds = current.order_id == Some(order_id);
+        let terms = order_terms(&mut tx, order_id).await?;
         match current.status {
             TicketStatus::Sold if holds => return Ok(Sale::Already),
             TicketStatus::Reserved if holds => {}
-            TicketStatus::Withdrawn | TicketStatus::Ended => {
+            // Only once its `order.created` was handled: until then the
+            // buyer is unknown, and the ticket would go to nobody (a
+            // redelivered `order.created` can come after `order.completed`;
+            // the checker's mixed-fault run saw it).
+            TicketStatus::Withdrawn | TicketStatus::Ended if terms.is_some() => {
                 tracing::warn!(
                     ticket.id = %ticket_id, order.id = %order_id,
                     "an order for a withdrawn ticket was paid; the sale stands"
@@ -605,8 +610,7 @@ impl Store {
             }
             _ => return Ok(Sale::NotYet),
         }
-        let (price, buyer) = order_terms(&mut tx, order_id).await?;
-        let price = price.unwrap_or(current.price);
+        let (price, buyer) = terms.unwrap_or((current.price, None));
         passes::hand_over(&mut tx, ticket_id, buyer).await?;
         let sold = Ticket {
             order_id: Some(order_id),
@@ -937,19 +941,20 @@ async fn unindex_title(tx: &mut Tx, id: Uuid) -> Result<(), DbError> {
 }
 
 /// The price `order_id` was made at and its buyer, from its
-/// `order.created`; `None` for an order whose `order.created` was handled
-/// before prices (or buyers) were kept.
+/// `order.created`; `None` before that was handled, and no buyer for an
+/// order whose `order.created` was handled before buyers were kept.
 async fn order_terms(
     tx: &mut Tx,
     order_id: Uuid,
-) -> Result<(Option<Cents>, Option<Uuid>), DbError> {
+) -> Result<Option<(Cents, Option<Uuid>)>, DbError> {
     let row = query("SELECT price, buyer_id FROM order_prices WHERE order_id = $1")
         .bind(order_id.to_string())
         .fetch_optional(&mut *tx)
         .await?;
-    let Some(row) = row else { return Ok((None, None)) };
+    let Some(row) = row else { return Ok(None) };
     let buyer: Option<String> = row.try_get("buyer_id")?;
-    Ok((Some(Cents::new(row.try_get("price")?)), buyer.as_deref().map(parse_uuid).transpose()?))
+    let buyer = buyer.as_deref().map(parse_uuid).transpose()?;
+    Ok(Some((Cents::new(row.try_get("price")?), buyer)))
 }
 
 async fn is_cancelled(tx: &mut Tx, order_id: Uuid) -> Result<bool, DbError> {

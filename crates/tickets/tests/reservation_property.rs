@@ -47,7 +47,13 @@ async fn deliver(store: &Store, ticket: Uuid, event: &Event) -> Handled {
                 status: OrderStatus::Created,
                 user_id: Uuid::now_v7(),
                 expires_at: Timestamp::now(),
-                ticket: OrderTicket { id: ticket, price: 100, starts_at: None },
+                ticket: OrderTicket {
+                    id: ticket,
+                    price: 100,
+                    starts_at: None,
+                    seller_id: None,
+                    title: None,
+                },
             };
             tickets::listeners::order_created(store.clone(), Envelope::new(event)).await
         }

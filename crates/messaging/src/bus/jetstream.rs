@@ -513,7 +513,10 @@ impl Acker for JetStreamAcker {
 mod tests {
     #[test]
     fn the_stream_holds_every_family_of_subjects_once() {
-        assert_eq!(super::stream_subjects(), ["ticket.>", "order.>", "expiration.>", "payment.>"]);
+        assert_eq!(
+            super::stream_subjects(),
+            ["ticket.>", "order.>", "expiration.>", "payment.>", "payout.>"]
+        );
     }
 
     #[test]

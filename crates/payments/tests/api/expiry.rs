@@ -101,6 +101,8 @@ async fn an_expiry_before_the_order_reached_the_replica_waits_for_it(stack: Stac
             id: uuid::Uuid::now_v7(),
             price: 100,
             starts_at: None,
+            seller_id: None,
+            title: None,
         },
     })
     .await;

@@ -161,7 +161,13 @@ impl PaymentsApp {
             status: OrderStatus::Created,
             user_id: buyer.id,
             expires_at: in_seconds(expires_in),
-            ticket: OrderTicket { id: Uuid::now_v7(), price: price_cents, starts_at },
+            ticket: OrderTicket {
+                id: Uuid::now_v7(),
+                price: price_cents,
+                starts_at,
+                seller_id: None,
+                title: None,
+            },
         })
         .await;
         TestOrder { id, buyer }

@@ -251,6 +251,36 @@ async fn a_sale_wins_over_the_end_of_sale(stack: Stack) {
     assert_eq!((sold["status"].clone(), sold["orderId"].clone()), (json!("sold"), json!(order)));
 }
 
+/// An order paid before the start whose `order.completed` overtakes its
+/// `order.created` (redelivered after a crash) waits for it, then hands the
+/// ticket to its buyer, not to nobody (the checker's mixed-fault run saw
+/// sold tickets whose pass nobody could read).
+async fn a_sale_overtaking_its_order_waits_for_its_buyer(stack: Stack) {
+    let app = TicketsApp::spawn(stack).await;
+    let (seller, buyer) = (app.user("seller"), app.user("buyer"));
+    let code = format!("EVT-{}", Uuid::now_v7().simple());
+    let body =
+        json!({"title": "Gig", "price": 10, "startsAt": starts(&app, HOUR, 0), "barcode": code});
+    let ticket = listed(&app, &seller, body).await;
+    start_event_of(&app, &ticket, 2 * HOUR).await;
+    let order = Uuid::now_v7();
+    app.publish_order_completed(&ticket, order).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.shown(id(&ticket)).await["status"],
+        "ended",
+        "not sold before its order is known"
+    );
+    app.order_created_by(&ticket, order, &buyer).await;
+    let sold = app.shown(id(&ticket)).await;
+    assert_eq!((sold["status"].clone(), sold["orderId"].clone()), (json!("sold"), json!(order)));
+    let pass = app.pass(Some(&buyer), id(&ticket)).await;
+    assert_eq!(pass.status(), 200, "the buyer reads the ticket");
+    let pass: Value = pass.json().await.expect("json");
+    assert_eq!(pass["barcode"], json!(code));
+    assert_eq!(app.pass(Some(&seller), id(&ticket)).await.status(), 404);
+}
+
 /// The order that held a ticket when its event started lets go of it when
 /// cancelled (it expired unpaid): the ticket stays ended, held by nobody.
 async fn a_cancelled_order_lets_go_of_an_ended_ticket(stack: Stack) {
@@ -360,6 +390,7 @@ testkit::stack_tests!(
     an_earlier_start_wakes_the_end_of_sale,
     an_order_arriving_after_the_start_does_not_take_the_ticket,
     a_sale_wins_over_the_end_of_sale,
+    a_sale_overtaking_its_order_waits_for_its_buyer,
     a_cancelled_order_lets_go_of_an_ended_ticket,
     search_words_match_the_venue_too,
     the_listing_filters_by_date_and_sorts_by_the_soonest_start,

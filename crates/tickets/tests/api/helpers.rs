@@ -153,19 +153,7 @@ impl TicketsApp {
         expires_at: Timestamp,
         price: i64,
     ) {
-        let event = Envelope::new(OrderCreated {
-            id: order_id,
-            version: 0,
-            status: OrderStatus::Created,
-            user_id: Uuid::now_v7(),
-            expires_at,
-            ticket: OrderTicket {
-                id: id_of(ticket),
-                price,
-                starts_at: ticket["startsAt"].as_str().map(str::to_owned),
-            },
-        });
-        self.deliver(&event).await;
+        self.deliver(&created(ticket, order_id, Uuid::now_v7(), expires_at, price)).await;
     }
 
     /// Delivers `order.completed` for `order_id` on `ticket` and waits.
@@ -220,22 +208,26 @@ impl TicketsApp {
     /// `order.completed`: the ticket is sold to `buyer`. Returns the order.
     pub async fn sold_to(&self, ticket: &Value, buyer: &TestUser) -> Uuid {
         let order = Uuid::now_v7();
-        let expires_at = Timestamp::now().plus(std::time::Duration::from_secs(900));
-        let event = Envelope::new(OrderCreated {
-            id: order,
-            version: 0,
-            status: OrderStatus::Created,
-            user_id: buyer.id,
-            expires_at,
-            ticket: OrderTicket {
-                id: id_of(ticket),
-                price: 1000,
-                starts_at: ticket["startsAt"].as_str().map(str::to_owned),
-            },
-        });
-        self.deliver(&event).await;
+        self.order_created_by(ticket, order, buyer).await;
         self.order_completed(ticket, order).await;
         order
+    }
+
+    /// Delivers `order.created` of `buyer`'s order `order_id` for `ticket`
+    /// (at 10.00) and waits.
+    pub async fn order_created_by(&self, ticket: &Value, order_id: Uuid, buyer: &TestUser) {
+        let expires_at = Timestamp::now().plus(std::time::Duration::from_secs(900));
+        self.deliver(&created(ticket, order_id, buyer.id, expires_at, 1000)).await;
+    }
+
+    /// Publishes `order.completed` for `order_id` on `ticket` without
+    /// waiting for it to be handled (it may have to wait for another
+    /// event).
+    pub async fn publish_order_completed(&self, ticket: &Value, order_id: Uuid) {
+        let ticket = TicketRef { id: id_of(ticket) };
+        self.system
+            .publish(&Envelope::new(OrderCompleted { id: order_id, version: 1, ticket }))
+            .await;
     }
 
     /// `GET /api/tickets/:id/pass`, as `user`.
@@ -378,4 +370,29 @@ pub fn starts(app: &TicketsApp, after: std::time::Duration, offset_minutes: i64)
 /// A ticket's id as the API shows it.
 pub fn id(ticket: &Value) -> &str {
     ticket["id"].as_str().expect("id")
+}
+
+/// `order.created` of `user`'s order `order_id` for `ticket` at `price`
+/// cents, held until `expires_at`.
+fn created(
+    ticket: &Value,
+    order_id: Uuid,
+    user: Uuid,
+    expires_at: Timestamp,
+    price: i64,
+) -> Envelope<OrderCreated> {
+    Envelope::new(OrderCreated {
+        id: order_id,
+        version: 0,
+        status: OrderStatus::Created,
+        user_id: user,
+        expires_at,
+        ticket: OrderTicket {
+            id: id_of(ticket),
+            price,
+            starts_at: ticket["startsAt"].as_str().map(str::to_owned),
+            seller_id: None,
+            title: None,
+        },
+    })
 }
