@@ -53,6 +53,19 @@ struct Link {
     driver: Pin<Box<Connection<TokioIo<TcpStream>, Full<Bytes>>>>,
 }
 
+/// One request to an absolute `url` (`http://host:port/path?query`) on a
+/// connection of its own: for the checker's calls to the fake Stripe.
+pub async fn fetch(
+    method: Method,
+    url: &str,
+    auth: Option<&HeaderValue>,
+) -> anyhow::Result<Answer> {
+    let url = url::Url::parse(url).with_context(|| format!("a URL: {url}"))?;
+    let addr = *url.socket_addrs(|| None)?.first().context("no address for the URL")?;
+    let path = &url[url::Position::BeforePath..];
+    Conn::open(addr).await?.send(method, path, auth, Bytes::new()).await
+}
+
 impl Conn {
     /// Connects now, so that a scenario's connections exist before it starts.
     pub async fn open(addr: SocketAddr) -> anyhow::Result<Self> {

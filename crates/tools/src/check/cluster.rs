@@ -28,6 +28,9 @@ pub struct Cluster {
     sessions: Sessions,
     /// Each NATS node's name and monitoring address.
     nats_monitors: Vec<(String, SocketAddr)>,
+    /// The fake Stripe server's address, when up.sh started one
+    /// (`stripe_url` in its state directory).
+    pub stripe: Option<String>,
 }
 
 fn read(dir: &Path, file: &str) -> anyhow::Result<String> {
@@ -70,7 +73,32 @@ impl Cluster {
             prefix: read(dir, "database_prefix")?,
             sessions: Sessions::new(&Secret::new(key), Duration::from_secs(86_400), false),
             nats_monitors,
+            stripe: read(dir, "stripe_url").ok().filter(|url| !url.is_empty()),
         })
+    }
+
+    /// Runs `ticketing <args>` (the binary `TICKETING_BIN` names, else
+    /// `ticketing` on the path) against the cluster's databases, as an
+    /// operator would; its standard output.
+    pub async fn ticketing(&self, args: &[&str]) -> anyhow::Result<String> {
+        let program = std::env::var("TICKETING_BIN").unwrap_or_else(|_| "ticketing".to_owned());
+        let mut command = std::process::Command::new(&program);
+        command
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .env("DATABASE_PREFIX", &self.prefix)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn");
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await?
+            .with_context(|| format!("running {program}"))?;
+        anyhow::ensure!(
+            output.status.success(),
+            "ticketing {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     /// A new user's `Authorization` header, minted with the cluster's secret.

@@ -24,10 +24,13 @@ pub enum Kind {
     Pay,
     /// `DELETE /api/orders/:id`.
     Cancel,
+    /// `POST /api/orders/:id/problem` (issue 25: the buyer guarantee).
+    Problem,
 }
 
 impl Kind {
-    pub const ALL: [Self; 5] = [Self::Sell, Self::Edit, Self::Order, Self::Pay, Self::Cancel];
+    pub const ALL: [Self; 6] =
+        [Self::Sell, Self::Edit, Self::Order, Self::Pay, Self::Cancel, Self::Problem];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,6 +39,7 @@ impl Kind {
             Self::Order => "order a ticket",
             Self::Pay => "pay an order",
             Self::Cancel => "cancel an order",
+            Self::Problem => "report a problem",
         }
     }
 }

@@ -21,6 +21,7 @@
 mod cluster;
 mod history;
 mod nemesis;
+mod payouts;
 mod state;
 mod verify;
 mod workload;
@@ -106,6 +107,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
     for _ in 0..args.buyers {
         users.spawn(load.clone().buyer());
     }
+    users.spawn(load.clone().operator());
     let nemesis = tokio::spawn(nemesis::run(
         args.nemesis,
         cluster.clone(),
@@ -123,7 +125,10 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
     let mut notes = Vec::new();
     scenario(args.nemesis, &ops, &faults, &mut notes, &mut violations);
     let drain_started = Instant::now();
-    let (state, left) = drain(&cluster, &databases, args.drain_timeout).await?;
+    let (mut state, left) = drain(&cluster, &databases, args.drain_timeout).await?;
+    if let Some(stripe) = &cluster.stripe {
+        state.money.read_stripe(stripe).await.context("reading the fake Stripe's transfers")?;
+    }
     if !left.is_empty() {
         violations.push(format!(
             "not idle after {} s: {}",
@@ -338,5 +343,24 @@ fn print_report(
         state.orders.values().filter(|o| o.is_unpaid()).count(),
         state.charges.len(),
         state.refunds.len()
+    );
+    let by_state = |name: &str| state.money.payouts.values().filter(|p| p.state == name).count();
+    let money = |cents: i64| format!("{}.{:02}", cents / 100, cents % 100);
+    let [charged, refunded, fees, transferred, reversed, held] = state.money.totals();
+    println!(
+        "payouts: {} ({} held, {} due, {} paid, {} disputed, {} refunded); charged {} = refunded {} + fees {} + transferred {} − reversed {} + held {}{}",
+        state.money.payouts.len(),
+        by_state("held"),
+        by_state("due"),
+        by_state("paid"),
+        by_state("disputed"),
+        by_state("refunded"),
+        money(charged),
+        money(refunded),
+        money(fees),
+        money(transferred),
+        money(reversed),
+        money(held),
+        if state.money.stripe.is_some() { " (transfers checked at the fake Stripe)" } else { "" },
     );
 }

@@ -11,6 +11,7 @@ use sqlx::{Row as _, postgres::PgRow};
 use uuid::Uuid;
 
 use super::cluster::Cluster;
+use super::payouts::Money;
 
 /// The services whose databases hold an outbox and dead letters.
 pub const EVENT_SERVICES: [&str; 4] = ["tickets", "orders", "payments", "expiration"];
@@ -100,6 +101,8 @@ pub struct State {
     pub dead_letters: BTreeMap<&'static str, i64>,
     /// Events in the waiting room (their earlier event not applied yet).
     pub waiting: BTreeMap<&'static str, i64>,
+    /// Payouts and the money around them (issue 25).
+    pub money: Money,
 }
 
 /// The pools on the services' databases.
@@ -229,6 +232,7 @@ impl Databases {
             let refund = Refund { order: id(&row, "order_id")?, done: row.try_get("done")? };
             state.refunds.insert(row.try_get("charge_id")?, refund);
         }
+        state.money = Money::read(&self.payments).await?;
         state.pending_attempts =
             count(&self.payments, "SELECT COUNT(*) FROM payment_attempts WHERE state = 'pending'")
                 .await?;
@@ -269,6 +273,7 @@ impl State {
         if refunds > 0 {
             left.push(format!("{refunds} refunds not made"));
         }
+        left.extend(self.money.work_left());
         let overdue = self
             .orders
             .values()

@@ -24,6 +24,7 @@ pub fn check(state: &State, ops: &[Op], arrived: &mut Arrived) -> Vec<String> {
     reservations(state, &mut violations);
     replicas(state, &mut violations);
     escrow(state, &mut violations);
+    super::payouts::check(&state.money, &mut violations);
     no_sale_after_the_start(state, &mut violations);
     acknowledged(state, ops, arrived, &mut violations);
     for (service, count) in &state.dead_letters {
@@ -265,6 +266,19 @@ fn acknowledged(state: &State, ops: &[Op], arrived: &mut Arrived, violations: &m
     arrived.rows.push(("tickets sold → orderable", sold.len(), orderable));
     for ticket in sold.iter().filter(|t| !state.tickets.contains_key(t)) {
         violations.push(format!("ticket {ticket} was acknowledged (201) and does not exist"));
+    }
+
+    // An acknowledged problem report froze its payout (issue 25).
+    let reported: Vec<Uuid> = ok(Kind::Problem).filter_map(|op| op.order).collect();
+    let recorded = |order: &Uuid| {
+        state.money.payouts.get(order).is_some_and(|payout| payout.problem_at.is_some())
+    };
+    let frozen = reported.iter().filter(|order| recorded(order)).count();
+    arrived.rows.push(("problems reported → recorded", reported.len(), frozen));
+    for order in reported.iter().filter(|order| !recorded(order)) {
+        violations.push(format!(
+            "order {order}: a problem report was acknowledged (201) and is not recorded"
+        ));
     }
 
     // The last acknowledged price of each ticket stands, unless an edit

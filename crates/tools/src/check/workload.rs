@@ -121,6 +121,7 @@ impl Workload {
         let auth = self.cluster.new_user()?;
         let mut client = Client::new(self.cluster.ingress);
         let mut rng = Rng::new();
+        self.connect_payouts(&mut client, &auth).await;
         let mut mine: Vec<Uuid> = Vec::new();
         while Instant::now() < self.until {
             let cents = 100 + i64::try_from(rng.below(20_000)).unwrap_or(0);
@@ -199,8 +200,16 @@ impl Workload {
             self.for_sale().retain(|t| *t != ticket);
 
             match rng.below(100) {
-                0..50 => {
+                0..40 => {
                     self.pay(&mut client, &auth, order, ticket, "tok_visa").await;
+                }
+                40..50 => {
+                    // Paid, then the ticket does not work: the buyer
+                    // reports it before the payout is due (issue 25).
+                    let paid = self.pay(&mut client, &auth, order, ticket, "tok_visa").await;
+                    if paid == Outcome::Ok {
+                        self.report_problem(&mut client, &auth, order, ticket).await;
+                    }
                 }
                 50..58 => {
                     let declined = "tok_chargeDeclined";
@@ -254,6 +263,82 @@ impl Workload {
             self.history.record(op);
             return outcome;
         }
+    }
+
+    /// The buyer reports a problem with the ticket of `order`: 201, or 400
+    /// when the payout is due already (an undated listing with no hold).
+    async fn report_problem(
+        &self,
+        client: &mut Client,
+        auth: &HeaderValue,
+        order: Uuid,
+        ticket: Uuid,
+    ) {
+        // The order's payment reaches the payouts a moment after the 201.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let at = self.history.now();
+        let path = format!("/api/orders/{order}/problem");
+        let body = r#"{"reason":"checker: the barcode does not scan"}"#.to_owned();
+        let answer = client.call(Method::POST, &path, auth, body).await;
+        let mut op = self.op(Kind::Problem, at, answer.as_ref());
+        op.order = Some(order);
+        op.ticket = Some(ticket);
+        self.history.record(op);
+    }
+
+    /// The seller connects a payout account (issue 25): asks for an
+    /// onboarding link, completes the fake Stripe's onboarding page
+    /// behind it, and has the service read the account again. Without the
+    /// fake Stripe (a real account), their payouts stay due.
+    async fn connect_payouts(&self, client: &mut Client, auth: &HeaderValue) {
+        let body = r#"{"returnUrl":"http://checker.invalid/payouts/connect/return"}"#.to_owned();
+        let path = "/api/payouts/account/onboarding";
+        let Some(answer) = client.call(Method::POST, path, auth, body).await else { return };
+        let link = serde_json::from_slice::<serde_json::Value>(&answer.body)
+            .ok()
+            .and_then(|body| body["url"].as_str().and_then(|url| url::Url::parse(url).ok()));
+        let Some(mut link) = link else {
+            tracing::warn!(status = answer.status, "no onboarding link: payouts stay due");
+            return;
+        };
+        link.set_query(None);
+        let complete = format!("{}/complete", link.as_str().trim_end_matches('/'));
+        if let Err(error) = crate::client::fetch(Method::POST, &complete, None).await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "the onboarding page did not answer: payouts stay due"
+            );
+        }
+        let path = "/api/payouts/account/refresh";
+        client.call(Method::POST, path, auth, String::new()).await;
+    }
+
+    /// The operator: every few seconds, resolves the open disputes with
+    /// `ticketing disputes` — refunds half of them, releases the others.
+    pub async fn operator(self: Arc<Self>) -> anyhow::Result<()> {
+        let mut rng = Rng::new();
+        while Instant::now() < self.until {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let listed = match self.cluster.ticketing(&["disputes", "list"]).await {
+                Ok(listed) => listed,
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), "disputes list failed");
+                    continue;
+                }
+            };
+            let orders = listed
+                .lines()
+                .filter_map(|line| line.split_whitespace().next())
+                .filter_map(|word| Uuid::parse_str(word).ok());
+            for order in orders.collect::<Vec<_>>() {
+                let verdict = if rng.below(2) == 0 { "refund" } else { "release" };
+                let order = order.to_string();
+                if let Err(error) = self.cluster.ticketing(&["disputes", verdict, &order]).await {
+                    tracing::warn!(error = format!("{error:#}"), "disputes {verdict} failed");
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn cancel(
