@@ -7,6 +7,7 @@ mod events;
 mod expiry;
 mod helpers;
 mod pay;
+mod payouts;
 mod races;
 mod reconcile;
 mod refunds;
