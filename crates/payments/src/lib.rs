@@ -109,21 +109,13 @@ pub async fn build_with(
         .listen(Listener::with(store.clone(), listeners::order_completed))
         .listen(Listener::with(store.clone(), listeners::expiration_complete))
         .listen(Listener::with(
-            listeners::Refunds {
-                store: store.clone(),
-                refunder: refunder.clone(),
-                currency: currency.clone(),
-            },
+            listeners::Refunds { store: store.clone(), refunder: refunder.clone() },
             listeners::order_cancelled,
         ))
         .publish_from(store.outbox.clone());
     let background = refunder.clone();
-    let payouts = PayoutWorker::new(
-        store.clone(),
-        processor.clone(),
-        refunder.clone(),
-        context.clock.clone(),
-    );
+    let payouts =
+        PayoutWorker::new(store.clone(), processor.clone(), refunder, context.clock.clone());
     let reconciler = Reconciler::new(
         settlement.clone(),
         context.clock.clone(),

@@ -55,7 +55,6 @@ pub async fn order_completed(store: Store, event: Envelope<OrderCompleted>) -> H
 pub struct Refunds {
     pub store: Store,
     pub refunder: Refunder,
-    pub currency: String,
 }
 
 /// `order.cancelled`: the order is cancelled; if it was paid, the money goes
@@ -63,32 +62,16 @@ pub struct Refunds {
 /// until it is made), and the seller's payout with it (cancelled before
 /// its transfer, reversed after it).
 pub async fn order_cancelled(refunds: Refunds, event: Envelope<OrderCancelled>) -> HandlerResult {
-    let Refunds { store, refunder, currency } = refunds;
+    let Refunds { store, refunder } = refunds;
     let order_id = event.data.id;
     let check = store.apply_status(order_id, event.data.version, OrderStatus::Cancelled).await?;
     if check == VersionCheck::Ahead {
         return Ok(Handled::Retry);
     }
-    if let Some(payment) = store.payment_for(order_id).await? {
-        let now = common::time::Timestamp::now();
-        if store.refund_payout(order_id, RefundKind::Cancelled, now).await?
-            != RefundDecision::NoPayout
-        {
-            refunder.step().await;
-            return Ok(Handled::Ack);
-        }
-        let price = store.find_order(order_id).await?.map(|o| o.price);
-        let amount = price.unwrap_or(common::money::Cents::new(0));
-        store
-            .request_refund(
-                &payment.stripe_id,
-                order_id,
-                amount,
-                &currency,
-                RefundKind::Cancelled,
-                "the order was cancelled after it was paid",
-            )
-            .await?;
+    let now = common::time::Timestamp::now();
+    if store.refund_payout(order_id, RefundKind::Cancelled, now).await? != RefundDecision::NoPayout
+    {
+        tracing::warn!(order.id = %order_id, "the order was cancelled after it was paid: refunded");
         refunder.step().await;
     }
     Ok(Handled::Ack)

@@ -249,8 +249,14 @@ mod tests {
     #[test]
     fn the_fee_rounds_half_a_cent_up_in_the_platforms_favour() {
         let ten = terms(10);
-        assert_eq!((ten.fee(Cents::new(1999)), ten.share(Cents::new(1999))), (Cents::new(200), Cents::new(1799)));
-        assert_eq!((ten.fee(Cents::new(5)), ten.share(Cents::new(5))), (Cents::new(1), Cents::new(4)));
+        assert_eq!(
+            (ten.fee(Cents::new(1999)), ten.share(Cents::new(1999))),
+            (Cents::new(200), Cents::new(1799))
+        );
+        assert_eq!(
+            (ten.fee(Cents::new(5)), ten.share(Cents::new(5))),
+            (Cents::new(1), Cents::new(4))
+        );
         assert_eq!(ten.fee(Cents::new(4)), Cents::new(0), "0.4 of a cent rounds down");
         assert_eq!(ten.fee(Cents::new(15)), Cents::new(2), "1.5 cents round up");
         assert_eq!(terms(0).fee(Cents::new(1999)), Cents::new(0));
@@ -288,7 +294,10 @@ mod tests {
         }
         let shown: std::collections::BTreeSet<_> =
             PayoutState::ALL.iter().map(|s| s.shown()).collect();
-        assert_eq!(shown.into_iter().collect::<Vec<_>>(), ["disputed", "due", "held", "paid", "refunded"]);
+        assert_eq!(
+            shown.into_iter().collect::<Vec<_>>(),
+            ["disputed", "due", "held", "paid", "refunded"]
+        );
         assert_eq!(PayoutState::parse("lost"), None);
     }
 }

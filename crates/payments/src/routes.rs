@@ -27,8 +27,8 @@ use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::Payment;
-use crate::processor::fake::page::AuthenticationPage;
 use crate::payouts::accounts::Accounts;
+use crate::processor::fake::page::AuthenticationPage;
 use crate::processor::fake::{AUTHENTICATION_FAILED, AUTHENTICATION_PATH, ONBOARDING_PATH};
 use crate::processor::{NextAction, Processor};
 use crate::reconcile::{Reconciler, ReturnError};

@@ -118,10 +118,7 @@ impl Settings {
 
     /// The terms of the sellers' payouts.
     pub fn payout_terms(&self) -> crate::payouts::Terms {
-        crate::payouts::Terms {
-            fee_percent: self.platform_fee_percent,
-            hold: self.payout_hold,
-        }
+        crate::payouts::Terms { fee_percent: self.platform_fee_percent, hold: self.payout_hold }
     }
 
     /// The charge currency as Stripe wants it (lower case).
@@ -158,8 +155,8 @@ mod tests {
 
     /// The settings with `variable` set to `value`, or clap's refusal.
     fn start_with(variable: &str, value: &str) -> Result<Settings, String> {
-        let command = Settings::augment_args(clap::Command::new("payments"))
-            .mut_args(|arg| arg.env(None));
+        let command =
+            Settings::augment_args(clap::Command::new("payments")).mut_args(|arg| arg.env(None));
         let flag = format!("--{}={value}", variable.to_lowercase().replace('_', "-"));
         command
             .try_get_matches_from(["payments", &flag])

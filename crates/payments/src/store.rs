@@ -8,7 +8,6 @@ mod payouts;
 
 use std::sync::Arc;
 
-
 use common::db::{
     Db, DbError, Executor, OnUniqueViolation as _, Row, Tx, lock_row, now_millis, parse_uuid,
     query, query_scalar, save_version,
@@ -83,8 +82,7 @@ pub enum Expired {
     UnknownOrder,
 }
 
-const ORDER_COLUMNS: &str =
-    "id, user_id, status, price, expires_at, starts_at, version, expiry, seller_id, title, ticket_id";
+const ORDER_COLUMNS: &str = "id, user_id, status, price, expires_at, starts_at, version, expiry, seller_id, title, ticket_id";
 const ATTEMPT_COLUMNS: &str = "id, order_id, attempt, idempotency_key, amount, currency, state, \
      created_at, charge_id, client_secret, redirect_url";
 
@@ -113,9 +111,17 @@ fn order(row: &Row) -> Result<OrderView, DbError> {
         version: row.try_get("version")?,
         expiry: Expiry::parse(row.try_get::<Option<String>, _>("expiry")?.as_deref())
             .ok_or_else(|| DbError::decode("unknown expiry"))?,
-        seller_id: row.try_get::<Option<String>, _>("seller_id")?.as_deref().map(parse_uuid).transpose()?,
+        seller_id: row
+            .try_get::<Option<String>, _>("seller_id")?
+            .as_deref()
+            .map(parse_uuid)
+            .transpose()?,
         title: row.try_get("title")?,
-        ticket_id: row.try_get::<Option<String>, _>("ticket_id")?.as_deref().map(parse_uuid).transpose()?,
+        ticket_id: row
+            .try_get::<Option<String>, _>("ticket_id")?
+            .as_deref()
+            .map(parse_uuid)
+            .transpose()?,
     })
 }
 
@@ -539,8 +545,16 @@ impl Store {
             // Money the order must not keep is recorded for refund in the
             // same transaction: no crash can forget it.
             let kind = outcome.refund_kind();
-            add_refund(&mut tx, charge_id, order_id, attempt.amount, &attempt.currency, kind, reason)
-                .await?;
+            add_refund(
+                &mut tx,
+                charge_id,
+                order_id,
+                attempt.amount,
+                &attempt.currency,
+                kind,
+                reason,
+            )
+            .await?;
         }
         self.outbox.commit(tx).await?;
         if matches!(outcome, Recorded::Paid(_)) {

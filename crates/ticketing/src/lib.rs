@@ -391,7 +391,6 @@ async fn dead_letters(
 /// payments database alone (no bus, Redis or Stripe).
 #[expect(clippy::print_stdout, reason = "the lines are the command's output")]
 async fn disputes(config: Config, action: DisputeAction) -> anyhow::Result<()> {
-    use common::time::Clock as _;
     use payments::payouts::disputes::{self, Command as Decision};
     let key = config.jwt_key.clone().unwrap_or_else(|| Secret::new("unused"));
     let context = Context::new(config, &key);

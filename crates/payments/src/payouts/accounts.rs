@@ -94,12 +94,19 @@ impl Accounts {
     /// not ours (then the processor is not even asked).
     pub async fn updated(&self, account_id: &str) -> Result<Option<AccountStatus>, AccountError> {
         if self.store.account_owner(account_id).await?.is_none() {
-            tracing::info!(account = account_id, "an update of an account that is not ours: ignored");
+            tracing::info!(
+                account = account_id,
+                "an update of an account that is not ours: ignored"
+            );
             return Ok(None);
         }
         let account = self.processor.account(account_id).await.map_err(AccountError::Processor)?;
         let status = self.store.account_updated(&account).await?;
-        tracing::info!(account = account_id, status = status.map(AccountStatus::as_str), "payout account updated");
+        tracing::info!(
+            account = account_id,
+            status = status.map(AccountStatus::as_str),
+            "payout account updated"
+        );
         Ok(status)
     }
 
@@ -110,10 +117,10 @@ impl Accounts {
         if self.store.webhook_seen(&event.id).await? {
             return Ok(());
         }
-        if event.kind == "account.updated" {
-            if let Some(account_id) = event.data.object["id"].as_str() {
-                self.updated(account_id).await?;
-            }
+        if event.kind == "account.updated"
+            && let Some(account_id) = event.data.object["id"].as_str()
+        {
+            self.updated(account_id).await?;
         }
         self.store.webhook_handled(&event.id, &event.kind).await?;
         Ok(())

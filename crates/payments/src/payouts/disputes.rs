@@ -30,7 +30,8 @@ pub async fn run(store: &Store, command: Command, now: Timestamp) -> anyhow::Res
             .await?
             .into_iter()
             .map(|payout| {
-                let seller = payout.seller_id.map_or_else(|| "unknown".to_owned(), |id| id.to_string());
+                let seller =
+                    payout.seller_id.map_or_else(|| "unknown".to_owned(), |id| id.to_string());
                 format!(
                     "{}  seller {}  buyer {}  {} {}  reported {}  {}",
                     payout.order_id,
@@ -53,12 +54,14 @@ pub async fn run(store: &Store, command: Command, now: Timestamp) -> anyhow::Res
                     "reversing the transfer to the seller, then refunding the buyer in full"
                 }
                 RefundDecision::Already => anyhow::bail!("{order_id}: refunded already"),
-                RefundDecision::NoPayout => anyhow::bail!("{order_id}: no payout for this order"),
+                RefundDecision::NoPayout => anyhow::bail!("{order_id}: no paid order"),
             };
             Ok(vec![format!("{order_id}: {line}")])
         }
         Command::Release(order_id) => match store.release_payout(order_id, now).await {
-            Ok(PayoutState::Held) => Ok(vec![format!("{order_id}: released, held until its hold ends")]),
+            Ok(PayoutState::Held) => {
+                Ok(vec![format!("{order_id}: released, held until its hold ends")])
+            }
             Ok(_) => Ok(vec![format!("{order_id}: released, due to the seller")]),
             Err(DecisionError::UnknownOrder) => {
                 anyhow::bail!("{order_id}: no payout for this order")

@@ -102,7 +102,12 @@ impl PayoutWorker {
 
     /// Transfers payout `order_id` to `destination`; whether a transfer
     /// was recorded.
-    async fn transfer(&self, order_id: Uuid, destination: &str, now: Timestamp) -> Result<bool, DbError> {
+    async fn transfer(
+        &self,
+        order_id: Uuid,
+        destination: &str,
+        now: Timestamp,
+    ) -> Result<bool, DbError> {
         let lease = now.plus(LEASE);
         let Some((payout, before)) = self.store.start_transfer(order_id, now, lease).await? else {
             return Ok(false);
@@ -149,7 +154,12 @@ impl PayoutWorker {
         }
     }
 
-    async fn record(&self, payout: &Payout, transfer: &Transfer, now: Timestamp) -> Result<bool, DbError> {
+    async fn record(
+        &self,
+        payout: &Payout,
+        transfer: &Transfer,
+        now: Timestamp,
+    ) -> Result<bool, DbError> {
         let recorded = self.store.transfer_made(payout.order_id, transfer, now).await?;
         match recorded {
             TransferRecorded::Paid => {
@@ -191,7 +201,10 @@ impl PayoutWorker {
             woken.as_mut().enable();
             let next = match self.tick().await {
                 Ok(_) => self.store.next_payout_time().await.unwrap_or_else(|error| {
-                    tracing::warn!(error = format!("{error:#}"), "cannot read the next payout time");
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "cannot read the next payout time"
+                    );
                     None
                 }),
                 Err(error) => {

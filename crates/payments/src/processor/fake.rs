@@ -112,11 +112,7 @@ pub struct FakeTransfer {
 
 impl FakeTransfer {
     fn answer(&self) -> Transfer {
-        Transfer {
-            id: self.id.clone(),
-            amount: self.amount,
-            amount_reversed: self.amount_reversed,
-        }
+        Transfer { id: self.id.clone(), amount: self.amount, amount_reversed: self.amount_reversed }
     }
 }
 
@@ -240,7 +236,8 @@ impl Ledger {
     /// for a charge the fake does not know.
     fn left_of(&self, source: &str) -> Option<i64> {
         let amount = self.charged(source)?;
-        let refunded = if self.refunds.iter().any(|(charge, _)| charge == source) { amount } else { 0 };
+        let refunded =
+            if self.refunds.iter().any(|(charge, _)| charge == source) { amount } else { 0 };
         let transferred: i64 = self
             .transfers
             .iter()
@@ -698,7 +695,13 @@ mod tests {
         fake.onboard(&account.id, true).expect("an account").0
     }
 
-    fn transfer(order_id: Uuid, source: &str, destination: &str, amount: i64, key: &str) -> TransferRequest {
+    fn transfer(
+        order_id: Uuid,
+        source: &str,
+        destination: &str,
+        amount: i64,
+        key: &str,
+    ) -> TransferRequest {
         TransferRequest {
             amount,
             currency: "usd".into(),
@@ -713,11 +716,15 @@ mod tests {
     async fn an_account_is_created_once_and_onboarded_on_the_page() {
         let fake = FakeProcessor::new();
         let user = Uuid::now_v7();
-        let account = fake.create_account(user, Some("s@example.com"), "account-1").await.expect("created");
+        let account =
+            fake.create_account(user, Some("s@example.com"), "account-1").await.expect("created");
         assert!(account.id.starts_with("acct_fake_"));
         assert!(!account.ready() && !account.details_submitted);
         assert_eq!(fake.create_account(user, None, "account-1").await.expect("same"), account);
-        let link = fake.account_link(&account.id, "http://s.example/r", "http://s.example/back").await.expect("a link");
+        let link = fake
+            .account_link(&account.id, "http://s.example/r", "http://s.example/back")
+            .await
+            .expect("a link");
         assert_eq!(link, format!("{ONBOARDING_PATH}/{}", account.id));
         let (missing, back) = fake.onboard(&account.id, false).expect("an account");
         assert!(!missing.ready());
@@ -736,9 +743,15 @@ mod tests {
         let seller = ready_account(&fake, "account-s").await;
         let order = Uuid::now_v7();
         assert_eq!(fake.find_transfer(order).await.expect("asked"), None);
-        let made = fake.transfer(transfer(order, &charge.id, &seller.id, 1799, "payout-1")).await.expect("made");
+        let made = fake
+            .transfer(transfer(order, &charge.id, &seller.id, 1799, "payout-1"))
+            .await
+            .expect("made");
         assert_eq!((made.amount, made.amount_reversed), (1799, 0));
-        let again = fake.transfer(transfer(order, &charge.id, &seller.id, 1799, "payout-1")).await.expect("same");
+        let again = fake
+            .transfer(transfer(order, &charge.id, &seller.id, 1799, "payout-1"))
+            .await
+            .expect("same");
         assert_eq!(again, made);
         assert_eq!(fake.ledger().transfers.len(), 1, "one transfer per key");
         assert_eq!(fake.find_transfer(order).await.expect("asked"), Some(made.clone()));
@@ -758,19 +771,28 @@ mod tests {
     async fn a_transfer_to_an_account_not_ready_or_beyond_its_charge_is_refused() {
         let fake = FakeProcessor::new();
         let charge = fake.charge(request("tok_visa", "pay")).await.expect("charged");
-        let pending = fake.create_account(Uuid::now_v7(), None, "account-p").await.expect("created");
+        let pending =
+            fake.create_account(Uuid::now_v7(), None, "account-p").await.expect("created");
         let ready = ready_account(&fake, "account-r").await;
         let order = Uuid::now_v7();
-        let refused = |result: Result<Transfer, TransferError>| matches!(result, Err(TransferError::Rejected(_)));
+        let refused = |result: Result<Transfer, TransferError>| {
+            matches!(result, Err(TransferError::Rejected(_)))
+        };
         assert!(refused(fake.transfer(transfer(order, &charge.id, &pending.id, 100, "a")).await));
         assert!(refused(fake.transfer(transfer(order, &charge.id, "acct_nobody", 100, "b")).await));
         assert!(refused(fake.transfer(transfer(order, &charge.id, &ready.id, 2000, "c")).await));
         assert!(refused(fake.transfer(transfer(order, "ch_other", &ready.id, 100, "d")).await));
         fake.transfer(transfer(order, &charge.id, &ready.id, 1999, "e")).await.expect("all of it");
-        assert!(refused(fake.transfer(transfer(order, &charge.id, &ready.id, 1, "f")).await), "nothing left");
+        assert!(
+            refused(fake.transfer(transfer(order, &charge.id, &ready.id, 1, "f")).await),
+            "nothing left"
+        );
         let refunded = fake.charge(request("tok_visa", "pay-2")).await.expect("charged");
         fake.refund(&refunded.id, "r").await.expect("refunded");
-        assert!(refused(fake.transfer(transfer(order, &refunded.id, &ready.id, 1, "g")).await), "refunded");
+        assert!(
+            refused(fake.transfer(transfer(order, &refunded.id, &ready.id, 1, "g")).await),
+            "refunded"
+        );
         assert_eq!(fake.ledger().transfers.len(), 1);
     }
 }

@@ -427,7 +427,10 @@ impl Processor for Stripe {
         Box::pin(async { Err(anyhow::anyhow!("not yet")) })
     }
 
-    fn transfer(&self, _request: TransferRequest) -> BoxFuture<'_, Result<Transfer, TransferError>> {
+    fn transfer(
+        &self,
+        _request: TransferRequest,
+    ) -> BoxFuture<'_, Result<Transfer, TransferError>> {
         Box::pin(async { Err(TransferError::Unavailable(anyhow::anyhow!("not yet"))) })
     }
 

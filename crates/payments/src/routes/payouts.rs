@@ -5,13 +5,13 @@
 //! page.
 
 use askama::Template as _;
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FormRejection};
 use axum::extract::{Form, Path, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use common::config::Secret;
 use common::error::ErrorBody;
 use common::extract::{self, Id};
@@ -62,7 +62,7 @@ pub struct NewOnboarding {
     /// Where the seller comes back after the onboarding form: an absolute
     /// http(s) URL of at most 2048 characters, without a user name or
     /// password — `ReturnUrl must be an http or https URL`.
-    #[schema(value_type = String, max_length = 2048, example = "https://shop.example/payouts/connect/return")]
+    #[schema(value_type = String, required = true, max_length = 2048, example = "https://shop.example/payouts/connect/return")]
     return_url: Option<String>,
     /// Where the seller is sent if the link expired (the same rule —
     /// `RefreshUrl must be an http or https URL`); defaults to `returnUrl`.
@@ -83,7 +83,7 @@ pub struct OnboardingLink {
 pub struct NewProblem {
     /// What is wrong with the ticket, 1 to 1000 characters (white space
     /// around ignored) — `Reason must be 1 to 1000 characters`.
-    #[schema(value_type = String, min_length = 1, max_length = 1000, example = "The barcode was refused at the door")]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 1000, example = "The barcode was refused at the door")]
     reason: Option<String>,
 }
 
@@ -234,10 +234,8 @@ pub(super) async fn onboarding(
         v.check("refreshUrl", parse_return_url(body.refresh_url).map_err(|_| REFRESH_URL_INVALID));
     let (return_url, refresh_url) = validated!(v, return_url, refresh_url);
     let refresh_url = refresh_url.unwrap_or_else(|| return_url.clone());
-    let url = state
-        .accounts
-        .onboarding(user.id, Some(&user.email), &return_url, &refresh_url)
-        .await?;
+    let url =
+        state.accounts.onboarding(user.id, Some(&user.email), &return_url, &refresh_url).await?;
     Ok(Json(OnboardingLink { url }))
 }
 
@@ -369,12 +367,7 @@ pub(super) async fn report_problem(
     let (reason,) = validated!(v, reason);
     let now = state.clock.now();
     let payout = state.store.report_problem(order_id, user.id, &reason, now).await?;
-    let report = ProblemReport {
-        order_id,
-        state: payout.state.shown(),
-        reason,
-        reported_at: now,
-    };
+    let report = ProblemReport { order_id, state: payout.state.shown(), reason, reported_at: now };
     Ok((StatusCode::CREATED, Json(report)).into_response())
 }
 
@@ -388,9 +381,8 @@ pub(super) async fn fake_onboarding_page(
     let fake = state.processor.fake().ok_or(ApiError::NotFound)?;
     authorize_account(&state, user.id, &account_id).await?;
     let account = fake.connected_account(&account_id).ok_or(ApiError::NotFound)?;
-    let body = OnboardingPage::new(&account)
-        .render()
-        .map_err(|error| ApiError::Internal(error.into()))?;
+    let body =
+        OnboardingPage::new(&account).render().map_err(|error| ApiError::Internal(error.into()))?;
     html_page(body)
 }
 
@@ -434,7 +426,11 @@ pub(super) async fn fake_onboard(
 }
 
 /// Lets only the seller whose account it is see or change it.
-async fn authorize_account(state: &PaymentsState, user_id: Uuid, account_id: &str) -> ApiResult<()> {
+async fn authorize_account(
+    state: &PaymentsState,
+    user_id: Uuid,
+    account_id: &str,
+) -> ApiResult<()> {
     match state.store.account_owner(account_id).await? {
         Some(owner) if owner == user_id => Ok(()),
         _ => Err(ApiError::NotFound),

@@ -65,7 +65,7 @@ pub enum RefundDecision {
     Reversing,
     /// Refunded (or being refunded) already: nothing changed.
     Already,
-    /// The order has no payout (paid before payouts were kept).
+    /// The order was not paid: nothing to refund.
     NoPayout,
 }
 
@@ -154,10 +154,8 @@ async fn set_state(
     let sql = format!(
         "UPDATE payouts SET state = $1, updated_at = $2{separator}{assign} WHERE order_id = $3"
     );
-    let statement = query(sql)
-        .bind(state.as_str())
-        .bind(common::db::now_millis())
-        .bind(order_id.to_string());
+    let statement =
+        query(sql).bind(state.as_str()).bind(common::db::now_millis()).bind(order_id.to_string());
     bind(statement).execute(&mut *tx).await?;
     Ok(())
 }
@@ -209,9 +207,13 @@ async fn refund_untransferred(
     kind: RefundKind,
     now: Timestamp,
 ) -> Result<(), DbError> {
-    set_state(tx, payout.order_id, PayoutState::Refunding, "refund_requested = $4, resolved_at = $5, next_try_at = NULL", |q| {
-        q.bind(kind.as_str()).bind(now.millis())
-    })
+    set_state(
+        tx,
+        payout.order_id,
+        PayoutState::Refunding,
+        "refund_requested = $4, resolved_at = $5, next_try_at = NULL",
+        |q| q.bind(kind.as_str()).bind(now.millis()),
+    )
     .await?;
     add_refund(
         &mut *tx,
@@ -223,6 +225,26 @@ async fn refund_untransferred(
         &format!("payout refunded ({})", kind.as_str()),
     )
     .await
+}
+
+/// Records the refund of order `order_id`'s payment, for an order without
+/// a payout: `Refunding`, or `NoPayout` when it was never paid.
+async fn refund_payment(
+    tx: &mut Tx,
+    order_id: Uuid,
+    kind: RefundKind,
+) -> Result<RefundDecision, DbError> {
+    let payment = query("SELECT stripe_id, amount, currency FROM payments WHERE order_id = $1")
+        .bind(order_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(payment) = payment else { return Ok(RefundDecision::NoPayout) };
+    let charge_id: String = payment.try_get("stripe_id")?;
+    let currency: String = payment.try_get("currency")?;
+    let amount = Cents::new(payment.try_get("amount")?);
+    let reason = format!("the order's payment refunded ({})", kind.as_str());
+    add_refund(&mut *tx, &charge_id, order_id, amount, &currency, kind, &reason).await?;
+    Ok(RefundDecision::Refunding)
 }
 
 impl Store {
@@ -239,7 +261,8 @@ impl Store {
             "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE seller_id = $1 \
              ORDER BY created_at DESC, order_id DESC LIMIT $2"
         );
-        let rows = query(sql).bind(seller.to_string()).bind(limit).fetch_all(self.db.reader()).await?;
+        let rows =
+            query(sql).bind(seller.to_string()).bind(limit).fetch_all(self.db.reader()).await?;
         rows.iter().map(payout).collect()
     }
 
@@ -260,7 +283,8 @@ impl Store {
         .bind(seller.to_string())
         .fetch_one(self.db.reader())
         .await?;
-        let cents = |column: &str| -> Result<Cents, DbError> { Ok(Cents::new(row.try_get(column)?)) };
+        let cents =
+            |column: &str| -> Result<Cents, DbError> { Ok(Cents::new(row.try_get(column)?)) };
         Ok(Totals {
             sold: cents("sold")?,
             fees: cents("fees")?,
@@ -305,17 +329,17 @@ impl Store {
             PayoutState::Refunding | PayoutState::Refunded => return Err(ProblemError::NotPaid),
             _ => return Err(ProblemError::HoldEnded(payout.hold_until)),
         }
-        set_state(&mut tx, order_id, PayoutState::Disputed, "problem_reason = $4, problem_at = $5", |q| {
-            q.bind(reason).bind(now.millis())
-        })
+        set_state(
+            &mut tx,
+            order_id,
+            PayoutState::Disputed,
+            "problem_reason = $4, problem_at = $5",
+            |q| q.bind(reason).bind(now.millis()),
+        )
         .await?;
         if let Some(seller_id) = payout.seller_id {
-            let event = PayoutFrozen {
-                order_id,
-                seller_id,
-                buyer_id: buyer,
-                reason: reason.to_owned(),
-            };
+            let event =
+                PayoutFrozen { order_id, seller_id, buyer_id: buyer, reason: reason.to_owned() };
             outbox::add(&mut tx, &Envelope::new(event)).await?;
         }
         self.outbox.commit(tx).await?;
@@ -476,9 +500,13 @@ impl Store {
         match payout.refund_requested {
             Some(kind) => refund_untransferred(&mut tx, &payout, kind, now).await?,
             None => {
-                set_state(&mut tx, order_id, PayoutState::Due, "last_error = $4, next_try_at = $5", |q| {
-                    q.bind(error).bind(retry_at.millis())
-                })
+                set_state(
+                    &mut tx,
+                    order_id,
+                    PayoutState::Due,
+                    "last_error = $4, next_try_at = $5",
+                    |q| q.bind(error).bind(retry_at.millis()),
+                )
                 .await?;
             }
         }
@@ -533,8 +561,16 @@ impl Store {
             .await?;
         let kind = payout.refund_requested.unwrap_or(RefundKind::Operator);
         let reason = format!("payout reversed and refunded ({})", kind.as_str());
-        add_refund(&mut tx, &payout.charge_id, order_id, payout.price, &payout.currency, kind, &reason)
-            .await?;
+        add_refund(
+            &mut tx,
+            &payout.charge_id,
+            order_id,
+            payout.price,
+            &payout.currency,
+            kind,
+            &reason,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -542,7 +578,9 @@ impl Store {
     /// Refunds the buyer of order `order_id` in full, for `kind`, at
     /// `now`, under the payout's row lock: before a transfer the payout is
     /// cancelled and the refund recorded; during one the refund waits for
-    /// it; after one the transfer is reversed first.
+    /// it; after one the transfer is reversed first. An order paid before
+    /// payouts were kept has its charge refunded; `NoPayout` means the
+    /// order was never paid.
     pub async fn refund_payout(
         &self,
         order_id: Uuid,
@@ -551,7 +589,10 @@ impl Store {
     ) -> Result<RefundDecision, DbError> {
         let mut tx = self.db.begin().await?;
         let Some(payout) = lock_payout(&mut tx, order_id).await? else {
-            return Ok(RefundDecision::NoPayout);
+            // Paid before payouts were kept: its charge alone goes back.
+            let decision = refund_payment(&mut tx, order_id, kind).await?;
+            tx.commit().await?;
+            return Ok(decision);
         };
         // An operator's refund of a disputed payout upholds the report.
         let kind = match (kind, payout.state) {
@@ -573,9 +614,13 @@ impl Store {
                 RefundDecision::AfterTransfer
             }
             PayoutState::Paid => {
-                set_state(&mut tx, order_id, PayoutState::Refunding, "refund_requested = $4, resolved_at = $5", |q| {
-                    q.bind(kind.as_str()).bind(now.millis())
-                })
+                set_state(
+                    &mut tx,
+                    order_id,
+                    PayoutState::Refunding,
+                    "refund_requested = $4, resolved_at = $5",
+                    |q| q.bind(kind.as_str()).bind(now.millis()),
+                )
                 .await?;
                 RefundDecision::Reversing
             }
@@ -697,11 +742,7 @@ impl Store {
         if account.ready() {
             self.payouts_changed.notify_one();
         }
-        Ok(Some(if account.ready() {
-            AccountStatus::Ready
-        } else {
-            AccountStatus::DetailsNeeded
-        }))
+        Ok(Some(if account.ready() { AccountStatus::Ready } else { AccountStatus::DetailsNeeded }))
     }
 }
 

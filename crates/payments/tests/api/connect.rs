@@ -116,7 +116,7 @@ async fn onboarding_needs_http_urls_and_answers_503_without_stripe(stack: Stack)
     let down = app.onboarding(&seller, &json!({"returnUrl": "http://shop.example/"})).await;
     assert_eq!(down.status(), 503);
     app.processor.connect_down(false);
-    assert!(link(&app, &seller).await.contains("acct_fake_"), "the account is made once it is back");
+    assert!(link(app, &seller).await.contains("acct_fake_"), "the account is made once it is back");
     let unsigned = app.system.send(Method::GET, "/api/payouts/account", None, None).await;
     assert_eq!(error(unsigned).await, (401, general_error("Not authorized")));
 }
@@ -145,7 +145,8 @@ async fn account_updated_re_reads_our_account_and_ignores_others(stack: Stack) {
 
     app.processor.fake.onboard(&account, true).expect("onboarded");
     assert_eq!(status(&app, &order.seller).await, "details_needed", "not told yet");
-    let other_type = json!({"id": "evt_2", "type": "payout.paid", "data": {"object": {"id": account}}});
+    let other_type =
+        json!({"id": "evt_2", "type": "payout.paid", "data": {"object": {"id": account}}});
     assert_eq!(deliver(&app, &other_type, SECRET).await.status(), 200);
     assert_eq!(status(&app, &order.seller).await, "details_needed", "other types are ignored");
     let updated = account_updated("evt_1", &account);

@@ -102,7 +102,15 @@ async fn problem_reports_are_refused_for_others_unpaid_unknown_twice_and_after_t
     let path = format!("/api/orders/{}/problem", order.id);
     let anonymous = app.system.send(Method::POST, &path, None, Some(&json!({"reason": "x"}))).await;
     assert_eq!(error(anonymous).await.0, 401);
-    let not_an_id = app.system.send(Method::POST, "/api/orders/nope/problem", Some(&order.buyer), Some(&json!({"reason": "x"}))).await;
+    let not_an_id = app
+        .system
+        .send(
+            Method::POST,
+            "/api/orders/nope/problem",
+            Some(&order.buyer),
+            Some(&json!({"reason": "x"})),
+        )
+        .await;
     assert_eq!(error(not_an_id).await.0, 404);
 
     assert_eq!(app.report(&order.buyer, &order, "broken").await.status(), 201);
@@ -156,10 +164,11 @@ async fn a_report_racing_the_end_of_the_hold_is_decided_once(stack: Stack) {
     app.system.drain().await;
     let disputed = frozen.all().len();
     let store = app.store().await;
-    let count: i64 = common::db::query_scalar("SELECT COUNT(*) FROM payouts WHERE state = 'disputed'")
-        .fetch_one(store.db.reader())
-        .await
-        .expect("count");
+    let count: i64 =
+        common::db::query_scalar("SELECT COUNT(*) FROM payouts WHERE state = 'disputed'")
+            .fetch_one(store.db.reader())
+            .await
+            .expect("count");
     assert_eq!(usize::try_from(count).expect("count"), disputed, "one event per dispute");
 }
 
@@ -172,9 +181,12 @@ async fn an_operator_refund_of_a_dispute_refunds_the_buyer_in_full_and_pays_the_
     app.connect(&order.seller, true).await;
     assert_eq!(app.report(&order.buyer, &order, "fake ticket").await.status(), 201);
     let lines = operator(&app, Command::Refund(order.id)).await.expect("refunded");
-    assert_eq!(lines, [format!("{}: refunding the buyer in full; the seller gets nothing", order.id)]);
+    assert_eq!(
+        lines,
+        [format!("{}: refunding the buyer in full; the seller gets nothing", order.id)]
+    );
     let payout = app.until_payout(&order, PayoutState::Refunded).await;
-    assert_eq!(app.refunded_charges(), [payout.charge_id.clone()]);
+    assert_eq!(app.refunded_charges(), std::slice::from_ref(&payout.charge_id));
     app.system.drain().await;
     let refund_id = refunds(&app.store().await).await[0].1.clone().expect("made");
     assert_eq!(
@@ -234,7 +246,7 @@ async fn a_released_dispute_continues_the_payout(stack: Stack) {
     );
     assert_eq!(
         operator(&app, Command::Refund(unknown)).await,
-        Err(format!("{unknown}: no payout for this order"))
+        Err(format!("{unknown}: no paid order"))
     );
 }
 
@@ -264,13 +276,14 @@ async fn a_refund_after_the_transfer_reverses_it_first_then_refunds(stack: Stack
     let lines = operator(&app, Command::Refund(order.id)).await.expect("refunded");
     assert!(lines[0].contains("reversing the transfer"), "{lines:?}");
     let payout = app.until_payout(&order, PayoutState::Refunded).await;
-    let ledger = app.processor.fake.ledger();
-    assert_eq!(ledger.reversals.len(), 1);
-    assert_eq!(ledger.reversals[0].1.amount, 1799, "the seller's whole share");
-    assert_eq!(payout.reversal_id.as_deref(), Some(ledger.reversals[0].1.id.as_str()));
-    assert_eq!(ledger.refunds.len(), 1);
-    assert_eq!((ledger.account_balance(&account), ledger.platform_balance()), (0, 0));
-    drop(ledger);
+    {
+        let ledger = app.processor.fake.ledger();
+        assert_eq!(ledger.reversals.len(), 1);
+        assert_eq!(ledger.reversals[0].1.amount, 1799, "the seller's whole share");
+        assert_eq!(payout.reversal_id.as_deref(), Some(ledger.reversals[0].1.id.as_str()));
+        assert_eq!(ledger.refunds.len(), 1);
+        assert_eq!((ledger.account_balance(&account), ledger.platform_balance()), (0, 0));
+    }
     app.system.drain().await;
     assert_eq!(refunded.data().len(), 1);
     assert_eq!(refunded.data()[0].reason, "operator");
@@ -311,7 +324,28 @@ async fn a_refund_decided_during_the_transfer_waits_for_it_then_reverses_it(stac
     assert_eq!(app.processor.fake.ledger().platform_balance(), 0);
 }
 
+async fn an_order_paid_before_payouts_were_kept_is_refunded_by_its_charge(stack: Stack) {
+    let app = PaymentsApp::spawn(stack).await;
+    let order = paid_order(&app).await;
+    let unpaid = app.order(1999, 900).await;
+    let store = app.store().await;
+    common::db::query("DELETE FROM payouts WHERE order_id = $1")
+        .bind(order.id.to_string())
+        .execute(store.db.writer())
+        .await
+        .expect("as before payouts");
+    let lines = operator(&app, Command::Refund(order.id)).await.expect("refunded");
+    assert!(lines[0].contains("refunding the buyer in full"), "{lines:?}");
+    app.until("the charge is refunded", |app| app.refunded_charges().len() == 1).await;
+    assert_eq!(app.refunded_charges(), [app.charges()[0].1.id.clone()]);
+    assert_eq!(
+        operator(&app, Command::Refund(unpaid.id)).await,
+        Err(format!("{}: no paid order", unpaid.id))
+    );
+}
+
 testkit::stack_tests!(
+    an_order_paid_before_payouts_were_kept_is_refunded_by_its_charge,
     a_buyer_reports_a_problem_and_the_payout_is_frozen,
     problem_reports_are_refused_for_others_unpaid_unknown_twice_and_after_the_hold,
     a_report_racing_the_end_of_the_hold_is_decided_once,

@@ -14,9 +14,9 @@ use messaging::events::{
     OrderTicket, TicketRef,
 };
 use payments::domain::AttemptState;
-use payments::processor::fake::FakeProcessor;
 use payments::payouts::worker::PayoutWorker;
 use payments::payouts::{Payout, PayoutState};
+use payments::processor::fake::FakeProcessor;
 use payments::processor::{
     Account, Charge, ChargeError, ChargeRequest, Found, Processor, Refund, Reversal, Transfer,
     TransferError, TransferRequest,
@@ -437,7 +437,11 @@ impl PaymentsApp {
 
     /// Turns the payout worker until the payout of `order` is as `wanted`
     /// says (at most 10 s), and returns it.
-    pub async fn until_payout_is(&self, order: &TestOrder, wanted: impl Fn(&Payout) -> bool) -> Payout {
+    pub async fn until_payout_is(
+        &self,
+        order: &TestOrder,
+        wanted: impl Fn(&Payout) -> bool,
+    ) -> Payout {
         for _ in 0..500 {
             self.tick().await;
             let payout = self.payout(order).await;
@@ -465,7 +469,9 @@ impl PaymentsApp {
 
     /// `user` asks for an onboarding link (`body`).
     pub async fn onboarding(&self, user: &TestUser, body: &Value) -> Response {
-        self.system.send(Method::POST, "/api/payouts/account/onboarding", Some(user), Some(body)).await
+        self.system
+            .send(Method::POST, "/api/payouts/account/onboarding", Some(user), Some(body))
+            .await
     }
 
     /// `user` reads their payout account again (back from onboarding).

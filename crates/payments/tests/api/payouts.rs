@@ -24,16 +24,17 @@ async fn paid_order(app: &PaymentsApp) -> TestOrder {
     order
 }
 
-async fn a_paid_order_records_the_sellers_share_held_until_the_hold_after_the_event(
-    stack: Stack,
-) {
+async fn a_paid_order_records_the_sellers_share_held_until_the_hold_after_the_event(stack: Stack) {
     let app = PaymentsApp::spawn(stack).await;
     let order = paid_order(&app).await;
     let payout = app.payout(&order).await;
     assert_eq!((payout.price.get(), payout.fee.get(), payout.amount.get()), (1999, 200, 1799));
     assert_eq!(payout.state, PayoutState::Held);
     assert_eq!((payout.seller_id, payout.buyer_id), (Some(order.seller.id), order.buyer.id));
-    assert_eq!((payout.ticket_id, payout.title.as_deref()), (Some(order.ticket_id), Some("Concert")));
+    assert_eq!(
+        (payout.ticket_id, payout.title.as_deref()),
+        (Some(order.ticket_id), Some("Concert"))
+    );
     assert_eq!(payout.charge_id, app.charges()[0].1.id, "paid from the buyer's charge");
     let starts_at = app.store().await.find_order(order.id).await.expect("read").expect("order");
     let starts_at = starts_at.starts_at.expect("a start");
@@ -102,7 +103,10 @@ async fn the_hold_ends_at_its_time_and_the_payout_waits_for_a_ready_seller(stack
     assert_eq!(transfers.len(), 1);
     let transfer = &transfers[0];
     assert_eq!((transfer.amount, transfer.destination.as_str()), (1799, account.as_str()));
-    assert_eq!((transfer.order_id, transfer.source.as_str()), (order.id, payout.charge_id.as_str()));
+    assert_eq!(
+        (transfer.order_id, transfer.source.as_str()),
+        (order.id, payout.charge_id.as_str())
+    );
     assert_eq!(payout.transfer_id.as_deref(), Some(transfer.id.as_str()));
     app.system.drain().await;
     assert_eq!(

@@ -55,7 +55,9 @@ mod tests {
     fn the_seller_completes_the_details_or_leaves_them_missing() {
         let html = page("acct_fake_1", false);
         assert!(html.contains("Payout account acct_fake_1: details needed."), "{html}");
-        assert!(html.contains(r#"<form method="post" action="/api/payments/fake-onboarding/acct_fake_1">"#));
+        assert!(html.contains(
+            r#"<form method="post" action="/api/payments/fake-onboarding/acct_fake_1">"#
+        ));
         assert!(html.contains(r#"<button type="submit" name="outcome" value="complete" id="complete-onboarding">Complete the details</button>"#));
         assert!(html.contains(r#"<button type="submit" name="outcome" value="incomplete" id="leave-details-missing">Leave details missing</button>"#));
         assert!(page("acct_fake_1", true).contains("acct_fake_1: ready to be paid."));

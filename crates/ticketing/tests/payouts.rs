@@ -1,8 +1,10 @@
-//! `ticketing disputes list | refund <order> | release <order>` (issue 25,
-//! OPERATIONS.md "Disputes"): an operator decides a buyer's problem report
-//! on the payments database alone (a SQLite `DATA_DIR` here), one line per
-//! decision, and an unknown order or a payout in the wrong state exits
-//! non-zero.
+//! Sellers' payouts in the binary (issue 25): `PLATFORM_FEE_PERCENT` and
+//! `PAYOUT_HOLD_HOURS` out of range refuse to start naming the variable;
+//! `ticketing disputes list | refund <order> | release <order>`
+//! (OPERATIONS.md "Disputes"): an operator decides a buyer's problem
+//! report on the payments database alone (a SQLite `DATA_DIR` here), one
+//! line per decision, and an unknown order or a payout in the wrong state
+//! exits non-zero.
 
 mod support;
 
@@ -57,6 +59,28 @@ fn disputes(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
     (status.success(), text.into_owned())
 }
 
+#[test]
+fn a_fee_outside_0_to_50_or_a_negative_hold_refuses_to_start_naming_the_variable() {
+    let dir = temp_dir();
+    for (variable, value) in [
+        ("PLATFORM_FEE_PERCENT", "51"),
+        ("PLATFORM_FEE_PERCENT", "-5"),
+        ("PAYOUT_HOLD_HOURS", "-1"),
+    ] {
+        let output = ticketing()
+            .env("DATA_DIR", &dir)
+            .env("PORT", support::free_port().to_string())
+            .env(variable, value)
+            .output()
+            .expect("runs");
+        assert!(!output.status.success(), "{variable}={value} started");
+        let said = String::from_utf8_lossy(&output.stderr);
+        let first = said.lines().next().unwrap_or_default();
+        assert!(first.contains(variable), "{variable}={value}: {said}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn an_operator_lists_refunds_and_releases_disputed_payouts() {
     let dir = temp_dir();
@@ -101,7 +125,7 @@ async fn an_operator_lists_refunds_and_releases_disputed_payouts() {
     assert!(!ok && said.contains("refunded already"), "{said}");
     let unknown = Uuid::now_v7();
     let (ok, said) = disputes(&dir, &["refund", &unknown.to_string()]);
-    assert!(!ok && said.contains("no payout for this order"), "{said}");
+    assert!(!ok && said.contains("no paid order"), "{said}");
     let (ok, _) = disputes(&dir, &["release", "not-an-order"]);
     assert!(!ok, "an order is a UUID");
     let (ok, listed) = disputes(&dir, &["list"]);
