@@ -247,6 +247,11 @@ impl Ledger {
         Some(amount - refunded - transferred)
     }
 
+    /// The connected accounts made so far.
+    pub fn account_ids(&self) -> Vec<String> {
+        self.accounts.keys().cloned().collect()
+    }
+
     /// The platform's balance: charges − refunds − transfers + reversals.
     pub fn platform_balance(&self) -> i64 {
         let charged: i64 = self.charges.iter().map(|(request, _)| request.amount).sum();

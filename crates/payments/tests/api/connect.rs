@@ -81,6 +81,17 @@ async fn a_seller_connects_one_account_and_is_ready_once_the_details_are_complet
     assert_eq!(error(post("maybe").await.expect("sent")).await.0, 400);
 }
 
+async fn two_clicks_at_once_make_one_account(stack: Stack) {
+    let app = app(stack).await;
+    let seller = app.system.user("seller");
+    let (first, second) = tokio::join!(link(&app, &seller), link(&app, &seller));
+    assert_eq!(first, second);
+    let stored = app.store().await.seller_account(seller.id).await.expect("read");
+    let account = stored.and_then(|row| row.account_id).expect("an account");
+    assert!(first.ends_with(&account), "{first}");
+    assert_eq!(app.processor.fake.ledger().account_ids(), [account], "made once");
+}
+
 async fn the_onboarding_page_is_its_sellers_alone(stack: Stack) {
     let app = app(stack).await;
     let seller = app.system.user("seller");
@@ -190,6 +201,7 @@ async fn the_payout_routes_are_documented(stack: Stack) {
 }
 
 testkit::stack_tests!(
+    two_clicks_at_once_make_one_account,
     a_seller_connects_one_account_and_is_ready_once_the_details_are_complete,
     the_onboarding_page_is_its_sellers_alone,
     onboarding_needs_http_urls_and_answers_503_without_stripe,

@@ -273,8 +273,16 @@ async fn a_refund_after_the_transfer_reverses_it_first_then_refunds(stack: Stack
     let account = app.connect(&order.seller, true).await;
     past_the_hold(&app);
     app.until_payout(&order, PayoutState::Paid).await;
+    app.processor.fail_reversals(usize::MAX);
     let lines = operator(&app, Command::Refund(order.id)).await.expect("refunded");
     assert!(lines[0].contains("reversing the transfer"), "{lines:?}");
+    for _ in 0..3 {
+        app.tick().await;
+    }
+    assert_eq!(app.payout(&order).await.state, PayoutState::Refunding);
+    assert!(refunds(&app.store().await).await.is_empty(), "no refund before the reversal");
+    assert!(app.refunded_charges().is_empty());
+    app.processor.fail_reversals(0);
     let payout = app.until_payout(&order, PayoutState::Refunded).await;
     {
         let ledger = app.processor.fake.ledger();

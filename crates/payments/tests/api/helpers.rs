@@ -47,6 +47,7 @@ pub struct TestProcessor {
     fail_transfers: AtomicUsize,
     lose_transfer_answers: AtomicUsize,
     connect_down: AtomicBool,
+    fail_reversals: AtomicUsize,
     /// How many transfers were asked for.
     pub transfers_sent: AtomicUsize,
     /// How many times a transfer was looked up by its order.
@@ -75,6 +76,11 @@ impl TestProcessor {
     /// The next `count` transfers are made, but their answers lost.
     pub fn lose_transfer_answers(&self, count: usize) {
         self.lose_transfer_answers.store(count, Ordering::Release);
+    }
+
+    /// The next `count` reversals fail as if the processor were down.
+    pub fn fail_reversals(&self, count: usize) {
+        self.fail_reversals.store(count, Ordering::Release);
     }
 
     /// Accounts cannot be created, linked or read while `down`.
@@ -199,7 +205,10 @@ impl Processor for TestProcessor {
         amount: i64,
         key: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<Reversal>> {
-        self.fake.reverse(transfer_id, amount, key)
+        Box::pin(async move {
+            anyhow::ensure!(!take_one(&self.fail_reversals), "Stripe is down");
+            self.fake.reverse(transfer_id, amount, key).await
+        })
     }
 }
 

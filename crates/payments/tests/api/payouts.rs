@@ -137,7 +137,7 @@ async fn the_hold_ends_at_its_time_and_the_payout_waits_for_a_ready_seller(stack
 /// Makes `order`'s payout due (its event an hour away, its hold over two
 /// hours after that) and its seller ready.
 async fn due_to_a_ready_seller(app: &PaymentsApp, order: &TestOrder) -> String {
-    app.advance(HOLD + Duration::from_secs(3 * 3600));
+    past_the_hold_unconnected(app);
     app.connect(&order.seller, true).await
 }
 
@@ -180,6 +180,31 @@ async fn a_lost_transfer_answer_is_found_by_its_order_and_not_sent_again(stack: 
     assert_eq!(payout.transfer_id.as_deref(), Some(app.transfers()[0].id.as_str()));
 }
 
+async fn a_transfer_cut_short_before_it_was_sent_is_sent_once_its_lease_ends(stack: Stack) {
+    let app = PaymentsApp::spawn(stack).await;
+    let order = paid_order(&app).await;
+    past_the_hold_unconnected(&app);
+    app.until_payout(&order, PayoutState::Due).await;
+    // A worker marked it `transferring`, then crashed before calling Stripe.
+    let now = app.system.context.clock.now();
+    let lease = now.plus(MINUTE);
+    let taken = app.store().await.start_transfer(order.id, now, lease).await.expect("taken");
+    assert!(taken.is_some());
+    app.connect(&order.seller, true).await;
+    app.tick().await;
+    let sent = || app.processor.transfers_sent.load(Ordering::Acquire);
+    assert_eq!(sent(), 0, "left to its sender until the lease ends");
+    app.advance(MINUTE);
+    app.until_payout(&order, PayoutState::Paid).await;
+    assert_eq!((sent(), app.transfers().len()), (1, 1));
+    assert!(app.processor.transfers_looked_up.load(Ordering::Acquire) >= 1, "looked up first");
+}
+
+/// The hold of an order whose event is an hour away has ended.
+fn past_the_hold_unconnected(app: &PaymentsApp) {
+    app.advance(HOLD + Duration::from_secs(3 * 3600));
+}
+
 async fn a_refused_transfer_stays_due_and_is_tried_again_later(stack: Stack) {
     let app = PaymentsApp::spawn(stack).await;
     let order = paid_order(&app).await;
@@ -202,7 +227,45 @@ async fn a_refused_transfer_stays_due_and_is_tried_again_later(stack: Stack) {
     assert_eq!(app.transfers().len(), 2);
 }
 
+async fn a_sale_of_an_unknown_seller_is_held_and_never_transferred(stack: Stack) {
+    let app = PaymentsApp::spawn(stack).await;
+    let buyer = app.system.user("buyer");
+    let order = TestOrder {
+        id: uuid::Uuid::now_v7(),
+        buyer: buyer.clone(),
+        seller: app.system.user("nobody knows"),
+        ticket_id: uuid::Uuid::now_v7(),
+    };
+    // An order placed before the orders replica kept sellers.
+    app.send(messaging::events::OrderCreated {
+        id: order.id,
+        version: 0,
+        status: messaging::events::OrderStatus::Created,
+        user_id: buyer.id,
+        expires_at: Timestamp::from_millis(Timestamp::now().millis() + 900_000),
+        ticket: messaging::events::OrderTicket {
+            id: order.ticket_id,
+            price: 1999,
+            starts_at: None,
+            seller_id: None,
+            title: None,
+        },
+    })
+    .await;
+    assert_eq!(app.pay(&order, "tok_visa").await.status(), 201);
+    let payout = app.payout(&order).await;
+    assert_eq!((payout.seller_id, payout.title), (None, None));
+    app.connect(&order.seller, true).await;
+    app.advance(HOLD * 2);
+    app.until_payout(&order, PayoutState::Due).await;
+    app.tick().await;
+    assert_eq!(app.payout(&order).await.state, PayoutState::Due, "nobody to pay");
+    assert!(app.transfers().is_empty());
+}
+
 testkit::stack_tests!(
+    a_transfer_cut_short_before_it_was_sent_is_sent_once_its_lease_ends,
+    a_sale_of_an_unknown_seller_is_held_and_never_transferred,
     a_paid_order_records_the_sellers_share_held_until_the_hold_after_the_event,
     a_sale_without_a_date_is_held_after_the_sale_with_the_configured_terms,
     the_hold_ends_at_its_time_and_the_payout_waits_for_a_ready_seller,
