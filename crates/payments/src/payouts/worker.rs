@@ -141,7 +141,7 @@ impl PayoutWorker {
         match self.processor.transfer(request).await {
             Ok(transfer) => self.record(&payout, &transfer, now).await,
             Err(TransferError::Rejected(message)) => {
-                tracing::warn!(order.id = %order_id, reason = %message, "transfer refused; will retry");
+                tracing::warn!(order.id = %order_id, reason = %message, "payout transfer refused; will retry");
                 self.store.transfer_refused(order_id, &message, now, retry_at).await?;
                 Ok(false)
             }
