@@ -208,6 +208,10 @@ impl Store {
             return Err(CreateError::Started);
         }
         let ticket = ticket_view(&locked)?;
+        // The seller, whom payments pays the sale's share (NULL for a
+        // ticket replicated before sellers were kept).
+        let seller_id = locked.try_get::<Option<String>, _>("user_id")?;
+        let seller_id = seller_id.as_deref().map(parse_uuid).transpose()?;
         let order = Order {
             id: Uuid::now_v7(),
             user_id,
@@ -240,7 +244,7 @@ impl Store {
                 id: ticket_id,
                 price: order.ticket.price.get(),
                 starts_at: order.ticket.details.starts_at.clone(),
-                seller_id: None,
+                seller_id,
                 title: Some(order.ticket.title.clone()),
             },
         });
@@ -441,7 +445,7 @@ const UNPAID: &str = "(status = 'created' OR status = 'awaiting:payment')";
 
 /// The replica's columns an order's creation reads under the lock.
 const TICKET_COLUMNS: &str = "id, title, price, version, withdrawn, ended, starts_at, venue, \
-     starts_at_text, section, seat_row, seat";
+     starts_at_text, section, seat_row, seat, user_id";
 
 /// Cancels the orders of a ticket that `which` selects (withdrawn, or its
 /// event started), each under its row lock, and announces each

@@ -23,6 +23,13 @@ pub struct OrderView {
     pub version: i64,
     /// Where the expiry decision stands (payments' own, not replicated).
     pub expiry: Expiry,
+    /// The seller (`order.created`'s `ticket.sellerId`), when known: whom
+    /// the sale's share is paid.
+    pub seller_id: Option<Uuid>,
+    /// The listing's title, for the seller's earnings.
+    pub title: Option<String>,
+    /// The ticket sold (unknown for orders replicated before payouts).
+    pub ticket_id: Option<Uuid>,
 }
 
 /// The expiry decision of an order, taken in the payments database under

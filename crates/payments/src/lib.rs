@@ -4,6 +4,7 @@
 
 pub mod domain;
 pub mod listeners;
+pub mod payouts;
 pub mod processor;
 pub mod reconcile;
 pub mod refunds;
@@ -23,6 +24,8 @@ use platform::{Context, Messaging, Probe, Service};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi as _;
 
+use crate::payouts::accounts::Accounts;
+use crate::payouts::worker::PayoutWorker;
 use crate::processor::Processor;
 use crate::processor::fake::FakeProcessor;
 use crate::processor::stripe::Stripe;
@@ -59,6 +62,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         description: "event starts",
         sql: Sql::Portable(include_str!("../migrations/0005_event_starts.sql")),
     },
+    MigrationFile {
+        version: 6,
+        description: "payouts",
+        sql: Sql::Portable(include_str!("../migrations/0006_payouts.sql")),
+    },
 ]);
 
 /// The processor the settings choose (`PAYMENT_PROCESSOR`): Stripe when
@@ -92,7 +100,7 @@ pub async fn build_with(
     processor: Arc<dyn Processor>,
 ) -> anyhow::Result<Service> {
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
-    let store = Store::new(db.clone());
+    let store = Store::with_terms(db.clone(), settings.payout_terms());
     let refunder = Refunder::new(store.clone(), processor.clone());
     let settlement = Settlement::new(store.clone(), processor.clone(), refunder.clone());
     let currency = settings.currency();
@@ -101,21 +109,22 @@ pub async fn build_with(
         .listen(Listener::with(store.clone(), listeners::order_completed))
         .listen(Listener::with(store.clone(), listeners::expiration_complete))
         .listen(Listener::with(
-            listeners::Refunds {
-                store: store.clone(),
-                refunder: refunder.clone(),
-                currency: currency.clone(),
-            },
+            listeners::Refunds { store: store.clone(), refunder: refunder.clone() },
             listeners::order_cancelled,
         ))
         .publish_from(store.outbox.clone());
-    let background = refunder;
+    let background = refunder.clone();
+    let payouts =
+        PayoutWorker::new(store.clone(), processor.clone(), refunder, context.clock.clone());
     let reconciler = Reconciler::new(
         settlement.clone(),
         context.clock.clone(),
         settings.payment_reconcile_after,
     );
     let state = routes::PaymentsState {
+        accounts: Accounts::new(store.clone(), processor.clone()),
+        connect_webhook_secret: settings.stripe_connect_webhook_secret.clone(),
+        clock: context.clock.clone(),
         store,
         sessions: context.sessions.clone(),
         processor,
@@ -134,6 +143,7 @@ pub async fn build_with(
         background: vec![
             Box::new(move |shutdown| Box::pin(background.run(shutdown))),
             Box::new(move |shutdown| Box::pin(reconciler.run(shutdown))),
+            Box::new(move |shutdown| Box::pin(payouts.run(shutdown))),
         ],
     })
 }

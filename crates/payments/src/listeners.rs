@@ -8,8 +8,9 @@ use messaging::events::{
 };
 use messaging::{Handled, HandlerResult, VersionCheck};
 
+use crate::payouts::RefundKind;
 use crate::refunds::Refunder;
-use crate::store::{Expired, Store};
+use crate::store::{Expired, RefundDecision, Store};
 
 /// `order.created`: add the order to the replica (idempotent).
 pub async fn order_created(store: Store, event: Envelope<OrderCreated>) -> HandlerResult {
@@ -54,31 +55,23 @@ pub async fn order_completed(store: Store, event: Envelope<OrderCompleted>) -> H
 pub struct Refunds {
     pub store: Store,
     pub refunder: Refunder,
-    pub currency: String,
 }
 
 /// `order.cancelled`: the order is cancelled; if it was paid, the money goes
 /// back (the refund is recorded before the processor is asked, and retried
-/// until it is made).
+/// until it is made), and the seller's payout with it (cancelled before
+/// its transfer, reversed after it).
 pub async fn order_cancelled(refunds: Refunds, event: Envelope<OrderCancelled>) -> HandlerResult {
-    let Refunds { store, refunder, currency } = refunds;
+    let Refunds { store, refunder } = refunds;
     let order_id = event.data.id;
     let check = store.apply_status(order_id, event.data.version, OrderStatus::Cancelled).await?;
     if check == VersionCheck::Ahead {
         return Ok(Handled::Retry);
     }
-    if let Some(payment) = store.payment_for(order_id).await? {
-        let price = store.find_order(order_id).await?.map(|o| o.price);
-        let amount = price.unwrap_or(common::money::Cents::new(0));
-        store
-            .request_refund(
-                &payment.stripe_id,
-                order_id,
-                amount,
-                &currency,
-                "the order was cancelled after it was paid",
-            )
-            .await?;
+    let now = common::time::Timestamp::now();
+    if store.refund_payout(order_id, RefundKind::Cancelled, now).await? != RefundDecision::NoPayout
+    {
+        tracing::warn!(order.id = %order_id, "the order was cancelled after it was paid: refunded");
         refunder.step().await;
     }
     Ok(Handled::Ack)

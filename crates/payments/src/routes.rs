@@ -1,5 +1,8 @@
 //! `POST /api/payments`, `POST /api/payments/settle`, the webhook, and the
-//! fake processor's test authentication page (API.md "payments").
+//! fake processor's test authentication page (API.md "payments"); the
+//! sellers' payouts in [`payouts`].
+
+mod payouts;
 
 use std::sync::Arc;
 
@@ -24,8 +27,9 @@ use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::Payment;
+use crate::payouts::accounts::Accounts;
 use crate::processor::fake::page::AuthenticationPage;
-use crate::processor::fake::{AUTHENTICATION_FAILED, AUTHENTICATION_PATH};
+use crate::processor::fake::{AUTHENTICATION_FAILED, AUTHENTICATION_PATH, ONBOARDING_PATH};
 use crate::processor::{NextAction, Processor};
 use crate::reconcile::{Reconciler, ReturnError};
 use crate::settlement::{Answer, Settlement, Standing};
@@ -63,6 +67,12 @@ pub struct PaymentsState {
     pub webhook_secret: Option<Secret>,
     /// Settles an attempt back from authentication at once.
     pub reconciler: Reconciler,
+    /// Sellers' payout accounts.
+    pub accounts: Accounts,
+    /// `STRIPE_CONNECT_WEBHOOK_SECRET`.
+    pub connect_webhook_secret: Option<Secret>,
+    /// The time holds are measured by (tests move it by hand).
+    pub clock: Arc<dyn common::time::Clock>,
 }
 
 common::sessions_in_state!(PaymentsState);
@@ -71,13 +81,25 @@ pub fn router(state: PaymentsState) -> Router {
     let router = Router::new()
         .route("/api/payments", post(create))
         .route("/api/payments/settle", post(settle))
-        .route("/api/payments/webhook", post(webhook));
-    // The fake processor's stand-in for the bank's page: never with Stripe.
+        .route("/api/payments/webhook", post(webhook))
+        .route("/api/payments/connect-webhook", post(payouts::connect_webhook))
+        .route("/api/payouts", get(payouts::earnings))
+        .route("/api/payouts/account", get(payouts::account))
+        .route("/api/payouts/account/onboarding", post(payouts::onboarding))
+        .route("/api/payouts/account/refresh", post(payouts::refresh))
+        .route("/api/orders/{id}/problem", post(payouts::report_problem));
+    // The fake processor's stand-ins for the bank's page and Stripe's
+    // onboarding: never with Stripe.
     let router = if state.processor.fake().is_some() {
-        router.route(
-            &format!("{AUTHENTICATION_PATH}/{{intent}}"),
-            get(fake_authentication_page).post(fake_authenticate),
-        )
+        router
+            .route(
+                &format!("{AUTHENTICATION_PATH}/{{intent}}"),
+                get(fake_authentication_page).post(fake_authenticate),
+            )
+            .route(
+                &format!("{ONBOARDING_PATH}/{{account}}"),
+                get(payouts::fake_onboarding_page).post(payouts::fake_onboard),
+            )
     } else {
         router
     };
@@ -86,9 +108,19 @@ pub fn router(state: PaymentsState) -> Router {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(create, settle, webhook),
-    components(schemas(ErrorBody, PaymentView, PaymentAction)),
-    tags((name = "payments", description = "Paying for orders"))
+    paths(
+        create, settle, webhook, payouts::account, payouts::onboarding, payouts::refresh,
+        payouts::connect_webhook, payouts::earnings, payouts::report_problem
+    ),
+    components(schemas(
+        ErrorBody, PaymentView, PaymentAction, payouts::AccountView, payouts::OnboardingLink,
+        payouts::Earnings, payouts::PayoutView, payouts::TotalsView, payouts::ProblemView,
+        payouts::ProblemReport
+    )),
+    tags(
+        (name = "payments", description = "Paying for orders"),
+        (name = "payouts", description = "Paying sellers: payout accounts, earnings, problem reports")
+    )
 )]
 pub struct PaymentsApi;
 
@@ -399,7 +431,12 @@ async fn fake_authenticate(
 
 /// The fake processor's page, on its own: no scripts, styles or framing.
 fn html(page: &AuthenticationPage) -> ApiResult<Response> {
-    let body = page.render().map_err(|error| ApiError::Internal(error.into()))?;
+    html_page(page.render().map_err(|error| ApiError::Internal(error.into()))?)
+}
+
+/// A fake processor's page (`body`), on its own: no scripts, styles or
+/// framing.
+fn html_page(body: String) -> ApiResult<Response> {
     let headers = [
         (CONTENT_TYPE, "text/html; charset=utf-8"),
         (CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),

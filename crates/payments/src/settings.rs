@@ -1,5 +1,6 @@
 //! What only the payments service reads: which processor charges, how to
-//! reach Stripe, when to reconcile, the currency (flattened into
+//! reach Stripe, when to reconcile, the currency, and the terms of the
+//! sellers' payouts (the platform's fee, the hold) (flattened into
 //! `ticketing`'s command line).
 
 use std::time::Duration;
@@ -61,6 +62,39 @@ pub struct Settings {
     /// Charge currency (ISO 4217, lower case).
     #[arg(global = true, long, env = "PAYMENT_CURRENCY", default_value = "usd")]
     pub payment_currency: String,
+
+    /// The platform's fee on each sale, a whole percent from 0 to 50: the
+    /// seller is paid the price less `(price × percent + 50) div 100`
+    /// cents (half a cent rounds up, in the platform's favour).
+    #[arg(global = true, long, env = "PLATFORM_FEE_PERCENT", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(0..=50))]
+    pub platform_fee_percent: u32,
+
+    /// How many hours after the event's start (a listing without a date:
+    /// after the sale) the seller's share is held, so that the buyer can
+    /// report a problem with the ticket, before it is paid out; a whole
+    /// number, 0 or more (0: due as soon as the event starts).
+    #[arg(global = true, long = "payout-hold-hours", env = "PAYOUT_HOLD_HOURS",
+          default_value = "48", value_parser = hours, allow_negative_numbers = true,
+          value_name = "PAYOUT_HOLD_HOURS")]
+    pub payout_hold: Duration,
+
+    /// Secret of the Stripe Connect webhook endpoint (`whsec_...`): signs
+    /// the `account.updated` events Stripe posts to
+    /// /api/payments/connect-webhook. Unset: every call is refused (400).
+    #[arg(global = true, long, env = "STRIPE_CONNECT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_connect_webhook_secret: Option<Secret>,
+}
+
+/// A whole number of hours, 0 or more, as a `Duration`
+/// (`PAYOUT_HOLD_HOURS=48`).
+pub fn hours(text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|hours| hours.checked_mul(3600))
+        .map(Duration::from_secs)
+        .ok_or_else(|| "a whole number of hours, 0 or more".to_owned())
 }
 
 impl Settings {
@@ -80,6 +114,11 @@ impl Settings {
             ),
             (None, None) => Ok(PaymentProcessor::Fake),
         }
+    }
+
+    /// The terms of the sellers' payouts.
+    pub fn payout_terms(&self) -> crate::payouts::Terms {
+        crate::payouts::Terms { fee_percent: self.platform_fee_percent, hold: self.payout_hold }
     }
 
     /// The charge currency as Stripe wants it (lower case).
@@ -112,6 +151,44 @@ mod tests {
         let key = |s: &mut Settings| s.stripe_secret_key = Some(Secret::new("sk_test_x"));
         assert_eq!(refusal(true, key), None);
         assert_eq!(refusal(true, |s| s.payment_processor = Some(PaymentProcessor::Fake)), None);
+    }
+
+    /// The settings with `variable` set to `value`, or clap's refusal.
+    fn start_with(variable: &str, value: &str) -> Result<Settings, String> {
+        let command =
+            Settings::augment_args(clap::Command::new("payments")).mut_args(|arg| arg.env(None));
+        let flag = format!("--{}={value}", variable.to_lowercase().replace('_', "-"));
+        command
+            .try_get_matches_from(["payments", &flag])
+            .and_then(|matches| <Settings as clap::FromArgMatches>::from_arg_matches(&matches))
+            .map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn payout_terms_default_to_ten_percent_held_48_hours() {
+        let settings = Settings::default();
+        assert_eq!(settings.platform_fee_percent, 10);
+        assert_eq!(settings.payout_hold, Duration::from_secs(48 * 3600));
+        assert_eq!(settings.stripe_connect_webhook_secret, None);
+        let zero = start_with("PAYOUT_HOLD_HOURS", "0").expect("0 hours is allowed");
+        assert_eq!(zero.payout_hold, Duration::ZERO);
+        let fifty = start_with("PLATFORM_FEE_PERCENT", "50").expect("50 is allowed");
+        assert_eq!(fifty.platform_fee_percent, 50);
+    }
+
+    #[test]
+    fn a_fee_outside_0_to_50_or_a_negative_hold_refuses_to_start_naming_the_variable() {
+        for (variable, value) in [
+            ("PLATFORM_FEE_PERCENT", "51"),
+            ("PLATFORM_FEE_PERCENT", "-1"),
+            ("PLATFORM_FEE_PERCENT", "ten"),
+            ("PAYOUT_HOLD_HOURS", "-1"),
+            ("PAYOUT_HOLD_HOURS", "1.5"),
+        ] {
+            let refusal = start_with(variable, value).expect_err(value);
+            let first = refusal.lines().next().unwrap_or_default();
+            assert!(first.contains(variable), "{variable}={value}: {refusal}");
+        }
     }
 
     #[test]

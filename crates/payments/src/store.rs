@@ -1,8 +1,12 @@
 //! All SQL of the payments service: the replica of orders (version rule)
 //! with the expiry decision, payment attempts (recorded before the
 //! processor is called, one pending per order), payments (at most one per
-//! order) with their events in the outbox, and refunds (written before the
-//! processor is asked).
+//! order) with their events in the outbox, refunds (written before the
+//! processor is asked), and sellers' payouts and accounts ([`payouts`]).
+
+mod payouts;
+
+use std::sync::Arc;
 
 use common::db::{
     Db, DbError, Executor, OnUniqueViolation as _, Row, Tx, lock_row, now_millis, parse_uuid,
@@ -13,7 +17,7 @@ use common::time::Timestamp;
 use messaging::VersionCheck;
 use messaging::events::{
     Envelope, OrderCreated, OrderStatus, PaymentCreated, PaymentExpired, PaymentFailed,
-    PaymentStarted,
+    PaymentRefunded, PaymentStarted,
 };
 use messaging::outbox::{self, Outbox};
 use uuid::Uuid;
@@ -21,7 +25,10 @@ use uuid::Uuid;
 use crate::domain::{
     Attempt, AttemptState, Expiry, OrderView, Payment, PendingRefund, idempotency_key,
 };
+use crate::payouts::{RefundKind, Terms};
 use crate::processor::NextAction;
+
+pub use payouts::{DecisionError, ProblemError, RefundDecision, TransferRecorded};
 
 /// What became of a successful charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +82,7 @@ pub enum Expired {
     UnknownOrder,
 }
 
-const ORDER_COLUMNS: &str = "id, user_id, status, price, expires_at, starts_at, version, expiry";
+const ORDER_COLUMNS: &str = "id, user_id, status, price, expires_at, starts_at, version, expiry, seller_id, title, ticket_id";
 const ATTEMPT_COLUMNS: &str = "id, order_id, attempt, idempotency_key, amount, currency, state, \
      created_at, charge_id, client_secret, redirect_url";
 
@@ -84,6 +91,11 @@ const ATTEMPT_COLUMNS: &str = "id, order_id, attempt, idempotency_key, amount, c
 pub struct Store {
     pub db: Db,
     pub outbox: Outbox,
+    /// The terms a new payout is recorded with.
+    pub terms: Terms,
+    /// Told when the payout worker has something new to do (a payout
+    /// recorded, an account ready, a dispute decided).
+    pub payouts_changed: Arc<tokio::sync::Notify>,
 }
 
 fn order(row: &Row) -> Result<OrderView, DbError> {
@@ -99,6 +111,17 @@ fn order(row: &Row) -> Result<OrderView, DbError> {
         version: row.try_get("version")?,
         expiry: Expiry::parse(row.try_get::<Option<String>, _>("expiry")?.as_deref())
             .ok_or_else(|| DbError::decode("unknown expiry"))?,
+        seller_id: row
+            .try_get::<Option<String>, _>("seller_id")?
+            .as_deref()
+            .map(parse_uuid)
+            .transpose()?,
+        title: row.try_get("title")?,
+        ticket_id: row
+            .try_get::<Option<String>, _>("ticket_id")?
+            .as_deref()
+            .map(parse_uuid)
+            .transpose()?,
     })
 }
 
@@ -201,6 +224,14 @@ impl Recorded {
             Self::Paid(_) | Self::UnknownAttempt => None,
         }
     }
+
+    /// The kind of the refund [`Recorded::refund_reason`] asks for.
+    fn refund_kind(&self) -> RefundKind {
+        match self {
+            Self::Cancelled | Self::Expired => RefundKind::Cancelled,
+            _ => RefundKind::Duplicate,
+        }
+    }
 }
 
 /// Records that `charge_id` must be refunded (once: a second request for
@@ -211,6 +242,7 @@ async fn add_refund<'e, E>(
     order_id: Uuid,
     amount: Cents,
     currency: &str,
+    kind: RefundKind,
     reason: &str,
 ) -> Result<(), DbError>
 where
@@ -218,8 +250,8 @@ where
 {
     query(
         "INSERT INTO refunds (id, charge_id, order_id, amount, currency, reason, refund_id, \
-         attempts, created_at, refunded_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, NULL, 0, $7, NULL) ON CONFLICT (charge_id) DO NOTHING",
+         attempts, created_at, refunded_at, kind) \
+         VALUES ($1, $2, $3, $4, $5, $6, NULL, 0, $7, NULL, $8) ON CONFLICT (charge_id) DO NOTHING",
     )
     .bind(Uuid::now_v7().to_string())
     .bind(charge_id)
@@ -228,15 +260,22 @@ where
     .bind(currency)
     .bind(reason)
     .bind(now_millis())
+    .bind(kind.as_str())
     .execute(executor)
     .await?;
     Ok(())
 }
 
 impl Store {
+    /// The store of `db`, recording payouts with the default terms.
     pub fn new(db: Db) -> Self {
+        Self::with_terms(db, Terms::default())
+    }
+
+    /// The store of `db`, recording payouts with `terms`.
+    pub fn with_terms(db: Db, terms: Terms) -> Self {
         let outbox = Outbox::new(db.clone());
-        Self { db, outbox }
+        Self { db, outbox, terms, payouts_changed: Arc::default() }
     }
 
     pub async fn find_order(&self, id: Uuid) -> Result<Option<OrderView>, DbError> {
@@ -253,8 +292,9 @@ impl Store {
     /// nothing).
     pub async fn add_order(&self, order: &OrderCreated) -> Result<(), DbError> {
         query(
-            "INSERT INTO orders (id, user_id, status, price, expires_at, version, starts_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO orders (id, user_id, status, price, expires_at, version, starts_at, \
+             seller_id, title, ticket_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
         )
         .bind(order.id.to_string())
         .bind(order.user_id.to_string())
@@ -263,6 +303,9 @@ impl Store {
         .bind(order.expires_at.millis())
         .bind(order.version)
         .bind(order.ticket.starts_at.as_deref().and_then(Timestamp::parse).map(Timestamp::millis))
+        .bind(order.ticket.seller_id.map(|id| id.to_string()))
+        .bind(order.ticket.title.clone())
+        .bind(order.ticket.id.to_string())
         .execute(self.db.writer())
         .await?;
         Ok(())
@@ -491,15 +534,32 @@ impl Store {
                 stripe_id: charge_id.to_owned(),
             });
             outbox::add(&mut tx, &event).await?;
+            // The seller's share, held from now on: in the same
+            // transaction, so no paid order is without its payout.
+            let now = Timestamp::now();
+            payouts::add_payout(&mut tx, &current, charge_id, &attempt.currency, &self.terms, now)
+                .await?;
             Recorded::Paid(payment)
         };
         if let Some(reason) = outcome.refund_reason() {
             // Money the order must not keep is recorded for refund in the
             // same transaction: no crash can forget it.
-            add_refund(&mut tx, charge_id, order_id, attempt.amount, &attempt.currency, reason)
-                .await?;
+            let kind = outcome.refund_kind();
+            add_refund(
+                &mut tx,
+                charge_id,
+                order_id,
+                attempt.amount,
+                &attempt.currency,
+                kind,
+                reason,
+            )
+            .await?;
         }
         self.outbox.commit(tx).await?;
+        if matches!(outcome, Recorded::Paid(_)) {
+            self.payouts_changed.notify_one();
+        }
         Ok(outcome)
     }
 
@@ -574,9 +634,10 @@ impl Store {
         order_id: Uuid,
         amount: Cents,
         currency: &str,
+        kind: RefundKind,
         reason: &str,
     ) -> Result<(), DbError> {
-        add_refund(self.db.writer(), charge_id, order_id, amount, currency, reason).await?;
+        add_refund(self.db.writer(), charge_id, order_id, amount, currency, kind, reason).await?;
         tracing::warn!(order.id = %order_id, charge = charge_id, reason, "refund requested");
         Ok(())
     }
@@ -597,13 +658,49 @@ impl Store {
             .collect::<Result<_, DbError>>()
     }
 
+    /// The refund `id` was made as `refund_id`: recorded with
+    /// `payment.refunded`, and the payout of its charge (being refunded)
+    /// becomes `refunded`, in one transaction.
     pub async fn refund_done(&self, id: Uuid, refund_id: &str) -> Result<(), DbError> {
-        query("UPDATE refunds SET refund_id = $1, refunded_at = $2 WHERE id = $3")
-            .bind(refund_id)
-            .bind(now_millis())
-            .bind(id.to_string())
-            .execute(self.db.writer())
+        let mut tx = self.db.begin().await?;
+        let row = query(
+            "UPDATE refunds SET refund_id = $1, refunded_at = $2 WHERE id = $3 AND refund_id IS NULL \
+             RETURNING charge_id, order_id, amount, currency, kind",
+        )
+        .bind(refund_id)
+        .bind(now_millis())
+        .bind(id.to_string())
+        .fetch_optional(&mut tx)
+        .await?;
+        let Some(row) = row else { return Ok(()) };
+        let charge_id: String = row.try_get("charge_id")?;
+        let order_id = parse_uuid(&row.try_get::<String, _>("order_id")?)?;
+        query(
+            "UPDATE payouts SET state = 'refunded', updated_at = $1, version = version + 1 \
+             WHERE order_id = $2 AND charge_id = $3 AND state = 'refunding'",
+        )
+        .bind(now_millis())
+        .bind(order_id.to_string())
+        .bind(&charge_id)
+        .execute(&mut tx)
+        .await?;
+        let buyer: Option<String> = query_scalar("SELECT user_id FROM orders WHERE id = $1")
+            .bind(order_id.to_string())
+            .fetch_optional(&mut tx)
             .await?;
+        if let Some(buyer) = buyer {
+            let kind: Option<String> = row.try_get("kind")?;
+            let event = PaymentRefunded {
+                order_id,
+                buyer_id: parse_uuid(&buyer)?,
+                amount: row.try_get("amount")?,
+                currency: row.try_get("currency")?,
+                reason: kind.unwrap_or_else(|| RefundKind::Cancelled.as_str().to_owned()),
+                refund_id: refund_id.to_owned(),
+            };
+            outbox::add(&mut tx, &Envelope::new(event)).await?;
+        }
+        self.outbox.commit(tx).await?;
         Ok(())
     }
 

@@ -80,6 +80,34 @@ pub enum Command {
     /// under the new key, in batches, so the previous keys can be dropped
     /// (OPERATIONS.md, "Rotating the ticket vault key").
     ResealTickets,
+    /// Problems buyers reported with their tickets: list the disputed
+    /// payouts, refund a buyer in full (the seller gets nothing; any paid
+    /// order may be refunded), or release a payout so that it continues
+    /// (OPERATIONS.md, "Disputes"). Opens the payments database only; the
+    /// running payments service carries a decision out within seconds.
+    Disputes {
+        #[command(subcommand)]
+        action: DisputeAction,
+    },
+}
+
+/// What `ticketing disputes` does.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum DisputeAction {
+    /// The disputed payouts: order, seller, buyer, amount, when and why.
+    List,
+    /// Refund the order's buyer in full; the seller gets nothing (a
+    /// transfer already made is reversed first).
+    Refund {
+        /// The order.
+        order: uuid::Uuid,
+    },
+    /// Let the order's disputed payout continue (held until its hold
+    /// ends, or due).
+    Release {
+        /// The order.
+        order: uuid::Uuid,
+    },
 }
 
 impl Cli {
@@ -188,6 +216,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             return dead_letters(config, settings, service, replay).await;
         }
         Command::ResealTickets => return reseal_tickets(config, settings).await,
+        Command::Disputes { action } => return disputes(config, action).await,
     };
     application.run_until_stopped().await
 }
@@ -354,6 +383,28 @@ async fn dead_letters(
             );
         }
         db.close().await;
+    }
+    Ok(())
+}
+
+/// `ticketing disputes`: the operators' decisions on payouts, on the
+/// payments database alone (no bus, Redis or Stripe).
+#[expect(clippy::print_stdout, reason = "the lines are the command's output")]
+async fn disputes(config: Config, action: DisputeAction) -> anyhow::Result<()> {
+    use payments::payouts::disputes::{self, Command as Decision};
+    let key = config.jwt_key.clone().unwrap_or_else(|| Secret::new("unused"));
+    let context = Context::new(config, &key);
+    let db = context.databases.open(payments::NAME, &payments::MIGRATIONS).await?;
+    let store = payments::store::Store::new(db.clone());
+    let command = match action {
+        DisputeAction::List => Decision::List,
+        DisputeAction::Refund { order } => Decision::Refund(order),
+        DisputeAction::Release { order } => Decision::Release(order),
+    };
+    let done = disputes::run(&store, command, context.clock.now()).await;
+    db.close().await;
+    for line in done? {
+        println!("{line}");
     }
     Ok(())
 }

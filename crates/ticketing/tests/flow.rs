@@ -353,8 +353,9 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
         }
     }
     assert_eq!(
-        with_bodies, 9,
-        "signup, signin, sell, edit, sell again, order, pay, settle a payment, Stripe's webhook"
+        with_bodies, 12,
+        "signup, signin, sell, edit, sell again, order, pay, settle a payment, Stripe's webhook, \
+         payout onboarding, Stripe's Connect webhook, a problem report"
     );
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["bearer"]["scheme"], "bearer", "{schemes}");

@@ -43,6 +43,11 @@ async fn an_order_holds_its_ticket_for_the_expiration_window(stack: Stack) {
     assert_eq!(event.data.id.to_string(), order["id"]);
     assert_eq!(event.data.status, OrderStatus::Created);
     assert_eq!((event.data.ticket.id, event.data.ticket.price), (ticket.id, 1999));
+    assert_eq!(
+        (event.data.ticket.seller_id, event.data.ticket.title.as_deref()),
+        (Some(ticket.user_id), Some("Concert")),
+        "payments learns whom to pay for the sale, and what it was"
+    );
     assert_eq!(event.data.expires_at, expires);
     assert_eq!(event.data.user_id, buyer.id);
 }

@@ -5,7 +5,16 @@
 //! buyer, who completes or fails the authentication on the fake's own test
 //! page ([`AUTHENTICATION_PATH`], [`page`]), as on Stripe's test
 //! authentication page.
+//!
+//! It knows Connect too: sellers' accounts (`acct_fake_...`), onboarding
+//! links to its own onboarding page ([`ONBOARDING_PATH`],
+//! [`onboarding`]) where the seller completes their details or leaves them
+//! missing, transfers (idempotent, found again by order), reversals, and
+//! balances: the platform's (charges − refunds − transfers + reversals)
+//! and each account's (transfers − reversals). A transfer larger than what
+//! is left of its source charge is refused, as Stripe refuses it.
 
+pub mod onboarding;
 pub mod page;
 
 use std::collections::HashMap;
@@ -16,7 +25,10 @@ use uuid::Uuid;
 
 use common::time::Timestamp;
 
-use super::{Charge, ChargeError, ChargeRequest, Found, NextAction, Processor, Refund};
+use super::{
+    Account, Charge, ChargeError, ChargeRequest, Found, NextAction, Processor, Refund, Reversal,
+    Transfer, TransferError, TransferRequest,
+};
 
 /// Stripe's message for a declined card.
 pub const DECLINED: &str = "Your card was declined.";
@@ -25,6 +37,9 @@ pub const AUTHENTICATION_FAILED: &str = "We are unable to authenticate your paym
 /// Where the fake's test authentication page is served (by the payments
 /// service, only while the fake processor is in use).
 pub const AUTHENTICATION_PATH: &str = "/api/payments/fake-authentication";
+/// Where the fake's onboarding page is served (by the payments service,
+/// only while the fake processor is in use): `<path>/<account>`.
+pub const ONBOARDING_PATH: &str = "/api/payments/fake-onboarding";
 
 /// Where a fake PaymentIntent stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +75,45 @@ pub struct Ledger {
     /// Idempotency keys by intent id.
     keys: HashMap<String, String>,
     refund_keys: HashMap<String, Refund>,
+    /// Connected accounts by id.
+    accounts: HashMap<String, FakeAccount>,
+    /// Account ids by idempotency key.
+    account_keys: HashMap<String, String>,
+    /// Transfers made, in order.
+    pub transfers: Vec<FakeTransfer>,
+    /// Transfer ids by idempotency key.
+    transfer_keys: HashMap<String, String>,
+    /// Reversals made: (transfer id, reversal).
+    pub reversals: Vec<(String, Reversal)>,
+    reversal_keys: HashMap<String, Reversal>,
+}
+
+/// A connected account of the fake, with where its latest onboarding link
+/// sends the seller back.
+#[derive(Debug, Clone)]
+struct FakeAccount {
+    account: Account,
+    return_url: Option<String>,
+}
+
+/// A transfer the fake made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeTransfer {
+    pub id: String,
+    pub order_id: Uuid,
+    /// Integer cents.
+    pub amount: i64,
+    pub amount_reversed: i64,
+    pub currency: String,
+    pub destination: String,
+    /// The charge it was paid from.
+    pub source: String,
+}
+
+impl FakeTransfer {
+    fn answer(&self) -> Transfer {
+        Transfer { id: self.id.clone(), amount: self.amount, amount_reversed: self.amount_reversed }
+    }
 }
 
 /// A test authentication of the fake processor, as its page shows it.
@@ -171,6 +225,50 @@ impl Ledger {
         let key = self.keys.get(intent_id)?;
         self.intents.get_mut(key)
     }
+
+    /// The amount charged as `charge_id`, if the fake charged it.
+    fn charged(&self, charge_id: &str) -> Option<i64> {
+        self.charges.iter().find(|(_, charge)| charge.id == charge_id).map(|(r, _)| r.amount)
+    }
+
+    /// What is left of charge `source` to transfer: its amount less what
+    /// was refunded and what was transferred (net of reversals); `None`
+    /// for a charge the fake does not know.
+    fn left_of(&self, source: &str) -> Option<i64> {
+        let amount = self.charged(source)?;
+        let refunded =
+            if self.refunds.iter().any(|(charge, _)| charge == source) { amount } else { 0 };
+        let transferred: i64 = self
+            .transfers
+            .iter()
+            .filter(|t| t.source == source)
+            .map(|t| t.amount - t.amount_reversed)
+            .sum();
+        Some(amount - refunded - transferred)
+    }
+
+    /// The connected accounts made so far.
+    pub fn account_ids(&self) -> Vec<String> {
+        self.accounts.keys().cloned().collect()
+    }
+
+    /// The platform's balance: charges − refunds − transfers + reversals.
+    pub fn platform_balance(&self) -> i64 {
+        let charged: i64 = self.charges.iter().map(|(request, _)| request.amount).sum();
+        let refunded: i64 =
+            self.refunds.iter().filter_map(|(charge, _)| self.charged(charge)).sum();
+        let transferred: i64 = self.transfers.iter().map(|t| t.amount - t.amount_reversed).sum();
+        charged - refunded - transferred
+    }
+
+    /// Connected account `account_id`'s balance: transfers − reversals.
+    pub fn account_balance(&self, account_id: &str) -> i64 {
+        self.transfers
+            .iter()
+            .filter(|t| t.destination == account_id)
+            .map(|t| t.amount - t.amount_reversed)
+            .sum()
+    }
 }
 
 impl FakeProcessor {
@@ -211,6 +309,28 @@ impl FakeProcessor {
             tracing::info!(intent = intent_id, "fake processor: authentication failed");
         }
         Some(intent.authentication())
+    }
+}
+
+impl FakeProcessor {
+    /// Connected account `account_id`, if the fake has it.
+    pub fn connected_account(&self, account_id: &str) -> Option<Account> {
+        lock(&self.ledger).accounts.get(account_id).map(|a| a.account.clone())
+    }
+
+    /// The seller completes their details on the onboarding page
+    /// (`complete`: details submitted, payouts enabled, transfers active)
+    /// or leaves them missing (nothing enabled). Returns the account as it
+    /// is now and where the latest link sends the seller back; `None`: no
+    /// such account.
+    pub fn onboard(&self, account_id: &str, complete: bool) -> Option<(Account, Option<String>)> {
+        let mut ledger = lock(&self.ledger);
+        let fake = ledger.accounts.get_mut(account_id)?;
+        fake.account.details_submitted = complete;
+        fake.account.payouts_enabled = complete;
+        fake.account.transfers_active = complete;
+        tracing::info!(account = account_id, complete, "fake processor: onboarding");
+        Some((fake.account.clone(), fake.return_url.clone()))
     }
 }
 
@@ -301,6 +421,136 @@ impl Processor for FakeProcessor {
             ledger.refund_keys.insert(idempotency_key.to_owned(), refund.clone());
             tracing::info!(charge = charge_id, refund = %refund.id, "fake processor refunded a charge");
             Ok(refund)
+        })
+    }
+
+    fn create_account<'a>(
+        &'a self,
+        _user_id: Uuid,
+        _email: Option<&'a str>,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Account>> {
+        Box::pin(async move {
+            let mut ledger = lock(&self.ledger);
+            if let Some(id) = ledger.account_keys.get(idempotency_key) {
+                let id = id.clone();
+                return Ok(ledger.accounts[&id].account.clone());
+            }
+            let account = Account {
+                id: format!("acct_fake_{}", Uuid::now_v7().simple()),
+                details_submitted: false,
+                payouts_enabled: false,
+                transfers_active: false,
+            };
+            ledger.account_keys.insert(idempotency_key.to_owned(), account.id.clone());
+            let fake = FakeAccount { account: account.clone(), return_url: None };
+            ledger.accounts.insert(account.id.clone(), fake);
+            Ok(account)
+        })
+    }
+
+    fn account<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, anyhow::Result<Account>> {
+        Box::pin(async move {
+            self.connected_account(account_id)
+                .ok_or_else(|| anyhow::anyhow!("No such account: '{account_id}'"))
+        })
+    }
+
+    fn account_link<'a>(
+        &'a self,
+        account_id: &'a str,
+        _refresh_url: &'a str,
+        return_url: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            let mut ledger = lock(&self.ledger);
+            let fake = ledger
+                .accounts
+                .get_mut(account_id)
+                .ok_or_else(|| anyhow::anyhow!("No such account: '{account_id}'"))?;
+            fake.return_url = Some(return_url.to_owned());
+            Ok(format!("{ONBOARDING_PATH}/{account_id}"))
+        })
+    }
+
+    fn transfer(&self, request: TransferRequest) -> BoxFuture<'_, Result<Transfer, TransferError>> {
+        Box::pin(async move {
+            let mut ledger = lock(&self.ledger);
+            if let Some(id) = ledger.transfer_keys.get(&request.idempotency_key) {
+                let earlier = ledger.transfers.iter().find(|t| &t.id == id);
+                return earlier.map(FakeTransfer::answer).ok_or_else(|| {
+                    TransferError::Unavailable(anyhow::anyhow!("transfer {id} lost"))
+                });
+            }
+            let refuse = |message: String| Err(TransferError::Rejected(message));
+            match ledger.accounts.get(&request.destination) {
+                None => return refuse(format!("No such destination: '{}'", request.destination)),
+                Some(fake) if !fake.account.transfers_active => {
+                    return refuse("The destination account cannot receive transfers.".into());
+                }
+                Some(_) => {}
+            }
+            match ledger.left_of(&request.source) {
+                Some(left) if request.amount > left => {
+                    return refuse("Insufficient funds in the source transaction.".into());
+                }
+                // Charges of an earlier run of the process are gone with
+                // its memory, but recognisably the fake's own.
+                None if !request.source.starts_with("pi_fake_") => {
+                    return refuse(format!("No such charge: '{}'", request.source));
+                }
+                _ => {}
+            }
+            let transfer = FakeTransfer {
+                id: format!("tr_fake_{}", Uuid::now_v7().simple()),
+                order_id: request.order_id,
+                amount: request.amount,
+                amount_reversed: 0,
+                currency: request.currency,
+                destination: request.destination,
+                source: request.source,
+            };
+            tracing::info!(transfer = %transfer.id, order.id = %transfer.order_id, "fake processor transferred a seller's share");
+            ledger.transfer_keys.insert(request.idempotency_key, transfer.id.clone());
+            let answer = transfer.answer();
+            ledger.transfers.push(transfer);
+            Ok(answer)
+        })
+    }
+
+    fn find_transfer(&self, order_id: Uuid) -> BoxFuture<'_, anyhow::Result<Option<Transfer>>> {
+        Box::pin(async move {
+            let ledger = lock(&self.ledger);
+            Ok(ledger.transfers.iter().find(|t| t.order_id == order_id).map(FakeTransfer::answer))
+        })
+    }
+
+    fn reverse<'a>(
+        &'a self,
+        transfer_id: &'a str,
+        amount: i64,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Reversal>> {
+        Box::pin(async move {
+            let mut ledger = lock(&self.ledger);
+            if let Some(reversal) = ledger.reversal_keys.get(idempotency_key) {
+                return Ok(reversal.clone());
+            }
+            let transfer = ledger
+                .transfers
+                .iter_mut()
+                .find(|t| t.id == transfer_id)
+                .ok_or_else(|| anyhow::anyhow!("No such transfer: '{transfer_id}'"))?;
+            anyhow::ensure!(
+                amount > 0 && amount <= transfer.amount - transfer.amount_reversed,
+                "The reversal of {amount} is more than what is left of transfer {transfer_id}"
+            );
+            transfer.amount_reversed += amount;
+            let reversal = Reversal { id: format!("trr_fake_{}", Uuid::now_v7().simple()), amount };
+            ledger.reversals.push((transfer_id.to_owned(), reversal.clone()));
+            ledger.reversal_keys.insert(idempotency_key.to_owned(), reversal.clone());
+            tracing::info!(transfer = transfer_id, reversal = %reversal.id, "fake processor reversed a transfer");
+            Ok(reversal)
         })
     }
 }
@@ -443,5 +693,111 @@ mod tests {
         );
         assert!(fake.ledger().charges.is_empty());
         assert!(fake.refund(&abandoned.intent_id, "r").await.is_err(), "nothing to give back");
+    }
+
+    async fn ready_account(fake: &FakeProcessor, key: &str) -> Account {
+        let account = fake.create_account(Uuid::now_v7(), None, key).await.expect("created");
+        fake.onboard(&account.id, true).expect("an account").0
+    }
+
+    fn transfer(
+        order_id: Uuid,
+        source: &str,
+        destination: &str,
+        amount: i64,
+        key: &str,
+    ) -> TransferRequest {
+        TransferRequest {
+            amount,
+            currency: "usd".into(),
+            destination: destination.into(),
+            order_id,
+            source: source.into(),
+            idempotency_key: key.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_account_is_created_once_and_onboarded_on_the_page() {
+        let fake = FakeProcessor::new();
+        let user = Uuid::now_v7();
+        let account =
+            fake.create_account(user, Some("s@example.com"), "account-1").await.expect("created");
+        assert!(account.id.starts_with("acct_fake_"));
+        assert!(!account.ready() && !account.details_submitted);
+        assert_eq!(fake.create_account(user, None, "account-1").await.expect("same"), account);
+        let link = fake
+            .account_link(&account.id, "http://s.example/r", "http://s.example/back")
+            .await
+            .expect("a link");
+        assert_eq!(link, format!("{ONBOARDING_PATH}/{}", account.id));
+        let (missing, back) = fake.onboard(&account.id, false).expect("an account");
+        assert!(!missing.ready());
+        assert_eq!(back.as_deref(), Some("http://s.example/back"));
+        let (done, _) = fake.onboard(&account.id, true).expect("an account");
+        assert!(done.ready() && done.details_submitted);
+        assert_eq!(fake.account(&account.id).await.expect("read"), done);
+        assert!(fake.account("acct_unknown").await.is_err());
+        assert!(fake.onboard("acct_unknown", true).is_none());
+    }
+
+    #[tokio::test]
+    async fn transfers_are_idempotent_found_by_order_and_reversed_with_balances() {
+        let fake = FakeProcessor::new();
+        let charge = fake.charge(request("tok_visa", "pay")).await.expect("charged");
+        let seller = ready_account(&fake, "account-s").await;
+        let order = Uuid::now_v7();
+        assert_eq!(fake.find_transfer(order).await.expect("asked"), None);
+        let made = fake
+            .transfer(transfer(order, &charge.id, &seller.id, 1799, "payout-1"))
+            .await
+            .expect("made");
+        assert_eq!((made.amount, made.amount_reversed), (1799, 0));
+        let again = fake
+            .transfer(transfer(order, &charge.id, &seller.id, 1799, "payout-1"))
+            .await
+            .expect("same");
+        assert_eq!(again, made);
+        assert_eq!(fake.ledger().transfers.len(), 1, "one transfer per key");
+        assert_eq!(fake.find_transfer(order).await.expect("asked"), Some(made.clone()));
+        assert_eq!(fake.ledger().platform_balance(), 1999 - 1799);
+        assert_eq!(fake.ledger().account_balance(&seller.id), 1799);
+
+        let reversal = fake.reverse(&made.id, 1799, "reverse-1").await.expect("reversed");
+        assert_eq!(fake.reverse(&made.id, 1799, "reverse-1").await.expect("same"), reversal);
+        assert!(fake.reverse(&made.id, 1, "reverse-2").await.is_err(), "nothing left to reverse");
+        assert_eq!(fake.ledger().account_balance(&seller.id), 0);
+        assert_eq!(fake.ledger().platform_balance(), 1999);
+        fake.refund(&charge.id, "refund").await.expect("refunded");
+        assert_eq!(fake.ledger().platform_balance(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_transfer_to_an_account_not_ready_or_beyond_its_charge_is_refused() {
+        let fake = FakeProcessor::new();
+        let charge = fake.charge(request("tok_visa", "pay")).await.expect("charged");
+        let pending =
+            fake.create_account(Uuid::now_v7(), None, "account-p").await.expect("created");
+        let ready = ready_account(&fake, "account-r").await;
+        let order = Uuid::now_v7();
+        let refused = |result: Result<Transfer, TransferError>| {
+            matches!(result, Err(TransferError::Rejected(_)))
+        };
+        assert!(refused(fake.transfer(transfer(order, &charge.id, &pending.id, 100, "a")).await));
+        assert!(refused(fake.transfer(transfer(order, &charge.id, "acct_nobody", 100, "b")).await));
+        assert!(refused(fake.transfer(transfer(order, &charge.id, &ready.id, 2000, "c")).await));
+        assert!(refused(fake.transfer(transfer(order, "ch_other", &ready.id, 100, "d")).await));
+        fake.transfer(transfer(order, &charge.id, &ready.id, 1999, "e")).await.expect("all of it");
+        assert!(
+            refused(fake.transfer(transfer(order, &charge.id, &ready.id, 1, "f")).await),
+            "nothing left"
+        );
+        let refunded = fake.charge(request("tok_visa", "pay-2")).await.expect("charged");
+        fake.refund(&refunded.id, "r").await.expect("refunded");
+        assert!(
+            refused(fake.transfer(transfer(order, &refunded.id, &ready.id, 1, "g")).await),
+            "refunded"
+        );
+        assert_eq!(fake.ledger().transfers.len(), 1);
     }
 }

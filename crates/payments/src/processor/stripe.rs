@@ -20,7 +20,10 @@ use common::time::Timestamp;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{Charge, ChargeError, ChargeRequest, Found, NextAction, Processor, Refund};
+use super::{
+    Account, Charge, ChargeError, ChargeRequest, Found, NextAction, Processor, Refund, Reversal,
+    Transfer, TransferError, TransferRequest,
+};
 
 /// How far our clock and Stripe's may disagree: an attempt's PaymentIntent
 /// is listed among those created from this long before the attempt was
@@ -398,6 +401,50 @@ impl Processor for Stripe {
             let refund: RefundBody = success_body(response, "the refund", "a Refund").await?;
             Ok(Refund { id: refund.id })
         })
+    }
+
+    // Connect over the wire comes with helper B's client (issue 25): until
+    // it is merged, every Connect call answers "not yet".
+    fn create_account<'a>(
+        &'a self,
+        _user_id: Uuid,
+        _email: Option<&'a str>,
+        _idempotency_key: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Account>> {
+        Box::pin(async { Err(anyhow::anyhow!("not yet")) })
+    }
+
+    fn account<'a>(&'a self, _account_id: &'a str) -> BoxFuture<'a, anyhow::Result<Account>> {
+        Box::pin(async { Err(anyhow::anyhow!("not yet")) })
+    }
+
+    fn account_link<'a>(
+        &'a self,
+        _account_id: &'a str,
+        _refresh_url: &'a str,
+        _return_url: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(async { Err(anyhow::anyhow!("not yet")) })
+    }
+
+    fn transfer(
+        &self,
+        _request: TransferRequest,
+    ) -> BoxFuture<'_, Result<Transfer, TransferError>> {
+        Box::pin(async { Err(TransferError::Unavailable(anyhow::anyhow!("not yet"))) })
+    }
+
+    fn find_transfer(&self, _order_id: Uuid) -> BoxFuture<'_, anyhow::Result<Option<Transfer>>> {
+        Box::pin(async { Err(anyhow::anyhow!("not yet")) })
+    }
+
+    fn reverse<'a>(
+        &'a self,
+        _transfer_id: &'a str,
+        _amount: i64,
+        _idempotency_key: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Reversal>> {
+        Box::pin(async { Err(anyhow::anyhow!("not yet")) })
     }
 }
 /// The decoded body of a successful Stripe answer (`what` was asked,

@@ -3,10 +3,13 @@
 //! kept), on SQLite + in-process bus and PostgreSQL + JetStream; and the
 //! refunder against a processor that refuses refunds, on both databases.
 
+mod connect;
+mod disputes;
 mod events;
 mod expiry;
 mod helpers;
 mod pay;
+mod payouts;
 mod races;
 mod reconcile;
 mod refunds;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use common::money::Cents;
+use payments::payouts::RefundKind;
 use payments::processor::{ChargeRequest, Processor as _};
 use payments::refunds::Refunder;
 use payments::store::Store;
@@ -35,11 +36,25 @@ async fn a_refund_the_processor_refused_is_made_later_once(backend: Backend) {
     let refunder = Refunder::new(store.clone(), processor.clone());
 
     store
-        .request_refund(&charge.id, order_id, Cents::new(1999), "usd", "test")
+        .request_refund(
+            &charge.id,
+            order_id,
+            Cents::new(1999),
+            "usd",
+            RefundKind::Cancelled,
+            "test",
+        )
         .await
         .expect("recorded");
     store
-        .request_refund(&charge.id, order_id, Cents::new(1999), "usd", "test")
+        .request_refund(
+            &charge.id,
+            order_id,
+            Cents::new(1999),
+            "usd",
+            RefundKind::Cancelled,
+            "test",
+        )
         .await
         .expect("idempotent");
     assert_eq!(refunder.step().await, 0, "the processor is down");
