@@ -303,6 +303,54 @@ impl Processor for FakeProcessor {
             Ok(refund)
         })
     }
+
+    fn create_account<'a>(
+        &'a self,
+        _user_id: Uuid,
+        _email: Option<&'a str>,
+        _idempotency_key: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<super::Account>> {
+        Box::pin(async { Err(anyhow::anyhow!("not yet")) })
+    }
+
+    fn account<'a>(
+        &'a self,
+        _account_id: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<super::Account>> {
+        Box::pin(async { Err(anyhow::anyhow!("not yet")) })
+    }
+
+    fn account_link<'a>(
+        &'a self,
+        _account_id: &'a str,
+        _refresh_url: &'a str,
+        _return_url: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(async { Err(anyhow::anyhow!("not yet")) })
+    }
+
+    fn transfer(
+        &self,
+        _request: super::TransferRequest,
+    ) -> BoxFuture<'_, Result<super::Transfer, super::TransferError>> {
+        Box::pin(async { Err(super::TransferError::Unavailable(anyhow::anyhow!("not yet"))) })
+    }
+
+    fn find_transfer(
+        &self,
+        _order_id: Uuid,
+    ) -> BoxFuture<'_, anyhow::Result<Option<super::Transfer>>> {
+        Box::pin(async { Err(anyhow::anyhow!("not yet")) })
+    }
+
+    fn reverse<'a>(
+        &'a self,
+        _transfer_id: &'a str,
+        _amount: i64,
+        _idempotency_key: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<super::Reversal>> {
+        Box::pin(async { Err(anyhow::anyhow!("not yet")) })
+    }
 }
 
 #[cfg(test)]

@@ -97,6 +97,83 @@ pub enum Found {
     Absent,
 }
 
+/// A seller's connected payout account (Stripe Connect, Express), as the
+/// processor knows it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The processor's id (`acct_...`).
+    pub id: String,
+    /// The seller finished the onboarding form.
+    pub details_submitted: bool,
+    /// Payouts to the seller's bank are enabled.
+    pub payouts_enabled: bool,
+    /// The `transfers` capability is `active`: the platform may transfer
+    /// to it.
+    pub transfers_active: bool,
+}
+
+impl Account {
+    /// Whether the platform can pay the seller: payouts enabled and the
+    /// `transfers` capability active.
+    pub fn ready(&self) -> bool {
+        self.payouts_enabled && self.transfers_active
+    }
+}
+
+/// A transfer of a seller's share to their connected account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRequest {
+    /// Integer cents.
+    pub amount: i64,
+    /// ISO 4217, lower case.
+    pub currency: String,
+    /// The connected account (`acct_...`).
+    pub destination: String,
+    /// The order the sale was: Stripe's `transfer_group` and
+    /// `metadata[order]`, by which a lost answer is found again.
+    pub order_id: Uuid,
+    /// The buyer's charge (our PaymentIntent id, `pi_...`): the transfer's
+    /// `source_transaction` (Stripe wants the intent's charge, `ch_...`;
+    /// the client looks it up).
+    pub source: String,
+    /// The same key always gives the same transfer.
+    pub idempotency_key: String,
+}
+
+/// A transfer the processor made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    /// `tr_...`
+    pub id: String,
+    /// Integer cents.
+    pub amount: i64,
+    /// Integer cents reversed so far.
+    pub amount_reversed: i64,
+}
+
+/// Why a transfer was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The processor refused it (the account cannot receive transfers,
+    /// insufficient funds, ...): retrying the same request will not help
+    /// until something changes.
+    #[error("transfer refused: {0}")]
+    Rejected(String),
+    /// No answer (down, timed out): it may have been made; find it by its
+    /// order before sending again.
+    #[error("processor unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
+}
+
+/// A reversal the processor made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reversal {
+    /// `trr_...`
+    pub id: String,
+    /// Integer cents.
+    pub amount: i64,
+}
+
 /// A payment processor.
 pub trait Processor: Send + Sync + Debug + 'static {
     /// Creates and confirms a charge.
@@ -134,4 +211,44 @@ pub trait Processor: Send + Sync + Debug + 'static {
         charge_id: &'a str,
         idempotency_key: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<Refund>>;
+
+    /// Creates the Express connected account of seller `user_id` (with
+    /// `email` when known; `metadata[user]` = the seller), requesting the
+    /// `transfers` capability. The same key always gives the same account.
+    fn create_account<'a>(
+        &'a self,
+        user_id: Uuid,
+        email: Option<&'a str>,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Account>>;
+
+    /// The connected account `account_id` as the processor knows it now.
+    fn account<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, anyhow::Result<Account>>;
+
+    /// A one-time onboarding link (`type=account_onboarding`) for
+    /// `account_id`: the seller fills in their details there, then comes
+    /// back to `return_url` (or to `refresh_url` if the link expired).
+    fn account_link<'a>(
+        &'a self,
+        account_id: &'a str,
+        refresh_url: &'a str,
+        return_url: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<String>>;
+
+    /// Transfers a seller's share (`POST /v1/transfers`).
+    fn transfer(&self, request: TransferRequest) -> BoxFuture<'_, Result<Transfer, TransferError>>;
+
+    /// The transfer made for `order_id` (by `transfer_group`), if any:
+    /// how a transfer whose answer was lost is found.
+    fn find_transfer(&self, order_id: Uuid) -> BoxFuture<'_, anyhow::Result<Option<Transfer>>>;
+
+    /// Reverses `amount` cents of transfer `transfer_id` (the seller's
+    /// share comes back to the platform). The same key always gives the
+    /// same reversal.
+    fn reverse<'a>(
+        &'a self,
+        transfer_id: &'a str,
+        amount: i64,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Reversal>>;
 }
