@@ -86,7 +86,12 @@ pub struct FakeStripeArgs {
     pub connect_webhook_url: Option<String>,
     /// The secret Connect events are signed with (`Stripe-Signature`), the
     /// one the receiver verifies with (`STRIPE_CONNECT_WEBHOOK_SECRET`).
-    #[arg(long, env = "FAKE_STRIPE_CONNECT_WEBHOOK_SECRET", requires = "connect_webhook_url")]
+    #[arg(
+        long,
+        env = "FAKE_STRIPE_CONNECT_WEBHOOK_SECRET",
+        hide_env_values = true,
+        requires = "connect_webhook_url"
+    )]
     pub connect_webhook_secret: Option<common::config::Secret>,
 }
 
