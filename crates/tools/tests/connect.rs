@@ -101,6 +101,13 @@ async fn balance(fake: &Fake, account: Option<&str>) -> i64 {
         .unwrap_or(0)
 }
 
+/// `GET /v1/transfers?<query>`.
+async fn transfers(fake: &Fake, query: &str) -> Value {
+    let url = format!("{}/v1/transfers?{query}", fake.base);
+    let response = reqwest::Client::new().get(url).bearer_auth("sk_test_x").send().await;
+    response.expect("sent").json().await.expect("json")
+}
+
 #[tokio::test]
 async fn an_account_is_made_once_per_key_and_ready_once_its_details_are_complete() {
     let state = state_file();
@@ -153,8 +160,19 @@ async fn a_transfer_is_made_once_per_key_and_never_more_than_what_is_left_of_its
     assert!(matches!(stripe.transfer(unknown_charge).await, Err(TransferError::Rejected(_))));
 
     let found = stripe.find_transfer(request.order_id).await.expect("listed");
-    assert_eq!(found, Some(made));
+    assert_eq!(found, Some(made.clone()));
     assert_eq!(stripe.find_transfer(Uuid::now_v7()).await.expect("listed"), None);
+
+    // The whole list, a page at a time, as the checker reads it.
+    let second = charge(&stripe, 500).await;
+    let other =
+        stripe.transfer(transfer(&seller.id, &second, 450, "payout-5")).await.expect("made");
+    let first_page = transfers(&fake, "limit=1").await;
+    assert_eq!(first_page["data"][0]["id"], other.id.as_str(), "newest first");
+    assert_eq!(first_page["has_more"], true);
+    let next = transfers(&fake, &format!("limit=1&starting_after={}", other.id)).await;
+    assert_eq!(next["data"][0]["id"], made.id.as_str());
+    assert_eq!(next["has_more"], false);
     let _ = std::fs::remove_file(&state);
 }
 

@@ -313,7 +313,8 @@ pub async fn post_transfer(
 }
 
 /// `GET /v1/transfers`, newest first, filtered by `transfer_group` and
-/// `destination`, at most `limit` (10 by default, 100 at most).
+/// `destination`, at most `limit` (10 by default, 100 at most) after
+/// `starting_after`.
 pub async fn list_transfers(State(fake): State<FakeStripe>, uri: Uri) -> Response {
     let query = parse_fields(uri.query().unwrap_or("").as_bytes());
     let limit = field(&query, "limit").map_or(Ok(10), str::parse::<usize>);
@@ -330,6 +331,12 @@ pub async fn list_transfers(State(fake): State<FakeStripe>, uri: Uri) -> Respons
         .filter(|t| field(&query, "destination").is_none_or(|d| t["destination"] == d))
         .cloned()
         .collect();
+    if let Some(after) = field(&query, "starting_after") {
+        let Some(at) = data.iter().position(|t| t["id"] == after) else {
+            return reply(missing("transfer", after));
+        };
+        data.drain(..=at);
+    }
     let has_more = data.len() > limit;
     data.truncate(limit);
     reply((
