@@ -1,10 +1,11 @@
 //! `ticketing-tools fake-stripe`'s Stripe Connect, driven by the payments
 //! service's own Stripe client over the wire: an Express account made once
 //! per key, onboarded on the test page (ready, or details left missing)
-//! with a signed `account.updated` to the Connect webhook; transfers once
-//! per key and never more than what is left of their charge; a transfer
-//! whose answer was lost found by its order; reversals once per key;
-//! balances; and all of it surviving a restart.
+//! with a signed `account.updated` to the Connect webhook, sent again
+//! while refused; transfers once per key, never more than what is left of
+//! their charge, from a 3-D Secure charge once it is authenticated, listed
+//! a page at a time; a transfer whose answer was lost found by its order;
+//! reversals once per key; balances; and all of it surviving a restart.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -225,7 +226,9 @@ async fn a_reversal_is_made_once_per_key_and_gives_the_share_back() {
 /// What a Connect webhook receiver got: each body with its signature.
 type Received = Arc<Mutex<Vec<(String, String)>>>;
 
-async fn serve_webhook() -> (String, Received) {
+/// A Connect webhook receiver that refuses (500) the first `refusals`
+/// deliveries.
+async fn serve_webhook_refusing(refusals: usize) -> (String, Received) {
     let received: Received = Arc::default();
     let kept = received.clone();
     let app = axum::Router::new().route(
@@ -238,8 +241,13 @@ async fn serve_webhook() -> (String, Received) {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_owned();
-                kept.lock().expect("lock").push((body, signature));
-                "ok"
+                let mut kept = kept.lock().expect("lock");
+                kept.push((body, signature));
+                if kept.len() > refusals {
+                    axum::http::StatusCode::OK
+                } else {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                }
             }
         }),
     );
@@ -248,6 +256,85 @@ async fn serve_webhook() -> (String, Received) {
         format!("http://{}/api/payments/connect-webhook", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, received)
+}
+
+async fn serve_webhook() -> (String, Received) {
+    serve_webhook_refusing(0).await
+}
+
+/// Waits until the receiver got `count` deliveries; they are returned.
+async fn deliveries(received: &Received, count: usize) -> Vec<(String, String)> {
+    let mut waited = Duration::ZERO;
+    loop {
+        let got = received.lock().expect("lock").clone();
+        if got.len() >= count {
+            return got;
+        }
+        assert!(waited < Duration::from_secs(10), "{} of {count} deliveries arrived", got.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+}
+
+#[tokio::test]
+async fn an_account_updated_the_webhook_refused_is_sent_again_with_the_same_event_id() {
+    let (url, received) = serve_webhook_refusing(1).await;
+    let state = state_file();
+    let fake =
+        start(&state, &["--connect-webhook-url", &url, "--connect-webhook-secret", "whsec_c"]);
+    let stripe = client(&fake, Duration::from_secs(5));
+    onboarded(&fake, &stripe, "incomplete").await;
+    let got = deliveries(&received, 2).await;
+    let event = |body: &str| serde_json::from_str::<Value>(body).expect("json");
+    let (first, again) = (event(&got[0].0), event(&got[1].0));
+    assert_eq!(first["id"], again["id"], "one event, delivered twice");
+    assert_eq!(again["data"]["object"]["details_submitted"], false);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(received.lock().expect("lock").len(), 2, "no more once it was taken");
+    let _ = std::fs::remove_file(&state);
+}
+
+#[tokio::test]
+async fn a_3d_secure_charge_names_its_charge_once_authenticated_and_can_be_transferred() {
+    let state = state_file();
+    let fake = start(&state, &[]);
+    let stripe = client(&fake, Duration::from_secs(5));
+    let seller = onboarded(&fake, &stripe, "complete").await;
+    let request = ChargeRequest {
+        amount: 1000,
+        currency: "usd".into(),
+        token: "tok_threeDSecure2Required".into(),
+        idempotency_key: "pay-3ds".into(),
+        order_id: Uuid::now_v7(),
+        return_url: Some("http://web.test/back".into()),
+    };
+    let Err(payments::processor::ChargeError::RequiresAction(action)) =
+        stripe.charge(request).await
+    else {
+        panic!("authentication required")
+    };
+    let intent = action.intent_id.clone();
+    let waiting = transfer(&seller.id, &intent, 900, "payout-3ds-early");
+    assert!(
+        matches!(stripe.transfer(waiting).await, Err(TransferError::Rejected(_))),
+        "no charge yet"
+    );
+    let page = action.redirect_url.expect("the test page");
+    let done = reqwest::Client::new().post(format!("{page}/complete")).send().await.expect("sent");
+    assert_eq!(done.status(), 200);
+    let shown: Value = reqwest::Client::new()
+        .get(format!("{}/v1/payment_intents/{intent}", fake.base))
+        .bearer_auth("sk_test_x")
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(shown["latest_charge"], format!("ch_{}", intent.trim_start_matches("pi_")));
+    let made = stripe.transfer(transfer(&seller.id, &intent, 900, "payout-3ds")).await;
+    assert_eq!(made.expect("transferred").amount, 900);
+    let _ = std::fs::remove_file(&state);
 }
 
 #[tokio::test]
@@ -260,17 +347,7 @@ async fn onboarding_sends_a_signed_account_updated_to_the_connect_webhook() {
     );
     let stripe = client(&fake, Duration::from_secs(5));
     let account = onboarded(&fake, &stripe, "complete").await;
-    let (body, signature) = {
-        let mut waited = Duration::ZERO;
-        loop {
-            if let Some(first) = received.lock().expect("lock").first().cloned() {
-                break first;
-            }
-            assert!(waited < Duration::from_secs(10), "no account.updated arrived");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            waited += Duration::from_millis(50);
-        }
-    };
+    let (body, signature) = deliveries(&received, 1).await.remove(0);
     let now = common::time::Timestamp::now().millis() / 1000;
     payments::webhook::verify(Some("whsec_connect"), Some(&signature), body.as_bytes(), now)
         .expect("signed like Stripe");
