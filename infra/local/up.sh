@@ -4,7 +4,8 @@
 # tickets and orders), a three-node NATS JetStream cluster holding the
 # stream with three replicas, a Redis, the machine's PostgreSQL, a fake
 # Stripe (`ticketing-tools fake-stripe`, its state in the cluster's
-# directory) that the payments services charge through, and nginx
+# directory) that the payments services charge and pay sellers through
+# (its Connect events to their /api/payments/connect-webhook), and nginx
 # routing like infra/nginx.conf on http://localhost:8080. Waits until every
 # process answers /readyz, then prints the URL. infra/local/down.sh stops it.
 #
@@ -236,15 +237,29 @@ case $stripe_mode in
     fi
     mkdir -p "$STATE_DIR/stripe"
     stripe_port=$(port_of fake-stripe:0)
-    launch fake-stripe "$tools" fake-stripe --port "$stripe_port" \
-      --state "$STATE_DIR/stripe/journal.jsonl"
+    # Its test onboarding page sends account.updated to the payments
+    # services' Connect webhook through the ingress, signed with a secret
+    # they share (the caller's STRIPE_CONNECT_WEBHOOK_SECRET, or one kept
+    # in the cluster's directory).
+    if [ -z "${STRIPE_CONNECT_WEBHOOK_SECRET:-}" ]; then
+      if [ ! -s "$STATE_DIR/stripe-connect-webhook.secret" ]; then
+        (umask 077 && echo "whsec_$(openssl rand -hex 24)" >"$STATE_DIR/stripe-connect-webhook.secret")
+      fi
+      STRIPE_CONNECT_WEBHOOK_SECRET=$(cat "$STATE_DIR/stripe-connect-webhook.secret")
+      export STRIPE_CONNECT_WEBHOOK_SECRET
+    fi
+    launch fake-stripe env FAKE_STRIPE_CONNECT_WEBHOOK_SECRET="$STRIPE_CONNECT_WEBHOOK_SECRET" \
+      "$tools" fake-stripe --port "$stripe_port" \
+      --state "$STATE_DIR/stripe/journal.jsonl" \
+      --connect-webhook-url "http://127.0.0.1:$INGRESS_PORT/api/payments/connect-webhook"
     for _ in $(seq 1 100); do
       curl -fs "http://127.0.0.1:$stripe_port/healthz" >/dev/null && break
       sleep 0.1
     done
     curl -fs "http://127.0.0.1:$stripe_port/healthz" >/dev/null ||
       { echo "the fake Stripe does not answer (logs/fake-stripe.log)" >&2; exit 1; }
-    payments_env=(STRIPE_SECRET_KEY=sk_test_local "STRIPE_API_BASE=http://127.0.0.1:$stripe_port")
+    payments_env=(STRIPE_SECRET_KEY=sk_test_local "STRIPE_API_BASE=http://127.0.0.1:$stripe_port"
+      "STRIPE_CONNECT_WEBHOOK_SECRET=$STRIPE_CONNECT_WEBHOOK_SECRET")
     ;;
   *) echo "LOCAL_CLUSTER_STRIPE takes fake-stripe or processor" >&2; exit 2 ;;
 esac

@@ -3,7 +3,11 @@
 //! paths, form fields and headers; success, decline, authentication
 //! required, invalid request, server error and an unreachable API; and 3-D
 //! Secure: an intent waiting for authentication, completed or failed on the
-//! fake's test page, retrieved and cancelled.
+//! fake's test page, retrieved and cancelled; Connect: Express accounts,
+//! account links, transfers naming the intent's charge and the order,
+//! found by `transfer_group`, reversals, and which failures leave a
+//! transfer `Rejected` or `Unavailable`. (The same client against
+//! `ticketing-tools fake-stripe`, end to end: `crates/tools/tests`.)
 
 use std::sync::{Arc, Mutex};
 
@@ -737,4 +741,274 @@ async fn the_service_settles_3d_secure_payments_through_stripe() {
             assert_eq!(settled.status(), 402);
         }
     }
+}
+
+/// A Stripe that answers each path with its own status and body (404
+/// elsewhere), recording every request with its method.
+async fn serve_answers(
+    answers: &[(&str, u16, Value)],
+) -> (Stripe, Arc<Mutex<Vec<(String, Recorded)>>>) {
+    let answers: Arc<std::collections::HashMap<String, (u16, Value)>> = Arc::new(
+        answers
+            .iter()
+            .map(|(path, status, body)| ((*path).to_owned(), (*status, body.clone())))
+            .collect(),
+    );
+    let requests: Arc<Mutex<Vec<(String, Recorded)>>> = Arc::default();
+    let kept = requests.clone();
+    let app = Router::new().fallback(
+        move |method: axum::http::Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let answers = answers.clone();
+            let kept = kept.clone();
+            async move {
+                let form = url::form_urlencoded::parse(if method == axum::http::Method::GET {
+                    uri.query().unwrap_or("").as_bytes()
+                } else {
+                    &body
+                })
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+                let path = uri.path().to_owned();
+                kept.lock()
+                    .expect("lock")
+                    .push((method.to_string(), Recorded { path: path.clone(), headers, form }));
+                let (status, body) = answers.get(&path).cloned().unwrap_or((
+                    404,
+                    json!({"error": {"type": "invalid_request_error", "message": "No such thing"}}),
+                ));
+                (StatusCode::from_u16(status).expect("status"), axum::Json(body))
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (Stripe::new(&base, Secret::new("sk_test_123"), TIMEOUT).expect("client"), requests)
+}
+
+fn sorted(form: &[(String, String)]) -> Vec<(String, String)> {
+    let mut form = form.to_vec();
+    form.sort();
+    form
+}
+
+fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> =
+        expected.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    pairs.sort();
+    pairs
+}
+
+fn account_body(transfers: &str, ready: bool) -> Value {
+    json!({"id": "acct_1", "object": "account", "type": "express", "details_submitted": ready,
+           "payouts_enabled": ready, "capabilities": {"transfers": transfers}})
+}
+
+#[tokio::test]
+async fn an_express_account_is_created_with_the_transfers_capability_and_a_key() {
+    let (stripe, requests) =
+        serve_answers(&[("/v1/accounts", 200, account_body("inactive", false))]).await;
+    let user = Uuid::now_v7();
+    let account =
+        stripe.create_account(user, Some("s@example.com"), "account-key").await.expect("created");
+    assert_eq!(
+        account,
+        payments::processor::Account {
+            id: "acct_1".into(),
+            details_submitted: false,
+            payouts_enabled: false,
+            transfers_active: false,
+        }
+    );
+    let (method, sent) = requests.lock().expect("lock")[0].clone();
+    assert_eq!((method.as_str(), sent.path.as_str()), ("POST", "/v1/accounts"));
+    assert_eq!(sent.headers["authorization"], "Bearer sk_test_123");
+    assert_eq!(sent.headers["idempotency-key"], "account-key");
+    assert_eq!(
+        sorted(&sent.form),
+        pairs(&[
+            ("type", "express"),
+            ("capabilities[transfers][requested]", "true"),
+            ("metadata[user]", &user.to_string()),
+            ("email", "s@example.com"),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn an_account_is_ready_with_payouts_enabled_and_transfers_active() {
+    let (stripe, requests) = serve_answers(&[
+        ("/v1/accounts/acct_1", 200, account_body("active", true)),
+        (
+            "/v1/account_links",
+            200,
+            json!({"object": "account_link", "url": "https://connect.stripe.com/setup/e/acct_1/x", "expires_at": 1}),
+        ),
+    ])
+    .await;
+    let account = stripe.account("acct_1").await.expect("shown");
+    assert!(account.ready() && account.details_submitted);
+    let url = stripe
+        .account_link("acct_1", "https://shop.example/refresh", "https://shop.example/return")
+        .await
+        .expect("a link");
+    assert_eq!(url, "https://connect.stripe.com/setup/e/acct_1/x");
+    let sent = requests.lock().expect("lock").clone();
+    assert_eq!((sent[0].0.as_str(), sent[0].1.path.as_str()), ("GET", "/v1/accounts/acct_1"));
+    assert_eq!(sent[1].1.path, "/v1/account_links");
+    assert!(sent[1].1.headers.contains_key("idempotency-key"));
+    assert_eq!(
+        sorted(&sent[1].1.form),
+        pairs(&[
+            ("account", "acct_1"),
+            ("refresh_url", "https://shop.example/refresh"),
+            ("return_url", "https://shop.example/return"),
+            ("type", "account_onboarding"),
+        ])
+    );
+    let (missing, _) = serve_answers(&[]).await;
+    assert!(missing.account("acct_nope").await.is_err());
+}
+
+fn transfer_request() -> payments::processor::TransferRequest {
+    payments::processor::TransferRequest {
+        amount: 1799,
+        currency: "usd".into(),
+        destination: "acct_1".into(),
+        order_id: Uuid::now_v7(),
+        source: "pi_123".into(),
+        idempotency_key: "payout-key".into(),
+    }
+}
+
+fn intent_with_charge() -> Value {
+    json!({"id": "pi_123", "object": "payment_intent", "status": "succeeded", "latest_charge": "ch_123"})
+}
+
+fn transfer_body(order: Uuid) -> Value {
+    json!({"id": "tr_1", "object": "transfer", "amount": 1799, "amount_reversed": 0,
+           "currency": "usd", "destination": "acct_1", "transfer_group": order.to_string()})
+}
+
+#[tokio::test]
+async fn a_transfer_sends_the_intents_charge_with_the_order_as_its_group() {
+    let request = transfer_request();
+    let (stripe, requests) = serve_answers(&[
+        ("/v1/payment_intents/pi_123", 200, intent_with_charge()),
+        ("/v1/transfers", 200, transfer_body(request.order_id)),
+    ])
+    .await;
+    let made = stripe.transfer(request.clone()).await.expect("transferred");
+    assert_eq!(
+        made,
+        payments::processor::Transfer { id: "tr_1".into(), amount: 1799, amount_reversed: 0 }
+    );
+    let sent = requests.lock().expect("lock").clone();
+    assert_eq!(
+        (sent[0].0.as_str(), sent[0].1.path.as_str()),
+        ("GET", "/v1/payment_intents/pi_123")
+    );
+    let (method, post) = &sent[1];
+    assert_eq!((method.as_str(), post.path.as_str()), ("POST", "/v1/transfers"));
+    assert_eq!(post.headers["idempotency-key"], "payout-key");
+    let order = request.order_id.to_string();
+    assert_eq!(
+        sorted(&post.form),
+        pairs(&[
+            ("amount", "1799"),
+            ("currency", "usd"),
+            ("destination", "acct_1"),
+            ("transfer_group", &order),
+            ("source_transaction", "ch_123"),
+            ("metadata[order]", &order),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_refused_transfer_is_rejected_and_a_failing_stripe_leaves_it_unavailable() {
+    use payments::processor::TransferError;
+    let refusal = json!({"error": {"type": "invalid_request_error", "code": "balance_insufficient", "message": "Insufficient funds"}});
+    let (stripe, _) = serve_answers(&[
+        ("/v1/payment_intents/pi_123", 200, intent_with_charge()),
+        ("/v1/transfers", 400, refusal),
+    ])
+    .await;
+    match stripe.transfer(transfer_request()).await {
+        Err(TransferError::Rejected(message)) => assert_eq!(message, "Insufficient funds"),
+        other => panic!("{other:?}"),
+    }
+    let boom = json!({"error": {"type": "api_error", "message": "boom"}});
+    for (status, body) in
+        [(500, boom.clone()), (429, json!({"error": {"type": "rate_limit_error"}}))]
+    {
+        let (stripe, _) = serve_answers(&[
+            ("/v1/payment_intents/pi_123", 200, intent_with_charge()),
+            ("/v1/transfers", status, body),
+        ])
+        .await;
+        assert!(
+            matches!(stripe.transfer(transfer_request()).await, Err(TransferError::Unavailable(_))),
+            "{status}"
+        );
+    }
+    let (stripe, requests) =
+        serve_answers(&[("/v1/payment_intents/pi_123", 503, boom.clone())]).await;
+    assert!(matches!(
+        stripe.transfer(transfer_request()).await,
+        Err(TransferError::Unavailable(_))
+    ));
+    assert_eq!(requests.lock().expect("lock").len(), 1, "no transfer without the charge");
+    let uncharged = json!({"id": "pi_123", "status": "requires_action", "latest_charge": null});
+    let (stripe, _) = serve_answers(&[("/v1/payment_intents/pi_123", 200, uncharged)]).await;
+    assert!(matches!(stripe.transfer(transfer_request()).await, Err(TransferError::Rejected(_))));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let nowhere = Stripe::new(&format!("http://127.0.0.1:{port}"), Secret::new("sk"), TIMEOUT)
+        .expect("client");
+    assert!(matches!(
+        nowhere.transfer(transfer_request()).await,
+        Err(TransferError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_transfer_is_found_by_its_transfer_group() {
+    let order = Uuid::now_v7();
+    let list = json!({"object": "list", "data": [transfer_body(order)], "has_more": false});
+    let (stripe, requests) = serve_answers(&[("/v1/transfers", 200, list)]).await;
+    let found = stripe.find_transfer(order).await.expect("listed").expect("found");
+    assert_eq!(found.id, "tr_1");
+    let (method, sent) = requests.lock().expect("lock")[0].clone();
+    assert_eq!(method, "GET");
+    assert_eq!(field(&sent.form, "transfer_group"), Some(order.to_string().as_str()));
+    let empty = json!({"object": "list", "data": [], "has_more": false});
+    let (stripe, _) = serve_answers(&[("/v1/transfers", 200, empty)]).await;
+    assert_eq!(stripe.find_transfer(order).await.expect("listed"), None);
+    let (failing, _) = serve_answers(&[]).await;
+    assert!(failing.find_transfer(order).await.is_err(), "an unanswered list is not 'none'");
+}
+
+#[tokio::test]
+async fn a_reversal_names_the_transfer_with_an_idempotency_key() {
+    let reversal =
+        json!({"id": "trr_1", "object": "transfer_reversal", "amount": 1799, "transfer": "tr_1"});
+    let (stripe, requests) =
+        serve_answers(&[("/v1/transfers/tr_1/reversals", 200, reversal)]).await;
+    let made = stripe.reverse("tr_1", 1799, "reverse-key").await.expect("reversed");
+    assert_eq!(made, payments::processor::Reversal { id: "trr_1".into(), amount: 1799 });
+    let (method, sent) = requests.lock().expect("lock")[0].clone();
+    assert_eq!(method, "POST");
+    assert_eq!(sent.headers["idempotency-key"], "reverse-key");
+    assert_eq!(sent.form, pairs(&[("amount", "1799")]));
+    let (failing, _) = serve_answers(&[(
+        "/v1/transfers/tr_1/reversals",
+        400,
+        json!({"error": {"type": "invalid_request_error", "message": "already reversed"}}),
+    )])
+    .await;
+    assert!(failing.reverse("tr_1", 1799, "reverse-key").await.is_err());
 }

@@ -9,18 +9,22 @@
 //! what it answered the first time. Requests without a `sk_test_` bearer
 //! key get Stripe's 401.
 //!
-//! Its state (intents, refunds, idempotent answers) lives in a journal
-//! (`--state`, JSON Lines): each change appends the objects it wrote, one
-//! `{"intent": …}`, `{"refund": …}` or `{"answer": [key, status, body]}`
-//! per line (an intent's later line replaces its earlier one), flushed to
+//! Its state (intents, refunds, accounts, links, transfers, reversals,
+//! idempotent answers) lives in a journal (`--state`, JSON Lines): each
+//! change appends the objects it wrote, one `{"intent": …}`,
+//! `{"refund": …}`, `{"account": …}`, `{"link": …}`, `{"transfer": …}`,
+//! `{"reversal": …}` or `{"answer": [key, status, body]}` per line (an
+//! intent's, account's or transfer's later line replaces its earlier one;
+//! an account's later link replaces its earlier one), flushed to
 //! disk before the answer; at start the journal is read back (a torn last
 //! line, from a crash mid-write, is skipped). A charge made before the fake
 //! or a payments process restarted is still there for reconciliation and
 //! for the checker, and a change costs the size of what it changed, not of
 //! everything known (the whole-file rewrite it replaced cost O(intents)
-//! per charge, tens of milliseconds an hour into a soak). `--delay-ms` answers a creation only after the charge
-//! was stored and the delay passed, so a test can kill a payments process
-//! between the charge and its answer.
+//! //! per charge, tens of milliseconds an hour into a soak). `--delay-ms`
+//! answers the creation of a charge or a transfer only after it was stored
+//! and the delay passed, so a test can kill a payments process (or time
+//! its client out) between the change and its answer.
 //!
 //! Test cards: `tok_visa`, `pm_card_visa` (and other `tok_`/`pm_card_`
 //! names) succeed; `tok_chargeDeclined` / `pm_card_chargeDeclined` are
@@ -28,7 +32,17 @@
 //! `tok_threeDSecure2Required` / `pm_card_threeDSecure2Required` leave the
 //! intent `requires_action`, with a redirect to this fake, where
 //! `POST /test/3d_secure_2/<id>/complete` (or `/fail`) finishes it;
-//! `tok_nope` and other unknown tokens are refused (400).
+//! `tok_nope` and other unknown tokens are refused (400). A succeeded
+//! intent names its charge, `latest_charge: "ch_..."`.
+//!
+//! Stripe Connect ([`connect`]): Express accounts (`POST /v1/accounts`,
+//! `GET /v1/accounts/{id}`), account links to a test onboarding page
+//! (`POST /v1/account_links`, `GET /connect/onboarding/{account}`, whose
+//! buttons POST `.../complete` or `.../incomplete` and go back to the
+//! link's `return_url`; with `--connect-webhook-url`, a signed
+//! `account.updated` follows), transfers (`POST /v1/transfers`, listed by
+//! `transfer_group` with `GET /v1/transfers`), reversals
+//! (`POST /v1/transfers/{id}/reversals`) and balances (`GET /v1/balance`).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -46,6 +60,8 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+pub mod connect;
+
 /// `ticketing-tools fake-stripe`'s flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FakeStripeArgs {
@@ -57,21 +73,74 @@ pub struct FakeStripeArgs {
     /// after each change; without it the state lives in memory only.
     #[arg(long, env = "FAKE_STRIPE_STATE")]
     pub state: Option<PathBuf>,
-    /// Answer the creation of a PaymentIntent this many milliseconds after
-    /// it was stored (a slow processor; tests kill a client meanwhile).
+    /// Answer the creation of a PaymentIntent or a transfer this many
+    /// milliseconds after it was stored (a slow processor; tests kill a
+    /// client meanwhile).
     #[arg(long, env = "FAKE_STRIPE_DELAY_MS", default_value_t = 0)]
     pub delay_ms: u64,
+    /// Where to POST Connect events (`account.updated` after the test
+    /// onboarding page changed an account), e.g. the payments service's
+    /// `http://127.0.0.1:3004/api/payments/connect-webhook`; without it
+    /// none are sent.
+    #[arg(long, env = "FAKE_STRIPE_CONNECT_WEBHOOK_URL", requires = "connect_webhook_secret")]
+    pub connect_webhook_url: Option<String>,
+    /// The secret Connect events are signed with (`Stripe-Signature`), the
+    /// one the receiver verifies with (`STRIPE_CONNECT_WEBHOOK_SECRET`).
+    #[arg(
+        long,
+        env = "FAKE_STRIPE_CONNECT_WEBHOOK_SECRET",
+        hide_env_values = true,
+        requires = "connect_webhook_url"
+    )]
+    pub connect_webhook_secret: Option<common::config::Secret>,
+}
+
+/// Objects of one kind, oldest first, each found by its `id`.
+#[derive(Debug, Default)]
+pub struct Objects {
+    list: Vec<Value>,
+    positions: HashMap<String, usize>,
+}
+
+impl Objects {
+    /// Adds `object`, or replaces the one with its id.
+    fn put(&mut self, object: Value) {
+        let id = object["id"].as_str().unwrap_or_default().to_owned();
+        match self.positions.get(&id) {
+            Some(&at) => self.list[at] = object,
+            None => {
+                self.positions.insert(id, self.list.len());
+                self.list.push(object);
+            }
+        }
+    }
+
+    /// The object `id`.
+    pub fn get(&self, id: &str) -> Option<&Value> {
+        self.positions.get(id).map(|&at| &self.list[at])
+    }
+
+    /// All of them, oldest first.
+    pub fn all(&self) -> &[Value] {
+        &self.list
+    }
 }
 
 /// What the fake knows.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    /// PaymentIntents, oldest first.
-    pub intents: Vec<Value>,
-    /// Where each intent is in `intents`, by id.
-    positions: HashMap<String, usize>,
+    /// PaymentIntents.
+    pub intents: Objects,
     /// Refunds, oldest first.
     pub refunds: Vec<Value>,
+    /// Connected accounts.
+    pub accounts: Objects,
+    /// The latest account link of each account, by account id.
+    pub links: HashMap<String, Value>,
+    /// Transfers to connected accounts (`amount_reversed` kept current).
+    pub transfers: Objects,
+    /// Transfer reversals, oldest first.
+    pub reversals: Vec<Value>,
     /// The answer (status, body) given to each `<path> <Idempotency-Key>`.
     pub idempotent: HashMap<String, (u16, Value)>,
     /// What changed since the journal was last written.
@@ -86,6 +155,14 @@ enum Entry {
     Intent(Value),
     /// A new refund.
     Refund(Value),
+    /// A connected account as it is now.
+    Account(Value),
+    /// An account's newest account link.
+    Link(Value),
+    /// A transfer as it is now.
+    Transfer(Value),
+    /// A new transfer reversal.
+    Reversal(Value),
     /// The answer kept for an idempotency key.
     Answer(String, u16, Value),
 }
@@ -93,17 +170,15 @@ enum Entry {
 impl Ledger {
     fn apply(&mut self, entry: Entry) {
         match entry {
-            Entry::Intent(intent) => {
-                let id = intent["id"].as_str().unwrap_or_default().to_owned();
-                match self.positions.get(&id) {
-                    Some(&at) => self.intents[at] = intent,
-                    None => {
-                        self.positions.insert(id, self.intents.len());
-                        self.intents.push(intent);
-                    }
-                }
-            }
+            Entry::Intent(intent) => self.intents.put(intent),
             Entry::Refund(refund) => self.refunds.push(refund),
+            Entry::Account(account) => self.accounts.put(account),
+            Entry::Link(link) => {
+                let account = link["account"].as_str().unwrap_or_default().to_owned();
+                self.links.insert(account, link);
+            }
+            Entry::Transfer(transfer) => self.transfers.put(transfer),
+            Entry::Reversal(reversal) => self.reversals.push(reversal),
             Entry::Answer(key, status, body) => {
                 self.idempotent.insert(key, (status, body));
             }
@@ -118,7 +193,7 @@ impl Ledger {
 
     /// The intent `id`.
     pub fn intent(&self, id: &str) -> Option<&Value> {
-        self.positions.get(id).map(|&at| &self.intents[at])
+        self.intents.get(id)
     }
 
     /// Reads a journal back; a last line cut short by a crash is cut off
@@ -160,6 +235,7 @@ pub struct FakeStripe {
     ledger: Arc<Mutex<Ledger>>,
     file: Option<PathBuf>,
     delay: Duration,
+    connect_webhook: Option<connect::ConnectWebhook>,
 }
 
 /// A form or query: its fields in order.
@@ -213,12 +289,19 @@ impl FakeStripe {
             Some(path) if path.exists() => Ledger::read(path)?,
             _ => Ledger::default(),
         };
-        Ok(Self { ledger: Arc::new(Mutex::new(ledger)), file, delay })
+        Ok(Self { ledger: Arc::new(Mutex::new(ledger)), file, delay, connect_webhook: None })
+    }
+
+    /// The fake sending Connect events to `webhook`.
+    #[must_use]
+    pub fn with_connect_webhook(mut self, webhook: connect::ConnectWebhook) -> Self {
+        self.connect_webhook = Some(webhook);
+        self
     }
 
     /// How many PaymentIntents the fake knows.
     pub fn intents(&self) -> usize {
-        self.lock().intents.len()
+        self.lock().intents.all().len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
@@ -338,7 +421,10 @@ fn create_intent(
         "last_payment_error": null, "livemode": false,
     });
     let answer = match card {
-        Card::Succeeds => (StatusCode::OK, intent.clone()),
+        Card::Succeeds => {
+            intent["latest_charge"] = json!(connect::charge_of(&id));
+            (StatusCode::OK, intent.clone())
+        }
         Card::NeedsAuthentication => {
             intent["status"] = json!("requires_action");
             intent["next_action"] = json!({"type": "redirect_to_url", "redirect_to_url": {
@@ -460,6 +546,7 @@ async fn list_intents(State(fake): State<FakeStripe>, uri: Uri) -> Response {
     let mut newest_first: Vec<Value> = fake
         .lock()
         .intents
+        .all()
         .iter()
         .rev()
         .filter(|i| (gte..=lte).contains(&i["created"].as_i64().unwrap_or(0)))
@@ -491,6 +578,7 @@ async fn search_intents(State(fake): State<FakeStripe>, uri: Uri) -> Response {
     let data: Vec<Value> = fake
         .lock()
         .intents
+        .all()
         .iter()
         .rev()
         .filter(|i| i["metadata"]["attempt"].as_str() == Some(key.as_str()))
@@ -521,7 +609,13 @@ fn attempt_searched(query: &str) -> Option<String> {
 async fn show_intent(State(fake): State<FakeStripe>, UrlPath(id): UrlPath<String>) -> Response {
     let found = fake.lock().intent(&id).cloned();
     reply(match found {
-        Some(intent) => (StatusCode::OK, intent),
+        Some(mut intent) => {
+            // Intents journalled before charges were named get theirs.
+            if intent["status"] == "succeeded" && intent["latest_charge"].is_null() {
+                intent["latest_charge"] = json!(connect::charge_of(&id));
+            }
+            (StatusCode::OK, intent)
+        }
         None => no_such_intent(&id),
     })
 }
@@ -581,6 +675,7 @@ async fn authenticate(
             intent["next_action"] = Value::Null;
             if outcome == "complete" {
                 intent["status"] = json!("succeeded");
+                intent["latest_charge"] = json!(connect::charge_of(id.as_str()));
             } else {
                 intent["status"] = json!("requires_payment_method");
                 intent["last_payment_error"] = json!({"type": "card_error",
@@ -600,10 +695,19 @@ pub fn router(fake: FakeStripe) -> Router {
         .route("/v1/payment_intents/{id}", get(show_intent))
         .route("/v1/payment_intents/{id}/cancel", post(cancel_intent))
         .route("/v1/refunds", post(post_refund).get(list_refunds))
+        .route("/v1/accounts", post(connect::post_account))
+        .route("/v1/accounts/{id}", get(connect::show_account))
+        .route("/v1/account_links", post(connect::post_link))
+        .route("/v1/transfers", post(connect::post_transfer).get(connect::list_transfers))
+        .route("/v1/transfers/{id}", get(connect::show_transfer))
+        .route("/v1/transfers/{id}/reversals", post(connect::post_reversal))
+        .route("/v1/balance", get(connect::balance))
         .layer(axum::middleware::from_fn(authorize));
     Router::new()
         .merge(api)
         .route("/test/3d_secure_2/{id}/{outcome}", post(authenticate))
+        .route("/connect/onboarding/{account}", get(connect::onboarding_page))
+        .route("/connect/onboarding/{account}/{outcome}", post(connect::onboard))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(fake)
 }
@@ -611,7 +715,10 @@ pub fn router(fake: FakeStripe) -> Router {
 /// Serves the fake until interrupted (SIGINT or SIGTERM).
 #[expect(clippy::print_stdout, reason = "its address is the command's output")]
 pub async fn run(args: FakeStripeArgs) -> anyhow::Result<()> {
-    let fake = FakeStripe::open(args.state.clone(), Duration::from_millis(args.delay_ms))?;
+    let mut fake = FakeStripe::open(args.state.clone(), Duration::from_millis(args.delay_ms))?;
+    if let (Some(url), Some(secret)) = (args.connect_webhook_url, args.connect_webhook_secret) {
+        fake = fake.with_connect_webhook(connect::ConnectWebhook { url, secret });
+    }
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)))
             .await

@@ -56,8 +56,10 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Serve a fake of Stripe's API on 127.0.0.1 (what the payments
     /// service's Stripe client calls: PaymentIntents created with test
-    /// cards, listed, retrieved, cancelled; refunds; Idempotency-Key;
-    /// sk_test_ keys only), its state kept in a JSON file across restarts.
+    /// cards, listed, retrieved, cancelled; refunds; Connect accounts,
+    /// their test onboarding page and account.updated, transfers,
+    /// reversals, balances; Idempotency-Key; sk_test_ keys only), its
+    /// state kept in a JSON file across restarts.
     /// Point the payments service at it with STRIPE_API_BASE and
     /// STRIPE_SECRET_KEY=sk_test_...
     FakeStripe(fake_stripe::FakeStripeArgs),

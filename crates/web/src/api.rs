@@ -291,11 +291,150 @@ pub struct Order {
     pub ticket: OrderTicket,
 }
 
+/// Where the seller's payout account stands (`GET /api/payouts/account`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    /// No payout account yet.
+    NotConnected,
+    /// Connected, but Stripe needs more details before it pays out.
+    DetailsNeeded,
+    /// Payouts enabled and transfers active: the seller gets paid.
+    Ready,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+struct AccountBody {
+    status: AccountStatus,
+}
+
+#[derive(Deserialize)]
+struct OnboardingBody {
+    url: String,
+}
+
+/// Where a sale's payout stands, as the seller sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayoutState {
+    /// Held until `holdUntil` (the buyer may still report a problem).
+    Held,
+    /// The hold ended: it is on its way (or waits for a ready account).
+    Due,
+    /// Transferred on `paidAt`.
+    Paid,
+    /// The buyer reported a problem; frozen until an operator decides.
+    Disputed,
+    /// The buyer got their money back; the seller gets nothing.
+    Refunded,
+}
+
+/// A problem the buyer reported with a sale.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportedProblem {
+    pub reason: String,
+    pub reported_at: String,
+}
+
+/// One sale on the Earnings page (`GET /api/payouts`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payout {
+    pub order_id: String,
+    pub ticket_id: String,
+    /// Absent for sales made before titles were kept.
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(deserialize_with = "amount")]
+    pub price: Cents,
+    #[serde(deserialize_with = "amount")]
+    pub fee: Cents,
+    /// The seller's share: price − fee.
+    #[serde(deserialize_with = "amount")]
+    pub amount: Cents,
+    pub currency: String,
+    pub state: PayoutState,
+    pub sold_at: String,
+    pub hold_until: String,
+    #[serde(default)]
+    pub paid_at: Option<String>,
+    #[serde(default)]
+    pub problem: Option<ReportedProblem>,
+}
+
+/// The seller's totals over their sales.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EarningsTotals {
+    /// The prices of every sale.
+    #[serde(deserialize_with = "amount")]
+    pub sold: Cents,
+    /// The platform's fees on them.
+    #[serde(deserialize_with = "amount")]
+    pub fees: Cents,
+    /// Shares transferred to the seller.
+    #[serde(deserialize_with = "amount")]
+    pub paid: Cents,
+    /// Shares held, due or disputed.
+    #[serde(deserialize_with = "amount")]
+    pub pending: Cents,
+    /// Prices given back to buyers.
+    #[serde(deserialize_with = "amount")]
+    pub refunded: Cents,
+}
+
+/// The seller's sales and what they were paid (`GET /api/payouts`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Earnings {
+    account: AccountBody,
+    /// The latest sales (at most [`Earnings::LIMIT`]), newest first.
+    pub payouts: Vec<Payout>,
+    pub totals: EarningsTotals,
+}
+
+impl Earnings {
+    /// How many sales the API lists at most.
+    pub const LIMIT: usize = 200;
+
+    /// Earnings as the API would send them.
+    pub fn new(account: AccountStatus, payouts: Vec<Payout>, totals: EarningsTotals) -> Self {
+        Self { account: AccountBody { status: account }, payouts, totals }
+    }
+
+    /// Where the seller's payout account stands.
+    pub fn account(&self) -> AccountStatus {
+        self.account.status
+    }
+}
+
 /// A price as the API renders it (a JSON number in currency units, at most
 /// two decimals) read straight into cents, never through a float.
 fn price<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Cents, D::Error> {
     let value = Value::deserialize(deserializer)?;
     Cents::parse_price(Some(&value)).map_err(serde::de::Error::custom)
+}
+
+/// An amount of money as the API renders it (a JSON number in currency
+/// units, at most two decimals), read straight into cents: unlike a
+/// price, it may be 0 (a fee of 0 %, nothing refunded) or above a price's
+/// cap (totals).
+fn amount<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Cents, D::Error> {
+    let invalid = || serde::de::Error::custom("an amount of money with at most two decimals");
+    let Value::Number(number) = Value::deserialize(deserializer)? else { return Err(invalid()) };
+    let text = number.to_string();
+    let (sign, digits) = text.strip_prefix('-').map_or((1, text.as_str()), |rest| (-1, rest));
+    let (units, decimals) = digits.split_once('.').unwrap_or((digits, ""));
+    let decimals = decimals.trim_end_matches('0');
+    if units.is_empty()
+        || decimals.len() > 2
+        || !units.bytes().chain(decimals.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return Err(invalid());
+    }
+    let cents = format!("{decimals:0<2}").parse::<i64>().map_err(|_| invalid())?;
+    let units = units.parse::<i64>().map_err(|_| invalid())?;
+    let total = units.checked_mul(100).and_then(|u| u.checked_add(cents)).ok_or_else(invalid)?;
+    Ok(Cents::new(sign * total))
 }
 
 /// An optional price, as [`price`] reads one.
@@ -453,6 +592,35 @@ pub trait Api: Send + Sync + Debug + 'static {
         session: &'a str,
         order_id: &'a str,
     ) -> BoxFuture<'a, ApiResult<Payment>>;
+    /// Where the visitor's payout account stands
+    /// (`GET /api/payouts/account`).
+    fn payout_account<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<AccountStatus>>;
+    /// Starts (or resumes) connecting the visitor's payout account: the
+    /// processor's onboarding page to send them to, which sends them back
+    /// to `return_url` (`POST /api/payouts/account/onboarding`).
+    fn connect_payout_account<'a>(
+        &'a self,
+        session: &'a str,
+        return_url: &'a str,
+    ) -> BoxFuture<'a, ApiResult<String>>;
+    /// Reads the visitor's own payout account again from the processor
+    /// (`POST /api/payouts/account/refresh`).
+    fn refresh_payout_account<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, ApiResult<AccountStatus>>;
+    /// The visitor's sales as a seller and their payouts
+    /// (`GET /api/payouts`).
+    fn earnings<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<Earnings>>;
+    /// Reports a problem with the ticket the visitor bought in `order_id`,
+    /// which freezes the seller's payout
+    /// (`POST /api/orders/:id/problem`).
+    fn report_problem<'a>(
+        &'a self,
+        session: &'a str,
+        order_id: &'a str,
+        reason: &'a str,
+    ) -> BoxFuture<'a, ApiResult<()>>;
 }
 
 /// The real API over HTTP.
@@ -765,6 +933,46 @@ impl Api for HttpApi {
         let body = json!({"orderId": order_id});
         call(Ok(self.post("/api/payments/settle", session, &body)), payment)
     }
+
+    fn payout_account<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<AccountStatus>> {
+        let request = self.request(reqwest::Method::GET, "/api/payouts/account", Some(session));
+        call(Ok(request), |response| async move { Ok(json::<AccountBody>(response).await?.status) })
+    }
+
+    fn connect_payout_account<'a>(
+        &'a self,
+        session: &'a str,
+        return_url: &'a str,
+    ) -> BoxFuture<'a, ApiResult<String>> {
+        // An expired link sends the seller to `refreshUrl`, which defaults
+        // to the return page: it offers a fresh link.
+        let body = json!({"returnUrl": return_url});
+        let request = self.post("/api/payouts/account/onboarding", session, &body);
+        call(Ok(request), |response| async move { Ok(json::<OnboardingBody>(response).await?.url) })
+    }
+
+    fn refresh_payout_account<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, ApiResult<AccountStatus>> {
+        let request = self.post("/api/payouts/account/refresh", session, &json!({}));
+        call(Ok(request), |response| async move { Ok(json::<AccountBody>(response).await?.status) })
+    }
+
+    fn earnings<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<Earnings>> {
+        call(Ok(self.request(reqwest::Method::GET, "/api/payouts", Some(session))), json)
+    }
+
+    fn report_problem<'a>(
+        &'a self,
+        session: &'a str,
+        order_id: &'a str,
+        reason: &'a str,
+    ) -> BoxFuture<'a, ApiResult<()>> {
+        let request = resource("/api/orders", order_id)
+            .map(|path| self.post(&format!("{path}/problem"), session, &json!({"reason": reason})));
+        call(request, done)
+    }
 }
 
 #[cfg(test)]
@@ -814,6 +1022,26 @@ mod tests {
             assert_eq!(order(name, json!(20)).expect("order").status, status, "{name}");
         }
         assert!(order("lost", json!(20)).is_err());
+    }
+
+    #[test]
+    fn amounts_are_read_as_cents_zero_and_large_included() {
+        #[derive(Deserialize)]
+        struct Amount(#[serde(deserialize_with = "amount")] Cents);
+        let read = |value: Value| serde_json::from_value::<Amount>(value).map(|a| a.0.get());
+        for (value, cents) in [
+            (json!(17.99), 1799),
+            (json!(0), 0),
+            (json!(0.5), 50),
+            (json!(2.10), 210),
+            (json!(12_345_678.9), 1_234_567_890),
+            (json!(-1.25), -125),
+        ] {
+            assert_eq!(read(value.clone()).expect("an amount"), cents, "{value}");
+        }
+        for value in [json!(0.001), json!("1.00"), json!(null), json!(1e300)] {
+            assert!(read(value.clone()).is_err(), "{value}");
+        }
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! How the pages show the API's data: money with its currency, order
-//! statuses in words, the time left to pay.
+//! statuses in words, the time left to pay, payouts and payout accounts in
+//! words.
 
 use common::money::Cents;
 use common::time::{LocalTime, Timestamp};
 
-use crate::api::{EventDetails, Order, OrderStatus, Ticket, TicketStatus};
+use crate::api::{
+    AccountStatus, EventDetails, Order, OrderStatus, Payout, PayoutState, Ticket, TicketStatus,
+};
 
 /// An amount in currency units with two decimals, always (`19.99`, `20.00`),
 /// where [`Cents`]' own `Display` drops them from whole amounts (`20`).
@@ -186,6 +189,85 @@ impl OrderView {
     }
 }
 
+/// An API time (UTC) as people read it: `Sat 14 Mar 2026, 20:00 UTC`;
+/// the text itself if it is no time.
+pub fn utc_human(text: &str) -> String {
+    LocalTime::parse(text).map(LocalTime::human).map_or_else(
+        || text.to_owned(),
+        |human| match human.strip_suffix(" +00:00") {
+            Some(utc) => format!("{utc} UTC"),
+            None => human,
+        },
+    )
+}
+
+/// A payout account's state as a class (for styles and tests) and in
+/// words.
+pub fn account_words(status: AccountStatus) -> (&'static str, &'static str) {
+    match status {
+        AccountStatus::NotConnected => ("not-connected", "Not connected"),
+        AccountStatus::DetailsNeeded => ("details-needed", "Details needed"),
+        AccountStatus::Ready => ("ready", "Ready"),
+    }
+}
+
+/// One sale on the Earnings page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutView {
+    pub order_id: String,
+    pub ticket_id: String,
+    pub title: String,
+    pub sold_on: String,
+    pub price: String,
+    pub fee: String,
+    /// The seller's share.
+    pub amount: String,
+    /// `held`, `due`, `paid`, `disputed` or `refunded`.
+    pub state_class: &'static str,
+    /// `Held until Sat 14 Mar 2026, 20:00 UTC`, `Due`, `Paid on …`,
+    /// `Disputed`, `Refunded`.
+    pub state_label: String,
+    /// What the buyer reported, while disputed.
+    pub problem: Option<String>,
+}
+
+impl PayoutView {
+    pub fn new(payout: &Payout, currency: &str) -> Self {
+        let (state_class, state_label) = match payout.state {
+            PayoutState::Held => ("held", format!("Held until {}", utc_human(&payout.hold_until))),
+            PayoutState::Due => ("due", "Due".to_owned()),
+            PayoutState::Paid => (
+                "paid",
+                payout
+                    .paid_at
+                    .as_deref()
+                    .map_or("Paid".to_owned(), |at| format!("Paid on {}", utc_human(at))),
+            ),
+            PayoutState::Disputed => ("disputed", "Disputed".to_owned()),
+            PayoutState::Refunded => ("refunded", "Refunded".to_owned()),
+        };
+        let currency = if payout.currency.is_empty() {
+            currency.to_owned()
+        } else {
+            payout.currency.to_lowercase()
+        };
+        Self {
+            order_id: payout.order_id.clone(),
+            ticket_id: payout.ticket_id.clone(),
+            title: payout.title.clone().unwrap_or_else(|| "A ticket".to_owned()),
+            sold_on: utc_human(&payout.sold_at),
+            price: money(payout.price, &currency),
+            fee: money(payout.fee, &currency),
+            amount: money(payout.amount, &currency),
+            state_class,
+            state_label,
+            problem: (payout.state == PayoutState::Disputed)
+                .then(|| payout.problem.as_ref().map(|p| p.reason.clone()))
+                .flatten(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +298,44 @@ mod tests {
         assert_eq!(view.seat, "Section Balcony · Seat 12");
         assert_eq!(view.face_value, "€50.00");
         assert!(EventView::new(&EventDetails::default(), "eur").is_empty());
+    }
+
+    #[test]
+    fn payouts_read_as_words_with_their_dates() {
+        let payout = |state: PayoutState, paid_at: Option<&str>| Payout {
+            order_id: "o".into(),
+            ticket_id: "t".into(),
+            title: None,
+            price: Cents::new(1999),
+            fee: Cents::new(200),
+            amount: Cents::new(1799),
+            currency: "usd".into(),
+            state,
+            sold_at: "2027-03-01T10:00:00.000Z".into(),
+            hold_until: "2027-03-16T20:00:00.000Z".into(),
+            paid_at: paid_at.map(str::to_owned),
+            problem: None,
+        };
+        for (state, paid_at, label) in [
+            (PayoutState::Held, None, "Held until Tue 16 Mar 2027, 20:00 UTC"),
+            (PayoutState::Due, None, "Due"),
+            (
+                PayoutState::Paid,
+                Some("2027-03-17T08:05:00.000Z"),
+                "Paid on Wed 17 Mar 2027, 08:05 UTC",
+            ),
+            (PayoutState::Disputed, None, "Disputed"),
+            (PayoutState::Refunded, None, "Refunded"),
+        ] {
+            let view = PayoutView::new(&payout(state, paid_at), "eur");
+            assert_eq!(view.state_label, label);
+            assert_eq!(
+                (view.price.as_str(), view.fee.as_str(), view.amount.as_str()),
+                ("$19.99", "$2.00", "$17.99")
+            );
+            assert_eq!(view.title, "A ticket");
+        }
+        assert_eq!(utc_human("soon"), "soon");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Every page rendered from a fake API: what visitors see signed in and
-//! out, forms and their errors, redirects, the order page's states, the
-//! 404 page, and the refusal of cross-site form posts. Fast: no database, no
+//! out, forms and their errors, redirects, the order page's states, "Get
+//! paid", Earnings and "Report a problem", the 404 page, and the refusal
+//! of cross-site form posts. Fast: no database, no
 //! bus, no browser.
 
 use std::collections::HashMap;
@@ -13,8 +14,9 @@ use common::session::COOKIE_NAME;
 use common::time::Timestamp;
 use reqwest::StatusCode;
 use web::api::{
-    Api, ApiResult, Authentication, Download, EventDetails, Failure, HeldTicket, Listing, Order,
-    OrderStatus, OrderTicket, Pass, PassFile, PassSummary, Payment, Problem, Ticket, TicketInput,
+    AccountStatus, Api, ApiResult, Authentication, Download, Earnings, EarningsTotals,
+    EventDetails, Failure, HeldTicket, Listing, Order, OrderStatus, OrderTicket, Pass, PassFile,
+    PassSummary, Payment, Payout, PayoutState, Problem, ReportedProblem, Ticket, TicketInput,
     TicketPage, TicketStatus, User,
 };
 use web::pages::WebState;
@@ -22,7 +24,7 @@ use web::pages::WebState;
 const SESSION: &str = "buyer-session";
 const SELLER: &str = "seller-session";
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Fake {
     tickets: Vec<Ticket>,
     next_cursor: Option<String>,
@@ -48,6 +50,52 @@ struct Fake {
     resales: Vec<(String, String)>,
     /// The bodies of ticket creations and edits, as sent to the API.
     submitted: Vec<serde_json::Value>,
+    /// The visitor's payout account (`None`: not connected); `Err`: the
+    /// payouts API does not answer.
+    account: Result<Option<AccountStatus>, Failure>,
+    /// What the processor says of the account when it is read again.
+    refreshed: Option<AccountStatus>,
+    /// The onboarding page the API sends sellers to.
+    onboarding_url: String,
+    /// What starting onboarding answers when set.
+    refuse_onboarding: Option<Failure>,
+    /// The return URLs onboarding was started with.
+    onboarding_returns: Vec<String>,
+    /// The seller's sales (Earnings).
+    payouts: Vec<Payout>,
+    /// The problems reported: order and reason.
+    reported: Vec<(String, String)>,
+    /// What reporting a problem answers when set.
+    refuse_problem: Option<Failure>,
+}
+
+impl Default for Fake {
+    fn default() -> Self {
+        Self {
+            tickets: Vec::new(),
+            next_cursor: None,
+            orders: HashMap::new(),
+            refuse: None,
+            paid: Vec::new(),
+            refuse_search: None,
+            searches: Vec::new(),
+            return_urls: Vec::new(),
+            settled: None,
+            signed_out: Vec::new(),
+            sold: Vec::new(),
+            held: Vec::new(),
+            resales: Vec::new(),
+            submitted: Vec::new(),
+            account: Ok(None),
+            refreshed: None,
+            onboarding_url: "/api/payments/fake-onboarding/acct_fake_1".into(),
+            refuse_onboarding: None,
+            onboarding_returns: Vec::new(),
+            payouts: Vec::new(),
+            reported: Vec::new(),
+            refuse_problem: None,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -389,6 +437,91 @@ impl Api for FakeApi {
             answer
         })
     }
+
+    fn payout_account<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<AccountStatus>> {
+        Box::pin(async move { self.account_status(session) })
+    }
+
+    fn connect_payout_account<'a>(
+        &'a self,
+        session: &'a str,
+        return_url: &'a str,
+    ) -> BoxFuture<'a, ApiResult<String>> {
+        Box::pin(async move {
+            self.account_status(session)?;
+            let mut fake = self.fake();
+            if let Some(refusal) = fake.refuse_onboarding.clone() {
+                return Err(refusal);
+            }
+            fake.onboarding_returns.push(return_url.to_owned());
+            if fake.account == Ok(None) {
+                fake.account = Ok(Some(AccountStatus::DetailsNeeded));
+            }
+            Ok(fake.onboarding_url.clone())
+        })
+    }
+
+    fn refresh_payout_account<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, ApiResult<AccountStatus>> {
+        Box::pin(async move {
+            self.account_status(session)?;
+            let mut fake = self.fake();
+            if let (Ok(Some(_)), Some(now)) = (&fake.account, fake.refreshed) {
+                fake.account = Ok(Some(now));
+            }
+            Ok(fake.account.clone()?.unwrap_or(AccountStatus::NotConnected))
+        })
+    }
+
+    fn earnings<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<Earnings>> {
+        Box::pin(async move {
+            let account = self.account_status(session)?;
+            let payouts = self.fake().payouts.clone();
+            let totals = EarningsTotals {
+                sold: sum(&payouts, |p| Some(p.price)),
+                fees: sum(&payouts, |p| (p.state != PayoutState::Refunded).then_some(p.fee)),
+                paid: sum(&payouts, |p| (p.state == PayoutState::Paid).then_some(p.amount)),
+                pending: sum(&payouts, |p| {
+                    matches!(p.state, PayoutState::Held | PayoutState::Due | PayoutState::Disputed)
+                        .then_some(p.amount)
+                }),
+                refunded: sum(&payouts, |p| (p.state == PayoutState::Refunded).then_some(p.price)),
+            };
+            Ok(Earnings::new(account, payouts, totals))
+        })
+    }
+
+    fn report_problem<'a>(
+        &'a self,
+        session: &'a str,
+        order_id: &'a str,
+        reason: &'a str,
+    ) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            user(session).ok_or_else(unauthorized)?;
+            let mut fake = self.fake();
+            if let Some(refusal) = fake.refuse_problem.clone() {
+                return Err(refusal);
+            }
+            fake.reported.push((order_id.to_owned(), reason.to_owned()));
+            Ok(())
+        })
+    }
+}
+
+/// Like the payouts API, over the fake's payout account and sales.
+impl FakeApi {
+    fn account_status(&self, session: &str) -> ApiResult<AccountStatus> {
+        user(session).ok_or_else(unauthorized)?;
+        let account = self.fake().account.clone()?;
+        Ok(account.unwrap_or(AccountStatus::NotConnected))
+    }
+}
+
+fn sum(payouts: &[Payout], pick: impl Fn(&Payout) -> Option<Cents>) -> Cents {
+    Cents::new(payouts.iter().filter_map(pick).map(Cents::get).sum())
 }
 
 fn fake_page() -> String {
@@ -1378,4 +1511,251 @@ async fn my_tickets_show_each_event_and_the_past_ones_below() {
     assert!(html.find("Sat 14 Mar 2026, 20:00 +01:00").expect("past") > heading);
     assert!(html.contains(r#"action="/tickets/t1/resale""#));
     assert!(!html.contains(r#"action="/tickets/t2/resale""#), "no sale after the start");
+}
+
+#[tokio::test]
+async fn get_paid_shows_the_account_and_sends_the_seller_to_onboarding() {
+    let api = FakeApi::default();
+    let site = Site::start(api.clone(), None).await;
+    let (status, _, headers) = site.get("/payouts/connect", None).await;
+    assert_eq!((status.as_u16(), location(&headers)), (303, "/auth/signin?next=/payouts/connect"));
+    let (status, html, _) = site.get("/payouts/connect", Some(SELLER)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"data-status="not-connected">Not connected</span>"#), "{html}");
+    assert!(html.contains(r#"<form method="post" action="/payouts/connect""#));
+    assert!(html.contains("Connect a payout account</button>"));
+
+    // The fake processor's onboarding page is on this site: a redirect.
+    let (status, _, headers) = site.post("/payouts/connect", Some(SELLER), &[]).await;
+    assert_eq!(
+        (status.as_u16(), location(&headers)),
+        (303, "/api/payments/fake-onboarding/acct_fake_1")
+    );
+    let back = format!("{}/payouts/connect/return", site.base);
+    assert_eq!(api.fake().onboarding_returns, [back], "back to this site");
+    let (_, html, _) = site.get("/payouts/connect", Some(SELLER)).await;
+    assert!(html.contains(">Details needed</span>") && html.contains("Add the missing details"));
+
+    // Stripe's page is another site: a link (form-action 'self' forbids a
+    // form's redirect there).
+    let stripe = "https://connect.stripe.com/setup/e/acct_1/abc";
+    api.fake().onboarding_url = stripe.into();
+    let (status, html, _) = site.post("/payouts/connect", Some(SELLER), &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains(&format!(
+            r#"<a class="button" id="connect-link" href="{stripe}">Continue to Stripe</a>"#
+        )),
+        "{html}"
+    );
+    assert_eq!(
+        site.post_from_another_site("/payouts/connect", SELLER).await,
+        403,
+        "a cross-site post starts nothing"
+    );
+    assert_eq!(api.fake().onboarding_returns.len(), 2);
+}
+
+#[tokio::test]
+async fn a_refused_or_unavailable_onboarding_says_why() {
+    let api = FakeApi::with(|f| {
+        f.refuse_onboarding = Some(failure(400, &[("returnUrl must be an absolute URL", None)]));
+    });
+    let site = Site::start(api.clone(), None).await;
+    let (status, html, _) = site.post("/payouts/connect", Some(SELLER), &[]).await;
+    assert_eq!(status, 400);
+    assert!(
+        html.contains(
+            r#"<p class="alert error" role="alert">returnUrl must be an absolute URL</p>"#
+        )
+    );
+    api.fake().refuse_onboarding = Some(failure(503, &[("Payments are unavailable", None)]));
+    let (status, html, _) = site.post("/payouts/connect", Some(SELLER), &[]).await;
+    assert_eq!(status, 503);
+    assert!(html.contains("unavailable right now"));
+}
+
+#[tokio::test]
+async fn coming_back_from_onboarding_reads_the_sellers_own_account_again() {
+    let api = FakeApi::with(|f| {
+        f.account = Ok(Some(AccountStatus::DetailsNeeded));
+        f.refreshed = Some(AccountStatus::Ready);
+    });
+    let site = Site::start(api.clone(), None).await;
+    let (status, html, _) =
+        site.get("/payouts/connect/return?account=acct_someone_else", Some(SELLER)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"data-status="ready">Ready</span>"#), "{html}");
+    assert!(html.contains("Your payout account is ready."));
+    assert!(!html.contains(r#"action="/payouts/connect""#), "nothing left to connect");
+    assert!(html.contains(r#"href="/payouts">earnings</a>"#));
+
+    api.fake().account = Ok(Some(AccountStatus::DetailsNeeded));
+    api.fake().refreshed = Some(AccountStatus::DetailsNeeded);
+    let (_, html, _) = site.get("/payouts/connect/return", Some(SELLER)).await;
+    assert!(html.contains("some details are still missing"));
+    assert!(html.contains("Add the missing details</button>"));
+    let (status, _, headers) = site.get("/payouts/connect/return", None).await;
+    assert_eq!((status.as_u16(), location(&headers)), (303, "/auth/signin?next=/payouts/connect"));
+}
+
+fn payout(order: &str, state: PayoutState) -> Payout {
+    Payout {
+        order_id: order.into(),
+        ticket_id: format!("t-{order}"),
+        title: Some(format!("Show {order}")),
+        price: Cents::new(1999),
+        fee: Cents::new(200),
+        amount: Cents::new(1799),
+        currency: "usd".into(),
+        state,
+        sold_at: "2027-03-01T10:00:00.000Z".into(),
+        hold_until: "2027-03-16T20:00:00.000Z".into(),
+        paid_at: (state == PayoutState::Paid).then(|| "2027-03-17T08:05:00.000Z".into()),
+        problem: (state == PayoutState::Disputed).then(|| ReportedProblem {
+            reason: "The barcode <was> refused".into(),
+            reported_at: "2027-03-15T21:00:00.000Z".into(),
+        }),
+    }
+}
+
+#[tokio::test]
+async fn earnings_list_every_sale_its_fee_its_payout_and_the_totals() {
+    let api = FakeApi::with(|f| {
+        f.payouts = vec![
+            payout("o1", PayoutState::Held),
+            payout("o2", PayoutState::Due),
+            payout("o3", PayoutState::Paid),
+            payout("o4", PayoutState::Disputed),
+            payout("o5", PayoutState::Refunded),
+        ];
+    });
+    let site = Site::start(api.clone(), None).await;
+    let (status, _, headers) = site.get("/payouts", None).await;
+    assert_eq!((status.as_u16(), location(&headers)), (303, "/auth/signin?next=/payouts"));
+    let (status, html, _) = site.get("/payouts", Some(SELLER)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"<li><a href="/payouts">Earnings</a></li>"#), "in the nav");
+    for (order, label) in [
+        ("o1", "Held until Tue 16 Mar 2027, 20:00 UTC"),
+        ("o2", "Due"),
+        ("o3", "Paid on Wed 17 Mar 2027, 08:05 UTC"),
+        ("o4", "Disputed"),
+        ("o5", "Refunded"),
+    ] {
+        let row = html.find(&format!(r#"<tr id="payout-{order}">"#)).expect(order);
+        let row = &html[row..];
+        let row = &row[..row.find("</tr>").expect("a row's end")];
+        assert!(
+            row.contains(&format!(r#"<a href="/tickets/t-{order}">Show {order}</a>"#)),
+            "{row}"
+        );
+        assert!(row.contains("<td>$19.99</td>") && row.contains("<td>$2.00</td>"), "{row}");
+        assert!(row.contains("<td>$17.99</td>"), "{row}");
+        assert!(row.contains(&format!(">{label}</span>")), "{row}");
+    }
+    assert!(html.contains("The buyer reported: The barcode &#60;was&#62; refused"), "{html}");
+    for (id, total) in [
+        ("total-sold", "$99.95"),
+        ("total-fees", "$8.00"),
+        ("total-paid", "$17.99"),
+        ("total-pending", "$53.97"),
+        ("total-refunded", "$19.99"),
+    ] {
+        assert!(html.contains(&format!(r#"<dd id="{id}">{total}</dd>"#)), "{id}: {html}");
+    }
+    assert!(
+        html.contains(r#"<a href="/payouts/connect">Connect a payout account to get paid</a>"#)
+    );
+
+    api.fake().account = Ok(Some(AccountStatus::Ready));
+    let (_, html, _) = site.get("/payouts", Some(SELLER)).await;
+    assert!(!html.contains("Connect a payout account to get paid"), "ready");
+    let (_, empty, _) =
+        Site::start(FakeApi::default(), None).await.get("/payouts", Some(SELLER)).await;
+    assert!(empty.contains("No sales yet"));
+}
+
+#[tokio::test]
+async fn seller_pages_say_to_connect_a_payout_account_until_it_is_ready() {
+    let api = FakeApi::default();
+    let site = Site::start(api.clone(), None).await;
+    let hint = r#"<a href="/payouts/connect">Connect a payout account to get paid</a>"#;
+    for page in ["/tickets/mine", "/tickets/new"] {
+        let (status, html, _) = site.get(page, Some(SELLER)).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(html.contains(hint), "{page}: {html}");
+    }
+    api.fake().account = Ok(Some(AccountStatus::Ready));
+    for page in ["/tickets/mine", "/tickets/new"] {
+        assert!(!site.get(page, Some(SELLER)).await.1.contains(hint), "{page} ready");
+    }
+    api.fake().account = Err(failure(503, &[("Payments are unavailable", None)]));
+    for page in ["/tickets/mine", "/tickets/new"] {
+        let (status, html, _) = site.get(page, Some(SELLER)).await;
+        assert_eq!(status, 200, "{page}: selling works without payments");
+        assert!(!html.contains(hint), "{page}: no hint without an answer");
+    }
+}
+
+#[tokio::test]
+async fn a_buyer_reports_a_problem_from_my_tickets() {
+    let api = FakeApi::with(|f| f.held = vec![(held("t1", false, false, None), None)]);
+    let site = Site::start(api.clone(), None).await;
+    let (_, html, _) = site.get("/tickets/held", Some(SESSION)).await;
+    assert!(html.contains(r#"<details class="report" id="order-o1">"#), "{html}");
+    assert!(html.contains(r#"<form method="post" action="/orders/o1/problem""#));
+    assert!(html.contains("<summary>Report a problem</summary>"));
+
+    let reason = "The barcode was refused at the door";
+    let (status, _, headers) =
+        site.post("/orders/o1/problem", Some(SESSION), &[("reason", reason)]).await;
+    assert_eq!((status.as_u16(), location(&headers)), (303, "/tickets/held?reported=o1#order-o1"));
+    assert_eq!(api.fake().reported, [("o1".to_owned(), reason.to_owned())]);
+    let (_, html, _) = site.get("/tickets/held?reported=o1", Some(SESSION)).await;
+    assert!(html.contains("Problem reported."), "{html}");
+    assert!(!html.contains(r#"action="/orders/o1/problem""#), "reported once");
+    let (status, _, headers) = site.post("/orders/o1/problem", None, &[("reason", "x")]).await;
+    assert_eq!((status.as_u16(), location(&headers)), (303, "/auth/signin?next=/orders/o1"));
+    assert_eq!(site.post_from_another_site("/orders/o1/problem", SESSION).await, 403);
+    assert_eq!(api.fake().reported.len(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_problem_report_says_why_on_its_ticket() {
+    let api = FakeApi::with(|f| {
+        f.held = vec![(held("t1", false, false, None), None)];
+        f.refuse_problem = Some(failure(
+            400,
+            &[("The time to report a problem with this ticket ended on 2027-03-16", None)],
+        ));
+    });
+    let site = Site::start(api.clone(), None).await;
+    let (status, html, _) =
+        site.post("/orders/o1/problem", Some(SESSION), &[("reason", "Too late <really>")]).await;
+    assert_eq!(status, 400);
+    assert!(html.contains(r#"<details class="report" id="order-o1" open>"#), "{html}");
+    assert!(html.contains(
+        r#"<p class="field-error" id="reason-error-o1">The time to report a problem with this ticket ended on 2027-03-16</p>"#
+    ));
+    assert!(html.contains(">Too late &#60;really&#62;</textarea>"), "what was typed stays");
+
+    api.fake().refuse_problem = Some(failure(409, &[("A problem was already reported", None)]));
+    let (status, html, _) =
+        site.post("/orders/o1/problem", Some(SESSION), &[("reason", "Again")]).await;
+    assert_eq!(status, 409);
+    assert!(html.contains(r#"id="reason-error-o1">A problem was already reported</p>"#));
+
+    api.fake().refuse_problem =
+        Some(failure(400, &[("Reason must be between 1 and 1000 characters", Some("reason"))]));
+    let (status, html, _) = site.post("/orders/o1/problem", Some(SESSION), &[("reason", "")]).await;
+    assert_eq!(status, 400);
+    assert!(html.contains("Reason must be between 1 and 1000 characters</p>"));
+
+    api.fake().refuse_problem = Some(failure(403, &[("Forbidden", None)]));
+    let (status, html, _) =
+        site.post("/orders/o1/problem", Some(SESSION), &[("reason", "Mine?")]).await;
+    assert_eq!(status, 403);
+    assert!(html.contains("This belongs to someone else."));
+    assert!(api.fake().reported.is_empty());
 }

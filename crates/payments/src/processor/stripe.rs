@@ -9,6 +9,17 @@
 //! buyer's `return_url`, Stripe gives a page to redirect them to
 //! (`next_action.redirect_to_url`), and Stripe.js can finish it with the
 //! intent's client secret.
+//!
+//! Connect: each seller gets an Express account (`POST /v1/accounts`,
+//! the `transfers` capability requested) and onboards on Stripe's page
+//! through an Account Link; their share of a sale is a transfer
+//! (`POST /v1/transfers`) whose `source_transaction` is the buyer's charge
+//! (the intent's `latest_charge`) and whose `transfer_group` is the order,
+//! by which a transfer whose answer was lost is found again; a refund
+//! after it reverses it (`POST /v1/transfers/{id}/reversals`). A transfer
+//! Stripe refuses (4xx) is [`TransferError::Rejected`]; no answer, a 5xx,
+//! a 429 or a 409 (the same key still in flight) is
+//! [`TransferError::Unavailable`].
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -60,6 +71,9 @@ struct PaymentIntent {
     client_secret: Option<String>,
     #[serde(default)]
     next_action: Option<StripeNextAction>,
+    /// The charge of a succeeded intent (`ch_...`).
+    #[serde(default)]
+    latest_charge: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +144,62 @@ struct RefundBody {
     id: String,
 }
 
+/// A connected account, as much of it as is used.
+#[derive(Debug, Deserialize)]
+struct AccountBody {
+    id: String,
+    #[serde(default)]
+    details_submitted: bool,
+    #[serde(default)]
+    payouts_enabled: bool,
+    #[serde(default)]
+    capabilities: HashMap<String, String>,
+}
+
+impl From<AccountBody> for Account {
+    fn from(body: AccountBody) -> Self {
+        Self {
+            transfers_active: body.capabilities.get("transfers").map(String::as_str)
+                == Some("active"),
+            id: body.id,
+            details_submitted: body.details_submitted,
+            payouts_enabled: body.payouts_enabled,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct AccountLinkBody {
+    url: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct TransferBody {
+    id: String,
+    amount: i64,
+    #[serde(default)]
+    amount_reversed: i64,
+    #[serde(default)]
+    transfer_group: Option<String>,
+}
+
+impl From<TransferBody> for Transfer {
+    fn from(body: TransferBody) -> Self {
+        Self { id: body.id, amount: body.amount, amount_reversed: body.amount_reversed }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TransferList {
+    data: Vec<TransferBody>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReversalBody {
+    id: String,
+    amount: i64,
+}
+
 impl Stripe {
     /// A client for the API at `base` (`https://api.stripe.com`, or a local
     /// fake in tests) with the secret key `key`, giving up on a call after
@@ -148,18 +218,38 @@ impl Stripe {
     /// `/v1/payment_intents/<id>[/<action>]`, the id escaped as a path
     /// segment.
     fn intent_url(&self, intent_id: &str, action: Option<&str>) -> anyhow::Result<url::Url> {
-        let mut url = url::Url::parse(&format!("{}/v1/payment_intents", self.base))
-            .context("the Stripe API base is not a URL")?;
-        {
-            let mut segments = url
-                .path_segments_mut()
-                .map_err(|()| anyhow::anyhow!("the Stripe API base is not a URL"))?;
-            segments.push(intent_id);
-            if let Some(action) = action {
-                segments.push(action);
-            }
+        match action {
+            Some(action) => self.api_url("payment_intents", &[intent_id, action]),
+            None => self.api_url("payment_intents", &[intent_id]),
         }
+    }
+
+    /// `/v1/<resource>/<segments...>`, each segment escaped.
+    fn api_url(&self, resource: &str, segments: &[&str]) -> anyhow::Result<url::Url> {
+        let mut url = url::Url::parse(&format!("{}/v1/{resource}", self.base))
+            .context("the Stripe API base is not a URL")?;
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("the Stripe API base is not a URL"))?
+            .extend(segments);
         Ok(url)
+    }
+
+    /// The charge (`ch_...`) a transfer's `source_transaction` names: a
+    /// PaymentIntent's `latest_charge`, or `source` itself when it is
+    /// already a charge.
+    async fn charge_of(&self, source: &str) -> Result<String, TransferError> {
+        if !source.starts_with("pi_") {
+            return Ok(source.to_owned());
+        }
+        let url = self.intent_url(source, None).map_err(TransferError::Unavailable)?;
+        let response = self.get(url).send().await.map_err(unavailable)?;
+        let intent: PaymentIntent = transfer_body(response).await?;
+        intent.latest_charge.ok_or_else(|| {
+            TransferError::Rejected(format!(
+                "PaymentIntent {source} has no charge ({})",
+                intent.status
+            ))
+        })
     }
 
     /// The PaymentIntent whose `metadata[attempt]` is `key`, as the search
@@ -218,10 +308,47 @@ impl Stripe {
     }
 
     fn post(&self, path: &str, idempotency_key: &str) -> reqwest::RequestBuilder {
+        self.post_url(&format!("{}{path}", self.base), idempotency_key)
+    }
+
+    fn post_url(&self, url: &str, idempotency_key: &str) -> reqwest::RequestBuilder {
         self.http
-            .post(format!("{}{path}", self.base))
+            .post(url)
             .bearer_auth(self.key.expose())
             .header("Idempotency-Key", idempotency_key)
+    }
+}
+
+fn unavailable(error: reqwest::Error) -> TransferError {
+    TransferError::Unavailable(anyhow::Error::new(error).context("calling Stripe"))
+}
+
+/// The decoded body of Stripe's answer to a transfer (or to what it needs
+/// first): a refusal (4xx but 409 and 429) is `Rejected` with Stripe's
+/// message; a 5xx, 409 (the same key in flight), 429, or an answer that
+/// cannot be read is `Unavailable`.
+async fn transfer_body<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+) -> Result<T, TransferError> {
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| {
+        TransferError::Unavailable(anyhow::Error::new(e).context("reading Stripe's answer"))
+    })?;
+    if status.is_success() {
+        return serde_json::from_slice(&body).map_err(|e| {
+            TransferError::Unavailable(anyhow::Error::new(e).context("decoding Stripe's answer"))
+        });
+    }
+    let error = serde_json::from_slice::<ErrorBody>(&body).ok().map(|b| b.error);
+    let retryable = status.is_server_error() || matches!(status.as_u16(), 409 | 429);
+    match error {
+        Some(error) if status.is_client_error() && !retryable => {
+            Err(TransferError::Rejected(message(&error, "Stripe refused the transfer.")))
+        }
+        _ => Err(TransferError::Unavailable(anyhow::anyhow!(
+            "Stripe answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        ))),
     }
 }
 
@@ -403,48 +530,128 @@ impl Processor for Stripe {
         })
     }
 
-    // Connect over the wire comes with helper B's client (issue 25): until
-    // it is merged, every Connect call answers "not yet".
     fn create_account<'a>(
         &'a self,
-        _user_id: Uuid,
-        _email: Option<&'a str>,
-        _idempotency_key: &'a str,
+        user_id: Uuid,
+        email: Option<&'a str>,
+        idempotency_key: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<Account>> {
-        Box::pin(async { Err(anyhow::anyhow!("not yet")) })
+        Box::pin(async move {
+            let mut form = vec![
+                ("type", "express".to_owned()),
+                ("capabilities[transfers][requested]", "true".to_owned()),
+                ("metadata[user]", user_id.to_string()),
+            ];
+            if let Some(email) = email {
+                form.push(("email", email.to_owned()));
+            }
+            let response = self
+                .post("/v1/accounts", idempotency_key)
+                .form(&form)
+                .send()
+                .await
+                .context("calling Stripe")?;
+            let account: AccountBody =
+                success_body(response, "to create an account", "an Account").await?;
+            Ok(account.into())
+        })
     }
 
-    fn account<'a>(&'a self, _account_id: &'a str) -> BoxFuture<'a, anyhow::Result<Account>> {
-        Box::pin(async { Err(anyhow::anyhow!("not yet")) })
+    fn account<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, anyhow::Result<Account>> {
+        Box::pin(async move {
+            let url = self.api_url("accounts", &[account_id])?;
+            let response = self.get(url).send().await.context("calling Stripe")?;
+            let account: AccountBody =
+                success_body(response, "to show an account", "an Account").await?;
+            Ok(account.into())
+        })
     }
 
     fn account_link<'a>(
         &'a self,
-        _account_id: &'a str,
-        _refresh_url: &'a str,
-        _return_url: &'a str,
+        account_id: &'a str,
+        refresh_url: &'a str,
+        return_url: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<String>> {
-        Box::pin(async { Err(anyhow::anyhow!("not yet")) })
+        Box::pin(async move {
+            // A link is single-use: each call asks for a fresh one.
+            let key = format!("link-{account_id}-{}", Uuid::new_v4().simple());
+            let response = self
+                .post("/v1/account_links", &key)
+                .form(&[
+                    ("account", account_id),
+                    ("refresh_url", refresh_url),
+                    ("return_url", return_url),
+                    ("type", "account_onboarding"),
+                ])
+                .send()
+                .await
+                .context("calling Stripe")?;
+            let link: AccountLinkBody =
+                success_body(response, "the account link", "an AccountLink").await?;
+            Ok(link.url)
+        })
     }
 
-    fn transfer(
-        &self,
-        _request: TransferRequest,
-    ) -> BoxFuture<'_, Result<Transfer, TransferError>> {
-        Box::pin(async { Err(TransferError::Unavailable(anyhow::anyhow!("not yet"))) })
+    fn transfer(&self, request: TransferRequest) -> BoxFuture<'_, Result<Transfer, TransferError>> {
+        Box::pin(async move {
+            let charge = self.charge_of(&request.source).await?;
+            let order = request.order_id.to_string();
+            let response = self
+                .post("/v1/transfers", &request.idempotency_key)
+                .form(&[
+                    ("amount", request.amount.to_string().as_str()),
+                    ("currency", &request.currency),
+                    ("destination", &request.destination),
+                    ("transfer_group", &order),
+                    ("source_transaction", &charge),
+                    ("metadata[order]", &order),
+                ])
+                .send()
+                .await
+                .map_err(unavailable)?;
+            let transfer: TransferBody = transfer_body(response).await?;
+            Ok(transfer.into())
+        })
     }
 
-    fn find_transfer(&self, _order_id: Uuid) -> BoxFuture<'_, anyhow::Result<Option<Transfer>>> {
-        Box::pin(async { Err(anyhow::anyhow!("not yet")) })
+    fn find_transfer(&self, order_id: Uuid) -> BoxFuture<'_, anyhow::Result<Option<Transfer>>> {
+        Box::pin(async move {
+            let group = order_id.to_string();
+            let url = url::Url::parse_with_params(
+                &format!("{}/v1/transfers", self.base),
+                &[("transfer_group", group.as_str()), ("limit", "10")],
+            )
+            .context("the Stripe API base is not a URL")?;
+            let response = self.get(url).send().await.context("calling Stripe")?;
+            let list: TransferList =
+                success_body(response, "to list transfers", "a transfer list").await?;
+            Ok(list
+                .data
+                .into_iter()
+                .find(|transfer| transfer.transfer_group.as_deref() == Some(group.as_str()))
+                .map(Transfer::from))
+        })
     }
 
     fn reverse<'a>(
         &'a self,
-        _transfer_id: &'a str,
-        _amount: i64,
-        _idempotency_key: &'a str,
+        transfer_id: &'a str,
+        amount: i64,
+        idempotency_key: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<Reversal>> {
-        Box::pin(async { Err(anyhow::anyhow!("not yet")) })
+        Box::pin(async move {
+            let url = self.api_url("transfers", &[transfer_id, "reversals"])?;
+            let response = self
+                .post_url(url.as_str(), idempotency_key)
+                .form(&[("amount", amount.to_string())])
+                .send()
+                .await
+                .context("calling Stripe")?;
+            let reversal: ReversalBody =
+                success_body(response, "the reversal", "a TransferReversal").await?;
+            Ok(Reversal { id: reversal.id, amount: reversal.amount })
+        })
     }
 }
 /// The decoded body of a successful Stripe answer (`what` was asked,

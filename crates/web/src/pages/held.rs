@@ -1,11 +1,13 @@
 //! My tickets (issue 24): the tickets the visitor bought, each with its
-//! barcode as a QR code (SVG, drawn here), its file to download, and "Sell
-//! again".
+//! barcode as a QR code (SVG, drawn here), its file to download, "Sell
+//! again", and "Report a problem" (issue 25: the buyer guarantee; the API
+//! decides whether the order can still be reported — until its payout is
+//! due — and the page shows why not).
 
 use askama::Template;
 use axum::Router;
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, State};
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +24,7 @@ pub(super) fn router() -> Router<WebState> {
         .route("/tickets/held", get(my_tickets))
         .route("/tickets/{id}/pass/file", get(download))
         .route("/tickets/{id}/resale", post(sell_again))
+        .route("/orders/{id}/problem", post(report_problem))
 }
 
 /// One ticket on My tickets.
@@ -44,6 +47,11 @@ struct HeldView {
     /// The price typed into "Sell again" and why it was refused.
     price: String,
     price_error: Option<String>,
+    /// A problem with it was just reported.
+    reported: bool,
+    /// The reason typed into "Report a problem" and why it was refused.
+    reason: String,
+    reason_error: Option<String>,
 }
 
 #[derive(Template)]
@@ -60,6 +68,32 @@ struct HeldPage {
 struct ResaleForm {
     #[serde(default)]
     price: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ProblemForm {
+    #[serde(default)]
+    reason: String,
+}
+
+/// My tickets' query: the order whose problem was just reported.
+#[derive(Debug, Default, Deserialize)]
+struct HeldQuery {
+    #[serde(default)]
+    reported: Option<String>,
+}
+
+/// A form on My tickets the API refused, shown on its ticket.
+enum Refusal {
+    /// "Sell again" of the ticket `.0`.
+    Resale(String, ResaleForm, Failure),
+    /// "Report a problem" with the order `.0`.
+    Problem(String, ProblemForm, Failure),
+}
+
+/// The message of `failure` about `field`, or its last one.
+fn message_on(failure: &Failure, field: &str) -> Option<String> {
+    failure.field(field).map(str::to_owned).or_else(|| failure.messages().pop())
 }
 
 /// The barcode as a QR code: an SVG image with its text as its name.
@@ -90,12 +124,13 @@ fn qr_svg(barcode: &str) -> Option<String> {
     ))
 }
 
-/// My tickets; `refusal`: a "Sell again" of `(ticket, price)` the API
-/// refused, shown on that ticket.
+/// My tickets; `refusal`: a form the API refused, shown on its ticket;
+/// `reported`: the order whose problem was just reported.
 async fn held_page(
     state: &WebState,
     session: &Session,
-    refusal: Option<(&str, ResaleForm, Failure)>,
+    refusal: Option<Refusal>,
+    reported: Option<&str>,
 ) -> Response {
     let held = match state.api.held_tickets(session.token()).await {
         Ok(held) => held,
@@ -113,10 +148,16 @@ async fn held_page(
             None
         };
         let (price, price_error) = match &refusal {
-            Some((id, form, failure)) if *id == ticket.id => (
-                form.price.clone(),
-                failure.field("price").map(str::to_owned).or_else(|| failure.messages().pop()),
-            ),
+            Some(Refusal::Resale(id, form, failure)) if *id == ticket.id => {
+                (form.price.clone(), message_on(failure, "price"))
+            }
+            _ => (String::new(), None),
+        };
+        let order = ticket.order_id.as_deref();
+        let (reason, reason_error) = match &refusal {
+            Some(Refusal::Problem(id, form, failure)) if Some(id.as_str()) == order => {
+                (form.reason.clone(), message_on(failure, "reason"))
+            }
             _ => (String::new(), None),
         };
         let starts = ticket.event.starts_at.as_deref().and_then(LocalTime::parse);
@@ -132,18 +173,32 @@ async fn held_page(
             resale_id,
             price,
             price_error,
+            reported: order.is_some() && order == reported,
+            reason,
+            reason_error,
         });
     }
     // The API gives upcoming events first, then past ones, then undated
     // ones: the undated go with the upcoming, the past below them.
     let (past, tickets): (Vec<_>, Vec<_>) = tickets.into_iter().partition(|t| t.past);
-    let status = if refusal.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let status = match &refusal {
+        Some(Refusal::Problem(_, _, failure)) => {
+            StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_REQUEST)
+        }
+        Some(Refusal::Resale(..)) => StatusCode::BAD_REQUEST,
+        None => StatusCode::OK,
+    };
     let user = state.api.current_user(Some(session.token())).await;
     render(status, &HeldPage { user, tickets, past })
 }
 
-async fn my_tickets(State(state): State<WebState>, session: Session) -> Response {
-    held_page(&state, &session, None).await
+async fn my_tickets(
+    State(state): State<WebState>,
+    session: Session,
+    query: Result<Query<HeldQuery>, QueryRejection>,
+) -> Response {
+    let query = query.map(|Query(query)| query).unwrap_or_default();
+    held_page(&state, &session, None, query.reported.as_deref()).await
 }
 
 /// The ticket's file, passed on from the API to its holder.
@@ -179,8 +234,31 @@ async fn sell_again(
     match state.api.resell(session.token(), &id, &form.price).await {
         Ok(ticket) => redirect(&format!("/tickets/{}", ticket.id)),
         Err(failure) => {
-            let again = |failure| held_page(&state, &session, Some((&id, form, failure)));
+            let again = |failure| {
+                held_page(&state, &session, Some(Refusal::Resale(id, form, failure)), None)
+            };
             refused(&state, &session, failure, |status| status == 400, again).await
+        }
+    }
+}
+
+/// "Report a problem" with the ticket bought in order `id`: My tickets
+/// saying so, or why it cannot be reported (the time for it ended, already
+/// reported).
+async fn report_problem(
+    State(state): State<WebState>,
+    Path(id): Path<String>,
+    session: Session,
+    form: Result<Form<ProblemForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else { return redirect("/tickets/held") };
+    match state.api.report_problem(session.token(), &id, form.reason.trim()).await {
+        Ok(()) => redirect(&format!("/tickets/held?reported={id}#order-{id}")),
+        Err(failure) => {
+            let again = |failure| {
+                held_page(&state, &session, Some(Refusal::Problem(id.clone(), form, failure)), None)
+            };
+            refused(&state, &session, failure, |status| matches!(status, 400 | 409), again).await
         }
     }
 }

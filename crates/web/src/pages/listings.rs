@@ -10,6 +10,7 @@ use axum::response::Response;
 use axum::routing::get;
 use common::money::Cents;
 
+use super::payouts::needs_payout_account;
 use super::{Session, WebState, failed, failure_page, render};
 use crate::api::{Listing, TicketStatus, User, query_string};
 use crate::views::{ListingView, TicketCard, money};
@@ -85,6 +86,8 @@ struct MinePage {
     tickets: Vec<ListingView>,
     /// The sum of the sold tickets' prices.
     earned: String,
+    /// "Connect a payout account to get paid", while it is not ready.
+    payout_hint: bool,
 }
 
 /// How many pages of 1,000 tickets "My listings" reads at most.
@@ -116,6 +119,7 @@ async fn my_listings(State(state): State<WebState>, session: Session) -> Respons
         user,
         tickets: tickets.iter().map(|t| ListingView::new(t, &state.currency)).collect(),
         earned: money(Cents::new(earned), &state.currency),
+        payout_hint: needs_payout_account(&state, &session).await,
     };
     render(StatusCode::OK, &page)
 }

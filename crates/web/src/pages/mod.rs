@@ -1,8 +1,9 @@
 //! The pages, one module an area, each with its own router merged here:
 //! `auth` (sign up, in and out), `listings` (the tickets on sale and the
 //! seller's own), `tickets` (a ticket's page: selling, editing, buying),
-//! `held` (My tickets: the tickets bought, their QR codes and files),
-//! `orders` and `payments`; `session` reads the visitor's session. Each
+//! `held` (My tickets: the tickets bought, their QR codes and files, and
+//! "Report a problem"), `orders`, `payments`, and `payouts` (the seller's
+//! payout account and earnings); `session` reads the visitor's session. Each
 //! handler calls the API as the visitor and renders a template; forms post
 //! back here and redirect (303) on success, or re-render with the API's
 //! messages next to the fields they concern.
@@ -15,6 +16,7 @@ mod held;
 mod listings;
 mod orders;
 mod payments;
+mod payouts;
 mod session;
 mod tickets;
 
@@ -23,8 +25,8 @@ use std::sync::Arc;
 use askama::Template;
 use axum::Router;
 use axum::extract::State;
-use axum::http::header::{CONTENT_TYPE, LOCATION};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::header::{CONTENT_TYPE, HOST, LOCATION};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 pub use self::session::{Session, SignInFirst};
@@ -48,6 +50,7 @@ pub fn router() -> Router<WebState> {
         .merge(held::router())
         .merge(orders::router())
         .merge(payments::router())
+        .merge(payouts::router())
 }
 
 fn render(status: StatusCode, template: &impl Template) -> Response {
@@ -86,6 +89,19 @@ fn is_local(path: &str) -> bool {
     path.starts_with('/')
         && !path[1..].starts_with('/')
         && !path.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+}
+
+/// The absolute URL of this site's `path` as the browser reached it (its
+/// `Host`, and the scheme a proxy in front says it used): where another
+/// site (the bank, the payout processor) sends the visitor back to.
+fn site_url(headers: &HeaderMap, path: &str) -> Option<String> {
+    let host = headers.get(HOST)?.to_str().ok()?;
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map_or("http", str::trim);
+    Some(format!("{scheme}://{host}{path}"))
 }
 
 #[derive(Template)]

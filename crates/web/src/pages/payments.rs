@@ -6,14 +6,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
-use axum::http::header::HOST;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::orders::{Notes, order_page};
-use super::{Session, WebState, is_local, redirect, refused};
+use super::{Session, WebState, is_local, redirect, refused, site_url};
 use crate::api::{ApiResult, Failure, OrderStatus, Payment};
 
 pub(super) fn router() -> Router<WebState> {
@@ -44,13 +43,7 @@ async fn pay(
 /// Where the bank sends the buyer back to after 3-D Secure: this site's
 /// `/orders/<id>/authenticated`, as the browser reached it.
 fn return_url(headers: &HeaderMap, id: &str) -> Option<String> {
-    let host = headers.get(HOST)?.to_str().ok()?;
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map_or("http", str::trim);
-    Some(format!("{scheme}://{host}/orders/{id}/authenticated"))
+    site_url(headers, &format!("/orders/{id}/authenticated"))
 }
 
 /// The buyer is back from authenticating with their bank: the payment is

@@ -10,6 +10,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
 
+use super::payouts::needs_payout_account;
 use super::{Session, WebState, failure_page, redirect, refused, render};
 use crate::api::{Failure, Ticket, TicketInput, Upload, User};
 use crate::views::{TicketCard, status_words, units};
@@ -254,6 +255,8 @@ impl TicketFields {
 struct NewTicketPage {
     user: Option<User>,
     fields: TicketFields,
+    /// "Connect a payout account to get paid", while it is not ready.
+    payout_hint: bool,
 }
 
 async fn new_ticket_page(State(state): State<WebState>, session: Session) -> Response {
@@ -261,7 +264,8 @@ async fn new_ticket_page(State(state): State<WebState>, session: Session) -> Res
         return session.sign_in_first();
     };
     let fields = TicketFields::filled(TicketForm::default(), None);
-    render(StatusCode::OK, &NewTicketPage { user: Some(user), fields })
+    let payout_hint = needs_payout_account(&state, &session).await;
+    render(StatusCode::OK, &NewTicketPage { user: Some(user), fields, payout_hint })
 }
 
 async fn create_ticket(
@@ -304,7 +308,8 @@ async fn new_ticket_refused(
 ) -> Response {
     let user = state.api.current_user(Some(session.token())).await;
     let fields = TicketFields::refused(form, &failure);
-    render(StatusCode::BAD_REQUEST, &NewTicketPage { user, fields })
+    let payout_hint = needs_payout_account(state, session).await;
+    render(StatusCode::BAD_REQUEST, &NewTicketPage { user, fields, payout_hint })
 }
 
 #[derive(Template)]
