@@ -342,7 +342,9 @@ pub struct ReportedProblem {
 #[serde(rename_all = "camelCase")]
 pub struct Payout {
     pub order_id: String,
-    pub ticket_id: String,
+    /// Absent for sales made before tickets were kept with payouts.
+    #[serde(default)]
+    pub ticket_id: Option<String>,
     /// Absent for sales made before titles were kept.
     #[serde(default)]
     pub title: Option<String>,

@@ -215,7 +215,7 @@ pub fn account_words(status: AccountStatus) -> (&'static str, &'static str) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayoutView {
     pub order_id: String,
-    pub ticket_id: String,
+    pub ticket_id: Option<String>,
     pub title: String,
     pub sold_on: String,
     pub price: String,
@@ -304,7 +304,7 @@ mod tests {
     fn payouts_read_as_words_with_their_dates() {
         let payout = |state: PayoutState, paid_at: Option<&str>| Payout {
             order_id: "o".into(),
-            ticket_id: "t".into(),
+            ticket_id: Some("t".into()),
             title: None,
             price: Cents::new(1999),
             fee: Cents::new(200),

@@ -1602,7 +1602,7 @@ async fn coming_back_from_onboarding_reads_the_sellers_own_account_again() {
 fn payout(order: &str, state: PayoutState) -> Payout {
     Payout {
         order_id: order.into(),
-        ticket_id: format!("t-{order}"),
+        ticket_id: Some(format!("t-{order}")),
         title: Some(format!("Show {order}")),
         price: Cents::new(1999),
         fee: Cents::new(200),
