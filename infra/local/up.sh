@@ -222,6 +222,9 @@ stripe_mode=${LOCAL_CLUSTER_STRIPE:-fake-stripe}
 if [ -n "${STRIPE_SECRET_KEY:-}" ] || [ -n "${PAYMENT_PROCESSOR:-}" ]; then
   stripe_mode=caller
 fi
+# Where the checker (`ticketing-tools check`) asks the fake Stripe for its
+# transfers; absent when the cluster talks to something else.
+rm -f "$STATE_DIR/stripe_url"
 case $stripe_mode in
   caller) ;;
   processor) payments_env=(PAYMENT_PROCESSOR=fake) ;;
@@ -258,6 +261,7 @@ case $stripe_mode in
     done
     curl -fs "http://127.0.0.1:$stripe_port/healthz" >/dev/null ||
       { echo "the fake Stripe does not answer (logs/fake-stripe.log)" >&2; exit 1; }
+    echo "http://127.0.0.1:$stripe_port" >"$STATE_DIR/stripe_url"
     payments_env=(STRIPE_SECRET_KEY=sk_test_local "STRIPE_API_BASE=http://127.0.0.1:$stripe_port"
       "STRIPE_CONNECT_WEBHOOK_SECRET=$STRIPE_CONNECT_WEBHOOK_SECRET")
     ;;

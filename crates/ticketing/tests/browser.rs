@@ -1071,3 +1071,85 @@ async fn the_purchase_story_works_with_the_keyboard_alone() {
     session.see("Paid").await;
     session.browser.clone().close().await.expect("closed");
 }
+
+/// Issue 25's story in a browser: a seller connects a payout account on the
+/// fake processor's onboarding page and sells two tickets; a buyer pays for
+/// both. With no hold, the undated one's payout is transferred ("Paid on");
+/// the buyer reports a problem with the other (its event is tomorrow, so
+/// its payout is still held), an operator refunds it with `ticketing
+/// disputes refund`, and the seller's Earnings page says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and chromium-driver"]
+async fn a_seller_is_paid_and_a_disputed_sale_is_refunded() {
+    let session = session_with(900, &[("PAYOUT_HOLD_HOURS", "0")]).await;
+    let seller = session.sign_up("seller").await;
+    session.open("/payouts").await;
+    session.see("Connect a payout account to get paid").await;
+    session.open("/payouts/connect").await;
+    session.click("#connect-button").await;
+    session.see("Complete the details").await;
+    session.audit("the fake processor's onboarding page").await;
+    session
+        .browser
+        .find(Locator::XPath("//button[contains(., 'Complete the details')]"))
+        .await
+        .expect("the complete button")
+        .click()
+        .await
+        .expect("clicked");
+    session.see("Your payout account is ready.").await;
+    session.audit("Get paid, ready").await;
+
+    session.sell("Paid-out gig", "20").await;
+    session.open("/tickets/new").await;
+    session.fill("#title", "Disputed gig").await;
+    session.fill("#price", "30").await;
+    let tomorrow = common::time::Timestamp::now().plus(Duration::from_secs(86_400));
+    let day = tomorrow.to_string();
+    session.fill("#venue", "The Stadium").await;
+    session.fill("#starts_on", &format!("{} 20:00", &day[..10])).await;
+    session.fill("#offset", "+00:00").await;
+    session.click("form.form button[type=submit]").await;
+    session.see("Edit your ticket").await;
+    session.sign_out().await;
+
+    session.sign_up("buyer").await;
+    session.purchase("Paid-out gig").await;
+    session.click("#pay-button").await;
+    session.see("Payment received").await;
+    session.purchase("Disputed gig").await;
+    let order = session.path().await;
+    let order = order.trim_start_matches("/orders/").to_owned();
+    session.click("#pay-button").await;
+    session.see("Payment received").await;
+    session.open("/tickets/held").await;
+    session.reload_until("Disputed gig").await;
+    session.click(&format!("#order-{order} summary")).await;
+    session.fill(&format!("#reason-{order}"), "The barcode was refused at the door").await;
+    session.click(&format!("#order-{order} button[type=submit]")).await;
+    session.see("Problem reported").await;
+    session.audit("My tickets after a problem report").await;
+    session.sign_out().await;
+
+    session.sign_in(&seller).await;
+    session.open("/payouts").await;
+    session.reload_until("Paid on").await;
+    session.see("Disputed").await;
+    session.see("The barcode was refused at the door").await;
+    // 20.00 at 10 %: the seller gets 18.00 of it.
+    session.see("$18.00").await;
+    session.audit("Earnings with a paid and a disputed sale").await;
+    session.screenshot("earnings").await;
+
+    let refunded = Command::new(env!("CARGO_BIN_EXE_ticketing"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATA_DIR", &session.dirs[0])
+        .args(["disputes", "refund", &order])
+        .output()
+        .expect("ticketing disputes runs");
+    assert!(refunded.status.success(), "{}", String::from_utf8_lossy(&refunded.stderr));
+    session.reload_until("Refunded").await;
+    session.see("Paid on").await;
+    session.browser.clone().close().await.expect("closed");
+}
