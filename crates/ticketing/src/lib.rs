@@ -483,6 +483,11 @@ async fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     let mut file =
         options.open(path).await.with_context(|| format!("creating {}", path.display()))?;
     tokio::io::AsyncWriteExt::write_all(&mut file, contents.as_bytes()).await?;
+    // tokio's `File` writes in the background: without a flush, a read
+    // right after (or a crash) may find the file empty, and a second key
+    // would be generated (the test below caught it under load).
+    tokio::io::AsyncWriteExt::flush(&mut file).await?;
+    file.sync_all().await.with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
