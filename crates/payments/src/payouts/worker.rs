@@ -85,7 +85,7 @@ impl PayoutWorker {
             }
         }
         for (payout, destination) in self.store.transferable(now, BATCH).await? {
-            if self.transfer(payout.order_id, &destination, now).await? {
+            if self.transfer(payout.order_id, &destination).await? {
                 turn.transferred += 1;
             }
         }
@@ -102,12 +102,11 @@ impl PayoutWorker {
 
     /// Transfers payout `order_id` to `destination`; whether a transfer
     /// was recorded.
-    async fn transfer(
-        &self,
-        order_id: Uuid,
-        destination: &str,
-        now: Timestamp,
-    ) -> Result<bool, DbError> {
+    async fn transfer(&self, order_id: Uuid, destination: &str) -> Result<bool, DbError> {
+        // The time now, not the turn's: another replica may have ended the
+        // hold after this turn began (the checker saw transfers recorded
+        // a few ms "before" their hold ended).
+        let now = self.clock.now();
         let lease = now.plus(LEASE);
         let Some((payout, before)) = self.store.start_transfer(order_id, now, lease).await? else {
             return Ok(false);
@@ -119,7 +118,7 @@ impl PayoutWorker {
             match self.processor.find_transfer(order_id).await {
                 Ok(Some(found)) => {
                     tracing::info!(order.id = %order_id, transfer = %found.id, "a transfer whose answer was lost was found");
-                    return self.record(&payout, &found, now).await;
+                    return self.record(&payout, &found).await;
                 }
                 Ok(None) => {}
                 Err(error) => {
@@ -139,7 +138,7 @@ impl PayoutWorker {
             idempotency_key: format!("payout-{order_id}"),
         };
         match self.processor.transfer(request).await {
-            Ok(transfer) => self.record(&payout, &transfer, now).await,
+            Ok(transfer) => self.record(&payout, &transfer).await,
             Err(TransferError::Rejected(message)) => {
                 tracing::warn!(order.id = %order_id, reason = %message, "payout transfer refused; will retry");
                 self.store.transfer_refused(order_id, &message, now, retry_at).await?;
@@ -154,12 +153,8 @@ impl PayoutWorker {
         }
     }
 
-    async fn record(
-        &self,
-        payout: &Payout,
-        transfer: &Transfer,
-        now: Timestamp,
-    ) -> Result<bool, DbError> {
+    async fn record(&self, payout: &Payout, transfer: &Transfer) -> Result<bool, DbError> {
+        let now = self.clock.now();
         let recorded = self.store.transfer_made(payout.order_id, transfer, now).await?;
         match recorded {
             TransferRecorded::Paid => {

@@ -97,14 +97,20 @@ fn money(state: &State, violations: &mut Vec<String>) {
     for (id, order) in &state.orders {
         let charges = kept.remove(id).unwrap_or_default();
         if order.status == "complete" {
-            if charges.len() != 1 {
+            // A paid order stays complete when an operator refunds it (a
+            // dispute upheld, issue 25): then it keeps no charge.
+            let refunded_sale = state.money.payouts.get(id).is_some_and(|p| p.state == "refunded");
+            if charges.len() != usize::from(!refunded_sale) {
                 violations.push(format!(
-                    "complete order {id} keeps {} charges (not refunded): {charges:?}",
-                    charges.len()
+                    "complete order {id} keeps {} charges (not refunded){}: {charges:?}",
+                    charges.len(),
+                    if refunded_sale { " though its sale was refunded" } else { "" }
                 ));
             }
+            let given_back = |charge: &str| state.refunds.get(charge).is_some_and(|r| r.done);
             match state.payments.get(id) {
-                Some((_, charge)) if charges.contains(&charge.as_str()) => {}
+                Some((_, charge)) if refunded_sale && given_back(charge) => {}
+                Some((_, charge)) if !refunded_sale && charges.contains(&charge.as_str()) => {}
                 Some((payment, charge)) => violations.push(format!(
                     "complete order {id}: its payment {payment} names charge {charge}, which is not a charge it keeps"
                 )),
@@ -487,6 +493,31 @@ mod tests {
             found.iter().any(|v| v.contains("was made 1000 ms after its event started")),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn a_complete_order_refunded_by_an_operator_keeps_no_charge() {
+        let (mut state, ops) = consistent();
+        let paid = order_with(&state, "complete");
+        let payout = crate::check::payouts::Payout {
+            state: "refunded".into(),
+            seller: None,
+            price: 1000,
+            fee: 100,
+            amount: 900,
+            hold_until: 0,
+            transfer: None,
+            transferred_at: None,
+            reversal: None,
+            problem_at: Some(1),
+            resolved_at: Some(2),
+        };
+        state.money.payouts.insert(paid, payout);
+        let found = violations(&state, &ops);
+        assert!(found.iter().any(|v| v.contains("though its sale was refunded")), "{found:?}");
+        assert!(found.iter().any(|v| v.contains("which is not a charge it keeps")), "{found:?}");
+        state.refunds.insert("pi_1".into(), Refund { order: paid, done: true });
+        assert_eq!(violations(&state, &ops), Vec::<String>::new());
     }
 
     #[test]
