@@ -249,6 +249,12 @@ case $stripe_mode in
   *) echo "LOCAL_CLUSTER_STRIPE takes fake-stripe or processor" >&2; exit 2 ;;
 esac
 
+# Notifications: mail to the caller's SMTP_URL, else into files under
+# DATA_DIR/mail (one log line each in logs/notifications-*.log); links to
+# the ingress.
+notifications_env=("PUBLIC_URL=${PUBLIC_URL:-http://127.0.0.1:$INGRESS_PORT}")
+[ -n "${SMTP_URL:-}" ] || notifications_env+=("MAIL_TRANSPORT=${MAIL_TRANSPORT:-files}")
+
 # The services' environment, for ctl.sh to start one again as up.sh did.
 (
   umask 077
@@ -264,6 +270,7 @@ start_service() {
   local instance=$1 service=${1%%:*}
   local environment=(PORT="$(port_of "$1")" ADMIN_PORT="$(admin_port_of "$1")")
   [ "$service" = payments ] && environment+=("${payments_env[@]}")
+  [ "$service" = notifications ] && environment+=("${notifications_env[@]}")
   launch "${instance/:/-}" env "${environment[@]}" "$bin" serve "$service"
 }
 

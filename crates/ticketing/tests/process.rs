@@ -222,7 +222,21 @@ fn serve_refuses_to_start_without_what_the_service_needs() {
     let key = "a-shared-secret-of-at-least-32-bytes";
     /// The command line, the variables set, and the one reported missing.
     type Case = (&'static [&'static str], &'static [(&'static str, &'static str)], &'static str);
-    let cases: [Case; 5] = [
+    let cases: [Case; 7] = [
+        (
+            &["serve", "notifications"],
+            &[("DATABASE_URL", "postgres://127.0.0.1:1/x"), ("NATS_URL", "nats://127.0.0.1:1")],
+            "SMTP_URL",
+        ),
+        (
+            &["serve", "notifications"],
+            &[
+                ("DATABASE_URL", "postgres://127.0.0.1:1/x"),
+                ("NATS_URL", "nats://127.0.0.1:1"),
+                ("MAIL_TRANSPORT", "files"),
+            ],
+            "PUBLIC_URL",
+        ),
         (
             &["serve", "tickets"],
             &[("DATABASE_URL", "postgres://127.0.0.1:1/x"), ("NATS_URL", "nats://127.0.0.1:1")],
