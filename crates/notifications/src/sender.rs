@@ -16,7 +16,7 @@ use common::time::{Clock, Timestamp};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::OutgoingMail;
+use crate::domain::{MailState, OutgoingMail};
 use crate::mail::{Letterhead, message};
 use crate::store::{Outcome, Store};
 use crate::transport::{SMTP_TIMEOUT, SendError, Transport};
@@ -76,6 +76,10 @@ impl Sender {
     /// Tests drive the sender with it.
     pub async fn step(&self) -> anyhow::Result<usize> {
         let now = self.clock.now();
+        let released = self.store.release_known(now).await?;
+        if released > 0 {
+            tracing::info!(released, "mail released to addresses learnt meanwhile");
+        }
         let mut tried = 0;
         for key in self.store.due(now, BATCH).await? {
             let Some(mail) = self.store.claim(&key, now, later(now, CLAIM_FOR)).await? else {
@@ -84,6 +88,10 @@ impl Sender {
             let outcome = self.deliver(&mail).await;
             self.store.record(&mail.key, &outcome, self.clock.now()).await?;
             tried += 1;
+        }
+        if let Ok(pending) = self.store.count(MailState::Pending).await {
+            #[expect(clippy::cast_precision_loss, reason = "exact below 2^53 mails")]
+            metrics::gauge!("notifications_mail_pending").set(pending as f64);
         }
         Ok(tried)
     }

@@ -85,6 +85,23 @@ impl Store {
         Ok(released)
     }
 
+    /// Gives their address to the mail that waits for it although the
+    /// user is known: a decision that read "no address" raced the
+    /// `user.created` that added it (PostgreSQL runs both at once).
+    /// Returns how many mails it released.
+    pub async fn release_known(&self, now: Timestamp) -> Result<u64, DbError> {
+        let released = query(
+            "UPDATE outgoing_mail SET state = 'pending', next_attempt_at = $1, \
+             address = (SELECT email FROM users WHERE users.id = outgoing_mail.recipient_id) \
+             WHERE state = 'waiting_address' \
+             AND EXISTS (SELECT 1 FROM users WHERE users.id = outgoing_mail.recipient_id)",
+        )
+        .bind(now.millis())
+        .execute(self.db.writer())
+        .await?;
+        Ok(released.rows_affected())
+    }
+
     /// Adds an order to the replica (idempotent: orders never change what
     /// the e-mails say about them).
     pub async fn add_order(&self, order: &OrderCreated) -> Result<(), DbError> {

@@ -90,7 +90,58 @@ async fn a_mail_never_taken_is_given_up_after_the_last_try(stack: Stack) {
     assert!(error.contains("Busy, come back later"), "{error}");
 }
 
+async fn a_server_that_is_down_gets_the_message_once_it_is_back(stack: Stack) {
+    let app = MailApp::spawn(stack).await;
+    app.sink.set_down(true);
+    one_mail(&app).await;
+    assert_eq!(app.deliver().await, 1);
+    assert_eq!(app.count(MailState::Pending).await, 1, "kept, to be tried again");
+    let error: String =
+        common::db::query_scalar("SELECT last_error FROM outgoing_mail WHERE state = 'pending'")
+            .fetch_one(app.store.db.reader())
+            .await
+            .expect("the reason");
+    assert!(!error.is_empty());
+    app.sink.set_down(false);
+    app.advance(retry_after(1));
+    assert_eq!(app.deliver().await, 1);
+    assert_eq!(app.sink.received().len(), 1);
+    assert_eq!(app.count(MailState::Sent).await, 1);
+}
+
+async fn two_senders_at_once_deliver_each_mail_once(stack: Stack) {
+    let app = MailApp::spawn(stack).await;
+    let sale = app.sale().await;
+    app.complete(&sale).await;
+    let other = app.sender.clone();
+    let (first, second) = tokio::join!(app.sender.step(), other.step());
+    assert_eq!(first.expect("steps") + second.expect("steps"), 2, "each mail claimed once");
+    assert_eq!(app.deliver().await, 0);
+    assert_eq!(app.sink.received().len(), 2);
+}
+
+/// A sender that died between claiming a mail and recording its outcome
+/// (a crash, a SIGKILL) holds it no longer than the claim: then another
+/// sends it again, under the same Message-ID.
+async fn a_claimed_mail_is_left_alone_until_its_claim_runs_out(stack: Stack) {
+    let app = MailApp::spawn(stack).await;
+    one_mail(&app).await;
+    let now = common::time::Clock::now(app.system.context.clock.as_ref());
+    let due = app.store.due(now, 10).await.expect("due");
+    assert_eq!(due.len(), 1);
+    let until = common::time::Timestamp::from_millis(now.millis() + 60_000);
+    assert!(app.store.claim(&due[0], now, until).await.expect("claims").is_some());
+    assert!(app.store.claim(&due[0], now, until).await.expect("claims").is_none(), "taken");
+    assert_eq!(app.deliver().await, 0, "the claim keeps other senders away");
+    app.advance(Duration::from_secs(60));
+    assert_eq!(app.deliver().await, 1, "taken over once the claim ran out");
+    assert_eq!(app.sink.received().len(), 1);
+}
+
 testkit::stack_tests!(
+    a_claimed_mail_is_left_alone_until_its_claim_runs_out,
+    a_server_that_is_down_gets_the_message_once_it_is_back,
+    two_senders_at_once_deliver_each_mail_once,
     a_server_answering_4xx_gets_the_message_once_after_a_retry,
     a_5xx_fails_the_mail_at_once_and_records_the_address,
     a_lost_answer_resends_the_same_message_id,

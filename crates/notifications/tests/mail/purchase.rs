@@ -104,6 +104,30 @@ async fn mail_to_an_address_not_known_yet_waits_for_it(stack: Stack) {
     assert_eq!(app.count(MailState::WaitingAddress).await, 0);
 }
 
+/// A decision that read "no address" while the recipient's `user.created`
+/// was being applied beside it (PostgreSQL runs both at once) is not
+/// stranded: the sender gives it the address it finds.
+async fn mail_that_raced_its_recipients_address_is_released_by_the_sender(stack: Stack) {
+    let app = MailApp::spawn(stack).await;
+    let seller = app.user("seller").await;
+    let buyer_id = uuid::Uuid::now_v7();
+    let buyer = (buyer_id, format!("racing-{}@example.com", buyer_id.simple()));
+    let sale = app.sale_between(buyer.clone(), seller).await;
+    app.complete(&sale).await;
+    assert_eq!(app.count(MailState::WaitingAddress).await, 1);
+    // The user as the racing listener stored it, after the decision read.
+    common::db::query("INSERT INTO users (id, email) VALUES ($1, $2)")
+        .bind(buyer.0.to_string())
+        .bind(buyer.1.as_str())
+        .execute(app.store.db.writer())
+        .await
+        .expect("the user");
+    app.deliver().await;
+    let to: Vec<Vec<String>> = app.sink.received().into_iter().map(|m| m.to).collect();
+    assert!(to.contains(&vec![buyer.1]), "{to:?}");
+    assert_eq!(app.count(MailState::WaitingAddress).await, 0);
+}
+
 async fn a_completion_before_its_order_waits_for_the_order(stack: Stack) {
     let app = MailApp::spawn(stack).await;
     let (buyer, seller) = (app.user("buyer").await, app.user("seller").await);
@@ -156,6 +180,7 @@ testkit::stack_tests!(
     a_purchase_mails_the_buyer_a_receipt_and_the_seller_a_sold_notice,
     events_handled_again_send_nothing_more,
     mail_to_an_address_not_known_yet_waits_for_it,
+    mail_that_raced_its_recipients_address_is_released_by_the_sender,
     a_completion_before_its_order_waits_for_the_order,
     the_files_transport_writes_one_eml_file_per_message,
     the_service_delivers_on_its_own,

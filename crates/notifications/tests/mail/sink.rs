@@ -2,7 +2,8 @@
 //! a client (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT), keeps every
 //! message it took, and answers each DATA as told: accept, refuse with a
 //! 4xx or 5xx, or hang up without answering (the message arrived, the
-//! client never hears so).
+//! client never hears so). It can also be down: every connection is
+//! closed before the greeting.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -37,6 +38,7 @@ pub struct Received {
 struct State {
     received: Vec<Received>,
     answers: VecDeque<Answer>,
+    down: bool,
 }
 
 /// The SMTP sink, listening on a free local port until dropped.
@@ -60,7 +62,8 @@ impl Sink {
                     accepted = listener.accept() => accepted,
                     () = stopped.cancelled() => return,
                 };
-                if let Ok((stream, _)) = accepted {
+                let down = shared.lock().unwrap_or_else(PoisonError::into_inner).down;
+                if let (Ok((stream, _)), false) = (accepted, down) {
                     tokio::spawn(session(stream, shared.clone()));
                 }
             }
@@ -71,6 +74,12 @@ impl Sink {
     /// The next DATA commands are answered so, in order (then accepted).
     pub fn answer(&self, answers: impl IntoIterator<Item = Answer>) {
         self.lock().answers.extend(answers);
+    }
+
+    /// From now on, every connection is closed at once (`true`), or
+    /// served again (`false`).
+    pub fn set_down(&self, down: bool) {
+        self.lock().down = down;
     }
 
     /// Every message taken so far.
