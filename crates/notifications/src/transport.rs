@@ -158,3 +158,30 @@ impl Transport for Files {
         "files"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::config::Secret;
+
+    #[test]
+    fn an_smtp_client_is_built_for_every_kind_of_connection() {
+        for security in [Security::Tls, Security::StartTls, Security::Plain] {
+            let credentials =
+                (security != Security::Plain).then(|| ("mailer".to_owned(), Secret::new("s3cret")));
+            let server =
+                SmtpServer { host: "mail.example.com".into(), port: 2525, security, credentials };
+            let smtp = Smtp::new(&server).expect("built without connecting");
+            assert!(!format!("{smtp:?}").contains("s3cret"));
+        }
+    }
+
+    #[test]
+    fn a_message_file_is_named_by_its_key_alone() {
+        let files = Files::new(PathBuf::from("/var/mail"));
+        assert_eq!(
+            files.path("019aa5c2-1a2b-7c3d-8e4f-5a6b7c8d9e0f:receipt:../../etc"),
+            PathBuf::from("/var/mail/019aa5c2-1a2b-7c3d-8e4f-5a6b7c8d9e0f_receipt_______etc.eml")
+        );
+    }
+}
