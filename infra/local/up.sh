@@ -21,6 +21,9 @@
 # STRIPE_SECRET_KEY, PAYMENT_PROCESSOR, RUST_LOG, ... every variable of the
 # README's configuration table). PORT is the script's. DATABASE_URL, NATS_URL
 # and REDIS_URL, when set, replace the servers the script would use or start.
+# The notifications service sends mail to SMTP_URL when it is set, else
+# writes it to DATA_DIR/mail/*.eml; its links start with PUBLIC_URL (default:
+# the ingress).
 # Script settings: TICKETING_BIN (default: the release build, built when
 # missing), TOOLS_BIN (default: ticketing-tools beside TICKETING_BIN),
 # LOCAL_CLUSTER_STRIPE (fake-stripe, the default, unless STRIPE_SECRET_KEY
@@ -359,5 +362,10 @@ case $stripe_mode in
   processor) echo "  payments      PAYMENT_PROCESSOR=fake: test cards only (tok_visa), nothing kept" ;;
   fake-stripe) echo "  fake Stripe   http://127.0.0.1:$stripe_port (state in $STATE_DIR/stripe/journal.jsonl; test cards: tok_visa, tok_chargeDeclined)" ;;
 esac
+if [ -n "${SMTP_URL:-}" ]; then
+  echo "  mail          to $(redacted "$SMTP_URL")"
+else
+  echo "  mail          written to $DATA_DIR/mail/*.eml, not sent (set SMTP_URL to send it)"
+fi
 echo "  from your environment: ${from_caller[*]:-nothing}"
 echo "Logs and pids in $STATE_DIR; stop with infra/local/down.sh"
