@@ -4,6 +4,7 @@
 //! (idempotent; the sender delivers them after the commit).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::time::Clock;
 use messaging::events::{Envelope, OrderCompleted, OrderCreated, UserCreated};
@@ -13,6 +14,11 @@ use crate::domain::{MailKind, mail_key};
 use crate::mail::{Letterhead, render};
 use crate::sender::Sender;
 use crate::store::Store;
+
+/// An event older than this decides no e-mail: news of a sale a day late
+/// is noise (a first deployment reads the stream's last days; a restored
+/// database replays its history).
+pub const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// What the listeners need.
 #[derive(Debug, Clone)]
@@ -41,8 +47,15 @@ pub async fn order_created(room: Mailroom, event: Envelope<OrderCreated>) -> Han
 
 /// `order.completed`: the buyer's receipt and the seller's "sold", decided
 /// together. An order not in the replica yet (its `order.created` is on
-/// its way) is retried.
+/// its way) is retried; an event older than [`STALE_AFTER`] is let go.
 pub async fn order_completed(room: Mailroom, event: Envelope<OrderCompleted>) -> HandlerResult {
+    let now = room.clock.now();
+    let age = now.millis().saturating_sub(event.occurred_at.millis());
+    if u128::try_from(age).unwrap_or(0) > STALE_AFTER.as_millis() {
+        tracing::info!(order.id = %event.data.id, age_s = age / 1000, "order.completed too old to announce: no e-mail");
+        metrics::counter!("notifications_stale_events_total").increment(1);
+        return Ok(Handled::Ack);
+    }
     let Some(order) = room.store.find_order(event.data.id).await? else {
         return Ok(Handled::Retry);
     };
@@ -53,7 +66,6 @@ pub async fn order_completed(room: Mailroom, event: Envelope<OrderCompleted>) ->
             tracing::info!(order.id = %order.id, "no seller known for the order: no \"sold\" e-mail")
         }
     }
-    let now = room.clock.now();
     let mut tx = room.store.begin().await?;
     let mut decided = 0;
     for (kind, recipient) in recipients {

@@ -128,6 +128,21 @@ async fn mail_that_raced_its_recipients_address_is_released_by_the_sender(stack:
     assert_eq!(app.count(MailState::WaitingAddress).await, 0);
 }
 
+async fn a_sale_older_than_a_day_is_not_announced(stack: Stack) {
+    let app = MailApp::spawn(stack).await;
+    let sale = app.sale().await;
+    let mut late = sale.completed.clone();
+    let day_and_minute = (listeners::STALE_AFTER.as_millis() + 60_000) as i64;
+    late.occurred_at =
+        common::time::Timestamp::from_millis(late.occurred_at.millis() - day_and_minute);
+    app.publish(&late).await;
+    assert_eq!(app.deliver().await, 0);
+    assert_eq!(app.count(MailState::Pending).await + app.count(MailState::Sent).await, 0);
+    let recent = messaging::Envelope::new(sale.completed.data.clone());
+    app.publish(&recent).await;
+    assert_eq!(app.deliver().await, 2, "a day is the limit, not a sale's age");
+}
+
 async fn a_completion_before_its_order_waits_for_the_order(stack: Stack) {
     let app = MailApp::spawn(stack).await;
     let (buyer, seller) = (app.user("buyer").await, app.user("seller").await);
@@ -182,6 +197,7 @@ testkit::stack_tests!(
     mail_to_an_address_not_known_yet_waits_for_it,
     mail_that_raced_its_recipients_address_is_released_by_the_sender,
     a_completion_before_its_order_waits_for_the_order,
+    a_sale_older_than_a_day_is_not_announced,
     the_files_transport_writes_one_eml_file_per_message,
     the_service_delivers_on_its_own,
 );
