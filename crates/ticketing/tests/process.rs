@@ -388,6 +388,7 @@ async fn an_unpaid_order_expires_within_five_seconds_in_the_all_in_one() {
         http().get(running.url("/metrics")).send().await.expect("sent").text().await.expect("text");
     for metric in [
         "expiration_pending_timers",
+        "notifications_mail_pending",
         "events_handled_total{",
         "http_requests_total{",
         "outbox_pending{",
