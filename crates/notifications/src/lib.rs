@@ -28,7 +28,7 @@ use crate::sender::Sender;
 use crate::store::Store;
 use crate::transport::{Files, Smtp, Transport};
 
-pub use settings::{MailTransport, Security, Settings, SmtpServer, Transport as TransportChoice};
+pub use settings::{MailTransport, Security, Settings, SmtpServer, TransportChoice};
 
 /// The service's name: its database is `ticketing_notifications` /
 /// `notifications.db`.

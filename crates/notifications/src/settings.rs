@@ -83,7 +83,7 @@ pub enum Security {
 
 /// Where mail goes, as the settings decide.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transport {
+pub enum TransportChoice {
     Smtp(SmtpServer),
     Files,
 }
@@ -93,10 +93,10 @@ impl Settings {
     /// all-in-one writes files without SMTP_URL; a notifications service
     /// alone (`alone`) must be told, or it would send nothing and say so
     /// only in files nobody reads.
-    pub fn transport(&self, alone: bool) -> anyhow::Result<Transport> {
+    pub fn transport(&self, alone: bool) -> anyhow::Result<TransportChoice> {
         match (self.mail_transport, &self.smtp_url) {
-            (Some(MailTransport::Files), _) => Ok(Transport::Files),
-            (_, Some(url)) => Ok(Transport::Smtp(smtp_server(url)?)),
+            (Some(MailTransport::Files), _) => Ok(TransportChoice::Files),
+            (_, Some(url)) => Ok(TransportChoice::Smtp(smtp_server(url)?)),
             (Some(MailTransport::Smtp), None) => {
                 anyhow::bail!("MAIL_TRANSPORT=smtp needs SMTP_URL")
             }
@@ -104,7 +104,7 @@ impl Settings {
                 "SMTP_URL must be set for `ticketing serve notifications` (or MAIL_TRANSPORT=files \
                  to write each message under DATA_DIR/mail/ instead of sending it)"
             ),
-            (None, None) => Ok(Transport::Files),
+            (None, None) => Ok(TransportChoice::Files),
         }
     }
 
@@ -203,7 +203,7 @@ mod tests {
         assert!(refused.starts_with("SMTP_URL must be set for `ticketing serve notifications`"));
         assert!(refused.contains("MAIL_TRANSPORT=files"), "{refused}");
         let files = with(|s| s.mail_transport = Some(MailTransport::Files));
-        assert_eq!(files.transport(true).expect("files"), Transport::Files);
+        assert_eq!(files.transport(true).expect("files"), TransportChoice::Files);
         let smtp_without_url = with(|s| s.mail_transport = Some(MailTransport::Smtp));
         let refused = smtp_without_url.transport(false).expect_err("refused").to_string();
         assert_eq!(refused, "MAIL_TRANSPORT=smtp needs SMTP_URL");
@@ -211,14 +211,14 @@ mod tests {
 
     #[test]
     fn the_all_in_one_writes_files_without_an_smtp_server() {
-        assert_eq!(Settings::default().transport(false).expect("files"), Transport::Files);
+        assert_eq!(Settings::default().transport(false).expect("files"), TransportChoice::Files);
     }
 
     #[test]
     fn smtp_url_names_the_server_and_how_to_reach_it() {
         let server = |url: &str| match smtp(url).transport(true).expect("parses") {
-            Transport::Smtp(server) => server,
-            Transport::Files => panic!("not SMTP"),
+            TransportChoice::Smtp(server) => server,
+            TransportChoice::Files => panic!("not SMTP"),
         };
         let starttls = server("smtp://mailer:p%40ss+word@mail.example.com:2525");
         assert_eq!((starttls.host.as_str(), starttls.port), ("mail.example.com", 2525));
