@@ -15,7 +15,7 @@
 #   pid    print its pid (fails when it does not run)
 #
 # PROCESS: a service instance as in the logs (auth-1, tickets-2, orders-1,
-# payments-1, expiration-1, web-1, ...), nats-1 to nats-3, redis, nginx,
+# payments-1, expiration-1, notifications-1, web-1, ...), nats-1 to nats-3, redis, nginx,
 # fake-stripe (`ticketing-tools fake-stripe`, when up.sh started it), or
 # postgres: the PostgreSQL server the cluster uses (only stop and start;
 # with LOCAL_CLUSTER_PG_DATA set, the private server of that data directory

@@ -72,7 +72,7 @@ for scenario in "${scenarios[@]}"; do
       trap - EXIT
       ;;
     replicas)
-      for service in auth tickets orders payments expiration; do
+      for service in auth tickets orders payments expiration notifications; do
         grep -qw "$service:2" "$STATE_DIR/instances" ||
           { echo "needs two replicas of $service: up.sh with LOCAL_CLUSTER_REPLICAS=2" >&2; exit 1; }
       done

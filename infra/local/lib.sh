@@ -20,9 +20,10 @@ BASE_PORT="${LOCAL_CLUSTER_BASE_PORT:-7100}"
 configured_instances() {
   if [ "${LOCAL_CLUSTER_REPLICAS:-}" = 2 ]; then
     INSTANCES=(auth:1 auth:2 tickets:1 tickets:2 orders:1 orders:2 payments:1 payments:2
-      expiration:1 expiration:2 web:1)
+      expiration:1 expiration:2 notifications:1 notifications:2 web:1)
   else
-    INSTANCES=(auth:1 tickets:1 tickets:2 orders:1 orders:2 payments:1 expiration:1 web:1)
+    INSTANCES=(auth:1 tickets:1 tickets:2 orders:1 orders:2 payments:1 expiration:1
+      notifications:1 web:1)
   fi
 }
 if [ -s "$STATE_DIR/instances" ]; then
@@ -46,6 +47,7 @@ port_of() {
     nats-route) offset=80 ;;
     nats-monitor) offset=90 ;;
     fake-stripe) offset=95 ;;
+    notifications) offset=100 ;;
     *) echo "no port for $service" >&2; return 1 ;;
   esac
   echo $((BASE_PORT + offset + replica))
@@ -127,7 +129,8 @@ help_or_refuse() {
 # service's Settings).
 configuration_variables() {
   local crate
-  for crate in common messaging platform auth tickets orders payments expiration web ticketing; do
+  for crate in common messaging platform auth tickets orders payments expiration notifications \
+    web ticketing; do
     grep -rhoE 'env = "[A-Z][A-Z0-9_]*"' "$LOCAL_ROOT/crates/$crate/src"
   done | sed 's/env = "\(.*\)"/\1/' | sort -u
 }
@@ -143,7 +146,7 @@ drop_databases() {
     echo "not dropping the ticketing_* databases: set DATABASE_PREFIX to this cluster's own" >&2
     return 1
   fi
-  for service in auth tickets orders payments expiration; do
+  for service in auth tickets orders payments expiration notifications; do
     psql "$url" -qc "DROP DATABASE IF EXISTS \"${prefix}_$service\" WITH (FORCE)" 2>&1 |
       grep -v 'does not exist, skipping' || true
   done

@@ -22,6 +22,9 @@
 # STRIPE_SECRET_KEY, PAYMENT_PROCESSOR, RUST_LOG, ... every variable of the
 # README's configuration table). PORT is the script's. DATABASE_URL, NATS_URL
 # and REDIS_URL, when set, replace the servers the script would use or start.
+# The notifications service sends mail to SMTP_URL when it is set, else
+# writes it to DATA_DIR/mail/*.eml; its links start with PUBLIC_URL (default:
+# the ingress).
 # Script settings: TICKETING_BIN (default: the release build, built when
 # missing), TOOLS_BIN (default: ticketing-tools beside TICKETING_BIN),
 # LOCAL_CLUSTER_STRIPE (fake-stripe, the default, unless STRIPE_SECRET_KEY
@@ -268,6 +271,12 @@ case $stripe_mode in
   *) echo "LOCAL_CLUSTER_STRIPE takes fake-stripe or processor" >&2; exit 2 ;;
 esac
 
+# Notifications: mail to the caller's SMTP_URL, else into files under
+# DATA_DIR/mail (one log line each in logs/notifications-*.log); links to
+# the ingress.
+notifications_env=("PUBLIC_URL=${PUBLIC_URL:-http://127.0.0.1:$INGRESS_PORT}")
+[ -n "${SMTP_URL:-}" ] || notifications_env+=("MAIL_TRANSPORT=${MAIL_TRANSPORT:-files}")
+
 # The services' environment, for ctl.sh to start one again as up.sh did.
 (
   umask 077
@@ -283,6 +292,7 @@ start_service() {
   local instance=$1 service=${1%%:*}
   local environment=(PORT="$(port_of "$1")" ADMIN_PORT="$(admin_port_of "$1")")
   [ "$service" = payments ] && environment+=("${payments_env[@]}")
+  [ "$service" = notifications ] && environment+=("${notifications_env[@]}")
   launch "${instance/:/-}" env "${environment[@]}" "$bin" serve "$service"
 }
 
@@ -371,5 +381,10 @@ case $stripe_mode in
   processor) echo "  payments      PAYMENT_PROCESSOR=fake: test cards only (tok_visa), nothing kept" ;;
   fake-stripe) echo "  fake Stripe   http://127.0.0.1:$stripe_port (state in $STATE_DIR/stripe/journal.jsonl; test cards: tok_visa, tok_chargeDeclined)" ;;
 esac
+if [ -n "${SMTP_URL:-}" ]; then
+  echo "  mail          to $(redacted "$SMTP_URL")"
+else
+  echo "  mail          written to $DATA_DIR/mail/*.eml, not sent (set SMTP_URL to send it)"
+fi
 echo "  from your environment: ${from_caller[*]:-nothing}"
 echo "Logs and pids in $STATE_DIR; stop with infra/local/down.sh"

@@ -1,5 +1,7 @@
 //! The auth service: users, sign-up, sign-in, sign-out and the current user
 //! (API.md, "auth"). Sessions are JWTs that every service verifies itself.
+//! A sign-up is announced as `user.created` through the service's outbox
+//! (in the sign-up's transaction); it consumes no events.
 
 mod domain;
 mod password;
@@ -9,7 +11,8 @@ mod store;
 
 use anyhow::Context as _;
 use common::db::{MigrationFile, Migrations, Sql};
-use platform::{Context, Probe, Service};
+use messaging::outbox;
+use platform::{Context, Messaging, Probe, Service};
 use store::Store;
 use utoipa::OpenApi as _;
 
@@ -18,12 +21,25 @@ pub use settings::Settings;
 /// The service's name: its database is `ticketing_auth` / `auth.db`.
 pub const NAME: &str = "auth";
 
-/// The auth database's migrations.
-pub const MIGRATIONS: Migrations = Migrations(&[MigrationFile {
-    version: 1,
-    description: "users",
-    sql: Sql::Portable(include_str!("../migrations/0001_users.sql")),
-}]);
+/// The auth database's migrations. Auth published nothing before issue 26,
+/// so its messaging tables came second (version 1 was already `users`),
+/// and the users who signed up before then are announced once by version 3.
+pub const MIGRATIONS: Migrations = Migrations(&[
+    MigrationFile {
+        version: 1,
+        description: "users",
+        sql: Sql::Portable(include_str!("../migrations/0001_users.sql")),
+    },
+    MigrationFile { version: 2, ..outbox::MIGRATION },
+    MigrationFile {
+        version: 3,
+        description: "announce users",
+        sql: Sql::PerBackend {
+            sqlite: include_str!("../migrations/0003_announce_users.sqlite.sql"),
+            postgres: include_str!("../migrations/0003_announce_users.postgres.sql"),
+        },
+    },
+]);
 
 /// Opens the service's database and builds its routes.
 pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Service> {
@@ -45,8 +61,10 @@ pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Ser
         common::shared::Shared::Process => {}
     }
     let secure = settings.cookie_secure.unwrap_or(context.alone);
+    let store = Store::new(db.clone());
+    let messaging = Messaging::new(context, NAME, &db).publish_from(store.outbox.clone());
     let state = routes::AuthState {
-        store: Store::new(db.clone()),
+        store,
         sessions: context.sessions.lasting(settings.session_lifetime, secure),
         limits: std::sync::Arc::new(limits),
     };
@@ -56,7 +74,7 @@ pub async fn build(context: &Context, settings: &Settings) -> anyhow::Result<Ser
         openapi: routes::AuthApi::openapi(),
         probes: vec![Probe::database(NAME, db.clone())],
         databases: vec![db],
-        messaging: None,
+        messaging: Some(messaging),
         background: Vec::new(),
     })
 }

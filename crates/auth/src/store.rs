@@ -1,14 +1,18 @@
-//! All SQL of the auth service.
+//! All SQL of the auth service: users, and the `user.created` announcing
+//! each in the outbox.
 
 use common::db::{Db, DbError, OnUniqueViolation as _, now_millis, parse_uuid, query};
+use messaging::events::{Envelope, UserCreated};
+use messaging::outbox::{self, Outbox};
 use uuid::Uuid;
 
 use crate::domain::Email;
 
-/// The users database.
+/// The users database and its outbox.
 #[derive(Debug, Clone)]
 pub struct Store {
     pub db: Db,
+    pub outbox: Outbox,
 }
 
 /// A stored user.
@@ -29,25 +33,32 @@ common::store_error! {
 
 impl Store {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        let outbox = Outbox::new(db.clone());
+        Self { db, outbox }
     }
 
-    /// Stores a new user. The unique index on `email` decides between
-    /// concurrent sign-ups with one address.
+    /// Stores a new user and announces it (`user.created`, under the id
+    /// [`UserCreated::event_id`] derives from the user's) in one
+    /// transaction. The unique index on `email` decides between concurrent
+    /// sign-ups with one address.
     pub async fn insert_user(
         &self,
         email: &Email,
         password_hash: String,
     ) -> Result<User, SignUpError> {
         let id = Uuid::now_v7();
+        let mut tx = self.db.begin().await?;
         query("INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)")
             .bind(id.to_string())
             .bind(email.as_str())
             .bind(&password_hash)
             .bind(now_millis())
-            .execute(self.db.writer())
+            .execute(&mut tx)
             .await
             .on_unique_violation(|| SignUpError::EmailInUse)?;
+        let created = UserCreated { id, email: email.as_str().to_owned() };
+        outbox::add(&mut tx, &Envelope::with_id(UserCreated::event_id(id), created)).await?;
+        self.outbox.commit(tx).await?;
         Ok(User { id, email: email.as_str().to_owned(), password_hash })
     }
 

@@ -23,7 +23,7 @@ pub trait Event: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 's
 }
 
 /// Every subject of the system.
-pub const SUBJECTS: [&str; 13] = [
+pub const SUBJECTS: [&str; 14] = [
     TicketCreated::SUBJECT,
     TicketUpdated::SUBJECT,
     OrderCreated::SUBJECT,
@@ -37,6 +37,7 @@ pub const SUBJECTS: [&str; 13] = [
     PaymentRefunded::SUBJECT,
     PayoutFrozen::SUBJECT,
     PayoutPaid::SUBJECT,
+    UserCreated::SUBJECT,
 ];
 
 /// An event as it travels: id, subject, time, payload.
@@ -333,6 +334,32 @@ impl Event for PayoutPaid {
     const SUBJECT: &'static str = "payout.paid";
 }
 
+/// `user.created`: someone signed up (published by auth; the
+/// notifications service keeps their address from it). Users who signed up
+/// before auth published events were announced once by a migration, under
+/// the same event id ([`UserCreated::event_id`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserCreated {
+    pub id: Uuid,
+    /// Normalised (trimmed, lower case), as auth stores it.
+    pub email: String,
+}
+
+impl Event for UserCreated {
+    const SUBJECT: &'static str = "user.created";
+}
+
+impl UserCreated {
+    /// The event id announcing user `id`: the user id with its version
+    /// nibble set to 8 (a UUID v8 of it). Sign-up and the backfill of
+    /// earlier users use it, so announcing a user twice is a duplicate the
+    /// bus drops; auth's backfill migration computes the same in SQL.
+    pub fn event_id(user: Uuid) -> Uuid {
+        uuid::Builder::from_custom_bytes(user.into_bytes()).into_uuid()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,6 +617,23 @@ mod tests {
             json!({"orderId": ORDER, "attempt": 2}),
         );
         assert_round_trip(PaymentExpired { order_id: id(ORDER) }, json!({"orderId": ORDER}));
+    }
+
+    #[test]
+    fn user_created_matches_its_sample() {
+        assert_round_trip(
+            UserCreated { id: id(USER), email: "alice@example.com".into() },
+            json!({"id": USER, "email": "alice@example.com"}),
+        );
+    }
+
+    #[test]
+    fn a_user_is_announced_under_an_id_derived_from_theirs() {
+        let event = UserCreated::event_id(id(USER));
+        assert_eq!(event.to_string(), "019aa5c2-0000-8000-8000-000000000002");
+        assert_eq!(event.get_version_num(), 8);
+        assert_eq!(UserCreated::event_id(id(USER)), event, "the same every time");
+        assert_ne!(UserCreated::event_id(id(SELLER)), event);
     }
 
     #[test]

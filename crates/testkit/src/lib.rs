@@ -507,19 +507,26 @@ impl<E: messaging::events::Event> Recorder<E> {
 impl TestSystem {
     /// Starts recording `E` events (call it before acting).
     pub async fn record<E: messaging::events::Event>(&self) -> Recorder<E> {
-        let mut subscription =
-            self.bus.bus.subscribe("recorder", E::SUBJECT).await.expect("subscribed");
-        let recorder = Recorder { events: std::sync::Arc::default() };
-        let events = recorder.events.clone();
-        tokio::spawn(async move {
-            while let Some(delivery) = subscription.next().await {
-                let event = serde_json::from_slice(&delivery.payload).expect("a valid event");
-                events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event);
-                let _ = delivery.ack().await;
-            }
-        });
-        recorder
+        record_on(self.bus.bus.as_ref()).await
     }
+}
+
+/// Starts recording `E` events on `bus`, also before a system starts (the
+/// in-process bus keeps a message for the groups that exist when it is
+/// published: a recorder of what services publish as they start must
+/// exist before them).
+pub async fn record_on<E: messaging::events::Event>(bus: &dyn messaging::bus::Bus) -> Recorder<E> {
+    let mut subscription = bus.subscribe("recorder", E::SUBJECT).await.expect("subscribed");
+    let recorder = Recorder { events: std::sync::Arc::default() };
+    let events = recorder.events.clone();
+    tokio::spawn(async move {
+        while let Some(delivery) = subscription.next().await {
+            let event = serde_json::from_slice(&delivery.payload).expect("a valid event");
+            events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event);
+            let _ = delivery.ack().await;
+        }
+    });
+    recorder
 }
 
 /// The status and body of an error response, which must be JSON.

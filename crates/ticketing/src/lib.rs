@@ -49,6 +49,8 @@ pub struct Settings {
     #[command(flatten)]
     pub payments: payments::Settings,
     #[command(flatten)]
+    pub notifications: notifications::Settings,
+    #[command(flatten)]
     pub web: web::Settings,
 }
 
@@ -58,7 +60,8 @@ pub enum Command {
     All,
     /// Run one service alone (scale-out). Requires JWT_KEY, DATABASE_URL and
     /// NATS_URL (web: API_URL only); payments also STRIPE_SECRET_KEY, or
-    /// PAYMENT_PROCESSOR=fake. Logs JSON unless LOG_FORMAT says otherwise.
+    /// PAYMENT_PROCESSOR=fake; notifications also PUBLIC_URL and SMTP_URL,
+    /// or MAIL_TRANSPORT=files. Logs JSON unless LOG_FORMAT says otherwise.
     Serve {
         /// The service to run.
         #[arg(value_enum)]
@@ -134,6 +137,9 @@ pub enum ServiceName {
     Payments,
     /// Order timers (health and metrics only).
     Expiration,
+    /// E-mail (health and metrics only). Requires PUBLIC_URL and SMTP_URL
+    /// (or MAIL_TRANSPORT=files).
+    Notifications,
     /// The web client: every path the API does not own. Requires API_URL.
     Web,
 }
@@ -153,6 +159,10 @@ impl ServiceName {
             Self::Orders => orders::build(context, &settings.orders).await,
             Self::Payments => payments::build(context, &settings.payments).await,
             Self::Expiration => expiration::build(context).await,
+            Self::Notifications => {
+                let currency = &settings.payments.payment_currency;
+                notifications::build(context, &settings.notifications, currency).await
+            }
             Self::Web => anyhow::bail!("the web client is not a backend service"),
         }
     }
@@ -175,6 +185,9 @@ impl ServiceName {
         if self == Self::Tickets {
             settings.tickets.vault(true)?;
         }
+        if self == Self::Notifications {
+            settings.notifications.check(true, None)?;
+        }
         Ok(key)
     }
 
@@ -186,6 +199,7 @@ impl ServiceName {
             Self::Orders => Some((orders::NAME, &orders::MIGRATIONS)),
             Self::Payments => Some((payments::NAME, &payments::MIGRATIONS)),
             Self::Expiration => Some((expiration::NAME, &expiration::MIGRATIONS)),
+            Self::Notifications => Some((notifications::NAME, &notifications::MIGRATIONS)),
             Self::Web => None,
         }
     }
@@ -553,6 +567,20 @@ mod tests {
     }
 
     #[test]
+    fn notifications_alone_need_a_public_url_and_an_smtp_server_or_files() {
+        let without_url = refusal(ServiceName::Notifications, &SCALED).expect("refused");
+        assert!(without_url.starts_with("SMTP_URL must be set"), "{without_url}");
+        let files = [&SCALED[..], &["--mail-transport", "files"]].concat();
+        let public = refusal(ServiceName::Notifications, &files).expect("refused");
+        assert!(public.starts_with("PUBLIC_URL must be set"), "{public}");
+        let smtp = [&SCALED[..], &["--smtp-url", "smtp://u:p@mail:587"]].concat();
+        let complete = [&smtp[..], &["--public-url", "https://tickets.example.com"]].concat();
+        assert_eq!(refusal(ServiceName::Notifications, &complete), None);
+        let files_public = [&files[..], &["--public-url", "https://tickets.example.com"]].concat();
+        assert_eq!(refusal(ServiceName::Notifications, &files_public), None);
+    }
+
+    #[test]
     fn the_web_client_alone_needs_the_api_url_only() {
         let missing = refusal(ServiceName::Web, &[]).expect("refused");
         assert!(missing.starts_with("API_URL must be set for `ticketing serve web`"), "{missing}");
@@ -589,6 +617,8 @@ mod tests {
             "vault-s3cret",
             "--ticket-vault-previous-keys",
             "old-vault-s3cret",
+            "--smtp-url",
+            "smtps://mailer:smtp-s3cret@mail.example.com",
         ]);
         let key = parsed.config.jwt_key.clone().expect("set");
         let context = Context::new(parsed.config.clone(), &key);

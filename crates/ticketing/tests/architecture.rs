@@ -61,7 +61,8 @@ fn members() -> Vec<Member> {
 }
 
 const FOUNDATION: [&str; 3] = ["common", "messaging", "platform"];
-const SERVICES: [&str; 5] = ["auth", "tickets", "orders", "payments", "expiration"];
+const SERVICES: [&str; 6] =
+    ["auth", "tickets", "orders", "payments", "expiration", "notifications"];
 
 fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|n| (*n).to_owned()).collect()

@@ -222,7 +222,21 @@ fn serve_refuses_to_start_without_what_the_service_needs() {
     let key = "a-shared-secret-of-at-least-32-bytes";
     /// The command line, the variables set, and the one reported missing.
     type Case = (&'static [&'static str], &'static [(&'static str, &'static str)], &'static str);
-    let cases: [Case; 5] = [
+    let cases: [Case; 7] = [
+        (
+            &["serve", "notifications"],
+            &[("DATABASE_URL", "postgres://127.0.0.1:1/x"), ("NATS_URL", "nats://127.0.0.1:1")],
+            "SMTP_URL",
+        ),
+        (
+            &["serve", "notifications"],
+            &[
+                ("DATABASE_URL", "postgres://127.0.0.1:1/x"),
+                ("NATS_URL", "nats://127.0.0.1:1"),
+                ("MAIL_TRANSPORT", "files"),
+            ],
+            "PUBLIC_URL",
+        ),
         (
             &["serve", "tickets"],
             &[("DATABASE_URL", "postgres://127.0.0.1:1/x"), ("NATS_URL", "nats://127.0.0.1:1")],
@@ -374,6 +388,7 @@ async fn an_unpaid_order_expires_within_five_seconds_in_the_all_in_one() {
         http().get(running.url("/metrics")).send().await.expect("sent").text().await.expect("text");
     for metric in [
         "expiration_pending_timers",
+        "notifications_mail_pending",
         "events_handled_total{",
         "http_requests_total{",
         "outbox_pending{",

@@ -515,7 +515,7 @@ mod tests {
     fn the_stream_holds_every_family_of_subjects_once() {
         assert_eq!(
             super::stream_subjects(),
-            ["ticket.>", "order.>", "expiration.>", "payment.>", "payout.>"]
+            ["ticket.>", "order.>", "expiration.>", "payment.>", "payout.>", "user.>"]
         );
     }
 

@@ -1,0 +1,169 @@
+//! The service's types: its replica of orders, the kinds of e-mail, an
+//! outgoing mail (the decision to send, keyed by event and recipient), and
+//! how amounts, dates and Message-IDs are written.
+
+use common::money::Cents;
+use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
+
+/// An order as the replica keeps it (from `order.created`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderView {
+    pub id: Uuid,
+    pub buyer_id: Uuid,
+    pub ticket_id: Uuid,
+    /// The listing's title; absent from senders that predate it.
+    pub title: Option<String>,
+    pub price: Cents,
+    /// When the ticket's event starts (RFC 3339), when the listing says.
+    pub starts_at: Option<String>,
+    /// Absent for tickets the orders replica learnt before it kept sellers.
+    pub seller_id: Option<Uuid>,
+}
+
+/// The kinds of e-mail: each is sent at most once per event and recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailKind {
+    /// To the buyer on `order.completed`.
+    Receipt,
+    /// To the seller on `order.completed`.
+    Sold,
+}
+
+impl MailKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Receipt => "receipt",
+            Self::Sold => "sold",
+        }
+    }
+}
+
+/// Where an outgoing mail is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailState {
+    /// Decided, but the recipient's address is not known yet (their
+    /// `user.created` has not arrived): it waits for it.
+    WaitingAddress,
+    /// To be delivered (again) at its `next_attempt_at`.
+    Pending,
+    /// The SMTP server (or the files transport) took it.
+    Sent,
+    /// Refused for good (a 5xx), or still refused after the last try.
+    Failed,
+}
+
+impl MailState {
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            Self::WaitingAddress => "waiting_address",
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "waiting_address" => Self::WaitingAddress,
+            "pending" => Self::Pending,
+            "sent" => Self::Sent,
+            "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A rendered e-mail, before it has an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// One e-mail the service decided to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMail {
+    /// `<event id>:<kind>:<recipient user id>`: unique, so an event handled
+    /// twice decides nothing more.
+    pub key: String,
+    pub kind: MailKind,
+    pub recipient: Uuid,
+    /// Unknown while the mail waits for the recipient's address.
+    pub address: Option<String>,
+    pub rendered: Rendered,
+    /// Deliveries tried so far.
+    pub attempts: i64,
+}
+
+/// The key of the mail of `kind` to `recipient` decided on event `event`.
+pub fn mail_key(event: Uuid, kind: MailKind, recipient: Uuid) -> String {
+    format!("{event}:{}:{recipient}", kind.as_str())
+}
+
+/// The Message-ID of the mail with `key`: the same for every delivery of
+/// it, so a message re-sent after a lost answer is recognisable as the
+/// same (`<32 hex digits of SHA-256(key)@host>`).
+pub fn message_id(key: &str, host: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    let hex: String = digest.iter().take(16).map(|byte| format!("{byte:02x}")).collect();
+    format!("<{hex}@{host}>")
+}
+
+/// An amount as people read it (`$19.99`, `19.99 CHF`).
+pub fn money(amount: Cents, currency: &str) -> String {
+    let cents = amount.get();
+    let sign = if cents < 0 { "-" } else { "" };
+    let value = format!("{sign}{}.{:02}", cents.unsigned_abs() / 100, cents.unsigned_abs() % 100);
+    match currency.to_lowercase().as_str() {
+        "usd" => format!("${value}"),
+        "eur" => format!("€{value}"),
+        "gbp" => format!("£{value}"),
+        other => format!("{value} {}", other.to_uppercase()),
+    }
+}
+
+/// An event's start as people read it, in the time zone the seller gave
+/// (`Saturday 14 March 2026, 20:00 (UTC+01:00)`); the text as it is when
+/// it is not RFC 3339.
+pub fn event_date(starts_at: &str) -> String {
+    let format = time::macros::format_description!(
+        "[weekday] [day padding:none] [month repr:long] [year], [hour]:[minute] \
+         (UTC[offset_hour sign:mandatory]:[offset_minute])"
+    );
+    time::OffsetDateTime::parse(starts_at, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|date| date.format(format).ok())
+        .unwrap_or_else(|| starts_at.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_id_is_the_same_for_every_delivery_of_one_mail() {
+        let event = Uuid::parse_str("019aa5c2-1a2b-7c3d-8e4f-5a6b7c8d9e0f").expect("uuid");
+        let user = Uuid::parse_str("019aa5c2-0000-7000-8000-000000000002").expect("uuid");
+        let key = mail_key(event, MailKind::Receipt, user);
+        assert_eq!(key, format!("{event}:receipt:{user}"));
+        let id = message_id(&key, "tickets.example.com");
+        assert_eq!(id, message_id(&key, "tickets.example.com"));
+        assert!(id.starts_with('<') && id.ends_with("@tickets.example.com>"), "{id}");
+        assert_eq!(id.len(), 1 + 32 + 1 + "tickets.example.com".len() + 1);
+        assert_ne!(id, message_id(&mail_key(event, MailKind::Sold, user), "tickets.example.com"));
+    }
+
+    #[test]
+    fn amounts_and_dates_read_like_people_write_them() {
+        assert_eq!(money(Cents::new(1999), "usd"), "$19.99");
+        assert_eq!(money(Cents::new(2000), "EUR"), "€20.00");
+        assert_eq!(money(Cents::new(5), "chf"), "0.05 CHF");
+        assert_eq!(
+            event_date("2026-03-14T20:00:00+01:00"),
+            "Saturday 14 March 2026, 20:00 (UTC+01:00)"
+        );
+        assert_eq!(event_date("soon"), "soon");
+    }
+}

@@ -1,0 +1,8 @@
+//! The notifications service's e-mails against a real SMTP server started
+//! by the tests (an in-process sink), on SQLite + in-process bus and
+//! PostgreSQL + JetStream.
+
+mod faults;
+mod helpers;
+mod purchase;
+mod sink;
