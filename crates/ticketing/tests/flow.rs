@@ -327,8 +327,8 @@ fn mail_in(dir: &std::path::Path) -> Vec<(String, String, String)> {
 }
 
 /// The receipt goes to the buyer, and the "sold" e-mail to the seller
-/// that `order.created` names (`ticket.sellerId`; orders of this branch do
-/// not name it yet: issue 25 adds it, and then this test expects both).
+/// that `order.created` names (`ticket.sellerId`, from the orders
+/// service's replica of the listing).
 async fn a_purchase_mails_its_buyer_a_receipt_and_its_seller_a_sold_notice(stack: Stack) {
     let market = Marketplace::start(stack).await;
     let created = market.system.record::<messaging::events::OrderCreated>().await;
@@ -337,10 +337,11 @@ async fn a_purchase_mails_its_buyer_a_receipt_and_its_seller_a_sold_notice(stack
     assert_eq!(market.pay(&buyer, &order_id, "tok_visa").await.status(), 201);
     market.system.drain().await;
     let named_seller = created.data().iter().any(|order| order.ticket.seller_id == Some(seller.id));
-    let mut expected = vec![(buyer.email.clone(), "Your ticket for Opera".to_owned())];
-    if named_seller {
-        expected.push((seller.email.clone(), "Your ticket Opera sold".to_owned()));
-    }
+    assert!(named_seller, "order.created names the seller");
+    let mut expected = vec![
+        (buyer.email.clone(), "Your ticket for Opera".to_owned()),
+        (seller.email.clone(), "Your ticket Opera sold".to_owned()),
+    ];
     expected.sort();
     let count = expected.len();
     eventually("the e-mails are written", || async { mail_in(&market.mail_dir).len() >= count })

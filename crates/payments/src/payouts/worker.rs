@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::db::DbError;
-use common::time::{Clock, Timestamp};
+use common::time::Clock;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
