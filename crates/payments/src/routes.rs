@@ -462,7 +462,22 @@ async fn webhook(
     headers: axum::http::HeaderMap,
     payload: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    if !extract::is_json(&headers) {
+    let event = signed_event(&headers, payload, state.webhook_secret.as_ref(), "webhook")?;
+    webhook::handle(&state.settlement, &event).await?;
+    Ok(Json(serde_json::json!({"received": true})))
+}
+
+/// The Stripe event a webhook call carries, once its body is JSON within
+/// the size limit and its `Stripe-Signature` verifies under `secret` (the
+/// payments webhook's, or the Connect webhook's); `endpoint` names it in
+/// the log of a refusal.
+fn signed_event(
+    headers: &axum::http::HeaderMap,
+    payload: Result<Bytes, BytesRejection>,
+    secret: Option<&Secret>,
+    endpoint: &str,
+) -> ApiResult<StripeEvent> {
+    if !extract::is_json(headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
     // The body limit (`DefaultBodyLimit`, applied by `platform::app`)
@@ -476,15 +491,12 @@ async fn webhook(
         _ => ApiError::InvalidBody { field: None },
     })?;
     let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
-    let secret = state.webhook_secret.as_ref().map(Secret::expose);
+    let secret = secret.map(Secret::expose);
     if let Err(error) = verify(secret, signature, &payload, Timestamp::now().millis() / 1000) {
-        tracing::warn!(%error, "webhook refused");
+        tracing::warn!(%error, endpoint, "webhook refused");
         return Err(ApiError::bad_request(INVALID_SIGNATURE));
     }
-    let event: StripeEvent =
-        serde_json::from_slice(&payload).map_err(|_| ApiError::InvalidBody { field: None })?;
-    webhook::handle(&state.settlement, &event).await?;
-    Ok(Json(serde_json::json!({"received": true})))
+    serde_json::from_slice(&payload).map_err(|_| ApiError::InvalidBody { field: None })
 }
 
 impl From<StartError> for ApiError {

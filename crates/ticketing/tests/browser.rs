@@ -1109,6 +1109,8 @@ async fn a_seller_is_paid_and_a_disputed_sale_is_refunded() {
     session.fill("#venue", "The Stadium").await;
     session.fill("#starts_on", &format!("{} 20:00", &day[..10])).await;
     session.fill("#offset", "+00:00").await;
+    let barcode = format!("GATE-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    session.fill("#barcode", &barcode).await;
     session.click("form.form button[type=submit]").await;
     session.see("Edit your ticket").await;
     session.sign_out().await;
@@ -1123,7 +1125,7 @@ async fn a_seller_is_paid_and_a_disputed_sale_is_refunded() {
     session.click("#pay-button").await;
     session.see("Payment received").await;
     session.open("/tickets/held").await;
-    session.reload_until("Disputed gig").await;
+    session.reload_until(&barcode).await;
     session.click(&format!("#order-{order} summary")).await;
     session.fill(&format!("#reason-{order}"), "The barcode was refused at the door").await;
     session.click(&format!("#order-{order} button[type=submit]")).await;

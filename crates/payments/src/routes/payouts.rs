@@ -12,7 +12,6 @@ use axum::extract::{Form, Path, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use common::config::Secret;
 use common::error::ErrorBody;
 use common::extract::{self, Id};
 use common::money::Cents;
@@ -24,12 +23,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{INVALID_SIGNATURE, PaymentsState, html_page, parse_return_url};
+use super::{PaymentsState, html_page, parse_return_url, signed_event};
 use crate::payouts::accounts::AccountError;
 use crate::payouts::{AccountStatus, Payout, PayoutState};
 use crate::processor::fake::onboarding::OnboardingPage;
 use crate::store::ProblemError;
-use crate::webhook::{StripeEvent, verify};
 
 const RETURN_URL_REQUIRED: &str = "ReturnUrl must be an http or https URL";
 const REFRESH_URL_INVALID: &str = "RefreshUrl must be an http or https URL";
@@ -276,25 +274,8 @@ pub(super) async fn connect_webhook(
     headers: HeaderMap,
     payload: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    if !extract::is_json(&headers) {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let payload = payload.map_err(|rejection| match rejection {
-        BytesRejection::FailedToBufferBody(inner)
-            if inner.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-        {
-            ApiError::PayloadTooLarge
-        }
-        _ => ApiError::InvalidBody { field: None },
-    })?;
-    let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
-    let secret = state.connect_webhook_secret.as_ref().map(Secret::expose);
-    if let Err(error) = verify(secret, signature, &payload, Timestamp::now().millis() / 1000) {
-        tracing::warn!(%error, "Connect webhook refused");
-        return Err(ApiError::bad_request(INVALID_SIGNATURE));
-    }
-    let event: StripeEvent =
-        serde_json::from_slice(&payload).map_err(|_| ApiError::InvalidBody { field: None })?;
+    let secret = state.connect_webhook_secret.as_ref();
+    let event = signed_event(&headers, payload, secret, "connect-webhook")?;
     state.accounts.handle(&event).await?;
     Ok(Json(serde_json::json!({"received": true})))
 }
