@@ -1650,8 +1650,12 @@ async fn earnings_list_every_sale_its_fee_its_payout_and_the_totals() {
             row.contains(&format!(r#"<a href="/tickets/t-{order}">Show {order}</a>"#)),
             "{row}"
         );
-        assert!(row.contains("<td>$19.99</td>") && row.contains("<td>$2.00</td>"), "{row}");
-        assert!(row.contains("<td>$17.99</td>"), "{row}");
+        assert!(
+            row.contains(r#"<td data-label="Price">$19.99</td>"#)
+                && row.contains(r#"<td data-label="Fee">$2.00</td>"#),
+            "{row}"
+        );
+        assert!(row.contains(r#"<td data-label="You get">$17.99</td>"#), "{row}");
         assert!(row.contains(&format!(">{label}</span>")), "{row}");
     }
     assert!(html.contains("The buyer reported: The barcode &#60;was&#62; refused"), "{html}");
