@@ -564,6 +564,10 @@ mod tests {
         let schema =
             serde_json::to_value(<NewPayment as utoipa::PartialSchema>::schema()).expect("json");
         assert_eq!(schema["properties"]["returnUrl"]["pattern"], RETURN_URL_PATTERN);
+        let schema = <payouts::NewOnboarding as utoipa::PartialSchema>::schema();
+        let schema = serde_json::to_value(schema).expect("json");
+        assert_eq!(schema["properties"]["returnUrl"]["pattern"], RETURN_URL_PATTERN);
+        assert_eq!(schema["properties"]["refreshUrl"]["pattern"], RETURN_URL_PATTERN);
     }
 
     #[test]

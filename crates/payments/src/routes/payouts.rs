@@ -60,11 +60,14 @@ pub struct NewOnboarding {
     /// Where the seller comes back after the onboarding form: an absolute
     /// http(s) URL of at most 2048 characters, without a user name or
     /// password — `ReturnUrl must be an http or https URL`.
-    #[schema(value_type = String, required = true, max_length = 2048, example = "https://shop.example/payouts/connect/return")]
+    #[schema(value_type = String, required = true, max_length = 2048,
+             pattern = "^https?://[A-Za-z][A-Za-z0-9-]*(\\.[A-Za-z][A-Za-z0-9-]*)*(:[0-9]{1,4})?(/[A-Za-z0-9._~/-]*)?$",
+             example = "https://shop.example/payouts/connect/return")]
     return_url: Option<String>,
     /// Where the seller is sent if the link expired (the same rule —
     /// `RefreshUrl must be an http or https URL`); defaults to `returnUrl`.
-    #[schema(value_type = Option<String>, max_length = 2048)]
+    #[schema(value_type = Option<String>, max_length = 2048,
+             pattern = "^https?://[A-Za-z][A-Za-z0-9-]*(\\.[A-Za-z][A-Za-z0-9-]*)*(:[0-9]{1,4})?(/[A-Za-z0-9._~/-]*)?$")]
     refresh_url: Option<String>,
 }
 
