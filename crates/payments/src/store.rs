@@ -364,7 +364,12 @@ impl Store {
             return Err(StartError::InProgress);
         }
         // The event started: the ticket is worth nothing now (issue 24).
-        if order.starts_at.is_some_and(|starts_at| now >= starts_at) {
+        // Judged at the time the attempt is recorded, once the order's lock
+        // is held (waiting for it, or for the database, can take a while:
+        // the checker once saw an attempt recorded 19 ms after the start
+        // that was judged before it).
+        let recorded_at = Timestamp::now();
+        if order.starts_at.is_some_and(|starts_at| now.max(recorded_at) >= starts_at) {
             return Err(StartError::Started);
         }
         if order.expiry != Expiry::Open || now >= order.expires_at {
@@ -384,7 +389,7 @@ impl Store {
             amount: order.price,
             currency: currency.to_owned(),
             state: AttemptState::Pending,
-            created_at: Timestamp::now(),
+            created_at: recorded_at,
             intent_id: None,
             action: None,
         };
