@@ -14,6 +14,10 @@
 //! | [`error_of`], [`field_error`], [`general_error`] | the contract's error bodies |
 //! | [`server_url`] | the URL of a test server, or a failure naming its variable |
 
+pub mod gate;
+
+pub use gate::Gate;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
