@@ -90,3 +90,27 @@ reset_default_deployment_bus() {
     redis-cli --scan --pattern 'ticketing:*' | xargs -r redis-cli del >/dev/null
   fi
 }
+
+# ensure_venv NAME REQUIREMENT: a Python virtual environment kept outside
+# the clone (${XDG_CACHE_HOME:-~/.cache}/ticketing/NAME) with REQUIREMENT
+# installed from PyPI when it is missing; prints nothing, sets $venv.
+ensure_venv() {
+  local name=$1 requirement=$2
+  venv="${XDG_CACHE_HOME:-$HOME/.cache}/ticketing/$name"
+  if [ -f "$venv/.installed" ] && [ "$(cat "$venv/.installed")" = "$requirement" ]; then
+    return
+  fi
+  log "installing $requirement into $venv"
+  rm -rf "$venv"
+  if ! python3 -m venv "$venv"; then
+    # Debian and Ubuntu split venv out of python3 (sudo on a CI runner).
+    local sudo=
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install -q "$requirement"
+  echo "$requirement" >"$venv/.installed"
+}

@@ -47,6 +47,7 @@ port_of() {
     nats-route) offset=80 ;;
     nats-monitor) offset=90 ;;
     fake-stripe) offset=95 ;;
+    mail-sink) offset=97 ;;
     notifications) offset=100 ;;
     *) echo "no port for $service" >&2; return 1 ;;
   esac
@@ -104,6 +105,7 @@ program_of() {
     redis) echo redis-server ;;
     nats-*) echo nats-server ;;
     fake-stripe) echo "ticketing-tools fake-stripe" ;;
+    mail-sink) echo "mail-sink.py" ;;
     *) echo "serve ${1%-*}" ;;
   esac
 }

@@ -33,7 +33,8 @@
 # LOCAL_CLUSTER_BASE_PORT (7100),
 # LOCAL_CLUSTER_DIR (./.local-cluster), LOCAL_CLUSTER_TIMEOUT (120 s),
 # LOCAL_CLUSTER_REPLICAS (2: two replicas of every backend service, not
-# only of tickets and orders). infra/local/ctl.sh kills and starts single
+# only of tickets and orders), LOCAL_CLUSTER_MAIL (files, the default, or
+# sink: an SMTP server of the cluster's own, see below). infra/local/ctl.sh kills and starts single
 # processes of the running cluster (the fault tests' hooks).
 set -euo pipefail
 # shellcheck source=infra/local/lib.sh
@@ -271,11 +272,37 @@ case $stripe_mode in
   *) echo "LOCAL_CLUSTER_STRIPE takes fake-stripe or processor" >&2; exit 2 ;;
 esac
 
-# Notifications: mail to the caller's SMTP_URL, else into files under
-# DATA_DIR/mail (one log line each in logs/notifications-*.log); links to
-# the ingress.
+# Notifications: mail to the caller's SMTP_URL; else, with
+# LOCAL_CLUSTER_MAIL=sink, to an SMTP server of the cluster's own
+# (infra/local/mail-sink.py: aiosmtpd, installed into a virtual
+# environment outside the clone) that keeps each message in
+# $STATE_DIR/mail/*.eml; else into files under DATA_DIR/mail (one log line
+# each in logs/notifications-*.log). Links go to the ingress. smoke.sh
+# reads the mail where mail_dir says.
 notifications_env=("PUBLIC_URL=${PUBLIC_URL:-http://127.0.0.1:$INGRESS_PORT}")
-[ -n "${SMTP_URL:-}" ] || notifications_env+=("MAIL_TRANSPORT=${MAIL_TRANSPORT:-files}")
+mail_mode=${LOCAL_CLUSTER_MAIL:-files}
+[ -z "${SMTP_URL:-}" ] || mail_mode=smtp
+rm -f "$STATE_DIR/mail_dir" "$STATE_DIR/mail_mode"
+case $mail_mode in
+  smtp) ;;
+  files)
+    notifications_env+=("MAIL_TRANSPORT=${MAIL_TRANSPORT:-files}")
+    echo "$DATA_DIR/mail" >"$STATE_DIR/mail_dir"
+    ;;
+  sink)
+    ensure_venv mail-venv aiosmtpd==1.4.6
+    mail_port=$(port_of mail-sink:0)
+    mkdir -p "$STATE_DIR/mail"
+    launch mail-sink "$venv/bin/python" "$LOCAL_ROOT/infra/local/mail-sink.py" \
+      --listen "127.0.0.1:$mail_port" --dir "$STATE_DIR/mail"
+    wait_for_port "$mail_port" "the mail sink (logs/mail-sink.log)"
+    SMTP_URL="smtp://127.0.0.1:$mail_port?tls=none"
+    export SMTP_URL
+    echo "$STATE_DIR/mail" >"$STATE_DIR/mail_dir"
+    ;;
+  *) echo "LOCAL_CLUSTER_MAIL takes files or sink" >&2; exit 2 ;;
+esac
+echo "$mail_mode" >"$STATE_DIR/mail_mode"
 
 # The services' environment, for ctl.sh to start one again as up.sh did.
 (
@@ -381,7 +408,9 @@ case $stripe_mode in
   processor) echo "  payments      PAYMENT_PROCESSOR=fake: test cards only (tok_visa), nothing kept" ;;
   fake-stripe) echo "  fake Stripe   http://127.0.0.1:$stripe_port (state in $STATE_DIR/stripe/journal.jsonl; test cards: tok_visa, tok_chargeDeclined)" ;;
 esac
-if [ -n "${SMTP_URL:-}" ]; then
+if [ "$mail_mode" = sink ]; then
+  echo "  mail          to the cluster's SMTP server $(redacted "$SMTP_URL"), kept in $STATE_DIR/mail/*.eml"
+elif [ -n "${SMTP_URL:-}" ]; then
   echo "  mail          to $(redacted "$SMTP_URL")"
 else
   echo "  mail          written to $DATA_DIR/mail/*.eml, not sent (set SMTP_URL to send it)"
