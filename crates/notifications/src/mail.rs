@@ -44,6 +44,7 @@ struct ReceiptText<'a> {
     title: Option<&'a str>,
     when: Option<String>,
     price: String,
+    order_url: String,
     tickets_url: String,
 }
 
@@ -54,6 +55,7 @@ struct ReceiptHtml<'a> {
     title: Option<&'a str>,
     when: Option<String>,
     price: String,
+    order_url: String,
     tickets_url: String,
 }
 
@@ -85,13 +87,16 @@ pub fn render(kind: MailKind, order: &OrderView, head: &Letterhead) -> askama::R
         MailKind::Receipt => {
             let subject = title.map_or("Your ticket".into(), |t| format!("Your ticket for {t}"));
             let tickets_url = head.link("/tickets/held");
+            let order_url = head.link(&format!("/orders/{}", order.id));
             let text = ReceiptText {
                 title,
                 when: when.clone(),
                 price: price.clone(),
+                order_url: order_url.clone(),
                 tickets_url: tickets_url.clone(),
             };
-            let html = ReceiptHtml { subject: &subject, title, when, price, tickets_url };
+            let html =
+                ReceiptHtml { subject: &subject, title, when, price, order_url, tickets_url };
             Rendered { text: text.render()?, html: html.render()?, subject }
         }
         MailKind::Sold => {
@@ -165,9 +170,12 @@ mod tests {
 
     #[test]
     fn the_receipt_names_the_ticket_its_date_price_and_link() {
-        let receipt = render(MailKind::Receipt, &order(Some("Concert")), &head()).expect("renders");
+        let order = order(Some("Concert"));
+        let receipt = render(MailKind::Receipt, &order, &head()).expect("renders");
         assert_eq!(receipt.subject, "Your ticket for Concert");
         for part in [&receipt.text, &receipt.html] {
+            let order_url = format!("https://tickets.example.com/orders/{}", order.id);
+            assert!(part.contains(&order_url), "{part}");
             assert!(part.contains("Saturday 14 March 2026, 20:00 (UTC+01:00)"), "{part}");
             assert!(part.contains("$45.50"), "{part}");
             assert!(part.contains("https://tickets.example.com/tickets/held"), "{part}");

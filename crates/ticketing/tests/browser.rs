@@ -172,6 +172,9 @@ async fn session_with(expiration_seconds: u32, settings: &[(&str, &str)]) -> Ses
             app.env(kept, value);
         }
     }
+    // Links in e-mails start with the address the browser uses (the
+    // default, localhost, would be another site: signed out).
+    app.env("PUBLIC_URL", format!("http://127.0.0.1:{app_port}"));
     app.envs(settings.iter().copied());
     let app = app
         .env("PORT", app_port.to_string())
@@ -255,6 +258,28 @@ impl Session {
     }
 
     /// Waits until the page shows `text`.
+    /// The first link of the e-mail with `subject` the all-in-one wrote
+    /// (`DATA_DIR/mail/*.eml`), waiting for it: its plain-text part read
+    /// out of quoted-printable, the first line starting with the base.
+    async fn link_in_mail(&self, subject: &str) -> String {
+        let mail = self.dirs[0].join("mail");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let messages = std::fs::read_dir(&mail).into_iter().flatten().flatten();
+            for entry in messages {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                if !text.contains(&format!("Subject: {subject}\r\n")) {
+                    continue;
+                }
+                let text = text.replace("=\r\n", "").replace("=3D", "=");
+                let link = text.lines().map(str::trim).find(|line| line.starts_with(&self.base));
+                return link.expect("the e-mail has a link to the site").to_owned();
+            }
+            assert!(Instant::now() < deadline, "no e-mail {subject:?} in {}", mail.display());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn see(&self, text: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -537,6 +562,12 @@ async fn a_buyer_reserves_and_pays_for_a_ticket() {
     assert!(!session.text().await.contains("Opera night"), "a sold ticket leaves the list");
     session.audit_page("/orders", "Paid", "the orders list").await;
     session.screenshot("orders").await;
+    // The receipt e-mail leads to the order.
+    let link = session.link_in_mail("Your ticket for Opera night").await;
+    assert_eq!(link, format!("{}{order}", session.base), "the receipt's first link");
+    session.browser.goto(&link).await.expect("navigated");
+    session.see("Opera night").await;
+    session.see("Paid").await;
     session.browser.clone().close().await.expect("closed");
 }
 

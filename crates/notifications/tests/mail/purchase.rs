@@ -48,6 +48,9 @@ async fn a_purchase_mails_the_buyer_a_receipt_and_the_seller_a_sold_notice(stack
         assert!(body.contains("Saturday 14 March 2026, 20:00 (UTC+01:00)"), "{body}");
         assert!(body.contains("$45.50"), "{body}");
     }
+    let order = format!("{PUBLIC_URL}/orders/{}", sale.created.data.id);
+    assert!(text.contains(&format!("\n{order}\n")), "{text}");
+    assert!(html.contains(&format!("href=\"{order}\"")), "{html}");
     assert!(text.contains(&format!("\n{PUBLIC_URL}/tickets/held\n")), "{text}");
     assert!(html.contains(&format!("href=\"{PUBLIC_URL}/tickets/held\"")), "{html}");
 
