@@ -1,8 +1,9 @@
 //! The final state, read from the services' PostgreSQL databases with
 //! read-only queries: the tickets (the source of truth) and the replicas
 //! the orders and payments services keep of them and of the orders, the
-//! orders, the charges and refunds the payments service recorded, and what
-//! is left in the outboxes, dead letters and pending payment work.
+//! orders, the charges and refunds the payments service recorded, the
+//! e-mails the notifications service decided, and what is left in the
+//! outboxes, dead letters and pending payment and mail work.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,11 +15,14 @@ use super::cluster::Cluster;
 use super::payouts::Money;
 
 /// The services whose databases hold an outbox and dead letters.
-pub const EVENT_SERVICES: [&str; 4] = ["tickets", "orders", "payments", "expiration"];
+pub const EVENT_SERVICES: [&str; 6] =
+    ["auth", "tickets", "orders", "payments", "expiration", "notifications"];
 
 /// A ticket in the tickets service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ticket {
+    /// Its seller.
+    pub seller: Uuid,
     pub version: i64,
     pub price: i64,
     /// The order holding it (reserved) or that bought it (sold).
@@ -74,6 +78,18 @@ pub struct Refund {
     pub done: bool,
 }
 
+/// An e-mail the notifications service decided to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    /// `receipt`, `sold`, ...
+    pub kind: String,
+    pub recipient: Uuid,
+    /// `pending`, `sent`, `failed`, `waiting_address`, ...
+    pub state: String,
+    /// When it is (next) due, ms since 1970.
+    pub due_at: i64,
+}
+
 /// Everything the checker reads.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct State {
@@ -103,15 +119,19 @@ pub struct State {
     pub waiting: BTreeMap<&'static str, i64>,
     /// Payouts and the money around them (issue 25).
     pub money: Money,
+    /// The e-mails decided (issue 26).
+    pub mail: Vec<Mail>,
 }
 
 /// The pools on the services' databases.
 #[derive(Clone)]
 pub struct Databases {
+    auth: PgPool,
     tickets: PgPool,
     orders: PgPool,
     payments: PgPool,
     expiration: PgPool,
+    notifications: PgPool,
 }
 
 /// Parses an id stored as text (a corrupt one is a decoding error).
@@ -134,18 +154,22 @@ async fn count(pool: &PgPool, sql: &'static str) -> Result<i64, sqlx::Error> {
 impl Databases {
     pub async fn open(cluster: &Cluster) -> anyhow::Result<Self> {
         Ok(Self {
+            auth: cluster.database("auth").await?,
             tickets: cluster.database("tickets").await?,
             orders: cluster.database("orders").await?,
             payments: cluster.database("payments").await?,
             expiration: cluster.database("expiration").await?,
+            notifications: cluster.database("notifications").await?,
         })
     }
 
     fn pool(&self, service: &str) -> &PgPool {
         match service {
+            "auth" => &self.auth,
             "tickets" => &self.tickets,
             "orders" => &self.orders,
             "payments" => &self.payments,
+            "notifications" => &self.notifications,
             _ => &self.expiration,
         }
     }
@@ -160,10 +184,11 @@ impl Databases {
     /// reads to know it was still).
     pub async fn read(&self) -> Result<State, sqlx::Error> {
         let mut state = State::default();
-        let sql = "SELECT id, version, price, order_id, sold_at IS NOT NULL AS sold, \
+        let sql = "SELECT id, user_id, version, price, order_id, sold_at IS NOT NULL AS sold, \
                    withdrawn_at IS NOT NULL AS withdrawn FROM tickets";
         for row in sqlx::query(sql).fetch_all(&self.tickets).await? {
             let ticket = Ticket {
+                seller: id(&row, "user_id")?,
                 version: row.try_get("version")?,
                 price: row.try_get("price")?,
                 order: optional_id(&row, "order_id")?,
@@ -233,6 +258,15 @@ impl Databases {
             state.refunds.insert(row.try_get("charge_id")?, refund);
         }
         state.money = Money::read(&self.payments).await?;
+        let sql = "SELECT kind, recipient_id, state, next_attempt_at FROM outgoing_mail";
+        for row in sqlx::query(sql).fetch_all(&self.notifications).await? {
+            state.mail.push(Mail {
+                kind: row.try_get("kind")?,
+                recipient: id(&row, "recipient_id")?,
+                state: row.try_get("state")?,
+                due_at: row.try_get("next_attempt_at")?,
+            });
+        }
         state.pending_attempts =
             count(&self.payments, "SELECT COUNT(*) FROM payment_attempts WHERE state = 'pending'")
                 .await?;
@@ -274,6 +308,13 @@ impl State {
             left.push(format!("{refunds} refunds not made"));
         }
         left.extend(self.money.work_left());
+        // Not a reminder due days later: mail due now, or retried soon.
+        let soon = now_ms + 10 * 60 * 1000;
+        let mail =
+            self.mail.iter().filter(|mail| mail.state == "pending" && mail.due_at < soon).count();
+        if mail > 0 {
+            left.push(format!("{mail} e-mails not sent yet"));
+        }
         let overdue = self
             .orders
             .values()

@@ -26,6 +26,7 @@ pub fn check(state: &State, ops: &[Op], arrived: &mut Arrived) -> Vec<String> {
     escrow(state, &mut violations);
     super::payouts::check(&state.money, &mut violations);
     no_sale_after_the_start(state, &mut violations);
+    mail(state, &mut violations);
     acknowledged(state, ops, arrived, &mut violations);
     for (service, count) in &state.dead_letters {
         if *count > 0 {
@@ -42,6 +43,44 @@ pub fn check(state: &State, ops: &[Op], arrived: &mut Arrived) -> Vec<String> {
         ));
     }
     violations
+}
+
+/// The e-mails of sales (issue 26): every complete order decided exactly
+/// one receipt to its buyer and one "sold" to its seller (counted per
+/// person: the decision is keyed by the event, not the order), and every
+/// e-mail decided was sent (none failed, none still waiting for an address
+/// whose `user.created` was lost).
+fn mail(state: &State, violations: &mut Vec<String>) {
+    let mut expected: HashMap<(&str, Uuid), usize> = HashMap::new();
+    for order in state.orders.values().filter(|order| order.status == "complete") {
+        *expected.entry(("receipt", order.user)).or_default() += 1;
+        if let Some(ticket) = state.tickets.get(&order.ticket) {
+            *expected.entry(("sold", ticket.seller)).or_default() += 1;
+        }
+    }
+    let mut decided: HashMap<(&str, Uuid), usize> = HashMap::new();
+    for mail in &state.mail {
+        if mail.kind == "receipt" || mail.kind == "sold" {
+            *decided.entry((mail.kind.as_str(), mail.recipient)).or_default() += 1;
+        }
+        if mail.state == "failed" || mail.state == "waiting_address" {
+            violations.push(format!(
+                "a {} e-mail to user {} is {}",
+                mail.kind, mail.recipient, mail.state
+            ));
+        }
+    }
+    let people: BTreeSet<(&str, Uuid)> = expected.keys().chain(decided.keys()).copied().collect();
+    for key @ (kind, person) in people {
+        let (wanted, got) = (expected.get(&key).copied(), decided.get(&key).copied());
+        if wanted != got {
+            violations.push(format!(
+                "user {person} has {} complete orders calling for a {kind} e-mail and {} decided",
+                wanted.unwrap_or(0),
+                got.unwrap_or(0)
+            ));
+        }
+    }
 }
 
 /// No sale after its event started (issue 24): a complete order was made
@@ -406,7 +445,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::check::state::{Order, Pass, Refund, Ticket};
+    use crate::check::state::{Mail, Order, Pass, Refund, Ticket};
+
+    /// The seller of every ticket of [`consistent`] (its buyers are nil).
+    const SELLER: Uuid = Uuid::from_u128(7);
 
     /// A ticket sold to a paid order, one on sale, one held by an unpaid
     /// order, and a cancelled order whose charge was refunded.
@@ -415,8 +457,14 @@ mod tests {
         let [paid, unpaid, cancelled] = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
         let payment = Uuid::now_v7();
         let mut state = State::default();
-        let ticket =
-            |order, sold| Ticket { version: 2, price: 1000, order, sold, withdrawn: false };
+        let ticket = |order, sold| Ticket {
+            seller: SELLER,
+            version: 2,
+            price: 1000,
+            order,
+            sold,
+            withdrawn: false,
+        };
         state.tickets.insert(sold, ticket(Some(paid), true));
         state.tickets.insert(on_sale, ticket(None, false));
         state.tickets.insert(held, ticket(Some(unpaid), false));
@@ -452,6 +500,13 @@ mod tests {
         state.passes.insert(sold, pass("held", "b1"));
         state.passes.insert(on_sale, pass("listed", "b2"));
         state.passes.insert(held, pass("listed", "b3"));
+        let mail = |kind: &str, recipient| Mail {
+            kind: kind.into(),
+            recipient,
+            state: "sent".into(),
+            due_at: 2_000,
+        };
+        state.mail = vec![mail("receipt", Uuid::nil()), mail("sold", SELLER)];
         let op = |kind, ticket, order, payment| Op {
             kind,
             outcome: Outcome::Ok,
@@ -477,6 +532,36 @@ mod tests {
 
     fn order_with(state: &State, status: &str) -> Uuid {
         *state.orders.iter().find(|(_, o)| o.status == status).map(|(id, _)| id).expect("an order")
+    }
+
+    #[test]
+    fn a_sale_calls_for_one_receipt_and_one_sold_e_mail_each_sent() {
+        let (state, ops) = consistent();
+        assert_eq!(violations(&state, &ops), Vec::<String>::new());
+        let (mut state, ops) = consistent();
+        state.mail.retain(|mail| mail.kind != "receipt");
+        assert_eq!(
+            violations(&state, &ops),
+            [format!(
+                "user {} has 1 complete orders calling for a receipt e-mail and 0 decided",
+                Uuid::nil()
+            )]
+        );
+        let (mut state, ops) = consistent();
+        let twice = state.mail[1].clone();
+        state.mail.push(twice);
+        assert_eq!(
+            violations(&state, &ops),
+            [format!(
+                "user {SELLER} has 1 complete orders calling for a sold e-mail and 2 decided"
+            )]
+        );
+        let (mut state, ops) = consistent();
+        state.mail[0].state = "waiting_address".into();
+        assert_eq!(
+            violations(&state, &ops),
+            [format!("a receipt e-mail to user {} is waiting_address", Uuid::nil())]
+        );
     }
 
     #[test]
