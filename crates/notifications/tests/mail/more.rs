@@ -299,7 +299,33 @@ async fn a_reminder_waiting_for_an_address_keeps_its_time(stack: Stack) {
     assert_eq!(app.deliver().await, 1);
 }
 
+/// Waits (in real time) until the sink holds `count` messages.
+async fn until_received(app: &MailApp, count: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.sink.received().len() < count {
+        assert!(tokio::time::Instant::now() < deadline, "not delivered within 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The service's own sender sleeps until the reminder is due, and sends it
+/// when the clock gets there.
+async fn the_service_sends_a_reminder_when_its_day_comes(stack: Stack) {
+    let app = MailApp::spawn_with(stack, crate::helpers::Outlet::Sink, true).await;
+    let (buyer, seller) = (app.user("buyer").await, app.user("seller").await);
+    let sale = app.sale_of(buyer, seller, Uuid::now_v7(), &starting_in(&app, 3)).await;
+    app.complete(&sale).await;
+    until_received(&app, 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.sink.received().len(), 2, "the reminder waits for its day");
+    app.advance(2 * DAY);
+    until_received(&app, 3).await;
+    let reminder = Parsed::new(&app.sink.received()[2].data);
+    assert_eq!(reminder.header("Subject"), "Reminder: Concert is tomorrow");
+}
+
 testkit::stack_tests!(
+    the_service_sends_a_reminder_when_its_day_comes,
     an_expired_reservation_mails_the_buyer_a_link_back_to_the_ticket,
     a_reservation_cancelled_by_its_buyer_or_withdrawn_mails_nothing,
     an_expiry_before_its_order_waits_for_the_order,
