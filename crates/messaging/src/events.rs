@@ -185,13 +185,29 @@ impl Event for OrderCreated {
     const SUBJECT: &'static str = "order.created";
 }
 
-/// `order.cancelled`: an order was cancelled (by its buyer or by expiry).
+/// `order.cancelled`: an order was cancelled (by its buyer, by expiry, or
+/// because its ticket was withdrawn).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderCancelled {
     pub id: Uuid,
     pub version: i64,
     pub ticket: TicketRef,
+    /// Why; absent from senders that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<CancelReason>,
+}
+
+/// Why an order was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CancelReason {
+    /// Its time ran out unpaid (`payment.expired`).
+    Expired,
+    /// Its buyer cancelled it.
+    Cancelled,
+    /// Its ticket was withdrawn from sale.
+    Withdrawn,
 }
 
 impl Event for OrderCancelled {
@@ -588,9 +604,29 @@ mod tests {
     #[test]
     fn order_cancelled_and_completed_match_their_samples() {
         assert_round_trip(
-            OrderCancelled { id: id(ORDER), version: 1, ticket: TicketRef { id: id(TICKET) } },
+            OrderCancelled {
+                id: id(ORDER),
+                version: 1,
+                ticket: TicketRef { id: id(TICKET) },
+                reason: None,
+            },
             json!({"id": ORDER, "version": 1, "ticket": {"id": TICKET}}),
         );
+        for (reason, spelling) in [
+            (CancelReason::Expired, "expired"),
+            (CancelReason::Cancelled, "cancelled"),
+            (CancelReason::Withdrawn, "withdrawn"),
+        ] {
+            assert_round_trip(
+                OrderCancelled {
+                    id: id(ORDER),
+                    version: 2,
+                    ticket: TicketRef { id: id(TICKET) },
+                    reason: Some(reason),
+                },
+                json!({"id": ORDER, "version": 2, "ticket": {"id": TICKET}, "reason": spelling}),
+            );
+        }
         assert_round_trip(
             OrderCompleted { id: id(ORDER), version: 1, ticket: TicketRef { id: id(TICKET) } },
             json!({"id": ORDER, "version": 1, "ticket": {"id": TICKET}}),

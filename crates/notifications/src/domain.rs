@@ -3,6 +3,7 @@
 //! how amounts, dates and Message-IDs are written.
 
 use common::money::Cents;
+use common::time::Timestamp;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
@@ -28,6 +29,17 @@ pub enum MailKind {
     Receipt,
     /// To the seller on `order.completed`.
     Sold,
+    /// To the buyer on `payment.refunded`.
+    Refund,
+    /// To the seller on `payout.paid`.
+    PayoutPaid,
+    /// To the seller on `payout.frozen`.
+    PayoutFrozen,
+    /// To the buyer on `order.cancelled` with reason `expired`.
+    OrderExpired,
+    /// To the buyer of a completed order, a day before the event starts
+    /// (decided on `order.completed`, due then).
+    Reminder,
 }
 
 impl MailKind {
@@ -35,7 +47,25 @@ impl MailKind {
         match self {
             Self::Receipt => "receipt",
             Self::Sold => "sold",
+            Self::Refund => "refund",
+            Self::PayoutPaid => "payout_paid",
+            Self::PayoutFrozen => "payout_frozen",
+            Self::OrderExpired => "order_expired",
+            Self::Reminder => "reminder",
         }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "receipt" => Self::Receipt,
+            "sold" => Self::Sold,
+            "refund" => Self::Refund,
+            "payout_paid" => Self::PayoutPaid,
+            "payout_frozen" => Self::PayoutFrozen,
+            "order_expired" => Self::OrderExpired,
+            "reminder" => Self::Reminder,
+            _ => return None,
+        })
     }
 }
 
@@ -51,6 +81,9 @@ pub enum MailState {
     Sent,
     /// Refused for good (a 5xx), or still refused after the last try.
     Failed,
+    /// Called off before it was due: a reminder whose order was refunded
+    /// or whose ticket changed hands.
+    Cancelled,
 }
 
 impl MailState {
@@ -60,6 +93,7 @@ impl MailState {
             Self::Pending => "pending",
             Self::Sent => "sent",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -69,6 +103,7 @@ impl MailState {
             "pending" => Self::Pending,
             "sent" => Self::Sent,
             "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
             _ => return None,
         })
     }
@@ -124,6 +159,18 @@ pub fn money(amount: Cents, currency: &str) -> String {
     }
 }
 
+/// When the reminder of an event starting at `starts_at` (RFC 3339) is
+/// due: a day before it, if that is after `completed_at` (the order's
+/// completion); none otherwise, nor for a start that is not RFC 3339.
+pub fn reminder_due(starts_at: &str, completed_at: Timestamp) -> Option<Timestamp> {
+    let starts =
+        time::OffsetDateTime::parse(starts_at, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+    let due = starts - time::Duration::days(1);
+    let millis = i64::try_from(due.unix_timestamp_nanos() / 1_000_000).ok()?;
+    (millis > completed_at.millis()).then(|| Timestamp::from_millis(millis))
+}
+
 /// An event's start as people read it, in the time zone the seller gave
 /// (`Saturday 14 March 2026, 20:00 (UTC+01:00)`); the text as it is when
 /// it is not RFC 3339.
@@ -165,5 +212,32 @@ mod tests {
             "Saturday 14 March 2026, 20:00 (UTC+01:00)"
         );
         assert_eq!(event_date("soon"), "soon");
+    }
+
+    #[test]
+    fn a_reminder_is_due_a_day_before_a_start_more_than_a_day_away() {
+        let start = "2026-03-14T20:00:00+01:00";
+        let due = Timestamp::parse("2026-03-13T19:00:00.000Z").expect("time");
+        let week_before = Timestamp::parse("2026-03-07T12:00:00.000Z").expect("time");
+        assert_eq!(reminder_due(start, week_before), Some(due));
+        let hours_before = Timestamp::parse("2026-03-14T10:00:00.000Z").expect("time");
+        assert_eq!(reminder_due(start, hours_before), None, "less than a day away");
+        assert_eq!(reminder_due("soon", week_before), None);
+    }
+
+    #[test]
+    fn every_kind_and_state_reads_back_from_its_spelling() {
+        for kind in [
+            MailKind::Receipt,
+            MailKind::Sold,
+            MailKind::Refund,
+            MailKind::PayoutPaid,
+            MailKind::PayoutFrozen,
+            MailKind::OrderExpired,
+            MailKind::Reminder,
+        ] {
+            assert_eq!(MailKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(MailState::parse("cancelled"), Some(MailState::Cancelled));
     }
 }

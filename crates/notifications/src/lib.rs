@@ -1,9 +1,11 @@
 //! The notifications service: e-mail for the moments that matter, exactly
 //! once per event and recipient (issue 26). It learns addresses from
 //! `user.created` and orders from `order.created`; on `order.completed` it
-//! decides the buyer's receipt and the seller's "sold" e-mail in the
-//! event's transaction (`outgoing_mail`, keyed by event, kind and
-//! recipient), and its sender delivers them at least once with a
+//! decides the buyer's receipt, the seller's "sold" e-mail and the buyer's
+//! reminder (due a day before the event) in the event's transaction
+//! (`outgoing_mail`, keyed by event, kind and recipient); on an expiry
+//! (`order.cancelled`), a refund and a payout sent or held, the e-mail
+//! each calls for. Its sender delivers them when due, at least once with a
 //! Message-ID derived from that key, over SMTP (`SMTP_URL`) or into
 //! `.eml` files under `DATA_DIR/mail/`. Over HTTP it serves only health,
 //! readiness and metrics.
@@ -41,6 +43,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         version: 2,
         description: "notifications",
         sql: Sql::Portable(include_str!("../migrations/0002_notifications.sql")),
+    },
+    MigrationFile {
+        version: 3,
+        description: "more mail",
+        sql: Sql::Portable(include_str!("../migrations/0003_more_mail.sql")),
     },
 ]);
 
@@ -88,7 +95,11 @@ pub async fn build_with(
     let messaging = Messaging::new(context, NAME, &db)
         .listen(Listener::with(room.clone(), listeners::user_created))
         .listen(Listener::with(room.clone(), listeners::order_created))
-        .listen(Listener::with(room, listeners::order_completed));
+        .listen(Listener::with(room.clone(), listeners::order_completed))
+        .listen(Listener::with(room.clone(), listeners::order_cancelled))
+        .listen(Listener::with(room.clone(), listeners::payment_refunded))
+        .listen(Listener::with(room.clone(), listeners::payout_paid))
+        .listen(Listener::with(room, listeners::payout_frozen));
     Ok(Service {
         name: NAME,
         router: axum::Router::new(),

@@ -1,19 +1,26 @@
 //! What the notifications service does with events: keep its replicas of
 //! users and orders, and decide the e-mails an event calls for, each in
 //! the event's own transaction, once per event, kind and recipient
-//! (idempotent; the sender delivers them after the commit).
+//! (idempotent; the sender delivers them after the commit, or when they
+//! are due: the reminder a day before the event). A reminder not sent yet
+//! is called off when its order is refunded or its ticket sold again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::time::Clock;
-use messaging::events::{Envelope, OrderCompleted, OrderCreated, UserCreated};
+use common::money::Cents;
+use common::time::{Clock, Timestamp};
+use messaging::events::{
+    CancelReason, Envelope, Event as _, OrderCancelled, OrderCompleted, OrderCreated,
+    PaymentRefunded, PayoutFrozen, PayoutPaid, UserCreated,
+};
 use messaging::{Handled, HandlerResult};
+use uuid::Uuid;
 
-use crate::domain::{MailKind, mail_key};
-use crate::mail::{Letterhead, render};
+use crate::domain::{MailKind, Rendered, mail_key, reminder_due};
+use crate::mail::{Letterhead, render, render_payout_frozen, render_payout_paid, render_refund};
 use crate::sender::Sender;
-use crate::store::Store;
+use crate::store::{Decision, Store};
 
 /// An event older than this decides no e-mail: news of a sale a day late
 /// is noise (a first deployment reads the stream's last days; a restored
@@ -45,15 +52,45 @@ pub async fn order_created(room: Mailroom, event: Envelope<OrderCreated>) -> Han
     Ok(Handled::Ack)
 }
 
+/// Whether `event` is older than [`STALE_AFTER`] at `now` (it decides no
+/// e-mail then; `what` names it in the log).
+fn stale(now: Timestamp, occurred_at: Timestamp, what: &str, order: Uuid) -> bool {
+    let age = now.millis().saturating_sub(occurred_at.millis());
+    let stale = u128::try_from(age).unwrap_or(0) > STALE_AFTER.as_millis();
+    if stale {
+        tracing::info!(order.id = %order, age_s = age / 1000, event = what, "event too old to announce: no e-mail");
+        metrics::counter!("notifications_stale_events_total").increment(1);
+    }
+    stale
+}
+
+/// Records one decision to send, due now, and wakes the sender if it is new.
+async fn decide_one(
+    room: &Mailroom,
+    event: Uuid,
+    kind: MailKind,
+    recipient: Uuid,
+    rendered: &Rendered,
+) -> HandlerResult {
+    let mut tx = room.store.begin().await?;
+    let key = mail_key(event, kind, recipient);
+    let new = Store::decide(&mut tx, &key, kind, recipient, rendered, room.clock.now()).await?;
+    tx.commit().await?;
+    if new {
+        room.sender.wake();
+    }
+    Ok(Handled::Ack)
+}
+
 /// `order.completed`: the buyer's receipt and the seller's "sold", decided
-/// together. An order not in the replica yet (its `order.created` is on
-/// its way) is retried; an event older than [`STALE_AFTER`] is let go.
+/// together, and the buyer's reminder a day before the event when that is
+/// after the completion (due then). The ticket changed hands: a reminder
+/// of an earlier buyer not sent yet is called off. An order not in the
+/// replica yet (its `order.created` is on its way) is retried; an event
+/// older than [`STALE_AFTER`] is let go.
 pub async fn order_completed(room: Mailroom, event: Envelope<OrderCompleted>) -> HandlerResult {
     let now = room.clock.now();
-    let age = now.millis().saturating_sub(event.occurred_at.millis());
-    if u128::try_from(age).unwrap_or(0) > STALE_AFTER.as_millis() {
-        tracing::info!(order.id = %event.data.id, age_s = age / 1000, "order.completed too old to announce: no e-mail");
-        metrics::counter!("notifications_stale_events_total").increment(1);
+    if stale(now, event.occurred_at, OrderCompleted::SUBJECT, event.data.id) {
         return Ok(Handled::Ack);
     }
     let Some(order) = room.store.find_order(event.data.id).await? else {
@@ -68,11 +105,35 @@ pub async fn order_completed(room: Mailroom, event: Envelope<OrderCompleted>) ->
     }
     let mut tx = room.store.begin().await?;
     let mut decided = 0;
+    let mut first_time = false;
     for (kind, recipient) in recipients {
         let rendered = render(kind, &order, &room.letterhead)?;
         let key = mail_key(event.id, kind, recipient);
         if Store::decide(&mut tx, &key, kind, recipient, &rendered, now).await? {
             decided += 1;
+            first_time |= kind == MailKind::Receipt;
+        }
+    }
+    // Only the event's first handling moves the reminder: a copy handled
+    // after a later sale of the ticket must not call off the new buyer's.
+    if first_time {
+        let key = mail_key(event.id, MailKind::Reminder, order.buyer_id);
+        let moved = Store::cancel_reminders(&mut tx, order.ticket_id, None, Some(&key)).await?;
+        if moved > 0 {
+            tracing::info!(ticket.id = %order.ticket_id, moved, "the ticket changed hands: its earlier reminder called off");
+        }
+        let due = order.starts_at.as_deref().and_then(|at| reminder_due(at, event.occurred_at));
+        if let Some(due) = due {
+            let rendered = render(MailKind::Reminder, &order, &room.letterhead)?;
+            let reminder = Decision {
+                key: &key,
+                kind: MailKind::Reminder,
+                recipient: order.buyer_id,
+                rendered: &rendered,
+                due,
+                about: Some(order.ticket_id),
+            };
+            Store::decide_mail(&mut tx, &reminder, now).await?;
         }
     }
     tx.commit().await?;
@@ -80,4 +141,95 @@ pub async fn order_completed(room: Mailroom, event: Envelope<OrderCompleted>) ->
         room.sender.wake();
     }
     Ok(Handled::Ack)
+}
+
+/// `order.cancelled`: the buyer's "reservation expired", with a link to the
+/// ticket, when its reason is `expired` (not when they cancelled it, nor
+/// when the seller withdrew the ticket). Like `order.completed`, it waits
+/// for an order not in the replica yet.
+pub async fn order_cancelled(room: Mailroom, event: Envelope<OrderCancelled>) -> HandlerResult {
+    if event.data.reason != Some(CancelReason::Expired)
+        || stale(room.clock.now(), event.occurred_at, OrderCancelled::SUBJECT, event.data.id)
+    {
+        return Ok(Handled::Ack);
+    }
+    let Some(order) = room.store.find_order(event.data.id).await? else {
+        return Ok(Handled::Retry);
+    };
+    let rendered = render(MailKind::OrderExpired, &order, &room.letterhead)?;
+    decide_one(&room, event.id, MailKind::OrderExpired, order.buyer_id, &rendered).await
+}
+
+/// `payment.refunded`: the buyer's "refund issued"; and their reminder of
+/// the order not sent yet is called off (the ticket is not theirs to use),
+/// unless the refund gives back a duplicate charge of an order that
+/// stands. Refunds and payouts come long after the order, so an order the
+/// replica does not know predates the service: the e-mail goes without
+/// the listing's title rather than never.
+pub async fn payment_refunded(room: Mailroom, event: Envelope<PaymentRefunded>) -> HandlerResult {
+    let refund = &event.data;
+    let order = room.store.find_order(refund.order_id).await?;
+    let now = room.clock.now();
+    if stale(now, event.occurred_at, PaymentRefunded::SUBJECT, refund.order_id) {
+        if let Some(order) = order.as_ref().filter(|_| refund.reason != "duplicate") {
+            let mut tx = room.store.begin().await?;
+            Store::cancel_reminders(&mut tx, order.ticket_id, Some(order.buyer_id), None).await?;
+            tx.commit().await?;
+        }
+        return Ok(Handled::Ack);
+    }
+    let rendered = render_refund(
+        refund.order_id,
+        order.as_ref(),
+        Cents::new(refund.amount),
+        &refund.currency,
+        &refund.reason,
+        &room.letterhead,
+    )?;
+    let mut tx = room.store.begin().await?;
+    let key = mail_key(event.id, MailKind::Refund, refund.buyer_id);
+    let new =
+        Store::decide(&mut tx, &key, MailKind::Refund, refund.buyer_id, &rendered, now).await?;
+    if let Some(order) = order.as_ref().filter(|_| refund.reason != "duplicate") {
+        let cancelled =
+            Store::cancel_reminders(&mut tx, order.ticket_id, Some(order.buyer_id), None).await?;
+        if cancelled > 0 {
+            tracing::info!(order.id = %order.id, "order refunded: its reminder called off");
+        }
+    }
+    tx.commit().await?;
+    if new {
+        room.sender.wake();
+    }
+    Ok(Handled::Ack)
+}
+
+/// `payout.paid`: the seller's "payout sent", with the sale price, the
+/// platform's fee and their share.
+pub async fn payout_paid(room: Mailroom, event: Envelope<PayoutPaid>) -> HandlerResult {
+    let payout = &event.data;
+    if stale(room.clock.now(), event.occurred_at, PayoutPaid::SUBJECT, payout.order_id) {
+        return Ok(Handled::Ack);
+    }
+    let order = room.store.find_order(payout.order_id).await?;
+    let rendered = render_payout_paid(
+        order.as_ref(),
+        Cents::new(payout.amount),
+        Cents::new(payout.fee),
+        &payout.currency,
+        &room.letterhead,
+    )?;
+    decide_one(&room, event.id, MailKind::PayoutPaid, payout.seller_id, &rendered).await
+}
+
+/// `payout.frozen`: the seller's "payout on hold" while the buyer's
+/// problem report is open.
+pub async fn payout_frozen(room: Mailroom, event: Envelope<PayoutFrozen>) -> HandlerResult {
+    let frozen = &event.data;
+    if stale(room.clock.now(), event.occurred_at, PayoutFrozen::SUBJECT, frozen.order_id) {
+        return Ok(Handled::Ack);
+    }
+    let order = room.store.find_order(frozen.order_id).await?;
+    let rendered = render_payout_frozen(order.as_ref(), &room.letterhead)?;
+    decide_one(&room, event.id, MailKind::PayoutFrozen, frozen.seller_id, &rendered).await
 }

@@ -78,7 +78,173 @@ struct SoldHtml<'a> {
     payouts_url: String,
 }
 
-/// Renders the e-mail of `kind` about the completed `order`.
+/// The facts of one e-mail, read by both its templates (`m.` there).
+macro_rules! templates {
+    ($facts:ident, $text:ident = $text_path:literal, $html:ident = $html_path:literal) => {
+        #[derive(Template)]
+        #[template(path = $text_path)]
+        struct $text<'a> {
+            m: &'a $facts,
+        }
+
+        #[derive(Template)]
+        #[template(path = $html_path)]
+        struct $html<'a> {
+            m: &'a $facts,
+        }
+
+        impl $facts {
+            fn rendered(&self) -> askama::Result<Rendered> {
+                Ok(Rendered {
+                    subject: self.subject.clone(),
+                    text: $text { m: self }.render()?,
+                    html: $html { m: self }.render()?,
+                })
+            }
+        }
+    };
+}
+
+struct RefundFacts {
+    subject: String,
+    title: Option<String>,
+    amount: String,
+    reason: &'static str,
+    order_url: String,
+}
+templates!(RefundFacts, RefundText = "refund.txt", RefundHtml = "refund.html");
+
+struct PayoutPaidFacts {
+    subject: String,
+    title: Option<String>,
+    amount: String,
+    fee: String,
+    price: String,
+    payouts_url: String,
+}
+templates!(
+    PayoutPaidFacts,
+    PayoutPaidText = "payout_paid.txt",
+    PayoutPaidHtml = "payout_paid.html"
+);
+
+struct PayoutFrozenFacts {
+    subject: String,
+    title: Option<String>,
+    payouts_url: String,
+}
+templates!(
+    PayoutFrozenFacts,
+    PayoutFrozenText = "payout_frozen.txt",
+    PayoutFrozenHtml = "payout_frozen.html"
+);
+
+struct OrderExpiredFacts {
+    subject: String,
+    title: Option<String>,
+    price: String,
+    ticket_url: String,
+}
+templates!(
+    OrderExpiredFacts,
+    OrderExpiredText = "order_expired.txt",
+    OrderExpiredHtml = "order_expired.html"
+);
+
+struct ReminderFacts {
+    subject: String,
+    title: Option<String>,
+    when: Option<String>,
+    tickets_url: String,
+}
+templates!(ReminderFacts, ReminderText = "reminder.txt", ReminderHtml = "reminder.html");
+
+/// `subject` naming the listing's title when the replica knows it.
+fn subject(title: Option<&str>, named: impl Fn(&str) -> String, unnamed: &str) -> String {
+    title.map_or_else(|| unnamed.to_owned(), named)
+}
+
+/// A refund's reason as the buyer reads it (`payment.refunded`'s `reason`).
+pub fn refund_reason(reason: &str) -> &'static str {
+    match reason {
+        "dispute" => "you reported a problem with your ticket, and it was upheld",
+        "operator" => "our support team refunded your order",
+        "cancelled" => "your order was cancelled before its payment could be kept",
+        "duplicate" => "your order was charged more than once; this gives back the extra charge",
+        _ => "your payment was given back",
+    }
+}
+
+/// The buyer's e-mail about a refund of `amount` (cents, in `currency`)
+/// of an order (`order`, when the replica knows it).
+pub fn render_refund(
+    order_id: uuid::Uuid,
+    order: Option<&OrderView>,
+    amount: common::money::Cents,
+    currency: &str,
+    reason: &str,
+    head: &Letterhead,
+) -> askama::Result<Rendered> {
+    let title = order.and_then(|order| order.title.clone());
+    RefundFacts {
+        subject: subject(title.as_deref(), |t| format!("Refund issued for {t}"), "Refund issued"),
+        title,
+        amount: money(amount, currency),
+        reason: refund_reason(reason),
+        order_url: head.link(&format!("/orders/{order_id}")),
+    }
+    .rendered()
+}
+
+/// The seller's e-mail about a payout of `amount` after the platform's
+/// `fee` (cents, in `currency`).
+pub fn render_payout_paid(
+    order: Option<&OrderView>,
+    amount: common::money::Cents,
+    fee: common::money::Cents,
+    currency: &str,
+    head: &Letterhead,
+) -> askama::Result<Rendered> {
+    let title = order.and_then(|order| order.title.clone());
+    let price = common::money::Cents::new(amount.get().saturating_add(fee.get()));
+    PayoutPaidFacts {
+        subject: subject(
+            title.as_deref(),
+            |t| format!("Your payout for {t} was sent"),
+            "Your payout was sent",
+        ),
+        title,
+        amount: money(amount, currency),
+        fee: money(fee, currency),
+        price: money(price, currency),
+        payouts_url: head.link("/payouts"),
+    }
+    .rendered()
+}
+
+/// The seller's e-mail about a payout held while the buyer's problem
+/// report is open.
+pub fn render_payout_frozen(
+    order: Option<&OrderView>,
+    head: &Letterhead,
+) -> askama::Result<Rendered> {
+    let title = order.and_then(|order| order.title.clone());
+    PayoutFrozenFacts {
+        subject: subject(
+            title.as_deref(),
+            |t| format!("Your payout for {t} is on hold"),
+            "Your payout is on hold",
+        ),
+        title,
+        payouts_url: head.link("/payouts"),
+    }
+    .rendered()
+}
+
+/// Renders the e-mail of `kind` about `order`: completed (receipt, sold,
+/// reminder) or expired. The kinds about refunds and payouts have their
+/// own functions ([`render_refund`], [`render_payout_paid`],
+/// [`render_payout_frozen`]).
 pub fn render(kind: MailKind, order: &OrderView, head: &Letterhead) -> askama::Result<Rendered> {
     let title = order.title.as_deref();
     let when = order.starts_at.as_deref().map(event_date);
@@ -111,6 +277,34 @@ pub fn render(kind: MailKind, order: &OrderView, head: &Letterhead) -> askama::R
             };
             let html = SoldHtml { subject: &subject, title, when, price, payouts_url };
             Rendered { text: text.render()?, html: html.render()?, subject }
+        }
+        MailKind::OrderExpired => OrderExpiredFacts {
+            subject: subject(
+                title,
+                |t| format!("Your reservation for {t} expired"),
+                "Your reservation expired",
+            ),
+            title: title.map(str::to_owned),
+            price,
+            ticket_url: head.link(&format!("/tickets/{}", order.ticket_id)),
+        }
+        .rendered()?,
+        MailKind::Reminder => ReminderFacts {
+            subject: subject(
+                title,
+                |t| format!("Reminder: {t} is tomorrow"),
+                "Reminder: your event is tomorrow",
+            ),
+            title: title.map(str::to_owned),
+            when,
+            tickets_url: head.link("/tickets/held"),
+        }
+        .rendered()?,
+        MailKind::Refund | MailKind::PayoutPaid | MailKind::PayoutFrozen => {
+            return Err(askama::Error::custom(format!(
+                "the {} e-mail is not about an order alone",
+                kind.as_str()
+            )));
         }
     })
 }
@@ -203,5 +397,72 @@ mod tests {
         let sold = render(MailKind::Sold, &order(None), &head()).expect("renders");
         assert_eq!(sold.subject, "Your ticket sold");
         assert!(sold.text.contains("your ticket sold for $45.50."), "{}", sold.text);
+    }
+
+    #[test]
+    fn an_expiry_links_back_to_the_ticket() {
+        let order = order(Some("Concert"));
+        let expired = render(MailKind::OrderExpired, &order, &head()).expect("renders");
+        assert_eq!(expired.subject, "Your reservation for Concert expired");
+        let link = format!("https://tickets.example.com/tickets/{}", order.ticket_id);
+        assert!(expired.text.contains(&link), "{}", expired.text);
+        assert!(expired.html.contains(&format!("href=\"{link}\"")), "{}", expired.html);
+        assert!(expired.text.contains("$45.50"));
+    }
+
+    #[test]
+    fn the_reminder_names_the_event_its_date_and_my_tickets() {
+        let reminder = render(MailKind::Reminder, &order(Some("Concert")), &head()).expect("ok");
+        assert_eq!(reminder.subject, "Reminder: Concert is tomorrow");
+        for part in [&reminder.text, &reminder.html] {
+            assert!(part.contains("Saturday 14 March 2026, 20:00 (UTC+01:00)"), "{part}");
+            assert!(part.contains("https://tickets.example.com/tickets/held"), "{part}");
+        }
+        let untitled = render(MailKind::Reminder, &order(None), &head()).expect("renders");
+        assert_eq!(untitled.subject, "Reminder: your event is tomorrow");
+    }
+
+    #[test]
+    fn a_refund_says_how_much_and_why_in_plain_words() {
+        let order = order(Some("<i>Gig</i>"));
+        let refund =
+            render_refund(order.id, Some(&order), Cents::new(4550), "eur", "dispute", &head())
+                .expect("renders");
+        assert_eq!(refund.subject, "Refund issued for <i>Gig</i>");
+        assert!(refund.html.contains("&#60;i&#62;Gig&#60;/i&#62;"), "{}", refund.html);
+        for part in [&refund.text, &refund.html] {
+            assert!(part.contains("€45.50"), "{part}");
+            assert!(part.contains("you reported a problem with your ticket"), "{part}");
+            assert!(part.contains(&format!("https://tickets.example.com/orders/{}", order.id)));
+        }
+        let unknown = render_refund(order.id, None, Cents::new(100), "usd", "whatever", &head())
+            .expect("renders");
+        assert_eq!(unknown.subject, "Refund issued");
+        assert!(unknown.text.contains("your payment was given back"), "{}", unknown.text);
+    }
+
+    #[test]
+    fn a_payout_shows_the_price_the_fee_and_the_share() {
+        let order = order(Some("Concert"));
+        let paid =
+            render_payout_paid(Some(&order), Cents::new(4095), Cents::new(455), "usd", &head())
+                .expect("renders");
+        assert_eq!(paid.subject, "Your payout for Concert was sent");
+        for line in ["Sale price: $45.50", "Platform fee: $4.55", "Your payout: $40.95"] {
+            assert!(paid.text.contains(line), "{}", paid.text);
+        }
+        assert!(paid.html.contains("<strong>$40.95</strong>"), "{}", paid.html);
+        assert!(paid.html.contains("href=\"https://tickets.example.com/payouts\""));
+        let frozen = render_payout_frozen(None, &head()).expect("renders");
+        assert_eq!(frozen.subject, "Your payout is on hold");
+        assert!(frozen.text.contains("reported a problem"), "{}", frozen.text);
+        assert!(frozen.text.contains("https://tickets.example.com/payouts"));
+    }
+
+    #[test]
+    fn refunds_and_payouts_are_not_rendered_from_an_order_alone() {
+        for kind in [MailKind::Refund, MailKind::PayoutPaid, MailKind::PayoutFrozen] {
+            assert!(render(kind, &order(None), &head()).is_err(), "{kind:?}");
+        }
     }
 }

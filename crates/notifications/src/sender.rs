@@ -16,7 +16,7 @@ use common::time::{Clock, Timestamp};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{MailState, OutgoingMail};
+use crate::domain::OutgoingMail;
 use crate::mail::{Letterhead, message};
 use crate::store::{Outcome, Store};
 use crate::transport::{SMTP_TIMEOUT, SendError, Transport};
@@ -89,7 +89,7 @@ impl Sender {
             self.store.record(&mail.key, &outcome, self.clock.now()).await?;
             tried += 1;
         }
-        if let Ok(pending) = self.store.count(MailState::Pending).await {
+        if let Ok(pending) = self.store.undelivered(now).await {
             #[expect(clippy::cast_precision_loss, reason = "exact below 2^53 mails")]
             metrics::gauge!("notifications_mail_pending").set(pending as f64);
         }

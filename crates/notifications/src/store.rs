@@ -24,11 +24,8 @@ fn mail(row: &Row) -> Result<OutgoingMail, DbError> {
     let kind: String = row.try_get("kind")?;
     Ok(OutgoingMail {
         key: row.try_get("key")?,
-        kind: match kind.as_str() {
-            "receipt" => MailKind::Receipt,
-            "sold" => MailKind::Sold,
-            other => return Err(DbError::decode(format!("unknown mail kind {other}"))),
-        },
+        kind: MailKind::parse(&kind)
+            .ok_or_else(|| DbError::decode(format!("unknown mail kind {kind}")))?,
         recipient: parse_uuid(&row.try_get::<String, _>("recipient_id")?)?,
         address: row.try_get("address")?,
         rendered: Rendered {
@@ -38,6 +35,20 @@ fn mail(row: &Row) -> Result<OutgoingMail, DbError> {
         },
         attempts: row.try_get("attempts")?,
     })
+}
+
+/// A decision to send one e-mail.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a> {
+    /// See [`crate::domain::mail_key`].
+    pub key: &'a str,
+    pub kind: MailKind,
+    pub recipient: Uuid,
+    pub rendered: &'a Rendered,
+    /// When to deliver it (now, or later for a reminder).
+    pub due: Timestamp,
+    /// The ticket it concerns, when it may be called off.
+    pub about: Option<Uuid>,
 }
 
 /// What a delivery came to.
@@ -63,7 +74,7 @@ impl Store {
     }
 
     /// Keeps a user's address (idempotent), and gives it to the mail that
-    /// waited for it, due at `now`. Returns how many mails it released.
+    /// waited for it, due at `now` (or later, when it was decided ahead). Returns how many mails it released.
     pub async fn add_user(&self, user: &UserCreated, now: Timestamp) -> Result<u64, DbError> {
         let mut tx = self.db.begin().await?;
         query("INSERT INTO users (id, email) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
@@ -72,7 +83,8 @@ impl Store {
             .execute(&mut tx)
             .await?;
         let released = query(
-            "UPDATE outgoing_mail SET address = $1, state = 'pending', next_attempt_at = $2 \
+            "UPDATE outgoing_mail SET address = $1, state = 'pending', \
+             next_attempt_at = CASE WHEN next_attempt_at > $2 THEN next_attempt_at ELSE $2 END \
              WHERE recipient_id = $3 AND state = 'waiting_address'",
         )
         .bind(&user.email)
@@ -91,7 +103,8 @@ impl Store {
     /// Returns how many mails it released.
     pub async fn release_known(&self, now: Timestamp) -> Result<u64, DbError> {
         let released = query(
-            "UPDATE outgoing_mail SET state = 'pending', next_attempt_at = $1, \
+            "UPDATE outgoing_mail SET state = 'pending', \
+             next_attempt_at = CASE WHEN next_attempt_at > $1 THEN next_attempt_at ELSE $1 END, \
              address = (SELECT email FROM users WHERE users.id = outgoing_mail.recipient_id) \
              WHERE state = 'waiting_address' \
              AND EXISTS (SELECT 1 FROM users WHERE users.id = outgoing_mail.recipient_id)",
@@ -162,6 +175,18 @@ impl Store {
         rendered: &Rendered,
         now: Timestamp,
     ) -> Result<bool, DbError> {
+        let mail = Decision { key, kind, recipient, rendered, due: now, about: None };
+        Self::decide_mail(tx, &mail, now).await
+    }
+
+    /// Records the decision `mail` (see [`Store::decide`]), due at its
+    /// `due` and about its `about`.
+    pub async fn decide_mail(
+        tx: &mut Tx,
+        mail: &Decision<'_>,
+        now: Timestamp,
+    ) -> Result<bool, DbError> {
+        let Decision { key, kind, recipient, rendered, due, about } = *mail;
         let address: Option<String> = query_scalar("SELECT email FROM users WHERE id = $1")
             .bind(recipient.to_string())
             .fetch_optional(&mut *tx)
@@ -169,8 +194,9 @@ impl Store {
         let state = if address.is_some() { MailState::Pending } else { MailState::WaitingAddress };
         let inserted = query(
             "INSERT INTO outgoing_mail (key, kind, recipient_id, address, subject, text_body, \
-             html_body, state, attempts, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9) ON CONFLICT (key) DO NOTHING",
+             html_body, state, attempts, next_attempt_at, created_at, about) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11) \
+             ON CONFLICT (key) DO NOTHING",
         )
         .bind(key)
         .bind(kind.as_str())
@@ -180,10 +206,36 @@ impl Store {
         .bind(&rendered.text)
         .bind(&rendered.html)
         .bind(state.as_sql())
+        .bind(due.millis())
         .bind(now.millis())
+        .bind(about.map(|id| id.to_string()))
         .execute(&mut *tx)
         .await?;
         Ok(inserted.rows_affected() == 1)
+    }
+
+    /// Calls off the reminders about `ticket` not sent yet, but the one
+    /// with key `keep`, and only `recipient`'s when given. Returns how many
+    /// it called off.
+    pub async fn cancel_reminders(
+        tx: &mut Tx,
+        ticket: Uuid,
+        recipient: Option<Uuid>,
+        keep: Option<&str>,
+    ) -> Result<u64, DbError> {
+        let cancelled = query(
+            "UPDATE outgoing_mail SET state = 'cancelled' WHERE about = $1 AND kind = $2 \
+             AND state IN ('pending', 'waiting_address') \
+             AND ($3 IS NULL OR recipient_id = $3) AND ($4 IS NULL OR key <> $4)",
+        )
+        .bind(ticket.to_string())
+        .bind(MailKind::Reminder.as_str())
+        .bind(recipient.map(|id| id.to_string()))
+        .bind(keep.map(str::to_owned))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        Ok(cancelled)
     }
 
     /// The keys of up to `limit` mails due at `now` and not claimed by a
@@ -280,6 +332,18 @@ impl Store {
             .bind(state.as_sql())
             .fetch_one(self.db.reader())
             .await
+    }
+
+    /// How many pending mails are late at `now`: due, or tried and waiting
+    /// for their next try; not a reminder waiting for its day (metrics).
+    pub async fn undelivered(&self, now: Timestamp) -> Result<i64, DbError> {
+        query_scalar(
+            "SELECT COUNT(*) FROM outgoing_mail WHERE state = 'pending' \
+             AND (next_attempt_at <= $1 OR attempts > 0)",
+        )
+        .bind(now.millis())
+        .fetch_one(self.db.reader())
+        .await
     }
 
     /// The reason an SMTP server gave for refusing `address` for good.

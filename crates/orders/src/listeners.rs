@@ -5,8 +5,8 @@
 //! never both happen (DECISIONS.md, "Money").
 
 use messaging::events::{
-    Envelope, PaymentCreated, PaymentExpired, PaymentFailed, PaymentStarted, TicketCreated,
-    TicketUpdated,
+    CancelReason, Envelope, PaymentCreated, PaymentExpired, PaymentFailed, PaymentStarted,
+    TicketCreated, TicketUpdated,
 };
 use messaging::{Handled, HandlerResult, VersionCheck};
 
@@ -33,7 +33,7 @@ pub async fn ticket_updated(store: Store, event: Envelope<TicketUpdated>) -> Han
 /// and nothing is announced again).
 pub async fn payment_expired(store: Store, event: Envelope<PaymentExpired>) -> HandlerResult {
     let order_id = event.data.order_id;
-    Ok(match store.cancel(order_id).await? {
+    Ok(match store.cancel(order_id, CancelReason::Expired).await? {
         Change::Done => {
             tracing::info!(order.id = %order_id, "order expired and cancelled");
             Handled::Ack

@@ -18,6 +18,8 @@ use serde::Deserialize;
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
+use messaging::events::CancelReason;
+
 use crate::Settings;
 use crate::domain::Order;
 use crate::outcomes::Outcomes;
@@ -266,7 +268,7 @@ async fn cancel(
     Id(id): Id,
 ) -> ApiResult<StatusCode> {
     owned_order(&state, user.id, id).await?;
-    match state.store.cancel(id).await? {
+    match state.store.cancel(id, CancelReason::Cancelled).await? {
         Change::Done => {
             tracing::info!(order.id = %id, "order cancelled by its buyer");
             Ok(StatusCode::NO_CONTENT)

@@ -9,8 +9,8 @@ use common::money::Cents;
 use common::time::Timestamp;
 use messaging::VersionCheck;
 use messaging::events::{
-    Envelope, EventDetails, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
-    TicketCreated, TicketRef, TicketUpdated,
+    CancelReason, Envelope, EventDetails, OrderCancelled, OrderCompleted, OrderCreated,
+    OrderStatus, OrderTicket, TicketCreated, TicketRef, TicketUpdated,
 };
 use messaging::outbox::{self, Outbox};
 use uuid::Uuid;
@@ -270,10 +270,10 @@ impl Store {
         rows.iter().map(order).collect::<Result<_, _>>()
     }
 
-    /// Cancels the order (buyer's request or expiry) unless it is complete;
-    /// announces `order.cancelled` only when it changed.
-    pub async fn cancel(&self, id: Uuid) -> Result<Change, DbError> {
-        self.transition(id, OrderStatus::Cancelled, |status| match status {
+    /// Cancels the order (buyer's request or expiry, `reason`) unless it is
+    /// complete; announces `order.cancelled` only when it changed.
+    pub async fn cancel(&self, id: Uuid, reason: CancelReason) -> Result<Change, DbError> {
+        self.transition(id, OrderStatus::Cancelled, Some(reason), |status| match status {
             OrderStatus::Complete => Err(Change::Refused(status)),
             OrderStatus::Cancelled => Err(Change::Already),
             OrderStatus::Created | OrderStatus::AwaitingPayment => Ok(()),
@@ -284,7 +284,7 @@ impl Store {
     /// Marks the order paid unless it was cancelled; announces
     /// `order.completed` only when it changed.
     pub async fn complete(&self, id: Uuid) -> Result<Change, DbError> {
-        self.transition(id, OrderStatus::Complete, |status| match status {
+        self.transition(id, OrderStatus::Complete, None, |status| match status {
             OrderStatus::Cancelled => Err(Change::Refused(status)),
             OrderStatus::Complete => Err(Change::Already),
             OrderStatus::Created | OrderStatus::AwaitingPayment => Ok(()),
@@ -293,11 +293,12 @@ impl Store {
     }
 
     /// Moves the order to `to` if `allowed` says so, under its row lock,
-    /// and announces the change.
+    /// and announces the change (a cancellation with its `reason`).
     async fn transition(
         &self,
         id: Uuid,
         to: OrderStatus,
+        reason: Option<CancelReason>,
         allowed: impl Fn(OrderStatus) -> Result<(), Change>,
     ) -> Result<Change, DbError> {
         let mut tx = self.db.begin().await?;
@@ -319,8 +320,8 @@ impl Store {
         let ticket = TicketRef { id: ticket_id };
         match to {
             OrderStatus::Cancelled => {
-                outbox::add(&mut tx, &Envelope::new(OrderCancelled { id, version, ticket }))
-                    .await?;
+                let cancelled = OrderCancelled { id, version, ticket, reason };
+                outbox::add(&mut tx, &Envelope::new(cancelled)).await?;
             }
             OrderStatus::Complete => {
                 outbox::add(&mut tx, &Envelope::new(OrderCompleted { id, version, ticket }))
@@ -465,7 +466,8 @@ async fn cancel_unpaid(tx: &mut Tx, ticket_id: Uuid, which: &str) -> Result<(), 
         })
         .await?;
         let ticket = TicketRef { id: ticket_id };
-        outbox::add(tx, &Envelope::new(OrderCancelled { id, version, ticket })).await?;
+        let reason = Some(CancelReason::Withdrawn);
+        outbox::add(tx, &Envelope::new(OrderCancelled { id, version, ticket, reason })).await?;
         tracing::info!(order.id = %id, ticket.id = %ticket_id, "order cancelled: its ticket is off sale");
     }
     Ok(())

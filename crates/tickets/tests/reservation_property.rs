@@ -58,7 +58,12 @@ async fn deliver(store: &Store, ticket: Uuid, event: &Event) -> Handled {
             tickets::listeners::order_created(store.clone(), Envelope::new(event)).await
         }
         Event::Cancelled(order) => {
-            let event = OrderCancelled { id: *order, version: 1, ticket: TicketRef { id: ticket } };
+            let event = OrderCancelled {
+                id: *order,
+                version: 1,
+                ticket: TicketRef { id: ticket },
+                reason: None,
+            };
             tickets::listeners::order_cancelled(store.clone(), Envelope::new(event)).await
         }
     };

@@ -127,8 +127,19 @@ impl MailApp {
 
     /// A sale between `buyer` and `seller` (announced or not).
     pub async fn sale_between(&self, buyer: (Uuid, String), seller: (Uuid, String)) -> Sale {
+        self.sale_of(buyer, seller, Uuid::now_v7(), "2026-03-14T20:00:00+01:00").await
+    }
+
+    /// A sale of `ticket`, whose event starts at `starts_at`, between
+    /// `buyer` and `seller`.
+    pub async fn sale_of(
+        &self,
+        buyer: (Uuid, String),
+        seller: (Uuid, String),
+        ticket: Uuid,
+        starts_at: &str,
+    ) -> Sale {
         let order = Uuid::now_v7();
-        let ticket = Uuid::now_v7();
         let expires_at = Timestamp::from_millis(Timestamp::now().millis() + 900_000);
         let created = Envelope::new(OrderCreated {
             id: order,
@@ -139,7 +150,7 @@ impl MailApp {
             ticket: OrderTicket {
                 id: ticket,
                 price: 4550,
-                starts_at: Some("2026-03-14T20:00:00+01:00".into()),
+                starts_at: Some(starts_at.into()),
                 seller_id: Some(seller.0),
                 title: Some("Concert".into()),
             },
@@ -167,6 +178,12 @@ impl MailApp {
                 n => tried += n,
             }
         }
+    }
+
+    /// The test clock's time.
+    pub fn now(&self) -> Timestamp {
+        use common::time::Clock as _;
+        self.system.context.clock.now()
     }
 
     /// Moves the clock forward.

@@ -4,5 +4,6 @@
 
 mod faults;
 mod helpers;
+mod more;
 mod purchase;
 mod sink;

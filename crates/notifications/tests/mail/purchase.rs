@@ -12,10 +12,7 @@ use testkit::Stack;
 use crate::helpers::{MailApp, Outlet, PUBLIC_URL, Parsed, Sale};
 
 fn key(sale: &Sale, kind: MailKind) -> String {
-    let recipient = match kind {
-        MailKind::Receipt => sale.buyer.0,
-        MailKind::Sold => sale.seller.0,
-    };
+    let recipient = if kind == MailKind::Sold { sale.seller.0 } else { sale.buyer.0 };
     mail_key(sale.completed.id, kind, recipient)
 }
 

@@ -87,6 +87,11 @@ impl Sink {
         self.lock().received.clone()
     }
 
+    /// Forgets the messages taken so far.
+    pub fn clear(&self) {
+        self.lock().received.clear();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -1,4 +1,4 @@
-use messaging::events::OrderCancelled;
+use messaging::events::{CancelReason, OrderCancelled};
 use serde_json::json;
 use testkit::Stack;
 use uuid::Uuid;
@@ -22,8 +22,8 @@ async fn a_buyer_cancels_their_order_once(stack: Stack) {
     let events = cancelled.data();
     assert_eq!(events.len(), 1);
     assert_eq!(
-        (events[0].id, events[0].version, events[0].ticket.id),
-        (id_of(&order), 1, ticket.id)
+        (events[0].id, events[0].version, events[0].ticket.id, events[0].reason),
+        (id_of(&order), 1, ticket.id, Some(CancelReason::Cancelled))
     );
 
     assert_eq!(app.cancel(Some(&buyer), id).await.status(), 204, "cancelling again is fine");

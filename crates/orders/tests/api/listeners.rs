@@ -2,7 +2,7 @@
 //! cancels unless paid; a payment completes unless cancelled; an attempt in
 //! progress shows as `awaiting:payment`; nothing is announced twice.
 
-use messaging::events::{Envelope, OrderCancelled, OrderCompleted, TicketCreated};
+use messaging::events::{CancelReason, Envelope, OrderCancelled, OrderCompleted, TicketCreated};
 use messaging::listener::Handled;
 use serde_json::json;
 use testkit::Stack;
@@ -87,7 +87,10 @@ async fn an_expired_order_is_cancelled_and_announced_once(stack: Stack) {
     assert_eq!(app.shown(&buyer, &order).await["status"], "cancelled");
     let events = cancelled.data();
     assert_eq!(events.len(), 1);
-    assert_eq!((events[0].version, events[0].ticket.id), (1, ticket.id));
+    assert_eq!(
+        (events[0].version, events[0].ticket.id, events[0].reason),
+        (1, ticket.id, Some(CancelReason::Expired))
+    );
     app.expire(id_of(&order)).await;
     assert_eq!(cancelled.all().len(), 1, "nothing is announced again");
     assert_eq!(app.shown(&buyer, &order).await["version"], 1);

@@ -2,7 +2,7 @@
 //! takes one, and the unpaid orders placed before the replica knew of the
 //! withdrawal are cancelled.
 
-use messaging::events::OrderCancelled;
+use messaging::events::{CancelReason, OrderCancelled};
 use serde_json::json;
 use testkit::Stack;
 
@@ -31,7 +31,10 @@ async fn a_withdrawal_cancels_the_unpaid_orders_placed_before_it_was_known(stack
     assert_eq!((shown["status"].clone(), shown["version"].clone()), (json!("cancelled"), json!(1)));
     let events = cancelled.data();
     assert_eq!(events.len(), 1);
-    assert_eq!((events[0].id, events[0].version), (id_of(&order), 1));
+    assert_eq!(
+        (events[0].id, events[0].version, events[0].reason),
+        (id_of(&order), 1, Some(CancelReason::Withdrawn))
+    );
     // A duplicate of the withdrawal changes nothing.
     app.withdrawn(&ticket, 1).await;
     assert_eq!(cancelled.data().len(), 1);

@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::BoxFuture;
 use common::time::{ManualClock, Timestamp};
 use messaging::events::{
-    Envelope, Event, ExpirationComplete, OrderCancelled, OrderCompleted, OrderCreated, OrderStatus,
-    OrderTicket, TicketRef,
+    CancelReason, Envelope, Event, ExpirationComplete, OrderCancelled, OrderCompleted,
+    OrderCreated, OrderStatus, OrderTicket, TicketRef,
 };
 use payments::domain::AttemptState;
 use payments::payouts::worker::PayoutWorker;
@@ -310,6 +310,7 @@ impl PaymentsApp {
             id: order.id,
             version: 1,
             ticket: TicketRef { id: Uuid::now_v7() },
+            reason: Some(CancelReason::Cancelled),
         })
         .await;
     }

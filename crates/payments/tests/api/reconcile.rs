@@ -100,6 +100,7 @@ async fn a_charge_found_after_a_cancellation_is_refunded(stack: Stack) {
         id: order.id,
         version: 1,
         ticket: TicketRef { id: uuid::Uuid::now_v7() },
+        reason: Some(messaging::events::CancelReason::Cancelled),
     })
     .await;
     assert_eq!(app.reconcile().await, 1);

@@ -165,7 +165,13 @@ impl TicketsApp {
     /// Delivers `order.cancelled` for `order_id` on `ticket` and waits.
     pub async fn order_cancelled(&self, ticket: &Value, order_id: Uuid) {
         let ticket = TicketRef { id: id_of(ticket) };
-        self.deliver(&Envelope::new(OrderCancelled { id: order_id, version: 1, ticket })).await;
+        self.deliver(&Envelope::new(OrderCancelled {
+            id: order_id,
+            version: 1,
+            ticket,
+            reason: None,
+        }))
+        .await;
     }
 
     /// Publishes `event` as the orders service would and waits until it
