@@ -4,5 +4,6 @@
 
 mod faults;
 mod helpers;
+mod preferences;
 mod purchase;
 mod sink;
