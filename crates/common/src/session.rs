@@ -384,6 +384,18 @@ mod tests {
         Sessions::new(&Secret::new("test-secret-test-secret"), Duration::from_secs(lifetime), false)
     }
 
+    #[test]
+    fn derived_keys_differ_by_label_and_secret_and_outlive_copies() {
+        let ours = sessions(60);
+        let key = ours.derived_key("unsubscribe");
+        assert_eq!(key, ours.lasting(Duration::from_secs(5), true).derived_key("unsubscribe"));
+        assert_ne!(key, ours.derived_key("another purpose"));
+        let other =
+            Sessions::new(&Secret::new("another-secret-xx"), Duration::from_secs(60), false);
+        assert_ne!(key, other.derived_key("unsubscribe"));
+        assert_ne!(&key[..], b"test-secret-test-secret".as_slice());
+    }
+
     fn with_header(name: axum::http::HeaderName, value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(name, HeaderValue::from_str(value).expect("header"));
