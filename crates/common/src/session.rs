@@ -16,8 +16,10 @@ use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -66,6 +68,9 @@ struct Inner {
     lifetime: Duration,
     secure: bool,
     revoked: Revoked,
+    /// HMAC-SHA256 of the session secret under a fixed label: the root of
+    /// [`Sessions::derived_key`] (the secret itself is not kept).
+    derivation: [u8; 32],
 }
 
 /// Where the ids of signed-out tokens are kept until the tokens expire.
@@ -152,7 +157,18 @@ impl Sessions {
             lifetime,
             secure,
             revoked: Revoked::Process(Arc::default()),
+            derivation: hmac_sha256(key.expose().as_bytes(), b"ticketing: derived keys"),
         }))
+    }
+
+    /// A key of its own for another purpose, derived from the session
+    /// secret (`JWT_KEY`) under `label` (HMAC-SHA256): every service
+    /// already shares that secret, so a value signed by one replica (an
+    /// unsubscribe link) is verified by all, without a setting of its
+    /// own; a key derived under one label tells nothing about the secret
+    /// or the keys of other labels.
+    pub fn derived_key(&self, label: &str) -> [u8; 32] {
+        hmac_sha256(&self.0.derivation, label.as_bytes())
     }
 
     /// These sessions, their revocations kept in `shared` (every replica
@@ -173,6 +189,7 @@ impl Sessions {
             lifetime: self.0.lifetime,
             secure: self.0.secure,
             revoked: self.0.revoked.clone(),
+            derivation: self.0.derivation,
         }
     }
 
@@ -352,12 +369,31 @@ where
     }
 }
 
+/// HMAC-SHA256 of `message` under `key` (RFC 2104).
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn sessions(lifetime: u64) -> Sessions {
         Sessions::new(&Secret::new("test-secret-test-secret"), Duration::from_secs(lifetime), false)
+    }
+
+    #[test]
+    fn derived_keys_differ_by_label_and_secret_and_outlive_copies() {
+        let ours = sessions(60);
+        let key = ours.derived_key("unsubscribe");
+        assert_eq!(key, ours.lasting(Duration::from_secs(5), true).derived_key("unsubscribe"));
+        assert_ne!(key, ours.derived_key("another purpose"));
+        let other =
+            Sessions::new(&Secret::new("another-secret-xx"), Duration::from_secs(60), false);
+        assert_ne!(key, other.derived_key("unsubscribe"));
+        assert_ne!(&key[..], b"test-secret-test-secret".as_slice());
     }
 
     fn with_header(name: axum::http::HeaderName, value: &str) -> HeaderMap {

@@ -67,6 +67,65 @@ impl MailKind {
             _ => return None,
         })
     }
+    /// Whether mail of this kind is always sent: it records money or a
+    /// ticket changing hands, so nobody can turn it off.
+    pub fn essential(self) -> bool {
+        is_essential(self.as_str())
+    }
+
+    /// Whether its recipient can turn mail of this kind off (then it
+    /// carries List-Unsubscribe and a footer to do so).
+    pub fn optional(self) -> bool {
+        !self.essential()
+    }
+}
+
+/// A kind of e-mail as the preferences show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindInfo {
+    /// Its name (`MailKind::as_str`, `outgoing_mail.kind`).
+    pub name: &'static str,
+    /// Always sent (see [`MailKind::essential`]).
+    pub essential: bool,
+    /// What the mail is about, as the preferences page says it.
+    pub description: &'static str,
+}
+
+/// Every kind of e-mail, in the order the preferences list them
+/// (essential first). Named by string: the preferences of a kind are kept
+/// by its name, and a name here never changes.
+pub const KINDS: &[KindInfo] = &[
+    KindInfo { name: "receipt", essential: true, description: "Receipts for the tickets you buy" },
+    KindInfo { name: "refund", essential: true, description: "Refunds of your orders" },
+    KindInfo {
+        name: "payout_frozen",
+        essential: true,
+        description: "A payout of yours held back after a problem report",
+    },
+    KindInfo { name: "sold", essential: false, description: "One of your tickets sold" },
+    KindInfo { name: "payout_paid", essential: false, description: "A payout of yours was paid" },
+    KindInfo {
+        name: "order_expired",
+        essential: false,
+        description: "An order of yours expired before it was paid",
+    },
+    KindInfo {
+        name: "listing_ended",
+        essential: false,
+        description: "A listing of yours ended unsold",
+    },
+    KindInfo { name: "reminder", essential: false, description: "Reminders before your events" },
+    KindInfo { name: "alert", essential: false, description: "New tickets matching your alerts" },
+];
+
+/// The kind named `name`, as the preferences know it.
+pub fn kind_info(name: &str) -> Option<&'static KindInfo> {
+    KINDS.iter().find(|kind| kind.name == name)
+}
+
+/// Whether the kind named `name` is essential (an unknown name is not).
+pub fn is_essential(name: &str) -> bool {
+    kind_info(name).is_some_and(|kind| kind.essential)
 }
 
 /// Where an outgoing mail is.
@@ -84,6 +143,8 @@ pub enum MailState {
     /// Called off before it was due: a reminder whose order was refunded
     /// or whose ticket changed hands.
     Cancelled,
+    /// Not sent: when it was due, its recipient had turned its kind off.
+    Suppressed,
 }
 
 impl MailState {
@@ -94,6 +155,7 @@ impl MailState {
             Self::Sent => "sent",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Suppressed => "suppressed",
         }
     }
 
@@ -104,6 +166,7 @@ impl MailState {
             "sent" => Self::Sent,
             "failed" => Self::Failed,
             "cancelled" => Self::Cancelled,
+            "suppressed" => Self::Suppressed,
             _ => return None,
         })
     }
@@ -239,5 +302,17 @@ mod tests {
             assert_eq!(MailKind::parse(kind.as_str()), Some(kind));
         }
         assert_eq!(MailState::parse("cancelled"), Some(MailState::Cancelled));
+        assert_eq!(MailState::parse("suppressed"), Some(MailState::Suppressed));
+    }
+
+    #[test]
+    fn receipts_refunds_and_frozen_payouts_are_essential_the_rest_optional() {
+        let essential: Vec<&str> =
+            KINDS.iter().filter(|kind| kind.essential).map(|kind| kind.name).collect();
+        assert_eq!(essential, ["receipt", "refund", "payout_frozen"]);
+        assert!(MailKind::Receipt.essential() && !MailKind::Receipt.optional());
+        assert!(MailKind::Sold.optional());
+        assert!(!is_essential("unknown"));
+        assert_eq!(KINDS.len(), 9);
     }
 }

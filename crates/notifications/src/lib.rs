@@ -7,8 +7,10 @@
 //! (`order.cancelled`), a refund and a payout sent or held, the e-mail
 //! each calls for. Its sender delivers them when due, at least once with a
 //! Message-ID derived from that key, over SMTP (`SMTP_URL`) or into
-//! `.eml` files under `DATA_DIR/mail/`. Over HTTP it serves only health,
-//! readiness and metrics.
+//! `.eml` files under `DATA_DIR/mail/`. Over HTTP it serves each user's
+//! e-mail preferences and the one-click unsubscribe of the links its mail
+//! carries (`routes::preferences`); the sender suppresses mail of a kind
+//! its recipient turned off.
 
 pub mod domain;
 pub mod listeners;
@@ -17,6 +19,12 @@ pub mod sender;
 mod settings;
 pub mod store;
 pub mod transport;
+pub mod unsubscribe;
+
+/// The service's HTTP routes, one module an area.
+pub mod routes {
+    pub mod preferences;
+}
 
 use std::sync::Arc;
 
@@ -29,6 +37,7 @@ use crate::mail::Letterhead;
 use crate::sender::Sender;
 use crate::store::Store;
 use crate::transport::{Files, Smtp, Transport};
+use crate::unsubscribe::LinkKey;
 
 pub use settings::{MailTransport, Security, Settings, SmtpServer, TransportChoice};
 
@@ -48,6 +57,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         version: 3,
         description: "more mail",
         sql: Sql::Portable(include_str!("../migrations/0003_more_mail.sql")),
+    },
+    MigrationFile {
+        version: 4,
+        description: "preferences",
+        sql: Sql::Portable(include_str!("../migrations/0004_preferences.sql")),
     },
 ]);
 
@@ -87,10 +101,18 @@ pub async fn build_with(
     let this_process =
         (!context.alone).then(|| format!("http://localhost:{}", context.config.port));
     let public_url = settings.public_url(this_process)?;
-    let letterhead = Arc::new(Letterhead::new(settings.from()?, &public_url, currency));
+    let links = LinkKey::new(&context.sessions);
+    let letterhead =
+        Arc::new(Letterhead::new(settings.from()?, &public_url, currency, links.clone()));
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
     let store = Store::new(db.clone());
     let sender = Sender::new(store.clone(), transport, letterhead.clone(), context.clock.clone());
+    let preferences = routes::preferences::PreferencesState {
+        store: store.clone(),
+        sessions: context.sessions.clone(),
+        links,
+        clock: context.clock.clone(),
+    };
     let room = Mailroom { store, letterhead, sender: sender.clone(), clock: context.clock.clone() };
     let messaging = Messaging::new(context, NAME, &db)
         .listen(Listener::with(room.clone(), listeners::user_created))
@@ -102,8 +124,8 @@ pub async fn build_with(
         .listen(Listener::with(room, listeners::payout_frozen));
     Ok(Service {
         name: NAME,
-        router: axum::Router::new(),
-        openapi: utoipa::openapi::OpenApiBuilder::new().build(),
+        router: axum::Router::new().merge(routes::preferences::router(preferences)),
+        openapi: <routes::preferences::PreferencesApi as utoipa::OpenApi>::openapi(),
         probes: vec![Probe::database(NAME, db.clone())],
         databases: vec![db],
         messaging: Some(messaging),

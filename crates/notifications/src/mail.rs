@@ -1,14 +1,19 @@
 //! The e-mails: each rendered from its askama templates (plain text and
 //! HTML, `templates/<kind>.txt` and `.html`, every value escaped in the
 //! HTML) with absolute links, and built into one `multipart/alternative`
-//! message with its Message-ID.
+//! message with its Message-ID. A mail of an optional kind is built with
+//! its recipient's unsubscribe link (RFC 2369 `List-Unsubscribe`, RFC 8058
+//! `List-Unsubscribe-Post`) and a footer linking to it and to the
+//! preferences page: added when the message is built, so every optional
+//! kind has them whatever its templates say.
 
 use askama::Template;
 use lettre::Message;
-use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 
-use crate::domain::{MailKind, OrderView, Rendered, event_date, message_id, money};
+use crate::domain::{MailKind, OrderView, OutgoingMail, Rendered, event_date, message_id, money};
+use crate::unsubscribe::LinkKey;
 
 /// What every e-mail needs beside its own facts.
 #[derive(Debug, Clone)]
@@ -21,16 +26,30 @@ pub struct Letterhead {
     pub host: String,
     /// Prices' currency (`PAYMENT_CURRENCY`).
     pub currency: String,
+    /// Signs the unsubscribe links.
+    pub links: LinkKey,
 }
 
 impl Letterhead {
-    pub fn new(from: Mailbox, public_url: &url::Url, currency: &str) -> Self {
+    pub fn new(from: Mailbox, public_url: &url::Url, currency: &str, links: LinkKey) -> Self {
         Self {
             from,
             public_url: public_url.as_str().trim_end_matches('/').to_owned(),
             host: public_url.host_str().unwrap_or("localhost").to_owned(),
             currency: currency.to_lowercase(),
+            links,
         }
+    }
+
+    /// The one-click unsubscribe URL of the API (`List-Unsubscribe`) and
+    /// the page confirming it (the footer's link), for mail of `kind` to
+    /// `user`.
+    pub fn unsubscribe_urls(&self, user: uuid::Uuid, kind: MailKind) -> (String, String) {
+        let token = self.links.token(user, kind);
+        (
+            self.link(&format!("/api/notifications/unsubscribe?token={token}")),
+            self.link(&format!("/notifications/unsubscribe?token={token}")),
+        )
     }
 
     fn link(&self, path: &str) -> String {
@@ -309,14 +328,10 @@ pub fn render(kind: MailKind, order: &OrderView, head: &Letterhead) -> askama::R
     })
 }
 
-/// The message of the mail `key` to `address`: both parts as
-/// quoted-printable UTF-8, under the Message-ID of its key.
-pub fn message(
-    key: &str,
-    address: &str,
-    rendered: &Rendered,
-    head: &Letterhead,
-) -> anyhow::Result<Message> {
+/// The message of `mail` to `address`: both parts as quoted-printable
+/// UTF-8, under the Message-ID of its key; for an optional kind, with its
+/// unsubscribe headers and footer.
+pub fn message(mail: &OutgoingMail, address: &str, head: &Letterhead) -> anyhow::Result<Message> {
     let to: Mailbox = address
         .parse()
         .map_err(|error| anyhow::anyhow!("the address {address:?} is not valid: {error}"))?;
@@ -326,17 +341,50 @@ pub fn message(
             .header(ContentTransferEncoding::QuotedPrintable)
             .body(body.to_owned())
     };
-    let message = Message::builder()
+    let mut builder = Message::builder()
         .from(head.from.clone())
         .to(to)
-        .subject(rendered.subject.clone())
-        .message_id(Some(message_id(key, &head.host)))
-        .multipart(
-            MultiPart::alternative()
-                .singlepart(part(ContentType::TEXT_PLAIN, &rendered.text))
-                .singlepart(part(ContentType::TEXT_HTML, &rendered.html)),
-        )?;
+        .subject(mail.rendered.subject.clone())
+        .message_id(Some(message_id(&mail.key, &head.host)));
+    let (mut text, mut html) = (mail.rendered.text.clone(), mail.rendered.html.clone());
+    if mail.kind.optional() {
+        let (one_click, page) = head.unsubscribe_urls(mail.recipient, mail.kind);
+        builder = builder
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                format!("<{one_click}>"),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".to_owned(),
+            ));
+        let preferences = head.link("/notifications");
+        text = format!(
+            "{}\n\n-- \nUnsubscribe from these e-mails:\n{page}\n\nManage e-mail preferences:\n{preferences}\n",
+            text.trim_end()
+        );
+        html = with_footer(&html, &page, &preferences);
+    }
+    let message = builder.multipart(
+        MultiPart::alternative()
+            .singlepart(part(ContentType::TEXT_PLAIN, &text))
+            .singlepart(part(ContentType::TEXT_HTML, &html)),
+    )?;
     Ok(message)
+}
+
+/// `html` with the unsubscribe footer before its `</body>` (at its end
+/// when it has none). Both links are this site's URLs with a base64url
+/// token: nothing in them needs escaping.
+fn with_footer(html: &str, page: &str, preferences: &str) -> String {
+    let footer = format!(
+        "<hr>\n<p style=\"font-size:small\"><a href=\"{page}\">Unsubscribe</a> from these e-mails \
+         &#183; <a href=\"{preferences}\">Manage e-mail preferences</a></p>\n"
+    );
+    match html.rfind("</body>") {
+        Some(end) => format!("{}{footer}{}", &html[..end], &html[end..]),
+        None => format!("{html}{footer}"),
+    }
 }
 
 #[cfg(test)]
@@ -347,7 +395,13 @@ mod tests {
 
     fn head() -> Letterhead {
         let url = url::Url::parse("https://tickets.example.com/").expect("url");
-        Letterhead::new("Ticketing <no-reply@example.com>".parse().expect("from"), &url, "usd")
+        let sessions = common::session::Sessions::new(
+            &common::config::Secret::new("a-secret-a-secret-a-secret-a-secret"),
+            std::time::Duration::from_secs(60),
+            false,
+        );
+        let from = "Ticketing <no-reply@example.com>".parse().expect("from");
+        Letterhead::new(from, &url, "usd", LinkKey::new(&sessions))
     }
 
     fn order(title: Option<&str>) -> OrderView {

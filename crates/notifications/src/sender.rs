@@ -5,7 +5,10 @@
 //! meanwhile; a claim of a sender that died runs out), delivered, and its
 //! outcome recorded: sent; a transient failure tried again after
 //! [`FIRST_RETRY`], doubling, [`MAX_TRIES`] deliveries in all; a permanent
-//! refusal (5xx) failed at once, its address recorded. It follows the
+//! refusal (5xx) failed at once, its address recorded. A mail of an
+//! optional kind whose recipient turned that kind off is not sent but
+//! `suppressed`, judged when it is due (a reminder decided days ahead
+//! honours an opt-out made since). It follows the
 //! context's clock, so tests move time by hand and drive it with
 //! [`Sender::step`].
 
@@ -85,7 +88,16 @@ impl Sender {
             let Some(mail) = self.store.claim(&key, now, later(now, CLAIM_FOR)).await? else {
                 continue;
             };
-            let outcome = self.deliver(&mail).await;
+            let outcome = if mail.kind.optional()
+                && self.store.opted_out(mail.recipient, mail.kind).await?
+            {
+                metrics::counter!("notifications_mail_suppressed_total", "kind" => mail.kind.as_str())
+                    .increment(1);
+                tracing::info!(mail.key = %mail.key, mail.kind = mail.kind.as_str(), "mail not sent: its recipient turned its kind off");
+                Outcome::Suppressed
+            } else {
+                self.deliver(&mail).await
+            };
             self.store.record(&mail.key, &outcome, self.clock.now()).await?;
             tried += 1;
         }
@@ -102,7 +114,7 @@ impl Sender {
         let Some(address) = mail.address.as_deref() else {
             return Outcome::Failed { error: "no address".into(), refused: None };
         };
-        let built = message(&mail.key, address, &mail.rendered, &self.letterhead);
+        let built = message(mail, address, &self.letterhead);
         let sent = match &built {
             Ok(message) => self.transport.send(&mail.key, message).await,
             Err(error) => Err(SendError::Permanent(format!("{error:#}"))),

@@ -66,6 +66,16 @@ pub enum Outcome {
         error: String,
         refused: Option<String>,
     },
+    /// Not sent: its recipient turned its kind off.
+    Suppressed,
+}
+
+/// A permanent refusal of an address by an SMTP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The server's answer (`550 5.1.1 No such user`).
+    pub reason: String,
+    pub at: Timestamp,
 }
 
 impl Store {
@@ -287,9 +297,11 @@ impl Store {
             Outcome::Sent => (MailState::Sent, now, None),
             Outcome::Retry { at, error } => (MailState::Pending, *at, Some(error.as_str())),
             Outcome::Failed { error, .. } => (MailState::Failed, now, Some(error.as_str())),
+            Outcome::Suppressed => (MailState::Suppressed, now, None),
         };
         query(
-            "UPDATE outgoing_mail SET state = $1, attempts = attempts + 1, next_attempt_at = $2, \
+            "UPDATE outgoing_mail SET state = $1, \
+             attempts = attempts + CASE WHEN $1 = 'suppressed' THEN 0 ELSE 1 END, next_attempt_at = $2, \
              sending_until = NULL, last_error = $3, \
              sent_at = CASE WHEN $1 = 'sent' THEN $4 ELSE sent_at END WHERE key = $5",
         )
@@ -352,5 +364,80 @@ impl Store {
             .bind(address)
             .fetch_optional(self.db.reader())
             .await
+    }
+
+    /// The address auth announced for `user`, if it did.
+    pub async fn address(&self, user: Uuid) -> Result<Option<String>, DbError> {
+        query_scalar("SELECT email FROM users WHERE id = $1")
+            .bind(user.to_string())
+            .fetch_optional(self.db.reader())
+            .await
+    }
+
+    /// The permanent refusal recorded for `address`, if any.
+    pub async fn refusal_of(&self, address: &str) -> Result<Option<Refusal>, DbError> {
+        let row = query("SELECT reason, refused_at FROM refused_addresses WHERE address = $1")
+            .bind(address)
+            .fetch_optional(self.db.reader())
+            .await?;
+        row.map(|row| {
+            Ok(Refusal {
+                reason: row.try_get("reason")?,
+                at: Timestamp::from_millis(row.try_get("refused_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    /// The kinds `user` turned off.
+    pub async fn opt_outs(&self, user: Uuid) -> Result<Vec<String>, DbError> {
+        query_scalar("SELECT kind FROM notification_opt_outs WHERE user_id = $1 ORDER BY kind")
+            .bind(user.to_string())
+            .fetch_all(self.db.reader())
+            .await
+    }
+
+    /// Whether `user` turned mail of `kind` off (read from the writer: the
+    /// sender honours a choice made a moment before).
+    pub async fn opted_out(&self, user: Uuid, kind: MailKind) -> Result<bool, DbError> {
+        let found: i64 = query_scalar(
+            "SELECT COUNT(*) FROM notification_opt_outs WHERE user_id = $1 AND kind = $2",
+        )
+        .bind(user.to_string())
+        .bind(kind.as_str())
+        .fetch_one(self.db.writer())
+        .await?;
+        Ok(found > 0)
+    }
+
+    /// Turns each named optional kind on or off for `user`, together.
+    pub async fn set_preferences(
+        &self,
+        user: Uuid,
+        choices: &[(&str, bool)],
+        now: Timestamp,
+    ) -> Result<(), DbError> {
+        let mut tx = self.db.begin().await?;
+        for (kind, enabled) in choices {
+            let user = user.to_string();
+            if *enabled {
+                query("DELETE FROM notification_opt_outs WHERE user_id = $1 AND kind = $2")
+                    .bind(user)
+                    .bind(*kind)
+                    .execute(&mut tx)
+                    .await?;
+            } else {
+                query(
+                    "INSERT INTO notification_opt_outs (user_id, kind, since) VALUES ($1, $2, $3) \
+                     ON CONFLICT (user_id, kind) DO NOTHING",
+                )
+                .bind(user)
+                .bind(*kind)
+                .bind(now.millis())
+                .execute(&mut tx)
+                .await?;
+            }
+        }
+        tx.commit().await
     }
 }

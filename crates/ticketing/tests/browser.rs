@@ -882,6 +882,20 @@ async fn every_page_passes_the_accessibility_audit() {
     session.audit("the sign-in form with an error").await;
 
     let seller = session.sign_up("seller").await;
+    session.audit_page("/notifications", "Send me an e-mail when", "the e-mail preferences").await;
+    session.click("#save-preferences").await;
+    session.see("Your e-mail preferences are saved").await;
+    session.audit("the e-mail preferences, saved").await;
+    session
+        .audit_page(
+            "/notifications/unsubscribe?token=not-a-token",
+            "Stop getting e-mails",
+            "an unsubscribe link",
+        )
+        .await;
+    session.click("#unsubscribe-button").await;
+    session.see("This unsubscribe link is not valid").await;
+    session.audit("an unsubscribe link that is not valid").await;
     session.audit_page("/tickets/mine", "Nothing listed yet", "My listings, empty").await;
     session.audit_page("/orders", "No orders yet", "the orders list, empty").await;
     session.audit_page("/tickets/new", "Put it up for sale", "the new ticket form").await;

@@ -414,9 +414,9 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
         }
     }
     assert_eq!(
-        with_bodies, 12,
+        with_bodies, 13,
         "signup, signin, sell, edit, sell again, order, pay, settle a payment, Stripe's webhook, \
-         payout onboarding, Stripe's Connect webhook, a problem report"
+         payout onboarding, Stripe's Connect webhook, a problem report, e-mail preferences"
     );
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["bearer"]["scheme"], "bearer", "{schemes}");

@@ -447,6 +447,46 @@ fn optional_price<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<C
     }
 }
 
+/// The visitor's e-mail preferences (`GET /api/notifications/preferences`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailPreferences {
+    /// Where their mail goes, once the notifications service knows it.
+    #[serde(default)]
+    pub email: Option<String>,
+    pub kinds: Vec<MailKindChoice>,
+    /// The mail server's last permanent refusal of the address.
+    #[serde(default)]
+    pub refused: Option<MailRefusal>,
+}
+
+/// One kind of e-mail and whether the visitor gets it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailKindChoice {
+    pub kind: String,
+    pub description: String,
+    /// Always sent; cannot be turned off.
+    pub essential: bool,
+    pub enabled: bool,
+}
+
+/// A permanent refusal of the visitor's address by the mail server.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailRefusal {
+    pub reason: String,
+    /// RFC 3339.
+    pub refused_at: String,
+}
+
+/// The kind of e-mail an unsubscribe link turned off.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Unsubscribed {
+    pub kind: String,
+    pub description: String,
+}
+
 /// One message of an API error, possibly about a field.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Problem {
@@ -623,6 +663,22 @@ pub trait Api: Send + Sync + Debug + 'static {
         order_id: &'a str,
         reason: &'a str,
     ) -> BoxFuture<'a, ApiResult<()>>;
+    /// The visitor's e-mail preferences
+    /// (`GET /api/notifications/preferences`).
+    fn mail_preferences<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, ApiResult<MailPreferences>>;
+    /// Turns each named kind of e-mail on or off
+    /// (`PUT /api/notifications/preferences`).
+    fn set_mail_preferences<'a>(
+        &'a self,
+        session: &'a str,
+        choices: &'a [(String, bool)],
+    ) -> BoxFuture<'a, ApiResult<MailPreferences>>;
+    /// Turns off the kind of e-mail an unsubscribe link's `token` names
+    /// (`POST /api/notifications/unsubscribe`, no session).
+    fn unsubscribe<'a>(&'a self, token: &'a str) -> BoxFuture<'a, ApiResult<Unsubscribed>>;
 }
 
 /// The real API over HTTP.
@@ -974,6 +1030,37 @@ impl Api for HttpApi {
         let request = resource("/api/orders", order_id)
             .map(|path| self.post(&format!("{path}/problem"), session, &json!({"reason": reason})));
         call(request, done)
+    }
+
+    fn mail_preferences<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, ApiResult<MailPreferences>> {
+        let path = "/api/notifications/preferences";
+        call(Ok(self.request(reqwest::Method::GET, path, Some(session))), json)
+    }
+
+    fn set_mail_preferences<'a>(
+        &'a self,
+        session: &'a str,
+        choices: &'a [(String, bool)],
+    ) -> BoxFuture<'a, ApiResult<MailPreferences>> {
+        let body: serde_json::Map<String, Value> =
+            choices.iter().map(|(kind, on)| (kind.clone(), Value::Bool(*on))).collect();
+        let path = "/api/notifications/preferences";
+        let request = self.request(reqwest::Method::PUT, path, Some(session)).json(&body);
+        call(Ok(request), json)
+    }
+
+    fn unsubscribe<'a>(&'a self, token: &'a str) -> BoxFuture<'a, ApiResult<Unsubscribed>> {
+        // The token goes into the query string encoded, whatever the
+        // visitor's URL held.
+        let path = format!("/api/notifications/unsubscribe?{}", query_string(&[("token", token)]));
+        let request = self
+            .request(reqwest::Method::POST, &path, None)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click");
+        call(Ok(request), json)
     }
 }
 

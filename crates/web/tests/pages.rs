@@ -15,9 +15,9 @@ use common::time::Timestamp;
 use reqwest::StatusCode;
 use web::api::{
     AccountStatus, Api, ApiResult, Authentication, Download, Earnings, EarningsTotals,
-    EventDetails, Failure, HeldTicket, Listing, Order, OrderStatus, OrderTicket, Pass, PassFile,
-    PassSummary, Payment, Payout, PayoutState, Problem, ReportedProblem, Ticket, TicketInput,
-    TicketPage, TicketStatus, User,
+    EventDetails, Failure, HeldTicket, Listing, MailKindChoice, MailPreferences, MailRefusal,
+    Order, OrderStatus, OrderTicket, Pass, PassFile, PassSummary, Payment, Payout, PayoutState,
+    Problem, ReportedProblem, Ticket, TicketInput, TicketPage, TicketStatus, Unsubscribed, User,
 };
 use web::pages::WebState;
 
@@ -67,6 +67,16 @@ struct Fake {
     reported: Vec<(String, String)>,
     /// What reporting a problem answers when set.
     refuse_problem: Option<Failure>,
+    /// The kinds of e-mail the visitor turned off.
+    mail_off: Vec<String>,
+    /// The mail server's refusal of the visitor's address.
+    mail_refused: Option<String>,
+    /// What saving e-mail preferences answers when set.
+    refuse_preferences: Option<Failure>,
+    /// The preferences saved, as sent.
+    mail_saved: Vec<Vec<(String, bool)>>,
+    /// The tokens one-click unsubscribes were asked for.
+    unsubscribed: Vec<String>,
 }
 
 impl Default for Fake {
@@ -94,6 +104,11 @@ impl Default for Fake {
             payouts: Vec::new(),
             reported: Vec::new(),
             refuse_problem: None,
+            mail_off: Vec::new(),
+            mail_refused: None,
+            refuse_preferences: None,
+            mail_saved: Vec::new(),
+            unsubscribed: Vec::new(),
         }
     }
 }
@@ -507,6 +522,78 @@ impl Api for FakeApi {
             }
             fake.reported.push((order_id.to_owned(), reason.to_owned()));
             Ok(())
+        })
+    }
+
+    fn mail_preferences<'a>(
+        &'a self,
+        session: &'a str,
+    ) -> BoxFuture<'a, ApiResult<MailPreferences>> {
+        Box::pin(async move { self.preferences(session) })
+    }
+
+    fn set_mail_preferences<'a>(
+        &'a self,
+        session: &'a str,
+        choices: &'a [(String, bool)],
+    ) -> BoxFuture<'a, ApiResult<MailPreferences>> {
+        Box::pin(async move {
+            user(session).ok_or_else(unauthorized)?;
+            {
+                let mut fake = self.fake();
+                if let Some(refusal) = fake.refuse_preferences.clone() {
+                    return Err(refusal);
+                }
+                fake.mail_saved.push(choices.to_vec());
+                for (kind, on) in choices {
+                    fake.mail_off.retain(|off| off != kind);
+                    if !on {
+                        fake.mail_off.push(kind.clone());
+                    }
+                }
+            }
+            self.preferences(session)
+        })
+    }
+
+    fn unsubscribe<'a>(&'a self, token: &'a str) -> BoxFuture<'a, ApiResult<Unsubscribed>> {
+        Box::pin(async move {
+            self.fake().unsubscribed.push(token.to_owned());
+            if token != UNSUBSCRIBE_SOLD {
+                let invalid = "This unsubscribe link is not valid";
+                return Err(failure(400, &[(invalid, Some("token"))]));
+            }
+            self.fake().mail_off.push("sold".into());
+            Ok(Unsubscribed { kind: "sold".into(), description: "One of your tickets sold".into() })
+        })
+    }
+}
+
+/// The token the fake API takes: it turns "sold" e-mails off.
+const UNSUBSCRIBE_SOLD: &str = "c29sZA.c2lnbmVk";
+
+/// Like the notifications API: a receipt (essential), "sold" and alerts.
+impl FakeApi {
+    fn preferences(&self, session: &str) -> ApiResult<MailPreferences> {
+        let user = user(session).ok_or_else(unauthorized)?;
+        let fake = self.fake();
+        let kind = |kind: &str, description: &str, essential: bool| MailKindChoice {
+            kind: kind.into(),
+            description: description.into(),
+            essential,
+            enabled: essential || !fake.mail_off.iter().any(|off| off == kind),
+        };
+        Ok(MailPreferences {
+            email: Some(user.email),
+            kinds: vec![
+                kind("receipt", "Receipts for the tickets you buy", true),
+                kind("sold", "One of your tickets sold", false),
+                kind("alert", "New tickets matching your alerts", false),
+            ],
+            refused: fake.mail_refused.clone().map(|reason| MailRefusal {
+                reason,
+                refused_at: "2026-12-06T10:00:00.000Z".into(),
+            }),
         })
     }
 }
@@ -1762,4 +1849,100 @@ async fn a_refused_problem_report_says_why_on_its_ticket() {
     assert_eq!(status, 403);
     assert!(html.contains("This belongs to someone else."));
     assert!(api.fake().reported.is_empty());
+}
+
+#[tokio::test]
+async fn the_email_page_lists_each_kind_and_saves_the_choices() {
+    let api = FakeApi::with(|f| f.mail_off = vec!["alert".into()]);
+    let site = Site::start(api.clone(), None).await;
+    let (_, home, _) = site.get("/", Some(SESSION)).await;
+    assert!(home.contains(r#"<a href="/notifications">E-mail</a>"#), "in the navigation");
+    let (status, html, _) = site.get("/notifications", Some(SESSION)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"<strong id="mail-address">buyer@example.com</strong>"#), "{html}");
+    assert!(html.contains(
+        r#"<input type="checkbox" id="kind-receipt" checked disabled aria-describedby="kind-receipt-why">"#
+    ));
+    assert!(html.contains(r#"id="kind-receipt-why">Always sent"#));
+    assert!(
+        html.contains(r#"<input type="checkbox" id="kind-sold" name="on" value="sold" checked>"#)
+    );
+    assert!(html.contains(r#"<input type="checkbox" id="kind-alert" name="on" value="alert">"#));
+    assert!(html.contains(r#"<label for="kind-alert">New tickets matching your alerts</label>"#));
+    assert!(!html.contains(r#"name="kind" value="receipt""#), "an essential kind is not sent");
+    assert!(!html.contains("mail-refused"));
+
+    let form = [("kind", "sold"), ("kind", "alert"), ("on", "alert")];
+    let (status, _, headers) = site.post("/notifications", Some(SESSION), &form).await;
+    assert_eq!((status.as_u16(), location(&headers)), (303, "/notifications?saved=1"));
+    let sent = vec![("sold".to_owned(), false), ("alert".to_owned(), true)];
+    assert_eq!(api.fake().mail_saved, [sent]);
+    let (_, html, _) = site.get("/notifications?saved=1", Some(SESSION)).await;
+    assert!(html.contains("Your e-mail preferences are saved."));
+    assert!(html.contains(r#"<input type="checkbox" id="kind-sold" name="on" value="sold">"#));
+
+    let (status, _, headers) = site.get("/notifications", None).await;
+    assert_eq!((status.as_u16(), location(&headers)), (303, "/auth/signin?next=/notifications"));
+    assert_eq!(site.post_from_another_site("/notifications", SESSION).await, 403);
+    assert_eq!(api.fake().mail_saved.len(), 1);
+}
+
+#[tokio::test]
+async fn the_email_page_warns_of_a_refused_address_and_shows_refusals() {
+    let api = FakeApi::with(|f| {
+        f.mail_refused = Some("550 5.1.1 No such user <here>".into());
+        f.refuse_preferences = Some(failure(
+            400,
+            &[("This e-mail is essential and cannot be turned off", Some("receipt"))],
+        ));
+    });
+    let site = Site::start(api.clone(), None).await;
+    let (_, html, _) = site.get("/notifications", Some(SESSION)).await;
+    assert!(html.contains(
+        "Our mail server could not deliver to buyer@example.com: 550 5.1.1 No such user &#60;here&#62;"
+    ), "{html}");
+    let (status, html, _) =
+        site.post("/notifications", Some(SESSION), &[("kind", "receipt")]).await;
+    assert_eq!(status, 400);
+    assert!(html.contains(
+        r#"<p class="alert error" role="alert">This e-mail is essential and cannot be turned off</p>"#
+    ));
+}
+
+#[tokio::test]
+async fn an_unsubscribe_link_asks_first_and_its_button_unsubscribes() {
+    let api = FakeApi::default();
+    let site = Site::start(api.clone(), None).await;
+    let path = format!("/notifications/unsubscribe?token={UNSUBSCRIBE_SOLD}");
+    let (status, html, _) = site.get(&path, None).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"<form method="post" action="/notifications/unsubscribe""#), "{html}");
+    assert!(
+        html.contains(&format!(r#"<input type="hidden" name="token" value="{UNSUBSCRIBE_SOLD}">"#))
+    );
+    assert!(api.fake().unsubscribed.is_empty(), "opening the link changes nothing");
+
+    let (status, html, _) =
+        site.post("/notifications/unsubscribe", None, &[("token", UNSUBSCRIBE_SOLD)]).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("You will no longer get “One of your tickets sold” e-mails."), "{html}");
+    assert!(html.contains(r#"<a href="/notifications">e-mail preferences</a>"#));
+    assert_eq!(api.fake().unsubscribed, [UNSUBSCRIBE_SOLD]);
+    assert_eq!(api.fake().mail_off, ["sold"]);
+}
+
+#[tokio::test]
+async fn a_tampered_unsubscribe_link_is_not_valid() {
+    let api = FakeApi::default();
+    let site = Site::start(api.clone(), None).await;
+    let (status, html, _) =
+        site.post("/notifications/unsubscribe", None, &[("token", "c29sZA.forged")]).await;
+    assert_eq!(status, 400);
+    assert!(html.contains("<h1>This unsubscribe link is not valid</h1>"), "{html}");
+    for path in ["/notifications/unsubscribe", "/notifications/unsubscribe?token="] {
+        let (status, html, _) = site.get(path, None).await;
+        assert_eq!(status, 400, "{path}");
+        assert!(html.contains("This unsubscribe link is not valid"));
+    }
+    assert!(api.fake().mail_off.is_empty());
 }

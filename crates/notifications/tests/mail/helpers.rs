@@ -16,8 +16,9 @@ use notifications::mail::Letterhead;
 use notifications::sender::Sender;
 use notifications::store::Store;
 use notifications::transport::{Files, Smtp, Transport};
+use notifications::unsubscribe::LinkKey;
 use notifications::{Security, SmtpServer};
-use testkit::{Stack, TestSystem};
+use testkit::{Stack, TestSystem, TestUser};
 use uuid::Uuid;
 
 use crate::sink::Sink;
@@ -91,8 +92,9 @@ impl MailApp {
         let db = service.databases[0].clone();
         let store = Store::new(db);
         let url = url::Url::parse(PUBLIC_URL).expect("a URL");
+        let links = LinkKey::new(&context.context.sessions);
         let letterhead =
-            Arc::new(Letterhead::new(settings.from().expect("MAIL_FROM"), &url, "usd"));
+            Arc::new(Letterhead::new(settings.from().expect("MAIL_FROM"), &url, "usd", links));
         let clock = context.context.clock.clone();
         let sender = Sender::new(store.clone(), transport, letterhead.clone(), clock.clone());
         let room = Mailroom { store: store.clone(), letterhead, sender: sender.clone(), clock };
@@ -116,6 +118,18 @@ impl MailApp {
         ))
         .await;
         (id, email)
+    }
+
+    /// A user auth announced, signed in (a session every service accepts).
+    pub async fn signed_in(&self, name: &str) -> TestUser {
+        let (id, email) = self.user(name).await;
+        self.session_for(id, &email)
+    }
+
+    /// A session of the user `id` with `email`.
+    pub fn session_for(&self, id: Uuid, email: &str) -> TestUser {
+        let (token, _) = self.system.context.context.sessions.issue(id, email).expect("a session");
+        TestUser { id, email: email.to_owned(), token }
     }
 
     /// A sale of "Concert" at $45.50 between a new buyer and seller, both
@@ -224,6 +238,11 @@ impl Parsed {
             }
         }
         Self { headers, parts }
+    }
+
+    /// Whether the message has a header field `name`.
+    pub fn has(&self, name: &str) -> bool {
+        field(&self.headers, name).is_some()
     }
 
     /// The value of the header field `name`.

@@ -5,5 +5,6 @@
 mod faults;
 mod helpers;
 mod more;
+mod preferences;
 mod purchase;
 mod sink;

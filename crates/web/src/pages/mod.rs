@@ -3,7 +3,8 @@
 //! seller's own), `tickets` (a ticket's page: selling, editing, buying),
 //! `held` (My tickets: the tickets bought, their QR codes and files, and
 //! "Report a problem"), `orders`, `payments`, and `payouts` (the seller's
-//! payout account and earnings); `session` reads the visitor's session. Each
+//! payout account and earnings), `notifications` (e-mail preferences and
+//! the unsubscribe link's page); `session` reads the visitor's session. Each
 //! handler calls the API as the visitor and renders a template; forms post
 //! back here and redirect (303) on success, or re-render with the API's
 //! messages next to the fields they concern.
@@ -14,6 +15,7 @@
 mod auth;
 mod held;
 mod listings;
+mod notifications;
 mod orders;
 mod payments;
 mod payouts;
@@ -51,6 +53,7 @@ pub fn router() -> Router<WebState> {
         .merge(orders::router())
         .merge(payments::router())
         .merge(payouts::router())
+        .merge(notifications::router())
 }
 
 fn render(status: StatusCode, template: &impl Template) -> Response {
