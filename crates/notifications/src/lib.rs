@@ -5,12 +5,15 @@
 //! event's transaction (`outgoing_mail`, keyed by event, kind and
 //! recipient), and its sender delivers them at least once with a
 //! Message-ID derived from that key, over SMTP (`SMTP_URL`) or into
-//! `.eml` files under `DATA_DIR/mail/`. Over HTTP it serves only health,
-//! readiness and metrics.
+//! `.eml` files under `DATA_DIR/mail/`. It keeps a replica of listings
+//! (`ticket.created`, `ticket.updated`) to e-mail the owners of alerts
+//! (saved searches, `/api/alerts`) when a matching listing goes on sale,
+//! and sellers when a listing ended unsold.
 
 pub mod domain;
 pub mod listeners;
 pub mod mail;
+pub mod routes;
 pub mod sender;
 mod settings;
 pub mod store;
@@ -21,6 +24,7 @@ use std::sync::Arc;
 use common::db::{MigrationFile, Migrations, Sql};
 use messaging::{Listener, outbox};
 use platform::{Context, Messaging, Probe, Service};
+use utoipa::OpenApi as _;
 
 use crate::listeners::Mailroom;
 use crate::mail::Letterhead;
@@ -41,6 +45,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         version: 2,
         description: "notifications",
         sql: Sql::Portable(include_str!("../migrations/0002_notifications.sql")),
+    },
+    MigrationFile {
+        version: 5,
+        description: "alerts",
+        sql: Sql::Portable(include_str!("../migrations/0005_alerts.sql")),
     },
 ]);
 
@@ -84,15 +93,22 @@ pub async fn build_with(
     let db = context.databases.open(NAME, &MIGRATIONS).await?;
     let store = Store::new(db.clone());
     let sender = Sender::new(store.clone(), transport, letterhead.clone(), context.clock.clone());
+    let alerts = routes::alerts::AlertsState {
+        store: store.clone(),
+        sessions: context.sessions.clone(),
+        clock: context.clock.clone(),
+    };
     let room = Mailroom { store, letterhead, sender: sender.clone(), clock: context.clock.clone() };
     let messaging = Messaging::new(context, NAME, &db)
         .listen(Listener::with(room.clone(), listeners::user_created))
         .listen(Listener::with(room.clone(), listeners::order_created))
+        .listen(Listener::with(room.clone(), listeners::ticket_created))
+        .listen(Listener::with(room.clone(), listeners::ticket_updated))
         .listen(Listener::with(room, listeners::order_completed));
     Ok(Service {
         name: NAME,
-        router: axum::Router::new(),
-        openapi: utoipa::openapi::OpenApiBuilder::new().build(),
+        router: axum::Router::new().merge(routes::alerts::router(alerts)),
+        openapi: routes::alerts::AlertsApi::openapi(),
         probes: vec![Probe::database(NAME, db.clone())],
         databases: vec![db],
         messaging: Some(messaging),

@@ -1,4 +1,5 @@
-//! All SQL of the notifications service: the replicas of users and orders,
+//! All SQL of the notifications service: the replicas of users, orders and
+//! tickets (the last, and alerts, in `store/alerts.rs`),
 //! the decisions to send (`outgoing_mail`, one row per event, kind and
 //! recipient), the sender's claims and outcomes, and the addresses refused
 //! for good.
@@ -10,6 +11,10 @@ use messaging::events::{OrderCreated, UserCreated};
 use uuid::Uuid;
 
 use crate::domain::{MailKind, MailState, OrderView, OutgoingMail, Rendered};
+
+mod alerts;
+
+pub use alerts::{AddAlert, Applied};
 
 /// The notifications database.
 #[derive(Debug, Clone)]
@@ -27,6 +32,8 @@ fn mail(row: &Row) -> Result<OutgoingMail, DbError> {
         kind: match kind.as_str() {
             "receipt" => MailKind::Receipt,
             "sold" => MailKind::Sold,
+            "listing_ended" => MailKind::ListingEnded,
+            "alert" => MailKind::Alert,
             other => return Err(DbError::decode(format!("unknown mail kind {other}"))),
         },
         recipient: parse_uuid(&row.try_get::<String, _>("recipient_id")?)?,

@@ -14,7 +14,7 @@ use crate::helpers::{MailApp, Outlet, PUBLIC_URL, Parsed, Sale};
 fn key(sale: &Sale, kind: MailKind) -> String {
     let recipient = match kind {
         MailKind::Receipt => sale.buyer.0,
-        MailKind::Sold => sale.seller.0,
+        _ => sale.seller.0,
     };
     mail_key(sale.completed.id, kind, recipient)
 }

@@ -1,0 +1,3 @@
+//! The notifications service's routes (API.md, "notifications").
+
+pub mod alerts;
