@@ -47,6 +47,8 @@ async fn alerts_are_saved_listed_and_deleted_by_their_owner(stack: Stack) {
     assert_eq!(odd.status(), 404);
     let anonymous = app.system.send(Method::GET, "/api/alerts", None, None).await;
     assert_eq!(anonymous.status(), 401);
+    let routes = [("/api/alerts", "post"), ("/api/alerts", "get"), ("/api/alerts/{id}", "delete")];
+    app.system.server.assert_documented(&routes).await;
 }
 
 async fn each_invalid_filter_is_refused_with_the_listings_message(stack: Stack) {
