@@ -31,15 +31,18 @@ struct Draw(u64);
 
 impl Draw {
     fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 =
+            self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         usize::try_from(self.0 >> 33).unwrap_or(0) % n
     }
 }
 
 /// Word `i` of the vocabulary: pronounceable, distinct.
 fn word(i: usize) -> String {
-    const SYLLABLES: [&str; 16] =
-        ["ba", "ko", "ri", "mu", "te", "sa", "lo", "ne", "vi", "da", "po", "gu", "fe", "zi", "ha", "jo"];
+    const SYLLABLES: [&str; 16] = [
+        "ba", "ko", "ri", "mu", "te", "sa", "lo", "ne", "vi", "da", "po", "gu", "fe", "zi", "ha",
+        "jo",
+    ];
     format!("{}{}{}", SYLLABLES[i % 16], SYLLABLES[(i / 16) % 16], SYLLABLES[(i / 256) % 16])
 }
 
@@ -90,7 +93,12 @@ async fn measure(stack: Stack, alerts: usize, samples: usize) -> (Vec<Duration>,
         "usd",
     ));
     let dir = ctx.config.data_dir.join("bench-mail");
-    let sender = Sender::new(store.clone(), Arc::new(Files::new(dir)), letterhead.clone(), ctx.clock.clone());
+    let sender = Sender::new(
+        store.clone(),
+        Arc::new(Files::new(dir)),
+        letterhead.clone(),
+        ctx.clock.clone(),
+    );
     let room = Mailroom { store: store.clone(), letterhead, sender, clock: ctx.clock.clone() };
     let mut draw = Draw(26);
     seed(&store, alerts, &mut draw).await;
@@ -119,15 +127,22 @@ async fn measure(stack: Stack, alerts: usize, samples: usize) -> (Vec<Duration>,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss, reason = "an index")]
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "an index"
+    )]
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index]
 }
 
 fn main() {
-    let env = |name, default| std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default);
+    let env =
+        |name, default| std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default);
     let (samples, many) = (env("SAMPLES", 200), env("ALERTS", 10_000));
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     println!("ticket.created -> alert e-mails decided, {samples} listings per case");
     let scaled = std::env::var("TEST_DATABASE_URL").is_ok_and(|url| !url.is_empty())
         && std::env::var("TEST_NATS_URL").is_ok_and(|url| !url.is_empty());

@@ -1840,7 +1840,8 @@ async fn a_signed_in_search_without_results_offers_alert_me() {
 #[tokio::test]
 async fn alert_me_beside_many_results_is_a_quieter_button() {
     let api = FakeApi::with(|f| {
-        f.tickets = (1..=6).map(|n| ticket(&format!("t{n}"), "Rock", 1000, "seller", None)).collect();
+        f.tickets =
+            (1..=6).map(|n| ticket(&format!("t{n}"), "Rock", 1000, "seller", None)).collect();
     });
     let site = Site::start(api, None).await;
     let (_, html, _) = site.get("/?q=rock", Some(SESSION)).await;
