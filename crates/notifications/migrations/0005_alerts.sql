@@ -4,12 +4,11 @@
 -- alerts: a user's saved search, with the listing's filters (prices in
 -- cents, dates in milliseconds). It ends at `ends_at` (its `to`, if any):
 -- not matched nor listed after. `last_mailed_at` keeps it to one e-mail an
--- hour. `word_count` is how many rows it has in alert_words.
+-- hour.
 CREATE TABLE alerts (
     id             TEXT PRIMARY KEY,
     user_id        TEXT NOT NULL,
     q              TEXT NOT NULL,
-    word_count     INTEGER NOT NULL,
     min_price      BIGINT,
     max_price      BIGINT,
     starts_from    BIGINT,
@@ -22,12 +21,14 @@ CREATE TABLE alerts (
 CREATE INDEX alerts_user ON alerts (user_id, created_at);
 
 -- alert_words: each word of an alert (lower-cased, its first 20
--- characters). A ticket matches the alerts all of whose words are among
--- the prefixes of the words of its title and venue: one indexed lookup
--- per prefix, counted per alert (ARCHITECTURE.md, "Alerts").
+-- characters), with how many words the alert has. A ticket matches the
+-- alerts all of whose words are among the prefixes of the words of its
+-- title and venue: one indexed lookup per prefix, counted per alert, read
+-- from this table alone (ARCHITECTURE.md, "Alerts").
 CREATE TABLE alert_words (
-    word     TEXT NOT NULL,
-    alert_id TEXT NOT NULL,
+    word       TEXT NOT NULL,
+    alert_id   TEXT NOT NULL,
+    word_count INTEGER NOT NULL,
     PRIMARY KEY (word, alert_id)
 );
 

@@ -75,13 +75,12 @@ impl Store {
         }
         let filters = &alert.filters;
         query(
-            "INSERT INTO alerts (id, user_id, q, word_count, min_price, max_price, starts_from, \
-             starts_to, ends_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO alerts (id, user_id, q, min_price, max_price, starts_from, starts_to, \
+             ends_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(alert.id.to_string())
         .bind(&user)
         .bind(&alert.q)
-        .bind(i64::try_from(filters.words.len()).unwrap_or(i64::MAX))
         .bind(filters.min_price.map(Cents::get))
         .bind(filters.max_price.map(Cents::get))
         .bind(filters.from.map(Timestamp::millis))
@@ -90,10 +89,12 @@ impl Store {
         .bind(alert.created_at.millis())
         .execute(&mut tx)
         .await?;
+        let count = i64::try_from(filters.words.len()).unwrap_or(i64::MAX);
         for word in &filters.words {
-            query("INSERT INTO alert_words (word, alert_id) VALUES ($1, $2)")
+            query("INSERT INTO alert_words (word, alert_id, word_count) VALUES ($1, $2, $3)")
                 .bind(word)
                 .bind(alert.id.to_string())
+                .bind(count)
                 .execute(&mut tx)
                 .await?;
         }
@@ -187,11 +188,16 @@ impl Store {
     }
 
     /// The alerts `ticket` matches at `now`, oldest first, as (alert,
-    /// owner, search): every word of the alert is a prefix of a word of its title
-    /// or venue, its price and start are within the alert's bounds, the
+    /// owner, search): every word of the alert is a prefix of a word of its
+    /// title or venue, its price and start are within the alert's bounds, the
     /// alert has not ended, was not e-mailed within [`ALERT_EVERY`], and is
-    /// not the seller's own. One indexed lookup per prefix of the title's
-    /// words, counted per alert.
+    /// not the seller's own.
+    ///
+    /// Two indexed reads, never one of every alert: the alerts whose words
+    /// are all among the listing's prefixes (one probe of `alert_words` per
+    /// prefix, counted per alert), then those of them whose bounds hold
+    /// (by id). One query joining both lets PostgreSQL's planner choose to
+    /// read all of `alerts` (it did, at 10,000).
     pub async fn matching_alerts(
         tx: &mut Tx,
         ticket: &TicketView,
@@ -201,24 +207,33 @@ impl Store {
         if prefixes.is_empty() {
             return Ok(Vec::new());
         }
+        let sql = format!(
+            "SELECT alert_id FROM alert_words WHERE word IN ({}) \
+             GROUP BY alert_id, word_count HAVING COUNT(*) = word_count",
+            placeholders(1, prefixes.len())
+        );
+        let mut worded = query_scalar::<String>(sql);
+        for prefix in prefixes {
+            worded = worded.bind(prefix);
+        }
+        let candidates = worded.fetch_all(&mut *tx).await?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
         let starts = ticket.starts();
         let dates = if starts.is_some() {
-            "(a.starts_from IS NULL OR a.starts_from <= $5) \
-             AND (a.starts_to IS NULL OR a.starts_to >= $5)"
+            "(starts_from IS NULL OR starts_from <= $5) AND (starts_to IS NULL OR starts_to >= $5)"
         } else {
-            "a.starts_from IS NULL AND a.starts_to IS NULL AND $5 = 0"
+            "starts_from IS NULL AND starts_to IS NULL AND $5 = 0"
         };
-        let words: Vec<String> = (0..prefixes.len()).map(|at| format!("${}", at + 6)).collect();
         let sql = format!(
-            "SELECT a.id, a.user_id, a.q FROM alert_words w JOIN alerts a ON a.id = w.alert_id \
-             WHERE w.word IN ({}) AND a.user_id <> $1 \
-             AND (a.ends_at IS NULL OR a.ends_at > $2) \
-             AND (a.last_mailed_at IS NULL OR a.last_mailed_at <= $3) \
-             AND (a.min_price IS NULL OR a.min_price <= $4) \
-             AND (a.max_price IS NULL OR a.max_price >= $4) AND {dates} \
-             GROUP BY a.id, a.user_id, a.q, a.word_count, a.created_at \
-             HAVING COUNT(*) = a.word_count ORDER BY a.created_at, a.id",
-            words.join(", ")
+            "SELECT id, user_id, q FROM alerts WHERE id IN ({}) AND user_id <> $1 \
+             AND (ends_at IS NULL OR ends_at > $2) \
+             AND (last_mailed_at IS NULL OR last_mailed_at <= $3) \
+             AND (min_price IS NULL OR min_price <= $4) \
+             AND (max_price IS NULL OR max_price >= $4) AND {dates} \
+             ORDER BY created_at, id",
+            placeholders(6, candidates.len())
         );
         let since =
             now.millis().saturating_sub(i64::try_from(ALERT_EVERY.as_millis()).unwrap_or(0));
@@ -228,8 +243,8 @@ impl Store {
             .bind(since)
             .bind(ticket.price.get())
             .bind(starts.map_or(0, Timestamp::millis));
-        for prefix in prefixes {
-            matching = matching.bind(prefix);
+        for id in candidates {
+            matching = matching.bind(id);
         }
         let rows = matching.fetch_all(&mut *tx).await?;
         rows.iter()
@@ -252,4 +267,9 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// `$from, $from+1, ...`: `count` placeholders.
+fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count).map(|at| format!("${at}")).collect::<Vec<_>>().join(", ")
 }
