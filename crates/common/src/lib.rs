@@ -13,6 +13,7 @@
 //! | [`limit`] | per-key rate limits (429 with `Retry-After`), per process or shared in Redis |
 //! | [`shared`] | where state every replica agrees on lives: Redis when `REDIS_URL` is set, else this process |
 //! | [`origin`] | whether a request comes from this very site (forgery checks) |
+//! | [`search`] | the listing's search words and filters, shared by the listing and saved alerts |
 //! | [`validate`] | per-field validation that reports every invalid field at once |
 //! | [`db`] | per-service databases, migrations, [`db::DbError`] and the shared SQL helpers |
 //! | [`money`], [`time`] | integer cents; millisecond timestamps and the clock tests move |
@@ -28,6 +29,7 @@ pub mod extract;
 pub mod limit;
 pub mod money;
 pub mod origin;
+pub mod search;
 pub mod session;
 pub mod shared;
 pub mod status;

@@ -1,8 +1,13 @@
-//! The service's types: its replica of orders, the kinds of e-mail, an
+//! The service's types: its replicas of orders and tickets, alerts (saved
+//! searches), the kinds of e-mail, an
 //! outgoing mail (the decision to send, keyed by event and recipient), and
 //! how amounts, dates and Message-IDs are written.
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
 use common::money::Cents;
+use common::search::{Filters, title_prefixes};
 use common::time::Timestamp;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
@@ -40,6 +45,10 @@ pub enum MailKind {
     /// To the buyer of a completed order, a day before the event starts
     /// (decided on `order.completed`, due then).
     Reminder,
+    /// To the seller when their listing's event started unsold.
+    ListingEnded,
+    /// To the owner of an alert a listing matched.
+    Alert,
 }
 
 impl MailKind {
@@ -52,6 +61,8 @@ impl MailKind {
             Self::PayoutFrozen => "payout_frozen",
             Self::OrderExpired => "order_expired",
             Self::Reminder => "reminder",
+            Self::ListingEnded => "listing_ended",
+            Self::Alert => "alert",
         }
     }
 
@@ -64,6 +75,8 @@ impl MailKind {
             "payout_frozen" => Self::PayoutFrozen,
             "order_expired" => Self::OrderExpired,
             "reminder" => Self::Reminder,
+            "listing_ended" => Self::ListingEnded,
+            "alert" => Self::Alert,
             _ => return None,
         })
     }
@@ -126,6 +139,94 @@ pub fn kind_info(name: &str) -> Option<&'static KindInfo> {
 /// Whether the kind named `name` is essential (an unknown name is not).
 pub fn is_essential(name: &str) -> bool {
     kind_info(name).is_some_and(|kind| kind.essential)
+}
+
+/// Where a listing is, as the tickets replica keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// Anyone may order it.
+    OnSale,
+    /// Reserved by an order, or sold.
+    Held,
+    /// Its seller took it off sale.
+    Withdrawn,
+    /// Its event started while it was not sold.
+    Ended,
+}
+
+impl Listing {
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            Self::OnSale => "on_sale",
+            Self::Held => "held",
+            Self::Withdrawn => "withdrawn",
+            Self::Ended => "ended",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "on_sale" => Self::OnSale,
+            "held" => Self::Held,
+            "withdrawn" => Self::Withdrawn,
+            "ended" => Self::Ended,
+            _ => return None,
+        })
+    }
+}
+
+/// A listing as the tickets replica keeps it (from `ticket.created` and
+/// `ticket.updated`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketView {
+    pub id: Uuid,
+    pub seller_id: Uuid,
+    pub title: String,
+    pub venue: Option<String>,
+    pub price: Cents,
+    /// When its event starts, as the seller wrote it (RFC 3339).
+    pub starts_at: Option<String>,
+    pub status: Listing,
+    pub version: i64,
+}
+
+impl TicketView {
+    /// When its event starts, as an instant.
+    pub fn starts(&self) -> Option<Timestamp> {
+        self.starts_at.as_deref().and_then(Timestamp::parse)
+    }
+
+    /// Every prefix of the words of its title and venue (what an alert's
+    /// words are compared with, as the listing's search does).
+    pub fn prefixes(&self) -> BTreeSet<String> {
+        let mut prefixes = title_prefixes(&self.title);
+        prefixes.extend(title_prefixes(self.venue.as_deref().unwrap_or_default()));
+        prefixes
+    }
+}
+
+/// The most alerts one user may keep.
+pub const MAX_ALERTS: i64 = 20;
+/// An alert is e-mailed at most once in this long.
+pub const ALERT_EVERY: Duration = Duration::from_secs(3600);
+
+/// A saved search: the listing's filters, e-mailed about when a listing
+/// that passes them goes on sale, until its `to` date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// The search as the user typed it.
+    pub q: String,
+    pub filters: Filters,
+    pub created_at: Timestamp,
+}
+
+impl Alert {
+    /// When it stops being matched: the end of its `to` bound, if any.
+    pub fn ends_at(&self) -> Option<Timestamp> {
+        self.filters.to
+    }
 }
 
 /// Where an outgoing mail is.
@@ -298,6 +399,8 @@ mod tests {
             MailKind::PayoutFrozen,
             MailKind::OrderExpired,
             MailKind::Reminder,
+            MailKind::ListingEnded,
+            MailKind::Alert,
         ] {
             assert_eq!(MailKind::parse(kind.as_str()), Some(kind));
         }

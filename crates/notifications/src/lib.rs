@@ -7,24 +7,24 @@
 //! (`order.cancelled`), a refund and a payout sent or held, the e-mail
 //! each calls for. Its sender delivers them when due, at least once with a
 //! Message-ID derived from that key, over SMTP (`SMTP_URL`) or into
-//! `.eml` files under `DATA_DIR/mail/`. Over HTTP it serves each user's
-//! e-mail preferences and the one-click unsubscribe of the links its mail
-//! carries (`routes::preferences`); the sender suppresses mail of a kind
-//! its recipient turned off.
+//! `.eml` files under `DATA_DIR/mail/`. It keeps a replica of listings
+//! (`ticket.created`, `ticket.updated`) to e-mail the owners of alerts
+//! (saved searches, `/api/alerts`) when a matching listing goes on sale,
+//! and sellers when a listing ended unsold. Over HTTP it serves each
+//! user's e-mail preferences and the one-click unsubscribe of the links
+//! its mail carries (`routes::preferences`), and their alerts
+//! (`routes::alerts`); the sender suppresses mail of a kind its recipient
+//! turned off.
 
 pub mod domain;
 pub mod listeners;
 pub mod mail;
+pub mod routes;
 pub mod sender;
 mod settings;
 pub mod store;
 pub mod transport;
 pub mod unsubscribe;
-
-/// The service's HTTP routes, one module an area.
-pub mod routes {
-    pub mod preferences;
-}
 
 use std::sync::Arc;
 
@@ -62,6 +62,11 @@ pub const MIGRATIONS: Migrations = Migrations(&[
         version: 4,
         description: "preferences",
         sql: Sql::Portable(include_str!("../migrations/0004_preferences.sql")),
+    },
+    MigrationFile {
+        version: 5,
+        description: "alerts",
+        sql: Sql::Portable(include_str!("../migrations/0005_alerts.sql")),
     },
 ]);
 
@@ -113,6 +118,11 @@ pub async fn build_with(
         links,
         clock: context.clock.clone(),
     };
+    let alerts = routes::alerts::AlertsState {
+        store: store.clone(),
+        sessions: context.sessions.clone(),
+        clock: context.clock.clone(),
+    };
     let room = Mailroom { store, letterhead, sender: sender.clone(), clock: context.clock.clone() };
     let messaging = Messaging::new(context, NAME, &db)
         .listen(Listener::with(room.clone(), listeners::user_created))
@@ -121,11 +131,17 @@ pub async fn build_with(
         .listen(Listener::with(room.clone(), listeners::order_cancelled))
         .listen(Listener::with(room.clone(), listeners::payment_refunded))
         .listen(Listener::with(room.clone(), listeners::payout_paid))
-        .listen(Listener::with(room, listeners::payout_frozen));
+        .listen(Listener::with(room.clone(), listeners::payout_frozen))
+        .listen(Listener::with(room.clone(), listeners::ticket_created))
+        .listen(Listener::with(room, listeners::ticket_updated));
+    let mut openapi = <routes::preferences::PreferencesApi as utoipa::OpenApi>::openapi();
+    openapi.merge(<routes::alerts::AlertsApi as utoipa::OpenApi>::openapi());
     Ok(Service {
         name: NAME,
-        router: axum::Router::new().merge(routes::preferences::router(preferences)),
-        openapi: <routes::preferences::PreferencesApi as utoipa::OpenApi>::openapi(),
+        router: axum::Router::new()
+            .merge(routes::preferences::router(preferences))
+            .merge(routes::alerts::router(alerts)),
+        openapi,
         probes: vec![Probe::database(NAME, db.clone())],
         databases: vec![db],
         messaging: Some(messaging),

@@ -11,16 +11,19 @@ use std::time::Duration;
 use common::money::Cents;
 use common::time::{Clock, Timestamp};
 use messaging::events::{
-    CancelReason, Envelope, Event as _, OrderCancelled, OrderCompleted, OrderCreated,
-    PaymentRefunded, PayoutFrozen, PayoutPaid, UserCreated,
+    CancelReason, Envelope, Event as _, EventDetails, OrderCancelled, OrderCompleted, OrderCreated,
+    PaymentRefunded, PayoutFrozen, PayoutPaid, TicketCreated, TicketUpdated, UserCreated,
 };
 use messaging::{Handled, HandlerResult};
 use uuid::Uuid;
 
-use crate::domain::{MailKind, Rendered, mail_key, reminder_due};
-use crate::mail::{Letterhead, render, render_payout_frozen, render_payout_paid, render_refund};
+use crate::domain::{Listing, MailKind, Rendered, TicketView, mail_key, reminder_due};
+use crate::mail::{
+    Letterhead, render, render_alert, render_ended, render_payout_frozen, render_payout_paid,
+    render_refund,
+};
 use crate::sender::Sender;
-use crate::store::{Decision, Store};
+use crate::store::{Applied, Decision, Store};
 
 /// An event older than this decides no e-mail: news of a sale a day late
 /// is noise (a first deployment reads the stream's last days; a restored
@@ -55,9 +58,9 @@ pub async fn order_created(room: Mailroom, event: Envelope<OrderCreated>) -> Han
 /// Whether `event` is older than [`STALE_AFTER`] at `now` (it decides no
 /// e-mail then; `what` names it in the log).
 fn stale(now: Timestamp, occurred_at: Timestamp, what: &str, order: Uuid) -> bool {
-    let age = now.millis().saturating_sub(occurred_at.millis());
-    let stale = u128::try_from(age).unwrap_or(0) > STALE_AFTER.as_millis();
+    let stale = too_old(occurred_at, now);
     if stale {
+        let age = now.millis().saturating_sub(occurred_at.millis());
         tracing::info!(order.id = %order, age_s = age / 1000, event = what, "event too old to announce: no e-mail");
         metrics::counter!("notifications_stale_events_total").increment(1);
     }
@@ -80,6 +83,13 @@ async fn decide_one(
         room.sender.wake();
     }
     Ok(Handled::Ack)
+}
+
+/// Whether an event that occurred at `occurred_at` is too old at `now` to
+/// announce ([`STALE_AFTER`]).
+fn too_old(occurred_at: Timestamp, now: Timestamp) -> bool {
+    let age = now.millis().saturating_sub(occurred_at.millis());
+    u128::try_from(age).unwrap_or(0) > STALE_AFTER.as_millis()
 }
 
 /// `order.completed`: the buyer's receipt and the seller's "sold", decided
@@ -204,6 +214,108 @@ pub async fn payment_refunded(room: Mailroom, event: Envelope<PaymentRefunded>) 
     Ok(Handled::Ack)
 }
 
+/// The listing an event describes, as the replica keeps it.
+fn listing(
+    id: uuid::Uuid,
+    seller_id: uuid::Uuid,
+    version: i64,
+    (title, price): (&str, i64),
+    details: &EventDetails,
+    status: Listing,
+) -> TicketView {
+    TicketView {
+        id,
+        seller_id,
+        title: title.to_owned(),
+        venue: details.venue.clone(),
+        price: Cents::new(price),
+        starts_at: details.starts_at.clone(),
+        status,
+        version,
+    }
+}
+
+/// `ticket.created`: a new listing, on sale: the alerts it matches are
+/// e-mailed.
+pub async fn ticket_created(room: Mailroom, event: Envelope<TicketCreated>) -> HandlerResult {
+    let data = &event.data;
+    let ticket = listing(
+        data.id,
+        data.user_id,
+        data.version,
+        (&data.title, data.price),
+        &data.details,
+        Listing::OnSale,
+    );
+    listing_changed(&room, event.id, event.occurred_at, &ticket).await
+}
+
+/// `ticket.updated`: a listing that comes back on sale (or whose first
+/// news is an update on sale) is matched against the alerts; one whose
+/// event started unsold tells its seller.
+pub async fn ticket_updated(room: Mailroom, event: Envelope<TicketUpdated>) -> HandlerResult {
+    let data = &event.data;
+    let status = if data.ended {
+        Listing::Ended
+    } else if data.withdrawn {
+        Listing::Withdrawn
+    } else if data.order_id.is_some() {
+        Listing::Held
+    } else {
+        Listing::OnSale
+    };
+    let ticket = listing(
+        data.id,
+        data.user_id,
+        data.version,
+        (&data.title, data.price),
+        &data.details,
+        status,
+    );
+    listing_changed(&room, event.id, event.occurred_at, &ticket).await
+}
+
+/// Applies a listing's event to the replica and, in the same transaction,
+/// decides what it calls for: the alert e-mails when it went on sale (it
+/// was not before), "did not sell" when it ended. A stale version, or an
+/// event older than [`STALE_AFTER`], decides nothing.
+async fn listing_changed(
+    room: &Mailroom,
+    event: uuid::Uuid,
+    occurred_at: Timestamp,
+    ticket: &TicketView,
+) -> HandlerResult {
+    let now = room.clock.now();
+    let mut tx = room.store.begin().await?;
+    let Applied::Fresh { was } = Store::apply_ticket(&mut tx, ticket).await? else {
+        tx.commit().await?;
+        return Ok(Handled::Ack);
+    };
+    let changed = was != Some(ticket.status);
+    let mut decided = 0;
+    if changed && !too_old(occurred_at, now) {
+        match ticket.status {
+            Listing::OnSale if ticket.starts().is_none_or(|at| at > now) => {
+                decided += alert_mail(&mut tx, room, event, ticket, now).await?;
+            }
+            Listing::Ended => {
+                let rendered = render_ended(ticket, &room.letterhead)?;
+                let key = mail_key(event, MailKind::ListingEnded, ticket.seller_id);
+                let kind = MailKind::ListingEnded;
+                if Store::decide(&mut tx, &key, kind, ticket.seller_id, &rendered, now).await? {
+                    decided += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    tx.commit().await?;
+    if decided > 0 {
+        room.sender.wake();
+    }
+    Ok(Handled::Ack)
+}
+
 /// `payout.paid`: the seller's "payout sent", with the sale price, the
 /// platform's fee and their share.
 pub async fn payout_paid(room: Mailroom, event: Envelope<PayoutPaid>) -> HandlerResult {
@@ -232,4 +344,31 @@ pub async fn payout_frozen(room: Mailroom, event: Envelope<PayoutFrozen>) -> Han
     let order = room.store.find_order(frozen.order_id).await?;
     let rendered = render_payout_frozen(order.as_ref(), &room.letterhead)?;
     decide_one(&room, event.id, MailKind::PayoutFrozen, frozen.seller_id, &rendered).await
+}
+
+/// Decides one alert e-mail per user whose alerts `ticket` matches
+/// (oldest alert first; an alert e-mailed within the hour is left out),
+/// and records the alerts as e-mailed. Returns how many it decided.
+async fn alert_mail(
+    tx: &mut common::db::Tx,
+    room: &Mailroom,
+    event: uuid::Uuid,
+    ticket: &TicketView,
+    now: Timestamp,
+) -> anyhow::Result<usize> {
+    let started = std::time::Instant::now();
+    let matching = Store::matching_alerts(tx, ticket, now).await?;
+    let mut mailed = std::collections::BTreeSet::new();
+    for (alert, user, q) in &matching {
+        Store::alert_mailed(tx, *alert, now).await?;
+        if !mailed.insert(*user) {
+            continue;
+        }
+        let rendered = render_alert(ticket, q, &room.letterhead)?;
+        let key = mail_key(event, MailKind::Alert, *user);
+        Store::decide(tx, &key, MailKind::Alert, *user, &rendered, now).await?;
+    }
+    metrics::histogram!("notifications_alert_match_seconds").record(started.elapsed());
+    tracing::info!(ticket.id = %ticket.id, alerts = matching.len(), mailed = mailed.len(), "listing on sale matched alerts");
+    Ok(mailed.len())
 }

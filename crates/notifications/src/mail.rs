@@ -12,7 +12,9 @@ use lettre::Message;
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 
-use crate::domain::{MailKind, OrderView, OutgoingMail, Rendered, event_date, message_id, money};
+use crate::domain::{
+    MailKind, OrderView, OutgoingMail, Rendered, TicketView, event_date, message_id, money,
+};
 use crate::unsubscribe::LinkKey;
 
 /// What every e-mail needs beside its own facts.
@@ -319,13 +321,102 @@ pub fn render(kind: MailKind, order: &OrderView, head: &Letterhead) -> askama::R
             tickets_url: head.link("/tickets/held"),
         }
         .rendered()?,
-        MailKind::Refund | MailKind::PayoutPaid | MailKind::PayoutFrozen => {
+        MailKind::Refund
+        | MailKind::PayoutPaid
+        | MailKind::PayoutFrozen
+        | MailKind::ListingEnded
+        | MailKind::Alert => {
             return Err(askama::Error::custom(format!(
                 "the {} e-mail is not about an order alone",
                 kind.as_str()
             )));
         }
     })
+}
+
+#[derive(Template)]
+#[template(path = "alert.txt")]
+struct AlertText<'a> {
+    title: &'a str,
+    venue: Option<&'a str>,
+    when: Option<String>,
+    price: String,
+    q: &'a str,
+    ticket_url: String,
+    alerts_url: String,
+}
+
+#[derive(Template)]
+#[template(path = "alert.html")]
+struct AlertHtml<'a> {
+    subject: &'a str,
+    title: &'a str,
+    venue: Option<&'a str>,
+    when: Option<String>,
+    price: String,
+    q: &'a str,
+    ticket_url: String,
+    alerts_url: String,
+}
+
+/// Renders the alert e-mail: `ticket` went on sale and matched the alert
+/// whose search is `q`.
+pub fn render_alert(ticket: &TicketView, q: &str, head: &Letterhead) -> askama::Result<Rendered> {
+    let subject = format!("A ticket you want is on sale: {}", ticket.title);
+    let text = AlertText {
+        title: &ticket.title,
+        venue: ticket.venue.as_deref(),
+        when: ticket.starts_at.as_deref().map(event_date),
+        price: money(ticket.price, &head.currency),
+        q,
+        ticket_url: head.link(&format!("/tickets/{}", ticket.id)),
+        alerts_url: head.link("/alerts"),
+    };
+    let html = AlertHtml {
+        subject: &subject,
+        title: text.title,
+        venue: text.venue,
+        when: text.when.clone(),
+        price: text.price.clone(),
+        q,
+        ticket_url: text.ticket_url.clone(),
+        alerts_url: text.alerts_url.clone(),
+    };
+    Ok(Rendered { text: text.render()?, html: html.render()?, subject })
+}
+
+#[derive(Template)]
+#[template(path = "listing_ended.txt")]
+struct EndedText<'a> {
+    title: &'a str,
+    when: Option<String>,
+    mine_url: String,
+}
+
+#[derive(Template)]
+#[template(path = "listing_ended.html")]
+struct EndedHtml<'a> {
+    subject: &'a str,
+    title: &'a str,
+    when: Option<String>,
+    mine_url: String,
+}
+
+/// Renders "your ticket did not sell" for the seller of `ticket`.
+pub fn render_ended(ticket: &TicketView, head: &Letterhead) -> askama::Result<Rendered> {
+    let subject = format!("Your ticket {} did not sell", ticket.title);
+    let text = EndedText {
+        title: &ticket.title,
+        when: ticket.starts_at.as_deref().map(event_date),
+        mine_url: head.link("/tickets/mine"),
+    };
+    let html = EndedHtml {
+        subject: &subject,
+        title: text.title,
+        when: text.when.clone(),
+        mine_url: text.mine_url.clone(),
+    };
+    Ok(Rendered { text: text.render()?, html: html.render()?, subject })
 }
 
 /// The message of `mail` to `address`: both parts as quoted-printable

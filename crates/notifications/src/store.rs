@@ -1,4 +1,5 @@
-//! All SQL of the notifications service: the replicas of users and orders,
+//! All SQL of the notifications service: the replicas of users, orders and
+//! tickets (the last, and alerts, in `store/alerts.rs`),
 //! the decisions to send (`outgoing_mail`, one row per event, kind and
 //! recipient), the sender's claims and outcomes, and the addresses refused
 //! for good.
@@ -10,6 +11,10 @@ use messaging::events::{OrderCreated, UserCreated};
 use uuid::Uuid;
 
 use crate::domain::{MailKind, MailState, OrderView, OutgoingMail, Rendered};
+
+mod alerts;
+
+pub use alerts::{AddAlert, Applied};
 
 /// The notifications database.
 #[derive(Debug, Clone)]

@@ -943,6 +943,11 @@ async fn every_page_passes_the_accessibility_audit() {
 
     session.sign_up("buyer").await;
     session.audit_page("/tickets/held", "No tickets yet", "My tickets, empty").await;
+    session.audit_page("/alerts", "No alerts yet", "Alerts, empty").await;
+    session.open("/?q=nothing+like+this").await;
+    session.click(".alert-me-form button").await;
+    session.see("Alert saved").await;
+    session.audit("Alerts with an alert").await;
     session.purchase("String quartet").await;
     session.purchase("Piano recital").await;
     session.click("#pay-button").await;

@@ -238,17 +238,6 @@ fn two_decimals(amount: Cents) -> String {
     format!("{}.{:02}", amount.get() / 100, amount.get() % 100)
 }
 
-/// A `from` / `to` bound of the listing: a date (`YYYY-MM-DD`, the whole
-/// UTC day) or an RFC 3339 instant. `from` starts at the beginning of its
-/// day, `to` ends at the end of its day (inclusive).
-pub fn parse_bound(text: &str, end_of_day: bool) -> Option<Timestamp> {
-    if let Some(start) = Timestamp::parse_day(text) {
-        let day = 24 * 3600 * 1000;
-        return Some(Timestamp::from_millis(start.millis() + if end_of_day { day - 1 } else { 0 }));
-    }
-    Timestamp::parse(text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,15 +277,5 @@ mod tests {
         assert_eq!(parse_venue(Some(&json!("a\u{202E}b"))), Err(VENUE_CONTROL));
         assert_eq!(parse_venue(Some(&json!("é".repeat(120)))), Ok(Change::Set("é".repeat(120))));
         assert_eq!(parse_venue(Some(&json!("é".repeat(121)))), Err(VENUE));
-    }
-
-    #[test]
-    fn date_bounds_cover_whole_utc_days() {
-        let from = parse_bound("2026-03-14", false).expect("date");
-        let to = parse_bound("2026-03-14", true).expect("date");
-        assert_eq!(from, Timestamp::parse("2026-03-14T00:00:00Z").expect("t"));
-        assert_eq!(to, Timestamp::parse("2026-03-14T23:59:59.999Z").expect("t"));
-        assert!(parse_bound("2026-03-14T20:00:00+01:00", false).is_some());
-        assert!(parse_bound("14/03/2026", false).is_none());
     }
 }

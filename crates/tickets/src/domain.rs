@@ -1,9 +1,8 @@
 //! The tickets service's types: a ticket, the input it is made from, and
 //! the search of the listing.
 
-use std::collections::BTreeSet;
-
 use common::money::Cents;
+use common::search::Filters;
 use common::time::Timestamp;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -99,47 +98,6 @@ impl Title {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// The longest search, in characters.
-pub const MAX_SEARCH_CHARS: usize = 100;
-
-/// The lower-cased words of a text: runs of letters and digits.
-pub fn words(text: &str) -> BTreeSet<String> {
-    text.to_lowercase()
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|word| !word.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The longest word prefix the search index keeps, in characters: longer
-/// prefixes would cost rows and bytes for words nobody types (a 200-letter
-/// word of 4-byte letters stored 80 KB), so a search word is compared on
-/// its first this many characters (DECISIONS.md, "Tickets and HTTP
-/// hardening").
-pub const MAX_PREFIX_CHARS: usize = 20;
-
-/// The first [`MAX_PREFIX_CHARS`] characters of a word.
-fn indexed(word: &str) -> &str {
-    word.char_indices().nth(MAX_PREFIX_CHARS).map_or(word, |(at, _)| &word[..at])
-}
-
-/// The words of a search as the index compares them: lower-cased, each cut
-/// to [`MAX_PREFIX_CHARS`] characters.
-pub fn search_words(q: &str) -> BTreeSet<String> {
-    words(q).iter().map(|word| indexed(word).to_owned()).collect()
-}
-
-/// Every prefix of every word of a title, up to [`MAX_PREFIX_CHARS`]
-/// characters: what a search word (as [`search_words`] cuts it) must equal
-/// for the title to match it.
-pub fn title_prefixes(title: &str) -> BTreeSet<String> {
-    words(title)
-        .iter()
-        .map(|word| indexed(word))
-        .flat_map(|word| word.char_indices().map(|(at, c)| word[..at + c.len_utf8()].to_owned()))
-        .collect()
 }
 
 /// The order of the listing.
@@ -241,17 +199,11 @@ pub fn cursor_pattern() -> String {
 /// and date bounds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Search {
-    pub words: BTreeSet<String>,
-    pub min_price: Option<Cents>,
-    pub max_price: Option<Cents>,
+    /// Words, price and date bounds (`common::search`, shared with alerts).
+    pub filters: Filters,
     pub sort: Sort,
     pub after: Option<Cursor>,
     pub limit: i64,
-    /// Only events starting at or after this (listings without a date
-    /// are left out).
-    pub from: Option<Timestamp>,
-    /// Only events starting at or before this (likewise).
-    pub to: Option<Timestamp>,
 }
 
 #[cfg(test)]
@@ -300,28 +252,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn titles_are_searched_by_lower_cased_word_prefixes() {
-        let prefixes = title_prefixes("Rock-Ünd Roll 2026");
-        for prefix in ["r", "ro", "rock", "ü", "ünd", "roll", "2", "2026"] {
-            assert!(prefixes.contains(prefix), "{prefix}");
-        }
-        assert!(!prefixes.contains("ock"), "only word prefixes");
-        assert!(!prefixes.contains("rock-"));
-        assert_eq!(words(" Rock, roll!  ROCK "), BTreeSet::from(["rock".into(), "roll".into()]));
-    }
-
-    #[test]
-    fn only_prefixes_a_search_can_ask_for_are_indexed() {
-        let long = "\u{10348}".repeat(200);
-        let prefixes = title_prefixes(&long);
-        assert_eq!(prefixes.len(), MAX_PREFIX_CHARS, "one row per indexed character");
-        assert!(prefixes.iter().all(|p| p.chars().count() <= MAX_PREFIX_CHARS));
-        let typed = search_words(&"\u{10348}".repeat(50));
-        assert!(typed.iter().all(|word| prefixes.contains(word)), "a longer search still finds it");
-        assert_eq!(search_words("Rock ROLL"), words("rock roll"), "short words are unchanged");
     }
 
     #[test]

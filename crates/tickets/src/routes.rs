@@ -25,12 +25,12 @@ use uuid::Uuid;
 use crate::cache::{Page, PageCache};
 use crate::details::{self, Details, DetailsChange, over_cap};
 use crate::domain::{
-    Cursor, MAX_SEARCH_CHARS, Search, Sort, TITLE_PATTERN, Ticket, TicketStatus, Title,
-    cursor_pattern, search_words,
+    Cursor, Search, Sort, TITLE_PATTERN, Ticket, TicketStatus, Title, cursor_pattern,
 };
 use crate::live::Live;
 use crate::passes::{Barcode, NewPass};
 use crate::store::{EditError, Store, WithdrawError, Withdrawal};
+use common::search::{FilterParams, Filters};
 
 /// The message for editing a ticket an order holds (or bought).
 const RESERVED: &str = "Cannot edit a reserved ticket";
@@ -46,26 +46,12 @@ const LIMIT: &str = "Limit must be between 1 and 1000";
 const CURSOR_ID: &str = "Cursor must be a ticket id";
 /// The message for a `cursor` of the price orders that is not one.
 const CURSOR_PRICE: &str = "Cursor must be the X-Next-Cursor of a page in this order";
-/// The message for a search that is too long.
-const SEARCH_TOO_LONG: &str = "Search must be at most 100 characters";
 /// The message for an unknown `sort`.
 const SORT: &str = "Sort must be one of oldest, newest, price_asc, price_desc, soonest";
-/// The message for a bad `from`.
-const FROM: &str = "From must be a date (YYYY-MM-DD) or an RFC 3339 date and time";
-/// The message for a bad `to`.
-const TO: &str = "To must be a date (YYYY-MM-DD) or an RFC 3339 date and time";
-/// The message for dates the wrong way round.
-const DATE_BOUNDS: &str = "From must not be later than To";
 /// The message for editing a ticket whose event started.
 const EDIT_ENDED: &str = "Cannot edit a ticket whose event has started";
 /// The message for withdrawing a ticket whose event started.
 const WITHDRAW_ENDED: &str = "Cannot withdraw a ticket whose event has started";
-/// The message for a bad `minPrice`.
-const MIN_PRICE: &str = "MinPrice must be a valid price";
-/// The message for a bad `maxPrice`.
-const MAX_PRICE: &str = "MaxPrice must be a valid price";
-/// The message for bounds the wrong way round.
-const PRICE_BOUNDS: &str = "MinPrice must not be greater than MaxPrice";
 
 /// The header naming the cursor of the next page.
 static NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
@@ -495,60 +481,27 @@ impl ListParams {
     fn parse(&self) -> ApiResult<Search> {
         let mut v = Validator::new();
         let limit = parse_limit(&mut v, self.limit.as_ref());
-        let q = self.q.as_deref().unwrap_or_default();
-        let terms = v.check(
-            "q",
-            if q.chars().count() > MAX_SEARCH_CHARS {
-                Err(SEARCH_TOO_LONG)
-            } else {
-                Ok(search_words(q))
+        let filters = Filters::parse(
+            &mut v,
+            FilterParams {
+                q: self.q.as_deref(),
+                min_price: self.min_price.as_deref(),
+                max_price: self.max_price.as_deref(),
+                from: self.from.as_deref(),
+                to: self.to.as_deref(),
             },
         );
         let sort = v.check(
             "sort",
             given(self.sort.as_ref()).map_or(Ok(Sort::Oldest), |s| Sort::parse(s).ok_or(SORT)),
         );
-        let price = |text: Option<&String>, message| {
-            given(text)
-                .map(|t| {
-                    Cents::parse_price(Some(&Value::String(t.to_owned()))).map_err(|_| message)
-                })
-                .transpose()
-        };
-        let min_price = v.check("minPrice", price(self.min_price.as_ref(), MIN_PRICE));
-        let max_price = v.check("maxPrice", price(self.max_price.as_ref(), MAX_PRICE));
-        if let (Some(Some(min)), Some(Some(max))) = (min_price, max_price)
-            && min > max
-        {
-            v.check::<(), _>("minPrice", Err(PRICE_BOUNDS));
-        }
-        let bound = |text: Option<&String>, end_of_day, message| {
-            given(text).map(|t| details::parse_bound(t, end_of_day).ok_or(message)).transpose()
-        };
-        let from = v.check("from", bound(self.from.as_ref(), false, FROM));
-        let to = v.check("to", bound(self.to.as_ref(), true, TO));
-        if let (Some(Some(from)), Some(Some(to))) = (from, to)
-            && from > to
-        {
-            v.check::<(), _>("from", Err(DATE_BOUNDS));
-        }
         let after = sort.and_then(|sort| {
             let text = given(self.cursor.as_ref())?;
             let message = if sort.keyed() { CURSOR_PRICE } else { CURSOR_ID };
             v.check("cursor", Cursor::parse(text, sort).ok_or(message)).map(Some)
         });
-        let (limit, terms, sort, min_price, max_price, from, to) =
-            validated!(v, limit, terms, sort, min_price, max_price, from, to);
-        Ok(Search {
-            words: terms,
-            min_price,
-            max_price,
-            sort,
-            after: after.flatten(),
-            limit,
-            from,
-            to,
-        })
+        let (limit, filters, sort) = validated!(v, limit, filters, sort);
+        Ok(Search { filters, sort, after: after.flatten(), limit })
     }
 }
 

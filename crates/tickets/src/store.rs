@@ -18,9 +18,10 @@ use messaging::outbox::{self, Outbox};
 use uuid::Uuid;
 
 use crate::details::{Details, DetailsChange, over_cap};
-use crate::domain::{Cursor, Search, Sort, Ticket, TicketStatus, Title, UNDATED, title_prefixes};
+use crate::domain::{Cursor, Search, Sort, Ticket, TicketStatus, Title, UNDATED};
 use crate::passes::{self, ListError, NewPass, Pass, PassState, PassSummary};
 use crate::vault::Vault;
+use common::search::title_prefixes;
 
 /// The tickets database and its outbox.
 #[derive(Debug, Clone)]
@@ -355,25 +356,25 @@ impl Store {
             binds.push(bind);
             format!("${}", binds.len())
         };
-        for word in &search.words {
+        for word in &search.filters.words {
             let at = next(Bind::Text(word.clone()), &mut binds);
             sql.push_str(&format!(
                 " AND id IN (SELECT ticket_id FROM title_prefixes WHERE prefix = {at})"
             ));
         }
-        if let Some(min) = search.min_price {
+        if let Some(min) = search.filters.min_price {
             sql.push_str(&format!(" AND price >= {}", next(Bind::Int(min.get()), &mut binds)));
         }
-        if let Some(max) = search.max_price {
+        if let Some(max) = search.filters.max_price {
             sql.push_str(&format!(" AND price <= {}", next(Bind::Int(max.get()), &mut binds)));
         }
-        if let Some(from) = search.from {
+        if let Some(from) = search.filters.from {
             sql.push_str(&format!(
                 " AND starts_at >= {}",
                 next(Bind::Int(from.millis()), &mut binds)
             ));
         }
-        if let Some(to) = search.to {
+        if let Some(to) = search.filters.to {
             sql.push_str(&format!(
                 " AND starts_at <= {}",
                 next(Bind::Int(to.millis()), &mut binds)

@@ -260,6 +260,42 @@ impl Listing {
     }
 }
 
+/// A saved search (`/api/alerts`): e-mailed about when a matching ticket
+/// goes on sale.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub id: String,
+    pub q: String,
+    #[serde(default, deserialize_with = "optional_price")]
+    pub min_price: Option<Cents>,
+    #[serde(default, deserialize_with = "optional_price")]
+    pub max_price: Option<Cents>,
+    /// RFC 3339 bounds of the event's start.
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+impl Listing {
+    /// The body of `POST /api/alerts` for this search: its filters (the
+    /// order and page do not matter to an alert).
+    pub fn alert_body(&self) -> Value {
+        let filters = self
+            .params()
+            .into_iter()
+            .filter(|(name, _)| !matches!(*name, "sort" | "cursor"))
+            .map(|(name, value)| (name.to_owned(), Value::String(value.to_owned())));
+        Value::Object(filters.collect())
+    }
+
+    /// Whether the search has a word (an alert needs one).
+    pub fn has_words(&self) -> bool {
+        self.q.chars().any(char::is_alphanumeric)
+    }
+}
+
 /// `params` as an encoded query string (`q=rock+night&sort=newest`),
 /// empty when there are none.
 pub fn query_string(params: &[(&str, &str)]) -> String {
@@ -679,6 +715,16 @@ pub trait Api: Send + Sync + Debug + 'static {
     /// Turns off the kind of e-mail an unsubscribe link's `token` names
     /// (`POST /api/notifications/unsubscribe`, no session).
     fn unsubscribe<'a>(&'a self, token: &'a str) -> BoxFuture<'a, ApiResult<Unsubscribed>>;
+    /// The visitor's alerts (`GET /api/alerts`).
+    fn alerts<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<Vec<Alert>>>;
+    /// Saves `search` as an alert (`POST /api/alerts`).
+    fn create_alert<'a>(
+        &'a self,
+        session: &'a str,
+        search: &'a Listing,
+    ) -> BoxFuture<'a, ApiResult<Alert>>;
+    /// Deletes one of the visitor's alerts (`DELETE /api/alerts/:id`).
+    fn delete_alert<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<()>>;
 }
 
 /// The real API over HTTP.
@@ -1061,6 +1107,22 @@ impl Api for HttpApi {
             .header("content-type", "application/x-www-form-urlencoded")
             .body("List-Unsubscribe=One-Click");
         call(Ok(request), json)
+    }
+
+    fn alerts<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<Vec<Alert>>> {
+        call(Ok(self.request(reqwest::Method::GET, "/api/alerts", Some(session))), json)
+    }
+
+    fn create_alert<'a>(
+        &'a self,
+        session: &'a str,
+        search: &'a Listing,
+    ) -> BoxFuture<'a, ApiResult<Alert>> {
+        call(Ok(self.post("/api/alerts", session, &search.alert_body())), json)
+    }
+
+    fn delete_alert<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<()>> {
+        call(self.request_for(reqwest::Method::DELETE, "/api/alerts", id, Some(session)), done)
     }
 }
 

@@ -14,7 +14,7 @@ use common::session::COOKIE_NAME;
 use common::time::Timestamp;
 use reqwest::StatusCode;
 use web::api::{
-    AccountStatus, Api, ApiResult, Authentication, Download, Earnings, EarningsTotals,
+    AccountStatus, Alert, Api, ApiResult, Authentication, Download, Earnings, EarningsTotals,
     EventDetails, Failure, HeldTicket, Listing, MailKindChoice, MailPreferences, MailRefusal,
     Order, OrderStatus, OrderTicket, Pass, PassFile, PassSummary, Payment, Payout, PayoutState,
     Problem, ReportedProblem, Ticket, TicketInput, TicketPage, TicketStatus, Unsubscribed, User,
@@ -77,6 +77,12 @@ struct Fake {
     mail_saved: Vec<Vec<(String, bool)>>,
     /// The tokens one-click unsubscribes were asked for.
     unsubscribed: Vec<String>,
+    /// The visitor's alerts.
+    alerts: Vec<Alert>,
+    /// The alert bodies sent to the API.
+    alert_bodies: Vec<serde_json::Value>,
+    /// What saving an alert answers when set.
+    refuse_alert: Option<Failure>,
 }
 
 impl Default for Fake {
@@ -109,6 +115,9 @@ impl Default for Fake {
             refuse_preferences: None,
             mail_saved: Vec::new(),
             unsubscribed: Vec::new(),
+            alerts: Vec::new(),
+            alert_bodies: Vec::new(),
+            refuse_alert: None,
         }
     }
 }
@@ -565,6 +574,51 @@ impl Api for FakeApi {
             }
             self.fake().mail_off.push("sold".into());
             Ok(Unsubscribed { kind: "sold".into(), description: "One of your tickets sold".into() })
+        })
+    }
+
+    fn alerts<'a>(&'a self, session: &'a str) -> BoxFuture<'a, ApiResult<Vec<Alert>>> {
+        Box::pin(async move {
+            user(session).ok_or_else(unauthorized)?;
+            Ok(self.fake().alerts.clone())
+        })
+    }
+
+    fn create_alert<'a>(
+        &'a self,
+        session: &'a str,
+        search: &'a Listing,
+    ) -> BoxFuture<'a, ApiResult<Alert>> {
+        Box::pin(async move {
+            user(session).ok_or_else(unauthorized)?;
+            let mut fake = self.fake();
+            if let Some(refusal) = fake.refuse_alert.clone() {
+                return Err(refusal);
+            }
+            fake.alert_bodies.push(search.alert_body());
+            let alert = Alert {
+                id: format!("a{}", fake.alerts.len() + 1),
+                q: search.q.clone(),
+                min_price: None,
+                max_price: None,
+                from: None,
+                to: None,
+            };
+            fake.alerts.push(alert.clone());
+            Ok(alert)
+        })
+    }
+
+    fn delete_alert<'a>(&'a self, session: &'a str, id: &'a str) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            user(session).ok_or_else(unauthorized)?;
+            let mut fake = self.fake();
+            let before = fake.alerts.len();
+            fake.alerts.retain(|alert| alert.id != id);
+            if fake.alerts.len() == before {
+                return Err(failure(404, &[("Not Found", None)]));
+            }
+            Ok(())
         })
     }
 }
@@ -1945,4 +1999,78 @@ async fn a_tampered_unsubscribe_link_is_not_valid() {
         assert!(html.contains("This unsubscribe link is not valid"));
     }
     assert!(api.fake().mail_off.is_empty());
+}
+
+#[tokio::test]
+async fn a_signed_in_search_without_results_offers_alert_me() {
+    let site = Site::start(FakeApi::default(), None).await;
+    let (status, html, _) = site.get("/?q=rock+fest&maxPrice=50&sort=newest", Some(SESSION)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("No tickets match"));
+    assert!(html.contains(r#"<form method="post" action="/alerts" class="inline alert-me-form">"#));
+    assert!(html.contains(r#"<input type="hidden" name="q" value="rock fest">"#), "{html}");
+    assert!(html.contains(r#"<input type="hidden" name="maxPrice" value="50">"#));
+    assert!(html.contains(r#"<button type="submit" class="button">Alert me</button>"#));
+    assert!(html.contains(r#"<a href="/alerts">Alerts</a>"#), "in the nav");
+
+    // Not offered signed out, nor for a search without words.
+    let (_, html, _) = site.get("/?q=rock", None).await;
+    assert!(!html.contains("Alert me"));
+    let (_, html, _) = site.get("/?q=+--+&maxPrice=50", Some(SESSION)).await;
+    assert!(!html.contains("Alert me"));
+}
+
+#[tokio::test]
+async fn alert_me_beside_many_results_is_a_quieter_button() {
+    let api = FakeApi::with(|f| {
+        f.tickets =
+            (1..=6).map(|n| ticket(&format!("t{n}"), "Rock", 1000, "seller", None)).collect();
+    });
+    let site = Site::start(api, None).await;
+    let (_, html, _) = site.get("/?q=rock", Some(SESSION)).await;
+    assert!(html.contains(r#"<button type="submit" class="button secondary">Alert me</button>"#));
+}
+
+#[tokio::test]
+async fn alert_me_saves_the_search_and_the_alerts_page_lists_and_deletes_it() {
+    let site = Site::start(FakeApi::default(), None).await;
+    let form = [("q", "rock fest"), ("minPrice", ""), ("maxPrice", "50"), ("from", ""), ("to", "")];
+    let (status, _, headers) = site.post("/alerts", Some(SESSION), &form).await;
+    assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/alerts?saved=1"));
+    assert_eq!(
+        site.api.fake().alert_bodies,
+        [serde_json::json!({"q": "rock fest", "maxPrice": "50"})],
+        "empty filters are left out"
+    );
+    let (status, html, _) = site.get("/alerts?saved=1", Some(SESSION)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"role="status">Alert saved."#), "{html}");
+    assert!(html.contains(r#"<a href="/?q=rock+fest">rock fest</a>"#), "{html}");
+    assert!(html.contains(r#"<form method="post" action="/alerts/a1/delete" class="inline">"#));
+    assert!(html.contains(r#"aria-label="Delete the alert rock fest">Delete</button>"#));
+
+    let (status, _, headers) = site.post("/alerts/a1/delete", Some(SESSION), &[]).await;
+    assert_eq!((status, location(&headers)), (StatusCode::SEE_OTHER, "/alerts?deleted=1"));
+    let (_, html, _) = site.get("/alerts?deleted=1", Some(SESSION)).await;
+    assert!(html.contains("Alert deleted.") && html.contains("No alerts yet"));
+    let (status, _, _) = site.post("/alerts/a1/delete", Some(SESSION), &[]).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_refused_alert_shows_why_and_the_alerts_page_needs_a_session() {
+    let api = FakeApi::with(|f| {
+        f.refuse_alert = Some(failure(400, &[("You can keep at most 20 alerts", None)]));
+    });
+    let site = Site::start(api, None).await;
+    let (status, html, _) = site.post("/alerts", Some(SESSION), &[("q", "jazz")]).await;
+    assert_eq!(status, 400);
+    assert!(html.contains(r#"<div class="alert error" role="alert">"#), "{html}");
+    assert!(html.contains("Your search “jazz” could not be saved"));
+    assert!(html.contains("<li>You can keep at most 20 alerts</li>"));
+
+    let (status, _, headers) = site.get("/alerts", None).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(location(&headers).starts_with("/auth/signin"), "{}", location(&headers));
+    assert_eq!(site.post_from_another_site("/alerts", SESSION).await, StatusCode::FORBIDDEN);
 }

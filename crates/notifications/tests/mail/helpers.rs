@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::time::Timestamp;
 use messaging::events::{
-    Envelope, Event, OrderCompleted, OrderCreated, OrderStatus, OrderTicket, TicketRef, UserCreated,
+    Envelope, Event, EventDetails, OrderCompleted, OrderCreated, OrderStatus, OrderTicket,
+    TicketCreated, TicketRef, TicketUpdated, UserCreated,
 };
 use notifications::domain::MailState;
 use notifications::listeners::Mailroom;
@@ -297,4 +298,120 @@ pub fn quoted_printable(text: &str) -> String {
         i += 1;
     }
     String::from_utf8(out).expect("UTF-8").replace("\r\n", "\n")
+}
+
+/// A listing as the tickets service announces it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub id: Uuid,
+    pub seller: Uuid,
+    pub title: String,
+    pub venue: Option<String>,
+    pub price: i64,
+    pub starts_at: Option<String>,
+}
+
+impl Listed {
+    /// "title" by `seller` at `price` cents, its event a month ahead.
+    pub fn new(seller: Uuid, title: &str, price: i64) -> Self {
+        let month = Timestamp::from_millis(Timestamp::now().millis() + 30 * 24 * 3600 * 1000);
+        Self {
+            id: Uuid::now_v7(),
+            seller,
+            title: title.into(),
+            venue: None,
+            price,
+            starts_at: Some(month.to_string()),
+        }
+    }
+
+    fn details(&self) -> EventDetails {
+        EventDetails {
+            venue: self.venue.clone(),
+            starts_at: self.starts_at.clone(),
+            ..EventDetails::default()
+        }
+    }
+
+    /// Its `ticket.created`.
+    pub fn created(&self) -> Envelope<TicketCreated> {
+        Envelope::new(TicketCreated {
+            id: self.id,
+            version: 0,
+            title: self.title.clone(),
+            price: self.price,
+            user_id: self.seller,
+            details: self.details(),
+        })
+    }
+
+    /// Its `ticket.updated` at `version`, held by `order` if given, ended
+    /// if `ended`.
+    pub fn updated(
+        &self,
+        version: i64,
+        order: Option<Uuid>,
+        ended: bool,
+    ) -> Envelope<TicketUpdated> {
+        Envelope::new(TicketUpdated {
+            id: self.id,
+            version,
+            title: self.title.clone(),
+            price: self.price,
+            user_id: self.seller,
+            order_id: order,
+            withdrawn: false,
+            ended,
+            details: self.details(),
+        })
+    }
+}
+
+impl MailApp {
+    /// A signed-in user whose address the service learnt.
+    pub async fn member(&self, name: &str) -> TestUser {
+        let user = self.system.user(name);
+        self.publish(&Envelope::with_id(
+            UserCreated::event_id(user.id),
+            UserCreated { id: user.id, email: user.email.clone() },
+        ))
+        .await;
+        user
+    }
+
+    /// `POST /api/alerts` as `user`.
+    pub async fn create_alert(
+        &self,
+        user: &TestUser,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        self.system.send(reqwest::Method::POST, "/api/alerts", Some(user), Some(&body)).await
+    }
+
+    /// Saves the alert `q` for `user`, which must succeed; its id.
+    pub async fn alert(&self, user: &TestUser, body: serde_json::Value) -> String {
+        let response = self.create_alert(user, body).await;
+        assert_eq!(response.status(), 201);
+        let alert: serde_json::Value = response.json().await.expect("an alert");
+        alert["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// `GET /api/alerts` as `user`.
+    pub async fn alerts(&self, user: &TestUser) -> Vec<serde_json::Value> {
+        let response =
+            self.system.send(reqwest::Method::GET, "/api/alerts", Some(user), None).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("a list")
+    }
+
+    /// The messages delivered to `address` so far (after delivering).
+    pub async fn mail_to(&self, address: &str) -> Vec<Parsed> {
+        self.deliver().await;
+        self.sink
+            .received()
+            .iter()
+            .filter(|message| message.to.iter().any(|to| to == address))
+            .map(|message| Parsed::new(&message.data))
+            .collect()
+    }
 }

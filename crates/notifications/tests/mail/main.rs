@@ -1,7 +1,8 @@
-//! The notifications service's e-mails against a real SMTP server started
+//! The notifications service's e-mails and alerts against a real SMTP server started
 //! by the tests (an in-process sink), on SQLite + in-process bus and
 //! PostgreSQL + JetStream.
 
+mod alerts;
 mod faults;
 mod helpers;
 mod more;

@@ -34,6 +34,8 @@ struct IndexPage {
     problems: Vec<String>,
     /// The currency code, for tickets the page adds live.
     currency: String,
+    /// "Alert me" is offered: a signed-in visitor searched for words.
+    can_alert: bool,
 }
 
 /// The sort options of the home page.
@@ -75,7 +77,9 @@ async fn index(
         Err(failure) => return failure_page(&state, session, &failure).await,
     };
     let currency = state.currency.clone();
-    let page = IndexPage { user, tickets, next_page, listing, sorts, problems, currency };
+    let can_alert = user.is_some() && listing.has_words() && problems.is_empty();
+    let page =
+        IndexPage { user, tickets, next_page, listing, sorts, problems, currency, can_alert };
     render(status, &page)
 }
 

@@ -4,7 +4,8 @@
 //! `held` (My tickets: the tickets bought, their QR codes and files, and
 //! "Report a problem"), `orders`, `payments`, and `payouts` (the seller's
 //! payout account and earnings), `notifications` (e-mail preferences and
-//! the unsubscribe link's page); `session` reads the visitor's session. Each
+//! the unsubscribe link's page), `alerts` (saved searches, issue 26);
+//! `session` reads the visitor's session. Each
 //! handler calls the API as the visitor and renders a template; forms post
 //! back here and redirect (303) on success, or re-render with the API's
 //! messages next to the fields they concern.
@@ -12,6 +13,7 @@
 //! This module owns what the areas share: the state, rendering, redirects,
 //! the pages that say what went wrong, and how a refused form is answered.
 
+mod alerts;
 mod auth;
 mod held;
 mod listings;
@@ -54,6 +56,7 @@ pub fn router() -> Router<WebState> {
         .merge(payments::router())
         .merge(payouts::router())
         .merge(notifications::router())
+        .merge(alerts::router())
 }
 
 fn render(status: StatusCode, template: &impl Template) -> Response {
