@@ -384,6 +384,10 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
             ("/api/orders/{id}", "delete"),
             ("/api/payments", "post"),
             ("/api/payments/settle", "post"),
+            ("/api/notifications/preferences", "put"),
+            ("/api/notifications/unsubscribe", "post"),
+            ("/api/alerts", "post"),
+            ("/api/alerts/{id}", "delete"),
         ])
         .await;
     // Every operation that takes a JSON body documents the 415 it answers
@@ -414,9 +418,10 @@ async fn the_all_in_one_readiness_covers_every_service(stack: Stack) {
         }
     }
     assert_eq!(
-        with_bodies, 13,
+        with_bodies, 14,
         "signup, signin, sell, edit, sell again, order, pay, settle a payment, Stripe's webhook, \
-         payout onboarding, Stripe's Connect webhook, a problem report, e-mail preferences"
+         payout onboarding, Stripe's Connect webhook, a problem report, e-mail preferences, \
+         an alert"
     );
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["bearer"]["scheme"], "bearer", "{schemes}");
