@@ -60,7 +60,7 @@ pub struct AlertsApi;
 pub struct NewAlert {
     /// The search: at most 100 characters, with at least one word — `Search
     /// must contain a word`, `Search must be at most 100 characters`.
-    #[schema(example = "rock fest")]
+    #[schema(value_type = String, required = true, max_length = 100, example = "rock fest")]
     pub q: Option<String>,
     /// The lowest price, inclusive, in currency units — `MinPrice must be
     /// a valid price`, `MinPrice must not be greater than MaxPrice`.
