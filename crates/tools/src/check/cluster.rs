@@ -101,14 +101,43 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    /// A new user's `Authorization` header, minted with the cluster's secret.
+    /// A new user's `Authorization` header, minted with the cluster's
+    /// secret (auth never hears of them: no `user.created`, so their
+    /// e-mails wait for an address).
     pub fn new_user(&self) -> anyhow::Result<HeaderValue> {
         let id = Uuid::now_v7();
+        self.session(id, &format!("check-{}@example.com", id.simple()))
+    }
+
+    fn session(&self, id: Uuid, email: &str) -> anyhow::Result<HeaderValue> {
         let (token, _) = self
             .sessions
-            .issue(id, &format!("check-{}@example.com", id.simple()))
+            .issue(id, email)
             .map_err(|e| anyhow::anyhow!("minting a session: {e:?}"))?;
         Ok(HeaderValue::from_str(&format!("Bearer {token}"))?)
+    }
+
+    /// A user who signs up through auth (so the notifications service
+    /// learns their address from `user.created`), with a session minted
+    /// for the id auth gave. Tried for 30 s: the nemesis may have auth
+    /// down; a sign-up whose answer was lost is found by signing in.
+    pub async fn signed_up_user(&self) -> anyhow::Result<HeaderValue> {
+        let email = format!("check-{}@example.com", Uuid::now_v7().simple());
+        let body = format!(r#"{{"email":"{email}","password":"correct horse battery staple"}}"#);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            for path in ["/api/users/signup", "/api/users/signin"] {
+                let answer = match Conn::open(self.ingress).await {
+                    Ok(mut conn) => conn.post(path, None, body.clone().into()).await.ok(),
+                    Err(_) => None,
+                };
+                if let Some(id) = answer.filter(|a| a.is_success()).and_then(|a| a.id()) {
+                    return self.session(id, &email);
+                }
+            }
+            anyhow::ensure!(std::time::Instant::now() < deadline, "{email} could not sign up");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The service processes (`orders-2`, ...), as up.sh started them.

@@ -363,4 +363,14 @@ fn print_report(
         money(held),
         if state.money.stripe.is_some() { " (transfers checked at the fake Stripe)" } else { "" },
     );
+    let mut mail: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for decided in &state.mail {
+        *mail.entry(decided.state.as_str()).or_default() += 1;
+    }
+    let mail: Vec<String> = mail.iter().map(|(state, n)| format!("{n} {state}")).collect();
+    println!(
+        "e-mails: {} decided ({}; waiting: to buyers the checker minted, whom auth never announced)",
+        state.mail.len(),
+        mail.join(", ")
+    );
 }

@@ -5,7 +5,7 @@
 //! e-mails the notifications service decided, and what is left in the
 //! outboxes, dead letters and pending payment and mail work.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::postgres::PgPool;
 use sqlx::{Row as _, postgres::PgRow};
@@ -121,6 +121,8 @@ pub struct State {
     pub money: Money,
     /// The e-mails decided (issue 26).
     pub mail: Vec<Mail>,
+    /// The users auth knows (signed up).
+    pub users: HashSet<Uuid>,
 }
 
 /// The pools on the services' databases.
@@ -258,6 +260,9 @@ impl Databases {
             state.refunds.insert(row.try_get("charge_id")?, refund);
         }
         state.money = Money::read(&self.payments).await?;
+        for row in sqlx::query("SELECT id FROM users").fetch_all(&self.auth).await? {
+            state.users.insert(id(&row, "id")?);
+        }
         let sql = "SELECT kind, recipient_id, state, next_attempt_at FROM outgoing_mail";
         for row in sqlx::query(sql).fetch_all(&self.notifications).await? {
             state.mail.push(Mail {

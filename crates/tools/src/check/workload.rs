@@ -116,9 +116,12 @@ impl Workload {
         }
     }
 
-    /// A seller: sells tickets, now and then changes the price of one.
+    /// A seller: signs up, sells tickets, now and then changes the price of
+    /// one.
     pub async fn seller(self: Arc<Self>) -> anyhow::Result<()> {
-        let auth = self.cluster.new_user()?;
+        // Sellers sign up (their e-mails are delivered); buyers, one per
+        // order, are minted (theirs wait for an address).
+        let auth = self.cluster.signed_up_user().await?;
         let mut client = Client::new(self.cluster.ingress);
         let mut rng = Rng::new();
         self.connect_payouts(&mut client, &auth).await;
