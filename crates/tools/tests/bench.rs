@@ -17,7 +17,7 @@ fn the_bench_measures_every_scenario_and_sells_each_flash_ticket_once() {
     let output = Command::new(env!("CARGO_BIN_EXE_ticketing-tools"))
         .args(["bench", "--stack", "embedded", "--duration", "1s", "--warmup", "0s"])
         .args(["--connections", "4", "--flash-tickets", "50", "--flash-buyers", "300"])
-        .args(["--flash-connections", "32", "--json"])
+        .args(["--flash-connections", "32", "--alerts", "200", "--json"])
         .arg(&json)
         .env("RUST_LOG", "warn")
         .env_remove("TICKETING_BIN")
@@ -57,6 +57,8 @@ fn the_bench_measures_every_scenario_and_sells_each_flash_ticket_once() {
         "/flash/latency/count",
         "/auth/sign_up/count",
         "/auth/sign_in/count",
+        "/alerts/alerts",
+        "/alerts/product/count",
     ] {
         assert!(figure(measured) > 0, "{measured} is 0:\n{stdout}");
     }
@@ -70,6 +72,7 @@ fn the_bench_measures_every_scenario_and_sells_each_flash_ticket_once() {
         "/flash/payment_answers/server_errors",
         "/auth/sign_up/answers/server_errors",
         "/auth/sign_in/answers/server_errors",
+        "/alerts/product/answers/server_errors",
     ] {
         assert_eq!(figure(server_errors), 0, "{server_errors}:\n{stdout}");
     }

@@ -80,6 +80,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
     pub flash_connections: u16,
 
+    /// Saved searches the `alerts` scenario adds before it sells.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub alerts: u32,
+
     /// The scenarios to run, comma-separated (default: all, in this order).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = Scenario::value_variants().to_vec())]
     pub scenarios: Vec<Scenario>,

@@ -136,6 +136,9 @@ pub fn checks(results: &Results) -> Vec<Check> {
     if let Some(propagation) = &results.propagation {
         no_5xx("propagation", propagation.answers.server_errors);
     }
+    if let Some(alerts) = &results.alerts {
+        no_5xx("alerts", alerts.product.answers.server_errors);
+    }
     if let Some(auth) = &results.auth {
         no_5xx("auth", auth.sign_up.answers.server_errors + auth.sign_in.answers.server_errors);
     }

@@ -34,6 +34,13 @@ pub fn render(report: &Report) -> String {
         throughput(w, "  ceiling", "tickets::Store::create, no HTTP", "/s", &sell.ceiling);
         ratio(w, sell.ratio, &report.targets, "sell");
     }
+    if let Some(a) = &s.alerts {
+        let label = format!("POST /api/tickets, {} alerts saved", a.alerts);
+        throughput(w, "alerts", &label, "req/s", &a.product);
+        if let Some(ratio) = a.ratio_to_sell {
+            let _ = writeln!(w, "  vs sell without alerts: {:.1} %", ratio * 100.0);
+        }
+    }
     if let Some(p) = &s.purchase {
         throughput(w, "purchase", "order → pay → complete seen", "flows/s", &p.flows);
         latency(w, "  lag", "order 201 → payments accepts it", &p.order_to_payment);

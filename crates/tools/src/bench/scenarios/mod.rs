@@ -12,7 +12,9 @@
 //! | [`propagation`] | ticket 201 → order 201 for it, serially | publish → delivery on the same kind of bus |
 //! | [`flash`] | a flash sale: many buyers, few tickets, each sold exactly once | — |
 //! | [`auth`] | sign-up and sign-in (Argon2id), kept out of the flows | — |
+//! | [`alerts`] | `sell` again with `--alerts` saved searches (last: they stay) | `sell` of the same run |
 
+mod alerts;
 mod auth;
 mod browse;
 mod flash;
@@ -39,6 +41,7 @@ use super::servers::Servers;
 use super::stats::{Expect, Tally};
 use super::user::{HttpUser, Reply};
 
+pub use alerts::AlertsFigures;
 pub use auth::AuthFigures;
 pub use browse::BrowseFigures;
 pub use flash::FlashFigures;
@@ -59,6 +62,7 @@ pub enum Scenario {
     Propagation,
     Flash,
     Auth,
+    Alerts,
 }
 
 impl Scenario {
@@ -71,6 +75,7 @@ impl Scenario {
             Self::Propagation => "propagation",
             Self::Flash => "flash",
             Self::Auth => "auth",
+            Self::Alerts => "alerts",
         }
     }
 }
@@ -143,6 +148,7 @@ pub struct Results {
     pub propagation: Option<PropagationFigures>,
     pub flash: Option<FlashFigures>,
     pub auth: Option<AuthFigures>,
+    pub alerts: Option<AlertsFigures>,
     /// The deployment's resident memory after each scenario, in MiB.
     pub rss_after_mib: Vec<(Scenario, Option<f64>)>,
 }
@@ -168,6 +174,10 @@ pub async fn run_all(
             Scenario::Propagation => results.propagation = Some(propagation::run(&bench).await?),
             Scenario::Flash => results.flash = Some(flash::run(&bench).await?),
             Scenario::Auth => results.auth = Some(auth::run(&bench).await?),
+            Scenario::Alerts => {
+                let sell = results.sell.as_ref().map(|sell| sell.product.per_second);
+                results.alerts = Some(alerts::run(&bench, sell).await?);
+            }
         }
         results.rss_after_mib.push((*scenario, deployment.pid.rss_mib()));
     }

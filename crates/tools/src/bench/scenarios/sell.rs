@@ -36,6 +36,16 @@ pub struct SellFigures {
 
 pub async fn run(bench: &Bench<'_>) -> anyhow::Result<SellFigures> {
     bench.progress("sell: POST /api/tickets");
+    let product = selling(bench).await?;
+
+    bench.progress("sell: the ceiling (the same SQL in a loop, no HTTP)");
+    let ceiling = ceiling(bench).await?;
+    Ok(SellFigures { ratio: ratio(product.per_second, ceiling.per_second), product, ceiling })
+}
+
+/// `POST /api/tickets` in the closed loop of `--connections` sellers (also
+/// the `alerts` scenario's measure).
+pub async fn selling(bench: &Bench<'_>) -> anyhow::Result<Throughput> {
     let mut sessions = Vec::new();
     for _ in 0..bench.args.connections {
         sessions.push(bench.deployment.session()?);
@@ -46,11 +56,7 @@ pub async fn run(bench: &Bench<'_>) -> anyhow::Result<SellFigures> {
         created: bench.tickets_created.clone(),
         next: AtomicUsize::new(0),
     };
-    let product = closed_loop(Arc::new(sell), bench.plan(), bench.cpu()).await?;
-
-    bench.progress("sell: the ceiling (the same SQL in a loop, no HTTP)");
-    let ceiling = ceiling(bench).await?;
-    Ok(SellFigures { ratio: ratio(product.per_second, ceiling.per_second), product, ceiling })
+    closed_loop(Arc::new(sell), bench.plan(), bench.cpu()).await
 }
 
 struct Sell {
