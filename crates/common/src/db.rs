@@ -809,8 +809,14 @@ impl Db {
     pub async fn postgres(server_url: &str, database: &str) -> anyhow::Result<Self> {
         create_postgres_database(server_url, database).await?;
         let url = with_database(server_url, database)?;
+        // Idle connections are closed after 30 s (sqlx keeps them 10
+        // minutes): replicas of every service share the server's
+        // `max_connections`, and after a burst (or a restart of the server,
+        // when every pool reconnects at once) the idle ones would hold it
+        // full.
         let pool = PgPoolOptions::new()
             .max_connections(10)
+            .idle_timeout(Duration::from_secs(30))
             .acquire_timeout(Duration::from_secs(5))
             .connect(&url)
             .await
